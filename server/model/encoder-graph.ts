@@ -1,0 +1,426 @@
+/**
+ * Emits the encoder (BERT / RoBERTa / XLM-R / DistilBERT, post-LN) as one ONNX graph whose modules are run-time
+ * data: per-row indices into per-batch pools of adapter, LoRA, invertible-adapter, fusion and head tensors.
+ * A batch may mix compositions; a row whose indices point at the zero entry of every pool equals the bare base.
+ *
+ * The graph's structure depends only on a `Variant` (which features some row of the batch uses, stack depth,
+ * whether a per-row flag is uniform or mixed), never on which modules are loaded, so a handful of sessions
+ * serve every composition (see server/runtime/engine.ts).
+ *
+ * Shape letters: B rows, T tokens, D hidden, H heads, F ffn, R (padded) rank, S stack slots, P pool entries,
+ * L layers, C (padded) labels, N fused adapters.
+ */
+import type { BaseConfig } from './config';
+import { GraphBuilder, unknownDim, type Value } from './graph/builder';
+
+export const SITES = ['attention', 'output'] as const;
+export type Site = (typeof SITES)[number];
+export const LORA_TARGETS = ['query', 'key', 'value', 'attn_output', 'ffn_in', 'ffn_out'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+export const ACTIVATIONS = ['relu', 'gelu', 'swish', 'tanh'] as const;
+export type Activation = (typeof ACTIVATIONS)[number];
+
+/** Per-row switches of one adapter slot; each is 0/1 per (layer, slot, row). */
+export const ADAPTER_FLAGS = ['obf', 'resPost', 'resPostAdd', 'lnBefore', 'lnAfter', 'adResBeforeLn', 'parallel'] as const;
+export type AdapterFlag = (typeof ADAPTER_FLAGS)[number];
+/** 'off': 0 for every row (op omitted); 'on': 1 for every row (no mixing); 'mixed': fed per row. */
+export type FlagMode = 'off' | 'on' | 'mixed';
+
+export interface SiteVariant {
+  /** Stack depth S at this site (empty slots are identity). */
+  slots: number;
+  flags: Record<AdapterFlag, FlagMode>;
+  /** Site-final original LayerNorm `LN(out + x)` (AdapterHub `original_ln_after`); 'on' for the bare base. */
+  finalLn: FlagMode;
+  /** One activation for all rows, or 'mixed' (one-hot per row and slot). */
+  act: Activation | 'mixed';
+  /** AdapterFusion width N after the stack (0 = no fusion). */
+  fuse: number;
+}
+
+export interface Variant {
+  sites: Partial<Record<Site, SiteVariant>>;
+  lora: LoraTarget[];
+  invertible: boolean;
+  invAct: Activation | 'mixed';
+  heads: { cls: boolean; tok: boolean; mlm: boolean };
+  /** Classification heads with a dense+tanh layer before out_proj ('mixed' when rows differ). */
+  clsDense: FlagMode;
+}
+
+export function variantKey(v: Variant): string {
+  return JSON.stringify(v);
+}
+
+/** Supplies base parameters; the caller decides initializer (prepacked) vs graph input (diffs, training). */
+export interface ParamProvider {
+  /** Weight of a Linear by canonical stem (e.g. 'layers.0.attn.q'), transposed to [in, out] for MatMul. */
+  linearT(stem: string): Value;
+  /** Any other parameter by canonical name (biases, LayerNorms, embeddings). */
+  tensor(name: string): Value;
+}
+
+/** Names of the graph's fixed inputs and outputs (the runtime builds feeds with these). */
+export const IO = {
+  inputIds: 'input_ids',
+  positionIds: 'position_ids',
+  tokenTypeIds: 'token_type_ids',
+  attentionMask: 'attention_mask',
+  hidden: 'hidden',
+  clsLogits: 'cls_logits',
+  tokLogits: 'tok_logits',
+  mlmLogits: 'mlm_logits',
+} as const;
+
+/** Pool input names (documented once; the runtime and trainer address pools through these). */
+export const POOL = {
+  adapter: (site: Site, part: string) => `ad.${site}.${part}`,
+  adapterFlag: (site: Site, flag: string) => `ad.${site}.flag.${flag}`,
+  lora: (target: LoraTarget, part: 'A' | 'B' | 'idx') => `lora.${target}.${part}`,
+  inv: (part: string) => `inv.${part}`,
+  fuse: (site: Site, part: string) => `fuse.${site}.${part}`,
+  head: (part: string) => `head.${part}`,
+};
+
+/** nn.LayerNorm's default epsilon, used by AdapterHub's adapter LayerNorms. */
+const ADAPTER_LN_EPS = 1e-5;
+
+const LORA_STEMS: Record<LoraTarget, string> = {
+  query: 'attn.q',
+  key: 'attn.k',
+  value: 'attn.v',
+  attn_output: 'attn.o',
+  ffn_in: 'ffn_in',
+  ffn_out: 'ffn_out',
+};
+
+export interface EncoderGraph {
+  graph: GraphBuilder;
+  variant: Variant;
+}
+
+/** Builds the encoder graph for one variant. */
+export function buildEncoderGraph(config: BaseConfig, variant: Variant, params: (g: GraphBuilder) => ParamProvider, name = 'modhub-encoder'): EncoderGraph {
+  const g = new GraphBuilder(name);
+  const p = params(g);
+  new EncoderEmitter(g, config, variant, p).emit();
+  return { graph: g, variant };
+}
+
+class EncoderEmitter {
+  private readonly D: number;
+  private readonly H: number;
+  private readonly L: number;
+  private readonly eps: number;
+  private one!: Value;
+  private readonly flagCache = new Map<string, Value>();
+
+  constructor(
+    private readonly g: GraphBuilder,
+    private readonly cfg: BaseConfig,
+    private readonly v: Variant,
+    private readonly p: ParamProvider,
+  ) {
+    this.D = cfg.hiddenSize;
+    this.H = cfg.numHeads;
+    this.L = cfg.numLayers;
+    this.eps = cfg.layerNormEps;
+  }
+
+  emit(): void {
+    const { g, cfg, v } = this;
+    this.one = g.constFloat(1);
+    const ids = g.input(IO.inputIds, 'int64', ['B', 'T']);
+    const pos = g.input(IO.positionIds, 'int64', ['B', 'T']);
+    const mask = g.input(IO.attentionMask, 'float32', ['B', 'T']);
+    let x = g.add(g.gather(this.p.tensor('embeddings.word'), ids), g.gather(this.p.tensor('embeddings.position'), pos));
+    if (cfg.typeVocabSize > 0) {
+      const tt = g.input(IO.tokenTypeIds, 'int64', ['B', 'T']);
+      x = g.add(x, g.gather(this.p.tensor('embeddings.token_type'), tt));
+    }
+    x = g.layerNorm(x, this.p.tensor('embeddings.ln.weight'), this.p.tensor('embeddings.ln.bias'), this.eps);
+    if (v.invertible) x = this.invertible(x, false);
+
+    // Additive attention mask [B,1,1,T]: 0 for tokens, a large negative for padding (HF uses dtype min).
+    const neg = g.mul(g.sub(this.one, mask), g.constFloat(-3.4028234663852886e38));
+    const addMask = g.unsqueeze(neg, [1, 2]);
+
+    for (let l = 0; l < this.L; l++) x = this.layer(x, l, addMask);
+    g.output(x, IO.hidden);
+    this.heads(x);
+  }
+
+  // ---- encoder layer ----------------------------------------------------------------------------------
+  private linear(x: Value, l: number, stem: string, target?: LoraTarget): Value {
+    const { g } = this;
+    let y = g.add(g.matmul(x, this.p.linearT(`layers.${l}.${stem}`)), this.p.tensor(`layers.${l}.${stem}.bias`));
+    if (target && this.v.lora.includes(target)) y = g.add(y, this.loraDelta(x, l, target));
+    return y;
+  }
+
+  /** Per-row LoRA: (x · A[idx]) · B[idx], scaling folded into B; pool entry 0 is zeros. */
+  private loraDelta(x: Value, l: number, target: LoraTarget): Value {
+    const { g } = this;
+    const A = this.poolInput(POOL.lora(target, 'A'), ['LP', '?in', 'R']);
+    const Bm = this.poolInput(POOL.lora(target, 'B'), ['LP', 'R', '?out']);
+    const idx = this.layerIndex(POOL.lora(target, 'idx'), l);
+    return g.matmul(g.matmul(x, g.gather(A, idx)), g.gather(Bm, idx));
+  }
+
+  private layer(x: Value, l: number, addMask: Value): Value {
+    const { g, D, H } = this;
+    const dh = D / H;
+    const heads = (t: Value) => g.transpose(g.reshape(t, [0, 0, H, dh]), [0, 2, 1, 3]); // [B,H,T,dh]
+    const q = heads(this.linear(x, l, 'attn.q', 'query'));
+    const k = heads(this.linear(x, l, 'attn.k', 'key'));
+    const val = heads(this.linear(x, l, 'attn.v', 'value'));
+    const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), g.constFloat(1 / Math.sqrt(dh))), addMask);
+    const ctx = g.reshape(g.transpose(g.matmul(g.softmax(scores, -1), val), [0, 2, 1, 3]), [0, 0, D]);
+    const attnOut = this.linear(ctx, l, 'attn.o', 'attn_output');
+    const a = this.site('attention', l, attnOut, x, `layers.${l}.attn_ln`);
+    const inter = this.hiddenAct(this.linear(a, l, 'ffn_in', 'ffn_in'));
+    const ffnOut = this.linear(inter, l, 'ffn_out', 'ffn_out');
+    return this.site('output', l, ffnOut, a, `layers.${l}.ffn_ln`);
+  }
+
+  private hiddenAct(x: Value): Value {
+    switch (this.cfg.hiddenAct) {
+      case 'gelu':
+        return this.g.gelu(x, 'none');
+      case 'gelu_new':
+        return this.g.gelu(x, 'tanh');
+      case 'relu':
+        return this.g.unary('Relu', x);
+    }
+  }
+
+  private act(x: Value, act: Activation): Value {
+    const { g } = this;
+    switch (act) {
+      case 'relu':
+        return g.unary('Relu', x);
+      case 'gelu':
+        return g.gelu(x, 'none');
+      case 'swish':
+        return g.mul(x, g.unary('Sigmoid', x));
+      case 'tanh':
+        return g.unary('Tanh', x);
+    }
+  }
+
+  // ---- pools and per-row indices ---------------------------------------------------------------------
+  private poolInput(name: string, shape: (string | number)[]): Value {
+    // Symbolic pool dims differ between pools (P, R per site), so each is declared unknown.
+    const existing = this.g.inputs.find((i) => i.name === name);
+    return existing ?? this.g.input(name, 'float32', shape.map((d) => (typeof d === 'number' ? d : unknownDim())));
+  }
+
+  /** Row indices [B] for layer l from an index input [L, B] (absolute indices into a flattened [L*P, ...] pool). */
+  private layerIndex(name: string, l: number, slot?: number): Value {
+    const key = `${name}#${l}#${slot ?? ''}`;
+    const hit = this.flagCache.get(key);
+    if (hit) return hit;
+    const { g } = this;
+    const input = this.g.inputs.find((i) => i.name === name) ?? g.input(name, 'int64', slot === undefined ? [this.L, 'B'] : [this.L, unknownDim(), 'B']);
+    let idx = g.gather(input, g.constInt64([l], []), 0);
+    if (slot !== undefined) idx = g.gather(idx, g.constInt64([slot], []), 0);
+    this.flagCache.set(key, idx);
+    return idx;
+  }
+
+  /** A per-row 0/1 flag as [B,1,1] for layer l and slot s (input [L, S, B]). */
+  private flag(site: Site, flag: string, l: number, s: number): Value {
+    const key = `${site}.${flag}#${l}#${s}`;
+    const hit = this.flagCache.get(key);
+    if (hit) return hit;
+    const { g } = this;
+    const name = POOL.adapterFlag(site, flag);
+    const input = g.inputs.find((i) => i.name === name) ?? g.input(name, 'float32', [this.L, unknownDim(), 'B']);
+    const f = g.unsqueeze(g.gather(g.gather(input, g.constInt64([l], []), 0), g.constInt64([s], []), 0), [1, 2]);
+    this.flagCache.set(key, f);
+    return f;
+  }
+
+  /** mode 'on' → a, 'off' → b, 'mixed' → flag·a + (1-flag)·b per row. */
+  private mix(mode: FlagMode, flag: () => Value, a: () => Value, b: Value): Value {
+    if (mode === 'off') return b;
+    if (mode === 'on') return a();
+    const { g } = this;
+    const f = flag();
+    return g.add(b, g.mul(f, g.sub(a(), b)));
+  }
+
+  /** LayerNorm without affine, then per-row gamma/beta gathered from a pool. */
+  private rowLayerNorm(x: Value, gamma: Value, beta: Value, eps = ADAPTER_LN_EPS): Value {
+    const { g } = this;
+    const n = g.layerNorm(x, g.constFloat(new Array(this.D).fill(1)), g.constFloat(new Array(this.D).fill(0)), eps);
+    return g.add(g.mul(n, gamma), beta);
+  }
+
+  // ---- bottleneck adapter site (AdapterHub semantics, see docs/module-format.md) ------------------------
+  private site(site: Site, l: number, h: Value, x: Value, lnStem: string): Value {
+    const { g } = this;
+    const sv = this.v.sites[site];
+    const lnW = this.p.tensor(`${lnStem}.weight`);
+    const lnB = this.p.tensor(`${lnStem}.bias`);
+    const siteLn = (t: Value) => g.layerNorm(g.add(t, x), lnW, lnB, this.eps);
+    if (!sv) return siteLn(h);
+    let cur = h;
+    let fuseQuery: Value | null = null;
+    let fuseResidual: Value | null = null;
+    for (let s = 0; s < sv.slots; s++) {
+      const step = this.adapterSlot(site, sv, l, s, cur, x, siteLn);
+      cur = step.out;
+    }
+    if (sv.fuse > 0) {
+      // AdapterFusion after the stack: query = hidden after the pre-step, residual = adapter residual.
+      const pre = this.preStep(site, sv, l, sv.slots, cur, x, siteLn);
+      fuseQuery = pre.ln;
+      fuseResidual = pre.residual;
+      cur = this.fusion(site, sv, l, cur, x, fuseQuery, fuseResidual, siteLn);
+    }
+    return this.mix(sv.finalLn, () => this.flag(site, 'finalLn', l, 0), () => siteLn(cur), cur);
+  }
+
+  /** AdapterHub steps 1–3: optional original LN before, and the residual the adapter adds back. */
+  private preStep(site: Site, sv: SiteVariant, l: number, s: number, cur: Value, x: Value, siteLn: (t: Value) => Value): { ln: Value; residual: Value } {
+    const { g } = this;
+    const f = (name: AdapterFlag) => () => this.flag(site, name, l, s);
+    let lnFull: Value | null = null;
+    const lnd = () => (lnFull ??= siteLn(cur));
+    const ln = this.mix(sv.flags.obf, f('obf'), lnd, cur);
+    let residual = cur;
+    residual = this.mix(sv.flags.resPostAdd, f('resPostAdd'), () => g.add(cur, x), residual);
+    residual = this.mix(sv.flags.resPost, f('resPost'), () => ln, residual);
+    return { ln, residual };
+  }
+
+  private adapterSlot(site: Site, sv: SiteVariant, l: number, s: number, cur: Value, x: Value, siteLn: (t: Value) => Value): { out: Value } {
+    const { g } = this;
+    const f = (name: AdapterFlag) => () => this.flag(site, name, l, s);
+    const { ln, residual } = this.preStep(site, sv, l, s, cur, x, siteLn);
+    const up = this.bottleneck(site, sv, l, s, ln, x);
+    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s);
+    const lnAfter = (t: Value) =>
+      this.rowLayerNorm(t, g.gather(this.poolInput(POOL.adapter(site, 'lna_g'), ['LP', 1, this.D]), idx), g.gather(this.poolInput(POOL.adapter(site, 'lna_b'), ['LP', 1, this.D]), idx));
+    // Default (adapter_residual_before_ln = false): out = ln_after(up) + residual.
+    const afterThenAdd = () => g.add(this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(up), up), residual);
+    const addThenAfter = () => {
+      const sum = g.add(up, residual);
+      return this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(sum), sum);
+    };
+    const out = sv.flags.adResBeforeLn === 'off' ? afterThenAdd() : this.mix(sv.flags.adResBeforeLn, f('adResBeforeLn'), addThenAfter, afterThenAdd());
+    return { out };
+  }
+
+  /** up(act(down(a))) · scaling for slot s (scaling folded into up at pool build time). Returns [B,T,D]. */
+  private bottleneck(site: Site, sv: SiteVariant, l: number, s: number, ln: Value, x: Value): Value {
+    const { g, D } = this;
+    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s);
+    const pool = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.adapter(site, part), shape), idx);
+    let a = this.mix(sv.flags.parallel, () => this.flag(site, 'parallel', l, s), () => x, ln);
+    a = this.mix(sv.flags.lnBefore, () => this.flag(site, 'lnBefore', l, s), () => this.rowLayerNorm(a, pool('lnb_g', ['LP', 1, D]), pool('lnb_b', ['LP', 1, D])), a);
+    const down = g.add(g.matmul(a, pool('down_w', ['LP', D, 'R'])), pool('down_b', ['LP', 1, 'R']));
+    const act = this.activation(down, sv.act, (name) => this.flag(site, `act_${name}`, l, s));
+    return g.add(g.matmul(act, pool('up_w', ['LP', 'R', D])), pool('up_b', ['LP', 1, D]));
+  }
+
+  private activation(x: Value, act: Activation | 'mixed', flag: (a: Activation) => Value): Value {
+    if (act !== 'mixed') return this.act(x, act);
+    const { g } = this;
+    let out: Value | null = null;
+    for (const a of ACTIVATIONS) {
+      const term = g.mul(flag(a), this.act(x, a));
+      out = out ? g.add(out, term) : term;
+    }
+    return out!;
+  }
+
+  /**
+   * AdapterFusion (AdapterHub BertFusion): scores softmax((q·Wq)·(k_i·Wk)ᵀ / T) over the N fused adapters'
+   * up outputs, context Σ p_i (v_i·Wv), plus the residual; rows without fusion keep `cur`.
+   */
+  private fusion(site: Site, sv: SiteVariant, l: number, cur: Value, x: Value, query: Value, residual: Value, siteLn: (t: Value) => Value): Value {
+    const { g, D } = this;
+    void siteLn;
+    const fidx = this.layerIndex(POOL.fuse(site, 'idx'), l);
+    const fp = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.fuse(site, part), shape), fidx);
+    const ups: Value[] = [];
+    for (let n = 0; n < sv.fuse; n++) {
+      // Fused adapters live in the same adapter pool, addressed through slot indices S + n.
+      ups.push(g.unsqueeze(this.bottleneck(site, sv, l, sv.slots + 1 + n, query, x), [2])); // [B,T,1,D]
+    }
+    const values = g.concat(ups, 2); // [B,T,N,D]
+    const q = g.add(g.matmul(query, fp('q_w', ['LP', D, D])), fp('q_b', ['LP', 1, D])); // [B,T,D]
+    const kW = g.unsqueeze(fp('k_w', ['LP', D, D]), [1]); // [B,1,D,D]
+    const kB = g.unsqueeze(fp('k_b', ['LP', 1, D]), [1]); // [B,1,1,D]
+    const keys = g.add(g.matmul(values, kW), kB); // [B,T,N,D]
+    const scores = g.squeeze(g.matmul(keys, g.unsqueeze(q, [3])), [3]); // [B,T,N]
+    const temp = fp('temp', ['LP', 1, 1]); // 1/T per row
+    const probs = g.softmax(g.mul(scores, temp), -1);
+    const vW = g.unsqueeze(fp('v_w', ['LP', D, D]), [1]);
+    const vals = g.matmul(values, vW); // [B,T,N,D]
+    const ctx = g.squeeze(g.matmul(g.unsqueeze(probs, [2]), vals), [2]); // [B,T,D]
+    const fused = g.add(ctx, residual);
+    const has = fp('present', ['LP', 1, 1]);
+    return g.add(cur, g.mul(has, g.sub(fused, cur)));
+  }
+
+  // ---- invertible adapter (NICE coupling, MAD-X) -------------------------------------------------------
+  private invertible(x: Value, inverse: boolean): Value {
+    const { g, D } = this;
+    const n = Math.floor(D / 2);
+    const idx = g.inputs.find((i) => i.name === POOL.inv('idx')) ?? g.input(POOL.inv('idx'), 'int64', ['B']);
+    const net = (which: 'F' | 'G', t: Value) => {
+      const pool = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.inv(`${which}.${part}`), shape), idx);
+      const h = g.add(g.matmul(t, pool('down_w', ['P', n, 'M'])), pool('down_b', ['P', 1, 'M']));
+      const act = this.activation(h, this.v.invAct, (a) => {
+        const name = POOL.inv(`act_${a}`);
+        const inp = g.inputs.find((i) => i.name === name) ?? g.input(name, 'float32', ['B']);
+        return g.unsqueeze(inp, [1, 2]);
+      });
+      return g.add(g.matmul(act, pool('up_w', ['P', 'M', D - n])), pool('up_b', ['P', 1, D - n]));
+    };
+    const x1 = g.slice(x, 2, 0, n);
+    const x2 = g.slice(x, 2, n, D);
+    if (!inverse) {
+      const y1 = g.add(x1, net('F', x2));
+      const y2 = g.add(x2, net('G', y1));
+      return g.concat([y1, y2], 2);
+    }
+    const y1 = x1;
+    const y2 = x2;
+    const xx2 = g.sub(y2, net('G', y1));
+    const xx1 = g.sub(y1, net('F', xx2));
+    return g.concat([xx1, xx2], 2);
+  }
+
+  // ---- heads -------------------------------------------------------------------------------------------
+  private heads(hidden: Value): void {
+    const { g, D, v } = this;
+    const hidx = () => g.inputs.find((i) => i.name === POOL.head('idx')) ?? g.input(POOL.head('idx'), 'int64', ['B']);
+    const hp = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.head(part), shape), hidx());
+    if (v.heads.cls) {
+      let first = g.squeeze(g.slice(hidden, 1, 0, 1), [1]); // [B,D]
+      first = g.unsqueeze(first, [1]); // [B,1,D]
+      const dense = () => g.unary('Tanh', g.add(g.matmul(first, hp('cls_dense_w', ['P', D, D])), hp('cls_dense_b', ['P', 1, D])));
+      const pooled = this.mix(v.clsDense, () => g.unsqueeze(g.inputs.find((i) => i.name === POOL.head('cls_dense')) ?? g.input(POOL.head('cls_dense'), 'float32', ['B']), [1, 2]), dense, first);
+      const logits = g.add(g.matmul(pooled, hp('cls_out_w', ['P', D, 'C'])), hp('cls_out_b', ['P', 1, 'C']));
+      g.output(g.squeeze(logits, [1]), IO.clsLogits);
+    }
+    if (v.heads.tok) {
+      const logits = g.add(g.matmul(hidden, hp('tok_out_w', ['P', D, 'C'])), hp('tok_out_b', ['P', 1, 'C']));
+      g.output(logits, IO.tokLogits);
+    }
+    if (v.heads.mlm) {
+      // Masked-LM: per-row transform (module head or the base's own, placed in the pool by the runtime), then
+      // the inverse invertible adapter right before the output projection (AdapterHub applies it before the
+      // head's last layer), decoder tied to the word embeddings.
+      const t = g.gelu(g.add(g.matmul(hidden, hp('mlm_dense_w', ['P', D, D])), hp('mlm_dense_b', ['P', 1, D])), 'none');
+      let n = this.rowLayerNorm(t, hp('mlm_ln_g', ['P', 1, D]), hp('mlm_ln_b', ['P', 1, D]), this.eps);
+      if (v.invertible) n = this.invertible(n, true);
+      const decoderT = this.p.linearT('mlm.decoder');
+      g.output(g.add(g.matmul(n, decoderT), hp('mlm_bias', ['P', 1, 'V'])), IO.mlmLogits);
+    }
+  }
+}
