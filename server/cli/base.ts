@@ -1,0 +1,91 @@
+/**
+ * `modhub base ...` commands: create a tiny random base (HF layout) and describe a base folder.
+ * Example: `modhub base tiny --out ./base --family roberta --layers 2 --hidden 64 && modhub base info ./base`.
+ */
+import type { Command } from 'commander';
+import { loadBase, parameterCount } from '../model/base';
+import { FAMILIES, type Family } from '../model/config';
+import { createTinyBase } from '../model/tiny';
+import * as fs from 'fs';
+
+function intOption(name: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new TypeError(`'--${name}' must be an integer, got '${v}'`);
+    return n;
+  };
+}
+
+/** Adds `base tiny` and `base info` to `program`. */
+export function registerBaseCommands(program: Command): void {
+  const base = program.command('base').description('create and inspect base models (HF layout folders)');
+
+  base
+    .command('tiny')
+    .description('write a tiny random base (config.json, model.safetensors, tokenizer.json) for tests and demos')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--family <family>', `one of ${FAMILIES.join(', ')}`, 'bert')
+    .option('--layers <n>', 'number of layers', intOption('layers'), 2)
+    .option('--hidden <n>', 'hidden size', intOption('hidden'), 32)
+    .option('--heads <n>', 'attention heads', intOption('heads'), 4)
+    .option('--intermediate <n>', 'FFN size (default 4 * hidden)', intOption('intermediate'))
+    .option('--vocab-size <n>', 'upper bound on the vocabulary (default: every trained token)', intOption('vocab-size'))
+    .option('--max-positions <n>', 'max_position_embeddings', intOption('max-positions'), 128)
+    .option('--seed <n>', 'random seed', intOption('seed'), 0)
+    .option('--corpus <file>', 'training text for the vocabulary, one sentence per line (default: built-in multilingual sentences)')
+    .action(async (o: { out: string; family: string; layers: number; hidden: number; heads: number; intermediate?: number; vocabSize?: number; maxPositions: number; seed: number; corpus?: string }) => {
+      if (!(FAMILIES as readonly string[]).includes(o.family)) throw new RangeError(`'--family' must be one of ${FAMILIES.join(', ')}, got '${o.family}'`);
+      let corpus: string[] | undefined;
+      if (o.corpus) {
+        corpus = fs.readFileSync(o.corpus, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
+        if (corpus.length === 0) throw new RangeError(`'--corpus' file ${o.corpus} has no non-empty lines`);
+      }
+      const r = await createTinyBase({
+        out: o.out,
+        family: o.family as Family,
+        layers: o.layers,
+        hidden: o.hidden,
+        heads: o.heads,
+        intermediate: o.intermediate,
+        vocabSize: o.vocabSize,
+        maxPositions: o.maxPositions,
+        seed: o.seed,
+        corpus,
+      });
+      const c = r.config;
+      process.stdout.write(`wrote ${c.family} base to ${r.dir}: L=${c.numLayers} D=${c.hiddenSize} H=${c.numHeads} F=${c.intermediateSize} V=${c.vocabSize}, ${r.parameters} parameters\n`);
+    });
+
+  base
+    .command('info')
+    .description('print family, dimensions, parameter count and fingerprint of a base folder')
+    .argument('<dir>', 'base folder (config.json, model.safetensors, tokenizer.json)')
+    .option('--json', 'print JSON')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      const b = await loadBase(dir);
+      const c = b.config;
+      const info = {
+        dir,
+        family: c.family,
+        layers: c.numLayers,
+        hidden_size: c.hiddenSize,
+        heads: c.numHeads,
+        intermediate_size: c.intermediateSize,
+        vocab_size: c.vocabSize,
+        tokenizer_vocab_size: b.tokenizer.vocabSize,
+        max_positions: c.maxPositions,
+        type_vocab_size: c.typeVocabSize,
+        hidden_act: c.hiddenAct,
+        parameters: parameterCount(b.weights),
+        mlm_head: b.weights.has('mlm.dense.weight'),
+        pooler: b.weights.has('pooler.dense.weight'),
+        fingerprint: b.fingerprint,
+      };
+      if (o.json) {
+        process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+        return;
+      }
+      const width = Math.max(...Object.keys(info).map((k) => k.length));
+      for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(width)}  ${String(v)}\n`);
+    });
+}

@@ -1,0 +1,328 @@
+/**
+ * Maps each family's Hugging Face tensor names to the ONE canonical naming our engine uses, both ways, and
+ * checks shapes against the config. Loading: `fromHf(config, tensors)`; writing and sparse diffs (whose
+ * tensor names in module files are the HF names): `canonicalToHf` / `toHf`.
+ *
+ * Canonical names (weights in PyTorch Linear layout [out, in]):
+ *   embeddings.word [V,D]  embeddings.position [P,D]  embeddings.token_type [TV,D]  embeddings.ln.{weight,bias}
+ *   layers.{l}.attn.{q,k,v,o}.{weight,bias}  layers.{l}.attn_ln.*  layers.{l}.ffn_in.* [F,D]
+ *   layers.{l}.ffn_out.* [D,F]  layers.{l}.ffn_ln.*
+ *   mlm.dense.*  mlm.ln.*  mlm.decoder.bias [V]  (mlm.decoder.weight [V,D] only when untied)  pooler.dense.*
+ * Example: `canonicalToHf('bert', 'layers.3.ffn_out.weight')` → 'bert.encoder.layer.3.output.dense.weight'.
+ */
+import type { Tensor } from '../../modules-store/safetensors';
+import type { BaseConfig, Family } from './config';
+
+export type F32Tensor = Tensor & { dtype: 'F32'; data: Float32Array };
+
+interface FamilyNames {
+  /** Prefix of the encoder in *ForMaskedLM checkpoints; bare *Model checkpoints omit it. */
+  prefix: string;
+  /** Non-layer encoder names, canonical → HF (without prefix). */
+  encoder: Record<string, string>;
+  /** HF path of the layer stack, before `.{l}.`. */
+  layerPath: string;
+  /** Per-layer module paths, canonical → HF (each gets .weight and .bias). */
+  layer: Record<string, string>;
+  /** MLM head names, canonical → HF (never prefixed). */
+  head: Record<string, string>;
+  /** Extra HF names accepted on load (duplicates of a canonical tensor). */
+  aliases: Record<string, string>;
+  /** HF names that are known and deliberately not loaded (buffers, task heads of other architectures). */
+  ignored: RegExp[];
+}
+
+const BERT_LAYER: Record<string, string> = {
+  'attn.q': 'attention.self.query',
+  'attn.k': 'attention.self.key',
+  'attn.v': 'attention.self.value',
+  'attn.o': 'attention.output.dense',
+  attn_ln: 'attention.output.LayerNorm',
+  ffn_in: 'intermediate.dense',
+  ffn_out: 'output.dense',
+  ffn_ln: 'output.LayerNorm',
+};
+
+function withWb(map: Record<string, string>, names: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of names) {
+    out[`${n}.weight`] = `${map[n]}.weight`;
+    out[`${n}.bias`] = `${map[n]}.bias`;
+  }
+  return out;
+}
+
+const BERT_ENCODER: Record<string, string> = {
+  'embeddings.word': 'embeddings.word_embeddings.weight',
+  'embeddings.position': 'embeddings.position_embeddings.weight',
+  'embeddings.token_type': 'embeddings.token_type_embeddings.weight',
+  'embeddings.ln.weight': 'embeddings.LayerNorm.weight',
+  'embeddings.ln.bias': 'embeddings.LayerNorm.bias',
+  'pooler.dense.weight': 'pooler.dense.weight',
+  'pooler.dense.bias': 'pooler.dense.bias',
+};
+
+const ROBERTA: FamilyNames = {
+  prefix: 'roberta.',
+  encoder: BERT_ENCODER,
+  layerPath: 'encoder.layer',
+  layer: BERT_LAYER,
+  head: {
+    'mlm.dense.weight': 'lm_head.dense.weight',
+    'mlm.dense.bias': 'lm_head.dense.bias',
+    'mlm.ln.weight': 'lm_head.layer_norm.weight',
+    'mlm.ln.bias': 'lm_head.layer_norm.bias',
+    'mlm.decoder.bias': 'lm_head.bias',
+    'mlm.decoder.weight': 'lm_head.decoder.weight',
+  },
+  aliases: { 'lm_head.decoder.bias': 'mlm.decoder.bias' },
+  ignored: [/(^|\.)embeddings\.position_ids$/, /^classifier\./, /^qa_outputs\./],
+};
+
+const NAMES: Record<Family, FamilyNames> = {
+  bert: {
+    prefix: 'bert.',
+    encoder: BERT_ENCODER,
+    layerPath: 'encoder.layer',
+    layer: BERT_LAYER,
+    head: {
+      'mlm.dense.weight': 'cls.predictions.transform.dense.weight',
+      'mlm.dense.bias': 'cls.predictions.transform.dense.bias',
+      'mlm.ln.weight': 'cls.predictions.transform.LayerNorm.weight',
+      'mlm.ln.bias': 'cls.predictions.transform.LayerNorm.bias',
+      'mlm.decoder.bias': 'cls.predictions.bias',
+      'mlm.decoder.weight': 'cls.predictions.decoder.weight',
+    },
+    aliases: { 'cls.predictions.decoder.bias': 'mlm.decoder.bias' },
+    ignored: [/(^|\.)embeddings\.position_ids$/, /^cls\.seq_relationship\./, /^classifier\./, /^qa_outputs\./],
+  },
+  roberta: ROBERTA,
+  'xlm-roberta': ROBERTA,
+  distilbert: {
+    prefix: 'distilbert.',
+    encoder: {
+      'embeddings.word': 'embeddings.word_embeddings.weight',
+      'embeddings.position': 'embeddings.position_embeddings.weight',
+      'embeddings.ln.weight': 'embeddings.LayerNorm.weight',
+      'embeddings.ln.bias': 'embeddings.LayerNorm.bias',
+    },
+    layerPath: 'transformer.layer',
+    layer: {
+      'attn.q': 'attention.q_lin',
+      'attn.k': 'attention.k_lin',
+      'attn.v': 'attention.v_lin',
+      'attn.o': 'attention.out_lin',
+      attn_ln: 'sa_layer_norm',
+      ffn_in: 'ffn.lin1',
+      ffn_out: 'ffn.lin2',
+      ffn_ln: 'output_layer_norm',
+    },
+    head: {
+      'mlm.dense.weight': 'vocab_transform.weight',
+      'mlm.dense.bias': 'vocab_transform.bias',
+      'mlm.ln.weight': 'vocab_layer_norm.weight',
+      'mlm.ln.bias': 'vocab_layer_norm.bias',
+      'mlm.decoder.bias': 'vocab_projector.bias',
+      'mlm.decoder.weight': 'vocab_projector.weight',
+    },
+    aliases: {},
+    ignored: [/(^|\.)embeddings\.position_ids$/, /^pre_classifier\./, /^classifier\./, /^qa_outputs\./],
+  },
+};
+
+const LAYER_MODULES = Object.keys(BERT_LAYER);
+const CANONICAL_LAYER = /^layers\.(\d+)\.(attn\.[qkvo]|attn_ln|ffn_in|ffn_out|ffn_ln)\.(weight|bias)$/;
+
+function familyNames(family: Family): FamilyNames {
+  const n = NAMES[family];
+  if (!n) throw new RangeError(`'family' must be one of ${Object.keys(NAMES).join(', ')}, got '${family}'`);
+  return n;
+}
+
+/** HF name for a canonical name; `prefixed` (default true) adds the encoder prefix as in *ForMaskedLM checkpoints. */
+export function canonicalToHf(family: Family, canonical: string, prefixed = true): string {
+  const n = familyNames(family);
+  const p = prefixed ? n.prefix : '';
+  if (canonical in n.head) return n.head[canonical];
+  if (canonical in n.encoder) return p + n.encoder[canonical];
+  const m = CANONICAL_LAYER.exec(canonical);
+  if (m) return `${p}${n.layerPath}.${m[1]}.${n.layer[m[2]]}.${m[3]}`;
+  throw new RangeError(`'canonical' is not a ${family} tensor name: '${canonical}'`);
+}
+
+/** Normalises legacy LayerNorm names (`gamma`/`beta` → `weight`/`bias`). */
+function normaliseLegacy(name: string): string {
+  if (!/(LayerNorm|layer_norm)\.(gamma|beta)$/.test(name)) return name;
+  return name.replace(/\.gamma$/, '.weight').replace(/\.beta$/, '.bias');
+}
+
+/**
+ * Canonical name for an HF tensor name of `family`, or null when the name is not part of the encoder / MLM head.
+ * Accepts names with or without the encoder prefix and legacy `gamma`/`beta` LayerNorm names.
+ */
+export function hfToCanonical(family: Family, hfName: string): string | null {
+  const n = familyNames(family);
+  const name = normaliseLegacy(hfName);
+  for (const [c, h] of Object.entries(n.head)) if (h === name) return c;
+  if (name in n.aliases) return n.aliases[name];
+  const bare = name.startsWith(n.prefix) ? name.slice(n.prefix.length) : name;
+  for (const [c, h] of Object.entries(n.encoder)) if (h === bare) return c;
+  const lp = `${n.layerPath}.`;
+  if (bare.startsWith(lp)) {
+    const m = /^(\d+)\.(.+)\.(weight|bias)$/.exec(bare.slice(lp.length));
+    if (m) {
+      for (const mod of LAYER_MODULES) if (n.layer[mod] === m[2]) return `layers.${Number(m[1])}.${mod}.${m[3]}`;
+    }
+  }
+  return null;
+}
+
+/** Shape the config implies for a canonical tensor name. */
+export function canonicalShape(config: BaseConfig, canonical: string): number[] {
+  const D = config.hiddenSize;
+  const F = config.intermediateSize;
+  const V = config.vocabSize;
+  switch (canonical) {
+    case 'embeddings.word':
+      return [V, D];
+    case 'embeddings.position':
+      return [config.maxPositions, D];
+    case 'embeddings.token_type':
+      if (config.typeVocabSize === 0) break;
+      return [config.typeVocabSize, D];
+    case 'embeddings.ln.weight':
+    case 'embeddings.ln.bias':
+    case 'mlm.dense.bias':
+    case 'mlm.ln.weight':
+    case 'mlm.ln.bias':
+    case 'pooler.dense.bias':
+      return [D];
+    case 'mlm.dense.weight':
+    case 'pooler.dense.weight':
+      return [D, D];
+    case 'mlm.decoder.bias':
+      return [V];
+    case 'mlm.decoder.weight':
+      return [V, D];
+  }
+  const m = CANONICAL_LAYER.exec(canonical);
+  if (m && Number(m[1]) < config.numLayers) {
+    const isW = m[3] === 'weight';
+    switch (m[2]) {
+      case 'ffn_in':
+        return isW ? [F, D] : [F];
+      case 'ffn_out':
+        return isW ? [D, F] : [D];
+      case 'attn_ln':
+      case 'ffn_ln':
+        return [D];
+      default:
+        return isW ? [D, D] : [D];
+    }
+  }
+  throw new RangeError(`'canonical' is not a tensor of this ${config.family} config (${config.numLayers} layers): '${canonical}'`);
+}
+
+/** Canonical names the encoder needs (embeddings + every layer), in a stable order. */
+export function requiredCanonicalNames(config: BaseConfig): string[] {
+  const names = ['embeddings.word', 'embeddings.position'];
+  if (config.typeVocabSize > 0) names.push('embeddings.token_type');
+  names.push('embeddings.ln.weight', 'embeddings.ln.bias');
+  for (let l = 0; l < config.numLayers; l++) {
+    for (const mod of LAYER_MODULES) names.push(`layers.${l}.${mod}.weight`, `layers.${l}.${mod}.bias`);
+  }
+  return names;
+}
+
+/** The tied MLM head (dense, LayerNorm, decoder bias); the decoder weight is the word embedding matrix. */
+export const MLM_HEAD_NAMES = ['mlm.dense.weight', 'mlm.dense.bias', 'mlm.ln.weight', 'mlm.ln.bias', 'mlm.decoder.bias'] as const;
+export const POOLER_NAMES = ['pooler.dense.weight', 'pooler.dense.bias'] as const;
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function sameData(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export interface CanonicalWeights {
+  weights: Map<string, F32Tensor>;
+  /** canonical → the HF name it was read from (sparse diffs address base tensors by these). */
+  hfNames: Map<string, string>;
+  /** HF names present in the checkpoint but not loaded (buffers, other task heads, tied decoder copies). */
+  ignored: string[];
+}
+
+/**
+ * Maps a checkpoint's tensors (HF names, any float dtype already widened to F32 by the safetensors reader) to
+ * canonical names, checking every shape against `config`. `source` (default 'model.safetensors') prefixes errors.
+ */
+export function fromHf(config: BaseConfig, tensors: Map<string, Tensor>, source = 'model.safetensors'): CanonicalWeights {
+  const weights = new Map<string, F32Tensor>();
+  const hfNames = new Map<string, string>();
+  const ignored: string[] = [];
+  const n = familyNames(config.family);
+  for (const [hf, t] of tensors) {
+    const canonical = hfToCanonical(config.family, hf);
+    if (canonical === null) {
+      if (!n.ignored.some((re) => re.test(hf)) && /(^|\.)(encoder\.layer|transformer\.layer)\.\d+\./.test(hf)) {
+        throw new RangeError(`${source}: '${hf}' looks like an encoder tensor but is not a known ${config.family} parameter name`);
+      }
+      ignored.push(hf);
+      continue;
+    }
+    if (hfNames.has(canonical)) {
+      // An alias (e.g. cls.predictions.decoder.bias next to cls.predictions.bias): keep the first, they are one tensor.
+      ignored.push(hf);
+      continue;
+    }
+    const m = CANONICAL_LAYER.exec(canonical);
+    if (m && Number(m[1]) >= config.numLayers) {
+      throw new RangeError(`${source}: '${hf}' is layer ${m[1]}, but the config has ${config.numLayers} layers`);
+    }
+    if (canonical === 'embeddings.token_type' && config.typeVocabSize === 0) {
+      throw new RangeError(`${source}: '${hf}' is a token-type table, but the config has no token types`);
+    }
+    const expected = canonicalShape(config, canonical);
+    if (!sameShape(t.shape, expected)) {
+      throw new RangeError(`${source}: '${hf}' has shape [${t.shape.join(', ')}], config expects [${expected.join(', ')}]`);
+    }
+    if (!(t.data instanceof Float32Array)) throw new TypeError(`${source}: '${hf}' has dtype ${t.dtype}, expected a float tensor`);
+    weights.set(canonical, { dtype: 'F32', shape: [...t.shape], data: t.data });
+    hfNames.set(canonical, hf);
+  }
+  const missing = requiredCanonicalNames(config).filter((c) => !weights.has(c));
+  if (missing.length) {
+    const shown = missing.slice(0, 5).map((c) => `'${canonicalToHf(config.family, c)}'`);
+    throw new RangeError(`${source}: missing ${missing.length} tensor(s) of the ${config.family} encoder: ${shown.join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+  }
+  const head = MLM_HEAD_NAMES.filter((c) => weights.has(c));
+  if (head.length > 0 && head.length < MLM_HEAD_NAMES.length) {
+    const miss = MLM_HEAD_NAMES.filter((c) => !weights.has(c)).map((c) => `'${canonicalToHf(config.family, c)}'`);
+    throw new RangeError(`${source}: incomplete MLM head, missing ${miss.join(', ')}`);
+  }
+  const pool = POOLER_NAMES.filter((c) => weights.has(c));
+  if (pool.length === 1) throw new RangeError(`${source}: incomplete pooler, only '${hfNames.get(pool[0])}' present`);
+  const dec = weights.get('mlm.decoder.weight');
+  if (dec && sameData(dec.data, weights.get('embeddings.word')!.data)) {
+    // A stored copy of the tied decoder: same tensor as the word embeddings, not a separate parameter.
+    ignored.push(hfNames.get('mlm.decoder.weight')!);
+    weights.delete('mlm.decoder.weight');
+    hfNames.delete('mlm.decoder.weight');
+  }
+  return { weights, hfNames, ignored };
+}
+
+/** Canonical tensors → HF names of `config.family` (prefixed as in *ForMaskedLM checkpoints), shapes checked. */
+export function toHf(config: BaseConfig, weights: Map<string, Tensor>): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [c, t] of weights) {
+    const expected = canonicalShape(config, c);
+    if (!sameShape(t.shape, expected)) throw new RangeError(`'weights': '${c}' has shape [${t.shape.join(', ')}], config expects [${expected.join(', ')}]`);
+    out.set(canonicalToHf(config.family, c), t);
+  }
+  return out;
+}
