@@ -1,0 +1,170 @@
+/**
+ * Module archives: tar (optionally gzip-compressed) with the package files at the root.
+ * Unpacking refuses links, devices, sub-folders, absolute paths and `..`, duplicate names and anything over the
+ * size limits (the gzip stream is bounded too, so a small bomb cannot inflate past the limit).
+ * Packing writes a deterministic ustar layout (fixed mtime/owner), described as segments so that the HTTP layer
+ * can serve byte ranges of an archive straight from the stored blobs without building it in memory.
+ * Example: `const files = await unpackArchive(buf, { maxFileBytes, maxTotalBytes })`.
+ */
+import { Readable } from 'node:stream';
+import { createGunzip, gzipSync } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { StoreError } from './errors';
+
+export interface UnpackLimits {
+  /** Largest single file, in bytes. */
+  maxFileBytes: number;
+  /** Largest sum of all files (after decompression), in bytes. */
+  maxTotalBytes: number;
+  /** Most entries the archive may hold. */
+  maxEntries?: number;
+}
+
+/** True when `buf` starts with the gzip magic bytes. */
+export function isGzip(buf: Buffer): boolean {
+  return buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b;
+}
+
+/** Normalises an archive entry name; throws INVALID_ARCHIVE for absolute paths, traversal and sub-folders. */
+export function safeEntryName(raw: string): string | null {
+  if (raw.includes('\0') || raw.includes('\\')) throw new StoreError('INVALID_ARCHIVE', `archive entry '${raw}' contains a NUL or backslash`);
+  if (raw.startsWith('/') || /^[A-Za-z]:/.test(raw)) throw new StoreError('INVALID_ARCHIVE', `archive entry '${raw}' is an absolute path; package files must sit at the archive root`);
+  const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new StoreError('INVALID_ARCHIVE', `archive entry '${raw}' contains '..'`);
+  if (parts.length === 0) return null; // the root folder itself
+  if (parts.length > 1) throw new StoreError('INVALID_ARCHIVE', `archive entry '${raw}' is inside a folder; package files must sit at the archive root`);
+  return parts[0];
+}
+
+/** Unpacks a tar or tar.gz buffer into name → bytes, enforcing the rules above. */
+export async function unpackArchive(buf: Buffer, limits: UnpackLimits): Promise<Map<string, Buffer>> {
+  const maxEntries = limits.maxEntries ?? 16;
+  const files = new Map<string, Buffer>();
+  const extract = tar.extract();
+  let total = 0;
+  let entries = 0;
+  const source = Readable.from([buf]);
+  let input: NodeJS.ReadableStream = source;
+  if (isGzip(buf)) {
+    const gunzip = createGunzip();
+    let inflated = 0;
+    gunzip.on('data', (chunk: Buffer) => {
+      inflated += chunk.length;
+      // tar framing adds at most 512 bytes per entry plus 1 KiB of trailer (and pax headers); allow headroom.
+      if (inflated > limits.maxTotalBytes + (maxEntries + 4) * 2048) {
+        gunzip.destroy(new StoreError('TOO_LARGE', `archive inflates past the ${limits.maxTotalBytes}-byte package limit`));
+      }
+    });
+    input = source.pipe(gunzip);
+  }
+  await new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const fail = (e: unknown): void => {
+      if (settled) return;
+      settled = true;
+      const err = e instanceof StoreError ? e : new StoreError('INVALID_ARCHIVE', `archive is not a readable tar/tar.gz: ${(e as Error)?.message ?? String(e)}`);
+      extract.destroy();
+      reject(err);
+    };
+    extract.on('entry', (header, stream, next) => {
+      try {
+        entries++;
+        if (entries > maxEntries) throw new StoreError('INVALID_ARCHIVE', `archive holds more than ${maxEntries} entries`);
+        const name = safeEntryName(header.name);
+        if (header.type === 'directory') {
+          if (name !== null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a folder; package files must sit at the archive root`);
+          stream.resume();
+          stream.on('end', next);
+          return;
+        }
+        if (header.type !== 'file' && header.type !== 'contiguous-file') {
+          throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a ${header.type}; only regular files are allowed (no links)`);
+        }
+        if (name === null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' has no file name`);
+        if (files.has(name)) throw new StoreError('INVALID_ARCHIVE', `archive holds '${name}' twice`);
+        const size = header.size ?? 0;
+        if (size > limits.maxFileBytes) throw new StoreError('TOO_LARGE', `'${name}' is ${size} bytes, over the ${limits.maxFileBytes}-byte file limit`);
+        total += size;
+        if (total > limits.maxTotalBytes) throw new StoreError('TOO_LARGE', `archive contents exceed the ${limits.maxTotalBytes}-byte package limit`);
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+        stream.on('error', fail);
+        stream.on('end', () => {
+          files.set(name, Buffer.concat(chunks));
+          next();
+        });
+      } catch (e) {
+        stream.resume();
+        fail(e);
+      }
+    });
+    extract.on('finish', () => {
+      if (!settled) {
+        settled = true;
+        resolve();
+      }
+    });
+    extract.on('error', fail);
+    input.on('error', fail);
+    input.pipe(extract);
+  });
+  return files;
+}
+
+/** One piece of a packed archive: literal bytes (headers, padding) or a whole stored file. */
+export type ArchiveSegment<F> = { kind: 'bytes'; bytes: Buffer } | { kind: 'file'; file: F; size: number };
+
+export interface ArchiveEntry<F> {
+  name: string;
+  size: number;
+  file: F;
+}
+
+const MTIME = 0; // deterministic archives: same files, same bytes, same ETag
+
+function octal(n: number, width: number): string {
+  return n.toString(8).padStart(width - 1, '0') + '\0';
+}
+
+/** Encodes one ustar header for a regular file at the archive root (names up to 100 bytes). */
+export function ustarHeader(name: string, size: number): Buffer {
+  const h = Buffer.alloc(512, 0);
+  const nameBytes = Buffer.from(name, 'utf8');
+  if (nameBytes.length > 100) throw new RangeError(`archive entry name '${name}' is longer than 100 bytes`);
+  nameBytes.copy(h, 0);
+  h.write(octal(0o644, 8), 100, 'ascii');
+  h.write(octal(0, 8), 108, 'ascii');
+  h.write(octal(0, 8), 116, 'ascii');
+  h.write(octal(size, 12), 124, 'ascii');
+  h.write(octal(MTIME, 12), 136, 'ascii');
+  h.write('        ', 148, 'ascii');
+  h.write('0', 156, 'ascii');
+  h.write('ustar\0', 257, 'ascii');
+  h.write('00', 263, 'ascii');
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += h[i];
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'ascii');
+  return h;
+}
+
+/** The segments of an uncompressed tar holding `entries` in order, and its total size. */
+export function archiveLayout<F>(entries: ArchiveEntry<F>[]): { segments: ArchiveSegment<F>[]; size: number } {
+  const segments: ArchiveSegment<F>[] = [];
+  let size = 0;
+  for (const e of entries) {
+    segments.push({ kind: 'bytes', bytes: ustarHeader(e.name, e.size) });
+    segments.push({ kind: 'file', file: e.file, size: e.size });
+    const pad = (512 - (e.size % 512)) % 512;
+    if (pad) segments.push({ kind: 'bytes', bytes: Buffer.alloc(pad) });
+    size += 512 + e.size + pad;
+  }
+  segments.push({ kind: 'bytes', bytes: Buffer.alloc(1024) });
+  return { segments, size: size + 1024 };
+}
+
+/** Packs name → bytes into a tar buffer (gzip-compressed when `gzip` is set). */
+export function packArchive(files: Map<string, Buffer>, gzip = false): Buffer {
+  const { segments } = archiveLayout([...files].map(([name, bytes]) => ({ name, size: bytes.length, file: bytes })));
+  const tarBuf = Buffer.concat(segments.map((s) => (s.kind === 'bytes' ? s.bytes : s.file)));
+  return gzip ? gzipSync(tarBuf) : tarBuf;
+}

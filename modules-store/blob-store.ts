@@ -1,0 +1,167 @@
+/**
+ * Content-addressed blob storage. Blobs are named by `sha256:<hex>` of their bytes; identical bytes are stored
+ * once. `BlobStore` is the interface (an S3-compatible store can implement it); `FsBlobStore` keeps blobs in
+ * `<dir>/sha256/<2 hex>/<64 hex>`, writing each to `<dir>/tmp/`, fsyncing, checking the digest and only then
+ * renaming it into place (and fsyncing the folder), so a crash never leaves a partial blob under its name.
+ * Example: `const { digest } = await blobs.put(bytes); const again = await blobs.read(digest);`
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { StoreError } from './errors';
+
+export interface BlobInfo {
+  /** `sha256:<64 hex>` */
+  digest: string;
+  size: number;
+}
+
+/** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface BlobStore {
+  /** Stores bytes; when `expectedDigest` is given and differs from the bytes' digest, stores nothing (DIGEST_MISMATCH). */
+  put(data: Buffer, expectedDigest?: string): Promise<BlobInfo>;
+  /** The whole blob; FILE_NOT_FOUND when absent. */
+  read(digest: string): Promise<Buffer>;
+  /** A stream over the blob or an inclusive range of it. */
+  stream(digest: string, range?: ByteRange): Readable;
+  /** Size of a stored blob, or null. */
+  stat(digest: string): Promise<BlobInfo | null>;
+  /** Removes a blob (no error when absent). */
+  delete(digest: string): Promise<void>;
+  /** Every stored digest. */
+  list(): Promise<string[]>;
+  /** Removes leftovers of interrupted writes; returns how many were removed. Call when no write is in flight. */
+  sweepTemp(): Promise<number>;
+}
+
+export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+
+/** `sha256:<hex>` of some bytes. */
+export function sha256Digest(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** Accepts `<hex>` or `sha256:<hex>` (any case) and returns `sha256:<hex>`; INVALID_ARGUMENT otherwise. */
+export function normalizeDigest(d: string, what = 'sha256'): string {
+  const s = d.trim().toLowerCase();
+  const full = s.startsWith('sha256:') ? s : `sha256:${s}`;
+  if (!DIGEST_RE.test(full)) throw new StoreError('INVALID_ARGUMENT', `${what} '${d}' is not a sha256 digest (64 hex digits, optionally prefixed 'sha256:')`);
+  return full;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // Some platforms cannot fsync folders; the rename is still atomic.
+  } finally {
+    await fh?.close();
+  }
+}
+
+export class FsBlobStore implements BlobStore {
+  private readonly blobDir: string;
+  private readonly tmpDir: string;
+
+  private constructor(readonly dir: string) {
+    this.blobDir = path.join(dir, 'sha256');
+    this.tmpDir = path.join(dir, 'tmp');
+  }
+
+  /** Opens (creating) a store rooted at `dir`. */
+  static async open(dir: string): Promise<FsBlobStore> {
+    const s = new FsBlobStore(path.resolve(dir));
+    await fsp.mkdir(s.blobDir, { recursive: true });
+    await fsp.mkdir(s.tmpDir, { recursive: true });
+    return s;
+  }
+
+  private pathOf(digest: string): string {
+    if (!DIGEST_RE.test(digest)) throw new StoreError('INVALID_ARGUMENT', `'${digest}' is not a sha256:<hex> digest`);
+    const hex = digest.slice(7);
+    return path.join(this.blobDir, hex.slice(0, 2), hex);
+  }
+
+  async put(data: Buffer, expectedDigest?: string): Promise<BlobInfo> {
+    const digest = sha256Digest(data);
+    if (expectedDigest !== undefined && normalizeDigest(expectedDigest) !== digest) {
+      throw new StoreError('DIGEST_MISMATCH', `content has digest ${digest}, but ${expectedDigest} was declared`);
+    }
+    const final = this.pathOf(digest);
+    const existing = await this.stat(digest);
+    if (existing && existing.size === data.length) return existing;
+    const tmp = path.join(this.tmpDir, `${digest.slice(7, 23)}-${randomBytes(8).toString('hex')}.part`);
+    const fh = await fsp.open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    await fh.close();
+    // Re-hash what reached the disk: the rename below is the commit point, so the bytes under the name must match.
+    const written = await fsp.readFile(tmp);
+    if (sha256Digest(written) !== digest) {
+      await fsp.rm(tmp, { force: true });
+      throw new Error(`blob store: bytes written for ${digest} do not hash back to it (disk error?)`);
+    }
+    await fsp.mkdir(path.dirname(final), { recursive: true });
+    await fsp.rename(tmp, final);
+    await fsyncDir(path.dirname(final));
+    return { digest, size: data.length };
+  }
+
+  async read(digest: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.pathOf(digest));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new StoreError('FILE_NOT_FOUND', `blob ${digest} is not in the store`);
+      throw e;
+    }
+  }
+
+  stream(digest: string, range?: ByteRange): Readable {
+    return createReadStream(this.pathOf(digest), range ? { start: range.start, end: range.end } : {});
+  }
+
+  async stat(digest: string): Promise<BlobInfo | null> {
+    try {
+      const st = await fsp.stat(this.pathOf(digest));
+      return { digest, size: st.size };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    await fsp.rm(this.pathOf(digest), { force: true });
+  }
+
+  async list(): Promise<string[]> {
+    const out: string[] = [];
+    for (const sub of await fsp.readdir(this.blobDir)) {
+      if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+      for (const f of await fsp.readdir(path.join(this.blobDir, sub))) {
+        if (/^[0-9a-f]{64}$/.test(f)) out.push(`sha256:${f}`);
+      }
+    }
+    return out;
+  }
+
+  async sweepTemp(): Promise<number> {
+    const names = await fsp.readdir(this.tmpDir);
+    await Promise.all(names.map((n) => fsp.rm(path.join(this.tmpDir, n), { force: true, recursive: true })));
+    return names.length;
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * modules-store: the module registry. Package format (manifest, weights, card), validation, archives,
+ * content-addressed blob store, SQLite catalog, and the `Registry` facade used by the server, engine and trainer.
+ * Example: `const reg = await openRegistry({ dataDir }); const m = await reg.resolve('task/topic');`
+ */
+export * from './errors';
+export * from './manifest';
+export * from './validate';
+export * from './archive';
+export * from './card';
+export * from './blob-store';
+export * from './catalog';
+export { SqliteCatalog, SCHEMA_VERSION } from './catalog-sqlite';
+export * from './package';
+export * from './registry';
+export type { Tensor, DType, TensorData } from './safetensors';

@@ -1,0 +1,121 @@
+/**
+ * Module packages as a whole: the allowed files, size limits, full validation (manifest + weights + card), and
+ * the helpers the trainer uses to write a package folder and anyone uses to read a folder or an archive.
+ * Example: `await writeModulePackage('./out', manifest, tensors); const pkg = await readModulePackage('./out');`
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { unpackArchive } from './archive';
+import { generateCard, parseCard } from './card';
+import { StoreError } from './errors';
+import { parseManifest, parseManifestBytes, type Manifest, type ManifestInput } from './manifest';
+import { serializeSafetensors, type Tensor } from './safetensors';
+import { validateWeights } from './validate';
+
+export const MANIFEST_FILE = 'module.json';
+export const WEIGHTS_FILE = 'weights.safetensors';
+export const CARD_FILE = 'README.md';
+/** Every file a package may hold (format version 1). */
+export const PACKAGE_FILES: readonly string[] = [MANIFEST_FILE, WEIGHTS_FILE, CARD_FILE];
+
+export interface PackageLimits {
+  /** Largest weights.safetensors (default 1 GiB). */
+  maxWeightsBytes: number;
+  /** Largest module.json (default 1 MiB). */
+  maxManifestBytes: number;
+  /** Largest README.md (default 1 MiB). */
+  maxCardBytes: number;
+}
+
+export const DEFAULT_PACKAGE_LIMITS: PackageLimits = {
+  maxWeightsBytes: 1 << 30,
+  maxManifestBytes: 1 << 20,
+  maxCardBytes: 1 << 20,
+};
+
+/** A validated package: manifest and the exact bytes of every file (README.md generated when missing). */
+export interface ModulePackage {
+  manifest: Manifest;
+  files: Map<string, Buffer>;
+}
+
+function limitFor(name: string, l: PackageLimits): number {
+  return name === WEIGHTS_FILE ? l.maxWeightsBytes : name === MANIFEST_FILE ? l.maxManifestBytes : l.maxCardBytes;
+}
+
+/**
+ * Validates a set of package files (name → bytes): only known names, sizes within limits, manifest schema and
+ * format version, weights against the kind's config, card front matter. Generates README.md when absent.
+ */
+export function validatePackage(files: Map<string, Buffer>, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS): ModulePackage {
+  for (const [name, bytes] of files) {
+    if (!PACKAGE_FILES.includes(name)) {
+      throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
+    }
+    if (bytes.length > limitFor(name, limits)) {
+      throw new StoreError('TOO_LARGE', `'${name}' is ${bytes.length} bytes, over the ${limitFor(name, limits)}-byte limit`);
+    }
+  }
+  const mBytes = files.get(MANIFEST_FILE);
+  if (!mBytes) throw new StoreError('INVALID_PACKAGE', `the package has no ${MANIFEST_FILE}`);
+  const manifest = parseManifestBytes(mBytes);
+  const weights = files.get(WEIGHTS_FILE);
+  if (!weights) throw new StoreError('INVALID_PACKAGE', `the package has no ${WEIGHTS_FILE}`);
+  validateWeights(manifest, weights);
+  const out = new Map(files);
+  const card = files.get(CARD_FILE);
+  if (card) {
+    const text = card.toString('utf8');
+    if (Buffer.byteLength(text) !== card.length || text.includes('\uFFFD')) throw new StoreError('INVALID_PACKAGE', 'README.md must be UTF-8 text');
+    parseCard(text);
+  } else {
+    out.set(CARD_FILE, Buffer.from(generateCard(manifest), 'utf8'));
+  }
+  return { manifest, files: out };
+}
+
+/** The files of a package, in canonical order (manifest, weights, card). */
+export function orderedFiles(files: Map<string, Buffer>): [string, Buffer][] {
+  return PACKAGE_FILES.filter((n) => files.has(n)).map((n) => [n, files.get(n)!]);
+}
+
+/**
+ * Writes a package folder: module.json (validated), weights.safetensors, README.md (generated when `card` is
+ * omitted). Validates the result as a whole before writing anything; returns the validated package.
+ */
+export async function writeModulePackage(dir: string, manifest: ManifestInput, tensors: Map<string, Tensor>, card?: string): Promise<ModulePackage> {
+  const m = parseManifest(manifest);
+  const files = new Map<string, Buffer>([
+    [MANIFEST_FILE, Buffer.from(JSON.stringify(m, null, 2) + '\n', 'utf8')],
+    [WEIGHTS_FILE, serializeSafetensors(tensors, { format: 'pt', 'modhub.kind': m.kind })],
+  ]);
+  if (card !== undefined) files.set(CARD_FILE, Buffer.from(card, 'utf8'));
+  const pkg = validatePackage(files);
+  await fsp.mkdir(dir, { recursive: true });
+  for (const [name, bytes] of pkg.files) await fsp.writeFile(path.join(dir, name), bytes);
+  return pkg;
+}
+
+/** Reads the package files from a folder (only the known names; others are ignored) or a tar/tar.gz archive. */
+export async function readPackageFiles(dirOrArchive: string, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS): Promise<Map<string, Buffer>> {
+  const st = await fsp.stat(dirOrArchive);
+  if (st.isDirectory()) {
+    const files = new Map<string, Buffer>();
+    for (const name of PACKAGE_FILES) {
+      const p = path.join(dirOrArchive, name);
+      const fst = await fsp.lstat(p).catch(() => null);
+      if (!fst) continue;
+      if (!fst.isFile()) throw new StoreError('INVALID_PACKAGE', `'${p}' is not a regular file`);
+      if (fst.size > limitFor(name, limits)) throw new StoreError('TOO_LARGE', `'${p}' is ${fst.size} bytes, over the ${limitFor(name, limits)}-byte limit`);
+      files.set(name, await fsp.readFile(p));
+    }
+    return files;
+  }
+  const total = limits.maxWeightsBytes + limits.maxManifestBytes + limits.maxCardBytes;
+  return unpackArchive(await fsp.readFile(dirOrArchive), { maxFileBytes: Math.max(limits.maxWeightsBytes, limits.maxManifestBytes, limits.maxCardBytes), maxTotalBytes: total });
+}
+
+/** Reads and validates a package folder or archive. */
+export async function readModulePackage(dirOrArchive: string, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS): Promise<ModulePackage> {
+  return validatePackage(await readPackageFiles(dirOrArchive, limits), limits);
+}
