@@ -141,11 +141,16 @@ export class SqliteCatalog implements Catalog {
       const d = new sqlite3.Database(file, (err) => (err ? reject(err) : resolve(d)));
     });
     const c = new SqliteCatalog(db);
-    await c.run('PRAGMA busy_timeout = 10000');
-    if (file !== ':memory:') await c.run('PRAGMA journal_mode = WAL');
-    await c.run('PRAGMA synchronous = FULL');
-    await c.run('PRAGMA foreign_keys = ON');
-    await c.migrate();
+    try {
+      await c.run('PRAGMA busy_timeout = 10000');
+      if (file !== ':memory:') await c.run('PRAGMA journal_mode = WAL');
+      await c.run('PRAGMA synchronous = FULL');
+      await c.run('PRAGMA foreign_keys = ON');
+      await c.migrate();
+    } catch (e) {
+      await c.close().catch(() => undefined);
+      throw e;
+    }
     return c;
   }
 
