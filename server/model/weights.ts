@@ -268,7 +268,9 @@ export function fromHf(config: BaseConfig, tensors: Map<string, Tensor>, source 
   for (const [hf, t] of tensors) {
     const canonical = hfToCanonical(config.family, hf);
     if (canonical === null) {
-      if (!n.ignored.some((re) => re.test(hf)) && /(^|\.)(encoder\.layer|transformer\.layer)\.\d+\./.test(hf)) {
+      // Unknown tensors inside the encoder mean a different architecture or a typo: refuse rather than run without them.
+      const encoderLike = hf.startsWith(n.prefix) || /^(embeddings|encoder|transformer)\./.test(hf);
+      if (encoderLike && !n.ignored.some((re) => re.test(hf))) {
         throw new RangeError(`${source}: '${hf}' looks like an encoder tensor but is not a known ${config.family} parameter name`);
       }
       ignored.push(hf);
