@@ -36,6 +36,8 @@ export interface SiteVariant {
   act: Activation | 'mixed';
   /** AdapterFusion width N after the stack (0 = no fusion). */
   fuse: number;
+  /** Residual scale per (layer, slot, row): 'off' when 1 everywhere; AdapterHub's Average divides by n. */
+  resScale: 'off' | 'mixed';
 }
 
 export interface Variant {
@@ -298,7 +300,9 @@ class EncoderEmitter {
   private adapterSlot(site: Site, sv: SiteVariant, l: number, s: number, cur: Value, x: Value, siteLn: (t: Value) => Value): { out: Value } {
     const { g } = this;
     const f = (name: AdapterFlag) => () => this.flag(site, name, l, s);
-    const { ln, residual } = this.preStep(site, sv, l, s, cur, x, siteLn);
+    const pre = this.preStep(site, sv, l, s, cur, x, siteLn);
+    const { ln } = pre;
+    const residual = sv.resScale === 'mixed' ? g.mul(pre.residual, this.flag(site, 'resScale', l, s)) : pre.residual;
     const up = this.bottleneck(site, sv, l, s, ln, x);
     const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s);
     const lnAfter = (t: Value) =>

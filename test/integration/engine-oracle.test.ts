@@ -1,0 +1,219 @@
+/**
+ * The engine (one onnxruntime session per variant, modules as per-row pool data) against the independent
+ * plain-loop reference (test/reference/encoder.ts) on tiny random bases of each family: every module kind,
+ * every composition block, and mixed batches where each row runs a different composition.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { createTinyBase } from '../../server/model/tiny';
+import { loadBase, type Base } from '../../server/model/base';
+import { Engine, type RowOutput } from '../../server/runtime/engine';
+import { parseSafetensors } from '../../modules-store/safetensors';
+import { parseManifest } from '../../modules-store/manifest';
+import { referenceForward, type RefComposition, type RefModule, type RefOutputs } from '../reference/encoder';
+import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeFusionModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import type { RowPlan } from '../../server/model/composition';
+
+const TEXTS = ['the quick brown fox', 'Der schnelle braune Fuchs springt über den faulen Hund', 'hello world', 'a test of tokenization and more words here'];
+
+interface Fixture {
+  base: Base;
+  engine: Engine;
+  info: BaseInfo;
+  hfWeights: Map<string, import('../../modules-store/safetensors').Tensor>;
+  rawConfig: Record<string, unknown>;
+  modules: Map<string, RefModule>;
+}
+
+async function fixture(family: 'bert' | 'roberta' | 'xlm-roberta' | 'distilbert'): Promise<Fixture> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `modhub-oracle-${family}-`));
+  await createTinyBase({ out: dir, family, layers: 2, hidden: 16, heads: 2, intermediate: 24, seed: 7, maxPositions: 64 });
+  const base = await loadBase(dir);
+  const engine = await Engine.create({ base });
+  const rawConfig = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  const hfWeights = parseSafetensors(fs.readFileSync(path.join(dir, 'model.safetensors'))).tensors;
+  const info: BaseInfo = {
+    family,
+    fingerprint: base.fingerprint,
+    hidden_size: base.config.hiddenSize,
+    num_layers: base.config.numLayers,
+    vocab_size: base.config.vocabSize,
+    intermediate_size: base.config.intermediateSize,
+  };
+  return { base, engine, info, hfWeights, rawConfig, modules: new Map() };
+}
+
+function add(f: Fixture, m: RefModule): string {
+  f.engine.addModule(parseManifest(m.manifest), m.tensors);
+  const ref = `${m.manifest.id}@${m.manifest.version}`;
+  f.modules.set(ref, m);
+  return ref;
+}
+
+type Comp = unknown;
+function toRef(f: Fixture, c: Comp): RefComposition {
+  if (typeof c === 'string') return f.modules.get(c)!;
+  const o = c as Record<string, unknown>;
+  if ('fuse' in o) return { fuse: (o.fuse as Comp[]).map((x) => toRef(f, x)), fusion: f.modules.get(o.fusion as string)! };
+  if ('average' in o) return { average: (o.average as Comp[]).map((x) => toRef(f, x)), weights: o.weights as number[] | undefined, normalize_weights: o.normalize_weights as boolean | undefined };
+  const k = Object.keys(o)[0];
+  return { [k]: (o[k] as Comp[]).map((x) => toRef(f, x)) } as RefComposition;
+}
+
+function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  expect(actual.length).toBe(expected.length);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const err = Math.abs(actual[i] - expected[i]) / (1e-3 + Math.abs(expected[i]));
+    if (err > worst) {
+      worst = err;
+      at = i;
+    }
+  }
+  if (worst > 1e-4) throw new Error(`${what}: max relative error ${worst.toExponential(2)} at ${at} (engine ${actual[at]}, reference ${expected[at]})`);
+}
+
+/** Rows' token arrays without padding, as the reference takes them. */
+async function encode(f: Fixture, texts: string[]) {
+  const enc = await f.base.tokenizer.encodeBatch(texts);
+  const T = enc.length;
+  const rows = (a: Int32Array) => Array.from({ length: enc.batch }, (_, b) => Array.from(a.subarray(b * T, (b + 1) * T)));
+  return { enc, ids: rows(enc.inputIds), mask: rows(enc.attentionMask), types: rows(enc.tokenTypeIds), T };
+}
+
+function slice3(t: { data: ArrayLike<number>; shape: number[] }, b: number): Float64Array {
+  const per = t.shape.slice(1).reduce((x, y) => x * y, 1);
+  return Float64Array.from(Array.prototype.slice.call(t.data, b * per, (b + 1) * per));
+}
+
+/** Compares each row of an engine batch (row i runs comps[i]) with the reference run of that row alone. */
+async function check(f: Fixture, comps: Comp[], texts: string[], opts: { mlm?: boolean } = {}): Promise<void> {
+  const { enc, ids, mask, types, T } = await encode(f, texts);
+  const plans: RowPlan[] = [];
+  const branchOf: { row: number; branch: number }[] = [];
+  for (let i = 0; i < comps.length; i++) {
+    const p = await f.engine.plan(comps[i]);
+    expect(p.length).toBe(1);
+    plans.push(p[0]);
+    branchOf.push({ row: i, branch: 0 });
+  }
+  const out = await f.engine.forward(enc, plans, { hidden: true, mlm: opts.mlm });
+  for (let i = 0; i < comps.length; i++) {
+    const ref = reference(f, [ids[i]], [mask[i]], [types[i]], comps[i], opts.mlm ? ['hidden', 'mlm'] : ['hidden']);
+    expect(out[i].head === null).toBe(ref.headType === undefined);
+    compareRow(out[i], ref, T, f.base.config.hiddenSize, `row ${i} ${JSON.stringify(comps[i])}`, mask[i]);
+  }
+}
+
+/** The reference's outputs, with the head's when the composition has one. */
+function reference(f: Fixture, ids: number[][], mask: number[][], types: number[][], comp: Comp, outputs: ('hidden' | 'mlm')[]) {
+  const args = { config: f.rawConfig, weights: f.hfWeights, inputIds: ids, attentionMask: mask, tokenTypeIds: types, composition: comp === null ? undefined : toRef(f, comp) };
+  try {
+    return referenceForward({ ...args, outputs: [...outputs, 'head'] });
+  } catch (e) {
+    if (!/no module in the composition has a head/.test((e as Error).message)) throw e;
+    return referenceForward({ ...args, outputs });
+  }
+}
+
+function compareRow(o: RowOutput, ref: RefOutputs, T: number, D: number, what: string, mask: number[]): void {
+  // Only real tokens are comparable (padding positions are don't-care in both).
+  const real = mask.reduce((a, b) => a + b, 0);
+  const h = slice3(ref.hidden as never, 0);
+  expectClose(o.hidden!.subarray(0, real * D), h.subarray(0, real * D), `${what} hidden`);
+  if (ref.headType === 'classification') expectClose(o.clsLogits!, slice3(ref.head as never, 0), `${what} classification logits`);
+  if (ref.headType === 'token_classification') {
+    const C = (ref.head as { shape: number[] }).shape[2];
+    expectClose(o.tokLogits!.subarray(0, real * C), slice3(ref.head as never, 0).subarray(0, real * C), `${what} token logits`);
+  }
+  if (ref.mlm) {
+    if (!o.mlmLogits) throw new Error(`${what}: the engine returned no masked-LM logits`);
+    const V = (ref.mlm as { shape: number[] }).shape[2];
+    expectClose(o.mlmLogits!.subarray(0, real * V), slice3(ref.mlm as never, 0).subarray(0, real * V), `${what} mlm logits`);
+  }
+  void T;
+}
+
+describe.each(['bert', 'roberta', 'distilbert'] as const)('engine vs reference (%s)', (family) => {
+  let f: Fixture;
+  const refs: Record<string, string> = {};
+  beforeAll(async () => {
+    f = await fixture(family);
+    const b = f.info;
+    refs.pfeiffer = add(f, makeAdapterModule({ id: 'task/pfeiffer', base: b, preset: 'seq_bn', config: { reduction_factor: 4 }, head: { type: 'classification', num_labels: 3 }, seed: 1 }));
+    refs.houlsby = add(f, makeAdapterModule({ id: 'task/houlsby', base: b, preset: 'double_seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 2, layers: 1 }, seed: 2 }));
+    refs.parallel = add(f, makeAdapterModule({ id: 'task/parallel', base: b, preset: 'par_bn', head: { type: 'token_classification', num_labels: 4 }, seed: 3 }));
+    refs.bapna = add(f, makeAdapterModule({ id: 'task/bapna', base: b, preset: 'seq_bn', config: { reduction_factor: 4, ln_before: true, ln_after: true, non_linearity: 'gelu', original_ln_before: false, residual_before_ln: false, leave_out: [1] }, seed: 4 }));
+    refs.lang = add(f, makeAdapterModule({ id: 'lang/de', base: b, preset: 'seq_bn_inv', config: { reduction_factor: 2, non_linearity: 'gelu' }, seed: 5 }));
+    refs.lang2 = add(f, makeAdapterModule({ id: 'lang/fr', base: b, preset: 'seq_bn', config: { reduction_factor: 2, non_linearity: 'tanh' }, seed: 6 }));
+    refs.lora = add(f, makeLoraModule({ id: 'task/lora', base: b, r: 4, lora_alpha: 8, target_modules: ['query', 'value', 'ffn_in', 'ffn_out', 'key', 'attn_output'], head: { type: 'classification', num_labels: 3 }, seed: 7 }));
+    const shapes = baseParamShapes(b, { maxPositions: f.base.config.maxPositions, typeVocab: f.base.config.typeVocabSize });
+    refs.sftLang = add(f, makeDiffModule({ id: 'sft/lang', base: b, targets: shapes, density: 0.05, method: 'lt-sft', seed: 8 }));
+    refs.sftTask = add(f, makeDiffModule({ id: 'sft/task', base: b, targets: shapes.filter((s) => !/embeddings/.test(s.name)), density: 0.1, method: 'lt-sft', head: { type: 'classification', num_labels: 2 }, seed: 9 }));
+    refs.bitfit = add(f, makeBitfitModule({ id: 'task/bitfit', base: b, head: { type: 'classification', num_labels: 2 }, seed: 10 }));
+    refs.fa = add(f, makeAdapterModule({ id: 'fuse/a', base: b, preset: 'seq_bn', config: { reduction_factor: 4 }, seed: 11 }));
+    refs.fb = add(f, makeAdapterModule({ id: 'fuse/b', base: b, preset: 'seq_bn', config: { reduction_factor: 8 }, seed: 12 }));
+    refs.fusion = add(f, makeFusionModule({ id: 'fuse/ab', base: b, adapters: ['fuse/a', 'fuse/b'], head: { type: 'classification', num_labels: 2 }, seed: 13 }));
+  });
+  afterAll(async () => {
+    await f.engine.close();
+  });
+
+  it('bare base equals the reference', async () => {
+    await check(f, [null, null], TEXTS.slice(0, 2));
+  });
+  it.each(['pfeiffer', 'houlsby', 'parallel', 'bapna', 'lang', 'lora', 'sftLang', 'sftTask', 'bitfit'])('single module %s', async (name) => {
+    await check(f, [refs[name], refs[name]], TEXTS.slice(0, 2));
+  });
+  it('invertible adapter with masked-LM output', async () => {
+    await check(f, [refs.lang, null], TEXTS.slice(0, 2), { mlm: true });
+  });
+  it('stack of 2 and of 3', async () => {
+    await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));
+  });
+  it('sum of two diffs, and adapter + diff', async () => {
+    await check(f, [{ sum: [refs.sftLang, refs.sftTask] }, { stack: [{ sum: [refs.sftLang] }, refs.pfeiffer] }], TEXTS.slice(0, 2));
+  });
+  it('fusion of two adapters', async () => {
+    await check(f, [{ fuse: [refs.fa, refs.fb], fusion: refs.fusion }, { stack: [refs.lang, { fuse: [refs.fa, refs.fb], fusion: refs.fusion }] }], TEXTS.slice(0, 2));
+  });
+  it('average of two adapters', async () => {
+    await check(f, [{ average: [refs.fa, refs.fb], weights: [0.7, 0.3] }, { average: [refs.fa, refs.fb] }], TEXTS.slice(0, 2));
+  });
+  it('parallel gives one output per branch, equal to each branch alone', async () => {
+    const { enc, ids, mask, types } = await encode(f, TEXTS.slice(0, 1));
+    const plans = await f.engine.plan({ parallel: [refs.pfeiffer, refs.lora] });
+    expect(plans).toHaveLength(2);
+    const both = { ...enc, batch: 2, inputIds: rep(enc.inputIds), attentionMask: rep(enc.attentionMask), tokenTypeIds: rep(enc.tokenTypeIds), positionIds: rep(enc.positionIds), lengths: [enc.lengths[0], enc.lengths[0]] };
+    const out = await f.engine.forward(both, plans, { hidden: true });
+    const ref = reference(f, ids, mask, types, { parallel: [refs.pfeiffer, refs.lora] }, ['hidden']);
+    expect(ref.branches).toHaveLength(2);
+    compareRow(out[0], ref.branches![0], enc.length, f.base.config.hiddenSize, 'parallel branch 0', mask[0]);
+    compareRow(out[1], ref.branches![1], enc.length, f.base.config.hiddenSize, 'parallel branch 1', mask[0]);
+  });
+  it('a mixed batch of 10 rows, each with a different composition, equals each row run alone', async () => {
+    const comps: Comp[] = [
+      null,
+      refs.pfeiffer,
+      refs.houlsby,
+      { stack: [refs.lang, refs.pfeiffer] },
+      refs.lora,
+      { stack: [refs.lang, refs.lora] },
+      refs.bapna,
+      { sum: [refs.sftLang, refs.sftTask] },
+      { stack: [{ sum: [refs.sftLang] }, refs.houlsby] },
+      { fuse: [refs.fa, refs.fb], fusion: refs.fusion },
+    ];
+    const texts = comps.map((_, i) => TEXTS[i % TEXTS.length]);
+    await check(f, comps, texts);
+  });
+});
+
+function rep(a: Int32Array): Int32Array {
+  const o = new Int32Array(a.length * 2);
+  o.set(a, 0);
+  o.set(a, a.length);
+  return o;
+}
