@@ -6,7 +6,7 @@
 import type { Tensor } from '../../modules-store/safetensors';
 import { RefComposition, RefForwardArgs, RefModule, referenceForward, resolveBnConfig } from '../reference/encoder';
 import { erf } from '../reference/ops';
-import { invertibleForward, loadBottleneck } from '../reference/modules';
+import { SiteNode, adapterSite, invertibleForward, loadBottleneck, loadFusion } from '../reference/modules';
 import {
   Family,
   RefBase,
@@ -543,5 +543,106 @@ describe('bottleneck semantics (AdapterHub)', () => {
     const t0 = performance.now();
     referenceForward(args);
     expect(performance.now() - t0).toBeLessThan(500);
+  });
+});
+
+describe('one adapter site against the ANCHORS formulas (independent row-wise arithmetic)', () => {
+  const D = 8;
+  const N = 3;
+  const info = { family: 'bert', fingerprint: 'sha256:' + '0'.repeat(64), hidden_size: D, num_layers: 1, vocab_size: 10 };
+  const rnd = normalSampler(61);
+  const rows = (): number[][] => Array.from({ length: N }, () => Array.from({ length: D }, () => rnd()));
+  const h = rows();
+  const x = rows();
+  const lnW = Array.from({ length: D }, () => 1 + 0.1 * rnd());
+  const lnB = Array.from({ length: D }, () => 0.1 * rnd());
+  const eps = 1e-12;
+  // independent helpers on plain arrays
+  const lnRow = (v: number[], w = lnW, b = lnB, e = eps) => {
+    const m = v.reduce((a, c) => a + c, 0) / v.length;
+    const s = v.reduce((a, c) => a + (c - m) ** 2, 0) / v.length;
+    return v.map((c, i) => ((c - m) / Math.sqrt(s + e)) * w[i] + b[i]);
+  };
+  const plus = (...vs: number[][]) => vs[0].map((_, i) => vs.reduce((a, v) => a + v[i], 0));
+  const lin = (v: number[], W: Tensor, b?: Tensor) => {
+    const [O, I] = W.shape;
+    return Array.from({ length: O }, (_, o) => (b ? (b.data[o] as number) : 0) + v.reduce((a, c, i) => a + c * (W.data[o * I + i] as number), 0));
+  };
+  const acts: Record<string, (z: number) => number> = { relu: (z) => Math.max(0, z), swish: (z) => z / (1 + Math.exp(-z)), tanh: Math.tanh };
+  const bottleneck = (m: RefModule, v: number[], act: string, s = 1) => {
+    const p = 'layers.0.output.';
+    const t = (n: string) => m.tensors.get(p + n)!;
+    const down = lin(v, t('adapter_down.weight'), t('adapter_down.bias')).map(acts[act]);
+    return lin(down, t('adapter_up.weight'), t('adapter_up.bias')).map((z) => z * s);
+  };
+  const toMat = (r: number[][]) => Float64Array.from(r.flat());
+  const ctx = { N, D, layer: 0, site: 'output' as const, ln: (m: Float64Array) => toMat(Array.from({ length: N }, (_, n) => lnRow(Array.from(m.slice(n * D, (n + 1) * D))))), average: 'adapterhub' as const };
+  const site = (root: SiteNode) => adapterSite(root, toMat(h), toMat(x), ctx);
+  const leaf = (m: RefModule): SiteNode => ({ kind: 'adapter', adapter: loadBottleneck(m, D, 1) });
+  const check = (got: Float64Array, want: number[][]) => {
+    for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) expect(Math.abs(got[n * D + d] - want[n][d])).toBeLessThan(1e-10);
+  };
+  const mk = (config: Record<string, unknown>, seed: number, preset = 'seq_bn') => makeAdapterModule({ id: `t/a${seed}`, base: info, preset, config: { reduction_factor: 2, ...config }, seed, scale: 0.5 });
+
+  test('seq_bn: LN(up(relu(down(LN(h + x)))) + h + x)', () => {
+    const a = mk({}, 1);
+    check(site(leaf(a)), h.map((hn, n) => lnRow(plus(bottleneck(a, lnRow(plus(hn, x[n])), 'relu'), hn, x[n]))));
+  });
+  test('double_seq_bn (output site): LN(up(swish(down(h))) + h + x)', () => {
+    const a = mk({ mh_adapter: false }, 2, 'double_seq_bn');
+    check(site(leaf(a)), h.map((hn, n) => lnRow(plus(bottleneck(a, hn, 'swish'), hn, x[n]))));
+  });
+  test('par_bn: LN(h + 4·up(relu(down(x))) + x)', () => {
+    const a = mk({}, 3, 'par_bn');
+    check(site(leaf(a)), h.map((hn, n) => lnRow(plus(hn, bottleneck(a, x[n], 'relu', 4), x[n]))));
+  });
+  test('residual_before_ln=false: the residual is LN(h + x)', () => {
+    const a = mk({ residual_before_ln: false }, 4);
+    check(site(leaf(a)), h.map((hn, n) => { const y = lnRow(plus(hn, x[n])); return lnRow(plus(bottleneck(a, y, 'relu'), y, x[n])); }));
+  });
+  test("residual_before_ln='post_add': the residual is h + x", () => {
+    const a = mk({ residual_before_ln: 'post_add' }, 5);
+    check(site(leaf(a)), h.map((hn, n) => lnRow(plus(bottleneck(a, lnRow(plus(hn, x[n])), 'relu'), hn, x[n], x[n]))));
+  });
+  test('ln_after (eps 1e-5) then the residual; original_ln_after=false returns the adapter output', () => {
+    const a = mk({ ln_after: true, original_ln_after: false, non_linearity: 'tanh' }, 6);
+    const w = Array.from(a.tensors.get('layers.0.output.ln_after.weight')!.data as Float32Array);
+    const b = Array.from(a.tensors.get('layers.0.output.ln_after.bias')!.data as Float32Array);
+    check(site(leaf(a)), h.map((hn, n) => plus(lnRow(bottleneck(a, lnRow(plus(hn, x[n])), 'tanh'), w, b, 1e-5), hn)));
+  });
+  test('stack(a, b): b re-runs the original LN on a’s output, residual = a’s output, one final LN', () => {
+    const a = mk({}, 7);
+    const b = mk({}, 8);
+    check(site({ kind: 'stack', children: [leaf(a), leaf(b)] }), h.map((hn, n) => {
+      const outA = plus(bottleneck(a, lnRow(plus(hn, x[n])), 'relu'), hn);
+      return lnRow(plus(bottleneck(b, lnRow(plus(outA, x[n])), 'relu'), outA, x[n]));
+    }));
+  });
+  test('fuse(a, b): softmax over (W_q q)·(W_k up_i), context Σ p_i W_v up_i + residual, then LN(· + x)', () => {
+    const a = mk({}, 9);
+    const b = mk({}, 10);
+    const fm = makeFusionModule({ id: 'f/f', base: info, adapters: ['t/a9', 't/a10'], seed: 11, scale: 0.3, temperature: 2 });
+    const fusion = loadFusion(fm, D, 1);
+    const ft = (n: string) => fm.tensors.get('layers.0.output.' + n)!;
+    check(site({ kind: 'fuse', children: [leaf(a), leaf(b)], fusion }), h.map((hn, n) => {
+      const q = lnRow(plus(hn, x[n]));
+      const ups = [bottleneck(a, q, 'relu'), bottleneck(b, q, 'relu')];
+      const qq = lin(q, ft('query.weight'), ft('query.bias'));
+      const sc = ups.map((u) => lin(u, ft('key.weight'), ft('key.bias')).reduce((acc, k, i) => acc + k * qq[i], 0) / 2);
+      const z = Math.exp(sc[0]) + Math.exp(sc[1]);
+      const vs = ups.map((u) => lin(u, ft('value.weight')));
+      const c = vs[0].map((_, i) => (Math.exp(sc[0]) / z) * vs[0][i] + (Math.exp(sc[1]) / z) * vs[1][i]);
+      return lnRow(plus(c, hn, x[n]));
+    }));
+  });
+  test('average(a, b; w): pre-step of a once, Σ w_i (up_i + h) / 2, then LN(· + x)', () => {
+    const a = mk({}, 12);
+    const b = mk({}, 13);
+    check(site({ kind: 'average', children: [leaf(a), leaf(b)], weights: [0.25, 0.75] }), h.map((hn, n) => {
+      const y = lnRow(plus(hn, x[n]));
+      const oa = plus(bottleneck(a, y, 'relu'), hn);
+      const ob = plus(bottleneck(b, y, 'relu'), hn);
+      return lnRow(plus(oa.map((v, i) => (0.25 * v + 0.75 * ob[i]) / 2), x[n]));
+    }));
   });
 });
