@@ -80,8 +80,10 @@ export class BaseTokenizer {
     this.base.disablePadding();
     this.base.disableTruncation();
     const has = (t: string): boolean => this.base.tokenToId(t) !== null;
-    this.family = config?.family ?? (has('[CLS]') ? 'bert' : has('<s>') ? 'roberta' : (undefined as never));
-    if (!this.family) throw new TypeError(`${source}: cannot tell the family (no [CLS] or <s> token); pass the base config`);
+    const guessed: Family | null = has('[CLS]') ? 'bert' : has('<s>') ? 'roberta' : null;
+    const family = config?.family ?? guessed;
+    if (!family) throw new TypeError(`${source}: cannot tell the family (no [CLS] or <s> token); pass the base config`);
+    this.family = family;
     const sp = SPECIAL_TOKENS[this.family];
     const id = (t: string): number => {
       const v = this.base.tokenToId(t);
@@ -90,11 +92,10 @@ export class BaseTokenizer {
     };
     this.vocabSize = this.base.getVocabSize(true);
     this.padId = config ? config.padTokenId : id(sp.pad);
-    this.padToken = this.base.idToToken(this.padId) ?? sp.pad;
-    if (config && this.padToken !== sp.pad && this.base.tokenToId(sp.pad) !== config.padTokenId) {
-      // A checkpoint may name its pad differently; the config's pad id is authoritative, but it must exist.
-      if (this.base.idToToken(config.padTokenId) === null) throw new RangeError(`${source}: pad_token_id ${config.padTokenId} is not in the vocabulary`);
-    }
+    // The config's pad id is authoritative (a checkpoint may name its pad token differently), but it must exist.
+    const padToken = this.base.idToToken(this.padId);
+    if (padToken === null || padToken === undefined) throw new RangeError(`${source}: pad_token_id ${this.padId} is not in the vocabulary`);
+    this.padToken = padToken;
     this.maskId = id(sp.mask);
     this.maskToken = sp.mask;
     this.clsId = id(sp.cls);
