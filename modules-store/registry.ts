@@ -25,7 +25,7 @@ import type { BaseRow, Catalog, FileRow, ModuleRow, Scope, SearchQuery, SearchSo
 import { SqliteCatalog } from './catalog-sqlite';
 import { StoreError } from './errors';
 import { assertName, assertTagName, parseManifest, parseRef, splitId, type Manifest } from './manifest';
-import { DEFAULT_PACKAGE_LIMITS, orderedFiles, readPackageFiles, validatePackage, type PackageLimits } from './package';
+import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, type PackageLimits } from './package';
 
 export interface RegistryOptions {
   catalog: Catalog;
@@ -321,7 +321,8 @@ export class Registry {
   }
 
   private resolved(v: VersionRow): ResolvedModule {
-    const files = v.files;
+    const rank = (n: string): number => (PACKAGE_FILES.includes(n) ? PACKAGE_FILES.indexOf(n) : PACKAGE_FILES.length);
+    const files = [...v.files].sort((a, b) => rank(a.name) - rank(b.name) || (a.name < b.name ? -1 : 1));
     return {
       id: `${v.namespace}/${v.name}`,
       namespace: v.namespace,

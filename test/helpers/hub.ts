@@ -103,7 +103,8 @@ export function makeTensors(m: Manifest): Map<string, Tensor> {
 /** The files of a valid package (module.json + weights.safetensors; README.md only when `card` is given). */
 export function makePackageFiles(o: MakeOptions = {}, card?: string): Map<string, Buffer> {
   const input = makeManifestInput(o);
-  const m = parseManifest(input);
+  // tensors come from a valid twin of the manifest, which may itself be deliberately invalid
+  const m = parseManifest({ ...makeManifestInput({ ...o, extra: undefined, version: undefined }) });
   const files = new Map<string, Buffer>([
     ['module.json', Buffer.from(JSON.stringify(input, null, 2))],
     ['weights.safetensors', serializeSafetensors(makeTensors(m))],
