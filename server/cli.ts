@@ -3,15 +3,25 @@
  * `modhub` command line: one entry point, each command group registered from its own file in server/cli/.
  * Example: `modhub base tiny --out ./base && modhub serve --base ./base`.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import { Command } from 'commander';
 import { registerCommands } from './cli/index';
+
+/** The version in package.json (found from the sources or from dist/). */
+function packageVersion(): string {
+  for (const p of [path.join(__dirname, '..', 'package.json'), path.join(__dirname, '..', '..', 'package.json')]) {
+    if (fs.existsSync(p)) return (JSON.parse(fs.readFileSync(p, 'utf8')) as { version: string }).version;
+  }
+  return '0.0.0';
+}
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('modhub')
     .description('Hub, server, trainer and client for modular fine-tuning of transformer encoders')
-    .version(require('../package.json').version as string)
+    .version(packageVersion())
     .showHelpAfterError();
   registerCommands(program);
   return program;

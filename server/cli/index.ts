@@ -1,6 +1,9 @@
 /** Registers every command group; each group lives in its own file so that they evolve independently. */
 import type { Command } from 'commander';
+import { registerBaseCommands } from './base';
+import { registerServeCommand } from './serve';
 
 export function registerCommands(program: Command): void {
-  void program;
+  registerServeCommand(program);
+  registerBaseCommands(program);
 }

@@ -93,7 +93,7 @@ export class Engine {
 
   private constructor(
     readonly base: Base,
-    private readonly options: EngineOptions,
+    private options: EngineOptions,
   ) {
     this.modules = new LRUCache<string, EngineModule>({ maxSize: options.moduleCacheBytes ?? 2 ** 31, sizeCalculation: (m) => Math.max(1, m.bytes) });
     this.diffWeights = new LRUCache<string, Map<string, Float32Array>>({
@@ -114,6 +114,11 @@ export class Engine {
     const e = new Engine(options.base, options);
     await e.session(e.variantFor([EMPTY_PLAN], {}), false);
     return e;
+  }
+
+  /** Sets where module references resolve (the hub registry, once it is open). */
+  setResolver(resolver: ModuleResolver): void {
+    this.options.resolver = resolver;
   }
 
   get device(): Device {

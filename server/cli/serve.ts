@@ -1,0 +1,108 @@
+/**
+ * `modhub serve`: the hub (SQLite catalog + blob folder in --data) and the inference engine over one frozen base,
+ * on one port. With no --base, a tiny random base is created in <data>/base on first start, so a fresh checkout
+ * serves without downloading anything.
+ * Example: `modhub serve --data ./.modhub --port 8080` then `curl localhost:8080/v1/base`.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Command } from 'commander';
+import pino from 'pino';
+import client from 'prom-client';
+import { createHubServer } from '../http/app';
+import { inferenceRouter } from '../http/inference-routes';
+import { loadBase } from '../model/base';
+import { createTinyBase } from '../model/tiny';
+import { Engine } from '../runtime/engine';
+import { InferenceService } from '../runtime/inference';
+import type { Device } from '../runtime/session';
+
+export interface ServeOptions {
+  data: string;
+  base?: string;
+  port: number;
+  host: string;
+  device: Device;
+  threads: number;
+  batchRows: number;
+  batchWaitMs: number;
+  anonymousRead: boolean;
+  allowUnknownBases?: boolean;
+}
+
+/** Starts the server; resolves with a stop function once listening. */
+export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void> }> {
+  const logger = pino({ name: 'modhub' });
+  const baseDir = o.base ?? path.join(o.data, 'base');
+  if (!o.base && !fs.existsSync(path.join(baseDir, 'config.json'))) {
+    logger.info({ baseDir }, 'no --base given and none in the data folder: creating a tiny random BERT base (demo only)');
+    await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
+  }
+  const base = await loadBase(baseDir);
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads });
+  const metrics = new client.Registry();
+  client.collectDefaultMetrics({ register: metrics });
+  const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs });
+  const auth = { anonymousRead: o.anonymousRead };
+  const router = inferenceRouter({ service, auth, logger, metrics });
+  const hub = await createHubServer({
+    dataDir: o.data,
+    logger,
+    metrics,
+    auth,
+    routers: [{ path: '/v1', router }],
+    allowUnknownBases: o.allowUnknownBases,
+  });
+  const c = base.config;
+  await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
+  engine.setResolver(hub.registry);
+  const server = hub.app.listen(o.port, o.host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', () => resolve());
+    server.once('error', reject);
+  });
+  const addr = server.address();
+  const url = `http://${o.host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
+  logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device }, 'modhub listening');
+  return {
+    url,
+    stop: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await engine.close();
+      await hub.close();
+    },
+  };
+}
+
+function int(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new TypeError(`'--${name}' must be a non-negative integer, got '${v}'`);
+    return n;
+  };
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the hub and the inference server (SQLite + local blob files in --data)')
+    .option('--data <dir>', 'data folder (catalog.sqlite, blobs/, and base/ when --base is not given)', process.env.MODHUB_DATA ?? '.modhub')
+    .option('--base <dir>', 'base model folder in HF layout (config.json, model.safetensors, tokenizer.json)')
+    .option('--port <n>', 'port (0 = any free port)', int('port'), Number(process.env.PORT ?? 8080))
+    .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--device <device>', "'cpu' or 'cuda' (needs onnxruntime-node's CUDA files)", 'cpu')
+    .option('--threads <n>', 'onnxruntime intra-op threads (0 = all cores)', int('threads'), 0)
+    .option('--batch-rows <n>', 'most rows merged into one engine run', int('batch-rows'), 32)
+    .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
+    .option('--no-anonymous-read', 'require a read token for downloads and inference')
+    .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
+    .action(async (o: ServeOptions) => {
+      if (o.device !== 'cpu' && o.device !== 'cuda') throw new RangeError(`'--device' must be cpu or cuda, got '${o.device}'`);
+      const { stop } = await serve(o);
+      const shutdown = () => {
+        void stop().then(() => process.exit(0));
+      };
+      process.once('SIGINT', shutdown);
+      process.once('SIGTERM', shutdown);
+    });
+}

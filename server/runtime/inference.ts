@@ -1,0 +1,243 @@
+/**
+ * Inference service: texts + a composition in, predictions out. Requests arriving within a few milliseconds of
+ * each other are merged into one engine batch even when their compositions differ (the engine serves mixed
+ * batches); results are turned into labels, scores, token labels with character offsets, fill-mask tokens or
+ * embeddings.
+ * Example:
+ *   const svc = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 5 });
+ *   const res = await svc.infer({ inputs: [{ text: 'Hallo Welt' }], composition: { stack: ['lang/de', 'task/topic'] } });
+ */
+import type { RowPlan } from '../model/composition';
+import type { EncodedBatch } from '../model/tokenizer';
+import { ModuleError } from '../model/modules';
+import type { Engine, RowOutput } from './engine';
+
+export interface InferInput {
+  text: string;
+  text_pair?: string;
+}
+
+export interface InferRequest {
+  inputs: InferInput[];
+  /** AdapterHub-style composition; null/absent = the bare base. */
+  composition?: unknown;
+  /** What to return: 'auto' (the head's prediction, else an embedding), 'embedding', or 'fill_mask'. */
+  task?: 'auto' | 'embedding' | 'fill_mask';
+  /** Labels/tokens returned per prediction (default 1 for classification, 5 for fill_mask). */
+  top_k?: number;
+  /** Longest tokenised input (default: the base's maximum). */
+  max_length?: number;
+}
+
+export type Prediction =
+  | { type: 'classification'; label: string; score: number; scores: { label: string; score: number }[] }
+  | { type: 'token_classification'; tokens: { token: string; label: string; score: number; start: number; end: number }[] }
+  | { type: 'fill_mask'; masks: { position: number; candidates: { token: string; token_id: number; score: number }[] }[] }
+  | { type: 'embedding'; embedding: number[] };
+
+export interface InferResult {
+  /** One entry per input; each holds one prediction per output branch (parallel gives several). */
+  results: { branches: Prediction[] }[];
+  /** The modules each branch resolved to (`id@version`). */
+  modules: string[][];
+}
+
+export interface BatcherOptions {
+  /** Most rows merged into one engine run (default 32). */
+  maxBatchRows?: number;
+  /** How long the first queued request waits for company (default 5 ms). */
+  maxWaitMs?: number;
+}
+
+interface Job {
+  enc: EncodedBatch;
+  row: number;
+  plan: RowPlan;
+  wantHidden: boolean;
+  wantMlm: boolean;
+  resolve: (o: RowOutput) => void;
+  reject: (e: unknown) => void;
+}
+
+export class InferenceService {
+  private queue: Job[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private running = Promise.resolve();
+  readonly stats = { batches: 0, rows: 0 };
+
+  constructor(
+    readonly engine: Engine,
+    private readonly opts: BatcherOptions = {},
+  ) {}
+
+  async infer(req: InferRequest): Promise<InferResult> {
+    const task = req.task ?? 'auto';
+    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new ModuleError('INVALID_COMPOSITION', "'inputs' must be a non-empty array of {text, text_pair?}");
+    const plans = await this.engine.plan(req.composition ?? null);
+    const tok = this.engine.base.tokenizer;
+    const texts = req.inputs.map((i) => i.text);
+    const hasPairs = req.inputs.some((i) => i.text_pair !== undefined);
+    if (hasPairs && !req.inputs.every((i) => typeof i.text_pair === 'string')) {
+      throw new ModuleError('INVALID_COMPOSITION', "either every input has a 'text_pair' or none does");
+    }
+    const enc = await tok.encodeBatch(texts, hasPairs ? req.inputs.map((i) => i.text_pair!) : undefined, req.max_length ? { maxLength: req.max_length } : {});
+    const wantMlm = task === 'fill_mask';
+    const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head));
+    const outs = await Promise.all(
+      req.inputs.flatMap((_, row) => plans.map((plan) => this.enqueue({ enc, row, plan, wantHidden, wantMlm }))),
+    );
+    const results = req.inputs.map((_, row) => ({
+      branches: plans.map((plan, b) => this.predict(outs[row * plans.length + b], enc, row, task, req.top_k)),
+    }));
+    return { results, modules: plans.map((p) => moduleKeys(p)) };
+  }
+
+  private enqueue(j: Omit<Job, 'resolve' | 'reject'>): Promise<RowOutput> {
+    return new Promise<RowOutput>((resolve, reject) => {
+      this.queue.push({ ...j, resolve, reject });
+      const max = this.opts.maxBatchRows ?? 32;
+      if (this.queue.length >= max) this.flush();
+      else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.opts.maxWaitMs ?? 5);
+    });
+  }
+
+  /** Runs queued rows as one batch (per output kind), after the previous batch finished. */
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const max = this.opts.maxBatchRows ?? 32;
+    const jobs = this.queue.splice(0, max);
+    if (this.queue.length) this.timer = setTimeout(() => this.flush(), 0);
+    if (!jobs.length) return;
+    this.running = this.running.then(() => this.runJobs(jobs));
+  }
+
+  private async runJobs(jobs: Job[]): Promise<void> {
+    // Rows that need MLM logits or hidden states run with those outputs; others skip the cost.
+    const groups = new Map<string, Job[]>();
+    for (const j of jobs) {
+      const k = `${j.wantHidden}:${j.wantMlm}`;
+      const g = groups.get(k);
+      if (g) g.push(j);
+      else groups.set(k, [j]);
+    }
+    for (const group of groups.values()) {
+      try {
+        const batch = mergeRows(group.map((j) => ({ enc: j.enc, row: j.row })), this.engine.base.tokenizer.padId, this.engine.base.config.positionOffset);
+        const out = await this.engine.forward(batch, group.map((j) => j.plan), { hidden: group[0].wantHidden, mlm: group[0].wantMlm });
+        this.stats.batches++;
+        this.stats.rows += group.length;
+        group.forEach((j, i) => j.resolve(out[i]));
+      } catch (e) {
+        group.forEach((j) => j.reject(e));
+      }
+    }
+  }
+
+  private predict(o: RowOutput, enc: EncodedBatch, row: number, task: string, topK?: number): Prediction {
+    const T = enc.length;
+    const h = o.head?.config;
+    if (task === 'fill_mask') {
+      const V = this.engine.base.config.vocabSize;
+      const maskId = this.engine.base.tokenizer.maskId;
+      const masks: { position: number; candidates: { token: string; token_id: number; score: number }[] }[] = [];
+      for (let t = 0; t < o.length; t++) {
+        if (enc.inputIds[row * T + t] !== maskId) continue;
+        const probs = softmax(o.mlmLogits!.subarray(t * V, (t + 1) * V));
+        masks.push({
+          position: t,
+          candidates: topIndices(probs, topK ?? 5).map((id) => ({ token: this.engine.base.tokenizer.idToToken(id) ?? '', token_id: id, score: probs[id] })),
+        });
+      }
+      if (!masks.length) throw new ModuleError('INVALID_COMPOSITION', `fill_mask needs at least one '${this.engine.base.tokenizer.maskToken}' token in every input`);
+      return { type: 'fill_mask', masks };
+    }
+    if (task === 'auto' && h?.type === 'classification' && o.clsLogits) {
+      const probs = softmax(o.clsLogits);
+      const labels = o.head!.labels;
+      const name = (i: number) => labels[i] ?? `LABEL_${i}`;
+      const best = topIndices(probs, 1)[0];
+      return { type: 'classification', label: name(best), score: probs[best], scores: topIndices(probs, topK ?? probs.length).map((i) => ({ label: name(i), score: probs[i] })) };
+    }
+    if (task === 'auto' && h?.type === 'token_classification' && o.tokLogits) {
+      const C = h.num_labels;
+      const labels = o.head!.labels;
+      const tokens: { token: string; label: string; score: number; start: number; end: number }[] = [];
+      for (let t = 0; t < o.length; t++) {
+        if (enc.specialTokensMask[row * T + t]) continue;
+        const probs = softmax(o.tokLogits.subarray(t * C, (t + 1) * C));
+        const best = topIndices(probs, 1)[0];
+        const [start, end] = enc.offsets[row][t] ?? [0, 0];
+        tokens.push({ token: enc.tokens[row][t], label: labels[best] ?? `LABEL_${best}`, score: probs[best], start, end });
+      }
+      return { type: 'token_classification', tokens };
+    }
+    // Embedding: mean of the real tokens' last hidden states.
+    const D = this.engine.base.config.hiddenSize;
+    const emb = new Float64Array(D);
+    let n = 0;
+    for (let t = 0; t < o.length; t++) {
+      if (!enc.attentionMask[row * T + t]) continue;
+      n++;
+      for (let d = 0; d < D; d++) emb[d] += o.hidden![t * D + d];
+    }
+    return { type: 'embedding', embedding: Array.from(emb, (x) => x / Math.max(1, n)) };
+  }
+}
+
+function moduleKeys(p: RowPlan): string[] {
+  const keys = [...p.diffs, ...p.adapters, ...p.loras].map((m) => m.key);
+  if (p.fuse) keys.push(...p.fuse.adapters.map((a) => a.key), p.fuse.fusion.key);
+  return keys;
+}
+
+/** Stacks rows of several tokenised batches into one, padded to the longest. */
+export function mergeRows(rows: { enc: EncodedBatch; row: number }[], padId: number, positionOffset: number): EncodedBatch {
+  const T = Math.max(...rows.map((r) => r.enc.length));
+  const B = rows.length;
+  const ids = new Int32Array(B * T).fill(padId);
+  const mask = new Int32Array(B * T);
+  const types = new Int32Array(B * T);
+  const pos = new Int32Array(B * T);
+  const special = new Int32Array(B * T).fill(1);
+  rows.forEach(({ enc, row }, b) => {
+    const t0 = enc.length;
+    ids.set(enc.inputIds.subarray(row * t0, (row + 1) * t0), b * T);
+    mask.set(enc.attentionMask.subarray(row * t0, (row + 1) * t0), b * T);
+    types.set(enc.tokenTypeIds.subarray(row * t0, (row + 1) * t0), b * T);
+    pos.set(enc.positionIds.subarray(row * t0, (row + 1) * t0), b * T);
+    special.set(enc.specialTokensMask.subarray(row * t0, (row + 1) * t0), b * T);
+    // Extra padding: position ids as the family computes them for pads (masked out of attention anyway).
+    for (let t = t0; t < T; t++) pos[b * T + t] = positionOffset > 0 ? positionOffset - 1 : t;
+  });
+  return {
+    batch: B,
+    length: T,
+    inputIds: ids,
+    attentionMask: mask,
+    tokenTypeIds: types,
+    positionIds: pos,
+    specialTokensMask: special,
+    lengths: rows.map((r) => r.enc.lengths[r.row]),
+    tokens: rows.map((r) => r.enc.tokens[r.row]),
+    offsets: rows.map((r) => r.enc.offsets[r.row]),
+    wordIds: rows.map((r) => r.enc.wordIds[r.row]),
+    sequenceIds: rows.map((r) => r.enc.sequenceIds[r.row]),
+  };
+}
+
+function softmax(x: ArrayLike<number>): Float64Array {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, x[i]);
+  const out = new Float64Array(x.length);
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += out[i] = Math.exp(x[i] - m);
+  for (let i = 0; i < x.length; i++) out[i] /= s;
+  return out;
+}
+
+function topIndices(p: ArrayLike<number>, k: number): number[] {
+  return Array.from({ length: p.length }, (_, i) => i)
+    .sort((a, b) => p[b] - p[a])
+    .slice(0, Math.max(1, Math.min(k, p.length)));
+}
