@@ -163,6 +163,8 @@ export class BaseTokenizer {
       t = Tokenizer.fromString(this.json);
       t.disablePadding();
       t.setTruncation(maxLength, { strategy: 'LongestFirst' as TruncationStrategy });
+      // Callers use a handful of lengths; keep the 8 most recently created.
+      if (this.truncating.size >= 8) this.truncating.delete(this.truncating.keys().next().value as number);
       this.truncating.set(maxLength, t);
     }
     return t;

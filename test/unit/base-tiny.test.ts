@@ -80,6 +80,9 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as Family[])('cre
       expect(t.maskToken).toBe('<mask>');
       expect(t.maskId).toBe(base.config.vocabSize - 1);
     }
+    // token types: 0/1 for BERT pairs; all 0 where the model has at most one type (RoBERTa, XLM-R, DistilBERT)
+    const pair = await t.encode('der Fuchs', 'the dog');
+    expect(Array.from(pair.tokenTypeIds).includes(1)).toBe(family === 'bert');
     // every character of the training corpus is known to the tokenizer
     const enc = await t.encode('Der schnelle braune Fuchs, 敏捷的棕色狐狸! café');
     expect(Array.from(enc.inputIds)).not.toContain(t.unkId);

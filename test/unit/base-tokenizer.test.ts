@@ -119,6 +119,9 @@ describe('bert', () => {
     expect(a.length).toBe(4);
     expect(b.length).toBe(7);
     expect(c.length).toBeGreaterThan(7);
+    // more distinct lengths than the cache holds still truncate correctly
+    for (let m = 3; m <= 14; m++) expect((await bert.encode(text, undefined, { maxLength: m })).length).toBe(Math.min(m, c.length));
+    expect((await bert.encode(text, undefined, { maxLength: 4 })).length).toBe(4);
   });
 
   test('special tokens, mask token and vocabulary', () => {
