@@ -636,12 +636,16 @@ export interface LoraModule {
   sites: Map<string, { A: Mat; B: Mat; r: number; in: number; out: number }>;
 }
 
-/** PEFT LoRA: scaling = lora_alpha / r; `y = x·Wᵀ + b + scaling·(x·Aᵀ)·Bᵀ`. `dims(target)` gives [in, out]. */
+/**
+ * PEFT LoRA (peft/tuners/lora/layer.py Linear.forward): scaling = lora_alpha / r,
+ * `y = x·Wᵀ + b + scaling·(x·Aᵀ)·Bᵀ` (dropout off). `dims(target)` gives [in, out].
+ */
 export function loadLora(mod: RefModule, L: number, dims: (t: LoraTarget) => [number, number]): LoraModule {
   if (mod.manifest.kind !== 'lora') throw new TypeError(`module '${mod.manifest.id}' is a '${mod.manifest.kind}', expected 'lora'`);
   const c = mod.manifest.config;
   const r = Number(c.r);
-  const alpha = c.lora_alpha === undefined ? r : Number(c.lora_alpha);
+  // PEFT LoraConfig (and AdapterHub LoRAConfig.alpha) default: lora_alpha = 8
+  const alpha = c.lora_alpha === undefined ? 8 : Number(c.lora_alpha);
   if (!(r >= 1)) throw new RangeError(`lora config: 'r' must be >= 1, got ${String(c.r)}`);
   const targets = (c.target_modules as string[] | undefined) ?? [];
   const leaveOut = (c.leave_out as number[] | undefined) ?? [];

@@ -6,6 +6,7 @@
 import type { Tensor } from '../../modules-store/safetensors';
 import { RefComposition, RefForwardArgs, RefModule, referenceForward, resolveBnConfig } from '../reference/encoder';
 import { erf } from '../reference/ops';
+import { compareToReference, expectMatchesReference } from '../reference/compare';
 import { SiteNode, adapterSite, invertibleForward, loadBottleneck, loadFusion } from '../reference/modules';
 import {
   Family,
@@ -644,5 +645,14 @@ describe('one adapter site against the ANCHORS formulas (independent row-wise ar
       const ob = plus(bottleneck(b, y, 'relu'), hn);
       return lnRow(plus(oa.map((v, i) => (0.25 * v + 0.75 * ob[i]) / 2), x[n]));
     }));
+  });
+});
+
+describe('compareToReference', () => {
+  test('passes within rtol/atol, fails outside, naming the element', () => {
+    expect(compareToReference([1, 100, 0], [1.00005, 100.009, 0.000005]).ok).toBe(true);
+    expect(compareToReference([1, 100], [1, 100.02]).ok).toBe(false);
+    expect(() => expectMatchesReference([0, 2], [0, 2.1], 'logits')).toThrow(/logits: element 1 is 2/);
+    expect(() => compareToReference({ dtype: 'F32', shape: [2], data: new Float32Array(2) }, { dtype: 'F32', shape: [1, 2], data: new Float32Array(2) })).toThrow(/shape/);
   });
 });
