@@ -85,8 +85,8 @@ export async function loadBase(dir: string): Promise<Base> {
   let buf: Buffer;
   let stat: fs.Stats;
   try {
-    stat = fs.statSync(stFile);
-    buf = fs.readFileSync(stFile);
+    stat = await fs.promises.stat(stFile);
+    buf = await fs.promises.readFile(stFile);
   } catch (e) {
     throw new TypeError(`${stFile}: cannot read weights (${(e as Error).message})`);
   }
