@@ -1,0 +1,189 @@
+/**
+ * Inference through the real HTTP app: modules uploaded to the hub are servable on the next request, concurrent
+ * requests with different compositions are batched together and answer as if run alone, and every bad input
+ * gets a 4xx with a code. One test goes over a real socket.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import request from 'supertest';
+import pino from 'pino';
+import type { Express } from 'express';
+import { createApp } from '../../server/http/app';
+import { inferenceRouter } from '../../server/http/inference-routes';
+import { loadBase, type Base } from '../../server/model/base';
+import { createTinyBase } from '../../server/model/tiny';
+import { Engine } from '../../server/runtime/engine';
+import { InferenceService } from '../../server/runtime/inference';
+import { openMemoryRegistry, packArchive, type Registry } from '../../modules-store';
+import { serializeSafetensors } from '../../modules-store/safetensors';
+import { makeAdapterModule, makeDiffModule, makeLoraModule, baseParamShapes, fakeFingerprint, type BaseInfo } from '../helpers/modules';
+import type { RefModule } from '../reference/encoder';
+
+let base: Base;
+let engine: Engine;
+let registry: Registry;
+let service: InferenceService;
+let app: Express;
+let info: BaseInfo;
+let writeToken: string;
+
+function archiveOf(m: RefModule): Buffer {
+  return packArchive(new Map([
+    ['module.json', Buffer.from(JSON.stringify(m.manifest))],
+    ['weights.safetensors', serializeSafetensors(m.tensors)],
+  ]), false);
+}
+
+async function publish(m: RefModule): Promise<void> {
+  const res = await request(app).post('/v1/modules').set('Authorization', `Bearer ${writeToken}`).attach('archive', archiveOf(m), { filename: 'm.tar', contentType: 'application/x-tar' });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`publish ${m.manifest.id}: ${res.status} ${JSON.stringify(res.body)}`);
+}
+
+const infer = (body: unknown) => request(app).post('/v1/infer').send(body as object);
+
+beforeAll(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-infer-'));
+  await createTinyBase({ out: dir, family: 'bert', layers: 2, hidden: 16, heads: 2, seed: 3 });
+  base = await loadBase(dir);
+  engine = await Engine.create({ base });
+  registry = await openMemoryRegistry({ allowUnknownBases: true });
+  const c = base.config;
+  await registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize });
+  engine.setResolver(registry);
+  writeToken = (await registry.createToken({ scopes: ['write'] })).token;
+  service = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 20 });
+  const logger = pino({ level: 'silent' });
+  app = createApp({ registry, logger, routers: [{ path: '/v1', router: inferenceRouter({ service, auth: { anonymousRead: true }, logger }) }] });
+  info = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
+  await publish(makeAdapterModule({ id: 'lang/de', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, seed: 1 }));
+  await publish(makeAdapterModule({ id: 'task/topic', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 3, labels: ['sport', 'politics', 'tech'] }, seed: 2 }));
+  await publish(makeLoraModule({ id: 'task/ner', base: info, r: 2, head: { type: 'token_classification', num_labels: 2, labels: ['O', 'B-PER'] }, seed: 3 }));
+  const shapes = baseParamShapes(info, { maxPositions: c.maxPositions });
+  await publish(makeDiffModule({ id: 'sft/de', base: info, targets: shapes, density: 0.05, seed: 4 }));
+});
+
+afterAll(async () => {
+  await engine.close();
+  await registry.close();
+});
+
+describe('POST /v1/infer', () => {
+  it('answers a stacked composition with labelled scores that match the engine run directly', async () => {
+    const comp = { stack: ['lang/de', 'task/topic'] };
+    const res = await infer({ inputs: [{ text: 'Der Hund schläft' }], composition: comp, top_k: 3 });
+    expect(res.status).toBe(200);
+    const p = res.body.results[0].branches[0];
+    expect(p.type).toBe('classification');
+    expect(p.scores.map((s: { label: string }) => s.label).sort()).toEqual(['politics', 'sport', 'tech']);
+    expect(res.body.modules[0]).toEqual(['lang/de@1.0.0', 'task/topic@1.0.0']);
+    const plans = await engine.plan(comp);
+    const enc = await base.tokenizer.encodeBatch(['Der Hund schläft']);
+    const [o] = await engine.forward(enc, plans);
+    const logits = Array.from(o.clsLogits!);
+    const z = logits.map((x) => Math.exp(x - Math.max(...logits)));
+    const probs = z.map((x) => x / z.reduce((a, b) => a + b, 0));
+    const best = probs.indexOf(Math.max(...probs));
+    expect(p.label).toBe(['sport', 'politics', 'tech'][best]);
+    expect(p.score).toBeCloseTo(probs[best], 5);
+  });
+
+  it('returns token labels with character offsets into the input', async () => {
+    const text = 'hello world again';
+    const res = await infer({ inputs: [{ text }], composition: 'task/ner' });
+    expect(res.status).toBe(200);
+    const toks = res.body.results[0].branches[0].tokens as { token: string; start: number; end: number; label: string }[];
+    expect(toks.length).toBeGreaterThan(0);
+    for (const t of toks) {
+      expect(['O', 'B-PER']).toContain(t.label);
+      expect(text.slice(t.start, t.end).toLowerCase()).toBe(t.token.replace(/^##/, ''));
+    }
+  });
+
+  it('batches concurrent requests with different compositions, each answering as if alone', async () => {
+    const comps: unknown[] = [null, 'task/topic', { stack: ['lang/de', 'task/topic'] }, { stack: [{ sum: ['sft/de'] }, 'task/topic'] }, { parallel: ['task/topic', 'task/ner'] }];
+    const texts = ['one two three', 'the fox', 'Der schnelle Fuchs', 'hello world', 'a b c'];
+    const alone = [];
+    for (let i = 0; i < comps.length; i++) alone.push((await infer({ inputs: [{ text: texts[i] }], composition: comps[i] })).body);
+    const before = service.stats.batches;
+    const together = await Promise.all(comps.map((c, i) => infer({ inputs: [{ text: texts[i] }], composition: c })));
+    // The diff row runs in its own group; all others share one run.
+    expect(service.stats.batches - before).toBeLessThan(comps.length);
+    together.forEach((r, i) => {
+      expect(r.status).toBe(200);
+      expect(JSON.stringify(round(r.body.results))).toBe(JSON.stringify(round(alone[i].results)));
+    });
+    expect(together[4].body.results[0].branches.map((b: { type: string }) => b.type)).toEqual(['classification', 'token_classification']);
+  });
+
+  it('serves a newly uploaded version on the next request, and exact versions stay reachable', async () => {
+    await publish(makeAdapterModule({ id: 'task/fresh', base: info, preset: 'seq_bn', head: { type: 'classification', num_labels: 2 }, seed: 5 }));
+    const r1 = await infer({ inputs: [{ text: 'x' }], composition: 'task/fresh' });
+    expect(r1.body.modules[0]).toEqual(['task/fresh@1.0.0']);
+    await publish(makeAdapterModule({ id: 'task/fresh', version: '1.1.0', base: info, preset: 'seq_bn', head: { type: 'classification', num_labels: 2 }, seed: 6 }));
+    const r2 = await infer({ inputs: [{ text: 'x' }], composition: 'task/fresh' });
+    expect(r2.body.modules[0]).toEqual(['task/fresh@1.1.0']);
+    const r3 = await infer({ inputs: [{ text: 'x' }], composition: 'task/fresh@1.0.0' });
+    expect(r3.body.modules[0]).toEqual(['task/fresh@1.0.0']);
+    expect(r3.body.results[0].branches[0].scores).toEqual(r1.body.results[0].branches[0].scores);
+  });
+
+  it('fills masks with the base MLM head', async () => {
+    const res = await infer({ inputs: [{ text: `the ${base.tokenizer.maskToken} dog` }], task: 'fill_mask', top_k: 3 });
+    expect(res.status).toBe(200);
+    const m = res.body.results[0].branches[0].masks;
+    expect(m).toHaveLength(1);
+    expect(m[0].candidates).toHaveLength(3);
+  });
+
+  it.each([
+    [{}, 400, 'INVALID_BODY'],
+    [{ inputs: [] }, 400, 'INVALID_BODY'],
+    [{ inputs: [{ text: 'x' }], composition: { stack: [] } }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'x' }], composition: { sum: ['task/topic'] } }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'x' }], composition: { stack: ['task/topic'], extra: 1 } }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'x' }], composition: 'Not A Ref' }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'x' }], composition: 'task/missing' }, 404, 'MODULE_NOT_FOUND'],
+    [{ inputs: [{ text: 'x' }], composition: 'task/topic@9.9.9' }, 404, 'VERSION_NOT_FOUND'],
+    [{ inputs: [{ text: 'no mask here' }], task: 'fill_mask' }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'x' }], task: 'translate' }, 400, 'INVALID_BODY'],
+  ])('refuses %j with %i %s', async (body, status, code) => {
+    const res = await infer(body);
+    expect(res.status).toBe(status);
+    expect(res.body.error.code).toBe(code);
+    expect(res.body.error.message.length).toBeGreaterThan(10);
+  });
+
+  it('refuses a module trained for another base with 422 INCOMPATIBLE_BASE', async () => {
+    const other = { ...info, fingerprint: fakeFingerprint('another-base') };
+    await publish(makeAdapterModule({ id: 'task/alien', base: other, preset: 'seq_bn', seed: 9 }));
+    const res = await infer({ inputs: [{ text: 'x' }], composition: 'task/alien' });
+    expect(res.status).toBe(422);
+    expect(res.body.error.code).toBe('INCOMPATIBLE_BASE');
+    // the server keeps serving
+    expect((await infer({ inputs: [{ text: 'x' }], composition: 'task/topic' })).status).toBe(200);
+  });
+
+  it('answers over a real socket', async () => {
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ text: 'hi' }], composition: 'task/topic' }) });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { results: { branches: { type: string }[] }[] };
+      expect(body.results[0].branches[0].type).toBe('classification');
+      const baseInfo = (await (await fetch(`http://127.0.0.1:${port}/v1/base`)).json()) as { fingerprint: string };
+      expect(baseInfo.fingerprint).toBe(base.fingerprint);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+function round(x: unknown): unknown {
+  if (typeof x === 'number') return Math.round(x * 1e5) / 1e5;
+  if (Array.isArray(x)) return x.map(round);
+  if (x && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, round(v)]));
+  return x;
+}
