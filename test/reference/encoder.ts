@@ -589,3 +589,34 @@ export function nested(t: Tensor): unknown {
   };
   return build(0, 0);
 }
+
+/** A composition as the request JSON spells it (docs/module-format.md): module refs instead of modules. */
+export type RequestComposition =
+  | string
+  | { stack: RequestComposition[] }
+  | { sum: RequestComposition[] }
+  | { fuse: RequestComposition[]; fusion: string }
+  | { parallel: RequestComposition[] }
+  | { average: RequestComposition[]; weights?: number[]; normalize_weights?: boolean };
+
+/**
+ * Turns request JSON (`"ns/name"`, `"ns/name@1.2.0"`, blocks) into a RefComposition, asking `lookup` for each
+ * module ref; e.g. `fromRequestComposition({stack: ['lang/de', 'task/topic']}, (ref) => fixtures.get(ref)!)`.
+ */
+export function fromRequestComposition(c: RequestComposition, lookup: (ref: string) => RefModule | undefined): RefComposition {
+  const get = (ref: string): RefModule => {
+    const m = lookup(ref);
+    if (!m) throw new RangeError(`composition: no module for '${ref}'`);
+    return m;
+  };
+  const rec = (x: RequestComposition): RefComposition => {
+    if (typeof x === 'string') return get(x);
+    if ('stack' in x) return { stack: x.stack.map(rec) };
+    if ('sum' in x) return { sum: x.sum.map(rec) };
+    if ('fuse' in x) return { fuse: x.fuse.map(rec), fusion: get(x.fusion) };
+    if ('parallel' in x) return { parallel: x.parallel.map(rec) };
+    if ('average' in x) return { average: x.average.map(rec), weights: x.weights, normalize_weights: x.normalize_weights };
+    throw new TypeError(`composition: expected a module ref or one of stack, sum, fuse, parallel, average; got ${JSON.stringify(x)}`);
+  };
+  return rec(c);
+}

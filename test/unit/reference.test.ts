@@ -4,7 +4,7 @@
  * 1-layer D=2 example. Each would fail on a plausible wiring mistake.
  */
 import type { Tensor } from '../../modules-store/safetensors';
-import { RefComposition, RefForwardArgs, RefModule, referenceForward, resolveBnConfig } from '../reference/encoder';
+import { RefComposition, RefForwardArgs, RefModule, fromRequestComposition, referenceForward, resolveBnConfig } from '../reference/encoder';
 import { erf } from '../reference/ops';
 import { compareToReference, expectMatchesReference } from '../reference/compare';
 import { SiteNode, adapterSite, invertibleForward, loadBottleneck, loadFusion } from '../reference/modules';
@@ -654,5 +654,19 @@ describe('compareToReference', () => {
     expect(compareToReference([1, 100], [1, 100.02]).ok).toBe(false);
     expect(() => expectMatchesReference([0, 2], [0, 2.1], 'logits')).toThrow(/logits: element 1 is 2/);
     expect(() => compareToReference({ dtype: 'F32', shape: [2], data: new Float32Array(2) }, { dtype: 'F32', shape: [1, 2], data: new Float32Array(2) })).toThrow(/shape/);
+  });
+});
+
+describe('fromRequestComposition', () => {
+  test('resolves refs and blocks; an unknown ref is named', () => {
+    const base = makeRefBase({ family: 'bert', seed: 71 });
+    const a = makeAdapterModule({ id: 'lang/de', base: base.info, preset: 'seq_bn', seed: 72 });
+    const b = makeAdapterModule({ id: 'task/t', base: base.info, preset: 'seq_bn', seed: 73 });
+    const f = makeFusionModule({ id: 'fusion/f', base: base.info, adapters: ['lang/de', 'task/t'], seed: 74 });
+    const mods = new Map([['lang/de', a], ['task/t@1.0.0', b], ['fusion/f', f]]);
+    const c = fromRequestComposition({ stack: ['lang/de', { fuse: ['lang/de', 'task/t@1.0.0'], fusion: 'fusion/f' }] }, (r) => mods.get(r));
+    expect(c).toEqual({ stack: [a, { fuse: [a, b], fusion: f }] });
+    expect(run(base, c).hidden!.shape).toEqual([3, 6, 32]);
+    expect(() => fromRequestComposition({ stack: ['x/y'] }, (r) => mods.get(r))).toThrow(/'x\/y'/);
   });
 });
