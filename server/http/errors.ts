@@ -1,7 +1,9 @@
 /**
  * HTTP errors: one `HttpError(status, code, message)` class, small factories over the catalogue of codes, the
  * mapping from registry errors (StoreError codes) to statuses, and the ONE final error middleware that renders
- * `{"error": {"code", "message"}}` — unexpected errors are logged with their stack and masked as 500.
+ * `{"error": {"code", "message"}}` — unexpected errors are logged with their stack and masked as 500. On the
+ * HF-compatible paths (which set `res.locals.hfErrorShape`) the body is HF's `{"error": "<message>", "code"}`;
+ * every error response also carries the code in the `X-Modhub-Error-Code` header.
  * Example: `throw notFound('MODULE_NOT_FOUND', 'module lang/de does not exist')`.
  */
 import type { ErrorRequestHandler } from 'express';
@@ -101,6 +103,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       he = new HttpError(500, 'INTERNAL', 'internal server error');
     }
     for (const [k, v] of Object.entries(he.headers)) res.setHeader(k, v);
+    res.setHeader('X-Modhub-Error-Code', he.code);
+    if (res.locals.hfErrorShape === true) {
+      // HF-compatible paths answer in the HF Hub's shape, which its clients turn into readable messages.
+      res.status(he.status).json({ error: he.message, code: he.code });
+      return;
+    }
     res.status(he.status).json({ error: { code: he.code, message: he.message } });
     void next;
   };

@@ -6,6 +6,7 @@
  *   GET|HEAD /{ns}/{name}/resolve/{rev}/{file}        file bytes with ETag, X-Repo-Commit, Content-Length, Range
  *   GET|HEAD /{ns}/{name}/raw/{rev}/{file}            the same (modhub stores no LFS pointers)
  * A revision is a version, a tag, `main`/`HEAD` (= latest) or the 40-hex commit id (first 40 hex of the version digest).
+ * Errors here use HF's body shape `{"error": "<message>", "code"}` (HF clients print `error` as the message).
  * Example: `downloadFile({ repo: 'lang/de', path: 'module.json', revision: '1.0.0', hubUrl: 'http://localhost:8080' })`.
  */
 import express, { type Request, type Router } from 'express';
@@ -55,7 +56,11 @@ async function resolveHf(registry: Registry, namespace: string, name: string, re
 export function hfRouter(deps: HfRouterDeps): Router {
   const { registry, logger } = deps;
   const r = express.Router();
-  const read = requireRead(deps.auth);
+  const hfShape: express.RequestHandler = (_req, res, next) => {
+    res.locals.hfErrorShape = true;
+    next();
+  };
+  const read: express.RequestHandler[] = [hfShape, requireRead(deps.auth)];
 
   async function modelJson(m: ResolvedModule): Promise<Record<string, unknown>> {
     const info = await registry.info(m.namespace, m.name);
@@ -90,13 +95,18 @@ export function hfRouter(deps: HfRouterDeps): Router {
     };
   }
 
-  r.get('/api/models', read, async (req, res) => {
+  r.get('/api/models', ...read, async (req, res) => {
     const sort = qstr(req, 'sort');
     const sortMap: Record<string, 'downloads' | 'recent' | 'name'> = { downloads: 'downloads', lastModified: 'recent', createdAt: 'recent', id: 'name', modelId: 'name' };
     if (sort !== undefined && !sortMap[sort]) throw badRequest('INVALID_QUERY', `sort must be one of ${Object.keys(sortMap).join(', ')}`);
-    const limit = qint(req, 'limit', 20, 1, 100);
+    // HF clients ask for up to 500 per page and repeat `filter`/`expand`: clamp and take the first value.
+    const first = (k: string): string | undefined => {
+      const v = req.query[k];
+      return typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
+    };
+    const limit = Math.min(Math.max(Number.parseInt(first('limit') ?? '20', 10) || 20, 1), 100);
     const offset = qint(req, 'offset', 0, 0, 1e9);
-    const filter = qstr(req, 'filter');
+    const filter = first('filter');
     const page = await registry.search({
       q: qstr(req, 'search'),
       namespace: qstr(req, 'author'),
@@ -133,10 +143,10 @@ export function hfRouter(deps: HfRouterDeps): Router {
     const { namespace, name } = splitId(`${p(req, 'ns')}/${p(req, 'name')}`);
     return modelJson(await resolveHf(registry, namespace, name, rev).catch(hfError));
   };
-  r.get('/api/models/:ns/:name', read, async (req, res) => {
+  r.get('/api/models/:ns/:name', ...read, async (req, res) => {
     res.json(await info(req, 'main'));
   });
-  r.get('/api/models/:ns/:name/revision/:rev', read, async (req, res) => {
+  r.get('/api/models/:ns/:name/revision/:rev', ...read, async (req, res) => {
     res.json(await info(req, p(req, 'rev')));
   });
 
@@ -150,8 +160,8 @@ export function hfRouter(deps: HfRouterDeps): Router {
     await sendPayload(req, res, registry, filePayload(f, { 'X-Repo-Commit': commitOf(m.digest), 'X-Module-Version': m.version }));
   };
   for (const kind of ['resolve', 'raw']) {
-    r.get(`/:ns/:name/${kind}/:rev/*file`, read, file);
-    r.head(`/:ns/:name/${kind}/:rev/*file`, read, file);
+    r.get(`/:ns/:name/${kind}/:rev/*file`, ...read, file);
+    r.head(`/:ns/:name/${kind}/:rev/*file`, ...read, file);
   }
   return r;
 }
