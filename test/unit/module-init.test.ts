@@ -1,0 +1,53 @@
+/**
+ * Untrained modules from `initModule` are valid packages the engine loads; PEFT's LoRA init (B = 0) leaves the
+ * base unchanged, while AdapterHub's "bert" init for bottleneck adapters does not.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { createTinyBase } from '../../server/model/tiny';
+import { loadBase, type Base } from '../../server/model/base';
+import { initModule } from '../../server/model/module-init';
+import { Engine } from '../../server/runtime/engine';
+import { validatePackage } from '../../modules-store';
+import { serializeSafetensors } from '../../modules-store/safetensors';
+
+let base: Base;
+let engine: Engine;
+beforeAll(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-init-'));
+  await createTinyBase({ out: dir, layers: 2, hidden: 16, heads: 2, seed: 1 });
+  base = await loadBase(dir);
+  engine = await Engine.create({ base });
+});
+afterAll(() => engine.close());
+
+async function hidden(comp: unknown): Promise<Float32Array> {
+  const enc = await base.tokenizer.encodeBatch(['the quick brown fox']);
+  const [o] = await engine.forward(enc, await engine.plan(comp), { hidden: true });
+  return o.hidden!;
+}
+
+it.each([
+  ['bottleneck', { preset: 'seq_bn_inv' }],
+  ['bottleneck', { preset: 'double_seq_bn', ln_before: true, ln_after: true }],
+  ['lora', { target_modules: ['query', 'value', 'ffn_in', 'ffn_out'] }],
+] as const)('a fresh %s module %j is a valid package the engine runs', async (kind, config) => {
+  const m = initModule(base, { kind, id: 'test/fresh', config: { ...config }, head: { type: 'classification', labels: ['a', 'b'] } });
+  const pkg = validatePackage(new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]));
+  expect(pkg.manifest.id).toBe('test/fresh');
+  engine.addModule(m.manifest, m.tensors);
+  const plans = await engine.plan('test/fresh@0.1.0');
+  expect(plans[0].head?.weights.labels).toEqual(['a', 'b']);
+  const h = await hidden('test/fresh@0.1.0');
+  const bare = await hidden(null);
+  const maxDiff = h.reduce((a, x, i) => Math.max(a, Math.abs(x - bare[i])), 0);
+  // B = 0: the base up to float rounding (the LoRA variant's graph fuses ops differently).
+  if (kind === 'lora') expect(maxDiff).toBeLessThan(1e-5);
+  else expect(maxDiff).toBeGreaterThan(1e-4);
+});
+
+it('refuses heads without labels and fusion without adapters', () => {
+  expect(() => initModule(base, { kind: 'bottleneck', id: 'a/b', head: { type: 'classification' } })).toThrow(/labels/);
+  expect(() => initModule(base, { kind: 'fusion', id: 'a/b' })).toThrow(/adapters/);
+});
