@@ -67,7 +67,15 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Observation points inside a write (crash tests pause here to kill the process at a known moment). */
+export interface FsBlobStoreHooks {
+  /** After the temp file is written and fsynced, before the digest check and the rename. */
+  afterTempWrite?: (tmpPath: string, digest: string) => void | Promise<void>;
+}
+
 export class FsBlobStore implements BlobStore {
+  /** See {@link FsBlobStoreHooks}; empty in normal operation. */
+  hooks: FsBlobStoreHooks = {};
   private readonly blobDir: string;
   private readonly tmpDir: string;
 
@@ -109,6 +117,7 @@ export class FsBlobStore implements BlobStore {
       throw e;
     }
     await fh.close();
+    await this.hooks.afterTempWrite?.(tmp, digest);
     // Re-hash what reached the disk: the rename below is the commit point, so the bytes under the name must match.
     const written = await fsp.readFile(tmp);
     if (sha256Digest(written) !== digest) {

@@ -40,6 +40,8 @@ export interface MakeOptions {
   extra?: Record<string, unknown>;
   /** Scales the bottleneck adapter to roughly this many weight bytes (for large-module tests). */
   weightsBytes?: number;
+  /** Varies the tensor values (same shapes), so packages differ in their weights. */
+  seed?: number;
 }
 
 const DEFAULT_CONFIG: Record<ModuleKind, Record<string, unknown>> = {
@@ -86,9 +88,9 @@ function fill(n: number, seed: number): Float32Array {
 }
 
 /** Valid tensors for a validated manifest. Diff modules touch two base parameters (one sparse, one dense). */
-export function makeTensors(m: Manifest): Map<string, Tensor> {
+export function makeTensors(m: Manifest, seed0 = 0): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
-  let seed = 1;
+  let seed = 1 + seed0 * 1000;
   for (const [name, e] of expectedTensors(m, 4 * m.base.hidden_size)) {
     out.set(name, { dtype: 'F32', shape: e.shape, data: fill(e.shape.reduce((a, b) => a * b, 1), seed++) });
   }
@@ -107,7 +109,7 @@ export function makePackageFiles(o: MakeOptions = {}, card?: string): Map<string
   const m = parseManifest({ ...makeManifestInput({ ...o, extra: undefined, version: undefined }) });
   const files = new Map<string, Buffer>([
     ['module.json', Buffer.from(JSON.stringify(input, null, 2))],
-    ['weights.safetensors', serializeSafetensors(makeTensors(m))],
+    ['weights.safetensors', serializeSafetensors(makeTensors(m, o.seed))],
   ]);
   if (card !== undefined) files.set('README.md', Buffer.from(card));
   return files;
