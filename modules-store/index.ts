@@ -14,3 +14,4 @@ export { SqliteCatalog, SCHEMA_VERSION } from './catalog-sqlite';
 export * from './package';
 export * from './registry';
 export type { Tensor, DType, TensorData } from './safetensors';
+export { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, f32 } from './safetensors';
