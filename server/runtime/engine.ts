@@ -54,6 +54,17 @@ export interface EngineOptions {
   moduleCacheBytes?: number;
   /** Byte budget of materialised θ₀+δ tensors (default 2 GiB). */
   diffCacheBytes?: number;
+  /**
+   * Most graph-variant sessions kept (default 8). Each holds its own copy of the base weights, so this bounds
+   * memory; the least recently used idle session is released first, never one a running batch uses.
+   */
+  maxSessions?: number;
+}
+
+interface SessionEntry {
+  session: Promise<Session>;
+  lastUsed: number;
+  inUse: number;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -74,6 +85,7 @@ export interface ForwardOptions {
 /** Statistics the benchmark and /metrics read. */
 export interface EngineStats {
   sessionsBuilt: number;
+  sessionsReleased: number;
   runs: number;
   moduleLoads: number;
 }
@@ -83,8 +95,9 @@ type Pools = Record<string, HostTensor>;
 const LINEAR_STEMS = (l: number) => [`layers.${l}.attn.q`, `layers.${l}.attn.k`, `layers.${l}.attn.v`, `layers.${l}.attn.o`, `layers.${l}.ffn_in`, `layers.${l}.ffn_out`];
 
 export class Engine {
-  readonly stats: EngineStats = { sessionsBuilt: 0, runs: 0, moduleLoads: 0 };
-  private readonly sessions = new Map<string, Promise<Session>>();
+  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, moduleLoads: 0 };
+  private readonly sessions = new Map<string, SessionEntry>();
+  private useClock = 0;
   private readonly modules: LRUCache<string, EngineModule>;
   private readonly diffWeights: LRUCache<string, Map<string, Float32Array>>;
   /** Base parameters in engine layout: Linear weights transposed to [in, out]. */
@@ -112,7 +125,9 @@ export class Engine {
   /** Creates an engine over a loaded base; sessions are built lazily per variant (the bare one eagerly). */
   static async create(options: EngineOptions): Promise<Engine> {
     const e = new Engine(options.base, options);
-    await e.session(e.variantFor([EMPTY_PLAN], {}), false);
+    const entry = e.session(e.variantFor([EMPTY_PLAN], {}), false);
+    entry.inUse--;
+    await entry.session;
     return e;
   }
 
@@ -189,13 +204,22 @@ export class Engine {
   }
 
   private async runGroup(batch: EncodedBatch, rows: number[], plans: RowPlan[], opts: ForwardOptions): Promise<RowOutput[]> {
+    const variant = this.variantFor(plans, opts);
+    const diffs = plans[0].diffs;
+    const entry = this.session(variant, diffs.length > 0);
+    try {
+      return await this.runOn(await entry.session, batch, rows, plans, variant, opts);
+    } finally {
+      entry.inUse--;
+    }
+  }
+
+  private async runOn(session: Session, batch: EncodedBatch, rows: number[], plans: RowPlan[], variant: Variant, opts: ForwardOptions): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
     const T = batch.length;
     const D = cfg.hiddenSize;
-    const variant = this.variantFor(plans, opts);
     const diffs = plans[0].diffs;
-    const session = await this.session(variant, diffs.length > 0);
     const feeds: Record<string, HostTensor> = {};
     const pick = (src: Int32Array) => {
       const o = new BigInt64Array(B * T);
@@ -276,16 +300,34 @@ export class Engine {
     };
   }
 
-  private session(variant: Variant, weightsAsInputs: boolean): Promise<Session> {
+  /** The session of a variant, marked in use (the caller decrements `inUse` when its run is over). */
+  private session(variant: Variant, weightsAsInputs: boolean): SessionEntry {
     const key = `${weightsAsInputs ? 'inputs' : 'init'}:${variantKey(variant)}`;
-    let s = this.sessions.get(key);
-    if (!s) {
+    let entry = this.sessions.get(key);
+    if (!entry) {
+      this.evictSessions();
       const { graph } = buildEncoderGraph(this.base.config, variant, (g) => this.provider(g, weightsAsInputs));
-      s = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads });
-      s.then(() => this.stats.sessionsBuilt++).catch(() => this.sessions.delete(key));
-      this.sessions.set(key, s);
+      const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads });
+      session.then(() => this.stats.sessionsBuilt++).catch(() => this.sessions.delete(key));
+      entry = { session, lastUsed: 0, inUse: 0 };
+      this.sessions.set(key, entry);
     }
-    return s;
+    entry.lastUsed = ++this.useClock;
+    entry.inUse++;
+    return entry;
+  }
+
+  /** Releases least recently used idle sessions until a new one fits under `maxSessions`. */
+  private evictSessions(): void {
+    const max = Math.max(1, this.options.maxSessions ?? 8);
+    while (this.sessions.size >= max) {
+      const idle = [...this.sessions.entries()].filter(([, e]) => e.inUse === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
+      if (!idle.length) return; // all busy: go over the limit rather than free memory a batch still uses
+      const [key, e] = idle[0];
+      this.sessions.delete(key);
+      this.stats.sessionsReleased++;
+      void e.session.then((s) => s.release()).catch(() => undefined);
+    }
   }
 
   /** Base parameters as initializers (prepacked once) or as graph inputs `w.<name>` (diff groups). */
@@ -723,7 +765,7 @@ export class Engine {
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    for (const s of all) await (await s).release().catch(() => undefined);
+    for (const e of all) await (await e.session).release().catch(() => undefined);
   }
 }
 

@@ -136,7 +136,7 @@ function compareRow(o: RowOutput, ref: RefOutputs, T: number, D: number, what: s
   void T;
 }
 
-describe.each(['bert', 'roberta', 'distilbert'] as const)('engine vs reference (%s)', (family) => {
+describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine vs reference (%s)', (family) => {
   let f: Fixture;
   const refs: Record<string, string> = {};
   beforeAll(async () => {
@@ -147,6 +147,7 @@ describe.each(['bert', 'roberta', 'distilbert'] as const)('engine vs reference (
     refs.parallel = add(f, makeAdapterModule({ id: 'task/parallel', base: b, preset: 'par_bn', head: { type: 'token_classification', num_labels: 4 }, seed: 3 }));
     refs.bapna = add(f, makeAdapterModule({ id: 'task/bapna', base: b, preset: 'seq_bn', config: { reduction_factor: 4, ln_before: true, ln_after: true, non_linearity: 'gelu', original_ln_before: false, residual_before_ln: false, leave_out: [1] }, seed: 4 }));
     refs.lang = add(f, makeAdapterModule({ id: 'lang/de', base: b, preset: 'seq_bn_inv', config: { reduction_factor: 2, non_linearity: 'gelu' }, seed: 5 }));
+    refs.langMlm = add(f, makeAdapterModule({ id: 'lang/it', base: b, preset: 'double_seq_bn_inv', config: { reduction_factor: 4 }, head: { type: 'masked_lm' }, seed: 14 }));
     refs.lang2 = add(f, makeAdapterModule({ id: 'lang/fr', base: b, preset: 'seq_bn', config: { reduction_factor: 2, non_linearity: 'tanh' }, seed: 6 }));
     refs.lora = add(f, makeLoraModule({ id: 'task/lora', base: b, r: 4, lora_alpha: 8, target_modules: ['query', 'value', 'ffn_in', 'ffn_out', 'key', 'attn_output'], head: { type: 'classification', num_labels: 3 }, seed: 7 }));
     const shapes = baseParamShapes(b, { maxPositions: f.base.config.maxPositions, typeVocab: f.base.config.typeVocabSize });
@@ -167,8 +168,8 @@ describe.each(['bert', 'roberta', 'distilbert'] as const)('engine vs reference (
   it.each(['pfeiffer', 'houlsby', 'parallel', 'bapna', 'lang', 'lora', 'sftLang', 'sftTask', 'bitfit'])('single module %s', async (name) => {
     await check(f, [refs[name], refs[name]], TEXTS.slice(0, 2));
   });
-  it('invertible adapter with masked-LM output', async () => {
-    await check(f, [refs.lang, null], TEXTS.slice(0, 2), { mlm: true });
+  it('invertible adapters with masked-LM output (base MLM head and a module MLM head)', async () => {
+    await check(f, [refs.lang, null, refs.langMlm, { stack: [refs.langMlm, refs.pfeiffer] }], TEXTS, { mlm: true });
   });
   it('stack of 2 and of 3', async () => {
     await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));

@@ -1,0 +1,71 @@
+/**
+ * Engine lifecycle: switching compositions reuses sessions, the session cache is bounded (idle LRU released),
+ * 'cuda' without onnxruntime's CUDA files fails with an install hint, and malformed modules are refused by name.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { createTinyBase } from '../../server/model/tiny';
+import { loadBase, type Base } from '../../server/model/base';
+import { Engine } from '../../server/runtime/engine';
+import { ModuleError } from '../../server/model/modules';
+import { parseManifest } from '../../modules-store/manifest';
+import { makeAdapterModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
+
+let base: Base;
+let info: BaseInfo;
+beforeAll(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-sessions-'));
+  await createTinyBase({ out: dir, layers: 2, hidden: 16, heads: 2, seed: 2 });
+  base = await loadBase(dir);
+  const c = base.config;
+  info = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
+});
+
+async function run(engine: Engine, comp: unknown): Promise<Float32Array> {
+  const enc = await base.tokenizer.encodeBatch(['hello world']);
+  const [o] = await engine.forward(enc, await engine.plan(comp), { hidden: true });
+  return Float32Array.from(o.hidden!);
+}
+
+it('switching between compositions of one variant builds no session', async () => {
+  const engine = await Engine.create({ base });
+  for (const seed of [1, 2, 3]) {
+    const m = makeAdapterModule({ id: `task/a${seed}`, base: info, preset: 'seq_bn', seed });
+    engine.addModule(parseManifest(m.manifest), m.tensors);
+  }
+  await run(engine, 'task/a1@1.0.0');
+  const built = engine.stats.sessionsBuilt;
+  const a2 = await run(engine, 'task/a2@1.0.0');
+  await run(engine, 'task/a3@1.0.0');
+  expect(await run(engine, 'task/a2@1.0.0')).toEqual(a2);
+  expect(engine.stats.sessionsBuilt).toBe(built);
+  await engine.close();
+});
+
+it('keeps at most maxSessions sessions and rebuilds an evicted one with the same results', async () => {
+  const engine = await Engine.create({ base, maxSessions: 2 });
+  const a = makeAdapterModule({ id: 'task/a', base: info, preset: 'seq_bn', seed: 4 });
+  const l = makeLoraModule({ id: 'task/l', base: info, r: 2, seed: 5 });
+  engine.addModule(parseManifest(a.manifest), a.tensors);
+  engine.addModule(parseManifest(l.manifest), l.tensors);
+  const first = await run(engine, 'task/a@1.0.0'); // bare + adapter variant
+  await run(engine, 'task/l@1.0.0'); // a third variant: the LRU idle one goes
+  expect(engine.stats.sessionsReleased).toBeGreaterThanOrEqual(1);
+  expect(await run(engine, 'task/a@1.0.0')).toEqual(first);
+  await engine.close();
+});
+
+it("device 'cuda' without the CUDA provider fails with a hint on how to install it", async () => {
+  await expect(Engine.create({ base, device: 'cuda' })).rejects.toThrow(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+});
+
+it('refuses a module whose tensor shape does not match its config, naming the tensor', async () => {
+  const engine = await Engine.create({ base });
+  const m = makeAdapterModule({ id: 'task/bad', base: info, preset: 'seq_bn', seed: 6 });
+  const w = m.tensors.get('layers.0.output.adapter_down.weight')!;
+  m.tensors.set('layers.0.output.adapter_down.weight', { ...w, shape: [w.shape[1], w.shape[0]] });
+  expect(() => engine.addModule(parseManifest(m.manifest), m.tensors)).toThrow(ModuleError);
+  expect(() => engine.addModule(parseManifest(m.manifest), m.tensors)).toThrow(/layers\.0\.output\.adapter_down\.weight/);
+  await engine.close();
+});
