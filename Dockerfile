@@ -1,0 +1,30 @@
+# modhub server image: hub (SQLite + blob files under /data) and inference on one port.
+#   docker build -t modhub .            # CPU
+#   docker build --build-arg ORT_INSTALL=cuda12 -t modhub:cuda .   # fetch onnxruntime's CUDA files (needs network to them)
+#   docker run -p 8080:8080 -v modhub-data:/data modhub [--base /data/base]
+FROM node:20-bookworm-slim AS build
+# sqlite3 builds from source with node-gyp when no prebuilt binary matches.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ARG ORT_INSTALL=skip
+ENV ONNXRUNTIME_NODE_INSTALL=${ORT_INSTALL}
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci
+COPY tsconfig.json ./
+COPY server ./server
+COPY modules-store ./modules-store
+COPY client-sdk ./client-sdk
+COPY bench ./bench
+COPY test/helpers ./test/helpers
+COPY test/reference ./test/reference
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+ENV MODHUB_DATA=/data NODE_ENV=production
+VOLUME /data
+EXPOSE 8080
+ENTRYPOINT ["node", "dist/server/cli.js", "serve", "--host", "0.0.0.0", "--port", "8080", "--data", "/data"]
