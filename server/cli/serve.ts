@@ -42,7 +42,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const engine = await Engine.create({ base, device: o.device, threads: o.threads });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
-  const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs });
+  const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs, metrics });
   const auth = { anonymousRead: o.anonymousRead };
   const router = inferenceRouter({ service, auth, logger, metrics });
   const hub = await createHubServer({

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import type { Logger } from 'pino';
 import type client from 'prom-client';
 import { ModuleError } from '../model/modules';
-import type { InferenceService } from '../runtime/inference';
+import { ServerBusyError, type InferenceService } from '../runtime/inference';
 import { requireRead, type AuthConfig } from './auth';
 import { HttpError, badRequest } from './errors';
 import { addOpenApiPaths } from './openapi';
@@ -33,6 +33,7 @@ function toHttp(err: unknown): unknown {
     const status = err.code === 'INVALID_COMPOSITION' ? 400 : 422;
     return new HttpError(status, err.code, err.message);
   }
+  if (err instanceof ServerBusyError) return new HttpError(503, 'SERVER_BUSY', err.message, { 'Retry-After': '1' });
   if (err instanceof RangeError || err instanceof TypeError) return badRequest('INVALID_INPUT', err.message);
   return err;
 }
@@ -112,6 +113,7 @@ export function inferenceRouter(deps: InferenceRouterDeps): Router {
           '400': { description: 'INVALID_BODY, INVALID_COMPOSITION, INVALID_INPUT' },
           '404': { description: 'MODULE_NOT_FOUND, VERSION_NOT_FOUND, TAG_NOT_FOUND' },
           '422': { description: 'INCOMPATIBLE_BASE, INVALID_MODULE' },
+          '503': { description: 'SERVER_BUSY (queue full; Retry-After)' },
         },
       },
     },

@@ -7,6 +7,7 @@
  *   const svc = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 5 });
  *   const res = await svc.infer({ inputs: [{ text: 'Hallo Welt' }], composition: { stack: ['lang/de', 'task/topic'] } });
  */
+import client from 'prom-client';
 import type { RowPlan } from '../model/composition';
 import type { EncodedBatch } from '../model/tokenizer';
 import { ModuleError } from '../model/modules';
@@ -47,6 +48,37 @@ export interface BatcherOptions {
   maxBatchRows?: number;
   /** How long the first queued request waits for company (default 5 ms). */
   maxWaitMs?: number;
+  /** Rows allowed to wait; beyond it requests are refused with ServerBusyError (default 4096). */
+  maxQueueRows?: number;
+  /** Prometheus registry for queue, batch and run metrics (optional). */
+  metrics?: client.Registry;
+}
+
+/** The queue is full: the HTTP layer answers 503 with Retry-After. */
+export class ServerBusyError extends Error {
+  constructor(readonly queued: number) {
+    super(`the server has ${queued} rows waiting; retry shortly`);
+  }
+}
+
+interface InferenceMetrics {
+  queueSeconds: client.Histogram<string>;
+  runSeconds: client.Histogram<string>;
+  batchRows: client.Histogram<string>;
+  queued: client.Gauge<string>;
+  rejected: client.Counter<string>;
+}
+
+function inferenceMetrics(reg: client.Registry): InferenceMetrics {
+  const get = <T>(name: string, make: () => T): T => (reg.getSingleMetric(name) as T | undefined) ?? make();
+  const registers = [reg];
+  return {
+    queueSeconds: get('modhub_infer_queue_seconds', () => new client.Histogram({ name: 'modhub_infer_queue_seconds', help: 'Time a row waits before its batch runs', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers })),
+    runSeconds: get('modhub_infer_run_seconds', () => new client.Histogram({ name: 'modhub_infer_run_seconds', help: 'Engine time per batch', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers })),
+    batchRows: get('modhub_infer_batch_rows', () => new client.Histogram({ name: 'modhub_infer_batch_rows', help: 'Rows per engine batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers })),
+    queued: get('modhub_infer_queued_rows', () => new client.Gauge({ name: 'modhub_infer_queued_rows', help: 'Rows waiting for a batch', registers })),
+    rejected: get('modhub_infer_rejected_total', () => new client.Counter({ name: 'modhub_infer_rejected_total', help: 'Requests refused because the queue was full', registers })),
+  };
 }
 
 interface Job {
@@ -55,6 +87,7 @@ interface Job {
   plan: RowPlan;
   wantHidden: boolean;
   wantMlm: boolean;
+  enqueued: bigint;
   resolve: (o: RowOutput) => void;
   reject: (e: unknown) => void;
 }
@@ -63,17 +96,27 @@ export class InferenceService {
   private queue: Job[] = [];
   private timer: NodeJS.Timeout | null = null;
   private running = Promise.resolve();
+  /** Rows queued or running. */
+  private pending = 0;
   readonly stats = { batches: 0, rows: 0 };
+  private readonly metrics: InferenceMetrics | null;
 
   constructor(
     readonly engine: Engine,
     private readonly opts: BatcherOptions = {},
-  ) {}
+  ) {
+    this.metrics = opts.metrics ? inferenceMetrics(opts.metrics) : null;
+  }
 
   async infer(req: InferRequest): Promise<InferResult> {
     const task = req.task ?? 'auto';
     if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new ModuleError('INVALID_COMPOSITION', "'inputs' must be a non-empty array of {text, text_pair?}");
     const plans = await this.engine.plan(req.composition ?? null);
+    const rows = req.inputs.length * plans.length;
+    if (this.pending + rows > (this.opts.maxQueueRows ?? 4096)) {
+      this.metrics?.rejected.inc();
+      throw new ServerBusyError(this.pending);
+    }
     const tok = this.engine.base.tokenizer;
     const texts = req.inputs.map((i) => i.text);
     const hasPairs = req.inputs.some((i) => i.text_pair !== undefined);
@@ -92,9 +135,26 @@ export class InferenceService {
     return { results, modules: plans.map((p) => moduleKeys(p)) };
   }
 
-  private enqueue(j: Omit<Job, 'resolve' | 'reject'>): Promise<RowOutput> {
+  private enqueue(j: Omit<Job, 'resolve' | 'reject' | 'enqueued'>): Promise<RowOutput> {
+    this.pending++;
+    this.metrics?.queued.set(this.pending);
     return new Promise<RowOutput>((resolve, reject) => {
-      this.queue.push({ ...j, resolve, reject });
+      const done = () => {
+        this.pending--;
+        this.metrics?.queued.set(this.pending);
+      };
+      this.queue.push({
+        ...j,
+        enqueued: process.hrtime.bigint(),
+        resolve: (o) => {
+          done();
+          resolve(o);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      });
       const max = this.opts.maxBatchRows ?? 32;
       if (this.queue.length >= max) this.flush();
       else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.opts.maxWaitMs ?? 5);
@@ -123,10 +183,14 @@ export class InferenceService {
     }
     for (const group of groups.values()) {
       try {
+        const started = process.hrtime.bigint();
+        for (const j of group) this.metrics?.queueSeconds.observe(Number(started - j.enqueued) / 1e9);
         const batch = mergeRows(group.map((j) => ({ enc: j.enc, row: j.row })), this.engine.base.tokenizer.padId, this.engine.base.config.positionOffset);
         const out = await this.engine.forward(batch, group.map((j) => j.plan), { hidden: group[0].wantHidden, mlm: group[0].wantMlm });
         this.stats.batches++;
         this.stats.rows += group.length;
+        this.metrics?.runSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        this.metrics?.batchRows.observe(group.length);
         group.forEach((j, i) => j.resolve(out[i]));
       } catch (e) {
         group.forEach((j) => j.reject(e));

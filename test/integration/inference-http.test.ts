@@ -8,6 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import request from 'supertest';
 import pino from 'pino';
+import client from 'prom-client';
 import type { Express } from 'express';
 import { createApp } from '../../server/http/app';
 import { inferenceRouter } from '../../server/http/inference-routes';
@@ -162,6 +163,22 @@ describe('POST /v1/infer', () => {
     expect(res.body.error.code).toBe('INCOMPATIBLE_BASE');
     // the server keeps serving
     expect((await infer({ inputs: [{ text: 'x' }], composition: 'task/topic' })).status).toBe(200);
+  });
+
+  it('refuses work beyond the queue limit with 503 SERVER_BUSY and Retry-After, and reports batch metrics', async () => {
+    const metrics = new client.Registry();
+    const small = new InferenceService(engine, { maxQueueRows: 2, metrics });
+    const logger = pino({ level: 'silent' });
+    const app2 = createApp({ registry, logger, metrics, routers: [{ path: '/v1', router: inferenceRouter({ service: small, auth: { anonymousRead: true }, logger }) }] });
+    const busy = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }, { text: 'c' }] });
+    expect(busy.status).toBe(503);
+    expect(busy.body.error.code).toBe('SERVER_BUSY');
+    expect(busy.headers['retry-after']).toBe('1');
+    const ok = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }], composition: 'task/topic' });
+    expect(ok.status).toBe(200);
+    const text = (await request(app2).get('/metrics')).text;
+    expect(text).toMatch(/modhub_infer_batch_rows_sum 2/);
+    expect(text).toMatch(/modhub_infer_rejected_total 1/);
   });
 
   it('answers over a real socket', async () => {
