@@ -144,7 +144,7 @@ export class Engine {
   /** Resolves and loads one module (cached by `id@version`). */
   async module(ref: string): Promise<EngineModule> {
     const resolver = this.options.resolver;
-    if (!resolver) throw new ModuleError('INVALID_COMPOSITION', `module '${ref}' requested, but this engine has no module registry`);
+    if (!resolver) throw new ModuleError('INVALID_COMPOSITION', `module '${ref}' is not loaded and this engine has no module registry to fetch it from`);
     const pkg = await resolver.resolve(ref);
     const key = `${pkg.manifest.id}@${pkg.manifest.version}`;
     const hit = this.modules.get(key);
@@ -177,7 +177,9 @@ export class Engine {
     const loaded = new Map<string, EngineModule>();
     await Promise.all(
       refs.map(async (r) => {
-        const local = this.modules.get(r);
+        // With a registry every ref resolves through it (a cheap catalog lookup), so moved tags and deleted
+        // versions take effect on the next request; modules added in code serve without one.
+        const local = this.options.resolver ? undefined : this.modules.get(r);
         loaded.set(r, local ?? (await this.module(r)));
       }),
     );

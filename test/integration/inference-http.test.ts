@@ -129,6 +129,21 @@ describe('POST /v1/infer', () => {
     expect(r3.body.results[0].branches[0].scores).toEqual(r1.body.results[0].branches[0].scores);
   });
 
+  it('follows moved tags and stops serving a deleted version on the next request', async () => {
+    const admin = (await registry.createToken({ scopes: ['admin'] })).token;
+    await publish(makeAdapterModule({ id: 'task/moving', base: info, preset: 'seq_bn', head: { type: 'classification', num_labels: 2 }, seed: 21 }));
+    await publish(makeAdapterModule({ id: 'task/moving', version: '2.0.0', base: info, preset: 'seq_bn', head: { type: 'classification', num_labels: 2 }, seed: 22 }));
+    expect((await infer({ inputs: [{ text: 'x' }], composition: 'task/moving' })).body.modules[0]).toEqual(['task/moving@2.0.0']);
+    const tag = await request(app).put('/v1/modules/task/moving/tags/latest').set('Authorization', `Bearer ${admin}`).send({ version: '1.0.0' });
+    expect(tag.status).toBeLessThan(300);
+    expect((await infer({ inputs: [{ text: 'x' }], composition: 'task/moving' })).body.modules[0]).toEqual(['task/moving@1.0.0']);
+    await infer({ inputs: [{ text: 'x' }], composition: 'task/moving@2.0.0' });
+    const del = await request(app).delete('/v1/modules/task/moving/versions/2.0.0').set('Authorization', `Bearer ${admin}`);
+    expect(del.status).toBeLessThan(300);
+    const gone = await infer({ inputs: [{ text: 'x' }], composition: 'task/moving@2.0.0' });
+    expect(gone.status).toBe(404);
+  });
+
   it('fills masks with the base MLM head', async () => {
     const res = await infer({ inputs: [{ text: `the ${base.tokenizer.maskToken} dog` }], task: 'fill_mask', top_k: 3 });
     expect(res.status).toBe(200);
