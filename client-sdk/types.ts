@@ -1,0 +1,124 @@
+/**
+ * Wire types of the modhub HTTP API as the SDK sees them (kept separate from the server's code on purpose: the
+ * SDK imports nothing from server/ or modules-store/). Field names follow the JSON the server sends.
+ */
+
+export type ModuleKind = 'bottleneck' | 'lora' | 'diff' | 'fusion';
+export type Scope = 'read' | 'write' | 'admin';
+export type SearchSort = 'downloads' | 'recent' | 'name';
+
+export interface FileEntry {
+  name: string;
+  /** `sha256:<hex>` */
+  digest: string;
+  size: number;
+}
+
+export interface PublishResult {
+  id: string;
+  version: string;
+  digest: string;
+  size: number;
+  files: FileEntry[];
+}
+
+export interface ModuleSummary {
+  id: string;
+  namespace: string;
+  name: string;
+  kind: ModuleKind;
+  task: string;
+  language: string | null;
+  baseFingerprint: string;
+  description: string;
+  downloads: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface SearchParams {
+  q?: string;
+  kind?: ModuleKind;
+  task?: string;
+  language?: string;
+  /** Base fingerprint `sha256:<hex>`. */
+  base?: string;
+  namespace?: string;
+  sort?: SearchSort;
+  limit?: number;
+  offset?: number;
+}
+
+export interface SearchPage {
+  total: number;
+  limit: number;
+  offset: number;
+  items: ModuleSummary[];
+}
+
+export interface VersionEntry {
+  version: string;
+  digest: string;
+  size: number;
+  yanked: boolean;
+  yankReason: string | null;
+  downloads: number;
+  createdAt: string;
+  files: FileEntry[];
+}
+
+/** module.json (docs/module-format.md); typed loosely here, the server validates it. */
+export interface ManifestJson {
+  format_version: number;
+  id: string;
+  version: string;
+  kind: ModuleKind;
+  config: Record<string, unknown>;
+  head: Record<string, unknown> | null;
+  task: string;
+  language?: string;
+  labels: string[];
+  base: { family: string; fingerprint: string; hidden_size: number; num_layers: number; vocab_size: number; [k: string]: unknown };
+  metrics?: Record<string, number>;
+  license?: string;
+  description: string;
+  [k: string]: unknown;
+}
+
+export interface ModuleInfo extends ModuleSummary {
+  versions: VersionEntry[];
+  tags: Record<string, string>;
+  manifest: ManifestJson;
+}
+
+export interface VersionInfo extends VersionEntry {
+  id: string;
+  manifest: ManifestJson;
+}
+
+export interface TokenInfo {
+  id: string;
+  scopes: Scope[];
+  namespace: string | null;
+  description: string;
+  createdAt: string;
+}
+
+export interface BaseInfo {
+  fingerprint: string;
+  family: string;
+  hiddenSize: number;
+  numLayers: number;
+  vocabSize: number;
+  description: string;
+  createdAt: string;
+}
+
+export interface BaseInput {
+  fingerprint: string;
+  family: string;
+  hidden_size: number;
+  num_layers: number;
+  vocab_size: number;
+  description?: string;
+}
