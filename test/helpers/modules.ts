@@ -163,9 +163,8 @@ function headTensors(o: CommonOpts, rnd: () => number, t: Map<string, Tensor>): 
 export interface AdapterOpts extends CommonOpts {
   /** seq_bn | double_seq_bn | par_bn | seq_bn_inv | double_seq_bn_inv (or the AdapterHub aliases). */
   preset?: string;
-  /** BnConfig fields that override the preset. */
+  /** BnConfig fields that override the preset. ln_before / ln_after weights are drawn N(1, scale²), biases N(0, scale²). */
   config?: Record<string, unknown>;
-  /** Random LayerNorm weights are N(1, scale²) around 1, biases N(0, scale²). */
 }
 
 /** A `bottleneck` module with every tensor its config implies (sites, ln_before/after, invertible F/G, head). */
