@@ -420,7 +420,9 @@ class EncoderEmitter {
       // Masked-LM: per-row transform (module head or the base's own, placed in the pool by the runtime), then
       // the inverse invertible adapter right before the output projection (AdapterHub applies it before the
       // head's last layer), decoder tied to the word embeddings.
-      const t = g.gelu(g.add(g.matmul(hidden, hp('mlm_dense_w', ['P', D, D])), hp('mlm_dense_b', ['P', 1, D])), 'none');
+      // BERT / DistilBERT transform with the config's activation; RoBERTa's lm_head always uses exact gelu.
+      const dense = g.add(g.matmul(hidden, hp('mlm_dense_w', ['P', D, D])), hp('mlm_dense_b', ['P', 1, D]));
+      const t = this.cfg.family === 'roberta' || this.cfg.family === 'xlm-roberta' ? g.gelu(dense, 'none') : this.hiddenAct(dense);
       let n = this.rowLayerNorm(t, hp('mlm_ln_g', ['P', 1, D]), hp('mlm_ln_b', ['P', 1, D]), this.eps);
       if (v.invertible) n = this.invertible(n, true);
       const decoderT = this.p.linearT('mlm.decoder');

@@ -418,7 +418,8 @@ export class Engine {
           if (s < slots) a = p.adapters[s] ?? null;
           else if (p.fuse && p.fuse.fusion.layers[l][site]) {
             if (s === slots) {
-              a = p.fuse.adapters[0];
+              // AdapterHub's compose_fuse runs the pre-step with the LAST fused adapter's configuration.
+              a = p.fuse.adapters[p.fuse.adapters.length - 1];
               preOnly = true;
             } else a = p.fuse.adapters[s - slots - 1] ?? null;
           }
