@@ -81,6 +81,24 @@ const MIGRATIONS: string[] = [
     created_at TEXT NOT NULL
   );
   `,
+  // 2: search at 100k modules — sort indexes that cover the tie-breakers, and a trigram full-text index so that
+  // substring search over ns/name and description does not scan the table.
+  `
+  DROP INDEX modules_updated;
+  CREATE INDEX modules_updated ON modules (updated_at DESC, namespace, name);
+  CREATE INDEX modules_name ON modules (namespace, name);
+  CREATE VIRTUAL TABLE modules_fts USING fts5(ident, description, tokenize = 'trigram');
+  INSERT INTO modules_fts (rowid, ident, description) SELECT id, namespace || '/' || name, description FROM modules;
+  CREATE TRIGGER modules_fts_insert AFTER INSERT ON modules BEGIN
+    INSERT INTO modules_fts (rowid, ident, description) VALUES (new.id, new.namespace || '/' || new.name, new.description);
+  END;
+  CREATE TRIGGER modules_fts_delete AFTER DELETE ON modules BEGIN
+    DELETE FROM modules_fts WHERE rowid = old.id;
+  END;
+  CREATE TRIGGER modules_fts_update AFTER UPDATE OF description ON modules BEGIN
+    UPDATE modules_fts SET description = new.description WHERE rowid = new.id;
+  END;
+  `,
 ];
 
 /** The schema version this code expects. */
@@ -154,21 +172,54 @@ export class SqliteCatalog implements Catalog {
     return c;
   }
 
-  private run(sql: string, params: Param[] = []): Promise<{ changes: number; lastID: number }> {
+  /** Prepared statements by SQL text (parsing dominates small statements; all use goes through the queue). */
+  private readonly statements = new Map<string, sqlite3.Statement>();
+
+  private prepared(sql: string): Promise<sqlite3.Statement> {
+    const cached = this.statements.get(sql);
+    if (cached) return Promise.resolve(cached);
     return new Promise((resolve, reject) => {
-      this.db.run(sql, params, function (this: sqlite3.RunResult, err: Error | null) {
+      const st = this.db.prepare(sql, (err: Error | null) => {
+        if (err) return reject(err);
+        this.statements.set(sql, st);
+        resolve(st);
+      });
+    });
+  }
+
+  private async run(sql: string, params: Param[] = []): Promise<{ changes: number; lastID: number }> {
+    // Transaction control and PRAGMAs run unprepared (they may change the schema the cache was prepared against).
+    if (/^\s*(BEGIN|COMMIT|ROLLBACK|PRAGMA)/i.test(sql)) {
+      return new Promise((resolve, reject) => {
+        this.db.run(sql, params, function (this: sqlite3.RunResult, err: Error | null) {
+          if (err) reject(err);
+          else resolve({ changes: this.changes, lastID: this.lastID });
+        });
+      });
+    }
+    const st = await this.prepared(sql);
+    return new Promise((resolve, reject) => {
+      st.run(params, function (this: sqlite3.RunResult, err: Error | null) {
         if (err) reject(err);
         else resolve({ changes: this.changes, lastID: this.lastID });
       });
     });
   }
 
-  private get<T>(sql: string, params: Param[] = []): Promise<T | undefined> {
-    return new Promise((resolve, reject) => this.db.get(sql, params, (err: Error | null, row: T | undefined) => (err ? reject(err) : resolve(row))));
+  private async get<T>(sql: string, params: Param[] = []): Promise<T | undefined> {
+    if (/^\s*PRAGMA/i.test(sql)) {
+      return new Promise((resolve, reject) => this.db.get(sql, params, (err: Error | null, row: T | undefined) => (err ? reject(err) : resolve(row))));
+    }
+    const st = await this.prepared(sql);
+    const row = await new Promise<T | undefined>((resolve, reject) => st.get(params, (err: Error | null, r: T | undefined) => (err ? reject(err) : resolve(r))));
+    // get() leaves the statement open on its first row; reset it so it holds no read snapshot.
+    await new Promise<void>((resolve) => st.reset(() => resolve()));
+    return row;
   }
 
-  private all<T>(sql: string, params: Param[] = []): Promise<T[]> {
-    return new Promise((resolve, reject) => this.db.all(sql, params, (err: Error | null, rows: T[]) => (err ? reject(err) : resolve(rows))));
+  private async all<T>(sql: string, params: Param[] = []): Promise<T[]> {
+    const st = await this.prepared(sql);
+    return new Promise((resolve, reject) => st.all(params, (err: Error | null, rows: T[]) => (err ? reject(err) : resolve(rows))));
   }
 
   private exec(sql: string): Promise<void> {
@@ -399,8 +450,14 @@ export class SqliteCatalog implements Catalog {
     eq('language', q.language);
     eq('base_fingerprint', q.baseFingerprint);
     eq('namespace', q.namespace);
-    if (q.q && q.q.trim()) {
-      const pat = `%${likeEscape(q.q.trim().toLowerCase())}%`;
+    const text = q.q?.trim().toLowerCase();
+    if (text && [...text].length >= 3) {
+      // Trigram phrase = case-insensitive substring match, answered from the FTS index.
+      where.push('id IN (SELECT rowid FROM modules_fts WHERE modules_fts MATCH ?)');
+      params.push(`"${text.replace(/"/g, '""')}"`);
+    } else if (text) {
+      // Shorter than a trigram: the index cannot help, scan with LIKE.
+      const pat = `%${likeEscape(text)}%`;
       where.push("((namespace || '/' || name) LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')");
       params.push(pat, pat);
     }
@@ -476,6 +533,10 @@ export class SqliteCatalog implements Catalog {
   }
 
   close(): Promise<void> {
-    return this.exclusive(() => new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve()))));
+    return this.exclusive(async () => {
+      for (const st of this.statements.values()) await new Promise<void>((resolve) => st.finalize(() => resolve()));
+      this.statements.clear();
+      await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())));
+    });
   }
 }

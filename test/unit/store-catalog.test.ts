@@ -102,6 +102,14 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       expect(ids(await c.search({ ...page, q: 'lang/f' }))).toEqual(['lang/fr']);
       expect(ids(await c.search({ ...page, q: '%_' }))).toEqual(['task/topic']);
       expect(ids(await c.search({ ...page, q: '_' }))).toEqual(['task/topic']);
+      expect(ids(await c.search({ ...page, q: 'ng/d' }))).toEqual(['lang/de']);
+      expect(ids(await c.search({ ...page, q: 'say "hi" OR x*' }))).toEqual([]);
+      await c.publishVersion(nv('lang', 'de', '2.0.0', { description: 'Deutsch' }));
+      expect(ids(await c.search({ ...page, q: 'deutsch' }))).toEqual(['lang/de']);
+      expect(ids(await c.search({ ...page, q: 'german' }))).toEqual([]);
+      await c.deleteModule('lang', 'de');
+      expect(ids(await c.search({ ...page, q: 'deutsch' }))).toEqual([]);
+      await c.publishVersion(nv('lang', 'de', '1.0.0', { task: 'mlm', description: 'German language adapter' }));
       const p2 = await c.search({ limit: 1, offset: 1, sort: 'name' });
       expect(p2.total).toBe(3);
       expect(ids(p2)).toEqual(['lang/fr']);
