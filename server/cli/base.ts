@@ -1,9 +1,13 @@
 /**
- * `modhub base ...` commands: create a tiny random base (HF layout) and describe a base folder.
- * Example: `modhub base tiny --out ./base --family roberta --layers 2 --hidden 64 && modhub base info ./base`.
+ * `modhub base ...` commands: create a tiny random base (HF layout), import a Hugging Face checkpoint folder, and
+ * describe a base folder.
+ * Example: `modhub base tiny --out ./base --family roberta --layers 2 --hidden 64 && modhub base info ./base`;
+ * `modhub base import ./bert-base-uncased --out ./bases/bert-base` (config.json + model.safetensors or sharded
+ * model-0000x-of-0000y.safetensors with model.safetensors.index.json + tokenizer.json).
  */
 import type { Command } from 'commander';
-import { loadBase, parameterCount } from '../model/base';
+import cliProgress from 'cli-progress';
+import { importBase, loadBase, parameterCount } from '../model/base';
 import { FAMILIES, type Family } from '../model/config';
 import { createTinyBase } from '../model/tiny';
 import * as fs from 'fs';
@@ -54,6 +58,65 @@ export function registerBaseCommands(program: Command): void {
       });
       const c = r.config;
       process.stdout.write(`wrote ${c.family} base to ${r.dir}: L=${c.numLayers} D=${c.hiddenSize} H=${c.numHeads} F=${c.intermediateSize} V=${c.vocabSize}, ${r.parameters} parameters\n`);
+    });
+
+  base
+    .command('import')
+    .description('import a Hugging Face checkpoint folder (safetensors, single or sharded; F32/F16/BF16) into a clean F32 base folder')
+    .argument('<src>', 'checkpoint folder: config.json, model.safetensors (or model.safetensors.index.json + shards), tokenizer.json')
+    .requiredOption('--out <dir>', 'output base folder (new or empty)')
+    .option('--force', 'write into a non-empty --out folder, replacing its base files')
+    .option('--json', 'print the summary as JSON')
+    .action(async (src: string, o: { out: string; force?: boolean; json?: boolean }) => {
+      const bar = process.stderr.isTTY && !o.json ? new cliProgress.SingleBar({ format: 'reading weights [{bar}] {value}/{total} {file}', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
+      let started = false;
+      let r;
+      try {
+        r = await importBase(src, o.out, {
+          force: o.force,
+          onProgress: (e) => {
+            if (!bar) return;
+            if (!started) bar.start(e.total, e.done, { file: e.file });
+            started = true;
+            bar.update(e.done, { file: e.file });
+          },
+        });
+      } finally {
+        if (started) bar?.stop();
+      }
+      const c = r.config;
+      const summary = {
+        dir: r.dir,
+        family: c.family,
+        layers: c.numLayers,
+        hidden_size: c.hiddenSize,
+        heads: c.numHeads,
+        intermediate_size: c.intermediateSize,
+        vocab_size: c.vocabSize,
+        max_positions: c.maxPositions,
+        parameters: r.parameters,
+        fingerprint: r.fingerprint,
+        sources: r.sources,
+        source_dtypes: r.dtypes,
+        tensors: r.tensors,
+        dropped: r.dropped,
+        bytes: r.bytes,
+        notes: r.notes,
+      };
+      if (o.json) {
+        process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+        return;
+      }
+      const lines = [
+        `imported ${c.family} base into ${r.dir}`,
+        `  family        ${c.family}`,
+        `  dims          L=${c.numLayers} D=${c.hiddenSize} H=${c.numHeads} F=${c.intermediateSize} V=${c.vocabSize} P=${c.maxPositions}`,
+        `  parameters    ${r.parameters} (${r.tensors} tensors, F32, ${(r.bytes / 2 ** 20).toFixed(1)} MiB)`,
+        `  read          ${r.sources.join(', ')} (${Object.entries(r.dtypes).map(([d, n]) => `${n} ${d}`).join(', ')})`,
+        `  fingerprint   ${r.fingerprint}`,
+        ...r.notes.map((n) => `  note: ${n}`),
+      ];
+      process.stdout.write(lines.join('\n') + '\n');
     });
 
   base
