@@ -99,6 +99,17 @@ const MIGRATIONS: string[] = [
     UPDATE modules_fts SET description = new.description WHERE rowid = new.id;
   END;
   `,
+  // 3: filter + sort without sorting the filtered set: each equality filter leads an index in download order.
+  `
+  DROP INDEX modules_kind;
+  DROP INDEX modules_task;
+  DROP INDEX modules_language;
+  DROP INDEX modules_base;
+  CREATE INDEX modules_kind_dl ON modules (kind, downloads DESC, namespace, name);
+  CREATE INDEX modules_task_dl ON modules (task, downloads DESC, namespace, name);
+  CREATE INDEX modules_language_dl ON modules (language, downloads DESC, namespace, name);
+  CREATE INDEX modules_base_dl ON modules (base_fingerprint, downloads DESC, namespace, name);
+  `,
 ];
 
 /** The schema version this code expects. */
@@ -323,8 +334,24 @@ export class SqliteCatalog implements Catalog {
       version !== undefined ? [namespace, name, version] : [namespace, name],
     );
     const out: VersionRow[] = [];
+    // One query for the files of all these versions (not one per version).
+    const fileRows =
+      rows.length === 0
+        ? []
+        : version !== undefined
+          ? await this.all<FileRow & { version_id: number }>('SELECT version_id, name, digest, size FROM files WHERE version_id = ? ORDER BY name', [rows[0].id])
+          : await this.all<FileRow & { version_id: number }>(
+              'SELECT f.version_id, f.name, f.digest, f.size FROM files f JOIN versions v ON v.id = f.version_id JOIN modules m ON m.id = v.module_id WHERE m.namespace = ? AND m.name = ? ORDER BY f.name',
+              [namespace, name],
+            );
+    const byVersion = new Map<number, FileRow[]>();
+    for (const f of fileRows) {
+      const list = byVersion.get(f.version_id) ?? [];
+      list.push({ name: f.name, digest: f.digest, size: f.size });
+      byVersion.set(f.version_id, list);
+    }
     for (const r of rows) {
-      const files = await this.all<FileRow>('SELECT name, digest, size FROM files WHERE version_id = ? ORDER BY name', [r.id]);
+      const files = byVersion.get(r.id) ?? [];
       out.push({
         namespace,
         name,
@@ -464,6 +491,15 @@ export class SqliteCatalog implements Catalog {
     const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const order = q.sort === 'recent' ? 'updated_at DESC, namespace, name' : q.sort === 'name' ? 'namespace, name' : 'downloads DESC, namespace, name';
     return this.exclusive(async () => {
+      if (text) {
+        // Free text: evaluate the match once, counting with a window over the same pass.
+        const rows = await this.all<ModuleDb & { total_count: number }>(
+          `SELECT *, COUNT(*) OVER () AS total_count FROM modules ${w} ORDER BY ${order} LIMIT ? OFFSET ?`,
+          [...params, q.limit, q.offset],
+        );
+        if (rows.length > 0 || q.offset === 0) return { total: rows[0]?.total_count ?? 0, items: rows.map(moduleRow) };
+      }
+      // Filters only: a count over an index, and a page read in index order.
       const total = (await this.get<{ n: number }>(`SELECT COUNT(*) AS n FROM modules ${w}`, params))?.n ?? 0;
       const rows = await this.all<ModuleDb>(`SELECT * FROM modules ${w} ORDER BY ${order} LIMIT ? OFFSET ?`, [...params, q.limit, q.offset]);
       return { total, items: rows.map(moduleRow) };

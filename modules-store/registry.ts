@@ -357,7 +357,8 @@ export class Registry {
     if (!target) {
       throw new StoreError('VERSION_NOT_FOUND', r.tag === 'latest' ? `${r.namespace}/${r.name} has no unyanked version` : `${r.namespace}/${r.name} has no tag '${r.tag}'`);
     }
-    const v = versions.find((x) => x.version === target)!;
+    const v = versions.find((x) => x.version === target);
+    if (!v) throw new StoreError('VERSION_NOT_FOUND', `${r.namespace}/${r.name}@${r.tag} points at ${target}, which no longer exists`);
     if (v.yanked) throw new StoreError('VERSION_NOT_FOUND', `${r.namespace}/${r.name}@${r.tag} points at ${v.version}, which is yanked; name the version exactly to fetch it`);
     return this.resolved(v);
   }
@@ -366,6 +367,8 @@ export class Registry {
   async info(namespace: string, name: string): Promise<ModuleInfo> {
     const mod = await this.requireModule(namespace, name);
     const [versions, tags] = await Promise.all([this.catalog.listVersions(namespace, name), this.catalog.listTags(namespace, name)]);
+    // A concurrent delete may have removed the last version since the module row was read.
+    if (versions.length === 0) throw new StoreError('MODULE_NOT_FOUND', `module ${namespace}/${name} does not exist`);
     const tagMap: Record<string, string> = {};
     for (const t of tags) tagMap[t.tag] = t.version;
     const latest = this.effectiveLatest(versions, tags);
