@@ -81,6 +81,10 @@ export function toHttpError(err: unknown): HttpError | null {
     if (e.type === 'entity.parse.failed') return badRequest('INVALID_JSON', `request body is not valid JSON: ${e.message}`);
     if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return unsupportedMediaType(e.message ?? 'unsupported encoding');
     if (typeof e.type === 'string' && e.status && e.status >= 400 && e.status < 500) return badRequest('INVALID_BODY', e.message ?? 'invalid request body');
+    // other client errors from express / its parsers (e.g. a path segment that is not valid percent-encoding)
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose !== false) {
+      return new HttpError(e.status, 'INVALID_REQUEST', e.message ?? 'invalid request');
+    }
     // busboy (multipart) parse errors
     if (typeof e.message === 'string' && /^(Unexpected end of form|Malformed part header|Multipart: Boundary not found|Unexpected end of multipart data)/i.test(e.message)) {
       return badRequest('INVALID_MULTIPART', `malformed multipart body: ${e.message}`);

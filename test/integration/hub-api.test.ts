@@ -355,6 +355,32 @@ describe('tokens and bases over HTTP', () => {
   });
 });
 
+describe('hostile input', () => {
+  it('answers garbage with 4xx error bodies and keeps serving', async () => {
+    await publishModule(app, 'lang/de', '1.0.0', admin).expect(201);
+    const reqs: request.Test[] = [
+      request(app).get('/v1/modules/%E0%A4%A/x'),
+      request(app).get('/lang/de/resolve/%ZZ/module.json'),
+      request(app).get('/v1/modules/lang/de/versions/1.0.0/files/weights.safetensors').set('Range', 'bytes=abc'),
+      request(app).get('/v1/modules/lang/de/versions/1.0.0/files/weights.safetensors').set('Range', 'bytes=5-2'),
+      request(app).get('/v1/modules?limit=1&limit=2'),
+      request(app).put('/v1/modules/lang/de/tags/x').set(...auth(admin)).set('Content-Type', 'application/json').send('x'.repeat(100_000)),
+      request(app).post('/v1/tokens').set(...auth(admin)).set('Content-Type', 'application/json').send('[1,2,3]'),
+      request(app).post('/v1/modules').set(...auth(admin)).set('Content-Type', 'application/gzip').send(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0])),
+      request(app).post('/v1/modules').set(...auth(admin)).set('Content-Type', 'application/x-tar').send(Buffer.alloc(0)),
+      request(app).get('/v1/modules/lang/de/versions/..%2F..%2Fetc/files/passwd'),
+      request(app).get('/lang/de/resolve/1.0.0/..%2F..%2Fcatalog.sqlite'),
+      request(app).get('/v1/modules').set('Authorization', `Bearer ${'x'.repeat(5000)}`),
+    ];
+    for (const [i, r] of reqs.entries()) {
+      const res = await r;
+      expect({ i, client4xx: res.status >= 400 && res.status < 500, code: typeof res.headers['x-modhub-error-code'] }).toEqual({ i, client4xx: true, code: 'string' });
+    }
+    await request(app).get('/healthz').expect(200);
+    expect((await reg.info('lang', 'de')).versions).toHaveLength(1);
+  });
+});
+
 describe('configuration and extension', () => {
   it('anonymous reads can be turned off', async () => {
     const closed = createApp({ registry: reg, auth: { anonymousRead: false }, logger: silent, metrics: new client.Registry() });
