@@ -276,7 +276,9 @@ describe('downloads', () => {
     await binary(request(app).get('/v1/modules/lang/de/versions/1.0.0/files/weights.safetensors').set('Range', 'bytes=0-0'));
     await request(app).head('/v1/modules/lang/de/versions/1.0.0/archive');
     await request(app).get('/v1/modules/lang/de/versions/1.0.0/files/module.json');
-    await new Promise((r) => setTimeout(r, 50));
+    // counting happens after the response finished: wait until the two counted downloads land, then a bit more
+    for (let i = 0; i < 100 && (await reg.info('lang', 'de')).downloads < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
     const info = (await request(app).get('/v1/modules/lang/de')).body;
     expect(info.downloads).toBe(2);
     expect(info.versions[0].downloads).toBe(2);
