@@ -3,7 +3,7 @@
  * onnxruntime). Each case prints `maxdiff` per input tensor.
  */
 import { GraphBuilder, Value } from '../../server/model/graph/builder';
-import { logSoftmax, gemm } from '../../server/model/graph/vjp';
+import { logSoftmax, gemm, gatherElements } from '../../server/model/graph/vjp';
 import { gradcheck, GradInput } from '../helpers/gradcheck';
 
 type Case = [string, (g: GraphBuilder, xs: Value[]) => Value, GradInput[], { eps?: number; atol?: number; rtol?: number; scale?: number }?];
@@ -40,6 +40,7 @@ const cases: Case[] = [
   ['Slice first token', (g, [a]) => g.slice(a, 1, 0, 1), [f('a', [2, 3, 4])]],
   ['Gather axis 0 (repeated ids)', (g, [w, ids]) => g.gather(w, ids, 0), [f('w', [5, 3]), f('ids', [2, 3], { type: 'int64', data: BigInt64Array.from([0n, 4n, 2n, 2n, 0n, 1n]) })]],
   ['Gather axis 1 scalar', (g, [w, ids]) => g.gather(w, ids, 1), [f('w', [2, 3, 4]), f('ids', [], { type: 'int64', data: BigInt64Array.from([1n]) })]],
+  ['GatherElements (loss pick)', (g, [a, i]) => gatherElements(g, a, i, -1), [f('a', [2, 3, 4]), f('i', [2, 3, 1], { type: 'int64', data: BigInt64Array.from([0n, 3n, 1n, 2n, 2n, 0n]) })]],
   ['Softmax', (g, [a]) => g.softmax(a, -1), [f('a', [2, 5])]],
   ['Softmax axis 1', (g, [a]) => g.softmax(a, 1), [f('a', [2, 3, 2])]],
   ['LogSoftmax', (g, [a]) => logSoftmax(g, a, -1), [f('a', [3, 4])]],

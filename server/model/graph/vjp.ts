@@ -29,6 +29,11 @@ export function fillLike(g: GraphBuilder, like: Value, value: number): Value {
   return one(g, 'ConstantOfShape', [g.shapeOf(like)], { value: t }, 'float32', like.shape);
 }
 
+/** GatherElements along `axis` (the losses pick the target's log-probability with it). */
+export function gatherElements(g: GraphBuilder, data: Value, idx: Value, axis: number): Value {
+  return one(g, 'GatherElements', [data, idx], { axis: { int: axis } }, data.type, idx.shape);
+}
+
 /** LogSoftmax along `axis` (forward op used by the losses). */
 export function logSoftmax(g: GraphBuilder, x: Value, axis = -1): Value {
   return one(g, 'LogSoftmax', [x], { axis: { int: axis } }, x.type, x.shape);
@@ -262,6 +267,14 @@ export const VJP: Record<string, VjpRule> = {
     const ind = g.unsqueeze(idx64, [-1]);
     let dx = one(g, 'ScatterND', [zeros, ind, dyT], { reduction: 'add' }, 'float32', zerosOf.shape);
     if (permBack) dx = g.transpose(dx, permBack);
+    return [dx, null];
+  },
+  // GatherElements(data, idx, axis): scatter-add dY into zeros of data's shape at the same positions
+  GatherElements(g, n, [dy], need) {
+    const [data, idx] = n.inputs as Value[];
+    if (!need[0]) return [null, null];
+    const ax = Number((n.attrs.axis as { int: number } | undefined)?.int ?? 0);
+    const dx = one(g, 'ScatterElements', [fillLike(g, data, 0), idx, dy!], { axis: { int: ax }, reduction: 'add' }, 'float32', data.shape);
     return [dx, null];
   },
   // y = softmax(x): dx = y * (dy - sum(dy * y))

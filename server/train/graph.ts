@@ -1,0 +1,376 @@
+/**
+ * The training graph: the engine's own encoder emitter (server/model/encoder-graph.ts) + a loss + the backward
+ * nodes from autodiff, so one session run returns the loss, the logits and the gradient of every trainable
+ * tensor, in module-package layout (PyTorch [out, in]) for module tensors and canonical layout for base tensors.
+ *
+ * The emitter reads modules from per-row pools; here each pool is assembled IN the graph from the module
+ * tensors (transpose to [in, out], fold the scaling, pad the rank, stack per layer), so gradients reach the
+ * module tensors directly. Frozen tensors become initializers, trainable ones graph inputs named
+ * `m{slot}:{tensor}` (module) or `base:{canonical}` (base).
+ *
+ * Shape letters: B rows, T tokens, D hidden, L layers, S stack slots, C labels, V vocab, R rank.
+ * Example:
+ *   const tg = buildTrainGraph({ base, modules: [{ manifest, tensors, trainable: true }], objective: 'cls' });
+ *   const session = await Session.create(tg.bytes);
+ */
+import type { Base } from '../model/base';
+import { IO, POOL, SITES, buildEncoderGraph, type LoraTarget, type ParamProvider, type Site, type SiteVariant, type Variant, type Activation } from '../model/encoder-graph';
+import { GraphBuilder, type Value, type TensorInit } from '../model/graph/builder';
+import { gradients } from '../model/graph/autodiff';
+import { logSoftmax, gatherElements } from '../model/graph/vjp';
+import { transpose } from '../model/modules';
+import type { Manifest } from '../../modules-store/manifest';
+import type { Tensor } from '../../modules-store/safetensors';
+import { resolveBottleneckConfig, bottleneckSize } from '../../modules-store/validate';
+
+export type Objective = 'cls' | 'tok' | 'mlm';
+
+export interface SlotModule {
+  manifest: Manifest;
+  tensors: Map<string, Tensor>;
+  /** Train this module's tensors (all of them, head included). */
+  trainable: boolean;
+}
+
+export interface TrainGraphSpec {
+  base: Base;
+  /** Modules in stack order (bottleneck adapters stack; at most one LoRA module). */
+  modules: SlotModule[];
+  objective: Objective;
+  /** Canonical base tensors to train (full FT, BitFit, LT-SFT); others are initializers. */
+  trainableBase?: string[];
+  /** Extra base-parameter transform (diff pruning): given the base param input, return the effective value. */
+  baseParam?: (g: GraphBuilder, name: string, frozen: Value) => Value | null;
+  /** Extra loss terms (regularisers), added to the task loss; may create trainable inputs. */
+  extraLoss?: (g: GraphBuilder) => Value | null;
+  /** Extra trainable inputs created by `baseParam` / `extraLoss` (differentiated too). */
+  extraTrainable?: () => Value[];
+  /** Emit the backward (default true); false gives the evaluation graph (loss + logits). */
+  grad?: boolean;
+}
+
+export interface TrainGraph {
+  bytes: Uint8Array;
+  /** Trainable input names, in the order of `gradNames`. */
+  params: string[];
+  gradNames: string[];
+  /** Non-trainable feeds the step needs besides the batch (none today; reserved). */
+  logits: string;
+  loss: string;
+  variant: Variant;
+  /** Index feeds per batch size: pool row indices. */
+  indexFeeds(B: number): Record<string, { type: 'int64'; dims: number[]; data: BigInt64Array }>;
+}
+
+const LORA_HF: Record<LoraTarget, string> = { query: 'query', key: 'key', value: 'value', attn_output: 'attn_output', ffn_in: 'ffn_in', ffn_out: 'ffn_out' };
+
+function f32(t: Tensor): Float32Array {
+  if (!(t.data instanceof Float32Array)) throw new TypeError(`tensor must be float32`);
+  return t.data;
+}
+
+/** Decay policy as HF's Trainer: no weight decay for biases and LayerNorm weights. */
+export function decays(name: string): boolean {
+  return !(name.endsWith('bias') || /(^|[.:_])ln([._]|$)|layer_norm|_ln\./.test(name));
+}
+
+export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
+  const { base, objective } = spec;
+  const cfg = base.config;
+  const D = cfg.hiddenSize;
+  const L = cfg.numLayers;
+  const trainableBase = new Set(spec.trainableBase ?? []);
+
+  const adapters = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'bottleneck');
+  const loras = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'lora');
+  if (loras.length > 1) throw new RangeError('training supports at most one LoRA module');
+  const adCfgs = adapters.map((a) => resolveBottleneckConfig(a.manifest.config as never));
+  const headMod = [...spec.modules.map((m, i) => ({ ...m, slot: i }))].reverse().find((m) => m.manifest.head);
+  const invIdx = adCfgs.findIndex((c) => c.inv_adapter === 'nice');
+
+  // ---- variant --------------------------------------------------------------------------------------
+  const sites: Variant['sites'] = {};
+  for (const site of SITES) {
+    const present = adCfgs.filter((c) => (site === 'attention' ? c.mh_adapter : c.output_adapter));
+    if (!present.length) continue;
+    const c = adCfgs[adCfgs.length - 1];
+    const on = (b: boolean) => (b ? 'on' : 'off') as 'on' | 'off';
+    for (const o of adCfgs) {
+      if (o.original_ln_before !== c.original_ln_before || o.residual_before_ln !== c.residual_before_ln || o.ln_before !== c.ln_before || o.ln_after !== c.ln_after || o.non_linearity !== c.non_linearity || o.is_parallel !== c.is_parallel) {
+        // Stacks of differently configured adapters would need per-slot flag inputs; keep the trainer simple.
+        if (o.non_linearity !== c.non_linearity) throw new RangeError(`stacked adapters must share non_linearity for training (got ${o.non_linearity} and ${c.non_linearity})`);
+      }
+    }
+    const sv: SiteVariant = {
+      slots: adapters.length,
+      flags: {
+        obf: on(c.original_ln_before),
+        resPost: on(c.residual_before_ln === false),
+        resPostAdd: on(c.residual_before_ln === 'post_add'),
+        lnBefore: on(adCfgs.some((x) => x.ln_before)),
+        lnAfter: on(adCfgs.some((x) => x.ln_after)),
+        adResBeforeLn: on(c.adapter_residual_before_ln),
+        parallel: on(c.is_parallel),
+      },
+      finalLn: on(c.original_ln_after),
+      act: c.non_linearity as Activation,
+      fuse: 0,
+      resScale: 'off',
+    };
+    sites[site] = sv;
+  }
+  const loraCfg = loras[0]?.manifest.config as { r: number; lora_alpha?: number; target_modules: LoraTarget[] } | undefined;
+  const headCfg = headMod?.manifest.head ?? null;
+  const variant: Variant = {
+    sites,
+    lora: loraCfg ? [...loraCfg.target_modules] : [],
+    invertible: invIdx >= 0,
+    invAct: invIdx >= 0 ? (adCfgs[invIdx].non_linearity as Activation) : 'relu',
+    heads: { cls: objective === 'cls', tok: objective === 'tok', mlm: objective === 'mlm' },
+    clsDense: headCfg && headCfg.type === 'classification' && headCfg.layers === 2 ? 'on' : 'off',
+  };
+  if (objective === 'cls' && headCfg?.type !== 'classification') throw new RangeError("objective 'cls' needs a module with a classification head");
+  if (objective === 'tok' && headCfg?.type !== 'token_classification') throw new RangeError("objective 'tok' needs a module with a token_classification head");
+
+  // ---- base parameters ----------------------------------------------------------------------------
+  const params: Value[] = [];
+  const paramInputs = new Map<string, Value>();
+  const trainInput = (g: GraphBuilder, name: string, dims: number[]): Value => {
+    let v = paramInputs.get(name);
+    if (!v) {
+      v = g.input(name, 'float32', dims);
+      paramInputs.set(name, v);
+      params.push(v);
+    }
+    return v;
+  };
+  const baseTensor = (name: string) => {
+    const t = base.weights.get(name);
+    if (!t) throw new RangeError(`base has no tensor '${name}'`);
+    return t;
+  };
+  const provider = (g: GraphBuilder): ParamProvider => {
+    const cache = new Map<string, Value>();
+    const raw = (name: string): Value => {
+      const hit = cache.get(`raw:${name}`);
+      if (hit) return hit;
+      const t = baseTensor(name);
+      let v: Value;
+      if (trainableBase.has(name)) v = trainInput(g, `base:${name}`, t.shape);
+      else v = g.initializer(`w:${name}`, { type: 'float32', dims: t.shape, data: t.data });
+      if (spec.baseParam) v = spec.baseParam(g, name, v) ?? v;
+      cache.set(`raw:${name}`, v);
+      return v;
+    };
+    return {
+      tensor: (name) => raw(name),
+      linearT: (stem) => {
+        const key = `T:${stem}`;
+        const hit = cache.get(key);
+        if (hit) return hit;
+        const name = stem === 'mlm.decoder' ? (base.weights.has('mlm.decoder.weight') ? 'mlm.decoder.weight' : 'embeddings.word') : `${stem}.weight`;
+        const t = baseTensor(name);
+        let v: Value;
+        if (trainableBase.has(name) || spec.baseParam) v = g.transpose(raw(name), [1, 0]);
+        else v = g.initializer(`wT:${name}`, { type: 'float32', dims: [t.shape[1], t.shape[0]], data: transpose(t.data, t.shape[0], t.shape[1]) });
+        cache.set(key, v);
+        return v;
+      },
+    };
+  };
+
+  const enc = buildEncoderGraph(cfg, variant, provider, 'modhub-train');
+  const g = enc.graph;
+
+  // ---- pools assembled in the graph -----------------------------------------------------------------
+  /** A module tensor as a Value: graph input when trainable, else initializer. */
+  const modTensor = (slot: number, name: string): { v: Value; dims: number[]; data: Float32Array } | null => {
+    const m = spec.modules[slot];
+    const t = m.tensors.get(name);
+    if (!t) return null;
+    const dims = [...t.shape];
+    if (m.trainable) return { v: trainInput(g, `m${slot}:${name}`, dims), dims, data: f32(t) };
+    return { v: g.initializer(`m${slot}c:${name}`, { type: 'float32', dims, data: f32(t) }), dims, data: f32(t) };
+  };
+  type Entry = { v: Value | null; shape: number[] }; // v null = zeros
+  /** Stacks entries [P, ...shape] (all the same shape). */
+  const stack = (entries: Entry[], shape: number[]): Value => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (entries.every((e) => e.v === null)) return g.initializer(g.fresh('pool0'), { type: 'float32', dims: [entries.length, ...shape], data: new Float32Array(entries.length * n) }, true);
+    const parts = entries.map((e) => (e.v ? g.unsqueeze(e.v, [0]) : g.initializer(g.fresh('zero'), { type: 'float32', dims: [1, ...shape], data: new Float32Array(n) }, true)));
+    return parts.length === 1 ? parts[0] : g.concat(parts, 0);
+  };
+  /** [out,in] weight → [in, R] padded (times scale). */
+  const linT = (w: Value, outDim: number, inDim: number, R: number, padAxis: 0 | 1, scale = 1): Value => {
+    let t = g.transpose(w, [1, 0]); // [in, out]
+    if (scale !== 1) t = g.mul(t, g.constFloat(scale));
+    const cur = padAxis === 1 ? outDim : inDim;
+    if (cur < R) {
+      const zshape = padAxis === 1 ? [inDim, R - cur] : [R - cur, outDim];
+      t = g.concat([t, g.initializer(g.fresh('pad'), { type: 'float32', dims: zshape, data: new Float32Array(zshape[0] * zshape[1]) }, true)], padAxis);
+    }
+    return t;
+  };
+  const vecPad = (b: Value, n: number, R: number, scale = 1): Value => {
+    let t = g.reshape(b, [1, n]);
+    if (scale !== 1) t = g.mul(t, g.constFloat(scale));
+    if (n < R) t = g.concat([t, g.initializer(g.fresh('pad'), { type: 'float32', dims: [1, R - n], data: new Float32Array(R - n) }, true)], 1);
+    return t;
+  };
+  const pools = new Map<string, Value>();
+  const indexFeeds: ((B: number) => Record<string, { type: 'int64'; dims: number[]; data: BigInt64Array }>)[] = [];
+
+  for (const site of SITES) {
+    if (!sites[site]) continue;
+    const S = adapters.length;
+    const R = Math.max(...adapters.map((a, i) => bottleneckSize(adCfgs[i], D, 0)));
+    const E = (make: (a: (typeof adapters)[number], i: number, l: number) => Value | null, shape: number[]) => {
+      const entries: Entry[] = [];
+      for (let i = 0; i < S; i++) for (let l = 0; l < L; l++) entries.push({ v: make(adapters[i], i, l), shape });
+      return stack(entries, shape);
+    };
+    const p = (l: number) => `layers.${l}.${site}`;
+    const sc = (i: number) => adCfgs[i].scaling;
+    const rOf = (i: number, l: number) => bottleneckSize(adCfgs[i], D, l);
+    pools.set(POOL.adapter(site, 'down_w'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_down.weight`); return t && linT(t.v, rOf(i, l), D, R, 1); }, [D, R]));
+    pools.set(POOL.adapter(site, 'down_b'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_down.bias`); return t && vecPad(t.v, rOf(i, l), R); }, [1, R]));
+    pools.set(POOL.adapter(site, 'up_w'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_up.weight`); return t && linT(t.v, D, rOf(i, l), R, 0, sc(i)); }, [R, D]));
+    pools.set(POOL.adapter(site, 'up_b'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_up.bias`); return t && vecPad(t.v, D, D, sc(i)); }, [1, D]));
+    for (const [part, name, def] of [['lnb_g', 'ln_before.weight', 1], ['lnb_b', 'ln_before.bias', 0], ['lna_g', 'ln_after.weight', 1], ['lna_b', 'ln_after.bias', 0]] as const) {
+      pools.set(POOL.adapter(site, part), E((a, _i, l) => {
+        const t = modTensor(a.slot, `${p(l)}.${name}`);
+        if (t) return g.reshape(t.v, [1, D]);
+        return def === 1 ? g.constFloat(new Array(D).fill(1), [1, D]) : null;
+      }, [1, D]));
+    }
+    indexFeeds.push((B) => {
+      const data = new BigInt64Array(L * S * B);
+      for (let l = 0; l < L; l++) for (let s = 0; s < S; s++) for (let b = 0; b < B; b++) data[(l * S + s) * B + b] = BigInt(s * L + l);
+      return { [POOL.adapter(site, 'idx')]: { type: 'int64', dims: [L, S, B], data } };
+    });
+  }
+  if (loras.length) {
+    const lm = loras[0];
+    const c = loraCfg!;
+    const R = c.r;
+    const scaling = (c.lora_alpha ?? R) / R;
+    for (const target of variant.lora) {
+      const inDim = target === 'ffn_out' ? cfg.intermediateSize : D;
+      const outDim = target === 'ffn_in' ? cfg.intermediateSize : D;
+      const A: Entry[] = [];
+      const Bm: Entry[] = [];
+      for (let l = 0; l < L; l++) {
+        const a = modTensor(lm.slot, `layers.${l}.${LORA_HF[target]}.lora_A`);
+        const b = modTensor(lm.slot, `layers.${l}.${LORA_HF[target]}.lora_B`);
+        A.push({ v: a && linT(a.v, R, inDim, R, 1), shape: [inDim, R] });
+        Bm.push({ v: b && linT(b.v, outDim, R, R, 0, scaling), shape: [R, outDim] });
+      }
+      pools.set(POOL.lora(target, 'A'), stack(A, [inDim, R]));
+      pools.set(POOL.lora(target, 'B'), stack(Bm, [R, outDim]));
+      indexFeeds.push((B) => {
+        const data = new BigInt64Array(L * B);
+        for (let l = 0; l < L; l++) for (let b = 0; b < B; b++) data[l * B + b] = BigInt(l);
+        return { [POOL.lora(target, 'idx')]: { type: 'int64', dims: [L, B], data } };
+      });
+    }
+  }
+  if (invIdx >= 0) {
+    const slot = adapters[invIdx].slot;
+    const n = Math.floor(D / 2);
+    for (const w of ['F', 'G'] as const) {
+      const dw = modTensor(slot, `invertible.${w}.down.weight`)!;
+      const m = dw.dims[0];
+      pools.set(POOL.inv(`${w}.down_w`), stack([{ v: g.transpose(dw.v, [1, 0]), shape: [n, m] }], [n, m]));
+      pools.set(POOL.inv(`${w}.down_b`), stack([{ v: g.reshape(modTensor(slot, `invertible.${w}.down.bias`)!.v, [1, m]), shape: [1, m] }], [1, m]));
+      pools.set(POOL.inv(`${w}.up_w`), stack([{ v: g.transpose(modTensor(slot, `invertible.${w}.up.weight`)!.v, [1, 0]), shape: [m, D - n] }], [m, D - n]));
+      pools.set(POOL.inv(`${w}.up_b`), stack([{ v: g.reshape(modTensor(slot, `invertible.${w}.up.bias`)!.v, [1, D - n]), shape: [1, D - n] }], [1, D - n]));
+    }
+    indexFeeds.push((B) => ({ [POOL.inv('idx')]: { type: 'int64', dims: [B], data: new BigInt64Array(B) } }));
+  }
+  // heads (P = 1)
+  const one = (v: Value, shape: number[]) => stack([{ v, shape }], shape);
+  if (objective === 'cls' || objective === 'tok') {
+    const hs = headMod!.slot;
+    const C = headMod!.manifest.labels.length;
+    const outW = modTensor(hs, 'head.out_proj.weight')!;
+    const outB = modTensor(hs, 'head.out_proj.bias')!;
+    const pre = objective === 'cls' ? 'cls' : 'tok';
+    pools.set(POOL.head(`${pre}_out_w`), one(g.transpose(outW.v, [1, 0]), [D, C]));
+    pools.set(POOL.head(`${pre}_out_b`), one(g.reshape(outB.v, [1, C]), [1, C]));
+    if (objective === 'cls' && variant.clsDense === 'on') {
+      pools.set(POOL.head('cls_dense_w'), one(g.transpose(modTensor(hs, 'head.dense.weight')!.v, [1, 0]), [D, D]));
+      pools.set(POOL.head('cls_dense_b'), one(g.reshape(modTensor(hs, 'head.dense.bias')!.v, [1, D]), [1, D]));
+    }
+  } else {
+    // masked LM: a module head when the trained/stacked module has one, else the base's own head
+    const mod = headMod && headMod.manifest.head?.type === 'masked_lm' ? headMod.slot : -1;
+    const get = (modName: string, baseName: string): Value => {
+      if (mod >= 0) return modTensor(mod, modName)!.v;
+      const t = baseTensor(baseName);
+      if (trainableBase.has(baseName)) return trainInput(g, `base:${baseName}`, t.shape);
+      return g.initializer(`w:${baseName}`, { type: 'float32', dims: t.shape, data: t.data });
+    };
+    pools.set(POOL.head('mlm_dense_w'), one(g.transpose(get('head.transform.dense.weight', 'mlm.dense.weight'), [1, 0]), [D, D]));
+    pools.set(POOL.head('mlm_dense_b'), one(g.reshape(get('head.transform.dense.bias', 'mlm.dense.bias'), [1, D]), [1, D]));
+    pools.set(POOL.head('mlm_ln_g'), one(g.reshape(get('head.transform.layer_norm.weight', 'mlm.ln.weight'), [1, D]), [1, D]));
+    pools.set(POOL.head('mlm_ln_b'), one(g.reshape(get('head.transform.layer_norm.bias', 'mlm.ln.bias'), [1, D]), [1, D]));
+    pools.set(POOL.head('mlm_bias'), one(g.reshape(get('head.decoder.bias', 'mlm.decoder.bias'), [1, cfg.vocabSize]), [1, cfg.vocabSize]));
+  }
+  indexFeeds.push((B) => ({ [POOL.head('idx')]: { type: 'int64', dims: [B], data: new BigInt64Array(B) } }));
+
+  // Rewire: the emitter declared each pool as a graph input; replace it by the assembled value. The assembly
+  // nodes were appended after the encoder's, so they move to the front (they only read inputs/initializers).
+  const firstAsm = g.nodes.findIndex((n) => n.outputs.some((o) => [...pools.values()].some((p) => p.name === o.name)));
+  void firstAsm;
+  rewire(g, pools);
+
+  // ---- loss -----------------------------------------------------------------------------------------
+  const outName = objective === 'cls' ? IO.clsLogits : objective === 'tok' ? IO.tokLogits : IO.mlmLogits;
+  const logits = g.outputs.find((o) => o.name === outName)!;
+  const labels = g.input('labels', 'int64', objective === 'cls' ? ['B', 1] : ['B', 'T', 1]);
+  const weights = g.input('label_weights', 'float32', objective === 'cls' ? ['B', 1] : ['B', 'T', 1]);
+  const logp = logSoftmax(g, logits, -1);
+  const picked = gatherElements(g, logp, labels, -1);
+  let loss = g.unary('Neg', g.reduce('ReduceSum', g.mul(picked, weights), objective === 'cls' ? [0, 1] : [0, 1, 2], false));
+  g.output(loss, 'task_loss');
+  const extra = spec.extraLoss?.(g);
+  if (extra) loss = g.add(loss, extra);
+  for (const v of spec.extraTrainable?.() ?? []) if (!params.includes(v)) params.push(v);
+  g.output(loss, 'loss');
+  const gradNames = params.map((p) => `grad:${p.name}`);
+  if (spec.grad !== false) gradients(g, loss, params).forEach((d, i) => g.output(d, gradNames[i]));
+  // drop the emitter's unused outputs other than the logits (hidden stays available for evaluation)
+  return {
+    bytes: g.toBytes(),
+    params: params.map((p) => p.name),
+    gradNames,
+    logits: outName,
+    loss: 'loss',
+    variant,
+    indexFeeds: (B) => Object.assign({}, ...indexFeeds.map((f) => f(B))),
+  };
+}
+
+/** Replaces graph inputs by computed values (see above). */
+function rewire(g: GraphBuilder, pools: Map<string, Value>): void {
+  const byName = new Map<string, Value>();
+  for (const [name, v] of pools) byName.set(name, v);
+  // nodes that produce the assembled pools (and their helpers) were emitted after the encoder nodes
+  const poolValueNames = new Set([...pools.values()].map((v) => v.name));
+  const consumers = g.nodes.filter((n) => n.inputs.some((v) => v && byName.has(v.name)));
+  if (!consumers.length) return;
+  const firstConsumer = g.nodes.indexOf(consumers[0]);
+  // assembly nodes = those after the last encoder node that reads nothing computed by the encoder;
+  // simplest safe order: move every node created after the emitter finished to the front, in order.
+  const encoderEnd = g.nodes.findIndex((n) => n.outputs.some((o) => o.name === IO.hidden || o.name === IO.clsLogits || o.name === IO.tokLogits || o.name === IO.mlmLogits));
+  let lastEncoder = encoderEnd;
+  for (let i = encoderEnd; i < g.nodes.length; i++) if (g.nodes[i].outputs.some((o) => o.name === IO.hidden || o.name === IO.clsLogits || o.name === IO.tokLogits || o.name === IO.mlmLogits)) lastEncoder = i;
+  const asm = g.nodes.splice(lastEncoder + 1);
+  void poolValueNames;
+  void firstConsumer;
+  for (const n of g.nodes) n.inputs = n.inputs.map((v) => (v && byName.has(v.name) ? byName.get(v.name)! : v));
+  g.nodes.unshift(...asm);
+  for (let i = g.inputs.length - 1; i >= 0; i--) if (byName.has(g.inputs[i].name)) g.inputs.splice(i, 1);
+}
+
+export type { TensorInit };
