@@ -91,3 +91,43 @@ export function majority(labels: string[]): number {
   for (const l of labels) c.set(l, (c.get(l) ?? 0) + 1);
   return Math.max(...c.values()) / labels.length;
 }
+
+/** The tiny base after a short MLM pretraining with our own trainer (full FT, objective mlm): a frozen base whose
+ * attention carries information, as the adapter methods assume. Cached per test file. */
+let pretrained: Promise<Base> | null = null;
+export function pretrainedTinyBase(): Promise<Base> {
+  return (pretrained ??= (async () => {
+    const { train } = await import('../../server/train/trainer');
+    const base = await tinyBase();
+    const text = clsData(600, 11).map((e) => ({ text: e.text }));
+    const res = await train({ base, method: 'full', task: 'mlm', train: text, epochs: 8, batchSize: 32, lr: 2e-3, seed: 5, threads: 1, mlmProbability: 0.3 });
+    await res.release();
+    const weights = new Map(base.weights);
+    const byHf = new Map([...base.hfNames].map(([c, h]) => [h, c]));
+    for (const [k, t] of res.tensors) {
+      if (!k.endsWith('.dense')) continue;
+      const canonical = byHf.get(k.slice(0, -6)) ?? k.slice(0, -6);
+      const old = base.weights.get(canonical)!;
+      const data = new Float32Array(old.data.length);
+      const d = t.data as Float32Array;
+      for (let i = 0; i < data.length; i++) data[i] = old.data[i] + d[i];
+      weights.set(canonical, { ...old, data });
+    }
+    return { ...base, weights };
+  })());
+}
+
+/** The tiny base with its matrices scaled up (std 0.02 → 0.16): a random base whose attention is not uniform
+ * and whose [CLS] state depends on the input, as a pretrained one's does; frozen-base methods need that. */
+let scaled: Promise<Base> | null = null;
+export function liveTinyBase(factor = 8): Promise<Base> {
+  return (scaled ??= (async () => {
+    const base = await tinyBase();
+    const weights = new Map(base.weights);
+    for (const [k, t] of base.weights) {
+      if (t.shape.length !== 2) continue;
+      weights.set(k, { ...t, data: Float32Array.from(t.data, (x) => x * factor) });
+    }
+    return { ...base, weights };
+  })());
+}
