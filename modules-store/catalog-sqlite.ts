@@ -110,6 +110,17 @@ const MIGRATIONS: string[] = [
   CREATE INDEX modules_language_dl ON modules (language, downloads DESC, namespace, name);
   CREATE INDEX modules_base_dl ON modules (base_fingerprint, downloads DESC, namespace, name);
   `,
+  // 4: tombstones — a deleted name@version is never published again with other bytes (lockfiles stay honest).
+  `
+  CREATE TABLE deleted_versions (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, name, version)
+  );
+  `,
 ];
 
 /** The schema version this code expects. */
@@ -274,6 +285,9 @@ export class SqliteCatalog implements Catalog {
   }
 
   private async insertVersion(v: NewVersion): Promise<void> {
+    if (await this.get('SELECT 1 FROM deleted_versions WHERE namespace = ? AND name = ? AND version = ?', [v.namespace, v.name, v.version])) {
+      throw new StoreError('VERSION_EXISTS', `${v.namespace}/${v.name}@${v.version} was published and later deleted; version numbers are never reused, publish a new version`);
+    }
     let mod = await this.get<ModuleDb>('SELECT * FROM modules WHERE namespace = ? AND name = ?', [v.namespace, v.name]);
     if (!mod) {
       const r = await this.run(
@@ -425,6 +439,11 @@ export class SqliteCatalog implements Catalog {
       );
       if (!v) return null;
       const digests = (await this.all<{ digest: string }>('SELECT digest FROM files WHERE version_id = ?', [v.id])).map((r) => r.digest);
+      await this.run(
+        `INSERT OR IGNORE INTO deleted_versions (namespace, name, version, digest, deleted_at)
+         SELECT ?, ?, version, digest, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM versions WHERE id = ?`,
+        [namespace, name, v.id],
+      );
       await this.run('DELETE FROM tags WHERE version_id = ?', [v.id]);
       await this.run('DELETE FROM files WHERE version_id = ?', [v.id]);
       await this.run('DELETE FROM versions WHERE id = ?', [v.id]);
@@ -440,6 +459,11 @@ export class SqliteCatalog implements Catalog {
       if (!m) return null;
       const digests = (await this.all<{ digest: string }>('SELECT f.digest FROM files f JOIN versions v ON v.id = f.version_id WHERE v.module_id = ?', [m.id])).map(
         (r) => r.digest,
+      );
+      await this.run(
+        `INSERT OR IGNORE INTO deleted_versions (namespace, name, version, digest, deleted_at)
+         SELECT ?, ?, version, digest, strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM versions WHERE module_id = ?`,
+        [namespace, name, m.id],
       );
       await this.run('DELETE FROM tags WHERE module_id = ?', [m.id]);
       await this.run('DELETE FROM files WHERE version_id IN (SELECT id FROM versions WHERE module_id = ?)', [m.id]);

@@ -108,7 +108,7 @@ export interface BaseRow {
 }
 
 export interface Catalog {
-  /** Inserts a version (and its module row on first publish) in one transaction; VERSION_EXISTS when taken. */
+  /** Inserts a version (and its module row on first publish) in one transaction; VERSION_EXISTS when taken or deleted before. */
   publishVersion(v: NewVersion): Promise<void>;
   /** Inserts many versions in one transaction (bulk loads, benchmarks); all or nothing. */
   publishMany(vs: NewVersion[]): Promise<void>;
@@ -122,7 +122,10 @@ export interface Catalog {
   removeTag(namespace: string, name: string, tag: string): Promise<boolean>;
   /** False when the version does not exist. */
   setYanked(namespace: string, name: string, version: string, yanked: boolean, reason: string | null): Promise<boolean>;
-  /** Removes a version, its files and tags pointing at it (and the module row with its last version). Returns the file digests it referenced. */
+  /**
+   * Removes a version, its files and tags pointing at it (and the module row with its last version), leaving a
+   * tombstone so the same name@version can never be published again. Returns the file digests it referenced.
+   */
   deleteVersion(namespace: string, name: string, version: string): Promise<string[] | null>;
   /** Removes a module with all versions; returns the digests its files referenced, or null when absent. */
   deleteModule(namespace: string, name: string): Promise<string[] | null>;

@@ -326,6 +326,11 @@ describe('tags, yank, delete', () => {
     await request(app).delete('/v1/modules/lang/de').set(...auth(admin)).expect(204);
     expect((await request(app).get('/v1/modules/lang/de')).status).toBe(404);
     expect(await reg.blobs.list()).toEqual([]);
+    const again = await publishModule(app, 'lang/de', '1.0.0', admin);
+    expect(again.status).toBe(409);
+    expect(errorOf(again).message).toMatch(/deleted; version numbers are never reused/);
+    expect(await reg.blobs.list()).toEqual([]);
+    await publishModule(app, 'lang/de', '1.2.0', admin).expect(201);
   });
 });
 

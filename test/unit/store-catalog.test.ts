@@ -69,6 +69,8 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       expect(await c.removeTag('t', 'm', 'stable')).toBe(false);
       expect(await c.deleteVersion('t', 'm', '1.0.0')).not.toBeNull();
       expect(await c.getModule('t', 'm')).toBeNull();
+      await expect(c.publishVersion(nv('t', 'm', '1.1.0'))).rejects.toMatchObject({ code: 'VERSION_EXISTS', message: expect.stringContaining('never reused') });
+      await c.publishVersion(nv('t', 'm', '1.2.0'));
     });
     it('yanks, counts downloads, tracks referenced digests', async () => {
       await c.publishVersion(nv('t', 'm', '1.0.0'));
@@ -83,6 +85,7 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       expect(await c.referencedDigests([d, 'sha256:' + 'f'.repeat(64)])).toEqual(new Set([d]));
       expect(await c.deleteModule('t', 'm')).toEqual([d]);
       expect(await c.allDigests()).toEqual(new Set());
+      await expect(c.publishVersion(nv('t', 'm', '1.0.0'))).rejects.toMatchObject({ code: 'VERSION_EXISTS' });
       expect(await c.deleteModule('t', 'm')).toBeNull();
     });
     it('searches with filters, free text, sorts and pagination', async () => {
@@ -109,7 +112,7 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       expect(ids(await c.search({ ...page, q: 'german' }))).toEqual([]);
       await c.deleteModule('lang', 'de');
       expect(ids(await c.search({ ...page, q: 'deutsch' }))).toEqual([]);
-      await c.publishVersion(nv('lang', 'de', '1.0.0', { task: 'mlm', description: 'German language adapter' }));
+      await c.publishVersion(nv('lang', 'de', '3.0.0', { task: 'mlm', description: 'German language adapter' }));
       const p2 = await c.search({ limit: 1, offset: 1, sort: 'name' });
       expect(p2.total).toBe(3);
       expect(ids(p2)).toEqual(['lang/fr']);
