@@ -14,12 +14,13 @@
  *   const session = await Session.create(tg.bytes);
  */
 import type { Base } from '../model/base';
-import { IO, POOL, SITES, buildEncoderGraph, type LoraTarget, type ParamProvider, type Site, type SiteVariant, type Variant, type Activation } from '../model/encoder-graph';
+import { ACTIVATIONS, ADAPTER_FLAGS, IO, POOL, SITES, buildEncoderGraph, type AdapterFlag, type FlagMode, type LoraTarget, type ParamProvider, type Site, type SiteVariant, type Variant, type Activation } from '../model/encoder-graph';
 import { GraphBuilder, type Value, type TensorInit } from '../model/graph/builder';
 import { gradients } from '../model/graph/autodiff';
 import { logSoftmax, gatherElements } from '../model/graph/vjp';
 import { transpose } from '../model/modules';
 import type { Manifest } from '../../modules-store/manifest';
+import type { HostTensor } from '../runtime/session';
 import type { Tensor } from '../../modules-store/safetensors';
 import { resolveBottleneckConfig, bottleneckSize } from '../../modules-store/validate';
 
@@ -59,7 +60,7 @@ export interface TrainGraph {
   loss: string;
   variant: Variant;
   /** Index feeds per batch size: pool row indices. */
-  indexFeeds(B: number): Record<string, { type: 'int64'; dims: number[]; data: BigInt64Array }>;
+  indexFeeds(B: number): Record<string, HostTensor>;
 }
 
 const LORA_HF: Record<LoraTarget, string> = { query: 'query', key: 'key', value: 'value', attn_output: 'attn_output', ffn_in: 'ffn_in', ffn_out: 'ffn_out' };
@@ -90,30 +91,44 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
 
   // ---- variant --------------------------------------------------------------------------------------
   const sites: Variant['sites'] = {};
+  const flagFeeds: ((B: number) => Record<string, HostTensor>)[] = [];
   for (const site of SITES) {
     const present = adCfgs.filter((c) => (site === 'attention' ? c.mh_adapter : c.output_adapter));
     if (!present.length) continue;
     const c = adCfgs[adCfgs.length - 1];
-    const on = (b: boolean) => (b ? 'on' : 'off') as 'on' | 'off';
-    for (const o of adCfgs) {
-      if (o.original_ln_before !== c.original_ln_before || o.residual_before_ln !== c.residual_before_ln || o.ln_before !== c.ln_before || o.ln_after !== c.ln_after || o.non_linearity !== c.non_linearity || o.is_parallel !== c.is_parallel) {
-        // Stacks of differently configured adapters would need per-slot flag inputs; keep the trainer simple.
-        if (o.non_linearity !== c.non_linearity) throw new RangeError(`stacked adapters must share non_linearity for training (got ${o.non_linearity} and ${c.non_linearity})`);
-      }
+    // per-slot values of each AdapterHub switch; uniform → 'on'/'off', else 'mixed' with a fed [L, S, B] flag
+    const perSlot: Record<string, number[]> = {
+      obf: adCfgs.map((x) => +x.original_ln_before),
+      resPost: adCfgs.map((x) => +(x.residual_before_ln === false)),
+      resPostAdd: adCfgs.map((x) => +(x.residual_before_ln === 'post_add')),
+      lnBefore: adCfgs.map((x) => +x.ln_before),
+      lnAfter: adCfgs.map((x) => +x.ln_after),
+      adResBeforeLn: adCfgs.map((x) => +x.adapter_residual_before_ln),
+      parallel: adCfgs.map((x) => +x.is_parallel),
+    };
+    const acts = [...new Set(adCfgs.map((x) => x.non_linearity))];
+    if (acts.length > 1) for (const a of ACTIVATIONS) perSlot[`act_${a}`] = adCfgs.map((x) => +(x.non_linearity === a));
+    const mode = (v: number[]) => (v.every((x) => x === 1) ? 'on' : v.every((x) => x === 0) ? 'off' : 'mixed') as FlagMode;
+    const flags = {} as Record<AdapterFlag, FlagMode>;
+    for (const f of ADAPTER_FLAGS) flags[f] = mode(perSlot[f]);
+    const fedFlags = Object.keys(perSlot).filter((f) => f.startsWith('act_') || flags[f as AdapterFlag] === 'mixed');
+    if (fedFlags.length) {
+      flagFeeds.push((B) => {
+        const out: Record<string, HostTensor> = {};
+        for (const f of fedFlags) {
+          const S = adCfgs.length;
+          const data = new Float32Array(L * S * B);
+          for (let l = 0; l < L; l++) for (let s = 0; s < S; s++) data.fill(perSlot[f][s], (l * S + s) * B, (l * S + s + 1) * B);
+          out[POOL.adapterFlag(site, f)] = { type: 'float32', dims: [L, S, B], data };
+        }
+        return out;
+      });
     }
     const sv: SiteVariant = {
       slots: adapters.length,
-      flags: {
-        obf: on(c.original_ln_before),
-        resPost: on(c.residual_before_ln === false),
-        resPostAdd: on(c.residual_before_ln === 'post_add'),
-        lnBefore: on(adCfgs.some((x) => x.ln_before)),
-        lnAfter: on(adCfgs.some((x) => x.ln_after)),
-        adResBeforeLn: on(c.adapter_residual_before_ln),
-        parallel: on(c.is_parallel),
-      },
-      finalLn: on(c.original_ln_after),
-      act: c.non_linearity as Activation,
+      flags,
+      finalLn: c.original_ln_after ? 'on' : 'off',
+      act: acts.length === 1 ? (acts[0] as Activation) : 'mixed',
       fuse: 0,
       resScale: 'off',
     };
@@ -347,7 +362,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
     logits: outName,
     loss: 'loss',
     variant,
-    indexFeeds: (B) => Object.assign({}, ...indexFeeds.map((f) => f(B))),
+    indexFeeds: (B) => Object.assign({}, ...indexFeeds.map((f) => f(B)), ...flagFeeds.map((f) => f(B))),
   };
 }
 

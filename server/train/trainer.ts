@@ -74,6 +74,8 @@ export interface TrainOptions {
   epochs?: number;
   /** Stop after this many optimiser steps (default: epochs). */
   maxSteps?: number;
+  /** Stop (as if interrupted) after this optimiser step, schedule unchanged; resume from `checkpointDir`. */
+  stopAtStep?: number;
   /** default 16 */
   batchSize?: number;
   /** default 1 */
@@ -473,7 +475,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     });
     step = st.step;
     opt.t = st.t;
+    bad = st.bad ?? 0;
     history.push(...st.history);
+    if (st.best) best = { value: st.best.value, metrics: st.best.metrics, step: st.best.step, snap: store.groups.map((_, i) => t.get(`best${i}`)!.data as Float32Array) };
   }
   const saveCheckpoint = () => {
     if (!ckDir) return;
@@ -483,10 +487,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       t.set(`p${i}`, { dtype: 'F32', shape: [g.params.length], data: g.params });
       t.set(`m${i}`, { dtype: 'F32', shape: [g.m.length], data: g.m });
       t.set(`v${i}`, { dtype: 'F32', shape: [g.v.length], data: g.v });
+      if (best) t.set(`best${i}`, { dtype: 'F32', shape: [best.snap[i].length], data: best.snap[i] });
     });
     fs.writeFileSync(path.join(ckDir, 'optimizer.safetensors.tmp'), serializeSafetensors(t));
     fs.renameSync(path.join(ckDir, 'optimizer.safetensors.tmp'), path.join(ckDir, 'optimizer.safetensors'));
-    fs.writeFileSync(path.join(ckDir, 'state.json'), JSON.stringify({ step, t: opt.t, history }));
+    fs.writeFileSync(path.join(ckDir, 'state.json'), JSON.stringify({ step, t: opt.t, bad, history, best: best && { value: best.value, metrics: best.metrics, step: best.step } }));
   };
 
   // Data order is a pure function of (seed, epoch), so a resumed run sees the same batches.
@@ -534,6 +539,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     o.onProgress?.({ step, totalSteps, loss, lr: opt.opts.lr * lrf, tokens, elapsedMs: Date.now() - t0, eval: h.eval });
     if (doEval) saveCheckpoint();
     if (doEval && o.patience !== undefined && bad >= o.patience) break;
+    if (o.stopAtStep !== undefined && step >= o.stopAtStep) break;
   }
   if (best) store.restore(best.snap);
   const metrics: Metrics = best ? { ...best.metrics } : o.dev?.length ? await evaluate(o.dev) : {};
