@@ -213,21 +213,21 @@ export function hubRouter(deps: HubRouterDeps): Router {
   });
 
   // ---- yank ----
-  r.post('/modules/:ns/:name/versions/:version/yank', jsonBody, async (req, res) => {
+  r.post('/modules/:ns/:name/versions/:rev/yank', jsonBody, async (req, res) => {
     const { namespace, name } = moduleParams(req);
     assertCanWrite(res, namespace);
     const b = (req.body ?? {}) as { yanked?: unknown; reason?: unknown };
     if (b.yanked !== undefined && typeof b.yanked !== 'boolean') throw badRequest('INVALID_BODY', "'yanked' must be true or false");
     if (b.reason !== undefined && (typeof b.reason !== 'string' || b.reason.length > 1000)) throw badRequest('INVALID_BODY', "'reason' must be a string of at most 1000 characters");
     const yanked = b.yanked ?? true;
-    await registry.yank(namespace, name, param(req, 'version'), yanked, (b.reason as string | undefined) ?? null);
-    res.json({ id: `${namespace}/${name}`, version: param(req, 'version'), yanked });
+    await registry.yank(namespace, name, param(req, 'rev'), yanked, (b.reason as string | undefined) ?? null);
+    res.json({ id: `${namespace}/${name}`, version: param(req, 'rev'), yanked });
   });
 
   // ---- delete (admin) ----
-  r.delete('/modules/:ns/:name/versions/:version', requireScope('admin'), async (req, res) => {
+  r.delete('/modules/:ns/:name/versions/:rev', requireScope('admin'), async (req, res) => {
     const { namespace, name } = moduleParams(req);
-    await registry.delete(namespace, name, param(req, 'version'));
+    await registry.delete(namespace, name, param(req, 'rev'));
     res.status(204).end();
   });
 

@@ -13,7 +13,6 @@ const pathParam = (name: string, description: string): Json => ({ name, in: 'pat
 const NS = pathParam('ns', 'namespace, [a-z0-9][a-z0-9._-]*');
 const NAME = pathParam('name', 'module name, [a-z0-9][a-z0-9._-]*');
 const REV = pathParam('rev', 'exact version (1.2.0) or tag (latest, stable, ...)');
-const VERSION = pathParam('version', 'exact version');
 const BYTES = (description: string): Json => ({
   description,
   headers: {
@@ -182,14 +181,11 @@ export const openapi = {
     },
     '/v1/modules/{ns}/{name}/versions/{rev}': {
       parameters: [NS, NAME, REV],
+      delete: { summary: 'Delete a version (admin; `rev` must be the exact version); the version number is never reused', responses: { '204': { description: 'deleted' }, ...STD_ERRORS, '404': err('VERSION_NOT_FOUND') } },
       get: {
         summary: 'One version (by version or tag) with its manifest',
         responses: { '200': ok('version', { allOf: [ref('Version'), { type: 'object', properties: { id: { type: 'string' }, manifest: { type: 'object' } } }] }), ...STD_ERRORS, '404': err('MODULE_NOT_FOUND / VERSION_NOT_FOUND') },
       },
-    },
-    '/v1/modules/{ns}/{name}/versions/{version}': {
-      parameters: [NS, NAME, VERSION],
-      delete: { summary: 'Delete a version (admin)', responses: { '204': { description: 'deleted' }, ...STD_ERRORS, '404': err('VERSION_NOT_FOUND') } },
     },
     '/v1/modules/{ns}/{name}/versions/{rev}/archive': {
       parameters: [NS, NAME, REV],
@@ -216,8 +212,8 @@ export const openapi = {
       },
       delete: { summary: 'Remove a tag (removing latest makes it follow the highest release again)', responses: { '200': ok('tags', { type: 'object' }), ...STD_ERRORS, '404': err('TAG_NOT_FOUND') } },
     },
-    '/v1/modules/{ns}/{name}/versions/{version}/yank': {
-      parameters: [NS, NAME, VERSION],
+    '/v1/modules/{ns}/{name}/versions/{rev}/yank': {
+      parameters: [NS, NAME, pathParam('rev', 'exact version')],
       post: {
         summary: 'Yank (hide from tag/latest resolution; still downloadable by exact version) or unyank',
         requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { yanked: { type: 'boolean', default: true }, reason: { type: 'string' } } } } } },
@@ -276,6 +272,11 @@ export const openapi = {
         responses: { '200': BYTES('file'), '206': BYTES('partial'), '404': err('X-Error-Code: RepoNotFound / RevisionNotFound / EntryNotFound') },
       },
       head: { summary: 'Headers of the file download', responses: { '200': { description: 'headers only' } } },
+    },
+    '/{ns}/{name}/raw/{rev}/{file}': {
+      parameters: [NS, NAME, REV, pathParam('file', 'file name')],
+      get: { summary: 'Same as resolve (modhub stores no LFS pointers)', parameters: RANGE_HEADERS, responses: { '200': BYTES('file'), '404': err('not found') } },
+      head: { summary: 'Headers of the file download (what fileExists calls)', responses: { '200': { description: 'headers only' }, '404': { description: 'missing' } } },
     },
   } as Record<string, Json>,
 };

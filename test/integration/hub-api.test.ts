@@ -51,6 +51,23 @@ describe('service endpoints', () => {
     expect(m.text).toMatch(/modhub_http_requests_total\{method="GET",route="\/v1\/modules",status="200"\} 1/);
     expect(m.text).toContain('modhub_http_request_duration_seconds_bucket');
   });
+  it('documents every hub and HF route with its method in /openapi.json', async () => {
+    const { hubRouter } = await import('../../server/http/hub-routes');
+    const { hfRouter } = await import('../../server/http/hf-routes');
+    const doc = (await request(app).get('/openapi.json')).body as { paths: Record<string, Record<string, unknown>> };
+    const deps = { registry: reg, auth: {}, logger: silent };
+    const routes: [string, string][] = [];
+    for (const [prefix, router] of [['/v1', hubRouter(deps)], ['', hfRouter(deps)]] as const) {
+      for (const layer of router.stack as { route?: { path: string; methods: Record<string, boolean> } }[]) {
+        if (!layer.route) continue;
+        const p = (prefix + layer.route.path).replace(/[:*](\w+)/g, '{$1}');
+        for (const m of Object.keys(layer.route.methods)) routes.push([p, m]);
+      }
+    }
+    expect(routes.length).toBeGreaterThan(15);
+    const missing = routes.filter(([p, m]) => !doc.paths[p]?.[m]).map(([p, m]) => `${m.toUpperCase()} ${p}`);
+    expect(missing).toEqual([]);
+  });
   it('answers unknown routes with a 404 error body', async () => {
     const res = await request(app).get('/v2/nothing');
     expect(res.status).toBe(404);
