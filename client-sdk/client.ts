@@ -175,10 +175,27 @@ export class ModhubClient {
   }
 
   /** One file of a version; `range` (inclusive) asks for part of it. Whole files are checked against their ETag digest. */
-  async downloadFile(ref: string, file: string, range?: { start: number; end?: number }): Promise<Buffer> {
+  async downloadFile(ref: string, file: string, range?: { start: number; end?: number }, onProgress?: (received: number, total: number) => void): Promise<Buffer> {
     const r = splitRef(ref);
     const headers: Record<string, string> = range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {};
-    const { data, res } = await this.bytes(`/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/files/${enc(file)}`, headers);
+    const res = await this.request('GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/files/${enc(file)}`, { headers });
+    const total = Number(res.headers.get('content-length') ?? 0);
+    let data: Buffer;
+    if (onProgress && res.body) {
+      const parts: Buffer[] = [];
+      let received = 0;
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(Buffer.from(value));
+        received += value.length;
+        onProgress(received, total);
+      }
+      data = Buffer.concat(parts);
+    } else {
+      data = Buffer.from(await res.arrayBuffer());
+    }
     const etag = res.headers.get('etag')?.replace(/"/g, '');
     if (!range && etag && /^[0-9a-f]{64}$/.test(etag) && sha256Hex(data) !== etag) {
       throw new ModhubError(502, 'DIGEST_MISMATCH', `downloaded '${file}' of ${ref} does not match its sha256 ${etag}`);
@@ -188,14 +205,14 @@ export class ModhubClient {
 
   /**
    * Downloads every file of a version into `outDir` (created), each verified against its sha256 and written via a
-   * temp name then renamed. Returns the resolved version.
+   * temp name then renamed; `onProgress` sees the bytes received per file. Returns the resolved version.
    */
-  async pull(ref: string, outDir: string): Promise<VersionInfo> {
+  async pull(ref: string, outDir: string, onProgress?: (p: { file: string; received: number; total: number }) => void): Promise<VersionInfo> {
     const v = await this.version(ref);
     await fsp.mkdir(outDir, { recursive: true });
     for (const f of v.files) {
       if (!/^[A-Za-z0-9._-]+$/.test(f.name) || f.name.startsWith('.')) throw new ModhubError(502, 'INVALID_PACKAGE', `server listed an unsafe file name '${f.name}'`);
-      const data = await this.downloadFile(`${v.id}@${v.version}`, f.name);
+      const data = await this.downloadFile(`${v.id}@${v.version}`, f.name, undefined, onProgress && ((received, total) => onProgress({ file: f.name, received, total })));
       if (`sha256:${sha256Hex(data)}` !== f.digest) throw new ModhubError(502, 'DIGEST_MISMATCH', `'${f.name}' does not match its digest ${f.digest}`);
       const tmp = path.join(outDir, `.${f.name}.${randomBytes(4).toString('hex')}.part`);
       await fsp.writeFile(tmp, data);

@@ -4,6 +4,7 @@
  * the first admin token is made). Errors exit non-zero with the server's code and message.
  * Example: `modhub token create --scope admin --data ./.modhub && modhub push ./my-module --token mh_...`.
  */
+import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { ModhubClient, ModhubError, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk';
 import { openRegistry } from '../../modules-store';
@@ -66,7 +67,19 @@ export function registerHubCommands(program: Command): void {
       .requiredOption('--out <dir>', 'destination folder'),
   ).action((ref: string, o: HubOpts & { out: string }) =>
     run(async () => {
-      const v = await clientOf(o).pull(ref, o.out);
+      // A progress bar on a terminal (downloads can be hundreds of MB); nothing extra when piped.
+      const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: ' {file} [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
+      let current = '';
+      const v = await clientOf(o)
+        .pull(ref, o.out, bar ? (p) => {
+          if (p.file !== current) {
+            if (current) bar.stop();
+            current = p.file;
+            bar.start(p.total, 0, { file: p.file });
+          }
+          bar.update(p.received, { file: p.file });
+        } : undefined)
+        .finally(() => bar?.stop());
       out(`pulled ${v.id}@${v.version} into ${o.out} (${v.files.map((f) => f.name).join(', ')})`);
     }),
   );

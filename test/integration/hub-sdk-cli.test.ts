@@ -106,6 +106,13 @@ describe('SDK', () => {
     expect((await hub.downloadFile('task/topic@1.0.0', 'weights.safetensors')).equals(w)).toBe(true);
     expect((await hub.downloadFile('task/topic@1.0.0', 'weights.safetensors', { start: 0, end: 7 })).equals(w.subarray(0, 8))).toBe(true);
     expect((await hub.downloadArchive('task/topic')).length % 512).toBe(0);
+    const seen: { file: string; received: number; total: number }[] = [];
+    const out = path.join(dataDir, 'pull-progress');
+    await hub.pull('task/topic@1.0.0', out, (p) => seen.push(p));
+    const last = seen.filter((p) => p.file === 'weights.safetensors').pop()!;
+    expect(last).toEqual({ file: 'weights.safetensors', received: w.length, total: w.length });
+    expect((await fsp.readFile(path.join(out, 'weights.safetensors'))).equals(w)).toBe(true);
+    expect((await fsp.readdir(out)).sort()).toEqual(['README.md', 'module.json', 'weights.safetensors']);
   });
   it('tags, yanks, deletes, and manages tokens and bases', async () => {
     await hub.publish({ files: Object.fromEntries(makePackageFiles({ id: 'x/y', version: '1.0.0' })) });
