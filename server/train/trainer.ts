@@ -24,7 +24,7 @@ import { parseSafetensors, serializeSafetensors } from '../../modules-store/safe
 import { buildTrainGraph, decays, type Objective, type SlotModule, type TrainGraph } from './graph';
 import { AdamW, ParamStore, accumulate, linearSchedule, type ParamSpec } from './optim';
 
-export const METHODS = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv', 'lora', 'bitfit', 'full'] as const;
+export const METHODS = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv', 'lora', 'bitfit', 'diff-pruning', 'lt-sft', 'full'] as const;
 export type Method = (typeof METHODS)[number];
 export const TASKS = ['classification', 'token_classification', 'mlm'] as const;
 export type Task = (typeof TASKS)[number];
@@ -38,6 +38,8 @@ export const METHOD_DEFAULTS: Record<Method, { lr: number; config: Record<string
   seq_bn_inv: { lr: 1e-4, config: { preset: 'seq_bn_inv', non_linearity: 'gelu', reduction_factor: 2 }, what: 'MAD-X language adapter + invertible adapter (MLM; gelu, reduction 2)' },
   lora: { lr: 5e-4, config: { r: 8, lora_alpha: 8, target_modules: ['query', 'value'] }, what: 'LoRA on query and value (r 8, alpha 8)' },
   bitfit: { lr: 1e-3, config: { method: 'bitfit' }, what: 'BitFit: bias terms + head' },
+  'diff-pruning': { lr: 1e-3, config: { method: 'diff-pruning', density: 0.005 }, what: 'Diff Pruning: hard-concrete L0 gates (Louizos 2017; beta 2/3, gamma -0.1, zeta 1.1, lambda 1.25e-7), magnitude projection to density 0.5%, fixed-mask fine-tuning' },
+  'lt-sft': { lr: 2e-5, config: { method: 'lt-sft', density: 0.01 }, what: 'LT-SFT: full fine-tune, keep the top 1% |change|, reset, train only those' },
   full: { lr: 2e-5, config: { method: 'full' }, what: 'full fine-tuning (dense diff of every tensor)' },
 };
 
@@ -103,6 +105,13 @@ export interface TrainOptions {
   /** Threads for onnxruntime (default: all). */
   threads?: number;
   onProgress?: (p: Progress) => void;
+  /** Sparse methods: fraction of base parameters kept (default: the method's) or an exact count. */
+  density?: number;
+  nnz?: number;
+  /** Diff Pruning L0 coefficient per parameter (default 1.25e-7, Guo et al.). */
+  l0Lambda?: number;
+  /** @internal phase plumbing of the sparse methods */
+  _phase?: { start?: Map<string, Float32Array>; masks?: Map<string, Float32Array>; head?: Map<string, Tensor>; gates?: boolean };
 }
 
 export interface Progress {
@@ -345,6 +354,11 @@ function shuffle<T>(a: T[], rng: Rng): T[] {
 
 /** Trains a module; see TrainOptions for the defaults. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
+  if (o.method === 'diff-pruning' || o.method === 'lt-sft') return trainSparse(o);
+  return trainCore(o);
+}
+
+async function trainCore(o: TrainOptions): Promise<TrainResult> {
   const { base, method, task } = o;
   if (!(METHODS as readonly string[]).includes(method)) throw new RangeError(`'method' must be one of ${METHODS.join(', ')}; got '${method}'`);
   if (!(TASKS as readonly string[]).includes(task)) throw new RangeError(`'task' must be one of ${TASKS.join(', ')}; got '${task}'`);
@@ -384,13 +398,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   } else {
     modules.push(headOnlyModule(base, task, labels, seed, id, method));
     const names = [...base.weights.keys()].filter((n) => !n.startsWith('pooler.'));
-    trainableBase = method === 'full' ? names : names.filter((n) => n.endsWith('.bias'));
+    trainableBase = method === 'bitfit' ? names.filter((n) => n.endsWith('.bias')) : names;
     if (task !== 'mlm') trainableBase = trainableBase.filter((n) => !n.startsWith('mlm.'));
   }
 
+  if (o._phase?.head) for (const [k, t] of o._phase.head) modules[modules.length - 1].tensors.set(k, t);
+  const gated = o._phase?.gates ? new Set(trainableBase.filter((n) => !n.startsWith('mlm.'))) : null;
+  if (gated) trainableBase = [];
+  const gateHooks = (training: boolean) => (gated ? hardConcreteGates(base, gated, training, seed, o.l0Lambda ?? 1.25e-7) : {});
   const spec = { base, modules, objective, trainableBase };
-  const tg = buildTrainGraph(spec);
-  const eg = buildTrainGraph({ ...spec, grad: false });
+  const tg = buildTrainGraph({ ...spec, ...gateHooks(true) });
+  const eg = buildTrainGraph({ ...spec, ...gateHooks(false), grad: false });
   const [stepSess, evalSess] = await Promise.all([Session.create(tg.bytes, { threads: o.threads }), Session.create(eg.bytes, { threads: o.threads })]);
 
   // parameters
@@ -400,8 +418,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     let dims: number[];
     if (name.startsWith('base:')) {
       const t = base.weights.get(name.slice(5))!;
-      data = t.data;
+      data = o._phase?.start?.get(name.slice(5)) ?? t.data;
       dims = [...t.shape];
+    } else if (name.startsWith('dp.')) {
+      const t = base.weights.get(name.slice(name.indexOf(':') + 1))!;
+      dims = [...t.shape];
+      // w starts at 0 (θ = θ₀); log α at 3 (gates open with probability ~0.99 at the start)
+      data = new Float32Array(t.data.length).fill(name.startsWith('dp.la:') ? 3 : 0);
     } else {
       const m = /^m(\d+):(.*)$/.exec(name)!;
       const t = modules[Number(m[1])].tensors.get(m[2])!;
@@ -409,9 +432,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       dims = [...t.shape];
     }
     initial.set(name, data);
-    return { name, dims, data, decay: decays(name) };
+    return { name, dims, data, decay: !name.startsWith('dp.la:') && decays(name) };
   });
   const store = new ParamStore(specs);
+  for (const [n, m] of o._phase?.masks ?? []) if (store.views.has(`base:${n}`)) store.setMask(`base:${n}`, m);
   const opt = await AdamW.create(store, { lr: o.lr ?? defaults.lr, weightDecay: o.weightDecay ?? 0.01, maxGradNorm: o.maxGradNorm ?? 1.0 });
 
   const batchSize = o.batchSize ?? 16;
@@ -558,6 +582,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       // delta = θ - θ₀ once at packaging time (not a training hot path)
       for (let i = 0; i < delta.length; i++) delta[i] = data[i] - init[i];
       tensors.set(`${hf}.dense`, { dtype: 'F32', shape: dims, data: delta });
+    } else if (name.startsWith('dp.')) {
+      tensors.set(name, { dtype: 'F32', shape: dims, data });
     } else {
       tensors.set(name.replace(/^m\d+:/, ''), { dtype: 'F32', shape: dims, data });
     }
@@ -598,4 +624,153 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       await evalSess.release();
     },
   };
+}
+
+// ---- sparse methods ------------------------------------------------------------------------------------
+
+/** Hard-concrete stretch and temperature (Louizos et al. 2017, as Guo et al. 2020 use them). */
+const HC = { beta: 2 / 3, gamma: -0.1, zeta: 1.1 };
+
+/**
+ * Diff Pruning gates: θ = θ₀ + z ⊙ w with z = min(1, max(0, sigmoid((log u − log(1−u) + log α)/β)(ζ−γ)+γ)),
+ * u ~ U(0,1) drawn in the graph (RandomUniformLike, seeded); at evaluation z uses sigmoid(log α). Adds the
+ * expected-L0 penalty λ Σ sigmoid(log α − β log(−γ/ζ)).
+ */
+function hardConcreteGates(base: Base, gated: Set<string>, training: boolean, seed: number, lambda: number) {
+  const created: import('../model/graph/builder').Value[] = [];
+  const l0: import('../model/graph/builder').Value[] = [];
+  let n = 0;
+  return {
+    baseParam: (g: import('../model/graph/builder').GraphBuilder, name: string, frozen: import('../model/graph/builder').Value) => {
+      if (!gated.has(name)) return null;
+      const t = base.weights.get(name)!;
+      const w = g.input(`dp.w:${name}`, 'float32', [...t.shape]);
+      const la = g.input(`dp.la:${name}`, 'float32', [...t.shape]);
+      created.push(w, la);
+      n += t.data.length;
+      let s: import('../model/graph/builder').Value;
+      if (training) {
+        const u = g.node('RandomUniformLike', [la], { low: { float: 1e-6 }, high: { float: 1 - 1e-6 }, seed: { float: seed * 7919 + created.length } }, [{ type: 'float32', shape: la.shape }])[0];
+        const logit = g.sub(g.unary('Log', u), g.unary('Log', g.sub(g.constFloat(1), u)));
+        s = g.unary('Sigmoid', g.div(g.add(logit, la), g.constFloat(HC.beta)));
+      } else s = g.unary('Sigmoid', la);
+      const z = g.min(g.constFloat(1), g.max(g.constFloat(0), g.add(g.mul(s, g.constFloat(HC.zeta - HC.gamma)), g.constFloat(HC.gamma))));
+      l0.push(g.reduce('ReduceSum', g.unary('Sigmoid', g.sub(la, g.constFloat(HC.beta * Math.log(-HC.gamma / HC.zeta)))), t.shape.map((_, i) => i), false));
+      return g.add(frozen, g.mul(z, w));
+    },
+    extraLoss: (g: import('../model/graph/builder').GraphBuilder) => {
+      if (!l0.length) return null;
+      let sum = l0[0];
+      for (let i = 1; i < l0.length; i++) sum = g.add(sum, l0[i]);
+      void n;
+      return g.mul(sum, g.constFloat(lambda));
+    },
+    extraTrainable: () => created,
+  };
+}
+
+/** Deterministic gate value at the end of Diff Pruning (one-time, load-time JS). */
+function gateValue(la: number): number {
+  const s = 1 / (1 + Math.exp(-la));
+  return Math.min(1, Math.max(0, s * (HC.zeta - HC.gamma) + HC.gamma));
+}
+
+/** 0/1 masks selecting exactly K entries of largest |value| over all tensors (ties broken by order). */
+export function topKMasks(deltas: Map<string, Float32Array>, K: number): Map<string, Float32Array> {
+  const total = [...deltas.values()].reduce((a, d) => a + d.length, 0);
+  if (!Number.isInteger(K) || K < 1 || K > total) throw new RangeError(`'nnz' must be an integer in [1, ${total}], got ${K}`);
+  const all = new Float32Array(total);
+  let off = 0;
+  for (const d of deltas.values()) {
+    for (let i = 0; i < d.length; i++) all[off + i] = Math.abs(d[i]);
+    off += d.length;
+  }
+  const sorted = all.slice().sort();
+  const thr = sorted[total - K];
+  let above = 0;
+  for (let i = 0; i < total; i++) if (all[i] > thr) above++;
+  let ties = K - above;
+  const masks = new Map<string, Float32Array>();
+  for (const [name, d] of deltas) {
+    const m = new Float32Array(d.length);
+    for (let i = 0; i < d.length; i++) {
+      const a = Math.abs(d[i]);
+      if (a > thr) m[i] = 1;
+      else if (a === thr && ties > 0) {
+        m[i] = 1;
+        ties--;
+      }
+    }
+    masks.set(name, m);
+  }
+  return masks;
+}
+
+/** Diff Pruning and LT-SFT: phase 1 (gated / full), select K, phase 2 with fixed masks; sparse diff module. */
+async function trainSparse(o: TrainOptions): Promise<TrainResult> {
+  const { base } = o;
+  const defaults = METHOD_DEFAULTS[o.method];
+  const inner: TrainOptions = { ...o, method: 'full', lr: o.lr ?? defaults.lr };
+  const names = [...base.weights.keys()].filter((n) => !n.startsWith('pooler.') && (o.task === 'mlm' || !n.startsWith('mlm.')));
+  const N = names.reduce((a, n) => a + base.weights.get(n)!.data.length, 0);
+  const density = o.density ?? (defaults.config.density as number);
+  const K = o.nnz ?? Math.max(1, Math.round(density * N));
+
+  // phase 1
+  const p1 = await trainCore({ ...inner, _phase: { gates: o.method === 'diff-pruning' } });
+  await p1.release();
+  const byHf = new Map([...base.hfNames].map(([c, h]) => [h, c]));
+  const deltas = new Map<string, Float32Array>();
+  if (o.method === 'diff-pruning') {
+    for (const n of names) {
+      const w = p1.tensors.get(`dp.w:${n}`)?.data as Float32Array | undefined;
+      const la = p1.tensors.get(`dp.la:${n}`)?.data as Float32Array | undefined;
+      if (!w || !la) continue;
+      deltas.set(n, Float32Array.from(w, (x, i) => x * gateValue(la[i])));
+    }
+  } else {
+    for (const [k, t] of p1.tensors) {
+      if (!k.endsWith('.dense')) continue;
+      const c = byHf.get(k.slice(0, -6)) ?? k.slice(0, -6);
+      if (names.includes(c)) deltas.set(c, t.data as Float32Array);
+    }
+  }
+  const masks = topKMasks(deltas, K);
+  // phase 2 starts from θ₀ + projected δ (Diff Pruning) or θ₀ (LT-SFT reset), training only the K entries
+  const start = new Map<string, Float32Array>();
+  for (const n of names) {
+    const t0 = base.weights.get(n)!.data;
+    const d = deltas.get(n);
+    const m = masks.get(n);
+    start.set(n, o.method === 'diff-pruning' && d && m ? Float32Array.from(t0, (x, i) => x + d[i] * m[i]) : t0);
+  }
+  const head = new Map([...p1.tensors].filter(([k]) => k.startsWith('head.')));
+  const p2 = await trainCore({ ...inner, _phase: { start, masks, head } });
+  // final diff = (start − θ₀) + phase-2 change, kept at the K selected entries: P.index / P.values
+  const tensors = new Map<string, Tensor>([...p2.tensors].filter(([k]) => k.startsWith('head.')));
+  let nnz = 0;
+  for (const n of names) {
+    const m = masks.get(n)!;
+    const hf = base.hfNames.get(n) ?? n;
+    const dense = p2.tensors.get(`${hf}.dense`)?.data as Float32Array | undefined;
+    const t0 = base.weights.get(n)!.data;
+    const s0 = start.get(n)!;
+    const idx: number[] = [];
+    const vals: number[] = [];
+    for (let i = 0; i < m.length; i++) {
+      if (!m[i]) continue;
+      idx.push(i);
+      vals.push(s0[i] - t0[i] + (dense ? dense[i] : 0));
+    }
+    if (!idx.length) continue;
+    nnz += idx.length;
+    tensors.set(`${hf}.index`, { dtype: 'I64', shape: [idx.length], data: BigInt64Array.from(idx.map(BigInt)) });
+    tensors.set(`${hf}.values`, { dtype: 'F32', shape: [vals.length], data: Float32Array.from(vals) });
+  }
+  const manifest = parseManifest({
+    ...(p2.manifest as unknown as Record<string, unknown>),
+    config: { method: o.method, density: nnz / N, nnz },
+    description: `${defaults.what}; trained by modhub for ${o.task}`,
+  });
+  return { ...p2, manifest, tensors, history: [...p1.history, ...p2.history], steps: p1.steps + p2.steps };
 }
