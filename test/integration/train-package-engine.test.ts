@@ -15,12 +15,14 @@ const cases: [Method, Record<string, unknown>][] = [
   ['seq_bn', { reduction_factor: 4 }],
   ['lora', { r: 4, lora_alpha: 8, target_modules: ['query', 'value'] }],
   ['bitfit', {}],
+  ['lt-sft', {}],
+  ['diff-pruning', {}],
 ];
 
 test.each(cases)('%s module: engine predictions equal the trainer\'s', async (method, config) => {
   const base = await liveTinyBase();
   const dev = clsData(24, 2);
-  const res = await train({ base, method, task: 'classification', train: clsData(96, 1), dev, epochs: 2, batchSize: 16, lr: 5e-3, seed: 0, threads: 1, config, id: `test/${method.replace('_', '-')}` });
+  const res = await train({ base, method, task: 'classification', train: clsData(96, 1), dev, epochs: 2, batchSize: 16, lr: 5e-3, seed: 0, threads: 1, config, nnz: 500, id: `test/${method.replace('_', '-')}` });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-trained-'));
   await writeModulePackage(dir, res.manifest, res.tensors);
   const pkg = await readModulePackage(dir);
