@@ -393,6 +393,9 @@ export class Registry {
 
   /** Searches modules; `limit` is clamped to 1..100 (default 20). */
   async search(p: SearchParams = {}): Promise<SearchPage> {
+    if (p.q !== undefined && (p.q.length > 256 || /[\u0000-\u001f\u007f]/.test(p.q))) {
+      throw new StoreError('INVALID_ARGUMENT', 'search text must be at most 256 characters without control characters');
+    }
     const limit = Math.min(Math.max(Math.trunc(p.limit ?? 20), 1), SEARCH_MAX_LIMIT);
     const offset = Math.max(Math.trunc(p.offset ?? 0), 0);
     const q: SearchQuery = { ...p, limit, offset };
