@@ -6,8 +6,11 @@
  * Setup: a small random BERT base (4 layers, hidden 256, 4 heads) in a fresh temp data dir; max(N) modules
  * (seq_bn bottleneck adapters, reduction 16, each with its own 2-layer classification head; `--lora-frac F`
  * makes a fraction of them LoRA r=8 on query/value instead) published into that dir's registry before the
- * server starts. Every configuration gets a freshly started `serve()` on 127.0.0.1:0 (cold module cache, fresh
- * /metrics), a short warm-up that builds the graph variants, then two measured phases from this same process:
+ * server starts. Every configuration gets its own `serve()` on 127.0.0.1:0 (own engine, module cache and /metrics),
+ * all started up front with a short warm-up that builds the graph variants and touches only the 4 most popular
+ * modules. Measurement runs in rounds (4, or 2 with --quick); each round runs every configuration once, in a
+ * rotated order, so load from other processes hits all configurations alike. Per configuration and round, two
+ * phases driven from this same process:
  *   1. open loop: Poisson arrivals at a fixed rate (the same rate for every configuration; by default 75% of the
  *      N=1 closed-loop capacity measured first, or `--rate`). Latency is counted from each request's SCHEDULED
  *      send time, so a busy event loop that sends late is charged to the server (no coordinated omission).
@@ -19,10 +22,10 @@
  * is not changed).
  *
  *   npm run bench:serve -- [--quick] [--json FILE] [--rate R] [--requests K] [--seconds S] [--ns 1,20,100,1000]
- *                          [--lora-frac F] [--concurrency C] [--threads T] [--batch-wait-ms W] [--no-what-if]
- *   --quick        N in {1, 20, 100}, fewer requests (< 1 minute)
- *   --no-what-if   skip the two what-if rows (N=1 and N=max with Registry.resolve memoised for 1 s in this
- *                  process: what an engine-side resolution cache would buy; the server code is unchanged)
+ *                          [--lora-frac F] [--concurrency C] [--threads T] [--batch-wait-ms W] [--what-if | --no-what-if]
+ *   --quick        N in {1, 20, 100}, 150 requests per phase, no what-if rows (< 1 minute)
+ *   --what-if      (default without --quick) two more rows, N=1 and N=max with Registry.resolve memoised for 1 s in
+ *                  this process: what an engine-side resolution cache would buy; the server code is unchanged
  */
 import * as fs from 'fs';
 import * as http from 'http';
@@ -61,8 +64,8 @@ const NS = (argOf('--ns') ?? (QUICK ? '1,20,100' : '1,20,100,1000')).split(',').
   return n;
 });
 if (NS[0] !== 1) NS.unshift(1); // ratios are against N=1, measured in the same run
-const REQUESTS = numArg('--requests', QUICK ? 250 : 600);
-const MAX_SECONDS = numArg('--seconds', QUICK ? 6 : 30);
+const REQUESTS = numArg('--requests', QUICK ? 150 : 600);
+const MAX_SECONDS = numArg('--seconds', QUICK ? 5 : 30);
 const FIXED_RATE = argOf('--rate') !== undefined ? numArg('--rate', 0) : null;
 const RATE_FRACTION = 0.75;
 const LORA_FRAC = numArg('--lora-frac', 0);
@@ -70,9 +73,10 @@ const CONCURRENCY = numArg('--concurrency', 64);
 const THREADS = numArg('--threads', 0);
 const BATCH_ROWS = 32;
 const BATCH_WAIT_MS = numArg('--batch-wait-ms', 5);
-const WHAT_IF = !argv.includes('--no-what-if');
+const WHAT_IF = argv.includes('--what-if') || (!QUICK && !argv.includes('--no-what-if'));
 const NOBATCH_N = NS.includes(100) ? 100 : NS[NS.length - 1];
 const ZIPF_ALPHA = 1;
+const ROUNDS = QUICK ? 2 : 4;
 const SEED = 7;
 
 const log = (s: string) => process.stderr.write(`[bench:serve] ${s}\n`);
@@ -272,6 +276,84 @@ function quantile(sorted: number[], q: number): number {
   return sorted[i];
 }
 
+interface DriveResult {
+  latencies: number[];
+  ok: number;
+  errors: number;
+  errorSample?: string;
+  seconds: number;
+  modules: Set<number>;
+}
+
+/** One phase of one configuration, accumulated over rounds. */
+class Phase {
+  latencies: number[] = [];
+  ok = 0;
+  errors = 0;
+  errorSample?: string;
+  seconds = 0;
+  batchRowsSum = 0;
+  batches = 0;
+  moduleLoads = 0;
+  modules = new Set<number>();
+  cpuMs = 0;
+  busyMs = 0;
+  timers: Record<string, Timer> = {};
+
+  async measure(url: string, engine: Engine, drive: () => Promise<DriveResult>): Promise<void> {
+    const m0 = await batchRowsMetric(url);
+    const loads0 = engine.stats.moduleLoads;
+    const t0 = snapshotTimers();
+    const cpu0 = process.cpuUsage();
+    const elu0 = performance.eventLoopUtilization();
+    const r = await drive();
+    const elu = performance.eventLoopUtilization(elu0);
+    const cpu = process.cpuUsage(cpu0);
+    const td = diffTimers(t0, snapshotTimers());
+    const m1 = await batchRowsMetric(url);
+    this.latencies.push(...r.latencies);
+    this.ok += r.ok;
+    this.errors += r.errors;
+    this.errorSample ??= r.errorSample;
+    this.seconds += r.seconds;
+    this.batchRowsSum += m1.sum - m0.sum;
+    this.batches += m1.count - m0.count;
+    this.moduleLoads += engine.stats.moduleLoads - loads0;
+    for (const m of r.modules) this.modules.add(m);
+    this.cpuMs += (cpu.user + cpu.system) / 1000;
+    this.busyMs += elu.active;
+    for (const [k, v] of Object.entries(td)) {
+      const o = (this.timers[k] ??= { ms: 0, calls: 0 });
+      o.ms += v.ms;
+      o.calls += v.calls;
+    }
+  }
+
+  result(): PhaseResult {
+    const lat = [...this.latencies].sort((a, b) => a - b);
+    const requests = this.ok + this.errors;
+    return {
+      requests,
+      ok: this.ok,
+      errors: this.errors,
+      errorSample: this.errorSample,
+      seconds: this.seconds,
+      throughput: this.ok / this.seconds,
+      p50: quantile(lat, 0.5),
+      p90: quantile(lat, 0.9),
+      p99: quantile(lat, 0.99),
+      latencies: lat,
+      batchRowsMean: this.batches > 0 ? this.batchRowsSum / this.batches : NaN,
+      batches: this.batches,
+      moduleLoads: this.moduleLoads,
+      distinctModules: this.modules.size,
+      cpuMsPerRequest: this.cpuMs / Math.max(1, requests),
+      eventLoopUtilization: this.busyMs / Math.max(1, this.seconds * 1000),
+      timers: this.timers,
+    };
+  }
+}
+
 interface PhaseResult {
   requests: number;
   ok: number;
@@ -285,50 +367,19 @@ interface PhaseResult {
   latencies: number[];
   batchRowsMean: number;
   batches: number;
+  /** Modules read from the blob store and loaded during the phase. */
   moduleLoads: number;
   distinctModules: number;
+  /** CPU time of this whole process (server + load generator) per request. */
   cpuMsPerRequest: number;
+  /** Share of the phase the event loop (the one JS thread of server and client) was busy. */
   eventLoopUtilization: number;
   timers: Record<string, Timer>;
 }
 
-async function measure(url: string, engine: Engine, drive: () => Promise<{ latencies: number[]; ok: number; errors: number; errorSample?: string; seconds: number; modules: Set<number> }>): Promise<PhaseResult> {
-  const m0 = await batchRowsMetric(url);
-  const loads0 = engine.stats.moduleLoads;
-  const t0 = snapshotTimers();
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const r = await drive();
-  const elu = performance.eventLoopUtilization(elu0);
-  const cpu = process.cpuUsage(cpu0);
-  const timersDelta = diffTimers(t0, snapshotTimers());
-  const m1 = await batchRowsMetric(url);
-  const lat = [...r.latencies].sort((a, b) => a - b);
-  const batches = m1.count - m0.count;
-  return {
-    requests: r.ok + r.errors,
-    ok: r.ok,
-    errors: r.errors,
-    errorSample: r.errorSample,
-    seconds: r.seconds,
-    throughput: r.ok / r.seconds,
-    p50: quantile(lat, 0.5),
-    p90: quantile(lat, 0.9),
-    p99: quantile(lat, 0.99),
-    latencies: lat,
-    batchRowsMean: batches > 0 ? (m1.sum - m0.sum) / batches : NaN,
-    batches,
-    moduleLoads: engine.stats.moduleLoads - loads0,
-    distinctModules: r.modules.size,
-    cpuMsPerRequest: (cpu.user + cpu.system) / 1000 / Math.max(1, r.ok + r.errors),
-    eventLoopUtilization: elu.utilization,
-    timers: timersDelta,
-  };
-}
-
 /** Open loop: Poisson arrivals at `rate`; latency from each request's scheduled time. */
 function openLoop(url: string, w: Workload, n: number, rate: number, count: number, maxSeconds: number, seed: number) {
-  return async () => {
+  return async (): Promise<DriveResult> => {
     const rng = new Rng(seed);
     const pick = zipf(n, ZIPF_ALPHA, rng);
     // The schedule is drawn up front: arrival offsets (ms), module and text of every request.
@@ -387,7 +438,7 @@ function openLoop(url: string, w: Workload, n: number, rate: number, count: numb
 
 /** Closed loop: `clients` concurrent senders, each sends its next request when the previous one answers. */
 function closedLoop(url: string, w: Workload, n: number, clients: number, count: number, maxSeconds: number, seed: number) {
-  return async () => {
+  return async (): Promise<DriveResult> => {
     const rng = new Rng(seed);
     const pick = zipf(n, ZIPF_ALPHA, rng);
     const latencies: number[] = [];
@@ -436,7 +487,7 @@ async function publishModules(dataDir: string, base: Base, count: number, loraFr
   // LoRA modules are spread evenly over popularity ranks (every k-th), never rank 0.
   const loraEvery = loraFrac > 0 ? Math.max(2, Math.round(1 / loraFrac)) : 0;
   try {
-    for (let i = 0; i < count; i++) {
+    const one = async (i: number) => {
       const isLora = loraEvery > 0 && i % loraEvery === loraEvery - 1;
       const m = isLora
         ? initModule(base, { kind: 'lora', id: moduleId(i), version: '1.0.0', config: { r: 8, lora_alpha: 16, target_modules: ['query', 'value'] }, head: { type: 'classification', labels }, seed: 1000 + i })
@@ -453,8 +504,18 @@ async function publishModules(dataDir: string, base: Base, count: number, loraFr
       ]);
       for (const b of files.values()) bytes += b.length;
       await reg.publish({ files });
-      if ((i + 1) % 250 === 0) log(`published ${i + 1}/${count} modules`);
-    }
+    };
+    // A few publishes in flight: blob writes (fsync) overlap; the catalog serialises its own transactions.
+    let next = 0;
+    let done = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < count) {
+          await one(next++);
+          if (++done % 250 === 0) log(`published ${done}/${count} modules`);
+        }
+      }),
+    );
   } finally {
     await reg.close();
   }
@@ -470,37 +531,49 @@ interface ConfigResult {
   startSeconds: number;
 }
 
-async function runConfig(name: string, n: number, batchRows: number, ctx: { dataDir: string; baseDir: string; w: Workload; rate: number | null; resolveCacheMs?: number }): Promise<ConfigResult & { rateUsed: number }> {
+interface Config {
+  name: string;
+  n: number;
+  batchRows: number;
+  resolveCacheMs: number;
+  url: string;
+  engine: Engine;
+  stop: () => Promise<void>;
+  startSeconds: number;
+  open: Phase;
+  closed: Phase;
+}
+
+/** Starts a server for one configuration and warms it up (graph variants for single rows and mixed batches). */
+async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<Config> {
   const t0 = nowMs();
   engines = [];
-  resolveCacheMs = ctx.resolveCacheMs ?? 0;
-  resolveCache.clear();
   const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true });
   const engine = engines[engines.length - 1];
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
-  const startSeconds = (nowMs() - t0) / 1000;
+  const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, engine, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
+  await withConfig(c, async () => {
+    const warm = Math.min(n, 4); // the most popular modules only: the cache stays cold for the rest
+    for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 40 }, (_, j) => request(`${c.url}/v1/infer`, 'POST', ctx.w.body(j % warm, j))));
+    for (let i = 0; i < 5; i++) await request(`${c.url}/v1/infer`, 'POST', ctx.w.body(0, i));
+  });
+  return c;
+}
+
+/** Runs `fn` with the what-if switch of configuration `c`. */
+async function withConfig<T>(c: Config, fn: () => Promise<T>): Promise<T> {
+  resolveCacheMs = c.resolveCacheMs;
+  resolveCache.clear();
   try {
-    // Warm-up: build the graph variants (single row and mixed batch) on the most popular modules only.
-    const warm = Math.min(n, 4);
-    for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 40 }, (_, j) => request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(j % warm, j))));
-    for (let i = 0; i < 5; i++) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(0, i));
-    let rate = ctx.rate;
-    let closed: PhaseResult | null = null;
-    if (rate === null) {
-      // Calibration (N=1 only): closed loop first, the open-loop rate is a fraction of it.
-      closed = await measure(srv.url, engine, closedLoop(srv.url, ctx.w, n, CONCURRENCY, REQUESTS, MAX_SECONDS, SEED + 1));
-      rate = Math.max(1, Math.round(closed.throughput * RATE_FRACTION));
-      log(`${name}: closed-loop capacity ${closed.throughput.toFixed(1)} req/s -> open-loop rate ${rate} req/s for every configuration`);
-    }
-    const open = await measure(srv.url, engine, openLoop(srv.url, ctx.w, n, rate, REQUESTS, MAX_SECONDS, SEED));
-    closed ??= await measure(srv.url, engine, closedLoop(srv.url, ctx.w, n, CONCURRENCY, REQUESTS, MAX_SECONDS, SEED + 1));
-    log(`${name}: open ${open.throughput.toFixed(1)} req/s p50 ${open.p50.toFixed(1)} ms p99 ${open.p99.toFixed(1)} ms, rows/batch ${open.batchRowsMean.toFixed(1)}; closed ${closed.throughput.toFixed(1)} req/s, rows/batch ${closed.batchRowsMean.toFixed(1)}`);
-    return { name, n, batchRows, open, closed, startSeconds, rateUsed: rate };
+    return await fn();
   } finally {
-    await srv.stop();
     resolveCacheMs = 0;
     resolveCache.clear();
   }
+}
+
+function configResult(c: Config): ConfigResult {
+  return { name: c.name, n: c.n, batchRows: c.batchRows, open: c.open.result(), closed: c.closed.result(), startSeconds: c.startSeconds };
 }
 
 // ---- report ------------------------------------------------------------------------------------------------
@@ -534,19 +607,51 @@ async function main(): Promise<void> {
     log(`${texts.length} sentences, mean ${meanTokens.toFixed(1)} tokens`);
     const w = workload(texts);
 
-    const results: (ConfigResult & { rateUsed: number })[] = [];
-    let rate: number | null = FIXED_RATE;
-    for (const n of NS) {
-      const r = await runConfig(`N=${n}`, n, BATCH_ROWS, { dataDir, baseDir, w, rate });
-      rate = r.rateUsed;
-      results.push(r);
-    }
-    const nobatch = await runConfig(`N=${NOBATCH_N}, batching off`, NOBATCH_N, 1, { dataDir, baseDir, w, rate });
-    results.push(nobatch);
+    // Every configuration gets its own server, all started up front; the measurement runs in ROUNDS, each
+    // round running every configuration once in a rotated order, so that load from other processes on this
+    // machine hits all configurations alike (the ratios are what this bench is for).
+    const ctx = { dataDir, baseDir, w };
+    const configs: Config[] = [];
+    for (const n of NS) configs.push(await startConfig(`N=${n}`, n, BATCH_ROWS, 0, ctx));
+    const nobatch = await startConfig(`N=${NOBATCH_N}, batching off`, NOBATCH_N, 1, 0, ctx);
+    configs.push(nobatch);
     // What-if rows: the same traffic with ref resolution memoised for 1 s (see resolveCacheMs).
-    if (WHAT_IF) {
-      for (const n of [1, maxN]) results.push(await runConfig(`N=${n}, what-if: resolve cached 1 s`, n, BATCH_ROWS, { dataDir, baseDir, w, rate, resolveCacheMs: 1000 }));
+    if (WHAT_IF) for (const n of [1, maxN]) configs.push(await startConfig(`N=${n}, what-if: resolve cached 1 s`, n, BATCH_ROWS, 1000, ctx));
+    log(`${configs.length} servers started (${configs.map((c) => `${c.startSeconds.toFixed(1)} s`).join(', ')})`);
+    let results: ConfigResult[];
+    let rate: number;
+    try {
+      if (FIXED_RATE !== null) rate = FIXED_RATE;
+      else {
+        // Calibration on N=1 (not part of the results): closed-loop capacity; the open-loop rate is a fraction of it.
+        const cal = new Phase();
+        await cal.measure(configs[0].url, configs[0].engine, closedLoop(configs[0].url, w, 1, CONCURRENCY, QUICK ? 100 : 200, MAX_SECONDS, SEED + 99));
+        const cap = cal.result().throughput;
+        rate = Math.max(1, Math.round(cap * RATE_FRACTION));
+        log(`calibration: N=1 closed-loop capacity ${cap.toFixed(1)} req/s -> open-loop rate ${rate} req/s for every configuration`);
+      }
+      const rounds = Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)));
+      const perRound = Math.ceil(REQUESTS / rounds);
+      for (let r = 0; r < rounds; r++) {
+        for (let k = 0; k < configs.length; k++) {
+          const c = configs[(k + r) % configs.length];
+          await withConfig(c, async () => {
+            // MAX_SECONDS bounds a configuration's whole measurement: both phases, all rounds.
+            const cap = MAX_SECONDS / rounds / 2;
+            await c.open.measure(c.url, c.engine, openLoop(c.url, w, c.n, rate, perRound, cap, SEED + 10 * r));
+            await c.closed.measure(c.url, c.engine, closedLoop(c.url, w, c.n, CONCURRENCY, perRound, cap, SEED + 10 * r + 1));
+          });
+        }
+        log(`round ${r + 1}/${rounds} done (${((nowMs() - began) / 1000).toFixed(0)} s)`);
+      }
+      results = configs.map(configResult);
+      for (const r of results) {
+        log(`${r.name}: open ${r.open.throughput.toFixed(1)} req/s p50 ${r.open.p50.toFixed(1)} ms p99 ${r.open.p99.toFixed(1)} ms, rows/batch ${r.open.batchRowsMean.toFixed(1)}; closed ${r.closed.throughput.toFixed(1)} req/s, rows/batch ${r.closed.batchRowsMean.toFixed(1)}`);
+      }
+    } finally {
+      for (const c of configs) await c.stop();
     }
+    const nobatchResult = results[configs.indexOf(nobatch)];
 
     // ---- tables --------------------------------------------------------------------------------------------
     const ref = results[0];
@@ -556,7 +661,7 @@ async function main(): Promise<void> {
     out.push('');
     out.push(`modhub serving benchmark: real HTTP server on 127.0.0.1, base bert 4L/256H (${base.fingerprint.slice(0, 15)}…), ${os.cpus().length} cores, onnxruntime threads ${THREADS || 'all'}`);
     out.push(`modules: seq_bn adapters (reduction 16) + 2-layer classification heads${pub.lora ? `, ${pub.lora} of ${maxN} LoRA r=8 (q,v)` : ''}; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules`);
-    out.push(`batching: up to ${BATCH_ROWS} rows, wait ${BATCH_WAIT_MS} ms; open loop: Poisson at ${rate} req/s (${FIXED_RATE === null ? `${RATE_FRACTION * 100}% of N=1 closed-loop capacity` : 'fixed by --rate'}), ≤${REQUESTS} requests or ${MAX_SECONDS} s; closed loop: ${CONCURRENCY} clients`);
+    out.push(`batching: up to ${BATCH_ROWS} rows, wait ${BATCH_WAIT_MS} ms; open loop: Poisson at ${rate} req/s (${FIXED_RATE === null ? `${RATE_FRACTION * 100}% of N=1 closed-loop capacity` : 'fixed by --rate'}), ≤${REQUESTS} requests per phase or ${MAX_SECONDS} s per configuration, in ${Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)))} interleaved rounds; closed loop: ${CONCURRENCY} clients`);
     out.push(`SLO: latency ≤ 5 × N=1 open-loop p50 = ${f(slo)} ms (latency counted from the scheduled send time)`);
     out.push('');
     out.push('Open loop (fixed arrival rate)');
@@ -613,7 +718,7 @@ async function main(): Promise<void> {
     const last = results[NS.length - 1];
     out.push(
       `here N=${last.n} keeps ${f(last.closed.throughput / ref.closed.throughput, 3)}× of N=1's saturated throughput and ${f(last.open.throughput / ref.open.throughput, 3)}× of its open-loop throughput; ` +
-        `batching off at N=${NOBATCH_N} keeps ${f(nobatch.closed.throughput / ref.closed.throughput, 3)}×.`,
+        `batching off at N=${NOBATCH_N} keeps ${f(nobatchResult.closed.throughput / ref.closed.throughput, 3)}×.`,
     );
     process.stdout.write(out.join('\n') + '\n');
     log(`total ${((nowMs() - began) / 1000).toFixed(0)} s`);
@@ -631,7 +736,7 @@ async function main(): Promise<void> {
         cores: os.cpus().length,
         base: { family: 'bert', layers: 4, hidden: 256, heads: 4, fingerprint: base.fingerprint },
         modules: { count: maxN, lora: pub.lora, publishSeconds: pub.seconds, bytes: pub.bytes },
-        workload: { meanTokens, zipfAlpha: ZIPF_ALPHA, requests: REQUESTS, maxSeconds: MAX_SECONDS, rate, rateFraction: FIXED_RATE === null ? RATE_FRACTION : null, concurrency: CONCURRENCY, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS },
+        workload: { meanTokens, zipfAlpha: ZIPF_ALPHA, requests: REQUESTS, rounds: Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50))), maxSeconds: MAX_SECONDS, rate, rateFraction: FIXED_RATE === null ? RATE_FRACTION : null, concurrency: CONCURRENCY, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS },
         sloMs: slo,
         results: results.map((r) => ({ name: r.name, n: r.n, batchRows: r.batchRows, startSeconds: r.startSeconds, open: strip(r.open), closed: strip(r.closed) })),
         seconds: (nowMs() - began) / 1000,
