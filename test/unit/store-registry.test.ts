@@ -2,7 +2,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openMemoryRegistry, openRegistry, packArchive, sha256Digest, type Registry } from '../../modules-store';
+import { openMemoryRegistry, openRegistry, packArchive, sha256Digest, StoreError, type Registry } from '../../modules-store';
 import { makeArchive, makePackageFiles, registerTestBase, TEST_BASE } from '../helpers/hub';
 
 let reg: Registry;
@@ -167,6 +167,29 @@ describe('concurrency', () => {
     expect(diff.every((r) => r.status === 'fulfilled')).toBe(true);
     expect((await reg.info('c', 'diff')).versions).toHaveLength(8);
     // every referenced blob exists, nothing unreferenced is left
+    const referenced = await reg.catalog.allDigests();
+    expect(new Set(await reg.blobs.list())).toEqual(referenced);
+  });
+});
+
+describe('corrupted uploads', () => {
+  it('every randomly corrupted archive or weights file is published whole or refused with a StoreError, leaving no stray blobs', async () => {
+    let seed = 12345;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let refused = 0;
+    for (let i = 0; i < 300; i++) {
+      const files = makePackageFiles({ id: 'fuzz/m', version: `1.0.${i}` });
+      const target = i % 2 ? packArchive(files) : Buffer.from(files.get('weights.safetensors')!);
+      for (let k = 0; k <= i % 4; k++) target[Math.floor(rand() * target.length)] = Math.floor(rand() * 256);
+      if (i % 2 === 0) files.set('weights.safetensors', target);
+      try {
+        await reg.publish(i % 2 ? { archive: target } : { files });
+      } catch (e) {
+        expect(e).toBeInstanceOf(StoreError);
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(100);
     const referenced = await reg.catalog.allDigests();
     expect(new Set(await reg.blobs.list())).toEqual(referenced);
   });
