@@ -85,7 +85,14 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   const adapters = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'bottleneck');
   const loras = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'lora');
   if (loras.length > 1) throw new RangeError('training supports at most one LoRA module');
-  const adCfgs = adapters.map((a) => resolveBottleneckConfig(a.manifest.config as never));
+  const fusionMod = spec.modules.map((m, i) => ({ ...m, slot: i })).find((m) => m.manifest.kind === 'fusion');
+  const fusedN = fusionMod ? adapters.length : 0;
+  if (fusionMod && !fusedN) throw new RangeError('an AdapterFusion module needs the fused adapters among the modules');
+  // With fusion, slot 0 is the pre-step slot (AdapterHub runs it with the LAST fused adapter's configuration),
+  // slots 1..N the fused adapters; without, the slots are the stack.
+  const slotAds = fusionMod ? [adapters[adapters.length - 1], ...adapters] : adapters;
+  const adCfgs = slotAds.map((a) => resolveBottleneckConfig(a.manifest.config as never));
+  const fusionCfg = fusionMod?.manifest.config as { sites?: Site[]; dynamic?: boolean; temperature?: number } | undefined;
   const headMod = [...spec.modules.map((m, i) => ({ ...m, slot: i }))].reverse().find((m) => m.manifest.head);
   const invIdx = adCfgs.findIndex((c) => c.inv_adapter === 'nice');
 
@@ -95,6 +102,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   for (const site of SITES) {
     const present = adCfgs.filter((c) => (site === 'attention' ? c.mh_adapter : c.output_adapter));
     if (!present.length) continue;
+    if (fusionMod && !(fusionCfg?.sites ?? ['output']).includes(site)) continue;
     const c = adCfgs[adCfgs.length - 1];
     // per-slot values of each AdapterHub switch; uniform → 'on'/'off', else 'mixed' with a fed [L, S, B] flag
     const perSlot: Record<string, number[]> = {
@@ -125,11 +133,11 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       });
     }
     const sv: SiteVariant = {
-      slots: adapters.length,
+      slots: fusionMod ? 0 : adapters.length,
       flags,
       finalLn: c.original_ln_after ? 'on' : 'off',
       act: acts.length === 1 ? (acts[0] as Activation) : 'mixed',
-      fuse: 0,
+      fuse: fusedN,
       resScale: 'off',
     };
     sites[site] = sv;
@@ -237,11 +245,11 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
 
   for (const site of SITES) {
     if (!sites[site]) continue;
-    const S = adapters.length;
-    const R = Math.max(...adapters.map((a, i) => bottleneckSize(adCfgs[i], D, 0)));
+    const S = slotAds.length;
+    const R = Math.max(...slotAds.map((a, i) => bottleneckSize(adCfgs[i], D, 0)));
     const E = (make: (a: (typeof adapters)[number], i: number, l: number) => Value | null, shape: number[]) => {
       const entries: Entry[] = [];
-      for (let i = 0; i < S; i++) for (let l = 0; l < L; l++) entries.push({ v: make(adapters[i], i, l), shape });
+      for (let i = 0; i < S; i++) for (let l = 0; l < L; l++) entries.push({ v: fusionMod && i === 0 ? null : make(slotAds[i], i, l), shape });
       return stack(entries, shape);
     };
     const p = (l: number) => `layers.${l}.${site}`;
@@ -263,6 +271,37 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       for (let l = 0; l < L; l++) for (let s = 0; s < S; s++) for (let b = 0; b < B; b++) data[(l * S + s) * B + b] = BigInt(s * L + l);
       return { [POOL.adapter(site, 'idx')]: { type: 'int64', dims: [L, S, B], data } };
     });
+  }
+  if (fusionMod) {
+    const fs = fusionMod.slot;
+    const T = fusionCfg?.temperature ?? 1;
+    for (const site of SITES) {
+      if (!sites[site]) continue;
+      const E = (part: string, shape: number[], bias: boolean) =>
+        stack(
+          Array.from({ length: L }, (_, l) => {
+            const t = modTensor(fs, `layers.${l}.${site}.${part}`);
+            return { v: t && (bias ? g.reshape(t.v, [1, D]) : g.transpose(t.v, [1, 0])), shape };
+          }),
+          shape,
+        );
+      pools.set(POOL.fuse(site, 'q_w'), E('query.weight', [D, D], false));
+      pools.set(POOL.fuse(site, 'q_b'), E('query.bias', [1, D], true));
+      pools.set(POOL.fuse(site, 'k_w'), E('key.weight', [D, D], false));
+      pools.set(POOL.fuse(site, 'k_b'), E('key.bias', [1, D], true));
+      if (fusionCfg?.dynamic === false) {
+        const eye = new Float32Array(L * D * D);
+        for (let l = 0; l < L; l++) for (let i = 0; i < D; i++) eye[l * D * D + i * D + i] = 1;
+        pools.set(POOL.fuse(site, 'v_w'), g.initializer(g.fresh('eye'), { type: 'float32', dims: [L, D, D], data: eye }, true));
+      } else pools.set(POOL.fuse(site, 'v_w'), E('value.weight', [D, D], false));
+      pools.set(POOL.fuse(site, 'temp'), g.initializer(g.fresh('temp'), { type: 'float32', dims: [L, 1, 1], data: new Float32Array(L).fill(1 / T) }, true));
+      pools.set(POOL.fuse(site, 'present'), g.initializer(g.fresh('present'), { type: 'float32', dims: [L, 1, 1], data: new Float32Array(L).fill(1) }, true));
+      indexFeeds.push((B) => {
+        const data = new BigInt64Array(L * B);
+        for (let l = 0; l < L; l++) for (let b = 0; b < B; b++) data[l * B + b] = BigInt(l);
+        return { [POOL.fuse(site, 'idx')]: { type: 'int64', dims: [L, B], data } };
+      });
+    }
   }
   if (loras.length) {
     const lm = loras[0];
@@ -348,7 +387,20 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   const picked = gatherElements(g, logp, labels, -1);
   let loss = g.unary('Neg', g.reduce('ReduceSum', g.mul(picked, weights), objective === 'cls' ? [0, 1] : [0, 1, 2], false));
   g.output(loss, 'task_loss');
-  const extra = spec.extraLoss?.(g);
+  let extra = spec.extraLoss?.(g) ?? null;
+  if (fusionMod && fusionMod.trainable && fusionCfg?.dynamic !== false) {
+    const eye = g.constFloat(Array.from({ length: D * D }, (_, k) => (k % (D + 1) === 0 ? 1 : 0)), [D, D]);
+    for (const site of SITES) {
+      if (!sites[site]) continue;
+      for (let l = 0; l < L; l++) {
+        const v = paramInputs.get(`m${fusionMod.slot}:layers.${l}.${site}.value.weight`);
+        if (!v) continue;
+        const d = g.sub(eye, v);
+        const r = g.mul(g.reduce('ReduceSum', g.mul(d, d), [0, 1], false), g.constFloat(0.01));
+        extra = extra ? g.add(extra, r) : r;
+      }
+    }
+  }
   if (extra) loss = g.add(loss, extra);
   for (const v of spec.extraTrainable?.() ?? []) if (!params.includes(v)) params.push(v);
   g.output(loss, 'loss');

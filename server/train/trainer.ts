@@ -24,7 +24,7 @@ import { parseSafetensors, serializeSafetensors } from '../../modules-store/safe
 import { buildTrainGraph, decays, type Objective, type SlotModule, type TrainGraph } from './graph';
 import { AdamW, ParamStore, accumulate, linearSchedule, type ParamSpec } from './optim';
 
-export const METHODS = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv', 'lora', 'bitfit', 'diff-pruning', 'lt-sft', 'full'] as const;
+export const METHODS = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv', 'lora', 'bitfit', 'diff-pruning', 'lt-sft', 'fusion', 'full'] as const;
 export type Method = (typeof METHODS)[number];
 export const TASKS = ['classification', 'token_classification', 'mlm'] as const;
 export type Task = (typeof TASKS)[number];
@@ -40,6 +40,7 @@ export const METHOD_DEFAULTS: Record<Method, { lr: number; config: Record<string
   bitfit: { lr: 1e-3, config: { method: 'bitfit' }, what: 'BitFit: bias terms + head' },
   'diff-pruning': { lr: 1e-3, config: { method: 'diff-pruning', density: 0.005 }, what: 'Diff Pruning: hard-concrete L0 gates (Louizos 2017; beta 2/3, gamma -0.1, zeta 1.1, lambda 1.25e-7), magnitude projection to density 0.5%, fixed-mask fine-tuning' },
   'lt-sft': { lr: 2e-5, config: { method: 'lt-sft', density: 0.01 }, what: 'LT-SFT: full fine-tune, keep the top 1% |change|, reset, train only those' },
+  fusion: { lr: 5e-5, config: { dynamic: true, temperature: 1 }, what: 'AdapterFusion over frozen adapters (--fuse), dynamic (query, key, value; value regularised to identity)' },
   full: { lr: 2e-5, config: { method: 'full' }, what: 'full fine-tuning (dense diff of every tensor)' },
 };
 
@@ -69,6 +70,8 @@ export interface TrainOptions {
   config?: Record<string, unknown>;
   /** Frozen modules stacked below the trained adapter (MAD-X: the language adapter). */
   stackOn?: { manifest: Manifest; tensors: Map<string, Tensor> }[];
+  /** AdapterFusion: the frozen adapters to fuse, in order. */
+  fuse?: { manifest: Manifest; tensors: Map<string, Tensor> }[];
   id?: string;
   version?: string;
   language?: string;
@@ -383,7 +386,20 @@ async function trainCore(o: TrainOptions): Promise<TrainResult> {
   const modules: SlotModule[] = (o.stackOn ?? []).map((m) => ({ ...m, trainable: false }));
   let trainableBase: string[] = [];
   const isAdapter = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv'].includes(method);
-  if (isAdapter || method === 'lora') {
+  if (method === 'fusion') {
+    if (!o.fuse?.length) throw new RangeError("method 'fusion' needs 'fuse': the adapters to fuse");
+    for (const m of o.fuse) modules.push({ ...m, trainable: false });
+    const init = initModule(base, {
+      kind: 'fusion',
+      id,
+      version: o.version,
+      config: { ...defaults.config, ...(o.config ?? {}), adapters: o.fuse.map((m) => m.manifest.id) },
+      head: headConfig(task, labels),
+      task: task === 'classification' ? 'classification' : task,
+      seed,
+    });
+    modules.push({ manifest: init.manifest, tensors: init.tensors, trainable: true });
+  } else if (isAdapter || method === 'lora') {
     const init = initModule(base, {
       kind: method === 'lora' ? 'lora' : 'bottleneck',
       id,
