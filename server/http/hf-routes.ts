@@ -150,6 +150,39 @@ export function hfRouter(deps: HfRouterDeps): Router {
     res.json(await info(req, p(req, 'rev')));
   });
 
+  /** HF tree / paths-info entries: `lfs.oid` is the sha256 (the cache key HF clients use), `lastCommit` the version. */
+  const entries = async (m: ResolvedModule, expand: boolean): Promise<Record<string, unknown>[]> => {
+    const createdAt = expand ? (await registry.info(m.namespace, m.name)).versions.find((v) => v.version === m.version)?.createdAt : undefined;
+    return m.files.map((f) => ({
+      type: 'file',
+      path: f.name,
+      oid: f.digest.slice(7),
+      size: f.size,
+      lfs: { oid: f.digest.slice(7), size: f.size, pointerSize: 0 },
+      ...(expand ? { lastCommit: { id: commitOf(m.digest), title: `${m.id}@${m.version}`, date: createdAt } } : {}),
+    }));
+  };
+  const moduleOf = async (req: Request): Promise<ResolvedModule> => {
+    const { namespace, name } = splitId(`${p(req, 'ns')}/${p(req, 'name')}`);
+    return resolveHf(registry, namespace, name, p(req, 'rev')).catch(hfError);
+  };
+  // listFiles / snapshotDownload: packages are flat, so the tree is the file list and has no sub-folders.
+  r.get('/api/models/:ns/:name/tree/:rev', ...read, async (req, res) => {
+    res.json(await entries(await moduleOf(req), req.query.expand === 'true'));
+  });
+  r.get('/api/models/:ns/:name/tree/:rev/*path', ...read, async (req, res) => {
+    const m = await moduleOf(req);
+    hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no folder '${p(req, 'path')}' (module packages are flat)`));
+  });
+  // pathsInfo / downloadFileToCacheDir
+  r.post('/api/models/:ns/:name/paths-info/:rev', ...read, express.json({ limit: '64kb' }), express.urlencoded({ extended: false, limit: '64kb' }), async (req, res) => {
+    const b = (req.body ?? {}) as { paths?: unknown; expand?: unknown };
+    const paths = typeof b.paths === 'string' ? [b.paths] : b.paths;
+    if (!Array.isArray(paths) || !paths.every((x) => typeof x === 'string')) throw badRequest('INVALID_BODY', "'paths' must be an array of file paths");
+    const all = await entries(await moduleOf(req), b.expand === true || b.expand === 'true');
+    res.json(all.filter((e) => paths.includes(e.path as string)));
+  });
+
   const file = async (req: Request, res: express.Response): Promise<void> => {
     const { namespace, name } = splitId(`${p(req, 'ns')}/${p(req, 'name')}`);
     const m = await resolveHf(registry, namespace, name, p(req, 'rev')).catch(hfError);

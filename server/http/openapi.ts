@@ -264,6 +264,22 @@ export const openapi = {
       parameters: [NS, NAME, REV],
       get: { summary: 'HF-compatible model info at a revision', responses: { '200': { description: 'HF model info' }, '404': err('not found') } },
     },
+    '/api/models/{ns}/{name}/tree/{rev}': {
+      parameters: [NS, NAME, REV],
+      get: { summary: 'HF-compatible file list (listFiles, snapshotDownload)', responses: { '200': { description: 'array of {type, path, oid, size, lfs}' }, '404': err('not found') } },
+    },
+    '/api/models/{ns}/{name}/tree/{rev}/{path}': {
+      parameters: [NS, NAME, REV, pathParam('path', 'sub-folder (packages are flat: always 404)')],
+      get: { summary: 'HF-compatible folder listing', responses: { '404': err('EntryNotFound') } },
+    },
+    '/api/models/{ns}/{name}/paths-info/{rev}': {
+      parameters: [NS, NAME, REV],
+      post: {
+        summary: 'HF-compatible paths info (downloadFileToCacheDir)',
+        requestBody: { content: { 'application/json': { schema: { type: 'object', properties: { paths: { type: 'array', items: { type: 'string' } }, expand: { type: 'boolean' } } } } } },
+        responses: { '200': { description: 'array of {type, path, oid, size, lfs, lastCommit}' }, '400': err('INVALID_BODY'), '404': err('not found') },
+      },
+    },
     '/{ns}/{name}/resolve/{rev}/{file}': {
       parameters: [NS, NAME, { ...REV, description: 'version, tag, main/HEAD (= latest) or 40-hex commit' }, pathParam('file', 'file name')],
       get: {

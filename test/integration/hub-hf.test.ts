@@ -4,7 +4,10 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { downloadFile, fileDownloadInfo, fileExists, listModels, modelInfo } from '@huggingface/hub';
+import { downloadFile, downloadFileToCacheDir, fileDownloadInfo, fileExists, listFiles, listModels, modelInfo, snapshotDownload } from '@huggingface/hub';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import pino from 'pino';
 import client from 'prom-client';
 import { openMemoryRegistry, sha256Digest, unpackArchive, type Registry } from '../../modules-store';
@@ -80,6 +83,24 @@ describe('@huggingface/hub against modhub', () => {
     const listed: string[] = [];
     for await (const m of listModels({ search: { query: 'lang/d' }, hubUrl })) listed.push(m.name);
     expect(listed).toEqual(['lang/de']);
+  });
+  it('listFiles, downloadFileToCacheDir and snapshotDownload fill an HF cache folder', async () => {
+    const files: string[] = [];
+    for await (const f of listFiles({ repo: 'lang/de', revision: '1.0.0', hubUrl })) files.push(`${f.type}:${f.path}`);
+    expect(files).toEqual(['file:module.json', 'file:weights.safetensors', 'file:README.md']);
+    const cacheDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-hfcache-'));
+    const debug = jest.spyOn(console, 'debug').mockImplementation(() => undefined);
+    try {
+      const want = makePackageFiles({ id: 'lang/de', version: '1.0.0', description: 'German adapter' }).get('weights.safetensors')!;
+      const p = await downloadFileToCacheDir({ repo: 'lang/de', path: 'weights.safetensors', revision: '1.0.0', hubUrl, cacheDir });
+      expect((await fsp.readFile(p)).equals(want)).toBe(true);
+      const snap = await snapshotDownload({ repo: 'lang/de', revision: 'stable', hubUrl, cacheDir });
+      expect((await fsp.readdir(snap)).sort()).toEqual(['README.md', 'module.json', 'weights.safetensors']);
+      expect((await fsp.readFile(path.join(snap, 'weights.safetensors'))).equals(want)).toBe(true);
+    } finally {
+      debug.mockRestore();
+      await fsp.rm(cacheDir, { recursive: true, force: true });
+    }
   });
   it('passes a modhub token as hf_<token> when anonymous reads are off', async () => {
     await expect(downloadFile({ repo: 'lang/de', path: 'module.json', hubUrl: closedUrl })).rejects.toThrow(/anonymous reads/);
