@@ -25,6 +25,7 @@ interface TrainFlags {
   version: string;
   language?: string;
   stackOn?: string[];
+  fuse?: string[];
   epochs: string;
   batchSize: string;
   gradAccum: string;
@@ -73,6 +74,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--version <semver>', 'module version', '0.1.0')
     .option('--language <code>', 'language code (MAD-X language adapters)')
     .option('--stack-on <dirs...>', 'frozen adapter packages stacked below (MAD-X: the language adapter)')
+    .option('--fuse <dirs...>', 'fusion: the adapter packages to fuse, in order')
     .option('--epochs <n>', 'epochs', '3')
     .option('--batch-size <n>', 'batch size', '16')
     .option('--grad-accum <n>', 'gradient accumulation steps', '1')
@@ -125,6 +127,11 @@ export function registerTrainCommands(program: Command): void {
         stackOn.push({ manifest: pkg.manifest, tensors: parseSafetensors(pkg.files.get('weights.safetensors')!).tensors });
       }
 
+      const fuse = [];
+      for (const dir of f.fuse ?? []) {
+        const pkg = await readModulePackage(dir);
+        fuse.push({ manifest: pkg.manifest, tensors: parseSafetensors(pkg.files.get('weights.safetensors')!).tensors });
+      }
       const tty = process.stderr.isTTY;
       const bar = tty
         ? new cliProgress.SingleBar({ format: ' train [{bar}] {value}/{total} steps | loss {loss} | {sps} step/s | {tps} tok/s | ETA {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
@@ -154,6 +161,7 @@ export function registerTrainCommands(program: Command): void {
         labels,
         config,
         stackOn,
+        fuse,
         id: f.id,
         version: f.version,
         language: f.language,

@@ -49,3 +49,24 @@ test.each(cases)('%s module: engine predictions equal the trainer\'s', async (me
   expect(same).toBe(dev.length);
   expect(maxdiff).toBeLessThan(1e-3);
 });
+
+test('MAD-X stack: language adapter (MLM, invertible) + task adapter; engine stack gives the same predictions', async () => {
+  const base = await liveTinyBase();
+  const lang = await train({ base, method: 'seq_bn_inv', task: 'mlm', train: clsData(64, 5).map((e) => ({ text: e.text })), epochs: 1, batchSize: 16, lr: 5e-3, seed: 0, threads: 1, id: 'lang/xx' });
+  await lang.release();
+  const dev = clsData(16, 2);
+  const task = await train({ base, method: 'seq_bn', task: 'classification', train: clsData(64, 1), epochs: 1, batchSize: 16, lr: 5e-3, seed: 0, threads: 1, id: 'task/kw', stackOn: [{ manifest: lang.manifest, tensors: lang.tensors }] });
+  const engine = await Engine.create({ base, threads: 1 });
+  const kl = engine.addModule(lang.manifest, lang.tensors).key;
+  const kt = engine.addModule(task.manifest, task.tensors).key;
+  const plans = await engine.plan({ stack: [kl, kt] });
+  const enc = await base.tokenizer.encodeBatch(dev.map((d) => d.text), undefined, { maxLength: 128 });
+  const out = await engine.forward(enc, dev.map(() => plans[0]));
+  const mine = await task.predict(dev);
+  let maxdiff = 0;
+  out.forEach((o, i) => o.clsLogits!.forEach((x, c) => (maxdiff = Math.max(maxdiff, Math.abs(x - mine[i][c])))));
+  console.log(`MAD-X stack: engine vs trainer logits maxdiff ${maxdiff.toExponential(2)}`);
+  await task.release();
+  await engine.close();
+  expect(maxdiff).toBeLessThan(1e-3);
+});
