@@ -1,9 +1,9 @@
 /**
  * Content-addressed blob storage. Blobs are named by `sha256:<hex>` of their bytes; identical bytes are stored
  * once. `BlobStore` is the interface (an S3-compatible store can implement it); `FsBlobStore` keeps blobs in
- * `<dir>/sha256/<2 hex>/<64 hex>`: the digest of the bytes is computed (and checked against the declared one)
- * before anything is written; the bytes go to `<dir>/tmp/`, are fsynced, and only then renamed into place (and the
- * folder fsynced), so a crash never leaves a partial blob under its name.
+ * `<dir>/sha256/<2 hex>/<64 hex>`: the bytes go to `<dir>/tmp/` and are fsynced while their sha256 is computed;
+ * only when it matches the declared digest is the temp file renamed into place (and the folder fsynced), so a
+ * crash never leaves a partial blob under its name and a mismatch leaves nothing.
  * Example: `const { digest } = await blobs.put(bytes); const again = await blobs.read(digest);`
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -56,6 +56,16 @@ export function normalizeDigest(d: string, what = 'sha256'): string {
   return full;
 }
 
+/** Writes the whole buffer with as few write requests as possible (one, unless the kernel writes less). */
+async function writeAll(fh: fsp.FileHandle, data: Buffer): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off, off);
+    if (bytesWritten <= 0) throw new Error('blob store: write made no progress');
+    off += bytesWritten;
+  }
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   let fh: fsp.FileHandle | undefined;
   try {
@@ -100,24 +110,39 @@ export class FsBlobStore implements BlobStore {
   }
 
   async put(data: Buffer, expectedDigest?: string): Promise<BlobInfo> {
-    const digest = sha256Digest(data);
-    if (expectedDigest !== undefined && normalizeDigest(expectedDigest) !== digest) {
-      throw new StoreError('DIGEST_MISMATCH', `content has digest ${digest}, but ${expectedDigest} was declared`);
+    const expected = expectedDigest === undefined ? undefined : normalizeDigest(expectedDigest);
+    const mismatch = (got: string): StoreError => new StoreError('DIGEST_MISMATCH', `content has digest ${got}, but ${expectedDigest} was declared`);
+    if (expected) {
+      const existing = await this.stat(expected);
+      if (existing && existing.size === data.length) {
+        const got = sha256Digest(data);
+        if (got !== expected) throw mismatch(got);
+        return existing;
+      }
     }
-    const final = this.pathOf(digest);
-    const existing = await this.stat(digest);
-    if (existing && existing.size === data.length) return existing;
-    const tmp = path.join(this.tmpDir, `${digest.slice(7, 23)}-${randomBytes(8).toString('hex')}.part`);
+    const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
     const fh = await fsp.open(tmp, 'wx', 0o644);
+    // The write and fsync run on libuv's thread pool while this thread hashes the same (read-only) bytes.
+    const written = writeAll(fh, data).then(() => fh.sync());
+    const digest = sha256Digest(data);
     try {
-      await fh.writeFile(data);
-      await fh.sync();
+      await written;
+      if (expected && digest !== expected) throw mismatch(digest);
     } catch (e) {
+      await written.catch(() => undefined);
       await fh.close().catch(() => undefined);
       await fsp.rm(tmp, { force: true });
       throw e;
     }
     await fh.close();
+    const final = this.pathOf(digest);
+    if (!expected) {
+      const existing = await this.stat(digest);
+      if (existing && existing.size === data.length) {
+        await fsp.rm(tmp, { force: true });
+        return existing;
+      }
+    }
     await this.hooks.afterTempWrite?.(tmp, digest);
     // The digest was computed over exactly the bytes just written and fsynced; the rename is the commit point.
     await fsp.mkdir(path.dirname(final), { recursive: true });

@@ -36,6 +36,10 @@ describe('FsBlobStore', () => {
   it('refuses bytes that do not match the declared digest and stores nothing', async () => {
     await expect(store.put(Buffer.from('x'), sha256Digest(Buffer.from('y')))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     expect(await store.list()).toEqual([]);
+    const y = await store.put(Buffer.from('y'));
+    await expect(store.put(Buffer.from('z'), y.digest)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect((await store.read(y.digest)).toString()).toBe('y');
+    await store.delete(y.digest);
     expect(await fsp.readdir(path.join(dir, 'tmp'))).toEqual([]);
   });
   it('accepts bare hex digests, refuses malformed ones', async () => {
