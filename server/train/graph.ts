@@ -421,7 +421,11 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
 /** Replaces graph inputs by computed values (see above). */
 function rewire(g: GraphBuilder, pools: Map<string, Value>): void {
   const byName = new Map<string, Value>();
-  for (const [name, v] of pools) byName.set(name, v);
+  const declared = new Set(g.inputs.map((i) => i.name));
+  for (const [name, v] of pools) {
+    if (declared.has(name)) byName.set(name, v);
+    else if (g.initializers.has(v.name)) g.initializers.delete(v.name); // a pool this variant never reads
+  }
   // nodes that produce the assembled pools (and their helpers) were emitted after the encoder nodes
   const poolValueNames = new Set([...pools.values()].map((v) => v.name));
   const consumers = g.nodes.filter((n) => n.inputs.some((v) => v && byName.has(v.name)));
