@@ -8,11 +8,18 @@ import { initModule } from '../../server/model/module-init';
 import { Session, type HostTensor } from '../../server/runtime/session';
 import { liveTinyBase } from '../helpers/train-fixtures';
 
-test('training graph gradients match finite differences (adapter + LoRA + head + CE)', async () => {
+const adapterConfigs: [string, Record<string, unknown>][] = [
+  ['seq_bn + ln_after', { preset: 'seq_bn', reduction_factor: 4, ln_after: true }],
+  ['double_seq_bn (Houlsby)', { preset: 'double_seq_bn', reduction_factor: 4 }],
+  ['Bapna (ln_before, residual after LN)', { preset: 'seq_bn', reduction_factor: 4, ln_before: true, residual_before_ln: false }],
+  ['par_bn', { preset: 'par_bn', reduction_factor: 4 }],
+];
+
+test.each(adapterConfigs)('training graph gradients match finite differences (%s + LoRA + head + CE)', async (_label, adConfig) => {
   const base = await liveTinyBase();
-  const ad = initModule(base, { kind: 'bottleneck', id: 'a/ad', config: { preset: 'seq_bn', reduction_factor: 4, ln_after: true }, seed: 1 });
+  const ad = initModule(base, { kind: 'bottleneck', id: 'a/ad', config: adConfig, seed: 1 });
   const lo = initModule(base, { kind: 'lora', id: 'a/lo', config: { r: 2, lora_alpha: 4, target_modules: ['query', 'ffn_out'] }, head: { type: 'classification', labels: ['x', 'y', 'z'] }, seed: 2 });
-  for (const m of [ad, lo]) for (const [k, t] of m.tensors) if (/adapter_up|bias|lora_B/.test(k)) (t.data as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 1.3 + k.length) * 0.1));
+  for (const m of [ad, lo]) for (const [k, t] of m.tensors) if (/adapter_up|bias|lora_B|ln_(before|after)/.test(k)) (t.data as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 1.3 + k.length) * 0.1));
   const modules: SlotModule[] = [{ manifest: ad.manifest, tensors: ad.tensors, trainable: true }, { manifest: lo.manifest, tensors: lo.tensors, trainable: true }];
   const tg = buildTrainGraph({ base, modules, objective: 'cls', trainableBase: ['layers.1.ffn_in.bias', 'embeddings.ln.weight'] });
   const s = await Session.create(tg.bytes, { threads: 1 });
