@@ -182,6 +182,16 @@ const QUERIES = [
 
 async function main(): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-bench-'));
+  // Remove the temp folder however the run ends (error, Ctrl-C, a closed pipe).
+  const cleanup = (): void => {
+    try {
+      require('node:fs').rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // best effort
+    }
+  };
+  process.once('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const) process.once(sig, () => process.exit(130));
   const hub = await createHubServer({ dataDir: path.join(dir, 'data'), logger: pino({ level: 'silent' }), metrics: new client.Registry() });
   await hub.registry.registerBase({ fingerprint: FINGERPRINT, family: 'bert', hidden_size: D, num_layers: L, vocab_size: 30522 });
   const token = (await hub.registry.createToken({ scopes: ['admin'] })).token;
