@@ -21,7 +21,7 @@ test.each(adapterConfigs)('training graph gradients match finite differences (%s
   const lo = initModule(base, { kind: 'lora', id: 'a/lo', config: { r: 2, lora_alpha: 4, target_modules: ['query', 'ffn_out'] }, head: { type: 'classification', labels: ['x', 'y', 'z'] }, seed: 2 });
   for (const m of [ad, lo]) for (const [k, t] of m.tensors) if (/adapter_up|bias|lora_B|ln_(before|after)/.test(k)) (t.data as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 1.3 + k.length) * 0.1));
   const modules: SlotModule[] = [{ manifest: ad.manifest, tensors: ad.tensors, trainable: true }, { manifest: lo.manifest, tensors: lo.tensors, trainable: true }];
-  const tg = buildTrainGraph({ base, modules, objective: 'cls', trainableBase: ['layers.1.ffn_in.bias', 'embeddings.ln.weight'] });
+  const tg = buildTrainGraph({ base, modules, objective: 'cls', trainableBase: ['layers.1.ffn_in.bias', 'embeddings.ln.weight', 'layers.0.attn.q.weight', 'layers.1.ffn_out.weight', 'embeddings.word'] });
   const s = await Session.create(tg.bytes, { threads: 1 });
   const enc = await base.tokenizer.encodeBatch(['the cat and dog', 'red river']);
   const T = enc.length;

@@ -97,8 +97,20 @@ function neg(g: GraphBuilder, x: Value): Value {
   return g.unary('Neg', x);
 }
 
+/** The node producing `v` (null for inputs and initializers). */
+function producer(g: GraphBuilder, v: Value): NodeDef | null {
+  for (let i = g.nodes.length - 1; i >= 0; i--) if (g.nodes[i].outputs.some((o) => o.name === v.name)) return g.nodes[i];
+  return null;
+}
+
 /** Moves the last two axes' roles: [..., M, K] -> [..., K, M]. */
 function swapLast(g: GraphBuilder, x: Value): Value {
+  // x = Transpose(W, [1, 0]) (a Linear weight seen as [in, out]): W itself, no copy
+  if (x.shape.length === 2) {
+    const p = producer(g, x);
+    const perm = p && p.op === 'Transpose' ? (p.attrs.perm as { ints: number[] }).ints : null;
+    if (p && perm && perm[0] === 1 && perm[1] === 0) return p.inputs[0]!;
+  }
   const r = x.shape.length;
   const perm = Array.from({ length: r }, (_, i) => i);
   perm[r - 2] = r - 1;
@@ -181,6 +193,15 @@ export const VJP: Record<string, VjpRule> = {
   },
   Transpose(g, n, [dy]) {
     const perm = (n.attrs.perm as { ints: number[] }).ints;
+    if (perm.length === 2 && perm[0] === 1 && perm[1] === 0) {
+      // dY = Gemm(A, B, transA) just emitted by MatMul's rule: (AᵀB)ᵀ = BᵀA, one GEMM instead of GEMM + copy
+      const p = producer(g, dy!);
+      const at = p && p.op === 'Gemm' ? p.attrs : null;
+      if (p && at && (at.transA as { int: number }).int === 1 && (at.transB as { int: number }).int === 0 && !at.alpha && p.inputs.length === 2 && g.nodes[g.nodes.length - 1] === p) {
+        g.nodes.pop(); // the transposed product has no other consumer yet
+        return [{ ...gemm(g, p.inputs[1]!, p.inputs[0]!, true, false), shape: n.inputs[0]!.shape }];
+      }
+    }
     const inv = new Array<number>(perm.length);
     perm.forEach((p, i) => (inv[p] = i));
     return [g.transpose(dy!, inv)];
