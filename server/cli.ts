@@ -22,7 +22,9 @@ export function buildProgram(): Command {
     .name('modhub')
     .description('Hub, server, trainer and client for modular fine-tuning of transformer encoders')
     .version(packageVersion())
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Root options only before the subcommand, so `module init --version 1.0.0` reaches the subcommand.
+    .enablePositionalOptions();
   registerCommands(program);
   return program;
 }
