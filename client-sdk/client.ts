@@ -14,6 +14,9 @@ import { ModhubError } from './errors';
 import type {
   BaseInfo,
   BaseInput,
+  InferRequest,
+  InferResponse,
+  ServedBase,
   ModuleInfo,
   PublishResult,
   Scope,
@@ -275,5 +278,17 @@ export class ModhubClient {
   /** The token the client sends, as the server sees it (null when anonymous). */
   async whoami(): Promise<TokenInfo | null> {
     return (await this.json<{ token: TokenInfo | null }>('GET', '/v1/whoami')).token;
+  }
+
+  // ---------------------------------------------------------------- inference
+
+  /** Runs texts through the served base composed with hub modules (`POST /v1/infer`). */
+  async infer(req: InferRequest): Promise<InferResponse> {
+    return this.json<InferResponse>('POST', '/v1/infer', req);
+  }
+
+  /** The base model the server runs (`GET /v1/base`). */
+  async servedBase(): Promise<ServedBase> {
+    return this.json<ServedBase>('GET', '/v1/base');
   }
 }

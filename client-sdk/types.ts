@@ -122,3 +122,49 @@ export interface BaseInput {
   vocab_size: number;
   description?: string;
 }
+
+// ---------------------------------------------------------------- inference (POST /v1/infer, GET /v1/base)
+
+/** A composition in AdapterHub's block vocabulary; leaves are module refs (`ns/name`, `ns/name@1.0.0`, `ns/name@tag`). */
+export type Composition =
+  | string
+  | { stack: Composition[] }
+  | { sum: Composition[] }
+  | { fuse: Composition[]; fusion: string }
+  | { parallel: Composition[] }
+  | { average: Composition[]; weights?: number[]; normalize_weights?: boolean };
+
+export interface InferRequest {
+  inputs: { text: string; text_pair?: string }[];
+  /** Omit for the bare base. */
+  composition?: Composition | null;
+  task?: 'auto' | 'embedding' | 'fill_mask';
+  top_k?: number;
+  max_length?: number;
+}
+
+export type Prediction =
+  | { type: 'classification'; label: string; score: number; scores: { label: string; score: number }[] }
+  | { type: 'token_classification'; tokens: { token: string; label: string; score: number; start: number; end: number }[] }
+  | { type: 'fill_mask'; masks: { position: number; candidates: { token: string; token_id: number; score: number }[] }[] }
+  | { type: 'embedding'; embedding: number[] };
+
+export interface InferResponse {
+  /** One entry per input, each with one prediction per branch (`parallel` gives several). */
+  results: { branches: Prediction[] }[];
+  /** The modules each branch ran (`id@version`). */
+  modules: string[][];
+  took_ms: number;
+}
+
+export interface ServedBase {
+  family: string;
+  fingerprint: string;
+  hidden_size: number;
+  num_layers: number;
+  num_heads: number;
+  intermediate_size: number;
+  vocab_size: number;
+  max_length: number;
+  device: string;
+}

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { registerBaseCommands } from './base';
 import { registerHubCommands } from './hub';
+import { registerInferCommand } from './infer';
 import { registerModuleCommands } from './module';
 import { registerServeCommand } from './serve';
 import { registerTrainCommands } from './train';
@@ -9,6 +10,7 @@ import { registerTrainCommands } from './train';
 export function registerCommands(program: Command): void {
   registerServeCommand(program);
   registerTrainCommands(program);
+  registerInferCommand(program);
   registerHubCommands(program);
   registerBaseCommands(program);
   registerModuleCommands(program);

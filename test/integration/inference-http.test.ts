@@ -20,6 +20,7 @@ import { openMemoryRegistry, packArchive, type Registry } from '../../modules-st
 import { serializeSafetensors } from '../../modules-store/safetensors';
 import { makeAdapterModule, makeDiffModule, makeLoraModule, baseParamShapes, fakeFingerprint, type BaseInfo } from '../helpers/modules';
 import type { RefModule } from '../reference/encoder';
+import { ModhubClient } from '../../client-sdk';
 
 let base: Base;
 let engine: Engine;
@@ -207,6 +208,12 @@ describe('POST /v1/infer', () => {
       expect(body.results[0].branches[0].type).toBe('classification');
       const baseInfo = (await (await fetch(`http://127.0.0.1:${port}/v1/base`)).json()) as { fingerprint: string };
       expect(baseInfo.fingerprint).toBe(base.fingerprint);
+      // The SDK over the same socket: results, and server error codes surfaced as ModhubError.
+      const sdk = new ModhubClient({ baseUrl: `http://127.0.0.1:${port}` });
+      expect((await sdk.servedBase()).fingerprint).toBe(base.fingerprint);
+      const viaSdk = await sdk.infer({ inputs: [{ text: 'hi' }], composition: { parallel: ['task/topic', 'task/ner'] } });
+      expect(viaSdk.results[0].branches.map((p) => p.type)).toEqual(['classification', 'token_classification']);
+      await expect(sdk.infer({ inputs: [{ text: 'hi' }], composition: 'task/missing' })).rejects.toMatchObject({ status: 404, code: 'MODULE_NOT_FOUND' });
     } finally {
       server.close();
     }
