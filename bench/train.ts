@@ -127,15 +127,24 @@ async function main(): Promise<void> {
   const corpus = Array.from({ length: 400 }, (_, i) => Array.from({ length: 12 }, (_, k) => words[(i * 31 + k * 17) % words.length]).join(' '));
   await createTinyBase({ out: dir, family: 'bert', ...SPEC, vocabSize: 30522, maxPositions: 512, seed: 1, corpus });
   const base = await loadBase(dir);
-  const mm = await matmulGflops();
+  // The MatMul reference is measured right before and after each method (the best of the two), so load from
+  // other processes on a shared machine hits both sides of the ratio alike.
   const results = [];
-  for (const m of ['seq_bn', 'full'] as const) results.push(await benchMethod(base, m));
+  const mms: number[] = [];
+  for (const m of ['seq_bn', 'full'] as const) {
+    const before = await matmulGflops();
+    const r = await benchMethod(base, m);
+    const ref = Math.max(before, await matmulGflops());
+    mms.push(ref);
+    results.push({ ...r, matmulGflops: ref, ratio: r.gflops / ref });
+  }
+  const mm = Math.max(...mms);
   clearInterval(sampler);
   const shape = `${SPEC.layers}L/${SPEC.hidden}H/${SPEC.heads} heads/FFN ${SPEC.intermediate}, vocab ${base.config.vocabSize}`;
   const lines = [
     `train bench: ${shape}; B=${B}, T=${T}, ${STEPS} timed steps (median), threads ${THREADS ?? 'all'} on ${os.cpus().length} cores`,
-    `MatMul [${B * T}x${SPEC.hidden}]x[${SPEC.hidden}x${SPEC.intermediate}]: ${mm.toFixed(1)} GFLOP/s`,
-    ...results.map((r) => `${r.method.padEnd(7)} step ${r.stepSeconds.toFixed(3)} s, ${Math.round(r.tokensPerSecond)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s = ${((100 * r.gflops) / mm).toFixed(0)}% of MatMul (${r.trainable} trainable)`),
+    `MatMul [${B * T}x${SPEC.hidden}]x[${SPEC.hidden}x${SPEC.intermediate}]: best ${mm.toFixed(1)} GFLOP/s`,
+    ...results.map((r) => `${r.method.padEnd(7)} step ${r.stepSeconds.toFixed(3)} s, ${Math.round(r.tokensPerSecond)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s = ${(100 * r.ratio).toFixed(0)}% of MatMul ${r.matmulGflops.toFixed(1)} GFLOP/s measured around it (${r.trainable} trainable)`),
     `peak RSS ${(peakRss / (1 << 20)).toFixed(0)} MiB`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
