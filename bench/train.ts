@@ -67,7 +67,7 @@ function forwardFlops(base: Base): number {
   return 2 * B * T * linear + L * 4 * B * T * T * D;
 }
 
-async function benchMethod(base: Base, method: 'seq_bn' | 'full'): Promise<{ method: string; stepSeconds: number; tokensPerSecond: number; gflops: number; trainable: number }> {
+async function benchMethod(base: Base, method: 'seq_bn' | 'full'): Promise<{ method: string; stepSeconds: number; tokensPerSecond: number; gflops: number; trainable: number; sessionRunShare: number }> {
   const head = { type: 'classification' as const, labels: ['a', 'b'] };
   let modules: SlotModule[];
   let trainableBase: string[] = [];
@@ -101,12 +101,20 @@ async function benchMethod(base: Base, method: 'seq_bn' | 'full'): Promise<{ met
     label_weights: { type: 'float32', dims: [B, 1], data: new Float32Array(B).fill(1 / B) },
     ...tg.indexFeeds(B),
   };
+  let runS = 0;
+  let optS = 0;
   const step = async () => {
+    const t0 = process.hrtime.bigint();
     const r = await sess.run({ ...feeds, ...store.feeds() }, ['loss', ...tg.gradNames]);
     tg.params.forEach((p, k) => store.views.get(p)!.grad.set(r[tg.gradNames[k]].data as Float32Array));
+    const t1 = process.hrtime.bigint();
     await opt.step();
+    runS += Number(t1 - t0) / 1e9;
+    optS += Number(process.hrtime.bigint() - t1) / 1e9;
   };
   await step(); // warm-up
+  runS = 0;
+  optS = 0;
   const times: number[] = [];
   for (let i = 0; i < STEPS; i++) {
     const t0 = process.hrtime.bigint();
@@ -118,7 +126,7 @@ async function benchMethod(base: Base, method: 'seq_bn' | 'full'): Promise<{ met
   const s = times[times.length >> 1];
   const fwd = forwardFlops(base);
   const flops = fwd * (method === 'full' ? 3 : 2);
-  return { method, stepSeconds: s, tokensPerSecond: (B * T) / s, gflops: flops / s / 1e9, trainable: store.size };
+  return { method, stepSeconds: s, tokensPerSecond: (B * T) / s, gflops: flops / s / 1e9, trainable: store.size, sessionRunShare: runS / (runS + optS) };
 }
 
 async function main(): Promise<void> {
@@ -144,7 +152,7 @@ async function main(): Promise<void> {
   const lines = [
     `train bench: ${shape}; B=${B}, T=${T}, ${STEPS} timed steps (median), threads ${THREADS ?? 'all'} on ${os.cpus().length} cores`,
     `MatMul [${B * T}x${SPEC.hidden}]x[${SPEC.hidden}x${SPEC.intermediate}]: best ${mm.toFixed(1)} GFLOP/s`,
-    ...results.map((r) => `${r.method.padEnd(7)} step ${r.stepSeconds.toFixed(3)} s, ${Math.round(r.tokensPerSecond)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s = ${(100 * r.ratio).toFixed(0)}% of MatMul ${r.matmulGflops.toFixed(1)} GFLOP/s measured around it (${r.trainable} trainable)`),
+    ...results.map((r) => `${r.method.padEnd(7)} step ${r.stepSeconds.toFixed(3)} s, ${Math.round(r.tokensPerSecond)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s = ${(100 * r.ratio).toFixed(0)}% of MatMul ${r.matmulGflops.toFixed(1)} GFLOP/s measured around it (${r.trainable} trainable; ${(100 * r.sessionRunShare).toFixed(0)}% of the step in the forward+backward run, the rest AdamW)`),
     `peak RSS ${(peakRss / (1 << 20)).toFixed(0)} MiB`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
