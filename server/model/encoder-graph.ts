@@ -38,11 +38,15 @@ export interface SiteVariant {
   fuse: number;
   /** Residual scale per (layer, slot, row): 'off' when 1 everywhere; AdapterHub's Average divides by n. */
   resScale: 'off' | 'mixed';
+  /** Every row uses the same adapter in each slot: one [D, R] weight per slot, a 2-D GEMM instead of per-row ones. */
+  uniform?: boolean;
 }
 
 export interface Variant {
   sites: Partial<Record<Site, SiteVariant>>;
   lora: LoraTarget[];
+  /** Every row uses the same LoRA set (one [in, R] / [R, out] pair per layer, no per-row gather). */
+  loraUniform?: boolean;
   invertible: boolean;
   invAct: Activation | 'mixed';
   heads: { cls: boolean; tok: boolean; mlm: boolean };
@@ -165,7 +169,7 @@ class EncoderEmitter {
     const { g } = this;
     const A = this.poolInput(POOL.lora(target, 'A'), ['LP', '?in', 'R']);
     const Bm = this.poolInput(POOL.lora(target, 'B'), ['LP', 'R', '?out']);
-    const idx = this.layerIndex(POOL.lora(target, 'idx'), l);
+    const idx = this.layerIndex(POOL.lora(target, 'idx'), l, undefined, this.v.loraUniform ?? false);
     return g.matmul(g.matmul(x, g.gather(A, idx)), g.gather(Bm, idx));
   }
 
@@ -218,14 +222,16 @@ class EncoderEmitter {
   }
 
   /** Row indices [B] for layer l from an index input [L, B] (absolute indices into a flattened [L*P, ...] pool). */
-  private layerIndex(name: string, l: number, slot?: number): Value {
-    const key = `${name}#${l}#${slot ?? ''}`;
+  private layerIndex(name: string, l: number, slot?: number, uniform = false): Value {
+    const key = `${name}#${l}#${slot ?? ''}#${uniform}`;
     const hit = this.flagCache.get(key);
     if (hit) return hit;
     const { g } = this;
     const input = this.g.inputs.find((i) => i.name === name) ?? g.input(name, 'int64', slot === undefined ? [this.L, 'B'] : [this.L, unknownDim(), 'B']);
     let idx = g.gather(input, g.constInt64([l], []), 0);
     if (slot !== undefined) idx = g.gather(idx, g.constInt64([slot], []), 0);
+    // Uniform batches: row 0's index as a scalar, so pool gathers drop the row dimension.
+    if (uniform) idx = g.gather(idx, g.constInt64([0], []), 0);
     this.flagCache.set(key, idx);
     return idx;
   }
@@ -304,7 +310,7 @@ class EncoderEmitter {
     const { ln } = pre;
     const residual = sv.resScale === 'mixed' ? g.mul(pre.residual, this.flag(site, 'resScale', l, s)) : pre.residual;
     const up = this.bottleneck(site, sv, l, s, ln, x);
-    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s);
+    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s, sv.uniform ?? false);
     const lnAfter = (t: Value) =>
       this.rowLayerNorm(t, g.gather(this.poolInput(POOL.adapter(site, 'lna_g'), ['LP', 1, this.D]), idx), g.gather(this.poolInput(POOL.adapter(site, 'lna_b'), ['LP', 1, this.D]), idx));
     // Default (adapter_residual_before_ln = false): out = ln_after(up) + residual.
@@ -320,7 +326,7 @@ class EncoderEmitter {
   /** up(act(down(a))) · scaling for slot s (scaling folded into up at pool build time). Returns [B,T,D]. */
   private bottleneck(site: Site, sv: SiteVariant, l: number, s: number, ln: Value, x: Value): Value {
     const { g, D } = this;
-    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s);
+    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s, sv.uniform ?? false);
     const pool = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.adapter(site, part), shape), idx);
     let a = this.mix(sv.flags.parallel, () => this.flag(site, 'parallel', l, s), () => x, ln);
     a = this.mix(sv.flags.lnBefore, () => this.flag(site, 'lnBefore', l, s), () => this.rowLayerNorm(a, pool('lnb_g', ['LP', 1, D]), pool('lnb_b', ['LP', 1, D])), a);

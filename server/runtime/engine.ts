@@ -103,6 +103,11 @@ export class Engine {
   /** Base parameters in engine layout: Linear weights transposed to [in, out]. */
   private readonly params = new Map<string, { dims: number[]; data: Float32Array }>();
   private readonly inflight = new Map<string, Promise<EngineModule>>();
+  /** Recently used per-batch pools (bounded by bytes). */
+  private readonly poolCache = new LRUCache<string, Pools>({
+    maxSize: 256 * 2 ** 20,
+    sizeCalculation: (p) => Math.max(1, Object.values(p).reduce((a, t) => a + t.data.byteLength, 0)),
+  });
 
   private constructor(
     readonly base: Base,
@@ -238,7 +243,7 @@ export class Engine {
       for (let t = 0; t < T; t++) mask[j * T + t] = batch.attentionMask[r * T + t];
     });
     feeds[IO.attentionMask] = { type: 'float32', dims: [B, T], data: mask };
-    Object.assign(feeds, this.buildPools(variant, plans));
+    Object.assign(feeds, this.pools(variant, plans));
     if (diffs.length) Object.assign(feeds, this.weightFeeds(diffs));
 
     const wanted: string[] = [];
@@ -285,16 +290,19 @@ export class Engine {
       const actSet = new Set(table.acts.filter((a): a is Activation => a !== null));
       const finalLn = modeOf(table.finalLn);
       const resScale = table.resScale.flat(2).every((x) => x === 1) ? 'off' : 'mixed';
-      sites[site] = { slots, flags, finalLn, act: actSet.size <= 1 ? ([...actSet][0] ?? 'relu') : 'mixed', fuse, resScale };
+      const uniform = table.entry.every((ly) => ly.every((row) => row.every((a) => (a?.key ?? null) === (row[0]?.key ?? null))));
+      sites[site] = { slots, flags, finalLn, act: actSet.size <= 1 ? ([...actSet][0] ?? 'relu') : 'mixed', fuse, resScale, uniform };
     }
     const lora = LORA_TARGETS.filter((t) => plans.some((p) => p.loras.some((m) => m.layers.some((ly) => ly[t]))));
     const invs = plans.map((p) => p.invertible?.config.non_linearity ?? null);
     const invSet = new Set(invs.filter((x): x is Activation => x !== null));
     const heads = plans.map((p) => p.head?.weights.config.type ?? null);
     const clsDense = plans.map((p) => (p.head?.weights.config.type === 'classification' ? (p.head.weights.clsDenseT ? 1 : 0) : null));
+    const loraKeys = new Set(plans.map((p) => p.loras.map((m) => m.key).join('+')));
     return {
       sites,
       lora,
+      loraUniform: loraKeys.size === 1,
       invertible: invSet.size > 0,
       invAct: invSet.size <= 1 ? ([...invSet][0] ?? 'relu') : 'mixed',
       heads: { cls: heads.includes('classification'), tok: heads.includes('token_classification'), mlm: !!opts.mlm },
@@ -454,6 +462,16 @@ export class Engine {
       finalLn.push(fin);
     }
     return { S, entry, flags, acts, finalLn, resScale };
+  }
+
+  /** Pools for a batch, reused while the same rows' compositions repeat (module versions are immutable). */
+  private pools(v: Variant, plans: RowPlan[]): Pools {
+    const key = `${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
+    const hit = this.poolCache.get(key);
+    if (hit) return hit;
+    const pools = this.buildPools(v, plans);
+    this.poolCache.set(key, pools);
+    return pools;
   }
 
   private buildPools(v: Variant, plans: RowPlan[]): Pools {
