@@ -12,6 +12,7 @@ import { writeModulePackage, readModulePackage, parseSafetensors } from '../../m
 import { ModhubClient } from '../../client-sdk';
 import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
+import { saveTrainedBase } from '../train/save-base';
 import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress } from '../train/trainer';
 
 interface TrainFlags {
@@ -46,6 +47,7 @@ interface TrainFlags {
   checkpoint?: string;
   threads?: string;
   push?: string;
+  saveBase?: string;
   token?: string;
 }
 
@@ -95,6 +97,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--checkpoint <dir>', 'resumable checkpoints (resumes when the folder holds one)')
     .option('--threads <n>', 'onnxruntime threads (default: all cores)')
     .option('--push <hub>', 'publish the package to this hub URL when done')
+    .option('--save-base <dir>', "method 'full': also write θ₀ + δ as a new base folder (MLM pretraining of a base)")
     .addOption(new Option('--token <token>', 'hub token for --push').env('MODHUB_TOKEN'))
     .addHelpText('after', `\nMethods and their default learning rates:\n${methodHelp()}\n\nTasks: classification (accuracy, macro-F1), token_classification (token F1), mlm (perplexity).`)
     .action(async (f: TrainFlags) => {
@@ -185,6 +188,11 @@ export function registerTrainCommands(program: Command): void {
       bar?.stop();
       await res.release();
       await writeModulePackage(f.out, res.manifest, res.tensors);
+      if (f.saveBase) {
+        if (f.method !== 'full') throw new RangeError("'--save-base' needs '--method full'");
+        saveTrainedBase(base, res.tensors, f.saveBase);
+        process.stdout.write(`wrote base ${f.saveBase}\n`);
+      }
       const m = Object.entries(res.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
       process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
       if (f.push) {

@@ -44,6 +44,7 @@ export class ParamStore {
       const mine = specs.filter((s) => s.decay === decay);
       const n = mine.reduce((a, s) => a + s.data.length, 0);
       const g: Group = { params: new Float32Array(n), grads: new Float32Array(n), m: new Float32Array(n), v: new Float32Array(n), mask: hasMask ? new Float32Array(n).fill(1) : null, decay };
+      // (a group without any mask runs the unmasked update graph)
       let off = 0;
       for (const s of mine) {
         if (this.views.has(s.name)) throw new RangeError(`duplicate parameter '${s.name}'`);
@@ -103,6 +104,7 @@ class Kernels {
     readonly acc: Session,
     readonly sumsq: Session,
     readonly adamw: Session,
+    readonly adamwMasked: Session,
   ) {}
 
   static get(): Promise<Kernels> {
@@ -117,29 +119,33 @@ class Kernels {
     const gs = new GraphBuilder('sumsq');
     const x = gs.input('g', 'float32', ['N']);
     gs.output(gs.reduce('ReduceSum', gs.mul(x, x), [0], false), 's');
-    // adamw: g' = g * gscale * mask; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
-    //        p = p - lr * wd * p * mask - lr * (m / bc1) / (sqrt(v / bc2) + eps) * mask
-    const g = new GraphBuilder('adamw');
-    const p = g.input('p', 'float32', ['N']);
-    const gr = g.input('g', 'float32', ['N']);
-    const m = g.input('m', 'float32', ['N']);
-    const v = g.input('v', 'float32', ['N']);
-    const mask = g.input('mask', 'float32', ['N']);
-    const sc = g.input('scalars', 'float32', [8]); // lr, wd, b1, b2, eps, bc1, bc2, gscale
-    const s = (i: number) => g.squeeze(g.slice(sc, 0, i, i + 1), [0]);
-    const [lr, wd, b1, b2, eps, bc1, bc2, gscale] = [0, 1, 2, 3, 4, 5, 6, 7].map(s);
-    const one = g.constFloat(1);
-    const gg = g.mul(g.mul(gr, gscale), mask);
-    const m1 = g.add(g.mul(b1, m), g.mul(g.sub(one, b1), gg));
-    const v1 = g.add(g.mul(b2, v), g.mul(g.sub(one, b2), g.mul(gg, gg)));
-    const upd = g.div(g.div(m1, bc1), g.add(g.unary('Sqrt', g.div(v1, bc2)), eps));
-    const decayed = g.sub(p, g.mul(g.mul(g.mul(lr, wd), p), mask));
-    const p1 = g.sub(decayed, g.mul(g.mul(lr, upd), mask));
-    g.output(p1, 'p_out');
-    g.output(m1, 'm_out');
-    g.output(v1, 'v_out');
-    const [acc, sumsq, adamw] = await Promise.all([Session.create(ga.toBytes()), Session.create(gs.toBytes()), Session.create(g.toBytes())]);
-    return new Kernels(acc, sumsq, adamw);
+    // adamw, with the scalar algebra done in JS so the graph is 14 element-wise passes (the update is a hot path):
+    //   m = b1 m + c1 g;  v = b2 v + c2 g²;  p = p·decay − step · m / (sqrt(v)·k + eps)
+    //   c1 = (1−b1)·s, c2 = (1−b2)·s² (s = clip / accumulation), decay = 1 − lr·wd, step = lr / (1 − b1^t),
+    //   k = 1 / sqrt(1 − b2^t). The masked variant multiplies g and the whole parameter change by the mask.
+    const adam = (masked: boolean) => {
+      const g = new GraphBuilder(masked ? 'adamw_masked' : 'adamw');
+      const p = g.input('p', 'float32', ['N']);
+      let gr = g.input('g', 'float32', ['N']);
+      const m = g.input('m', 'float32', ['N']);
+      const v = g.input('v', 'float32', ['N']);
+      const mask = masked ? g.input('mask', 'float32', ['N']) : null;
+      const sc = g.input('scalars', 'float32', [8]); // b1, b2, c1, c2, decay, step, k, eps
+      const s = (i: number) => g.squeeze(g.slice(sc, 0, i, i + 1), [0]);
+      const [b1, b2, c1, c2, decay, step, k, eps] = [0, 1, 2, 3, 4, 5, 6, 7].map(s);
+      if (mask) gr = g.mul(gr, mask);
+      const m1 = g.add(g.mul(b1, m), g.mul(c1, gr));
+      const v1 = g.add(g.mul(b2, v), g.mul(c2, g.mul(gr, gr)));
+      const upd = g.div(g.mul(step, m1), g.add(g.mul(g.unary('Sqrt', v1), k), eps));
+      let p1 = g.sub(g.mul(p, decay), upd);
+      if (mask) p1 = g.add(p, g.mul(g.sub(p1, p), mask));
+      g.output(p1, 'p_out');
+      g.output(m1, 'm_out');
+      g.output(v1, 'v_out');
+      return g.toBytes();
+    };
+    const [acc, sumsq, adamw, adamwMasked] = await Promise.all([Session.create(ga.toBytes()), Session.create(gs.toBytes()), Session.create(adam(false)), Session.create(adam(true))]);
+    return new Kernels(acc, sumsq, adamw, adamwMasked);
   }
 }
 
@@ -210,13 +216,15 @@ export class AdamW {
     const lr = this.opts.lr * lrFactor;
     for (const g of this.store.groups) {
       if (!g.params.length) continue;
-      const scalars = Float32Array.from([lr, g.decay ? this.opts.weightDecay : 0, b1, b2, this.opts.eps, 1 - b1 ** this.t, 1 - b2 ** this.t, clip / gradDivisor]);
-      const mask = g.mask ?? new Float32Array(g.params.length).fill(1);
-      const r = await this.k.adamw.run({ p: f32(g.params), g: f32(g.grads), m: f32(g.m), v: f32(g.v), mask: f32(mask), scalars: { type: 'float32', dims: [8], data: scalars } }, ['p_out', 'm_out', 'v_out']);
+      const sc = clip / gradDivisor;
+      const wd = g.decay ? this.opts.weightDecay : 0;
+      const scalars = Float32Array.from([b1, b2, (1 - b1) * sc, (1 - b2) * sc * sc, 1 - lr * wd, lr / (1 - b1 ** this.t), 1 / Math.sqrt(1 - b2 ** this.t), this.opts.eps]);
+      const feeds: Record<string, HostTensor> = { p: f32(g.params), g: f32(g.grads), m: f32(g.m), v: f32(g.v), scalars: { type: 'float32', dims: [8], data: scalars } };
+      if (g.mask) feeds.mask = f32(g.mask);
+      const r = await (g.mask ? this.k.adamwMasked : this.k.adamw).run(feeds, ['p_out', 'm_out', 'v_out']);
       g.params.set(r.p_out.data as Float32Array);
       g.m.set(r.m_out.data as Float32Array);
       g.v.set(r.v_out.data as Float32Array);
-      if (!g.mask) g.mask = mask;
     }
     this.store.zeroGrad();
     return norm;
