@@ -14,6 +14,9 @@ const runs: [Method, number, Record<string, unknown>, number][] = [
   // method, lr, config, required margin over majority
   ['full', 1e-3, {}, 0.4],
   ['seq_bn', 1e-2, { reduction_factor: 2 }, 0.25],
+  ['double_seq_bn', 3e-3, { reduction_factor: 2 }, 0.15],
+  ['bapna', 1e-2, { reduction_factor: 2 }, 0.25],
+  ['par_bn', 1e-2, {}, 0.25],
   ['lora', 1e-2, { r: 8, lora_alpha: 16, target_modules: ['query', 'value', 'ffn_in'] }, 0.4],
   ['bitfit', 1e-2, {}, 0.1],
 ];
