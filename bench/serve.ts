@@ -180,7 +180,16 @@ function diffTimers(a: Map<string, Timer>, b: Map<string, Timer>): Record<string
 }
 
 // ---- HTTP client -------------------------------------------------------------------------------------------
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
+const newAgent = () => new http.Agent({ keepAlive: true, maxSockets: 1024 });
+let agent = newAgent();
+/**
+ * Fresh connections for each phase: a server idles while the other configurations run, its keep-alive timeout
+ * (5 s) closes the sockets, and reusing one that is being closed fails with 'socket hang up'.
+ */
+function resetAgent(): void {
+  agent.destroy();
+  agent = newAgent();
+}
 
 function request(url: string, method: 'GET' | 'POST', body?: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -305,6 +314,7 @@ class Phase {
   timers: Record<string, Timer> = {};
 
   async measure(url: string, engine: Engine, drive: () => Promise<DriveResult>): Promise<void> {
+    resetAgent();
     const m0 = await batchRowsMetric(url);
     const loads0 = engine.stats.moduleLoads;
     const t0 = snapshotTimers();
