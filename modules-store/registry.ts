@@ -163,6 +163,16 @@ class Mutex {
 }
 
 export class Registry {
+  private changes = 0;
+
+  /**
+   * Increases on every change that can alter what a ref resolves to (publish, tag, yank, delete), so callers
+   * may cache resolutions and drop them when it moves (the engine does).
+   */
+  get generation(): number {
+    return this.changes;
+  }
+
   readonly catalog: Catalog;
   readonly blobs: BlobStore;
   readonly limits: PackageLimits;
@@ -297,6 +307,7 @@ export class Registry {
         createdAt: this.now().toISOString(),
       });
       committed = true;
+      this.changes++;
       return { id: m.id, version: m.version, digest, size, files, manifest: m };
     } finally {
       this.unpin(digests);
@@ -411,6 +422,7 @@ export class Registry {
     if (!v) throw new StoreError('VERSION_NOT_FOUND', `${namespace}/${name} has no version ${version}`);
     if (v.yanked) throw new StoreError('INVALID_ARGUMENT', `${namespace}/${name}@${version} is yanked; unyank it before tagging it`);
     await this.catalog.setTag(namespace, name, tag, version, this.now().toISOString());
+    this.changes++;
   }
 
   /** Removes a tag; removing `latest` makes it follow the highest release again. */
@@ -421,6 +433,7 @@ export class Registry {
       if (tag === 'latest') return; // an automatic latest has nothing to remove
       throw new StoreError('TAG_NOT_FOUND', `${namespace}/${name} has no tag '${tag}'`);
     }
+    this.changes++;
   }
 
   /** Yanks (or, with `yanked=false`, restores) a version. */
@@ -429,6 +442,7 @@ export class Registry {
     if (!(await this.catalog.setYanked(namespace, name, version, yanked, reason))) {
       throw new StoreError('VERSION_NOT_FOUND', `${namespace}/${name} has no version ${version}`);
     }
+    this.changes++;
   }
 
   /** Deletes one version (or, without `version`, the whole module) and the blobs nothing references any more. */
@@ -436,6 +450,7 @@ export class Registry {
     await this.requireModule(namespace, name);
     const digests = version === undefined ? await this.catalog.deleteModule(namespace, name) : await this.catalog.deleteVersion(namespace, name, version);
     if (digests === null) throw new StoreError(version === undefined ? 'MODULE_NOT_FOUND' : 'VERSION_NOT_FOUND', `${namespace}/${name}${version ? `@${version}` : ''} does not exist`);
+    this.changes++;
     await this.collect(digests);
   }
 

@@ -43,6 +43,8 @@ import { Session, type Device, type HostTensor } from './session';
 /** Where modules come from (the registry implements it). */
 export interface ModuleResolver {
   resolve(ref: string): Promise<{ manifest: Manifest; readFile(name: string): Promise<Buffer> }>;
+  /** Moves whenever a resolution may change; while it stands still the engine reuses its ref → module map. */
+  readonly generation?: number;
 }
 
 export interface EngineOptions {
@@ -182,13 +184,34 @@ export class Engine {
     const loaded = new Map<string, EngineModule>();
     await Promise.all(
       refs.map(async (r) => {
-        // With a registry every ref resolves through it (a cheap catalog lookup), so moved tags and deleted
-        // versions take effect on the next request; modules added in code serve without one.
+        // With a registry every ref resolves through it, memoised until the registry's generation moves, so moved
+        // tags and deleted versions take effect on the next request without a catalog round trip per request.
         const local = this.options.resolver ? undefined : this.modules.get(r);
-        loaded.set(r, local ?? (await this.module(r)));
+        loaded.set(r, local ?? (await this.resolveRef(r)));
       }),
     );
     return planComposition(comp, (r) => loaded.get(r)!);
+  }
+
+  private refs = new Map<string, Promise<EngineModule>>();
+  private refsGeneration: number | undefined = undefined;
+
+  private resolveRef(ref: string): Promise<EngineModule> {
+    const gen = this.options.resolver?.generation;
+    if (gen === undefined) return this.module(ref);
+    if (gen !== this.refsGeneration) {
+      this.refs.clear();
+      this.refsGeneration = gen;
+    }
+    let p = this.refs.get(ref);
+    if (!p) {
+      p = this.module(ref);
+      this.refs.set(ref, p);
+      // Failed lookups are not remembered; a bounded map (refs are client-chosen strings).
+      p.catch(() => this.refs.delete(ref));
+      if (this.refs.size > 10_000) this.refs.delete(this.refs.keys().next().value as string);
+    }
+    return p;
   }
 
   // ---- forward -------------------------------------------------------------------------------------------
