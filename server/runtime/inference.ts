@@ -95,7 +95,7 @@ interface Job {
 export class InferenceService {
   private queue: Job[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private running = Promise.resolve();
+  private busy = false;
   /** Rows queued or running. */
   private pending = 0;
   readonly stats = { batches: 0, rows: 0 };
@@ -155,21 +155,35 @@ export class InferenceService {
           reject(e);
         },
       });
-      const max = this.opts.maxBatchRows ?? 32;
-      if (this.queue.length >= max) this.flush();
-      else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.opts.maxWaitMs ?? 5);
+      this.schedule();
     });
   }
 
-  /** Runs queued rows as one batch (per output kind), after the previous batch finished. */
-  private flush(): void {
+  /**
+   * Batch formation: while the engine runs, arrivals wait and the next batch takes everything waiting (up to
+   * maxBatchRows) the moment it is free; an idle engine waits maxWaitMs for company before running a lone row.
+   */
+  private schedule(): void {
+    if (this.busy) return;
+    const max = this.opts.maxBatchRows ?? 32;
+    if (this.queue.length >= max) return this.runNext();
+    if (!this.timer) this.timer = setTimeout(() => this.runNext(), this.opts.maxWaitMs ?? 5);
+  }
+
+  private runNext(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const max = this.opts.maxBatchRows ?? 32;
-    const jobs = this.queue.splice(0, max);
-    if (this.queue.length) this.timer = setTimeout(() => this.flush(), 0);
-    if (!jobs.length) return;
-    this.running = this.running.then(() => this.runJobs(jobs));
+    if (this.busy || !this.queue.length) return;
+    const jobs = this.queue.splice(0, this.opts.maxBatchRows ?? 32);
+    this.busy = true;
+    void this.runJobs(jobs).finally(() => {
+      this.busy = false;
+      if (this.queue.length) {
+        // Whatever arrived during the run goes next, at once.
+        if (this.queue.length >= (this.opts.maxBatchRows ?? 32)) this.runNext();
+        else setImmediate(() => this.runNext());
+      }
+    });
   }
 
   private async runJobs(jobs: Job[]): Promise<void> {
