@@ -278,6 +278,9 @@ export class SqliteCatalog implements Catalog {
     }
     for (let v = current; v < SCHEMA_VERSION; v++) {
       await this.tx(async () => {
+        // Another process (a CLI next to the server) may have migrated since we looked: re-read under the lock.
+        const now = (await this.get<{ user_version: number }>('PRAGMA user_version'))?.user_version ?? 0;
+        if (now > v) return;
         await this.exec(MIGRATIONS[v]);
         await this.run(`PRAGMA user_version = ${v + 1}`);
       });
