@@ -125,7 +125,8 @@ export class InferenceService {
     }
     const enc = await tok.encodeBatch(texts, hasPairs ? req.inputs.map((i) => i.text_pair!) : undefined, req.max_length ? { maxLength: req.max_length } : {});
     const wantMlm = task === 'fill_mask';
-    const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head));
+    // 'auto' answers with the head's prediction; branches without a classification head give an embedding.
+    const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head || p.head.weights.config.type === 'masked_lm'));
     const outs = await Promise.all(
       req.inputs.flatMap((_, row) => plans.map((plan) => this.enqueue({ enc, row, plan, wantHidden, wantMlm }))),
     );

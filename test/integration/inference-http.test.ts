@@ -145,6 +145,17 @@ describe('POST /v1/infer', () => {
     expect(gone.status).toBe(404);
   });
 
+  it('answers parallel branches of different kinds: a classification head and an embedding (MLM-headed module)', async () => {
+    await publish(makeAdapterModule({ id: 'lang/mlm', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, head: { type: 'masked_lm' }, seed: 31 }));
+    const res = await infer({ inputs: [{ text: 'hello world' }], composition: { parallel: [{ stack: ['lang/de', 'task/topic'] }, 'lang/mlm'] }, top_k: 2 });
+    expect(res.status).toBe(200);
+    expect(res.body.results[0].branches.map((b: { type: string }) => b.type)).toEqual(['classification', 'embedding']);
+    expect(res.body.results[0].branches[1].embedding).toHaveLength(base.config.hiddenSize);
+    const fill = await infer({ inputs: [{ text: `hello ${base.tokenizer.maskToken}` }], composition: 'lang/mlm', task: 'fill_mask' });
+    expect(fill.status).toBe(200);
+    expect(fill.body.results[0].branches[0].type).toBe('fill_mask');
+  });
+
   it('fills masks with the base MLM head', async () => {
     const res = await infer({ inputs: [{ text: `the ${base.tokenizer.maskToken} dog` }], task: 'fill_mask', top_k: 3 });
     expect(res.status).toBe(200);
