@@ -38,5 +38,5 @@ modhub infer --compose '{"stack": ["lang/en", "task/topic"]}' "The striker score
 modhub infer --compose '{"stack": ["lang/de", "task/topic"]}' "Der Stürmer gewann das Finale."
 curl -s "$MODHUB_HUB/v1/infer" -H 'content-type: application/json' -d '{
   "inputs": [{"text": "The startup released a faster processor."}],
-  "composition": {"parallel": [{"stack": ["lang/en", "task/topic"]}, "lang/de"]}, "top_k": 2}'
+  "composition": {"parallel": [{"stack": ["lang/en", "task/topic"]}, {"stack": ["lang/de", "task/topic"]}]}}'
 echo
