@@ -83,6 +83,9 @@ export const POOL = {
   adapter: (site: Site, part: string) => `ad.${site}.${part}`,
   adapterFlag: (site: Site, flag: string) => `ad.${site}.flag.${flag}`,
   lora: (target: LoraTarget, part: 'A' | 'B' | 'idx') => `lora.${target}.${part}`,
+  /** Uniform batches feed each layer's (and slot's) entry directly, without pool + index gathers. */
+  adapterSlot: (site: Site, part: string, l: number, s: number) => `ad.${site}.${part}@${l}.${s}`,
+  loraLayer: (target: LoraTarget, part: 'A' | 'B', l: number) => `lora.${target}.${part}@${l}`,
   inv: (part: string) => `inv.${part}`,
   fuse: (site: Site, part: string) => `fuse.${site}.${part}`,
   head: (part: string) => `head.${part}`,
@@ -167,9 +170,14 @@ class EncoderEmitter {
   /** Per-row LoRA: (x · A[idx]) · B[idx], scaling folded into B; pool entry 0 is zeros. */
   private loraDelta(x: Value, l: number, target: LoraTarget): Value {
     const { g } = this;
+    if (this.v.loraUniform) {
+      const A = this.poolInput(POOL.loraLayer(target, 'A', l), ['?in', 'R']);
+      const Bm = this.poolInput(POOL.loraLayer(target, 'B', l), ['R', '?out']);
+      return g.matmul(g.matmul(x, A), Bm);
+    }
     const A = this.poolInput(POOL.lora(target, 'A'), ['LP', '?in', 'R']);
     const Bm = this.poolInput(POOL.lora(target, 'B'), ['LP', 'R', '?out']);
-    const idx = this.layerIndex(POOL.lora(target, 'idx'), l, undefined, this.v.loraUniform ?? false);
+    const idx = this.layerIndex(POOL.lora(target, 'idx'), l);
     return g.matmul(g.matmul(x, g.gather(A, idx)), g.gather(Bm, idx));
   }
 
@@ -222,16 +230,14 @@ class EncoderEmitter {
   }
 
   /** Row indices [B] for layer l from an index input [L, B] (absolute indices into a flattened [L*P, ...] pool). */
-  private layerIndex(name: string, l: number, slot?: number, uniform = false): Value {
-    const key = `${name}#${l}#${slot ?? ''}#${uniform}`;
+  private layerIndex(name: string, l: number, slot?: number): Value {
+    const key = `${name}#${l}#${slot ?? ''}`;
     const hit = this.flagCache.get(key);
     if (hit) return hit;
     const { g } = this;
     const input = this.g.inputs.find((i) => i.name === name) ?? g.input(name, 'int64', slot === undefined ? [this.L, 'B'] : [this.L, unknownDim(), 'B']);
     let idx = g.gather(input, g.constInt64([l], []), 0);
     if (slot !== undefined) idx = g.gather(idx, g.constInt64([slot], []), 0);
-    // Uniform batches: row 0's index as a scalar, so pool gathers drop the row dimension.
-    if (uniform) idx = g.gather(idx, g.constInt64([0], []), 0);
     this.flagCache.set(key, idx);
     return idx;
   }
@@ -310,9 +316,7 @@ class EncoderEmitter {
     const { ln } = pre;
     const residual = sv.resScale === 'mixed' ? g.mul(pre.residual, this.flag(site, 'resScale', l, s)) : pre.residual;
     const up = this.bottleneck(site, sv, l, s, ln, x);
-    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s, sv.uniform ?? false);
-    const lnAfter = (t: Value) =>
-      this.rowLayerNorm(t, g.gather(this.poolInput(POOL.adapter(site, 'lna_g'), ['LP', 1, this.D]), idx), g.gather(this.poolInput(POOL.adapter(site, 'lna_b'), ['LP', 1, this.D]), idx));
+    const lnAfter = (t: Value) => this.rowLayerNorm(t, this.slotParam(site, sv, 'lna_g', l, s, [1, this.D]), this.slotParam(site, sv, 'lna_b', l, s, [1, this.D]));
     // Default (adapter_residual_before_ln = false): out = ln_after(up) + residual.
     const afterThenAdd = () => g.add(this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(up), up), residual);
     const addThenAfter = () => {
@@ -326,13 +330,21 @@ class EncoderEmitter {
   /** up(act(down(a))) · scaling for slot s (scaling folded into up at pool build time). Returns [B,T,D]. */
   private bottleneck(site: Site, sv: SiteVariant, l: number, s: number, ln: Value, x: Value): Value {
     const { g, D } = this;
-    const idx = this.layerIndex(POOL.adapter(site, 'idx'), l, s, sv.uniform ?? false);
-    const pool = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.adapter(site, part), shape), idx);
+    const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
     let a = this.mix(sv.flags.parallel, () => this.flag(site, 'parallel', l, s), () => x, ln);
-    a = this.mix(sv.flags.lnBefore, () => this.flag(site, 'lnBefore', l, s), () => this.rowLayerNorm(a, pool('lnb_g', ['LP', 1, D]), pool('lnb_b', ['LP', 1, D])), a);
-    const down = g.add(g.matmul(a, pool('down_w', ['LP', D, 'R'])), pool('down_b', ['LP', 1, 'R']));
+    a = this.mix(sv.flags.lnBefore, () => this.flag(site, 'lnBefore', l, s), () => this.rowLayerNorm(a, p('lnb_g', [1, D]), p('lnb_b', [1, D])), a);
+    const down = g.add(g.matmul(a, p('down_w', [D, 'R'])), p('down_b', [1, 'R']));
     const act = this.activation(down, sv.act, (name) => this.flag(site, `act_${name}`, l, s));
-    return g.add(g.matmul(act, pool('up_w', ['LP', 'R', D])), pool('up_b', ['LP', 1, D]));
+    return g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
+  }
+
+  /**
+   * One adapter tensor of slot s at layer l: per-row from the pool ([B, ...shape]) or, when every row shares the
+   * slot's adapter, fed directly ([...shape]) so the matmuls are plain 2-D GEMMs with no gathers.
+   */
+  private slotParam(site: Site, sv: SiteVariant, part: string, l: number, s: number, shape: (string | number)[]): Value {
+    if (sv.uniform) return this.poolInput(POOL.adapterSlot(site, part, l, s), shape);
+    return this.g.gather(this.poolInput(POOL.adapter(site, part), ['LP', ...shape]), this.layerIndex(POOL.adapter(site, 'idx'), l, s));
   }
 
   private activation(x: Value, act: Activation | 'mixed', flag: (a: Activation) => Value): Value {

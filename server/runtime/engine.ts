@@ -503,7 +503,7 @@ export class Engine {
       const sv = v.sites[site];
       if (sv) Object.assign(pools, this.adapterPools(site, sv, plans));
     }
-    for (const t of v.lora) Object.assign(pools, this.loraPools(t, plans));
+    for (const t of v.lora) Object.assign(pools, this.loraPools(t, plans, v.loraUniform ?? false));
     if (v.invertible) Object.assign(pools, this.invertiblePools(v, plans));
     Object.assign(pools, this.headPools(v, plans));
     return pools;
@@ -559,20 +559,29 @@ export class Engine {
           const a = table.entry[l][s][b];
           idx[(l * S + s) * B + b] = BigInt(l * P + (a ? index.get(a.key)! : 0));
         }
-    const pools: Pools = {
-      [POOL.adapter(site, 'down_w')]: { type: 'float32', dims: [L * P, D, R], data: downW },
-      [POOL.adapter(site, 'down_b')]: { type: 'float32', dims: [L * P, 1, R], data: downB },
-      [POOL.adapter(site, 'up_w')]: { type: 'float32', dims: [L * P, R, D], data: upW },
-      [POOL.adapter(site, 'up_b')]: { type: 'float32', dims: [L * P, 1, D], data: upB },
-      [POOL.adapter(site, 'idx')]: { type: 'int64', dims: [L, S, B], data: idx },
-    };
-    if (lnbG) {
-      pools[POOL.adapter(site, 'lnb_g')] = { type: 'float32', dims: [L * P, 1, D], data: lnbG };
-      pools[POOL.adapter(site, 'lnb_b')] = { type: 'float32', dims: [L * P, 1, D], data: lnbB! };
-    }
-    if (lnaG) {
-      pools[POOL.adapter(site, 'lna_g')] = { type: 'float32', dims: [L * P, 1, D], data: lnaG };
-      pools[POOL.adapter(site, 'lna_b')] = { type: 'float32', dims: [L * P, 1, D], data: lnaB! };
+    const parts: [string, Float32Array, number[]][] = [
+      ['down_w', downW, [D, R]],
+      ['down_b', downB, [1, R]],
+      ['up_w', upW, [R, D]],
+      ['up_b', upB, [1, D]],
+    ];
+    if (lnbG) parts.push(['lnb_g', lnbG, [1, D]], ['lnb_b', lnbB!, [1, D]]);
+    if (lnaG) parts.push(['lna_g', lnaG, [1, D]], ['lna_b', lnaB!, [1, D]]);
+    const pools: Pools = {};
+    if (sv.uniform) {
+      // Every row shares each slot's entry: feed that entry's views directly (no copies, no gathers in-graph).
+      for (let l = 0; l < L; l++)
+        for (let s = 0; s < S; s++) {
+          const a = table.entry[l][s][0];
+          const e = l * P + (a ? index.get(a.key)! : 0);
+          for (const [part, arr, dims] of parts) {
+            const n = dims[0] * dims[1];
+            pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims, data: arr.subarray(e * n, (e + 1) * n) };
+          }
+        }
+    } else {
+      for (const [part, arr, dims] of parts) pools[POOL.adapter(site, part)] = { type: 'float32', dims: [L * P, ...dims], data: arr };
+      pools[POOL.adapter(site, 'idx')] = { type: 'int64', dims: [L, S, B], data: idx };
     }
     const flagTensor = (vals: (number | null)[][][], S2: number, fill: number) => {
       const out = new Float32Array(L * S2 * B);
@@ -638,7 +647,7 @@ export class Engine {
   }
 
   /** LoRA: one pool entry per distinct LoRA set of a row, ranks concatenated (Σ of deltas = concat of ranks). */
-  private loraPools(target: LoraTarget, plans: RowPlan[]): Pools {
+  private loraPools(target: LoraTarget, plans: RowPlan[], uniform: boolean): Pools {
     const cfg = this.base.config;
     const L = cfg.numLayers;
     const B = plans.length;
@@ -668,6 +677,16 @@ export class Engine {
           off += m.r;
         }
       });
+    if (uniform) {
+      const pools: Pools = {};
+      const p = rowKey[0] ? keys.indexOf(rowKey[0]) + 1 : 0;
+      for (let l = 0; l < L; l++) {
+        const e = l * P + p;
+        pools[POOL.loraLayer(target, 'A', l)] = { type: 'float32', dims: [inDim, R], data: A.subarray(e * inDim * R, (e + 1) * inDim * R) };
+        pools[POOL.loraLayer(target, 'B', l)] = { type: 'float32', dims: [R, outDim], data: Bm.subarray(e * R * outDim, (e + 1) * R * outDim) };
+      }
+      return pools;
+    }
     const idx = new BigInt64Array(L * B);
     for (let l = 0; l < L; l++) rowKey.forEach((k, b) => (idx[l * B + b] = BigInt(l * P + (k ? keys.indexOf(k) + 1 : 0))));
     return {
