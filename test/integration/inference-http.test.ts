@@ -21,6 +21,8 @@ import { serializeSafetensors } from '../../modules-store/safetensors';
 import { makeAdapterModule, makeDiffModule, makeLoraModule, baseParamShapes, fakeFingerprint, type BaseInfo } from '../helpers/modules';
 import type { RefModule } from '../reference/encoder';
 import { ModhubClient } from '../../client-sdk';
+import { Command } from 'commander';
+import { registerInferCommand } from '../../server/cli/infer';
 
 let base: Base;
 let engine: Engine;
@@ -225,11 +227,35 @@ describe('POST /v1/infer', () => {
       const viaSdk = await sdk.infer({ inputs: [{ text: 'hi' }], composition: { parallel: ['task/topic', 'task/ner'] } });
       expect(viaSdk.results[0].branches.map((p) => p.type)).toEqual(['classification', 'token_classification']);
       await expect(sdk.infer({ inputs: [{ text: 'hi' }], composition: 'task/missing' })).rejects.toMatchObject({ status: 404, code: 'MODULE_NOT_FOUND' });
+      // The CLI over the same socket.
+      const url = `http://127.0.0.1:${port}`;
+      const out = await cli('infer', '--hub', url, '--compose', '{"stack": ["lang/de", "task/topic"]}', 'one text', 'another text');
+      expect(out.trim().split('\n')).toHaveLength(2);
+      expect(out).toMatch(/^"one text" -> (sport|politics|tech) \(0\.\d{3}\)$/m);
+      await expect(cli('infer', '--hub', url, '--compose', 'task/missing', 'x')).rejects.toThrow(/^MODULE_NOT_FOUND: /);
+      await expect(cli('infer', '--hub', url, '--compose', '{"stack": [', 'x')).rejects.toThrow(/--compose' is not valid JSON/);
     } finally {
       server.close();
     }
   });
 });
+
+/** Runs the `infer` command in-process; returns stdout, or rejects with what the top-level handler would print. */
+async function cli(...args: string[]): Promise<string> {
+  const program = new Command().exitOverride().configureOutput({ writeErr: () => undefined });
+  registerInferCommand(program);
+  let output = '';
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    output += chunk.toString();
+    return true;
+  });
+  try {
+    await program.parseAsync(['node', 'modhub', ...args]);
+  } finally {
+    spy.mockRestore();
+  }
+  return output;
+}
 
 function round(x: unknown): unknown {
   if (typeof x === 'number') return Math.round(x * 1e5) / 1e5;
