@@ -57,6 +57,11 @@ export interface EngineOptions {
   /** Byte budget of materialised θ₀+δ tensors (default 2 GiB). */
   diffCacheBytes?: number;
   /**
+   * Run onnxruntime in a worker thread so the event loop stays free during a batch (default true). Repeated large
+   * feeds (base weights of diff groups, cached pools) cross to the worker once.
+   */
+  worker?: boolean;
+  /**
    * Most graph-variant sessions kept (default 8). Each holds its own copy of the base weights, so this bounds
    * memory; the least recently used idle session is released first, never one a running batch uses.
    */
@@ -94,6 +99,8 @@ export interface EngineStats {
 
 type Pools = Record<string, HostTensor>;
 
+let engineCounter = 0;
+
 const LINEAR_STEMS = (l: number) => [`layers.${l}.attn.q`, `layers.${l}.attn.k`, `layers.${l}.attn.v`, `layers.${l}.attn.o`, `layers.${l}.ffn_in`, `layers.${l}.ffn_out`];
 
 export class Engine {
@@ -105,10 +112,14 @@ export class Engine {
   /** Base parameters in engine layout: Linear weights transposed to [in, out]. */
   private readonly params = new Map<string, { dims: number[]; data: Float32Array }>();
   private readonly inflight = new Map<string, Promise<EngineModule>>();
-  /** Recently used per-batch pools (bounded by bytes). */
-  private readonly poolCache = new LRUCache<string, Pools>({
+  /** Prefix of this engine's shared worker feeds (engines in one process share the worker). */
+  private readonly shareId = `e${engineCounter++}`;
+  private poolSeq = 0;
+  /** Recently used per-batch pools (bounded by bytes); evicted ones leave the worker too. */
+  private readonly poolCache = new LRUCache<string, { id: number; pools: Pools }>({
     maxSize: 256 * 2 ** 20,
-    sizeCalculation: (p) => Math.max(1, Object.values(p).reduce((a, t) => a + t.data.byteLength, 0)),
+    sizeCalculation: (p) => Math.max(1, Object.values(p.pools).reduce((a, t) => a + t.data.byteLength, 0)),
+    dispose: (p) => void Session.forgetShared(`${this.shareId}:pool:${p.id}:`),
   });
 
   private constructor(
@@ -119,6 +130,7 @@ export class Engine {
     this.diffWeights = new LRUCache<string, Map<string, Float32Array>>({
       maxSize: options.diffCacheBytes ?? 2 ** 31,
       sizeCalculation: (m) => Math.max(1, [...m.values()].reduce((a, x) => a + x.byteLength, 0)),
+      dispose: (_m, key) => void Session.forgetShared(`${this.shareId}:diff:${key}:`),
     });
     const cfg = base.config;
     const linear = new Set<string>();
@@ -340,7 +352,7 @@ export class Engine {
     if (!entry) {
       this.evictSessions();
       const { graph } = buildEncoderGraph(this.base.config, variant, (g) => this.provider(g, weightsAsInputs));
-      const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads });
+      const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads, worker: this.options.worker ?? true });
       session.then(() => this.stats.sessionsBuilt++).catch(() => this.sessions.delete(key));
       entry = { session, lastUsed: 0, inUse: 0 };
       this.sessions.set(key, entry);
@@ -412,7 +424,10 @@ export class Engine {
       this.diffWeights.set(key, touched);
     }
     const feeds: Record<string, HostTensor> = {};
-    for (const [name, p] of this.params) feeds[`w.${name}`] = { type: 'float32', dims: p.dims, data: touched.get(name) ?? p.data };
+    for (const [name, p] of this.params) {
+      const mine = touched.get(name);
+      feeds[`w.${name}`] = { type: 'float32', dims: p.dims, data: mine ?? p.data, shareKey: `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}` };
+    }
     return feeds;
   }
 
@@ -491,9 +506,11 @@ export class Engine {
   private pools(v: Variant, plans: RowPlan[]): Pools {
     const key = `${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
     const hit = this.poolCache.get(key);
-    if (hit) return hit;
+    if (hit) return hit.pools;
+    const id = this.poolSeq++;
     const pools = this.buildPools(v, plans);
-    this.poolCache.set(key, pools);
+    for (const [name, t] of Object.entries(pools)) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
+    this.poolCache.set(key, { id, pools });
     return pools;
   }
 
@@ -828,7 +845,8 @@ export class Engine {
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    for (const e of all) await (await e.session).release().catch(() => undefined);
+    for (const e of all) await (await e.session.catch(() => null))?.release().catch(() => undefined);
+    await Session.forgetShared(`${this.shareId}:`);
   }
 }
 

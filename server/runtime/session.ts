@@ -1,10 +1,17 @@
 /**
  * The one door to onnxruntime-node: everything else sees `Session` and `HostTensor`, never ort types.
- * Device and threading choices live here.
+ * Device, threading and the worker-thread choice live here.
+ *
+ * onnxruntime-node runs a session synchronously on the calling JS thread, so a server that runs a long batch on
+ * its main thread stops answering (health checks, catalog lookups, uploads) for the whole run. With
+ * `{ worker: true }` sessions live in one shared worker thread and the main thread only posts feeds and receives
+ * outputs (transferred, not copied). Large feeds that repeat across runs (base weights, cached pools) carry a
+ * `shareKey`: they cross to the worker once and are reused there until `Session.forgetShared(prefix)`.
  * Example:
- *   const s = await Session.create(graph.toBytes(), { device: 'cpu' });
+ *   const s = await Session.create(graph.toBytes(), { device: 'cpu', worker: true });
  *   const { y } = await s.run({ x: { type: 'float32', dims: [1, 4], data } }, ['y']);
  */
+import { Worker } from 'worker_threads';
 import * as ort from 'onnxruntime-node';
 
 export type Device = 'cpu' | 'cuda';
@@ -13,6 +20,8 @@ export interface HostTensor {
   type: 'float32' | 'int64' | 'int32' | 'bool' | 'uint8';
   dims: readonly number[];
   data: HostData;
+  /** Worker sessions: a stable identity of `data`; it is sent to the worker once and reused after that. */
+  shareKey?: string;
 }
 
 export interface SessionOptions {
@@ -20,6 +29,8 @@ export interface SessionOptions {
   device?: Device;
   /** Intra-op threads; 0 lets onnxruntime pick (all cores). */
   threads?: number;
+  /** Run in the shared worker thread, keeping the caller's event loop free (default false). */
+  worker?: boolean;
 }
 
 export function float32(dims: readonly number[], data: Float32Array): HostTensor {
@@ -29,54 +40,46 @@ export function int64(dims: readonly number[], data: BigInt64Array | ArrayLike<n
   return { type: 'int64', dims, data: data instanceof BigInt64Array ? data : BigInt64Array.from(Array.from(data, (x) => BigInt(x))) };
 }
 
-function toOrt(t: HostTensor): ort.Tensor {
-  return new ort.Tensor(t.type, t.data as never, t.dims as number[]);
-}
-
 /** Clear message when the CUDA provider is asked for but not installed. */
-function cudaHint(err: unknown): Error {
+function cudaHint(message: string): Error {
   return new Error(
-    `device 'cuda' is not available (${err instanceof Error ? err.message.split('\n')[0] : String(err)}). ` +
+    `device 'cuda' is not available (${message.split('\n')[0]}). ` +
       `Install onnxruntime-node with its CUDA files on a CUDA host: ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node, ` +
       `or run with --device cpu.`,
   );
 }
 
-export class Session {
-  private constructor(
-    private readonly inner: ort.InferenceSession,
-    readonly device: Device,
-    readonly inputNames: readonly string[],
-    readonly outputNames: readonly string[],
-  ) {}
+function sessionOptions(device: Device, threads: number | undefined): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads ?? 0,
+    enableCpuMemArena: true,
+    // The engine keeps one session per graph variant; idle sessions' spinning threads would steal the cores
+    // from the one that runs next (measured: +15-20% latency right after a switch, none with spinning off).
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+}
 
-  /** Builds a session from ONNX model bytes (base weights as initializers are loaded and prepacked here, once). */
-  static async create(model: Uint8Array, options: SessionOptions = {}): Promise<Session> {
-    const device = options.device ?? 'cpu';
-    if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`'device' must be 'cpu' or 'cuda', got '${String(device)}'`);
-    const opts: ort.InferenceSession.SessionOptions = {
-      executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: options.threads ?? 0,
-      enableCpuMemArena: true,
-      // The engine keeps one session per graph variant; idle sessions' spinning threads would steal the cores
-      // from the one that runs next (measured: +15-20% latency right after a switch, none with spinning off).
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-    };
-    let inner: ort.InferenceSession;
-    try {
-      inner = await ort.InferenceSession.create(model, opts);
-    } catch (err) {
-      if (device === 'cuda') throw cudaHint(err);
-      throw err;
-    }
-    return new Session(inner, device, inner.inputNames, inner.outputNames);
+interface SessionImpl {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>>;
+  release(): Promise<void>;
+}
+
+/** A session on the calling thread. */
+class MainThreadSession implements SessionImpl {
+  constructor(private readonly inner: ort.InferenceSession) {}
+  get inputNames() {
+    return this.inner.inputNames;
   }
-
-  /** Runs the graph; returns host copies of the requested outputs. */
+  get outputNames() {
+    return this.inner.outputNames;
+  }
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
+    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(v.type, v.data as never, v.dims as number[]);
     const res = await this.inner.run(ortFeeds, outputs as string[]);
     const out: Record<string, HostTensor> = {};
     for (const name of outputs) {
@@ -85,8 +88,203 @@ export class Session {
     }
     return out;
   }
+  release(): Promise<void> {
+    return this.inner.release();
+  }
+}
+
+/** The worker's side, as source text (runs from sources under ts-jest and from dist/ alike). */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('worker_threads');
+const ort = require(workerData.ortPath);
+const sessions = new Map();
+const shared = new Map();
+function tensor(f) {
+  if (f.data === undefined) {
+    const t = shared.get(f.key);
+    if (!t) throw new Error('shared feed ' + f.key + ' is not in the worker');
+    return t;
+  }
+  const t = new ort.Tensor(f.type, f.data, f.dims);
+  if (f.key !== undefined) shared.set(f.key, t);
+  return t;
+}
+parentPort.on('message', async (m) => {
+  try {
+    if (m.type === 'create') {
+      const s = await ort.InferenceSession.create(m.bytes, m.options);
+      sessions.set(m.id, s);
+      parentPort.postMessage({ seq: m.seq, inputNames: s.inputNames, outputNames: s.outputNames });
+    } else if (m.type === 'run') {
+      const feeds = {};
+      for (const name of Object.keys(m.feeds)) feeds[name] = tensor(m.feeds[name]);
+      const res = await sessions.get(m.id).run(feeds, m.outputs);
+      const outputs = {};
+      const transfer = [];
+      for (const name of m.outputs) {
+        const t = res[name];
+        outputs[name] = { type: t.type, dims: t.dims, data: t.data };
+        transfer.push(t.data.buffer);
+      }
+      parentPort.postMessage({ seq: m.seq, outputs }, transfer);
+    } else if (m.type === 'release') {
+      const s = sessions.get(m.id);
+      sessions.delete(m.id);
+      if (s) await s.release();
+      parentPort.postMessage({ seq: m.seq });
+    } else if (m.type === 'forget') {
+      for (const k of [...shared.keys()]) if (k.startsWith(m.prefix)) shared.delete(k);
+      parentPort.postMessage({ seq: m.seq });
+    }
+  } catch (e) {
+    parentPort.postMessage({ seq: m.seq, error: String(e && e.message ? e.message : e) });
+  }
+});
+`;
+
+/** The one worker thread hosting every worker session (one onnxruntime environment, one set of cores). */
+class OrtWorker {
+  private static current: OrtWorker | null = null;
+  private readonly worker: Worker;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: (m: Record<string, unknown>) => void; reject: (e: Error) => void }>();
+  /** Shared feed keys the worker holds. */
+  readonly sent = new Set<string>();
+  sessions = 0;
+  private nextId = 0;
+
+  private constructor() {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ortPath: require.resolve('onnxruntime-node') } });
+    this.worker.unref();
+    this.worker.on('message', (m: { seq: number; error?: string }) => {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      this.pending.delete(m.seq);
+      if (m.error !== undefined) p.reject(new Error(m.error));
+      else p.resolve(m as unknown as Record<string, unknown>);
+    });
+    this.worker.on('error', (e) => this.failAll(e));
+    this.worker.on('exit', (code) => this.failAll(new Error(`onnxruntime worker exited (code ${code})`)));
+  }
+
+  static get(): OrtWorker {
+    return (OrtWorker.current ??= new OrtWorker());
+  }
+
+  static peek(): OrtWorker | null {
+    return OrtWorker.current;
+  }
+
+  newId(): number {
+    return this.nextId++;
+  }
+
+  private failAll(e: Error): void {
+    if (OrtWorker.current === this) OrtWorker.current = null;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  call(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Record<string, unknown>> {
+    const seq = this.seq++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      this.worker.postMessage({ ...msg, seq }, transfer);
+    });
+  }
+
+  /** Ends the thread once no session uses it. */
+  async retire(): Promise<void> {
+    if (this.sessions > 0) return;
+    if (OrtWorker.current === this) OrtWorker.current = null;
+    await this.worker.terminate();
+  }
+}
+
+class WorkerSession implements SessionImpl {
+  private constructor(
+    private readonly w: OrtWorker,
+    private readonly id: number,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+  ) {}
+
+  static async create(model: Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<WorkerSession> {
+    const w = OrtWorker.get();
+    const id = w.newId();
+    const bytes = model.slice(); // an own buffer, transferred to the worker
+    w.sessions++;
+    try {
+      const r = await w.call({ type: 'create', id, bytes, options }, [bytes.buffer as ArrayBuffer]);
+      return new WorkerSession(w, id, r.inputNames as string[], r.outputNames as string[]);
+    } catch (e) {
+      w.sessions--;
+      await w.retire();
+      throw e;
+    }
+  }
+
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>> {
+    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string }> = {};
+    for (const [name, f] of Object.entries(feeds)) {
+      if (f.shareKey !== undefined && this.w.sent.has(f.shareKey)) msg[name] = { type: f.type, dims: f.dims, key: f.shareKey };
+      else {
+        msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
+        if (f.shareKey !== undefined) this.w.sent.add(f.shareKey);
+      }
+    }
+    const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs });
+    return r.outputs as Record<string, HostTensor>;
+  }
 
   async release(): Promise<void> {
-    await this.inner.release();
+    await this.w.call({ type: 'release', id: this.id }).catch(() => undefined);
+    this.w.sessions--;
+    await this.w.retire();
+  }
+}
+
+export class Session {
+  private constructor(
+    private readonly impl: SessionImpl,
+    readonly device: Device,
+  ) {}
+
+  get inputNames(): readonly string[] {
+    return this.impl.inputNames;
+  }
+  get outputNames(): readonly string[] {
+    return this.impl.outputNames;
+  }
+
+  /** Builds a session from ONNX model bytes (base weights as initializers are loaded and prepacked here, once). */
+  static async create(model: Uint8Array, options: SessionOptions = {}): Promise<Session> {
+    const device = options.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`'device' must be 'cpu' or 'cuda', got '${String(device)}'`);
+    const opts = sessionOptions(device, options.threads);
+    try {
+      const impl = options.worker ? await WorkerSession.create(model, opts) : new MainThreadSession(await ort.InferenceSession.create(model, opts));
+      return new Session(impl, device);
+    } catch (err) {
+      if (device === 'cuda') throw cudaHint(err instanceof Error ? err.message : String(err));
+      throw err;
+    }
+  }
+
+  /** Worker sessions: drops shared feeds whose key starts with `prefix` from the worker (their owner evicted them). */
+  static async forgetShared(prefix: string): Promise<void> {
+    const w = OrtWorker.peek();
+    if (!w) return;
+    for (const k of [...w.sent]) if (k.startsWith(prefix)) w.sent.delete(k);
+    await w.call({ type: 'forget', prefix }).catch(() => undefined);
+  }
+
+  /** Runs the graph; returns host copies of the requested outputs. */
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>> {
+    return this.impl.run(feeds, outputs);
+  }
+
+  async release(): Promise<void> {
+    await this.impl.release();
   }
 }
