@@ -3,6 +3,7 @@
  * which keyword group occurs in it (anywhere, among distractors), so the model must attend across tokens.
  * Example: `const { base, train, dev } = await tinyTask(); await train({ base, method: 'seq_bn', ... })`.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -92,28 +93,84 @@ export function majority(labels: string[]): number {
   return Math.max(...c.values()) / labels.length;
 }
 
-/** The tiny base after a short MLM pretraining with our own trainer (full FT, objective mlm): a frozen base whose
- * attention carries information, as the adapter methods assume. Cached per test file. */
+/**
+ * Pretraining text with context that MLM can use: each sentence has a topic (one keyword group) and ~40% of its
+ * words are keywords of that topic among fillers, so a masked keyword is predictable only from the other words.
+ * (Text with one or two keywords per sentence is not enough: 8 epochs of MLM on it learn little beyond the unigram
+ * distribution, the base's outputs hardly vary with the input, and seq_bn / double_seq_bn / LoRA then stay at the
+ * majority class.)
+ */
+export function topicCorpus(n: number, seed: number): MlmExample[] {
+  const rng = new Rng(seed);
+  const labels = Object.keys(GROUPS);
+  return Array.from({ length: n }, () => {
+    const g = GROUPS[labels[rng.int(labels.length)]];
+    const len = 5 + rng.int(6);
+    const words = Array.from({ length: len }, () => (rng.next() < 0.4 ? g[rng.int(g.length)] : FILLER[rng.int(FILLER.length)]));
+    words[rng.int(len)] = g[rng.int(g.length)];
+    return { text: words.join(' ') };
+  });
+}
+
+/** Settings of `pretrainedTinyBase` (part of its cache key). */
+export const PRETRAIN = { sentences: 1200, epochs: 16, batchSize: 32, lr: 2e-3, mlmProbability: 0.3, warmupRatio: 0.06, seed: 0, corpusSeed: 7 };
+
+/** Hash of the sources that decide the pretrained weights (trainer, model, this file), for the disk cache key. */
+function pretrainSourceHash(): string {
+  const h = crypto.createHash('sha256').update(JSON.stringify(PRETRAIN));
+  const root = path.join(__dirname, '..', '..');
+  const files = [__filename];
+  for (const d of ['server/train', 'server/model', 'server/model/graph', 'server/runtime']) {
+    const dir = path.join(root, d);
+    for (const f of fs.readdirSync(dir).sort()) if (f.endsWith('.ts')) files.push(path.join(dir, f));
+  }
+  for (const f of files) h.update(f.slice(root.length)).update('\0').update(fs.readFileSync(f));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Dev perplexity before / after pretraining, when this process pretrained (undefined when it came from the disk cache). */
+export let pretrainReport: { perplexity: number[]; seconds: number } | undefined;
+
+/**
+ * The tiny base (2 layers, 32 wide) after MLM pretraining from scratch with our own trainer (full training) on
+ * `topicCorpus`: a frozen base whose outputs carry the topic of a sentence, as the adapter methods assume.
+ * About 6 s on one thread; cached per test process and on disk under os.tmpdir(), keyed by a hash of the
+ * settings and of the trainer/model sources, so later test files (and runs) load it instead.
+ */
 let pretrained: Promise<Base> | null = null;
 export function pretrainedTinyBase(): Promise<Base> {
   return (pretrained ??= (async () => {
+    const dir = path.join(os.tmpdir(), `modhub-pretrained-tiny-${pretrainSourceHash()}`);
+    if (fs.existsSync(path.join(dir, 'model.safetensors'))) return loadBase(dir);
     const { train } = await import('../../server/train/trainer');
+    const { saveTrainedBase } = await import('../../server/train/save-base');
     const base = await tinyBase();
-    const text = clsData(600, 11).map((e) => ({ text: e.text }));
-    const res = await train({ base, method: 'full', task: 'mlm', train: text, epochs: 8, batchSize: 32, lr: 2e-3, seed: 5, threads: 1, mlmProbability: 0.3 });
+    const t0 = Date.now();
+    const res = await train({
+      base,
+      method: 'full',
+      task: 'mlm',
+      train: topicCorpus(PRETRAIN.sentences, PRETRAIN.corpusSeed),
+      dev: topicCorpus(100, PRETRAIN.corpusSeed + 1),
+      epochs: PRETRAIN.epochs,
+      batchSize: PRETRAIN.batchSize,
+      lr: PRETRAIN.lr,
+      mlmProbability: PRETRAIN.mlmProbability,
+      warmupRatio: PRETRAIN.warmupRatio,
+      seed: PRETRAIN.seed,
+      threads: 1,
+    });
     await res.release();
-    const weights = new Map(base.weights);
-    const byHf = new Map([...base.hfNames].map(([c, h]) => [h, c]));
-    for (const [k, t] of res.tensors) {
-      if (!k.endsWith('.dense')) continue;
-      const canonical = byHf.get(k.slice(0, -6)) ?? k.slice(0, -6);
-      const old = base.weights.get(canonical)!;
-      const data = new Float32Array(old.data.length);
-      const d = t.data as Float32Array;
-      for (let i = 0; i < data.length; i++) data[i] = old.data[i] + d[i];
-      weights.set(canonical, { ...old, data });
+    pretrainReport = { perplexity: res.history.filter((h) => h.eval).map((h) => h.eval!.perplexity), seconds: (Date.now() - t0) / 1000 };
+    // written to a private folder, then renamed into place (another test process may be doing the same)
+    const tmp = `${dir}.${process.pid}.tmp`;
+    saveTrainedBase(base, res.tensors, tmp);
+    try {
+      fs.renameSync(tmp, dir);
+    } catch {
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
-    return { ...base, weights };
+    return loadBase(dir);
   })());
 }
 
