@@ -535,15 +535,16 @@ describe('bottleneck semantics (AdapterHub)', () => {
     expect(() => run(base, { sum: [d, a] })).toThrow(/sum/);
   });
 
-  test('2 layers, D=32, 8 rows × 16 tokens with a MAD-X stack run well under a second', () => {
+  // Speed is not asserted here (tests never time things on shared machines); this runs the oracle's largest case.
+  test('2 layers, D=32, 8 rows × 16 tokens with a MAD-X stack and all outputs run', () => {
     const lang = makeAdapterModule({ id: 'lang/de', base: info, preset: 'seq_bn_inv', seed: 55 });
     const task = makeAdapterModule({ id: 'task/t', base: info, preset: 'double_seq_bn', head: { type: 'classification', num_labels: 3 }, seed: 56 });
     const ids = Array.from({ length: 8 }, (_, b) => Array.from({ length: 16 }, (_, t) => 3 + ((b * 5 + t) % 40)));
     const args: RefForwardArgs = { config: base.config, weights: base.weights, inputIds: ids, attentionMask: ids.map((r) => r.map(() => 1)), composition: { stack: [lang, task] }, outputs: ['hidden', 'head', 'mlm'] };
-    referenceForward(args);
-    const t0 = performance.now();
-    referenceForward(args);
-    expect(performance.now() - t0).toBeLessThan(500);
+    const out = referenceForward(args);
+    expect(out.hidden!.shape).toEqual([8, 16, 32]);
+    expect(out.head!.shape).toEqual([8, 3]);
+    expect(out.mlm!.shape[0]).toBe(8);
   });
 });
 
