@@ -205,25 +205,27 @@ export class Engine {
     return planComposition(comp, (r) => loaded.get(r)!);
   }
 
-  private refs = new Map<string, Promise<EngineModule>>();
+  /** ref → `id@version` it resolved to, while the registry's generation stands (the module itself stays in the LRU). */
+  private refs = new Map<string, string>();
   private refsGeneration: number | undefined = undefined;
 
-  private resolveRef(ref: string): Promise<EngineModule> {
+  private async resolveRef(ref: string): Promise<EngineModule> {
     const gen = this.options.resolver?.generation;
     if (gen === undefined) return this.module(ref);
     if (gen !== this.refsGeneration) {
       this.refs.clear();
       this.refsGeneration = gen;
     }
-    let p = this.refs.get(ref);
-    if (!p) {
-      p = this.module(ref);
-      this.refs.set(ref, p);
-      // Failed lookups are not remembered; a bounded map (refs are client-chosen strings).
-      p.catch(() => this.refs.delete(ref));
+    const key = this.refs.get(ref);
+    const hit = key === undefined ? undefined : this.modules.get(key);
+    if (hit) return hit;
+    const m = await this.module(ref);
+    // Only successful lookups are remembered; bounded (refs are client-chosen strings).
+    if (this.refsGeneration === gen) {
+      this.refs.set(ref, m.key);
       if (this.refs.size > 10_000) this.refs.delete(this.refs.keys().next().value as string);
     }
-    return p;
+    return m;
   }
 
   // ---- forward -------------------------------------------------------------------------------------------
