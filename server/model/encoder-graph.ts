@@ -32,8 +32,11 @@ export interface SiteVariant {
   flags: Record<AdapterFlag, FlagMode>;
   /** Site-final original LayerNorm `LN(out + x)` (AdapterHub `original_ln_after`); 'on' for the bare base. */
   finalLn: FlagMode;
-  /** One activation for all rows, or 'mixed' (one-hot per row and slot). */
-  act: Activation | 'mixed';
+  /**
+   * One activation for all rows, or 'mixed' (one-hot per row and slot); an array gives it per slot (a MAD-X stack
+   * has gelu in the language slot and relu in the task slot, each uniform across rows).
+   */
+  act: Activation | 'mixed' | (Activation | 'mixed')[];
   /** AdapterFusion width N after the stack (0 = no fusion). */
   fuse: number;
   /** Residual scale per (layer, slot, row): 'off' when 1 everywhere; AdapterHub's Average divides by n. */
@@ -334,7 +337,8 @@ class EncoderEmitter {
     let a = this.mix(sv.flags.parallel, () => this.flag(site, 'parallel', l, s), () => x, ln);
     a = this.mix(sv.flags.lnBefore, () => this.flag(site, 'lnBefore', l, s), () => this.rowLayerNorm(a, p('lnb_g', [1, D]), p('lnb_b', [1, D])), a);
     const down = g.add(g.matmul(a, p('down_w', [D, 'R'])), p('down_b', [1, 'R']));
-    const act = this.activation(down, sv.act, (name) => this.flag(site, `act_${name}`, l, s));
+    const slotAct = Array.isArray(sv.act) ? (sv.act[s] ?? 'mixed') : sv.act;
+    const act = this.activation(down, slotAct, (name) => this.flag(site, `act_${name}`, l, s));
     return g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
   }
 

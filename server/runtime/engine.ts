@@ -324,11 +324,16 @@ export class Engine {
       const table = this.slotTable(plans, site, slots, fuse);
       const flags = {} as Record<AdapterFlag, FlagMode>;
       for (const f of ADAPTER_FLAGS) flags[f] = modeOf(table.flags[f]);
-      const actSet = new Set(table.acts.filter((a): a is Activation => a !== null));
+      // Activation per slot: uniform across rows and layers unless the rows' adapters in that slot differ.
+      const act = table.entry[0].map((_, s) => {
+        const set = new Set<Activation>();
+        for (const ly of table.entry) for (const a of ly[s]) if (a) set.add(a.config.non_linearity);
+        return set.size <= 1 ? ([...set][0] ?? 'relu') : ('mixed' as const);
+      });
       const finalLn = modeOf(table.finalLn);
       const resScale = table.resScale.flat(2).every((x) => x === 1) ? 'off' : 'mixed';
       const uniform = table.entry.every((ly) => ly.every((row) => row.every((a) => (a?.key ?? null) === (row[0]?.key ?? null))));
-      sites[site] = { slots, flags, finalLn, act: actSet.size <= 1 ? ([...actSet][0] ?? 'relu') : 'mixed', fuse, resScale, uniform };
+      sites[site] = { slots, flags, finalLn, act, fuse, resScale, uniform };
     }
     const lora = LORA_TARGETS.filter((t) => plans.some((p) => p.loras.some((m) => m.layers.some((ly) => ly[t]))));
     const invs = plans.map((p) => p.invertible?.config.non_linearity ?? null);
@@ -445,7 +450,6 @@ export class Engine {
     const entry: (AdapterModule | null)[][][] = []; // [L][S][B]
     const flags = {} as Record<AdapterFlag, (number | null)[][][]>;
     for (const f of ADAPTER_FLAGS) flags[f] = [];
-    const acts: (Activation | null)[] = [];
     const resScale: number[][][] = []; // [L][S][B]
     const finalLn: number[][] = []; // [L][B]
     for (let l = 0; l < L; l++) {
@@ -481,7 +485,6 @@ export class Engine {
           fr.lnAfter.push(c && !preOnly ? +c.ln_after : null);
           fr.adResBeforeLn.push(c && !preOnly ? +c.adapter_residual_before_ln : 0);
           fr.parallel.push(c && !preOnly ? +c.is_parallel : null);
-          if (c && !preOnly) acts.push(c.non_linearity);
           rsRow.push(present && !preOnly ? (present.residualScale ?? 1) : 1);
         }
         rs.push(rsRow);
@@ -501,7 +504,7 @@ export class Engine {
       for (const f of ADAPTER_FLAGS) flags[f].push(fl[f]);
       finalLn.push(fin);
     }
-    return { S, entry, flags, acts, finalLn, resScale };
+    return { S, entry, flags, finalLn, resScale };
   }
 
   /** Pools for a batch, reused while the same rows' compositions repeat (module versions are immutable). */
@@ -610,7 +613,7 @@ export class Engine {
     for (const f of ADAPTER_FLAGS) if (sv.flags[f] === 'mixed') pools[POOL.adapterFlag(site, f)] = flagTensor(table.flags[f], S, 0);
     if (sv.resScale === 'mixed') pools[POOL.adapterFlag(site, 'resScale')] = flagTensor(table.resScale, S, 1);
     if (sv.finalLn === 'mixed') pools[POOL.adapterFlag(site, 'finalLn')] = flagTensor(table.finalLn.map((r) => [r]), 1, 1);
-    if (sv.act === 'mixed') {
+    if (Array.isArray(sv.act) ? sv.act.includes('mixed') : sv.act === 'mixed') {
       for (const a of ACTIVATIONS) {
         const vals = table.entry.map((ly) => ly.map((row) => row.map((m) => (m ? +(m.config.non_linearity === a) : 0))));
         pools[POOL.adapterFlag(site, `act_${a}`)] = flagTensor(vals, S, 0);
