@@ -29,7 +29,6 @@ export function assertName(s: string, what: string): void {
   }
 }
 
-const nameSchema = z.string().max(NAME_MAX).regex(NAME_RE, 'must match [a-z0-9][a-z0-9._-]* (max 64 characters)');
 const idSchema = z
   .string()
   .refine((s) => {

@@ -97,15 +97,6 @@ export const POOL = {
 /** nn.LayerNorm's default epsilon, used by AdapterHub's adapter LayerNorms. */
 const ADAPTER_LN_EPS = 1e-5;
 
-const LORA_STEMS: Record<LoraTarget, string> = {
-  query: 'attn.q',
-  key: 'attn.k',
-  value: 'attn.v',
-  attn_output: 'attn.o',
-  ffn_in: 'ffn_in',
-  ffn_out: 'ffn_out',
-};
-
 export interface EncoderGraph {
   graph: GraphBuilder;
   variant: Variant;

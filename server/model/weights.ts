@@ -43,15 +43,6 @@ const BERT_LAYER: Record<string, string> = {
   ffn_ln: 'output.LayerNorm',
 };
 
-function withWb(map: Record<string, string>, names: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const n of names) {
-    out[`${n}.weight`] = `${map[n]}.weight`;
-    out[`${n}.bias`] = `${map[n]}.bias`;
-  }
-  return out;
-}
-
 const BERT_ENCODER: Record<string, string> = {
   'embeddings.word': 'embeddings.word_embeddings.weight',
   'embeddings.position': 'embeddings.position_embeddings.weight',

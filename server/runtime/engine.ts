@@ -12,7 +12,6 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Manifest } from '../../modules-store/manifest';
-import { parseManifestBytes } from '../../modules-store/manifest';
 import { parseSafetensors } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
 import { canonicalShape } from '../model/weights';

@@ -131,7 +131,7 @@ export class InferenceService {
       req.inputs.flatMap((_, row) => plans.map((plan) => this.enqueue({ enc, row, plan, wantHidden, wantMlm }))),
     );
     const results = req.inputs.map((_, row) => ({
-      branches: plans.map((plan, b) => this.predict(outs[row * plans.length + b], enc, row, task, req.top_k)),
+      branches: plans.map((_, b) => this.predict(outs[row * plans.length + b], enc, row, task, req.top_k)),
     }));
     return { results, modules: plans.map((p) => moduleKeys(p)) };
   }

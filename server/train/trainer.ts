@@ -21,7 +21,7 @@ import type { Manifest, ManifestInput } from '../../modules-store/manifest';
 import { parseManifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
 import { parseSafetensors, serializeSafetensors } from '../../modules-store/safetensors';
-import { buildTrainGraph, decays, type Objective, type SlotModule, type TrainGraph } from './graph';
+import { buildTrainGraph, decays, type Objective, type SlotModule } from './graph';
 import { AdamW, ParamStore, accumulate, linearSchedule, type ParamSpec } from './optim';
 
 export const METHODS = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv', 'lora', 'bitfit', 'diff-pruning', 'lt-sft', 'fusion', 'full'] as const;
@@ -367,7 +367,6 @@ async function trainCore(o: TrainOptions): Promise<TrainResult> {
   if (!(TASKS as readonly string[]).includes(task)) throw new RangeError(`'task' must be one of ${TASKS.join(', ')}; got '${task}'`);
   if (!o.train.length) throw new RangeError("'train' has no examples");
   const seed = o.seed ?? 0;
-  const rng = new Rng(seed);
   const defaults = METHOD_DEFAULTS[method];
   const objective: Objective = task === 'classification' ? 'cls' : task === 'token_classification' ? 'tok' : 'mlm';
   const labels =
@@ -379,7 +378,6 @@ async function trainCore(o: TrainOptions): Promise<TrainResult> {
         : []);
   const labelIndex = new Map(labels.map((l, i) => [l, i]));
   const id = o.id ?? `local/${method}-${task.replace('_', '-')}`;
-  const cfg = base.config;
   const maxLength = o.maxLength ?? 128;
 
   // modules + trainable base tensors
