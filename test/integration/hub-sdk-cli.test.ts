@@ -1,10 +1,10 @@
 /** The TypeScript SDK and the hub CLI commands against a real server on a data dir (fetch over a socket). */
+import { runCommand } from '../helpers/cli';
 import { promises as fsp } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Command } from 'commander';
 import pino from 'pino';
 import client from 'prom-client';
 import { ModhubClient, ModhubError } from '../../client-sdk';
@@ -27,19 +27,7 @@ async function writePkg(dir: string, id: string, version: string, o = {}): Promi
 
 /** Runs the hub CLI in-process; returns stdout, or rejects with the error the top-level handler would print. */
 async function cli(...args: string[]): Promise<string> {
-  const program = new Command().exitOverride().configureOutput({ writeErr: () => undefined });
-  registerHubCommands(program);
-  let output = '';
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    output += chunk.toString();
-    return true;
-  });
-  try {
-    await program.parseAsync(['node', 'modhub', ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  return output;
+  return runCommand(registerHubCommands, args);
 }
 
 beforeAll(async () => {

@@ -3,6 +3,7 @@
  * requests with different compositions are batched together and answer as if run alone, and every bad input
  * gets a 4xx with a code. One test goes over a real socket.
  */
+import { runCommand } from '../helpers/cli';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -21,7 +22,6 @@ import { serializeSafetensors } from '../../modules-store/safetensors';
 import { makeAdapterModule, makeDiffModule, makeLoraModule, baseParamShapes, fakeFingerprint, type BaseInfo } from '../helpers/modules';
 import type { RefModule } from '../reference/encoder';
 import { ModhubClient } from '../../client-sdk';
-import { Command } from 'commander';
 import { registerInferCommand } from '../../server/cli/infer';
 
 let base: Base;
@@ -242,19 +242,7 @@ describe('POST /v1/infer', () => {
 
 /** Runs the `infer` command in-process; returns stdout, or rejects with what the top-level handler would print. */
 async function cli(...args: string[]): Promise<string> {
-  const program = new Command().exitOverride().configureOutput({ writeErr: () => undefined });
-  registerInferCommand(program);
-  let output = '';
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    output += chunk.toString();
-    return true;
-  });
-  try {
-    await program.parseAsync(['node', 'modhub', ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  return output;
+  return runCommand(registerInferCommand, args);
 }
 
 function round(x: unknown): unknown {

@@ -1,24 +1,12 @@
 /** `modhub base tiny` and `modhub base info` through commander. */
-import { Command } from 'commander';
+import { runCommand } from '../helpers/cli';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { registerBaseCommands } from '../../server/cli/base';
 
 async function run(args: string[]): Promise<string> {
-  const program = new Command().exitOverride();
-  registerBaseCommands(program);
-  let out = '';
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  try {
-    await program.parseAsync(['node', 'modhub', ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  return out;
+  return runCommand(registerBaseCommands, args);
 }
 
 test('base tiny writes a base that base info describes', async () => {

@@ -3,7 +3,7 @@
  * become clean F32 base folders whose fingerprint is that of the widened original; bad folders fail naming the
  * missing file or tensor; pickle checkpoints are refused.
  */
-import { Command } from 'commander';
+import { runCommand } from '../helpers/cli';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -144,19 +144,7 @@ async function checkpoint(name: string, dtype: Half, shards: number): Promise<{ 
 }
 
 async function cli(args: string[]): Promise<string> {
-  const program = new Command().exitOverride();
-  registerBaseCommands(program);
-  let out = '';
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  try {
-    await program.parseAsync(['node', 'modhub', ...args]);
-  } finally {
-    spy.mockRestore();
-  }
-  return out;
+  return runCommand(registerBaseCommands, args);
 }
 
 describe('importBase', () => {
