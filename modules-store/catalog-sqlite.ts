@@ -197,6 +197,25 @@ export class SqliteCatalog implements Catalog {
   /** Prepared statements by SQL text (parsing dominates small statements; all use goes through the queue). */
   private readonly statements = new Map<string, sqlite3.Statement>();
 
+  /** Per-statement queues: one cached statement serves one call at a time (bind, step, reset). */
+  private readonly statementQueues = new Map<string, Promise<unknown>>();
+
+  /**
+   * Runs `fn` on the cached statement for `sql` once no other call is using it. Without this, a reader and a
+   * writer running the same SQL at once rebound and reset each other's statement: a download count's
+   * `SELECT id FROM modules` could come back empty under load and the count was silently dropped.
+   */
+  private withStatement<T>(sql: string, fn: (st: sqlite3.Statement) => Promise<T>): Promise<T> {
+    const prev = this.statementQueues.get(sql) ?? Promise.resolve();
+    const p = prev.then(async () => fn(await this.prepared(sql)));
+    const tail = p.catch(() => undefined);
+    this.statementQueues.set(sql, tail);
+    void tail.then(() => {
+      if (this.statementQueues.get(sql) === tail) this.statementQueues.delete(sql);
+    });
+    return p;
+  }
+
   private prepared(sql: string): Promise<sqlite3.Statement> {
     const cached = this.statements.get(sql);
     if (cached) return Promise.resolve(cached);
@@ -219,29 +238,32 @@ export class SqliteCatalog implements Catalog {
         });
       });
     }
-    const st = await this.prepared(sql);
-    return new Promise((resolve, reject) => {
-      st.run(params, function (this: sqlite3.RunResult, err: Error | null) {
-        if (err) reject(err);
-        else resolve({ changes: this.changes, lastID: this.lastID });
-      });
-    });
+    return this.withStatement(
+      sql,
+      (st) =>
+        new Promise((resolve, reject) => {
+          st.run(params, function (this: sqlite3.RunResult, err: Error | null) {
+            if (err) reject(err);
+            else resolve({ changes: this.changes, lastID: this.lastID });
+          });
+        }),
+    );
   }
 
   private async get<T>(sql: string, params: Param[] = []): Promise<T | undefined> {
     if (/^\s*PRAGMA/i.test(sql)) {
       return new Promise((resolve, reject) => this.db.get(sql, params, (err: Error | null, row: T | undefined) => (err ? reject(err) : resolve(row))));
     }
-    const st = await this.prepared(sql);
-    const row = await new Promise<T | undefined>((resolve, reject) => st.get(params, (err: Error | null, r: T | undefined) => (err ? reject(err) : resolve(r))));
-    // get() leaves the statement open on its first row; reset it so it holds no read snapshot.
-    await new Promise<void>((resolve) => st.reset(() => resolve()));
-    return row;
+    return this.withStatement(sql, async (st) => {
+      const row = await new Promise<T | undefined>((resolve, reject) => st.get(params, (err: Error | null, r: T | undefined) => (err ? reject(err) : resolve(r))));
+      // get() leaves the statement open on its first row; reset it so it holds no read snapshot.
+      await new Promise<void>((resolve) => st.reset(() => resolve()));
+      return row;
+    });
   }
 
   private async all<T>(sql: string, params: Param[] = []): Promise<T[]> {
-    const st = await this.prepared(sql);
-    return new Promise((resolve, reject) => st.all(params, (err: Error | null, rows: T[]) => (err ? reject(err) : resolve(rows))));
+    return this.withStatement(sql, (st) => new Promise((resolve, reject) => st.all(params, (err: Error | null, rows: T[]) => (err ? reject(err) : resolve(rows)))));
   }
 
   private exec(sql: string): Promise<void> {
