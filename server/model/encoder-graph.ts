@@ -57,6 +57,32 @@ export interface Variant {
   clsDense: FlagMode;
 }
 
+/**
+ * Whether a site can carry z = cur + x through its stack (EncoderEmitter.carriedSite): every slot runs the
+ * original LN before the adapter and adds back the pre-LN sub-layer output, with no fusion, no residual scale,
+ * no parallel adapters and no residual inside the adapter's own LayerNorm.
+ */
+export function carriesSum(sv: SiteVariant): boolean {
+  const f = sv.flags;
+  return sv.fuse === 0 && sv.resScale === 'off' && f.obf === 'on' && f.resPost === 'off' && f.resPostAdd === 'off' && f.parallel === 'off' && f.adResBeforeLn === 'off';
+}
+
+/** The activation of stack slot s at a site. */
+export function slotActivation(sv: SiteVariant, s: number): Activation | 'mixed' {
+  return Array.isArray(sv.act) ? (sv.act[s] ?? 'mixed') : sv.act;
+}
+
+/**
+ * Slots whose weights the engine feeds pre-folded (uniform carried slots without adapter LayerNorms): `down_wf`
+ * = √D·γ⊙Wd and `down_bf` = β·Wd + bd (γ, β: the site's original LayerNorm), `up_wb` = [Wu; bu]. With relu,
+ * the down projection gets one more column (weights 0, bias 1) whose activation is the ones column that carries
+ * bu through the up GEMM. null: the slot reads the plain module tensors.
+ */
+export function foldedSlot(sv: SiteVariant, s: number): { biasColumn: boolean } | null {
+  if (!sv.uniform || !carriesSum(sv) || sv.flags.lnBefore !== 'off' || sv.flags.lnAfter !== 'off') return null;
+  return { biasColumn: slotActivation(sv, s) === 'relu' };
+}
+
 export function variantKey(v: Variant): string {
   return JSON.stringify(v);
 }
@@ -116,6 +142,8 @@ class EncoderEmitter {
   private readonly L: number;
   private readonly eps: number;
   private one!: Value;
+  private ones: Value | null = null;
+  private hiddenShape: Value | null = null;
   private readonly flagCache = new Map<string, Value>();
 
   constructor(
@@ -273,6 +301,7 @@ class EncoderEmitter {
     const lnB = this.p.tensor(`${lnStem}.bias`);
     const siteLn = (t: Value) => g.layerNorm(g.add(t, x), lnW, lnB, this.eps);
     if (!sv) return siteLn(h);
+    if (carriesSum(sv)) return this.carriedSite(site, sv, l, h, x, lnW, lnB);
     let cur = h;
     let fuseQuery: Value | null = null;
     let fuseResidual: Value | null = null;
@@ -288,6 +317,75 @@ class EncoderEmitter {
       cur = this.fusion(site, sv, l, cur, x, fuseQuery, fuseResidual, siteLn);
     }
     return this.mix(sv.finalLn, () => this.flag(site, 'finalLn', l, 0), () => siteLn(cur), cur);
+  }
+
+  /**
+   * The site for stacks whose every slot runs the original LayerNorm before its adapter and adds back the
+   * pre-LN residual (AdapterHub's Pfeiffer / seq_bn, MAD-X language adapters; see carriesSum). Same values as
+   * the general path, fewer passes over [B,T,D]:
+   *  - the running sum z = cur + x is carried instead of cur: each slot is LN(z) → adapter → z += up, and the
+   *    site ends with LN(z) (or z − x without original_ln_after), so no slot adds x again;
+   *  - the LayerNorm's scale and shift fold into the down projection, and its 1/std into the [B,T,R] result:
+   *    LN(z)·Wd + bd = rstd ⊙ (c·(γ⊙Wd)) + (β·Wd + bd) with c = z − mean(z); the normalised tensor is never
+   *    written;
+   *  - when all rows share the slot's adapter, up projection, its bias and the residual are one Gemm:
+   *    [act, 1]·[Wu; bu] + z.
+   */
+  private carriedSite(site: Site, sv: SiteVariant, l: number, h: Value, x: Value, lnW: Value, lnB: Value): Value {
+    const { g, D } = this;
+    const layerNorm = (t: Value) => g.layerNorm(t, lnW, lnB, this.eps);
+    // Uniform slots run on the flattened rows [B*T, D] (plain GEMMs, one reshape per site); per-row pools need
+    // the batch axis for their batched products.
+    const rows = !!sv.uniform;
+    const xs = rows ? g.flatten(x, 2) : x;
+    let z = rows ? g.flatten(g.add(h, x), 2) : g.add(h, x);
+    for (let s = 0; s < sv.slots; s++) {
+      const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
+      const folded = foldedSlot(sv, s);
+      if (folded) {
+        // weights folded by the engine (foldedSlot): n = (z − mean)·(Σ(z − mean)² + D·eps)^-1/2 = LN(z)/√D before γ, β
+        const c = g.sub(z, g.reduce('ReduceMean', z, [-1], true));
+        const n = g.mul(c, g.pow(g.add(g.reduce('ReduceSumSquare', c, [-1], true), g.constFloat(D * this.eps)), g.constFloat(-0.5)));
+        const act = this.slotActivation(site, sv, l, s, g.gemm(n, p('down_wf', [D, '?']), { c: p('down_bf', [1, '?']) }));
+        z = g.gemm(folded.biasColumn ? act : g.concat([act, this.onesColumn(z)], 1), p('up_wb', ['?', D]), { c: z });
+        continue;
+      }
+      let up: Value;
+      if (sv.flags.lnBefore === 'off') {
+        const act = this.slotActivation(site, sv, l, s, this.layerNormDown(z, lnW, lnB, p('down_w', [D, 'R']), p('down_b', [1, 'R'])));
+        up = g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
+      } else {
+        up = this.bottleneck(site, sv, l, s, layerNorm(z), xs);
+      }
+      const lnAfter = () => this.rowLayerNorm(up, p('lna_g', [1, D]), p('lna_b', [1, D]));
+      z = g.add(z, this.mix(sv.flags.lnAfter, () => this.flag(site, 'lnAfter', l, s), lnAfter, up));
+    }
+    const out = sv.finalLn === 'on' ? layerNorm(z) : this.mix(sv.finalLn, () => this.flag(site, 'finalLn', l, 0), () => layerNorm(z), g.sub(z, xs));
+    if (!rows) return out;
+    this.hiddenShape ??= g.shapeOf(x);
+    return g.node('Reshape', [out, this.hiddenShape], {}, [{ type: out.type, shape: x.shape }])[0];
+  }
+
+  /** LN(z)·Wd + bd (LN with the base's γ, β) without writing LN(z): rstd ⊙ ((z − mean)·(γ⊙Wd)) + (β·Wd + bd). */
+  private layerNormDown(z: Value, gamma: Value, beta: Value, downW: Value, downB: Value): Value {
+    const { g } = this;
+    const c = g.sub(z, g.reduce('ReduceMean', z, [-1], true));
+    const variance = g.mul(g.reduce('ReduceSumSquare', c, [-1], true), g.constFloat(1 / this.D));
+    const rstd = g.pow(g.add(variance, g.constFloat(this.eps)), g.constFloat(-0.5));
+    const w = g.mul(downW, g.unsqueeze(gamma, [1])); // [D,R] or per row [B,D,R]
+    const b = g.add(g.matmul(g.unsqueeze(beta, [0]), downW), downB); // [1,R] or [B,1,R]
+    return g.add(g.mul(g.matmul(c, w), rstd), b);
+  }
+
+  /** A [rows, 1] column of ones for `like` ([rows, ...]), built once per graph. */
+  private onesColumn(like: Value): Value {
+    const { g } = this;
+    this.ones ??= g.constantOfShape(g.shapeOf(g.slice(like, 1, 0, 1)), 1, [like.shape[0], 1]);
+    return this.ones;
+  }
+
+  private slotActivation(site: Site, sv: SiteVariant, l: number, s: number, x: Value): Value {
+    return this.activation(x, slotActivation(sv, s), (name) => this.flag(site, `act_${name}`, l, s));
   }
 
   /** AdapterHub steps 1–3: optional original LN before, and the residual the adapter adds back. */
@@ -328,8 +426,7 @@ class EncoderEmitter {
     let a = this.mix(sv.flags.parallel, () => this.flag(site, 'parallel', l, s), () => x, ln);
     a = this.mix(sv.flags.lnBefore, () => this.flag(site, 'lnBefore', l, s), () => this.rowLayerNorm(a, p('lnb_g', [1, D]), p('lnb_b', [1, D])), a);
     const down = g.add(g.matmul(a, p('down_w', [D, 'R'])), p('down_b', [1, 'R']));
-    const slotAct = Array.isArray(sv.act) ? (sv.act[s] ?? 'mixed') : sv.act;
-    const act = this.activation(down, slotAct, (name) => this.flag(site, `act_${name}`, l, s));
+    const act = this.slotActivation(site, sv, l, s, down);
     return g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
   }
 

@@ -24,6 +24,7 @@ import {
   POOL,
   SITES,
   buildEncoderGraph,
+  foldedSlot,
   variantKey,
   type Activation,
   type AdapterFlag,
@@ -411,6 +412,23 @@ export class Engine {
   /** Feeds `w.<name>` for a diff group: θ₀+Σδ for touched tensors, the base's own arrays for the rest. */
   private weightFeeds(diffs: RowPlan['diffs']): Record<string, HostTensor> {
     const key = diffs.map((d) => d.key).join('+');
+    const touched = this.materialised(diffs);
+    const feeds: Record<string, HostTensor> = {};
+    for (const [name, p] of this.params) {
+      const mine = touched.get(name);
+      feeds[`w.${name}`] = { type: 'float32', dims: p.dims, data: mine ?? p.data, shareKey: `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}` };
+    }
+    return feeds;
+  }
+
+  /** A base parameter (engine layout) as a diff set changes it. */
+  private effectiveParam(name: string, diffs: RowPlan['diffs']): Float32Array {
+    return (diffs.length ? this.materialised(diffs).get(name) : undefined) ?? this.params.get(name)!.data;
+  }
+
+  /** θ₀+Σδ for the tensors a diff set touches, materialised once per set and cached. */
+  private materialised(diffs: RowPlan['diffs']): Map<string, Float32Array> {
+    const key = diffs.map((d) => d.key).join('+');
     let touched = this.diffWeights.get(key);
     if (!touched) {
       touched = new Map();
@@ -429,12 +447,7 @@ export class Engine {
       }
       this.diffWeights.set(key, touched);
     }
-    const feeds: Record<string, HostTensor> = {};
-    for (const [name, p] of this.params) {
-      const mine = touched.get(name);
-      feeds[`w.${name}`] = { type: 'float32', dims: p.dims, data: mine ?? p.data, shareKey: `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}` };
-    }
-    return feeds;
+    return touched;
   }
 
   // ---- pools ---------------------------------------------------------------------------------------------
@@ -595,10 +608,13 @@ export class Engine {
         for (let s = 0; s < S; s++) {
           const a = table.entry[l][s][0];
           const e = l * P + (a ? index.get(a.key)! : 0);
-          for (const [part, arr, dims] of parts) {
-            const n = dims[0] * dims[1];
-            pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims, data: arr.subarray(e * n, (e + 1) * n) };
-          }
+          const folded = foldedSlot(sv, s);
+          if (folded) Object.assign(pools, this.foldedSlotFeeds(site, plans[0].diffs, l, s, folded.biasColumn, downW.subarray(e * D * R, (e + 1) * D * R), downB.subarray(e * R, (e + 1) * R), upW.subarray(e * R * D, (e + 1) * R * D), upB.subarray(e * D, (e + 1) * D), R));
+          else
+            for (const [part, arr, dims] of parts) {
+              const n = dims[0] * dims[1];
+              pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims, data: arr.subarray(e * n, (e + 1) * n) };
+            }
         }
     } else {
       for (const [part, arr, dims] of parts) pools[POOL.adapter(site, part)] = { type: 'float32', dims: [L * P, ...dims], data: arr };
@@ -620,6 +636,38 @@ export class Engine {
     }
     if (sv.fuse > 0) Object.assign(pools, this.fusionPools(site, plans));
     return pools;
+  }
+
+  /**
+   * One uniform carried slot's weights folded with the site's original LayerNorm (see foldedSlot in
+   * encoder-graph.ts): down_wf = √D·γ⊙Wd, down_bf = β·Wd + bd, up_wb = [Wu; bu]; with `biasColumn` the down
+   * projection gets a column of weight 0 and bias 1 (relu(1) = 1 is the ones column that carries bu).
+   */
+  private foldedSlotFeeds(site: Site, diffs: RowPlan['diffs'], l: number, s: number, biasColumn: boolean, downT: Float32Array, downB: Float32Array, upT: Float32Array, upB: Float32Array, R: number): Pools {
+    const D = this.base.config.hiddenSize;
+    const ln = `layers.${l}.${site === 'attention' ? 'attn_ln' : 'ffn_ln'}`;
+    const gamma = this.effectiveParam(`${ln}.weight`, diffs);
+    const beta = this.effectiveParam(`${ln}.bias`, diffs);
+    const R1 = biasColumn ? R + 1 : R;
+    const wf = new Float32Array(D * R1);
+    const bf = new Float32Array(R1);
+    const root = Math.sqrt(D);
+    for (let d = 0; d < D; d++)
+      for (let r = 0; r < R; r++) {
+        const w = downT[d * R + r];
+        wf[d * R1 + r] = root * gamma[d] * w;
+        bf[r] += beta[d] * w;
+      }
+    for (let r = 0; r < R; r++) bf[r] += downB[r];
+    if (biasColumn) bf[R] = 1;
+    const wb = new Float32Array((R + 1) * D);
+    wb.set(upT);
+    wb.set(upB, R * D);
+    return {
+      [POOL.adapterSlot(site, 'down_wf', l, s)]: { type: 'float32', dims: [D, R1], data: wf },
+      [POOL.adapterSlot(site, 'down_bf', l, s)]: { type: 'float32', dims: [1, R1], data: bf },
+      [POOL.adapterSlot(site, 'up_wb', l, s)]: { type: 'float32', dims: [R + 1, D], data: wb },
+    };
   }
 
   private fusionPools(site: Site, plans: RowPlan[]): Pools {

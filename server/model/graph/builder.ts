@@ -166,6 +166,14 @@ export class GraphBuilder {
     const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
     return this.one('MatMul', [a, b], {}, a.type, [...batch, a.shape[a.shape.length - 2], b.shape[b.shape.length - 1]]);
   }
+  /** ONNX Gemm on 2-D operands: alpha * op(A) op(B) (+ C, broadcast to [M, N]). */
+  gemm(a: Value, b: Value, opts: { transA?: boolean; transB?: boolean; alpha?: number; c?: Value } = {}): Value {
+    const m = opts.transA ? a.shape[1] : a.shape[0];
+    const n = opts.transB ? b.shape[0] : b.shape[1];
+    const attrs: Record<string, AttrValue> = { transA: { int: opts.transA ? 1 : 0 }, transB: { int: opts.transB ? 1 : 0 } };
+    if (opts.alpha !== undefined && opts.alpha !== 1) attrs.alpha = { float: opts.alpha };
+    return this.one('Gemm', opts.c ? [a, b, opts.c] : [a, b], attrs, a.type, [m, n]);
+  }
   transpose(x: Value, perm: number[]): Value {
     if (perm.length !== x.shape.length) throw new RangeError(`transpose perm [${perm}] does not match rank ${x.shape.length}`);
     return this.one('Transpose', [x], { perm: { ints: perm } }, x.type, perm.map((p) => x.shape[p]));
@@ -178,6 +186,16 @@ export class GraphBuilder {
   /** Reshape to the runtime shape of another value (used by autodiff to undo broadcasting). */
   reshapeLike(x: Value, like: Value): Value {
     return this.one('Reshape', [x, this.shapeOf(like)], {}, x.type, like.shape);
+  }
+  /** ONNX Flatten: [d0..d(axis-1), d(axis)..] -> [prod(before), prod(after)]. */
+  flatten(x: Value, axis: number): Value {
+    const ax = normAxis(axis, x.shape.length);
+    const prod = (ds: readonly Dim[]): Dim => (ds.every((d) => typeof d === 'number') ? (ds as number[]).reduce((a, b) => a * b, 1) : ds.length === 1 ? ds[0] : unknownDim());
+    return this.one('Flatten', [x], { axis: { int: ax } }, x.type, [prod(x.shape.slice(0, ax)), prod(x.shape.slice(ax))]);
+  }
+  /** A float tensor of the runtime shape `shape` (int64 [rank]) filled with `value`. */
+  constantOfShape(shape: Value, value: number, outShape: Dim[]): Value {
+    return this.one('ConstantOfShape', [shape], { value: { type: 'float32', dims: [1], data: Float32Array.of(value) } }, 'float32', outShape);
   }
   shapeOf(x: Value): Value { return this.one('Shape', [x], {}, 'int64', [x.shape.length]); }
   expand(x: Value, shape: Value, outShape: Dim[]): Value { return this.one('Expand', [x, shape], {}, x.type, outShape); }
@@ -218,7 +236,7 @@ export class GraphBuilder {
   layerNorm(x: Value, scale: Value, bias: Value, epsilon: number): Value {
     return this.one('LayerNormalization', [x, scale, bias], { axis: { int: -1 }, epsilon: { float: epsilon } }, x.type, x.shape);
   }
-  reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax', x: Value, axes: number[], keepdims: boolean): Value {
+  reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax' | 'ReduceSumSquare', x: Value, axes: number[], keepdims: boolean): Value {
     const norm = axes.map((a) => normAxis(a, x.shape.length));
     const shape = keepdims ? x.shape.map((d, i) => (norm.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !norm.includes(i));
     return this.one(op, [x, this.constInt64(axes)], { keepdims: { int: keepdims ? 1 : 0 } }, x.type, shape);
@@ -255,30 +273,34 @@ export class GraphBuilder {
   }
 
   /**
-   * LayerNormalization written out as primitive ops: mean, centre, mean of squares, 1/sqrt, scale, shift.
-   * onnxruntime's CPU LayerNormalization / SkipLayerNormalization kernels are several times slower than these
-   * element-wise passes (measured here: [4096, 256] 1.5-5.4 ms per call vs ~1 ms written out; BERT-base
-   * forward at batch 1 167 -> 142 ms). The graph keeps the LayerNormalization node until serialisation, so
-   * autodiff still uses its own rule (server/model/graph/vjp.ts).
+   * LayerNormalization written out as primitive ops: mean, centre, sum of squares, (var + eps)^-1/2, scale,
+   * shift. onnxruntime's CPU LayerNormalization / SkipLayerNormalization kernels are several times slower than
+   * these passes (measured here: [4096, 256] 1.5-5.4 ms per call vs ~1 ms written out; BERT-base forward at
+   * batch 1 167 -> 142 ms). The graph keeps the LayerNormalization node until serialisation, so autodiff still
+   * uses its own rule (server/model/graph/vjp.ts).
    */
   private lowerLayerNorm(n: NodeDef, extra: onnx.ITensorProto[]): onnx.INodeProto[] {
     const [x, scale, bias] = n.inputs;
     const eps = (n.attrs.epsilon as { float: number } | undefined)?.float ?? 1e-5;
-    const axis = (n.attrs.axis as { int: number } | undefined)?.int ?? -1;
+    const axis = normAxis((n.attrs.axis as { int: number } | undefined)?.int ?? -1, x!.shape.length);
+    if (axis !== x!.shape.length - 1 || typeof x!.shape[axis] !== 'number') throw new RangeError(`LayerNormalization '${n.name}': only over a static last axis`);
+    const width = x!.shape[axis] as number;
     const t = (s: string) => `${n.name}/${s}`;
-    extra.push(this.tensorProto(t('axes'), { type: 'int64', dims: [1], data: BigInt64Array.of(BigInt(axis)) }));
-    extra.push(this.tensorProto(t('eps'), { type: 'float32', dims: [], data: Float32Array.of(eps) }));
+    const scalar = (name: string, v: number) => extra.push(this.tensorProto(t(name), { type: 'float32', dims: [], data: Float32Array.of(v) }));
+    extra.push(this.tensorProto(t('axes'), { type: 'int64', dims: [1], data: BigInt64Array.of(-1n) }));
+    scalar('inv_width', 1 / width);
+    scalar('eps', eps);
+    scalar('minus_half', -0.5);
     const keep = [this.attribute('keepdims', { int: 1 })];
-    const op = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []): onnx.INodeProto => ({ opType, name: `${n.name}/${opType}_${output.split('/').pop()}`, input, output: [output], attribute });
+    const op = (opType: string, input: string[], output: string, attribute: onnx.IAttributeProto[] = []): onnx.INodeProto => ({ opType, name: `${n.name}/${output.split('/').pop()}`, input, output: [output], attribute });
     const y = n.outputs[0].name;
     return [
       op('ReduceMean', [x!.name, t('axes')], t('mean'), keep),
       op('Sub', [x!.name, t('mean')], t('centred')),
-      op('Mul', [t('centred'), t('centred')], t('sq')),
-      op('ReduceMean', [t('sq'), t('axes')], t('var'), keep),
+      op('ReduceSumSquare', [t('centred'), t('axes')], t('sumsq'), keep),
+      op('Mul', [t('sumsq'), t('inv_width')], t('var')),
       op('Add', [t('var'), t('eps')], t('var_eps')),
-      op('Sqrt', [t('var_eps')], t('std')),
-      op('Reciprocal', [t('std')], t('rstd')),
+      op('Pow', [t('var_eps'), t('minus_half')], t('rstd')),
       op('Mul', [t('centred'), t('rstd')], t('norm')),
       op('Mul', [t('norm'), scale!.name], bias ? t('scaled') : y),
       ...(bias ? [op('Add', [t('scaled'), bias.name], y)] : []),

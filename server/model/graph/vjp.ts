@@ -41,14 +41,9 @@ export function logSoftmax(g: GraphBuilder, x: Value, axis = -1): Value {
 
 /** Gemm on 2-D operands: alpha * op(A) op(B) (+ C); the backward of batched MatMul against a 2-D weight. */
 export function gemm(g: GraphBuilder, a: Value, b: Value, transA: boolean, transB: boolean, alpha = 1, c?: Value): Value {
-  const m = transA ? a.shape[1] : a.shape[0];
-  const n = transB ? b.shape[0] : b.shape[1];
-  const attrs: NodeDef['attrs'] = { transA: { int: transA ? 1 : 0 }, transB: { int: transB ? 1 : 0 } };
-  if (alpha !== 1) attrs.alpha = { float: alpha };
-  return one(g, 'Gemm', c ? [a, b, c] : [a, b], attrs, a.type, [m, n]);
+  return g.gemm(a, b, { transA, transB, alpha, c });
 }
 
-/** Int64 scalar-or-1-D constant data of an initializer (axes, starts, exponents), or null when not constant. */
 function constData(g: GraphBuilder, v: Value | null | undefined): number[] | null {
   if (!v) return null;
   const init = g.initializers.get(v.name);
@@ -402,6 +397,10 @@ export const VJP: Record<string, VjpRule> = {
   },
   ReduceMean(g, n, [dy]) {
     return [reduceBack(g, n, dy!, true), null];
+  },
+  // y = sum(x²): dx = 2 x dy (dy broadcast back over the reduced axes)
+  ReduceSumSquare(g, n, [dy]) {
+    return [g.mul(reduceBack(g, n, dy!, false), g.mul(n.inputs[0]!, g.constFloat(2))), null];
   },
   // Where(c, A, B): dA = where(c, dY, 0), dB = where(c, 0, dY)
   Where(g, n, [dy], need) {
