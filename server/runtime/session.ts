@@ -61,10 +61,13 @@ function sessionOptions(device: Device, threads: number | undefined): ort.Infere
   };
 }
 
+/** Caller-owned buffers that named outputs are written into (shape and type must match the output). */
+export type OutputBuffers = Record<string, HostTensor>;
+
 interface SessionImpl {
   inputNames: readonly string[];
   outputNames: readonly string[];
-  run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>>;
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>>;
   release(): Promise<void>;
 }
 
@@ -77,14 +80,21 @@ class MainThreadSession implements SessionImpl {
   get outputNames() {
     return this.inner.outputNames;
   }
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>> {
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(v.type, v.data as never, v.dims as number[]);
-    const res = await this.inner.run(ortFeeds, outputs as string[]);
+    // onnxruntime writes pre-allocated fetches in place: no output copy (the trainer's gradients and AdamW state)
+    const fetches: Record<string, ort.Tensor | null> = {};
+    for (const name of outputs) {
+      const b = into?.[name];
+      fetches[name] = b ? new ort.Tensor(b.type, b.data as never, b.dims as number[]) : null;
+    }
+    const res = await this.inner.run(ortFeeds, fetches);
     const out: Record<string, HostTensor> = {};
     for (const name of outputs) {
+      const b = into?.[name];
       const t = res[name];
-      out[name] = { type: t.type as HostTensor['type'], dims: t.dims, data: t.data as HostData };
+      out[name] = b ?? { type: t.type as HostTensor['type'], dims: t.dims, data: t.data as HostData };
     }
     return out;
   }
@@ -224,7 +234,7 @@ class WorkerSession implements SessionImpl {
     }
   }
 
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>> {
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string }> = {};
     for (const [name, f] of Object.entries(feeds)) {
       if (f.shareKey !== undefined && this.w.sent.has(f.shareKey)) msg[name] = { type: f.type, dims: f.dims, key: f.shareKey };
@@ -234,7 +244,14 @@ class WorkerSession implements SessionImpl {
       }
     }
     const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs });
-    return r.outputs as Record<string, HostTensor>;
+    const out = r.outputs as Record<string, HostTensor>;
+    // another thread's outputs arrive as their own buffers: copy into the caller's
+    for (const [name, b] of Object.entries(into ?? {})) {
+      if (!out[name]) continue;
+      (b.data as Float32Array).set(out[name].data as Float32Array);
+      out[name] = b;
+    }
+    return out;
   }
 
   async release(): Promise<void> {
@@ -279,9 +296,12 @@ export class Session {
     await w.call({ type: 'forget', prefix }).catch(() => undefined);
   }
 
-  /** Runs the graph; returns host copies of the requested outputs. */
-  run(feeds: Record<string, HostTensor>, outputs: readonly string[]): Promise<Record<string, HostTensor>> {
-    return this.impl.run(feeds, outputs);
+  /**
+   * Runs the graph; returns host copies of the requested outputs, except those named in `into`, which are
+   * written into the caller's buffers (in place on a main-thread session; an input's own buffer may be given).
+   */
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
+    return this.impl.run(feeds, outputs, into);
   }
 
   async release(): Promise<void> {

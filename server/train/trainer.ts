@@ -16,7 +16,7 @@ import type { Base } from '../model/base';
 import type { EncodedBatch } from '../model/tokenizer';
 import { initModule } from '../model/module-init';
 import { Rng } from '../model/random';
-import { Session, type HostTensor } from '../runtime/session';
+import { Session, type HostTensor, type OutputBuffers } from '../runtime/session';
 import type { Manifest, ManifestInput } from '../../modules-store/manifest';
 import { parseManifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
@@ -465,7 +465,13 @@ async function trainCore(o: TrainOptions): Promise<TrainResult> {
   const makeBatch = (ex: unknown[], r: Rng) =>
     objective === 'cls' ? clsBatch(base, ex as ClsExample[], labelIndex, maxLength) : objective === 'tok' ? tokBatch(base, ex as TokExample[], labelIndex, maxLength) : mlmBatch(base, ex as MlmExample[], r, o.mlmProbability ?? 0.15, maxLength);
 
-  const run = async (sess: Session, b: Batch, outputs: string[]) => sess.run({ ...b.feeds, ...tg.indexFeeds(b.B), ...store.feeds() }, outputs);
+  const run = async (sess: Session, b: Batch, outputs: string[], into?: OutputBuffers) => sess.run({ ...b.feeds, ...tg.indexFeeds(b.B), ...store.feeds() }, outputs, into);
+  // The first micro-batch of a step writes its gradients straight into the store's accumulators.
+  const gradBuffers: OutputBuffers = {};
+  tg.params.forEach((p, k) => {
+    const v = store.views.get(p)!;
+    gradBuffers[tg.gradNames[k]] = { type: 'float32', dims: v.dims, data: v.grad };
+  });
 
   /** Dev evaluation with the task metric (MLM masks with a fixed seed, so evaluations compare). */
   const evaluate = async (examples: unknown[]): Promise<Metrics> => {
@@ -549,14 +555,9 @@ async function trainCore(o: TrainOptions): Promise<TrainResult> {
       cursor += batchSize;
       const b = await makeBatch(ex, maskRng);
       tokens += b.tokens;
-      const r = await run(stepSess, b, ['loss', ...tg.gradNames]);
+      const r = await run(stepSess, b, ['loss', ...tg.gradNames], a === 0 ? gradBuffers : undefined);
       lossSum += (r.loss.data as Float32Array)[0];
-      for (let k = 0; k < tg.params.length; k++) {
-        const v = store.views.get(tg.params[k])!;
-        const gd = r[tg.gradNames[k]].data as Float32Array;
-        if (a === 0) v.grad.set(gd);
-        else await accumulate(v.grad, gd);
-      }
+      if (a > 0) for (let k = 0; k < tg.params.length; k++) await accumulate(store.views.get(tg.params[k])!.grad, r[tg.gradNames[k]].data as Float32Array);
     }
     const lrf = linearSchedule(step, warmup, totalSteps);
     await opt.step(lrf, accum);

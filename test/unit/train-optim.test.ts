@@ -61,3 +61,33 @@ test('accumulate adds in onnxruntime', async () => {
   await accumulate(a, Float32Array.from([0.5, 0.5, -3]));
   expect(Array.from(a)).toEqual([1.5, 2.5, 0]);
 });
+
+test('AdamW and accumulate over arrays longer than one chunk (in-place writes across chunk boundaries)', async () => {
+  const n = (1 << 18) * 2 + 1234; // three chunks, the last one partial
+  const p0 = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+  const g1 = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.7) * 1e-3);
+  const g2 = Float32Array.from({ length: n }, (_, i) => ((i % 13) - 6) * 1e-4);
+  const mask = Float32Array.from({ length: n }, (_, i) => (i % 5 === 0 ? 0 : 1));
+  const store = new ParamStore([{ name: 'w', dims: [n], data: p0.slice(), decay: true }]);
+  store.setMask('w', mask);
+  const opt = await AdamW.create(store, { lr: 0.01, weightDecay: 0.1, maxGradNorm: 0 });
+  const grad = store.views.get('w')!.grad;
+  grad.set(g1);
+  await accumulate(grad, g2); // in place
+  await opt.step();
+  // float64 reference of one step with g = g1 + g2 (no clipping)
+  const { b1, b2, eps, lr, wd } = { b1: 0.9, b2: 0.999, eps: 1e-8, lr: 0.01, wd: 0.1 };
+  let maxdiff = 0;
+  const w = store.get('w');
+  for (let i = 0; i < n; i++) {
+    const g = (g1[i] + g2[i]) * mask[i];
+    const m = (1 - b1) * g;
+    const v = (1 - b2) * g * g;
+    const ref = p0[i] - lr * wd * p0[i] * mask[i] - (lr * (m / (1 - b1)) / (Math.sqrt(v / (1 - b2)) + eps)) * mask[i];
+    maxdiff = Math.max(maxdiff, Math.abs(w[i] - ref));
+  }
+  console.log('multi-chunk AdamW maxdiff vs float64 reference', maxdiff.toExponential(2));
+  expect(maxdiff).toBeLessThan(1e-5);
+  for (let i = 0; i < n; i += 5) expect(w[i]).toBe(p0[i]); // masked elements untouched in every chunk
+  expect(Array.from(store.groups[0].grads.subarray(0, 3))).toEqual([0, 0, 0]); // zeroed after the step
+});
