@@ -345,7 +345,7 @@ class EncoderEmitter {
       if (folded) {
         // weights folded by the engine (foldedSlot): n = (z − mean)·(Σ(z − mean)² + D·eps)^-1/2 = LN(z)/√D before γ, β
         const c = g.sub(z, g.reduce('ReduceMean', z, [-1], true));
-        const n = g.mul(c, g.pow(g.add(g.reduce('ReduceSumSquare', c, [-1], true), g.constFloat(D * this.eps)), g.constFloat(-0.5)));
+        const n = g.mul(c, g.pow(g.add(g.reduce('ReduceSum', g.mul(c, c), [-1], true), g.constFloat(D * this.eps)), g.constFloat(-0.5)));
         const act = this.slotActivation(site, sv, l, s, g.gemm(n, p('down_wf', [D, '?']), { c: p('down_bf', [1, '?']) }));
         z = g.gemm(folded.biasColumn ? act : g.concat([act, this.onesColumn(z)], 1), p('up_wb', ['?', D]), { c: z });
         continue;
@@ -370,7 +370,7 @@ class EncoderEmitter {
   private layerNormDown(z: Value, gamma: Value, beta: Value, downW: Value, downB: Value): Value {
     const { g } = this;
     const c = g.sub(z, g.reduce('ReduceMean', z, [-1], true));
-    const variance = g.mul(g.reduce('ReduceSumSquare', c, [-1], true), g.constFloat(1 / this.D));
+    const variance = g.reduce('ReduceMean', g.mul(c, c), [-1], true);
     const rstd = g.pow(g.add(variance, g.constFloat(this.eps)), g.constFloat(-0.5));
     const w = g.mul(downW, g.unsqueeze(gamma, [1])); // [D,R] or per row [B,D,R]
     const b = g.add(g.matmul(g.unsqueeze(beta, [0]), downW), downB); // [1,R] or [B,1,R]

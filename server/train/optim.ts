@@ -117,7 +117,8 @@ class Kernels {
     ga.output(ga.add(ga.input('a', 'float32', ['N']), ga.input('b', 'float32', ['N'])), 'out');
     // sumsq: s = sum(g * g)
     const gs = new GraphBuilder('sumsq');
-    gs.output(gs.reduce('ReduceSumSquare', gs.input('g', 'float32', ['N']), [0], false), 's');
+    const x = gs.input('g', 'float32', ['N']);
+    gs.output(gs.reduce('ReduceSum', gs.mul(x, x), [0], false), 's');
     // adamw, with the scalar algebra done in JS so the graph is 14 element-wise passes (the update is a hot path):
     //   m = b1 m + c1 g;  v = b2 v + c2 g²;  p = p·decay − step · m / (sqrt(v)·k + eps)
     //   c1 = (1−b1)·s, c2 = (1−b2)·s² (s = clip / accumulation), decay = 1 − lr·wd, step = lr / (1 − b1^t),

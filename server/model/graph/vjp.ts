@@ -398,10 +398,6 @@ export const VJP: Record<string, VjpRule> = {
   ReduceMean(g, n, [dy]) {
     return [reduceBack(g, n, dy!, true), null];
   },
-  // y = sum(x²): dx = 2 x dy (dy broadcast back over the reduced axes)
-  ReduceSumSquare(g, n, [dy]) {
-    return [g.mul(reduceBack(g, n, dy!, false), g.mul(n.inputs[0]!, g.constFloat(2))), null];
-  },
   // Where(c, A, B): dA = where(c, dY, 0), dB = where(c, 0, dY)
   Where(g, n, [dy], need) {
     const [c, a, b] = n.inputs as Value[];
