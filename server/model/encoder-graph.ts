@@ -51,6 +51,8 @@ export interface Variant {
   /** Every row uses the same LoRA set (one [in, R] / [R, out] pair per layer, no per-row gather). */
   loraUniform?: boolean;
   invertible: boolean;
+  /** Every row uses the same invertible adapter (its weights fed directly, no per-row gathers). */
+  invUniform?: boolean;
   invAct: Activation | 'mixed';
   heads: { cls: boolean; tok: boolean; mlm: boolean };
   /** Classification heads with a dense+tanh layer before out_proj ('mixed' when rows differ). */
@@ -483,10 +485,13 @@ class EncoderEmitter {
   // ---- invertible adapter (NICE coupling, MAD-X) -------------------------------------------------------
   private invertible(x: Value, inverse: boolean): Value {
     const { g, D } = this;
+    if (this.v.invUniform) return this.sharedInvertible(x, inverse);
     const n = Math.floor(D / 2);
-    const idx = g.inputs.find((i) => i.name === POOL.inv('idx')) ?? g.input(POOL.inv('idx'), 'int64', ['B']);
     const net = (which: 'F' | 'G', t: Value) => {
-      const pool = (part: string, shape: (string | number)[]) => g.gather(this.poolInput(POOL.inv(`${which}.${part}`), shape), idx);
+      const pool = (part: string, shape: (string | number)[]) => {
+        const idx = g.inputs.find((i) => i.name === POOL.inv('idx')) ?? g.input(POOL.inv('idx'), 'int64', ['B']);
+        return g.gather(this.poolInput(POOL.inv(`${which}.${part}`), shape), idx);
+      };
       const h = g.add(g.matmul(t, pool('down_w', ['P', n, 'M'])), pool('down_b', ['P', 1, 'M']));
       const act = this.activation(h, this.v.invAct, (a) => {
         const name = POOL.inv(`act_${a}`);
@@ -507,6 +512,25 @@ class EncoderEmitter {
     const xx2 = g.sub(y2, net('G', y1));
     const xx1 = g.sub(y1, net('F', xx2));
     return g.concat([xx1, xx2], 2);
+  }
+
+  /**
+   * The NICE coupling when every row shares one invertible adapter, on the flattened rows and without splitting
+   * the hidden vector: the engine feeds F's and G's weights zero-padded to the full width (`down_wp` [D, M] reads
+   * only its half, `up_wbp` [M+1, D] = [Wu; bu] writes only its half), so y1 = x1 + F(x2) is x + [F(x2), 0] and
+   * y2 = x2 + G(y1) is y + [0, G(y1)]: each step one activation between two GEMMs, the second accumulating into
+   * the running value (alpha −1 for the inverse).
+   */
+  private sharedInvertible(x: Value, inverse: boolean): Value {
+    const { g, D } = this;
+    const step = (which: 'F' | 'G', t: Value, sign: 1 | -1) => {
+      const p = (part: string, shape: (string | number)[]) => this.poolInput(POOL.inv(`${which}.${part}@shared`), shape);
+      const act = this.act(g.gemm(t, p('down_wp', [D, 'M']), { c: p('down_b', [1, 'M']) }), this.v.invAct as Activation);
+      return g.gemm(g.concat([act, this.onesColumn(t)], 1), p('up_wbp', ['M1', D]), { c: t, alpha: sign });
+    };
+    const rows = g.flatten(x, 2);
+    const out = inverse ? step('F', step('G', rows, -1), -1) : step('G', step('F', rows, 1), 1);
+    return g.reshapeLike(out, x);
   }
 
   // ---- heads -------------------------------------------------------------------------------------------

@@ -348,6 +348,7 @@ export class Engine {
       lora,
       loraUniform: loraKeys.size === 1,
       invertible: invSet.size > 0,
+      invUniform: invSet.size > 0 && new Set(plans.map((p) => p.invertible?.key ?? null)).size === 1,
       invAct: invSet.size <= 1 ? ([...invSet][0] ?? 'relu') : 'mixed',
       heads: { cls: heads.includes('classification'), tok: heads.includes('token_classification'), mlm: !!opts.mlm },
       clsDense: heads.includes('classification') ? modeOf([clsDense]) : 'off',
@@ -790,6 +791,23 @@ export class Engine {
     const M = Math.max(1, ...mods.map((m) => m.invertible!.m));
     const pools: Pools = {};
     for (const which of ['F', 'G'] as const) {
+      if (v.invUniform) {
+        // every row shares one adapter (entry 1): weights padded to the full width (sharedInvertible in encoder-graph.ts)
+        const w = mods[0].invertible![which];
+        const mm = mods[0].invertible!.m;
+        const [inOff, outOff] = which === 'F' ? [n, 0] : [0, n]; // F reads x2, writes the first half; G the reverse
+        const inW = which === 'F' ? D - n : n;
+        const outW = which === 'F' ? n : D - n;
+        const dwp = new Float32Array(D * mm);
+        dwp.set(w.downT.subarray(0, inW * mm), inOff * mm);
+        const uwp = new Float32Array((mm + 1) * D);
+        for (let r = 0; r < mm; r++) uwp.set(w.upT.subarray(r * outW, (r + 1) * outW), r * D + outOff);
+        uwp.set(w.upB, mm * D + outOff);
+        pools[POOL.inv(`${which}.down_wp@shared`)] = { type: 'float32', dims: [D, mm], data: dwp };
+        pools[POOL.inv(`${which}.down_b@shared`)] = { type: 'float32', dims: [1, mm], data: Float32Array.from(w.downB) };
+        pools[POOL.inv(`${which}.up_wbp@shared`)] = { type: 'float32', dims: [mm + 1, D], data: uwp };
+        continue;
+      }
       const dw = new Float32Array(P * n * M);
       const db = new Float32Array(P * M);
       const uw = new Float32Array(P * M * (D - n));
@@ -808,6 +826,7 @@ export class Engine {
       pools[POOL.inv(`${which}.up_w`)] = { type: 'float32', dims: [P, M, D - n], data: uw };
       pools[POOL.inv(`${which}.up_b`)] = { type: 'float32', dims: [P, 1, D - n], data: ub };
     }
+    if (v.invUniform) return pools;
     const idx = BigInt64Array.from(plans.map((p) => BigInt(p.invertible ? mods.findIndex((m) => m.key === p.invertible!.key) + 1 : 0)));
     pools[POOL.inv('idx')] = { type: 'int64', dims: [plans.length], data: idx };
     if (v.invAct === 'mixed') {

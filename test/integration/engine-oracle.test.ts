@@ -171,6 +171,10 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
   it('invertible adapters with masked-LM output (base MLM head and a module MLM head)', async () => {
     await check(f, [refs.lang, null, refs.langMlm, { stack: [refs.langMlm, refs.pfeiffer] }], TEXTS, { mlm: true });
   });
+  it('invertible adapter shared by every row of a batch (full-width GEMM path), with masked-LM output', async () => {
+    await check(f, [refs.lang, refs.lang], TEXTS.slice(0, 2), { mlm: true });
+    await check(f, [{ stack: [refs.langMlm, refs.pfeiffer] }], TEXTS.slice(0, 1), { mlm: true });
+  });
   it('stack of 2 and of 3', async () => {
     await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));
   });
