@@ -339,7 +339,8 @@ class EncoderEmitter {
     // Uniform slots run on the flattened rows [B*T, D] (plain GEMMs, one reshape per site); per-row pools need
     // the batch axis for their batched products.
     const rows = !!sv.uniform;
-    const xs = rows ? g.flatten(x, 2) : x;
+    let flatX: Value | null = null;
+    const xs = () => (rows ? (flatX ??= g.flatten(x, 2)) : x);
     let z = rows ? g.flatten(g.add(h, x), 2) : g.add(h, x);
     for (let s = 0; s < sv.slots; s++) {
       const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
@@ -357,12 +358,12 @@ class EncoderEmitter {
         const act = this.slotActivation(site, sv, l, s, this.layerNormDown(z, lnW, lnB, p('down_w', [D, 'R']), p('down_b', [1, 'R'])));
         up = g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
       } else {
-        up = this.bottleneck(site, sv, l, s, layerNorm(z), xs);
+        up = this.bottleneck(site, sv, l, s, layerNorm(z), xs());
       }
       const lnAfter = () => this.rowLayerNorm(up, p('lna_g', [1, D]), p('lna_b', [1, D]));
       z = g.add(z, this.mix(sv.flags.lnAfter, () => this.flag(site, 'lnAfter', l, s), lnAfter, up));
     }
-    const out = sv.finalLn === 'on' ? layerNorm(z) : this.mix(sv.finalLn, () => this.flag(site, 'finalLn', l, 0), () => layerNorm(z), g.sub(z, xs));
+    const out = sv.finalLn === 'on' ? layerNorm(z) : this.mix(sv.finalLn, () => this.flag(site, 'finalLn', l, 0), () => layerNorm(z), g.sub(z, xs()));
     if (!rows) return out;
     this.hiddenShape ??= g.shapeOf(x);
     return g.node('Reshape', [out, this.hiddenShape], {}, [{ type: out.type, shape: x.shape }])[0];

@@ -44,6 +44,7 @@ export function gemm(g: GraphBuilder, a: Value, b: Value, transA: boolean, trans
   return g.gemm(a, b, { transA, transB, alpha, c });
 }
 
+/** Int64 scalar-or-1-D constant data of an initializer (axes, starts, exponents), or null when not constant. */
 function constData(g: GraphBuilder, v: Value | null | undefined): number[] | null {
   if (!v) return null;
   const init = g.initializers.get(v.name);
