@@ -29,6 +29,23 @@ it('gives the same outputs as a main-thread session', async () => {
   await worker.release();
 });
 
+it('writes outputs named in `into` into the caller buffers, main thread and worker alike (a view into a larger array too)', async () => {
+  const feeds = { x, w: { type: 'float32' as const, dims: [3, 2], data: w1 } };
+  const ref = await Session.create(model());
+  const expected = Array.from((await ref.run(feeds, ['y'])).y.data as Float32Array);
+  await ref.release();
+  for (const worker of [false, true]) {
+    const s = await Session.create(model(), { worker });
+    const big = new Float32Array(10).fill(-7);
+    const view = big.subarray(3, 7);
+    const r = await s.run(feeds, ['y'], { y: { type: 'float32', dims: [2, 2], data: view } });
+    expect(r.y.data).toBe(view);
+    expect(Array.from(view)).toEqual(expected);
+    expect([...big.subarray(0, 3), ...big.subarray(7)]).toEqual([-7, -7, -7, -7, -7, -7]); // neighbours untouched
+    await s.release();
+  }
+});
+
 it('sends a shared feed once, reuses it by key, and drops it on forgetShared', async () => {
   const s = await Session.create(model(), { worker: true });
   const first = await s.run({ x, w: { type: 'float32', dims: [3, 2], data: w1, shareKey: 'test:w' } }, ['y']);
