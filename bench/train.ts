@@ -17,7 +17,7 @@ import { createTinyBase } from '../server/model/tiny';
 import { loadBase, type Base } from '../server/model/base';
 import { initModule } from '../server/model/module-init';
 import { GraphBuilder } from '../server/model/graph/builder';
-import { Session, type HostTensor, type OutputBuffers } from '../server/runtime/session';
+import { Session, type HostTensor } from '../server/runtime/session';
 import { buildTrainGraph, decays, type SlotModule } from '../server/train/graph';
 import { AdamW, ParamStore } from '../server/train/optim';
 import { Rng } from '../server/model/random';
@@ -103,11 +103,7 @@ async function benchMethod(base: Base, method: 'seq_bn' | 'full'): Promise<{ met
   };
   let runS = 0;
   let optS = 0;
-  const into: OutputBuffers = {};
-  tg.params.forEach((p, k) => {
-    const v = store.views.get(p)!;
-    into[tg.gradNames[k]] = { type: 'float32', dims: v.dims, data: v.grad };
-  });
+  const into = store.gradBuffers(tg.params, tg.gradNames);
   const step = async () => {
     const t0 = process.hrtime.bigint();
     await sess.run({ ...feeds, ...store.feeds() }, ['loss', ...tg.gradNames], into); // as the trainer: gradients land in the store

@@ -11,7 +11,7 @@
  *   store.addGrad('w', grad); await opt.step();
  */
 import { GraphBuilder } from '../model/graph/builder';
-import { Session, type HostTensor } from '../runtime/session';
+import { Session, type HostTensor, type OutputBuffers } from '../runtime/session';
 
 export interface ParamSpec {
   name: string;
@@ -72,6 +72,17 @@ export class ParamStore {
   feeds(): Record<string, HostTensor> {
     const out: Record<string, HostTensor> = {};
     for (const [name, v] of this.views) out[name] = { type: 'float32', dims: v.dims, data: v.data };
+    return out;
+  }
+
+  /** The gradient accumulators as output buffers for a training run (`gradNames[k]` is `params[k]`'s gradient). */
+  gradBuffers(params: readonly string[], gradNames: readonly string[]): OutputBuffers {
+    const out: OutputBuffers = {};
+    params.forEach((p, k) => {
+      const v = this.views.get(p);
+      if (!v) throw new RangeError(`no parameter '${p}'`);
+      out[gradNames[k]] = { type: 'float32', dims: v.dims, data: v.grad };
+    });
     return out;
   }
 

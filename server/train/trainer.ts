@@ -467,11 +467,7 @@ async function trainCore(o: TrainOptions): Promise<TrainResult> {
 
   const run = async (sess: Session, b: Batch, outputs: string[], into?: OutputBuffers) => sess.run({ ...b.feeds, ...tg.indexFeeds(b.B), ...store.feeds() }, outputs, into);
   // The first micro-batch of a step writes its gradients straight into the store's accumulators.
-  const gradBuffers: OutputBuffers = {};
-  tg.params.forEach((p, k) => {
-    const v = store.views.get(p)!;
-    gradBuffers[tg.gradNames[k]] = { type: 'float32', dims: v.dims, data: v.grad };
-  });
+  const gradBuffers = store.gradBuffers(tg.params, tg.gradNames);
 
   /** Dev evaluation with the task metric (MLM masks with a fixed seed, so evaluations compare). */
   const evaluate = async (examples: unknown[]): Promise<Metrics> => {
