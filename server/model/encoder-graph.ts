@@ -76,9 +76,10 @@ export function slotActivation(sv: SiteVariant, s: number): Activation | 'mixed'
 
 /**
  * Slots whose weights the engine feeds pre-folded (uniform carried slots without adapter LayerNorms): `down_wf`
- * = √D·γ⊙Wd and `down_bf` = β·Wd + bd (γ, β: the site's original LayerNorm), `up_wb` = [Wu; bu]. With relu,
- * the down projection gets one more column (weights 0, bias 1) whose activation is the ones column that carries
- * bu through the up GEMM. null: the slot reads the plain module tensors.
+ * = (I − 11ᵀ/D)·(γ⊙Wd), i.e. γ⊙Wd with its column means removed, so that z·down_wf = (z − mean(z))·(γ⊙Wd);
+ * `down_bf` = β·Wd + bd (γ, β: the site's original LayerNorm); `up_wb` = [Wu; bu]. With relu, the down
+ * projection gets one more column (weights 0, bias 1) whose activation is the ones column that carries bu
+ * through the up GEMM. null: the slot reads the plain module tensors.
  */
 export function foldedSlot(sv: SiteVariant, s: number): { biasColumn: boolean } | null {
   if (!sv.uniform || !carriesSum(sv) || sv.flags.lnBefore !== 'off' || sv.flags.lnAfter !== 'off') return null;
@@ -329,7 +330,7 @@ class EncoderEmitter {
    *    site ends with LN(z) (or z − x without original_ln_after), so no slot adds x again;
    *  - the LayerNorm's scale and shift fold into the down projection, and its 1/std into the [B,T,R] result:
    *    LN(z)·Wd + bd = rstd ⊙ (c·(γ⊙Wd)) + (β·Wd + bd) with c = z − mean(z); the normalised tensor is never
-   *    written;
+   *    written (uniform slots fold the centring into the weights too, see foldedSlot);
    *  - when all rows share the slot's adapter, up projection, its bias and the residual are one Gemm:
    *    [act, 1]·[Wu; bu] + z.
    */
@@ -346,10 +347,14 @@ class EncoderEmitter {
       const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
       const folded = foldedSlot(sv, s);
       if (folded) {
-        // weights folded by the engine (foldedSlot): n = (z − mean)·(Σ(z − mean)² + D·eps)^-1/2 = LN(z)/√D before γ, β
-        const c = g.sub(z, g.reduce('ReduceMean', z, [-1], true));
-        const n = g.mul(c, g.pow(g.add(g.reduce('ReduceSum', g.mul(c, c), [-1], true), g.constFloat(D * this.eps)), g.constFloat(-0.5)));
-        const act = this.slotActivation(site, sv, l, s, g.gemm(n, p('down_wf', [D, '?']), { c: p('down_bf', [1, '?']) }));
+        // Weights folded by the engine (foldedSlot), centring included, so LN(z)·Wd + bd = rstd ⊙ (z·down_wf) +
+        // down_bf and neither z − mean nor the normalised z is written: the slot reads z three times (two
+        // reductions, one GEMM) and writes only [rows, R]. var = E[z²] − mean², clamped at 0 against rounding.
+        const mean = g.reduce('ReduceMean', z, [-1], true);
+        const variance = g.unary('Relu', g.sub(g.reduce('ReduceMean', g.mul(z, z), [-1], true), g.mul(mean, mean)));
+        const rstd = g.pow(g.add(variance, g.constFloat(this.eps)), g.constFloat(-0.5));
+        const down = g.add(g.mul(g.matmul(z, p('down_wf', [D, '?'])), rstd), p('down_bf', [1, '?']));
+        const act = this.slotActivation(site, sv, l, s, down);
         z = g.gemm(folded.biasColumn ? act : g.concat([act, this.onesColumn(z)], 1), p('up_wb', ['?', D]), { c: z });
         continue;
       }

@@ -658,8 +658,9 @@ export class Engine {
 
   /**
    * One uniform carried slot's weights folded with the site's original LayerNorm (see foldedSlot in
-   * encoder-graph.ts): down_wf = √D·γ⊙Wd, down_bf = β·Wd + bd, up_wb = [Wu; bu]; with `biasColumn` the down
-   * projection gets a column of weight 0 and bias 1 (relu(1) = 1 is the ones column that carries bu).
+   * encoder-graph.ts): down_wf = γ⊙Wd minus its column means (the centring of LN), down_bf = β·Wd + bd,
+   * up_wb = [Wu; bu]; with `biasColumn` the down projection gets a column of weight 0 and bias 1 (relu(1) = 1 is
+   * the ones column that carries bu).
    */
   private foldedSlotFeeds(site: Site, diffs: RowPlan['diffs'], l: number, s: number, biasColumn: boolean, downT: Float32Array, downB: Float32Array, upT: Float32Array, upB: Float32Array, R: number): Pools {
     const D = this.base.config.hiddenSize;
@@ -669,13 +670,14 @@ export class Engine {
     const R1 = biasColumn ? R + 1 : R;
     const wf = new Float32Array(D * R1);
     const bf = new Float32Array(R1);
-    const root = Math.sqrt(D);
+    const colMean = new Float64Array(R);
     for (let d = 0; d < D; d++)
       for (let r = 0; r < R; r++) {
         const w = downT[d * R + r];
-        wf[d * R1 + r] = root * gamma[d] * w;
+        colMean[r] += (gamma[d] * w) / D;
         bf[r] += beta[d] * w;
       }
+    for (let d = 0; d < D; d++) for (let r = 0; r < R; r++) wf[d * R1 + r] = gamma[d] * downT[d * R + r] - colMean[r];
     for (let r = 0; r < R; r++) bf[r] += downB[r];
     if (biasColumn) bf[R] = 1;
     const wb = new Float32Array((R + 1) * D);
