@@ -43,8 +43,8 @@ interface ModelSpec {
   rounds: Record<number, number>;
   warmup: number;
 }
-const SMALL: ModelSpec = { name: 'small (4L, 256H, 4 heads, FFN 1024)', layers: 4, hidden: 256, heads: 4, intermediate: 1024, rounds: QUICK ? { 1: 7, 32: 3 } : { 1: 15, 32: 7 }, warmup: 2 };
-const BERT_BASE: ModelSpec = { name: 'BERT-base shape (12L, 768H, 12 heads, FFN 3072)', layers: 12, hidden: 768, heads: 12, intermediate: 3072, rounds: { 1: 15, 32: 5 }, warmup: 1 };
+const SMALL: ModelSpec = { name: 'small (4L, 256H, 4 heads, FFN 1024)', layers: 4, hidden: 256, heads: 4, intermediate: 1024, rounds: QUICK ? { 1: 30, 32: 4 } : { 1: 60, 32: 12 }, warmup: 2 };
+const BERT_BASE: ModelSpec = { name: 'BERT-base shape (12L, 768H, 12 heads, FFN 3072)', layers: 12, hidden: 768, heads: 12, intermediate: 3072, rounds: { 1: 40, 32: 5 }, warmup: 1 };
 const MODELS = QUICK ? [SMALL] : [SMALL, BERT_BASE];
 
 // ---- helpers -----------------------------------------------------------------------------------------------
