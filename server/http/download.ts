@@ -84,8 +84,13 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   });
 }
 
-/** Sends a payload honouring conditional and range headers. Resolves when the body is fully written. */
-export async function sendPayload(req: Request, res: Response, registry: Registry, p: Payload): Promise<void> {
+/**
+ * Sends a payload honouring conditional and range headers. Resolves when the body is fully written.
+ * `onWhole` runs once when a whole 200 body (a GET without a range) has been handed to the response in full; it
+ * looks at the bytes, not at 'finish': a client holding Content-Length bytes may close the socket before the
+ * stream pipeline gets to call end(), and the response then closes without 'finish' (seen under load).
+ */
+export async function sendPayload(req: Request, res: Response, registry: Registry, p: Payload, onWhole?: () => void): Promise<void> {
   res.setHeader('ETag', p.etag);
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('Cache-Control', 'public, max-age=0, must-revalidate');
@@ -107,5 +112,14 @@ export async function sendPayload(req: Request, res: Response, registry: Registr
     res.end();
     return;
   }
-  await pipeline(Readable.from(rangeOf(registry, p.segments, start, end)), res);
+  const total = end - start + 1;
+  let sent = 0;
+  async function* counted(): AsyncGenerator<Buffer> {
+    for await (const chunk of rangeOf(registry, p.segments, start, end)) {
+      sent += chunk.length;
+      yield chunk;
+    }
+  }
+  if (onWhole && !range && req.method === 'GET') res.once('close', () => sent === total && onWhole());
+  await pipeline(Readable.from(counted()), res);
 }

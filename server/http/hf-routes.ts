@@ -15,7 +15,7 @@ import { parseCard, splitId, StoreError, type Registry, type ResolvedModule } fr
 import { requireRead, type AuthConfig } from './auth';
 import { filePayload, sendPayload } from './download';
 import { badRequest, HttpError } from './errors';
-import { countDownload, qint, qstr } from './hub-routes';
+import { downloadCounter, qint, qstr } from './hub-routes';
 
 export interface HfRouterDeps {
   registry: Registry;
@@ -189,8 +189,8 @@ export function hfRouter(deps: HfRouterDeps): Router {
     const fname = p(req, 'file');
     const f = m.files.find((x) => x.name === fname);
     if (!f) hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no file '${fname}'`));
-    if (f.name === 'weights.safetensors') countDownload(req, res, registry, logger, m);
-    await sendPayload(req, res, registry, filePayload(f, { 'X-Repo-Commit': commitOf(m.digest), 'X-Module-Version': m.version }));
+    const counter = f.name === 'weights.safetensors' ? downloadCounter(registry, logger, m) : undefined;
+    await sendPayload(req, res, registry, filePayload(f, { 'X-Repo-Commit': commitOf(m.digest), 'X-Module-Version': m.version }), counter);
   };
   for (const kind of ['resolve', 'raw']) {
     r.get(`/:ns/:name/${kind}/:rev/*file`, ...read, file);

@@ -60,13 +60,9 @@ export function resolveRevision(registry: Registry, namespace: string, name: str
   return registry.resolve(`${namespace}/${name}@${rev}`);
 }
 
-/** Counts a download once the full body has gone out (GET without Range). */
-export function countDownload(req: Request, res: Response, registry: Registry, logger: Logger, m: ResolvedModule): void {
-  if (req.method !== 'GET' || req.headers.range) return;
-  res.on('finish', () => {
-    if (res.statusCode !== 200) return;
-    registry.recordDownload(m.namespace, m.name, m.version).catch((err: unknown) => logger.warn({ err }, 'could not count a download'));
-  });
+/** The `onWhole` of sendPayload that counts one download of `m` (whole bodies only: no HEAD, no Range, no 304). */
+export function downloadCounter(registry: Registry, logger: Logger, m: ResolvedModule): () => void {
+  return () => void registry.recordDownload(m.namespace, m.name, m.version).catch((err: unknown) => logger.warn({ err }, 'could not count a download'));
 }
 
 export function hubRouter(deps: HubRouterDeps): Router {
@@ -177,11 +173,8 @@ export function hubRouter(deps: HubRouterDeps): Router {
   r.get('/modules/:ns/:name/versions/:rev/archive', read, async (req, res) => {
     const { namespace, name } = moduleParams(req);
     const m = await resolveRevision(registry, namespace, name, param(req, 'rev'));
-    countDownload(req, res, registry, logger, m);
-    await sendPayload(req, res, registry, {
-      ...archivePayload(m.files, m.digest, `${namespace}-${name}-${m.version}.tar`),
-      headers: { 'X-Module-Version': m.version, 'X-Module-Digest': m.digest },
-    });
+    const payload = archivePayload(m.files, m.digest, `${namespace}-${name}-${m.version}.tar`);
+    await sendPayload(req, res, registry, { ...payload, headers: { 'X-Module-Version': m.version, 'X-Module-Digest': m.digest } }, downloadCounter(registry, logger, m));
   });
 
   r.get('/modules/:ns/:name/versions/:rev/files/:file', read, async (req, res) => {
@@ -190,8 +183,8 @@ export function hubRouter(deps: HubRouterDeps): Router {
     const fname = param(req, 'file');
     const f = m.files.find((x) => x.name === fname);
     if (!f) throw notFound('FILE_NOT_FOUND', `${m.id}@${m.version} has no file '${fname}' (files: ${m.files.map((x) => x.name).join(', ')})`);
-    if (f.name === 'weights.safetensors') countDownload(req, res, registry, logger, m);
-    await sendPayload(req, res, registry, filePayload(f, { 'X-Module-Version': m.version, 'X-Module-Digest': m.digest }));
+    const counter = f.name === 'weights.safetensors' ? downloadCounter(registry, logger, m) : undefined;
+    await sendPayload(req, res, registry, filePayload(f, { 'X-Module-Version': m.version, 'X-Module-Digest': m.digest }), counter);
   });
 
   // ---- tags ----
