@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README walk-through, end to end: a tiny base pretrained with MLM on the example corpus, MAD-X language
 # adapters for English and German, a topic adapter trained stacked on English, all published to a running
-# modhub server, then composed per request. Runs in about two minutes on 2 cores. Needs `npm install` first.
+# modhub server, then composed per request. Runs in about 30 s on 2 cores. Needs `npm install` first.
 #   bash examples/walkthrough.sh            (work files in ./demo, server on port 8099)
 set -euo pipefail
 cd "$(dirname "$0")/.."
