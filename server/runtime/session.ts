@@ -32,6 +32,8 @@ export interface SessionOptions {
   threads?: number;
   /** Run in the shared worker thread, keeping the caller's event loop free (default false). */
   worker?: boolean;
+  /** Intra-op threads spin between ops during a run (default true; they park when the run returns either way). */
+  spin?: boolean;
 }
 
 export function float32(dims: readonly number[], data: Float32Array): HostTensor {
@@ -50,7 +52,7 @@ function cudaHint(message: string): Error {
   );
 }
 
-function sessionOptions(device: Device, threads: number | undefined): ort.InferenceSession.SessionOptions {
+function sessionOptions(device: Device, threads: number | undefined, spin = true): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
     graphOptimizationLevel: 'all',
@@ -62,7 +64,7 @@ function sessionOptions(device: Device, threads: number | undefined): ort.Infere
     // than many adapter ops take) and park when the run returns (force_spinning_stop): the engine keeps one
     // session per graph variant, and idle sessions' spinning threads took the cores from the one that ran next
     // (spinning without the stop: batch-1 median 6.7 -> 15.6 ms; with it, forwards ran 7-11% faster).
-    extra: { session: { intra_op: { allow_spinning: '1' }, inter_op: { allow_spinning: '0' }, force_spinning_stop: '1' } },
+    extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' }, inter_op: { allow_spinning: '0' }, force_spinning_stop: '1' } },
   };
 }
 
@@ -283,7 +285,7 @@ export class Session {
   static async create(model: Uint8Array, options: SessionOptions = {}): Promise<Session> {
     const device = options.device ?? 'cpu';
     if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`'device' must be 'cpu' or 'cuda', got '${String(device)}'`);
-    const opts = sessionOptions(device, options.threads);
+    const opts = sessionOptions(device, options.threads, options.spin);
     try {
       const impl = options.worker ? await WorkerSession.create(model, opts) : new MainThreadSession(await ort.InferenceSession.create(model, opts));
       return new Session(impl, device);

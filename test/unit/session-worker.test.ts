@@ -29,6 +29,18 @@ it('gives the same outputs as a main-thread session', async () => {
   await worker.release();
 });
 
+it('gives the same outputs with threads spinning or parked, on two threads', async () => {
+  const feeds = { x, w: { type: 'float32' as const, dims: [3, 2], data: w1 } };
+  const outs: number[][] = [];
+  for (const spin of [true, false]) {
+    const s = await Session.create(model(), { threads: 2, spin, worker: true });
+    outs.push(Array.from((await s.run(feeds, ['y'])).y.data as Float32Array));
+    await s.release();
+  }
+  expect(outs[1]).toEqual(outs[0]);
+  expect(outs[0].every(Number.isFinite)).toBe(true);
+});
+
 it('writes outputs named in `into` into the caller buffers, main thread and worker alike (a view into a larger array too)', async () => {
   const feeds = { x, w: { type: 'float32' as const, dims: [3, 2], data: w1 } };
   const ref = await Session.create(model());
