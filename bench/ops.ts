@@ -9,6 +9,7 @@
  *   npm run build && node dist/bench/ops.js [--rows 128,4096] [--hidden 256,768]     (about a minute)
  */
 import * as os from 'os';
+import { foldedSlotDown } from '../server/model/encoder-graph';
 import { GraphBuilder, type Value } from '../server/model/graph/builder';
 import { Session } from '../server/runtime/session';
 
@@ -38,13 +39,8 @@ const CHAINS: Chain[] = [
   {
     name: 'folded adapter slot (engine)',
     nodes: 13,
-    step: (g, z, w) => {
-      const mean = g.reduce('ReduceMean', z, [-1], true);
-      const variance = g.unary('Relu', g.sub(g.reduce('ReduceMean', g.mul(z, z), [-1], true), g.mul(mean, mean)));
-      const rstd = g.pow(g.add(variance, g.constFloat(1e-12)), g.constFloat(-0.5));
-      const act = g.unary('Relu', g.add(g.mul(g.matmul(z, w.down), rstd), w.downB));
-      return g.gemm(act, w.up, { c: z });
-    },
+    // the engine's own emitter for the down half (carriedSite), then relu and the up GEMM with the residual
+    step: (g, z, w) => g.gemm(g.unary('Relu', foldedSlotDown(g, z, w.down, w.downB, 1e-12)), w.up, { c: z }),
   },
 ];
 

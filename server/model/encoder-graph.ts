@@ -86,6 +86,18 @@ export function foldedSlot(sv: SiteVariant, s: number): { biasColumn: boolean } 
   return { biasColumn: slotActivation(sv, s) === 'relu' };
 }
 
+/**
+ * The down projection of a folded slot before its activation: LN(z)·Wd + bd = rstd ⊙ (z·down_wf) + down_bf, with
+ * the weights folded as foldedSlot describes. Neither z − mean nor the normalised z is written: z is read three
+ * times (two reductions, one GEMM) and only [rows, R] is written. var = E[z²] − mean², clamped at 0 against rounding.
+ */
+export function foldedSlotDown(g: GraphBuilder, z: Value, downWf: Value, downBf: Value, eps: number): Value {
+  const mean = g.reduce('ReduceMean', z, [-1], true);
+  const variance = g.unary('Relu', g.sub(g.reduce('ReduceMean', g.mul(z, z), [-1], true), g.mul(mean, mean)));
+  const rstd = g.pow(g.add(variance, g.constFloat(eps)), g.constFloat(-0.5));
+  return g.add(g.mul(g.matmul(z, downWf), rstd), downBf);
+}
+
 export function variantKey(v: Variant): string {
   return JSON.stringify(v);
 }
@@ -347,14 +359,8 @@ class EncoderEmitter {
       const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
       const folded = foldedSlot(sv, s);
       if (folded) {
-        // Weights folded by the engine (foldedSlot), centring included, so LN(z)·Wd + bd = rstd ⊙ (z·down_wf) +
-        // down_bf and neither z − mean nor the normalised z is written: the slot reads z three times (two
-        // reductions, one GEMM) and writes only [rows, R]. var = E[z²] − mean², clamped at 0 against rounding.
-        const mean = g.reduce('ReduceMean', z, [-1], true);
-        const variance = g.unary('Relu', g.sub(g.reduce('ReduceMean', g.mul(z, z), [-1], true), g.mul(mean, mean)));
-        const rstd = g.pow(g.add(variance, g.constFloat(this.eps)), g.constFloat(-0.5));
-        const down = g.add(g.mul(g.matmul(z, p('down_wf', [D, '?'])), rstd), p('down_bf', [1, '?']));
-        const act = this.slotActivation(site, sv, l, s, down);
+        // weights folded by the engine (foldedSlot), centring included
+        const act = this.slotActivation(site, sv, l, s, foldedSlotDown(g, z, p('down_wf', [D, '?']), p('down_bf', [1, '?']), this.eps));
         z = g.gemm(folded.biasColumn ? act : g.concat([act, this.onesColumn(z)], 1), p('up_wb', ['?', D]), { c: z });
         continue;
       }
