@@ -9,7 +9,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { RowPlan } from '../model/composition';
-import { ModuleError } from '../model/modules';
+import { ModuleError, transpose } from '../model/modules';
 import type { BaseParams } from './base-params';
 import { Session, type HostTensor } from './session';
 
@@ -49,9 +49,16 @@ export class DiffWeights {
     return feeds;
   }
 
-  /** A base parameter (engine layout) as a diff set changes it. */
+  /**
+   * A base parameter in engine layout as a diff set changes it. A touched transposed weight is materialised in
+   * its checkpoint layout (for the feeds), so it is transposed here: callers are pool builders, whose results
+   * are cached per composition.
+   */
   effective(name: string, diffs: DiffSet): Float32Array {
-    return (diffs.length ? this.materialised(diffs).get(name) : undefined) ?? this.params.get(name)!.data;
+    const p = this.params.get(name)!;
+    const touched = diffs.length ? this.materialised(diffs).get(name) : undefined;
+    if (!touched) return p.data;
+    return this.params.isTransposed(name) ? transpose(touched, p.dims[1], p.dims[0]) : touched;
   }
 
   /** θ₀+Σδ for the tensors a diff set touches (Linear weights in [out, in]), materialised once per set and cached. */

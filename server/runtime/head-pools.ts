@@ -1,41 +1,47 @@
 /**
  * Pools of the output heads: per row an index into a zero entry plus each distinct module head (classification
  * with or without its dense layer, token classification, masked-LM), labels padded to the widest head. The
- * masked-LM pool's entry 0 is the base checkpoint's own MLM head, for rows whose modules bring none.
+ * masked-LM pool's entry 0 is the base checkpoint's own MLM head with the row group's sparse diffs applied, for
+ * rows whose modules bring none.
  */
 import type { Base } from '../model/base';
 import type { RowPlan } from '../model/composition';
 import type { BaseConfig } from '../model/config';
 import { POOL, type Variant } from '../model/encoder-graph';
-import { ModuleError, transpose, type HeadWeights } from '../model/modules';
-import type { Pools } from './pools';
+import { ModuleError, type HeadWeights } from '../model/modules';
+import type { DiffSet } from './diff-weights';
+import type { EffectiveParam, Pools } from './pools';
 
 /** An MLM head in engine layout (dense weight [in, out]). */
 export type MlmHead = NonNullable<HeadWeights['mlm']>;
 
-/** The base checkpoint's MLM head, built on first use (fill-mask without a module head). */
+/**
+ * The base checkpoint's MLM head for a row group, as its sparse diffs change it (θ₀+Σδ, like the encoder's
+ * parameters): `train --method full --task mlm` writes diffs on these. The undiffed head is built once.
+ */
 export class BaseMlmHead {
-  private head: MlmHead | null = null;
+  private plain: MlmHead | null = null;
 
-  constructor(private readonly base: Base) {}
+  constructor(
+    private readonly base: Base,
+    private readonly effective: EffectiveParam,
+  ) {}
 
-  get(): MlmHead {
-    if (this.head) return this.head;
-    const w = this.base.weights;
-    const need = (n: string) => {
-      const t = w.get(n);
-      if (!t) throw new ModuleError('INVALID_COMPOSITION', `masked-LM output needs an MLM head: the base checkpoint has no '${n}' and the composition's modules bring none`);
-      return t;
+  get(diffs: DiffSet): MlmHead {
+    if (!diffs.length && this.plain) return this.plain;
+    const param = (n: string) => {
+      if (!this.base.weights.has(n)) throw new ModuleError('INVALID_COMPOSITION', `masked-LM output needs an MLM head: the base checkpoint has no '${n}' and the composition's modules bring none`);
+      return this.effective(n, diffs);
     };
-    const D = this.base.config.hiddenSize;
-    this.head = {
-      denseT: transpose(need('mlm.dense.weight').data, D, D),
-      denseB: need('mlm.dense.bias').data,
-      lnG: need('mlm.ln.weight').data,
-      lnB: need('mlm.ln.bias').data,
-      bias: need('mlm.decoder.bias').data,
+    const head = {
+      denseT: param('mlm.dense.weight'), // engine layout: [in, out] (isTransposedLinear)
+      denseB: param('mlm.dense.bias'),
+      lnG: param('mlm.ln.weight'),
+      lnB: param('mlm.ln.bias'),
+      bias: param('mlm.decoder.bias'),
     };
-    return this.head;
+    if (!diffs.length) this.plain = head;
+    return head;
   }
 }
 
@@ -92,7 +98,7 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
     const lg = new Float32Array(P * D);
     const lb = new Float32Array(P * D);
     const bias = new Float32Array(P * V);
-    const baseHead = baseMlm.get();
+    const baseHead = baseMlm.get(plans[0].diffs); // every row of a group has the same diffs
     for (let e = 0; e < P; e++) {
       const h = e === 0 ? null : heads[e - 1][1].mlm;
       const src = h ?? baseHead;

@@ -41,7 +41,7 @@ export class BatchPools {
     private readonly effective: EffectiveParam,
     private readonly shareId: string,
   ) {
-    this.mlmHead = new BaseMlmHead(base);
+    this.mlmHead = new BaseMlmHead(base, effective);
   }
 
   /** Pools for a batch, reused while the same rows' compositions repeat (module versions are immutable). */
