@@ -12,7 +12,7 @@ import type { Base } from '../model/base';
 import type { ParamProvider } from '../model/encoder-graph';
 import type { GraphBuilder, Value } from '../model/graph/builder';
 import { transpose } from '../model/modules';
-import { isTransposedLinear } from '../model/weights';
+import { isTransposedLinear, type F32Tensor } from '../model/weights';
 
 export interface BaseParam {
   dims: number[];
@@ -48,9 +48,8 @@ export class BaseParams {
   }
 
   /** The checkpoint's own tensor ([out, in] for transposed weights) of a parameter the base has. */
-  checkpoint(name: string): BaseParam {
-    const t = this.base.weights.get(name)!;
-    return { dims: t.shape, data: t.data };
+  checkpoint(name: string): F32Tensor {
+    return this.base.weights.get(name)!;
   }
 
   /** Every parameter in engine layout, in the checkpoint's order. */

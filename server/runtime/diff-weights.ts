@@ -44,7 +44,7 @@ export class DiffWeights {
     for (const [name, p] of this.params.entries()) {
       const mine = touched.get(name);
       const own = this.params.isTransposed(name) ? this.params.checkpoint(name) : null; // [out, in], see BaseParams.provider
-      feeds[`w.${name}`] = { type: 'float32', dims: own ? own.dims : p.dims, data: mine ?? (own ? own.data : p.data), shareKey: `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}` };
+      feeds[`w.${name}`] = { type: 'float32', dims: own ? own.shape : p.dims, data: mine ?? (own ? own.data : p.data), shareKey: `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}` };
     }
     return feeds;
   }
