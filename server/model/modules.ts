@@ -8,7 +8,7 @@ import type { Manifest, HeadConfig } from '../../modules-store/manifest';
 import { resolveBottleneckConfig, bottleneckSize, type ResolvedBottleneckConfig } from '../../modules-store/validate';
 import { toIndexArray, type Tensor } from '../../modules-store/safetensors';
 import type { BaseConfig } from './config';
-import { hfToCanonical } from './weights';
+import { hfToCanonical, isTransposedLinear } from './weights';
 import { LORA_TARGETS, SITES, type LoraTarget, type Site } from './encoder-graph';
 
 export class ModuleError extends Error {
@@ -178,11 +178,6 @@ function ffnDims(cfg: BaseConfig, target: LoraTarget): { inDim: number; outDim: 
   return { inDim: D, outDim: D };
 }
 
-/** Canonical Linear stems whose weights the engine stores transposed ([in, out]). */
-function isLinearWeight(canonical: string): boolean {
-  return /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(canonical) || canonical === 'mlm.dense.weight';
-}
-
 /** Shape of a canonical parameter in HF layout (for index remapping). */
 export type ShapeOf = (canonical: string) => number[];
 
@@ -288,7 +283,7 @@ export function loadEngineModule(manifest: Manifest, tensors: Map<string, Tensor
             indices[i] = k;
           }
         }
-        if (isLinearWeight(canonical)) {
+        if (isTransposedLinear(canonical)) {
           // HF [out, in] flat index o*in + i → engine [in, out] flat index i*out + o.
           const [out, inn] = shape;
           for (let i = 0; i < indices.length; i++) {

@@ -157,6 +157,11 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     refs.fa = add(f, makeAdapterModule({ id: 'fuse/a', base: b, preset: 'seq_bn', config: { reduction_factor: 4 }, seed: 11 }));
     refs.fb = add(f, makeAdapterModule({ id: 'fuse/b', base: b, preset: 'seq_bn', config: { reduction_factor: 8 }, seed: 12 }));
     refs.fusion = add(f, makeFusionModule({ id: 'fuse/ab', base: b, adapters: ['fuse/a', 'fuse/b'], head: { type: 'classification', num_labels: 2 }, seed: 13 }));
+    // What `train --method full --task mlm` writes: differences on the MLM head (dense, LayerNorm, decoder bias) and
+    // the word embeddings the decoder is tied to. Names and shapes come from the checkpoint itself.
+    const mlmTargets = [...f.hfWeights].filter(([n]) => /^(cls\.predictions\.|lm_head\.|vocab_(transform|layer_norm|projector)\.)|embeddings\.word_embeddings\.weight$/.test(n)).map(([name, t]) => ({ name, shape: t.shape }));
+    refs.sftMlm = add(f, makeDiffModule({ id: 'sft/mlm', base: b, targets: mlmTargets, density: 0.3, scale: 0.02, method: 'full', seed: 15 }));
+    refs.fullMlm = add(f, makeDiffModule({ id: 'full/mlm', base: b, targets: mlmTargets.filter((t) => !/embeddings/.test(t.name)), dense: true, scale: 0.02, method: 'full', seed: 16 }));
   });
   afterAll(async () => {
     await f.engine.close();
@@ -174,6 +179,9 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
   it('invertible adapter shared by every row of a batch (full-width GEMM path), with masked-LM output', async () => {
     await check(f, [refs.lang, refs.lang], TEXTS.slice(0, 2), { mlm: true });
     await check(f, [{ stack: [refs.langMlm, refs.pfeiffer] }], TEXTS.slice(0, 1), { mlm: true });
+  });
+  it('diffs on the MLM head reach masked-LM output (sparse and dense, alone and under an adapter)', async () => {
+    await check(f, [refs.sftMlm, null, { stack: [{ sum: [refs.sftMlm, refs.fullMlm] }, refs.pfeiffer] }, refs.fullMlm], TEXTS, { mlm: true });
   });
   it('stack of 2 and of 3', async () => {
     await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));
