@@ -329,7 +329,7 @@ describe('tags, yank, delete', () => {
     expect(y.body).toEqual({ id: 'lang/de', version: '1.1.0', yanked: true });
     expect((await request(app).get('/v1/modules/lang/de/versions/latest')).body.version).toBe('1.0.0');
     expect((await binary(request(app).get('/v1/modules/lang/de/versions/1.1.0/archive'))).status).toBe(200);
-    expect((await request(app).get('/v1/modules/lang/de')).body.versions[0]).toMatchObject({ version: '1.1.0', yanked: true, yankReason: 'broken' });
+    expect((await request(app).get('/v1/modules/lang/de')).body.versions[0]).toMatchObject({ version: '1.1.0', yanked: true, yank_reason: 'broken' });
     await request(app).post('/v1/modules/lang/de/versions/1.1.0/yank').set(...auth(writer)).send({ yanked: false }).expect(200);
     expect((await request(app).get('/v1/modules/lang/de/versions/latest')).body.version).toBe('1.1.0');
     expect(errorOf(await request(app).post('/v1/modules/lang/de/versions/1.1.0/yank').set(...auth(writer)).send({ yanked: 'yes' }).expect(400)).code).toBe('INVALID_BODY');
@@ -430,7 +430,21 @@ describe('configuration and extension', () => {
     expect((await request(a2).get('/v1/engine/ok')).body).toEqual({ ok: true });
     const boom = await request(a2).get('/v1/engine/boom');
     expect(boom.status).toBe(500);
-    expect(boom.body).toEqual({ error: { code: 'INTERNAL', message: 'internal server error' } });
-    expect(JSON.stringify(logged)).toContain('secret internals');
+    const id = boom.headers['x-request-id'];
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(boom.body).toEqual({ error: { code: 'INTERNAL', message: `internal server error (request id ${id}; the server log has the details)`, request_id: id } });
+    expect(JSON.stringify(boom.body)).not.toContain('secret');
+    // The log line has the stack and the same request id, so a user's report finds it.
+    expect(logged).toContainEqual(expect.objectContaining({ request_id: id, msg: 'unexpected error', err: expect.objectContaining({ message: 'secret internals' }) }));
+    // A caller's own request id is kept (and a malformed one replaced).
+    const mine = await request(a2).get('/v1/engine/boom').set('X-Request-Id', 'trace-42');
+    expect([mine.headers['x-request-id'], mine.body.error.request_id]).toEqual(['trace-42', 'trace-42']);
+    const bad = await request(a2).get('/v1/engine/boom').set('X-Request-Id', 'no spaces allowed');
+    expect(bad.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    // Plain TypeErrors / RangeErrors are bugs, not bad input: 500 too.
+    extra.get('/range', () => {
+      throw new RangeError("'x' must be positive");
+    });
+    expect((await request(a2).get('/v1/engine/range')).status).toBe(500);
   });
 });

@@ -175,7 +175,7 @@ describe('POST /v1/infer', () => {
     [{ inputs: [{ text: 'x' }], composition: 'Not A Ref' }, 400, 'INVALID_COMPOSITION'],
     [{ inputs: [{ text: 'x' }], composition: 'task/missing' }, 404, 'MODULE_NOT_FOUND'],
     [{ inputs: [{ text: 'x' }], composition: 'task/topic@9.9.9' }, 404, 'VERSION_NOT_FOUND'],
-    [{ inputs: [{ text: 'no mask here' }], task: 'fill_mask' }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'no mask here' }], task: 'fill_mask' }, 400, 'INVALID_INPUT'],
     [{ inputs: [{ text: 'x' }], task: 'translate' }, 400, 'INVALID_BODY'],
   ])('refuses %j with %i %s', async (body, status, code) => {
     const res = await infer(body);
