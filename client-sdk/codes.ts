@@ -9,7 +9,7 @@ export const ERROR_CODES = {
   // ---- the request itself
   INVALID_JSON: { status: 400, meaning: 'the request body is not valid JSON' },
   INVALID_BODY: { status: 400, meaning: 'the JSON body does not match the endpoint schema (the message names each field)' },
-  INVALID_QUERY: { status: 400, meaning: 'a query parameter is missing, repeated or out of range' },
+  INVALID_QUERY: { status: 400, meaning: 'a query parameter is unknown, repeated or out of range' },
   INVALID_MULTIPART: { status: 400, meaning: 'a multipart upload is malformed or has the wrong files' },
   UNEXPECTED_FIELD: { status: 400, meaning: 'a multipart upload has a field the endpoint does not take' },
   INVALID_REQUEST: { status: 400, meaning: 'the request is malformed in a way not covered by a more specific code' },

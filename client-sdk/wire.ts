@@ -24,7 +24,8 @@ const wholeNumber = (min: number, max: number, def: number) =>
     .regex(/^\d{1,10}$/, 'must be a whole number')
     .default(String(def))
     .transform(Number)
-    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+    .meta({ description: `a whole number from ${min} to ${max}` });
 
 // ---------------------------------------------------------------- shared pieces
 
