@@ -15,14 +15,30 @@ import { z } from 'zod';
 import { parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
 import { requireRead, type AuthConfig } from './auth';
 import { filePayload, sendPayload } from './download';
-import { badRequest, HttpError } from './errors';
-import { downloadCounter, qint, qstr } from './hub-routes';
+import { badRequest, httpError } from './errors';
+import { downloadCounter } from './hub-routes';
 import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
 
 export interface HfRouterDeps {
   registry: Registry;
   auth: AuthConfig;
   logger: Logger;
+}
+
+/** A string query parameter (first value), or undefined. Arrays and objects are refused. */
+function qstr(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw badRequest('INVALID_QUERY', `query parameter '${name}' must be given once, as a string`);
+  return v;
+}
+
+/** An integer query parameter within [min, max]. */
+function qint(req: Request, name: string, def: number, min: number, max: number): number {
+  const s = qstr(req, name);
+  if (s === undefined || s === '') return def;
+  if (!/^\d+$/.test(s) || Number(s) < min || Number(s) > max) throw badRequest('INVALID_QUERY', `query parameter '${name}' must be an integer from ${min} to ${max}, got '${s}'`);
+  return Number(s);
 }
 
 /** The HF "commit" of a version: the first 40 hex digits of its content digest. */
@@ -39,7 +55,7 @@ function p(req: Request, name: string): string {
 function hfError(e: unknown): never {
   if (e instanceof StoreError) {
     const xcode = e.code === 'MODULE_NOT_FOUND' ? 'RepoNotFound' : e.code === 'FILE_NOT_FOUND' ? 'EntryNotFound' : e.code === 'VERSION_NOT_FOUND' ? 'RevisionNotFound' : null;
-    if (xcode) throw new HttpError(404, e.code, e.message, { 'X-Error-Code': xcode, 'X-Error-Message': e.message.replace(/[^\x20-\x7e]/g, '?') });
+    if (xcode) throw httpError(e.code, e.message, { 'X-Error-Code': xcode, 'X-Error-Message': e.message.replace(/[^\x20-\x7e]/g, '?') });
   }
   throw e;
 }

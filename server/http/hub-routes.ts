@@ -25,22 +25,6 @@ export interface HubRouterDeps {
 
 const RAW_TYPES = ['application/x-tar', 'application/tar', 'application/gzip', 'application/x-gzip', 'application/octet-stream'];
 
-/** A string query parameter (first value), or undefined. Arrays and objects are refused. */
-export function qstr(req: Request, name: string): string | undefined {
-  const v = req.query[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw badRequest('INVALID_QUERY', `query parameter '${name}' must be given once, as a string`);
-  return v;
-}
-
-/** An integer query parameter within [min, max]. */
-export function qint(req: Request, name: string, def: number, min: number, max: number): number {
-  const s = qstr(req, name);
-  if (s === undefined || s === '') return def;
-  if (!/^\d+$/.test(s) || Number(s) < min || Number(s) > max) throw badRequest('INVALID_QUERY', `query parameter '${name}' must be an integer from ${min} to ${max}, got '${s}'`);
-  return Number(s);
-}
-
 function param(req: Request, name: string): string {
   const v = req.params[name];
   return Array.isArray(v) ? v.join('/') : String(v);
