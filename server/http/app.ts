@@ -66,6 +66,7 @@ export function createApp(deps: AppDeps): Express {
   const hub = hubRouter({ registry: deps.registry, auth, logger });
   const hf = hfRouter({ registry: deps.registry, auth, logger });
   const extra = deps.routers ?? [];
+  for (const x of extra) if (!x.router.docs) logger.warn({ path: x.path }, 'a router without docs is mounted: its routes are missing from /openapi.json (see documented())');
   let openapi: unknown = null; // built on first request: the routers are all known by then
   app.get('/openapi.json', (_req, res) => {
     openapi ??= buildOpenApi([
