@@ -72,9 +72,10 @@ export function toHttpError(err: unknown): HttpError | null {
     if (e.type === 'entity.parse.failed') return badRequest('INVALID_JSON', `request body is not valid JSON: ${e.message}`);
     if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return unsupportedMediaType(e.message ?? 'unsupported encoding');
     if (typeof e.type === 'string' && e.status && e.status >= 400 && e.status < 500) return badRequest('INVALID_BODY', e.message ?? 'invalid request body');
-    // other client errors from express / its parsers (e.g. a path segment that is not valid percent-encoding)
+    // other client errors from express / its parsers (e.g. a path segment that is not valid percent-encoding);
+    // answered with the table's status so that a code always means one status
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose !== false) {
-      return new HttpError(e.status, 'INVALID_REQUEST', e.message ?? 'invalid request');
+      return httpError('INVALID_REQUEST', e.message ?? 'invalid request');
     }
     // busboy (multipart) parse errors
     if (typeof e.message === 'string' && /^(Unexpected end of form|Malformed part header|Multipart: Boundary not found|Unexpected end of multipart data)/i.test(e.message)) {
@@ -116,8 +117,6 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (!he) {
       logger.error({ err, request_id: id, method: req.method, url: req.originalUrl }, 'unexpected error');
       he = httpError('INTERNAL', `internal server error (request id ${id}; the server log has the details)`);
-    } else if (he.status >= 500) {
-      logger.warn({ code: he.code, request_id: id, method: req.method, url: req.originalUrl }, he.message);
     }
     for (const [k, v] of Object.entries(he.headers)) res.setHeader(k, v);
     res.setHeader('X-Modhub-Error-Code', he.code);
