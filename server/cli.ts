@@ -32,7 +32,9 @@ export function buildProgram(): Command {
 }
 
 if (require.main === module) {
+  // Exit at once on failure: a half-started command (e.g. `serve` whose port is taken) may hold handles open.
+  // On success leave the process alone: `serve` keeps running.
   void runProgram(buildProgram(), process.argv).then((status) => {
-    process.exitCode = status;
+    if (status !== 0) process.exit(status);
   });
 }
