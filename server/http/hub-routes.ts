@@ -5,7 +5,7 @@
  * is described in HUB_ROUTE_DOCS below, from which /openapi.json is generated.
  * Example: `app.use('/v1', hubRouter({ registry, auth: { anonymousRead: true } }))`.
  */
-import express, { type Request, type Response } from 'express';
+import express, { type Request } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
