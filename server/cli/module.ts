@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { writeModulePackage, type ManifestInput } from '../../modules-store';
 import { loadBase } from '../model/base';
 import { initModule } from '../model/module-init';
+import { usage } from './errors';
 
 interface InitFlags {
   base: string;
@@ -29,7 +30,7 @@ interface InitFlags {
 
 function num(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new RangeError(`'--${name}' must be a positive number, got '${v}'`);
+  if (!Number.isFinite(n) || n <= 0) throw usage(`'--${name}' must be a positive number, got '${v}'`);
   return n;
 }
 
@@ -55,7 +56,7 @@ export function registerModuleCommands(program: Command): void {
     .option('--task <name>', 'task name for the manifest')
     .option('--seed <n>', 'random seed', '0')
     .action(async (f: InitFlags) => {
-      if (!['bottleneck', 'lora', 'fusion'].includes(f.kind)) throw new RangeError(`'--kind' must be bottleneck, lora or fusion, got '${f.kind}' (diffs come from training)`);
+      if (!['bottleneck', 'lora', 'fusion'].includes(f.kind)) throw usage(`'--kind' must be bottleneck, lora or fusion, got '${f.kind}' (diffs come from training)`);
       const base = await loadBase(f.base);
       const config: Record<string, unknown> = {};
       if (f.kind === 'bottleneck') {
@@ -66,11 +67,11 @@ export function registerModuleCommands(program: Command): void {
         if (f.alpha) config.lora_alpha = num('alpha', f.alpha);
         if (f.targets) config.target_modules = f.targets.split(',').map((s) => s.trim());
       } else {
-        if (!f.adapters) throw new RangeError("'--adapters' is required for a fusion module");
+        if (!f.adapters) throw usage("'--adapters' is required for a fusion module");
         config.adapters = f.adapters.split(',').map((s) => s.trim());
       }
       const headTypes = ['classification', 'token_classification', 'masked_lm'];
-      if (f.head && !headTypes.includes(f.head)) throw new RangeError(`'--head' must be one of ${headTypes.join(', ')}, got '${f.head}'`);
+      if (f.head && !headTypes.includes(f.head)) throw usage(`'--head' must be one of ${headTypes.join(', ')}, got '${f.head}'`);
       const labels = f.labels ? f.labels.split(',').map((s) => s.trim()) : undefined;
       const m = initModule(base, {
         kind: f.kind as 'bottleneck' | 'lora' | 'fusion',

@@ -1,42 +1,18 @@
 /**
  * Inference API: `POST /v1/infer` runs texts through the base with a composition of hub modules, `GET /v1/base`
- * describes the loaded base. Mounted by `modhub serve` through createApp's `routers`.
+ * describes the loaded base. Mounted by `modhub serve` through createApp's `routers`. The body is validated with
+ * the wire schema (client-sdk/wire.ts); every error the engine raises is typed (ModuleError, CodedError) and
+ * mapped in errors.ts — there is no mapper here, so a bug surfaces as a logged 500, not as a 400.
  * Example body: {"inputs": [{"text": "Hallo Welt"}], "composition": {"stack": ["lang/de", "task/topic"]}}
  */
-import express, { type Router } from 'express';
-import { z } from 'zod';
+import express from 'express';
 import type { Logger } from 'pino';
 import type client from 'prom-client';
-import { ModuleError } from '../model/modules';
-import { ServerBusyError, type InferenceService } from '../runtime/inference';
+import * as W from '../../client-sdk/wire';
+import type { InferenceService } from '../runtime/inference';
 import { requireRead, type AuthConfig } from './auth';
-import { HttpError, badRequest } from './errors';
-import { addOpenApiPaths } from './openapi';
-
-const MAX_INPUTS = 256;
-const MAX_TEXT = 100_000;
-
-const inferBody = z.object({
-  inputs: z
-    .array(z.object({ text: z.string().max(MAX_TEXT), text_pair: z.string().max(MAX_TEXT).optional() }).strict())
-    .min(1)
-    .max(MAX_INPUTS),
-  composition: z.unknown().optional(),
-  task: z.enum(['auto', 'embedding', 'fill_mask']).optional(),
-  top_k: z.number().int().min(1).max(1000).optional(),
-  max_length: z.number().int().min(2).max(1_000_000).optional(),
-}).strict();
-
-/** Maps engine errors to HTTP: a module for another base is 422, a malformed composition 400. */
-function toHttp(err: unknown): unknown {
-  if (err instanceof ModuleError) {
-    const status = err.code === 'INVALID_COMPOSITION' ? 400 : 422;
-    return new HttpError(status, err.code, err.message);
-  }
-  if (err instanceof ServerBusyError) return new HttpError(503, 'SERVER_BUSY', err.message, { 'Retry-After': '1' });
-  if (err instanceof RangeError || err instanceof TypeError) return badRequest('INVALID_INPUT', err.message);
-  return err;
-}
+import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
+import { parseBody } from './wire';
 
 export interface InferenceRouterDeps {
   service: InferenceService;
@@ -45,14 +21,14 @@ export interface InferenceRouterDeps {
   metrics?: client.Registry;
 }
 
-export function inferenceRouter(deps: InferenceRouterDeps): Router {
+export function inferenceRouter(deps: InferenceRouterDeps): DocumentedRouter {
   const r = express.Router();
   const json = express.json({ limit: '8mb' });
   const base = deps.service.engine.base;
 
   r.get('/base', requireRead(deps.auth), (_req, res) => {
     const c = base.config;
-    res.json({
+    const answer: W.ServedBase = {
       family: c.family,
       fingerprint: base.fingerprint,
       hidden_size: c.hiddenSize,
@@ -62,61 +38,32 @@ export function inferenceRouter(deps: InferenceRouterDeps): Router {
       vocab_size: c.vocabSize,
       max_length: c.maxSequenceLength,
       device: deps.service.engine.device,
-    });
+    };
+    res.json(answer);
   });
 
-  r.post('/infer', requireRead(deps.auth), json, async (req, res, next) => {
-    try {
-      const parsed = inferBody.safeParse(req.body);
-      if (!parsed.success) {
-        const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
-        throw badRequest('INVALID_BODY', `request body is invalid: ${problems}`);
-      }
-      const started = process.hrtime.bigint();
-      const out = await deps.service.infer(parsed.data);
-      res.json({ ...out, took_ms: Number(process.hrtime.bigint() - started) / 1e6 });
-    } catch (e) {
-      next(toHttp(e));
-    }
+  r.post('/infer', requireRead(deps.auth), json, async (req, res) => {
+    const body = parseBody(W.InferRequestSchema, req.body);
+    const started = process.hrtime.bigint();
+    const out = await deps.service.infer(body);
+    const answer: W.InferResponse = { results: out.results, modules: out.modules, took_ms: Number(process.hrtime.bigint() - started) / 1e6 };
+    res.json(answer);
   });
 
-  addOpenApiPaths({
-    '/v1/base': {
-      get: { summary: 'The base model this server runs', responses: { '200': { description: 'family, dimensions, fingerprint, device' } } },
-    },
-    '/v1/infer': {
-      post: {
-        summary: 'Run texts through the base composed with hub modules',
-        description:
-          'composition uses AdapterHub blocks: a module ref ("ns/name", "ns/name@1.0.0", "ns/name@tag"), {"stack": [...]}, {"sum": [...]}, ' +
-          '{"fuse": [...], "fusion": "ns/f"}, {"parallel": [...]}, {"average": [...], "weights": [...]}. Concurrent requests are batched together.',
-        requestBody: {
-          required: true,
-          content: {
-            'application/json': {
-              schema: {
-                type: 'object',
-                required: ['inputs'],
-                properties: {
-                  inputs: { type: 'array', maxItems: MAX_INPUTS, items: { type: 'object', required: ['text'], properties: { text: { type: 'string' }, text_pair: { type: 'string' } } } },
-                  composition: {},
-                  task: { type: 'string', enum: ['auto', 'embedding', 'fill_mask'] },
-                  top_k: { type: 'integer', minimum: 1 },
-                  max_length: { type: 'integer', minimum: 2 },
-                },
-              },
-            },
-          },
-        },
-        responses: {
-          '200': { description: '{results: [{branches: [prediction]}], modules: [[id@version]], took_ms}' },
-          '400': { description: 'INVALID_BODY, INVALID_COMPOSITION, INVALID_INPUT' },
-          '404': { description: 'MODULE_NOT_FOUND, VERSION_NOT_FOUND, TAG_NOT_FOUND' },
-          '422': { description: 'INCOMPATIBLE_BASE, INVALID_MODULE' },
-          '503': { description: 'SERVER_BUSY (queue full; Retry-After)' },
-        },
-      },
-    },
-  });
-  return r;
+  return documented(r, { routes: INFERENCE_ROUTE_DOCS });
 }
+
+/** What the inference router serves (mounted at /v1), for /openapi.json. */
+export const INFERENCE_ROUTE_DOCS: RouteDoc[] = [
+  { method: 'get', path: '/base', summary: 'The base model this server runs', access: 'read', responses: { '200': { description: 'family, dimensions, fingerprint, device', schema: W.ServedBaseSchema } } },
+  {
+    method: 'post',
+    path: '/infer',
+    summary: 'Run texts through the base composed with hub modules',
+    description: 'Concurrent requests are batched together, even with different compositions.',
+    access: 'read',
+    body: { 'application/json': W.InferRequestSchema },
+    responses: { '200': { description: 'one result per input, one prediction per branch', schema: W.InferResponseSchema } },
+    errors: ['INVALID_JSON', 'INVALID_BODY', 'TOO_LARGE', 'INVALID_INPUT', 'INVALID_COMPOSITION', 'INVALID_REF', 'MODULE_NOT_FOUND', 'VERSION_NOT_FOUND', 'TAG_NOT_FOUND', 'INCOMPATIBLE_BASE', 'INVALID_MODULE', 'SERVER_BUSY'],
+  },
+];

@@ -10,7 +10,7 @@
 import client from 'prom-client';
 import type { RowPlan } from '../model/composition';
 import type { EncodedBatch } from '../model/tokenizer';
-import { ModuleError } from '../model/modules';
+import { CodedError } from '../../modules-store/errors';
 import type { Engine, RowOutput } from './engine';
 
 export interface InferInput {
@@ -55,9 +55,9 @@ export interface BatcherOptions {
 }
 
 /** The queue is full: the HTTP layer answers 503 with Retry-After. */
-export class ServerBusyError extends Error {
+export class ServerBusyError extends CodedError {
   constructor(readonly queued: number) {
-    super(`the server has ${queued} rows waiting; retry shortly`);
+    super('SERVER_BUSY', `the server has ${queued} rows waiting; retry shortly`);
   }
 }
 
@@ -110,7 +110,7 @@ export class InferenceService {
 
   async infer(req: InferRequest): Promise<InferResult> {
     const task = req.task ?? 'auto';
-    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new ModuleError('INVALID_COMPOSITION', "'inputs' must be a non-empty array of {text, text_pair?}");
+    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new CodedError('INVALID_INPUT', "'inputs' must be a non-empty array of {text, text_pair?}");
     const plans = await this.engine.plan(req.composition ?? null);
     const rows = req.inputs.length * plans.length;
     if (this.pending + rows > (this.opts.maxQueueRows ?? 4096)) {
@@ -121,7 +121,11 @@ export class InferenceService {
     const texts = req.inputs.map((i) => i.text);
     const hasPairs = req.inputs.some((i) => i.text_pair !== undefined);
     if (hasPairs && !req.inputs.every((i) => typeof i.text_pair === 'string')) {
-      throw new ModuleError('INVALID_COMPOSITION', "either every input has a 'text_pair' or none does");
+      throw new CodedError('INVALID_INPUT', "either every input has a 'text_pair' or none does");
+    }
+    const minLength = tok.numSpecialTokens(hasPairs) + (hasPairs ? 2 : 1);
+    if (req.max_length !== undefined && !(Number.isInteger(req.max_length) && req.max_length >= minLength && req.max_length <= tok.defaultMaxLength)) {
+      throw new CodedError('INVALID_INPUT', `'max_length' must be an integer from ${minLength} to ${tok.defaultMaxLength} (this base's position table), got ${req.max_length}`);
     }
     const enc = await tok.encodeBatch(texts, hasPairs ? req.inputs.map((i) => i.text_pair!) : undefined, req.max_length ? { maxLength: req.max_length } : {});
     const wantMlm = task === 'fill_mask';
@@ -228,7 +232,7 @@ export class InferenceService {
           candidates: topIndices(probs, topK ?? 5).map((id) => ({ token: this.engine.base.tokenizer.idToToken(id) ?? '', token_id: id, score: probs[id] })),
         });
       }
-      if (!masks.length) throw new ModuleError('INVALID_COMPOSITION', `fill_mask needs at least one '${this.engine.base.tokenizer.maskToken}' token in every input`);
+      if (!masks.length) throw new CodedError('INVALID_INPUT', `fill_mask needs at least one '${this.engine.base.tokenizer.maskToken}' token in every input`);
       return { type: 'fill_mask', masks };
     }
     if (task === 'auto' && h?.type === 'classification' && o.clsLogits) {
