@@ -14,9 +14,6 @@ COPY tsconfig.json ./
 COPY server ./server
 COPY modules-store ./modules-store
 COPY client-sdk ./client-sdk
-COPY bench ./bench
-COPY test/helpers ./test/helpers
-COPY test/reference ./test/reference
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

@@ -170,7 +170,7 @@ export function hfRouter(deps: HfRouterDeps): Router {
   r.get('/api/models/:ns/:name/tree/:rev', ...read, async (req, res) => {
     res.json(await entries(await moduleOf(req), req.query.expand === 'true'));
   });
-  r.get('/api/models/:ns/:name/tree/:rev/*path', ...read, async (req, res) => {
+  r.get('/api/models/:ns/:name/tree/:rev/*path', ...read, async (req) => {
     const m = await moduleOf(req);
     hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no folder '${p(req, 'path')}' (module packages are flat)`));
   });

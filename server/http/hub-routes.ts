@@ -3,7 +3,7 @@
  * downloads (archive and single files), tags, yank, delete, tokens and bases. Documented in openapi.ts.
  * Example: `app.use('/v1', hubRouter({ registry, auth: { anonymousRead: true } }))`.
  */
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type Request, type Router } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
 import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule, type Scope, type SearchSort } from '../../modules-store';

@@ -266,7 +266,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   for (const site of SITES) {
     if (!sites[site]) continue;
     const S = slotAds.length;
-    const R = Math.max(...slotAds.map((a, i) => bottleneckSize(adCfgs[i], D, 0)));
+    const R = Math.max(...slotAds.map((_a, i) => bottleneckSize(adCfgs[i], D, 0)));
     const E = (make: (a: (typeof adapters)[number], i: number, l: number) => Value | null, shape: number[]) => {
       const entries: Entry[] = [];
       for (let i = 0; i < S; i++) for (let l = 0; l < L; l++) entries.push({ v: fusionMod && i === 0 ? null : make(slotAds[i], i, l), shape });

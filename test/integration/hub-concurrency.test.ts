@@ -8,7 +8,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import client from 'prom-client';
-import request from 'supertest';
 import { openRegistry, type Registry } from '../../modules-store';
 import { createApp } from '../../server/http/app';
 import { makePackageFiles, publishModule, registerTestBase } from '../helpers/hub';

@@ -74,7 +74,7 @@ describe('@huggingface/hub against modhub', () => {
   it('fileExists, modelInfo and listModels work', async () => {
     expect(await fileExists({ repo: 'lang/de', path: 'README.md', hubUrl })).toBe(true);
     expect(await fileExists({ repo: 'lang/de', path: 'missing.txt', hubUrl })).toBe(false);
-    const mi = await modelInfo({ name: 'lang/de', hubUrl, additionalFields: ['cardData', 'siblings', 'library_name'] });
+    const mi = await modelInfo({ name: 'lang/de', hubUrl, additionalFields: ['cardData', 'siblings' as 'cardData', 'library_name'] });
     expect(mi).toMatchObject({ name: 'lang/de', private: false, library_name: 'modhub' });
     expect((mi as unknown as { siblings: { rfilename: string }[] }).siblings.map((s) => s.rfilename)).toEqual(['module.json', 'weights.safetensors', 'README.md']);
     expect((mi as unknown as { cardData: Record<string, unknown> }).cardData).toMatchObject({ library_name: 'modhub' });

@@ -107,7 +107,7 @@ describe('POST /v1/infer', () => {
   it('batches concurrent requests with different compositions, each answering as if alone', async () => {
     const comps: unknown[] = [null, 'task/topic', { stack: ['lang/de', 'task/topic'] }, { stack: [{ sum: ['sft/de'] }, 'task/topic'] }, { parallel: ['task/topic', 'task/ner'] }];
     const texts = ['one two three', 'the fox', 'Der schnelle Fuchs', 'hello world', 'a b c'];
-    const alone = [];
+    const alone: { results: unknown }[] = [];
     for (let i = 0; i < comps.length; i++) alone.push((await infer({ inputs: [{ text: texts[i] }], composition: comps[i] })).body);
     const before = service.stats.batches;
     const together = await Promise.all(comps.map((c, i) => infer({ inputs: [{ text: texts[i] }], composition: c })));

@@ -12,7 +12,7 @@
  */
 import type { Tensor } from '../../modules-store/safetensors';
 import { numel } from '../../modules-store/safetensors';
-import { Mat, activate, add, layerNorm, linear } from './ops';
+import { Mat, activate, layerNorm, linear } from './ops';
 import {
   BnAdapter,
   FusionModule,

@@ -3,13 +3,16 @@ import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { archiveLayout, packArchive, StoreError, unpackArchive } from '../../modules-store';
 
+/** A tar header as tar-stream's pack.entry() takes it (name required, the rest optional). */
+type EntryHeader = Parameters<ReturnType<typeof tar.pack>["entry"]>[0];
+
 const LIMITS = { maxFileBytes: 1 << 20, maxTotalBytes: 2 << 20 };
 
 /** Builds a tar with tar-stream (an independent writer) from raw headers. */
-async function tarOf(entries: { header: tar.Headers; body?: Buffer }[]): Promise<Buffer> {
+async function tarOf(entries: { header: EntryHeader; body?: Buffer }[]): Promise<Buffer> {
   const p = tar.pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: Buffer) => chunks.push(c));
+  p.on('data', (c: unknown) => chunks.push(c as Buffer));
   const done = new Promise<void>((r) => p.on('end', () => r()));
   for (const e of entries) {
     await new Promise<void>((res, rej) => p.entry(e.header, e.body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res())));
@@ -51,7 +54,7 @@ describe('unpackArchive', () => {
     ['a sub-folder file', { name: 'sub/module.json', type: 'file' }, /inside a folder/],
     ['a sub-folder', { name: 'sub/', type: 'directory' }, /is a folder/],
     ['a device', { name: 'dev', type: 'character-device' }, /only regular files/],
-  ] as [string, tar.Headers, RegExp][])('refuses %s', async (_n, header, re) => {
+  ] as [string, EntryHeader, RegExp][])('refuses %s', async (_n, header, re) => {
     const buf = await tarOf([{ header }]);
     expect(await failure(buf)).toMatch(new RegExp(`^INVALID_ARCHIVE: .*${re.source}`));
   });

@@ -285,7 +285,6 @@ export class GraphBuilder {
     const eps = (n.attrs.epsilon as { float: number } | undefined)?.float ?? 1e-5;
     const axis = normAxis((n.attrs.axis as { int: number } | undefined)?.int ?? -1, x!.shape.length);
     if (axis !== x!.shape.length - 1 || typeof x!.shape[axis] !== 'number') throw new RangeError(`LayerNormalization '${n.name}': only over a static last axis`);
-    const width = x!.shape[axis] as number;
     const t = (s: string) => `${n.name}/${s}`;
     const scalar = (name: string, v: number) => extra.push(this.tensorProto(t(name), { type: 'float32', dims: [], data: Float32Array.of(v) }));
     extra.push(this.tensorProto(t('axes'), { type: 'int64', dims: [1], data: BigInt64Array.of(-1n) }));
