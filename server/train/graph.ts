@@ -14,7 +14,7 @@
  *   const session = await Session.create(tg.bytes);
  */
 import type { Base } from '../model/base';
-import { ACTIVATIONS, ADAPTER_FLAGS, IO, POOL, SITES, buildEncoderGraph, type AdapterFlag, type FlagMode, type LoraTarget, type ParamProvider, type Site, type SiteVariant, type Variant, type Activation, type Ia3Target } from '../model/encoder-graph';
+import { ACTIVATIONS, ADAPTER_FLAGS, IO, POOL, SITES, buildEncoderGraph, type AdapterFlag, type FlagMode, type ParamProvider, type SiteVariant, type Variant, type Activation, type Ia3Target } from '../model/encoder-graph';
 import { GraphBuilder, type Value, type TensorInit } from '../model/graph/builder';
 import { gradients } from '../model/graph/autodiff';
 import { logSoftmax, gatherElements } from '../model/graph/vjp';

@@ -6,7 +6,9 @@
  */
 import type { Tensor } from '../../modules-store/safetensors';
 import { layerParamNames, referenceForward, type RefComposition } from '../reference/encoder';
-import { makeDiffModule, makeIa3Module, makeRefBase, type Family, type RefBase } from '../helpers/modules';
+import { makeDiffModule, makeIa3Module, makeRefBase, type RefBase } from '../helpers/modules';
+
+type Family = 'bert' | 'distilbert';
 import type { RefModule } from '../reference/modules';
 
 function run(base: RefBase, composition: RefComposition | undefined) {
