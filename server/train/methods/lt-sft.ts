@@ -1,0 +1,24 @@
+/**
+ * LT-SFT (Ansell et al. 2022, lottery-ticket sparse fine-tuning): phase 1 fine-tunes fully, the K entries of
+ * largest |change| are kept, the weights are reset to θ₀ and phase 2 trains only those. Driver: sparse.ts.
+ */
+import { full } from './full';
+import { sparseMethod } from './sparse';
+
+export const ltSft = sparseMethod({
+  defaults: { lr: 2e-5, config: { method: 'lt-sft', density: 0.01 }, what: 'LT-SFT: full fine-tune, keep the top 1% |change|, reset, train only those' },
+  phase1: full.plan,
+  deltas(ctx, p1, names) {
+    // phase 1 packages each base tensor's change as `<hf name>.dense`
+    const byHf = new Map([...ctx.base.hfNames].map(([c, h]) => [h, c]));
+    const deltas = new Map<string, Float32Array>();
+    for (const [k, t] of p1.tensors) {
+      if (!k.endsWith('.dense')) continue;
+      const c = byHf.get(k.slice(0, -6)) ?? k.slice(0, -6);
+      if (names.includes(c)) deltas.set(c, t.data as Float32Array);
+    }
+    return deltas;
+  },
+  // reset: phase 2 starts from θ₀
+  start: (t0) => t0,
+});

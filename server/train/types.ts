@@ -1,0 +1,114 @@
+/**
+ * The trainer's public types: tasks, examples, options, progress reports and the result of `train`
+ * (server/train/trainer.ts). Methods and their defaults are listed in server/train/methods/index.ts.
+ * Example:
+ *   const o: TrainOptions = { base, method: 'lora', task: 'classification', train: [{ text: 'good', label: 'pos' }] };
+ */
+import type { Base } from '../model/base';
+import type { Manifest } from '../../modules-store/manifest';
+import type { Tensor } from '../../modules-store/safetensors';
+import type { Method } from './methods';
+
+export const TASKS = ['classification', 'token_classification', 'mlm'] as const;
+export type Task = (typeof TASKS)[number];
+
+export interface ClsExample {
+  text: string;
+  pair?: string;
+  label: string;
+}
+export interface TokExample {
+  tokens: string[];
+  tags: string[];
+}
+export interface MlmExample {
+  text: string;
+}
+export type Example = ClsExample | TokExample | MlmExample;
+
+/** A frozen or fused module given to the trainer: its manifest and tensors. */
+export interface GivenModule {
+  manifest: Manifest;
+  tensors: Map<string, Tensor>;
+}
+
+export interface TrainOptions {
+  base: Base;
+  method: Method;
+  task: Task;
+  /** Training examples (ClsExample for classification, TokExample for token_classification, MlmExample for mlm). */
+  train: Example[];
+  dev?: Example[];
+  /** Label names (index = logit index); default: sorted labels of the training data. */
+  labels?: string[];
+  /** Module config overrides (AdapterHub / PEFT names). */
+  config?: Record<string, unknown>;
+  /** Frozen modules stacked below the trained adapter (MAD-X: the language adapter). */
+  stackOn?: GivenModule[];
+  /** AdapterFusion: the frozen adapters to fuse, in order. */
+  fuse?: GivenModule[];
+  id?: string;
+  version?: string;
+  language?: string;
+  /** default 3 */
+  epochs?: number;
+  /** Stop after this many optimiser steps (default: epochs). */
+  maxSteps?: number;
+  /** Stop (as if interrupted) after this optimiser step, schedule unchanged; resume from `checkpointDir`. */
+  stopAtStep?: number;
+  /** default 16 */
+  batchSize?: number;
+  /** default 1 */
+  gradAccum?: number;
+  /** default: the method's */
+  lr?: number;
+  /** default 0.01 */
+  weightDecay?: number;
+  /** Fraction of steps for linear warmup (default 0.06). */
+  warmupRatio?: number;
+  /** default 1.0 */
+  maxGradNorm?: number;
+  /** default 0 */
+  seed?: number;
+  /** default 128 */
+  maxLength?: number;
+  /** Evaluate on dev every N optimiser steps (default: once per epoch). */
+  evalEvery?: number;
+  /** Stop after this many evaluations without improvement (default: off). */
+  patience?: number;
+  /** MLM masking probability (default 0.15). */
+  mlmProbability?: number;
+  /** Folder for resumable checkpoints (written at each evaluation); resumes when it holds one. */
+  checkpointDir?: string;
+  /** Threads for onnxruntime (default: all). */
+  threads?: number;
+  onProgress?: (p: Progress) => void;
+  /** Sparse methods: fraction of base parameters kept (default: the method's) or an exact count. */
+  density?: number;
+  nnz?: number;
+  /** Diff Pruning L0 coefficient per parameter (default 1.25e-7, Guo et al.). */
+  l0Lambda?: number;
+}
+
+export interface Progress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  tokens: number;
+  elapsedMs: number;
+  eval?: Metrics;
+}
+
+export type Metrics = Record<string, number>;
+
+export interface TrainResult {
+  manifest: Manifest;
+  tensors: Map<string, Tensor>;
+  metrics: Metrics;
+  history: { step: number; loss: number; eval?: Metrics }[];
+  steps: number;
+  /** Logits of `predict` on the dev set with the final (best) weights, for consistency checks. */
+  predict: (examples: Example[]) => Promise<Float32Array[]>;
+  release: () => Promise<void>;
+}
