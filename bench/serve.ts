@@ -42,6 +42,7 @@ import { Rng } from '../server/model/random';
 import { BUILTIN_CORPUS, createTinyBase } from '../server/model/tiny';
 import { BaseTokenizer } from '../server/model/tokenizer';
 import { Engine } from '../server/runtime/engine';
+import { BatchPools } from '../server/runtime/pools';
 import { Session } from '../server/runtime/session';
 
 // ---- options -----------------------------------------------------------------------------------------------
@@ -157,12 +158,12 @@ function instrument(): void {
   timeAsync(Registry.prototype, 'resolve', 'registry.resolve (async, catalog lookups)');
   timeAsync(Engine.prototype, 'plan', 'engine.plan (async: resolve + load on miss)');
   timeAsync(BaseTokenizer.prototype, 'encodeBatch', 'tokenizer.encodeBatch (async)');
-  timeSync(Engine.prototype, 'buildPools', 'engine.buildPools (sync, main thread)');
+  timeSync(BatchPools.prototype, 'build', 'engine.buildPools (sync, main thread)');
   timeSync(Engine.prototype, 'variantFor', 'engine.variantFor (sync, main thread)');
   timeAsync(Session.prototype, 'run', 'session.run (onnxruntime)');
   timeAsync(Engine.prototype, 'forward', 'engine.forward (pools + run)');
   timeAsync(FsBlobStore.prototype, 'read', 'blobs.read (async, module loads)');
-  // engine.ts calls it as (0, modules_1.loadEngineModule)(...), so replacing the export is seen there.
+  // module-cache.ts calls it as (0, modules_1.loadEngineModule)(...), so replacing the export is seen there.
   timeSync(engineModules, 'loadEngineModule', 'loadEngineModule (sync, module loads)');
 }
 

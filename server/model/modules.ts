@@ -9,7 +9,7 @@ import { ModuleError } from '../../modules-store/errors';
 import { kindOf, loadHead, TensorReader, type EngineModule } from '../../modules-store/kinds';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { BaseConfig } from './config';
-import { hfToCanonical } from './weights';
+import { hfToCanonical, isTransposedLinear } from './weights';
 
 export { ModuleError };
 export { transpose, type EngineModule, type HeadWeights, type AdapterSiteWeights, type InvertibleWeights } from '../../modules-store/kinds';
@@ -26,11 +26,6 @@ export function checkBase(manifest: Manifest, cfg: BaseConfig, fingerprint: stri
   if (b.hidden_size !== cfg.hiddenSize || b.num_layers !== cfg.numLayers) {
     throw new ModuleError('INCOMPATIBLE_BASE', `module '${id}' expects hidden_size ${b.hidden_size} / ${b.num_layers} layers, the base has ${cfg.hiddenSize} / ${cfg.numLayers}`);
   }
-}
-
-/** Canonical Linear stems whose weights the engine stores transposed ([in, out]). */
-function isLinearWeight(canonical: string): boolean {
-  return /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(canonical) || canonical === 'mlm.dense.weight';
 }
 
 /** Shape of a canonical parameter in HF layout (for index remapping). */
@@ -52,7 +47,7 @@ export function loadEngineModule(manifest: Manifest, tensors: Map<string, Tensor
     family: cfg.family,
     canonical: (hf) => hfToCanonical(cfg.family, hf),
     shapeOf,
-    linearWeight: isLinearWeight,
+    linearWeight: isTransposedLinear,
   });
   return { key: id, manifest, head, bytes, ...layout } as EngineModule;
 }

@@ -225,6 +225,15 @@ export function requiredCanonicalNames(config: BaseConfig): string[] {
   return names;
 }
 
+/**
+ * Whether the engine keeps a canonical base weight transposed to [in, out] (so a MatMul reads it without a
+ * Transpose): the encoder's Linear weights and the MLM head's dense weight. Sparse diffs on these address that
+ * layout (the module loader remaps HF [out, in] indices), so the loader and the engine must agree: both ask here.
+ */
+export function isTransposedLinear(canonical: string): boolean {
+  return /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(canonical) || canonical === 'mlm.dense.weight';
+}
+
 /** The tied MLM head (dense, LayerNorm, decoder bias); the decoder weight is the word embedding matrix. */
 export const MLM_HEAD_NAMES = ['mlm.dense.weight', 'mlm.dense.bias', 'mlm.ln.weight', 'mlm.ln.bias', 'mlm.decoder.bias'] as const;
 export const POOLER_NAMES = ['pooler.dense.weight', 'pooler.dense.bias'] as const;

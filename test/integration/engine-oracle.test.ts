@@ -160,6 +160,11 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     refs.ia3 = add(f, makeIa3Module({ id: 'task/ia3', base: b, target_modules: ['query', 'key', 'value', 'attn_output', 'ffn_in', 'ffn_out'], head: { type: 'classification', num_labels: 3 }, scale: 0.3, seed: 15 }));
     refs.ia3Peft = add(f, makeIa3Module({ id: 'lang/ia3-peft', base: b, target_modules: ['key', 'value', 'ffn_out'], leave_out: [0], scale: 0.3, seed: 16 }));
     refs.ia3Hub = add(f, makeIa3Module({ id: 'lang/ia3-hub', base: b, scale: 0.3, seed: 17 }));
+    // What `train --method full --task mlm` writes: differences on the MLM head (dense, LayerNorm, decoder bias) and
+    // the word embeddings the decoder is tied to. Names and shapes come from the checkpoint itself.
+    const mlmTargets = [...f.hfWeights].filter(([n]) => /^(cls\.predictions\.|lm_head\.|vocab_(transform|layer_norm|projector)\.)|embeddings\.word_embeddings\.weight$/.test(n)).map(([name, t]) => ({ name, shape: t.shape }));
+    refs.sftMlm = add(f, makeDiffModule({ id: 'sft/mlm', base: b, targets: mlmTargets, density: 0.3, scale: 0.02, method: 'full', seed: 15 }));
+    refs.fullMlm = add(f, makeDiffModule({ id: 'full/mlm', base: b, targets: mlmTargets.filter((t) => !/embeddings/.test(t.name)), dense: true, scale: 0.02, method: 'full', seed: 16 }));
   });
   afterAll(async () => {
     await f.engine.close();
@@ -177,6 +182,9 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
   it('invertible adapter shared by every row of a batch (full-width GEMM path), with masked-LM output', async () => {
     await check(f, [refs.lang, refs.lang], TEXTS.slice(0, 2), { mlm: true });
     await check(f, [{ stack: [refs.langMlm, refs.pfeiffer] }], TEXTS.slice(0, 1), { mlm: true });
+  });
+  it('diffs on the MLM head reach masked-LM output (sparse and dense, alone and under an adapter)', async () => {
+    await check(f, [refs.sftMlm, null, { stack: [{ sum: [refs.sftMlm, refs.fullMlm] }, refs.pfeiffer] }, refs.fullMlm], TEXTS, { mlm: true });
   });
   it('stack of 2 and of 3', async () => {
     await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));

@@ -3,7 +3,7 @@ import { f32, type Tensor } from '../../modules-store/safetensors';
 import { parseConfig, type BaseConfig, type Family } from '../../server/model/config';
 import { randomWeights } from '../../server/model/tiny';
 import {
-  canonicalShape, canonicalToHf, fromHf, hfToCanonical, MLM_HEAD_NAMES, POOLER_NAMES, requiredCanonicalNames, toHf,
+  canonicalShape, canonicalToHf, fromHf, hfToCanonical, isTransposedLinear, MLM_HEAD_NAMES, POOLER_NAMES, requiredCanonicalNames, toHf,
 } from '../../server/model/weights';
 
 function smallConfig(family: Family, layers = 2): BaseConfig {
@@ -166,5 +166,15 @@ describe('fromHf', () => {
     const w = randomWeights(cfg, 1);
     w.set('layers.0.attn.q.weight', f32([8, 9]));
     expect(() => toHf(cfg, w)).toThrow("'weights': 'layers.0.attn.q.weight' has shape [8, 9], config expects [8, 8]");
+  });
+});
+
+describe('isTransposedLinear', () => {
+  it('names exactly the Linear weights the engine and the module loader keep as [in, out]', () => {
+    const cfg = smallConfig('bert', 2);
+    const all = [...randomWeights(cfg, 1, { mlm: true, pooler: true }).keys()];
+    const expected = ['mlm.dense.weight'];
+    for (let l = 0; l < 2; l++) expected.push(...['attn.q', 'attn.k', 'attn.v', 'attn.o', 'ffn_in', 'ffn_out'].map((s) => `layers.${l}.${s}.weight`));
+    expect(all.filter(isTransposedLinear).sort()).toEqual(expected.sort());
   });
 });

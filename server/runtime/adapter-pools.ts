@@ -1,0 +1,188 @@
+/**
+ * Pools of the bottleneck adapters at one site (attention or output) and of AdapterFusion there: per layer a
+ * zero entry plus each distinct adapter's down/up projections (rank-padded to the largest R) and LayerNorms,
+ * per (layer, slot, row) an index and the AdapterHub switches that differ between rows. When every row uses the
+ * same adapter in each slot, that slot's weights are fed directly; a slot the graph folds with the site's
+ * original LayerNorm (foldedSlot in encoder-graph.ts) gets the folded weights, computed from the LayerNorm's
+ * effective parameters (a row group's sparse diffs may change them).
+ */
+import type { RowPlan } from '../model/composition';
+import type { BaseConfig } from '../model/config';
+import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, type Site, type SiteVariant } from '../model/encoder-graph';
+import type { AdapterModule, AdapterSiteWeights } from '../model/modules';
+import type { DiffSet } from './diff-weights';
+import type { EffectiveParam, Pools } from './pools';
+import { slotTable } from './variants';
+
+/** Adapter (and, with `sv.fuse`, fusion) pools of one site for the rows' plans. */
+export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: Site, sv: SiteVariant, plans: RowPlan[]): Pools {
+  const L = cfg.numLayers;
+  const D = cfg.hiddenSize;
+  const B = plans.length;
+  const table = slotTable(L, plans, site, sv.slots, sv.fuse);
+  const S = table.S;
+  // Distinct adapters at this site; entry 0 is the zero adapter.
+  const mods: AdapterModule[] = [];
+  const index = new Map<string, number>();
+  for (const l of table.entry) for (const s of l) for (const a of s) if (a && !index.has(a.key)) index.set(a.key, mods.push(a));
+  const P = mods.length + 1;
+  let R = 1;
+  for (const m of mods) for (const ly of m.layers) if (ly[site]) R = Math.max(R, ly[site]!.r);
+  const downW = new Float32Array(L * P * D * R);
+  const downB = new Float32Array(L * P * R);
+  const upW = new Float32Array(L * P * R * D);
+  const upB = new Float32Array(L * P * D);
+  const wantLnb = sv.flags.lnBefore !== 'off';
+  const wantLna = sv.flags.lnAfter !== 'off';
+  const lnbG = wantLnb ? new Float32Array(L * P * D) : null;
+  const lnbB = wantLnb ? new Float32Array(L * P * D) : null;
+  const lnaG = wantLna ? new Float32Array(L * P * D) : null;
+  const lnaB = wantLna ? new Float32Array(L * P * D) : null;
+  for (let l = 0; l < L; l++) {
+    mods.forEach((m, i) => {
+      const w: AdapterSiteWeights | undefined = m.layers[l][site];
+      if (!w) return;
+      const e = l * P + i + 1;
+      for (let d = 0; d < D; d++) downW.set(w.downT.subarray(d * w.r, (d + 1) * w.r), (e * D + d) * R);
+      downB.set(w.downB, e * R);
+      upW.set(w.upT, e * R * D); // rows r..R stay zero
+      upB.set(w.upB, e * D);
+      if (lnbG && w.lnBefore) {
+        lnbG.set(w.lnBefore.g, e * D);
+        lnbB!.set(w.lnBefore.b, e * D);
+      }
+      if (lnaG && w.lnAfter) {
+        lnaG.set(w.lnAfter.g, e * D);
+        lnaB!.set(w.lnAfter.b, e * D);
+      }
+    });
+  }
+  const idx = new BigInt64Array(L * S * B);
+  for (let l = 0; l < L; l++)
+    for (let s = 0; s < S; s++)
+      for (let b = 0; b < B; b++) {
+        const a = table.entry[l][s][b];
+        idx[(l * S + s) * B + b] = BigInt(l * P + (a ? index.get(a.key)! : 0));
+      }
+  const parts: [string, Float32Array, number[]][] = [
+    ['down_w', downW, [D, R]],
+    ['down_b', downB, [1, R]],
+    ['up_w', upW, [R, D]],
+    ['up_b', upB, [1, D]],
+  ];
+  if (lnbG) parts.push(['lnb_g', lnbG, [1, D]], ['lnb_b', lnbB!, [1, D]]);
+  if (lnaG) parts.push(['lna_g', lnaG, [1, D]], ['lna_b', lnaB!, [1, D]]);
+  const pools: Pools = {};
+  if (sv.uniform) {
+    // Every row shares each slot's entry: feed that entry's views directly (no copies, no gathers in-graph).
+    for (let l = 0; l < L; l++)
+      for (let s = 0; s < S; s++) {
+        const a = table.entry[l][s][0];
+        const e = l * P + (a ? index.get(a.key)! : 0);
+        const folded = foldedSlot(sv, s);
+        if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, downW.subarray(e * D * R, (e + 1) * D * R), downB.subarray(e * R, (e + 1) * R), upW.subarray(e * R * D, (e + 1) * R * D), upB.subarray(e * D, (e + 1) * D), R));
+        else
+          for (const [part, arr, dims] of parts) {
+            const n = dims[0] * dims[1];
+            pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims, data: arr.subarray(e * n, (e + 1) * n) };
+          }
+      }
+  } else {
+    for (const [part, arr, dims] of parts) pools[POOL.adapter(site, part)] = { type: 'float32', dims: [L * P, ...dims], data: arr };
+    pools[POOL.adapter(site, 'idx')] = { type: 'int64', dims: [L, S, B], data: idx };
+  }
+  const flagTensor = (vals: (number | null)[][][], S2: number, fill: number) => {
+    const out = new Float32Array(L * S2 * B);
+    for (let l = 0; l < L; l++) for (let s = 0; s < S2; s++) for (let b = 0; b < B; b++) out[(l * S2 + s) * B + b] = vals[l][s][b] ?? fill;
+    return { type: 'float32' as const, dims: [L, S2, B], data: out };
+  };
+  for (const f of ADAPTER_FLAGS) if (sv.flags[f] === 'mixed') pools[POOL.adapterFlag(site, f)] = flagTensor(table.flags[f], S, 0);
+  if (sv.resScale === 'mixed') pools[POOL.adapterFlag(site, 'resScale')] = flagTensor(table.resScale, S, 1);
+  if (sv.finalLn === 'mixed') pools[POOL.adapterFlag(site, 'finalLn')] = flagTensor(table.finalLn.map((r) => [r]), 1, 1);
+  if (Array.isArray(sv.act) ? sv.act.includes('mixed') : sv.act === 'mixed') {
+    for (const a of ACTIVATIONS) {
+      const vals = table.entry.map((ly) => ly.map((row) => row.map((m) => (m ? +(m.config.non_linearity === a) : 0))));
+      pools[POOL.adapterFlag(site, `act_${a}`)] = flagTensor(vals, S, 0);
+    }
+  }
+  if (sv.fuse > 0) Object.assign(pools, fusionPools(cfg, site, plans));
+  return pools;
+}
+
+/**
+ * One uniform carried slot's weights folded with the site's original LayerNorm (see foldedSlot in
+ * encoder-graph.ts): down_wf = γ⊙Wd minus its column means (the centring of LN), down_bf = β·Wd + bd,
+ * up_wb = [Wu; bu]; with `biasColumn` the down projection gets a column of weight 0 and bias 1 (relu(1) = 1 is
+ * the ones column that carries bu).
+ */
+function foldedSlotFeeds(D: number, effective: EffectiveParam, site: Site, diffs: DiffSet, l: number, s: number, biasColumn: boolean, downT: Float32Array, downB: Float32Array, upT: Float32Array, upB: Float32Array, R: number): Pools {
+  const ln = `layers.${l}.${site === 'attention' ? 'attn_ln' : 'ffn_ln'}`;
+  const gamma = effective(`${ln}.weight`, diffs);
+  const beta = effective(`${ln}.bias`, diffs);
+  const R1 = biasColumn ? R + 1 : R;
+  const wf = new Float32Array(D * R1);
+  const bf = new Float32Array(R1);
+  const colMean = new Float64Array(R);
+  for (let d = 0; d < D; d++)
+    for (let r = 0; r < R; r++) {
+      const w = downT[d * R + r];
+      colMean[r] += (gamma[d] * w) / D;
+      bf[r] += beta[d] * w;
+    }
+  for (let d = 0; d < D; d++) for (let r = 0; r < R; r++) wf[d * R1 + r] = gamma[d] * downT[d * R + r] - colMean[r];
+  for (let r = 0; r < R; r++) bf[r] += downB[r];
+  if (biasColumn) bf[R] = 1;
+  const wb = new Float32Array((R + 1) * D);
+  wb.set(upT);
+  wb.set(upB, R * D);
+  return {
+    [POOL.adapterSlot(site, 'down_wf', l, s)]: { type: 'float32', dims: [D, R1], data: wf },
+    [POOL.adapterSlot(site, 'down_bf', l, s)]: { type: 'float32', dims: [1, R1], data: bf },
+    [POOL.adapterSlot(site, 'up_wb', l, s)]: { type: 'float32', dims: [R + 1, D], data: wb },
+  };
+}
+
+/** AdapterFusion at one site: per layer a zero entry plus each distinct fusion's query/key/value and temperature. */
+function fusionPools(cfg: BaseConfig, site: Site, plans: RowPlan[]): Pools {
+  const L = cfg.numLayers;
+  const D = cfg.hiddenSize;
+  const B = plans.length;
+  const mods = [...new Map(plans.filter((p) => p.fuse).map((p) => [p.fuse!.fusion.key, p.fuse!.fusion])).values()];
+  const P = mods.length + 1;
+  const qW = new Float32Array(L * P * D * D);
+  const qB = new Float32Array(L * P * D);
+  const kW = new Float32Array(L * P * D * D);
+  const kB = new Float32Array(L * P * D);
+  const vW = new Float32Array(L * P * D * D);
+  const temp = new Float32Array(L * P).fill(1);
+  const present = new Float32Array(L * P);
+  for (let l = 0; l < L; l++)
+    mods.forEach((m, i) => {
+      const w = m.layers[l][site];
+      if (!w) return;
+      const e = l * P + i + 1;
+      qW.set(w.qT, e * D * D);
+      qB.set(w.qB, e * D);
+      kW.set(w.kT, e * D * D);
+      kB.set(w.kB, e * D);
+      vW.set(w.vT, e * D * D);
+      temp[e] = 1 / m.temperature;
+      present[e] = 1;
+    });
+  const idx = new BigInt64Array(L * B);
+  for (let l = 0; l < L; l++)
+    plans.forEach((p, b) => {
+      const i = p.fuse ? mods.findIndex((m) => m.key === p.fuse!.fusion.key) + 1 : 0;
+      idx[l * B + b] = BigInt(l * P + i);
+    });
+  return {
+    [POOL.fuse(site, 'q_w')]: { type: 'float32', dims: [L * P, D, D], data: qW },
+    [POOL.fuse(site, 'q_b')]: { type: 'float32', dims: [L * P, 1, D], data: qB },
+    [POOL.fuse(site, 'k_w')]: { type: 'float32', dims: [L * P, D, D], data: kW },
+    [POOL.fuse(site, 'k_b')]: { type: 'float32', dims: [L * P, 1, D], data: kB },
+    [POOL.fuse(site, 'v_w')]: { type: 'float32', dims: [L * P, D, D], data: vW },
+    [POOL.fuse(site, 'temp')]: { type: 'float32', dims: [L * P, 1, 1], data: temp },
+    [POOL.fuse(site, 'present')]: { type: 'float32', dims: [L * P, 1, 1], data: present },
+    [POOL.fuse(site, 'idx')]: { type: 'int64', dims: [L, B], data: idx },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Pools of the output heads: per row an index into a zero entry plus each distinct module head (classification
+ * with or without its dense layer, token classification, masked-LM), labels padded to the widest head. The
+ * masked-LM pool's entry 0 is the base checkpoint's own MLM head with the row group's sparse diffs applied, for
+ * rows whose modules bring none.
+ */
+import type { Base } from '../model/base';
+import type { RowPlan } from '../model/composition';
+import type { BaseConfig } from '../model/config';
+import { POOL, type Variant } from '../model/encoder-graph';
+import { ModuleError, type HeadWeights } from '../model/modules';
+import type { DiffSet } from './diff-weights';
+import type { EffectiveParam, Pools } from './pools';
+
+/** An MLM head in engine layout (dense weight [in, out]). */
+export type MlmHead = NonNullable<HeadWeights['mlm']>;
+
+/**
+ * The base checkpoint's MLM head for a row group, as its sparse diffs change it (θ₀+Σδ, like the encoder's
+ * parameters): `train --method full --task mlm` writes diffs on these. The undiffed head is built once.
+ */
+export class BaseMlmHead {
+  private plain: MlmHead | null = null;
+
+  constructor(
+    private readonly base: Base,
+    private readonly effective: EffectiveParam,
+  ) {}
+
+  get(diffs: DiffSet): MlmHead {
+    if (!diffs.length && this.plain) return this.plain;
+    const param = (n: string) => {
+      if (!this.base.weights.has(n)) throw new ModuleError('INVALID_COMPOSITION', `masked-LM output needs an MLM head: the base checkpoint has no '${n}' and the composition's modules bring none`);
+      return this.effective(n, diffs);
+    };
+    const head = {
+      denseT: param('mlm.dense.weight'), // engine layout: [in, out] (isTransposedLinear)
+      denseB: param('mlm.dense.bias'),
+      lnG: param('mlm.ln.weight'),
+      lnB: param('mlm.ln.bias'),
+      bias: param('mlm.decoder.bias'),
+    };
+    if (!diffs.length) this.plain = head;
+    return head;
+  }
+}
+
+/** Head pools for the heads the variant has. */
+export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm: BaseMlmHead): Pools {
+  const D = cfg.hiddenSize;
+  const V = cfg.vocabSize;
+  const pools: Pools = {};
+  // Entry 0 is the zero head (or the base's own MLM head); then each distinct module head.
+  const heads = [...new Map(plans.filter((p) => p.head).map((p) => [p.head!.key, p.head!.weights])).entries()];
+  const P = heads.length + 1;
+  const entryOf = plans.map((p) => (p.head ? heads.findIndex(([k]) => k === p.head!.key) + 1 : 0));
+  pools[POOL.head('idx')] = { type: 'int64', dims: [plans.length], data: BigInt64Array.from(entryOf.map(BigInt)) };
+  if (v.heads.cls) {
+    const C = Math.max(1, ...heads.map(([, h]) => (h.config.type === 'classification' ? h.config.num_labels : 0)));
+    const dW = new Float32Array(P * D * D);
+    const dB = new Float32Array(P * D);
+    const oW = new Float32Array(P * D * C);
+    const oB = new Float32Array(P * C);
+    heads.forEach(([, h], i) => {
+      if (h.config.type !== 'classification') return;
+      const e = i + 1;
+      const c = h.config.num_labels;
+      if (h.clsDenseT) {
+        dW.set(h.clsDenseT, e * D * D);
+        dB.set(h.clsDenseB!, e * D);
+      }
+      for (let d = 0; d < D; d++) oW.set(h.outT!.subarray(d * c, (d + 1) * c), (e * D + d) * C);
+      oB.set(h.outB!, e * C);
+    });
+    pools[POOL.head('cls_dense_w')] = { type: 'float32', dims: [P, D, D], data: dW };
+    pools[POOL.head('cls_dense_b')] = { type: 'float32', dims: [P, 1, D], data: dB };
+    pools[POOL.head('cls_out_w')] = { type: 'float32', dims: [P, D, C], data: oW };
+    pools[POOL.head('cls_out_b')] = { type: 'float32', dims: [P, 1, C], data: oB };
+    if (v.clsDense === 'mixed') pools[POOL.head('cls_dense')] = { type: 'float32', dims: [plans.length], data: Float32Array.from(plans.map((p) => +!!p.head?.weights.clsDenseT)) };
+  }
+  if (v.heads.tok) {
+    const C = Math.max(1, ...heads.map(([, h]) => (h.config.type === 'token_classification' ? h.config.num_labels : 0)));
+    const oW = new Float32Array(P * D * C);
+    const oB = new Float32Array(P * C);
+    heads.forEach(([, h], i) => {
+      if (h.config.type !== 'token_classification') return;
+      const e = i + 1;
+      const c = h.config.num_labels;
+      for (let d = 0; d < D; d++) oW.set(h.outT!.subarray(d * c, (d + 1) * c), (e * D + d) * C);
+      oB.set(h.outB!, e * C);
+    });
+    pools[POOL.head('tok_out_w')] = { type: 'float32', dims: [P, D, C], data: oW };
+    pools[POOL.head('tok_out_b')] = { type: 'float32', dims: [P, 1, C], data: oB };
+  }
+  if (v.heads.mlm) {
+    const dW = new Float32Array(P * D * D);
+    const dB = new Float32Array(P * D);
+    const lg = new Float32Array(P * D);
+    const lb = new Float32Array(P * D);
+    const bias = new Float32Array(P * V);
+    const baseHead = baseMlm.get(plans[0].diffs); // every row of a group has the same diffs
+    for (let e = 0; e < P; e++) {
+      const h = e === 0 ? null : heads[e - 1][1].mlm;
+      const src = h ?? baseHead;
+      dW.set(src.denseT, e * D * D);
+      dB.set(src.denseB, e * D);
+      lg.set(src.lnG, e * D);
+      lb.set(src.lnB, e * D);
+      bias.set(src.bias, e * V);
+    }
+    pools[POOL.head('mlm_dense_w')] = { type: 'float32', dims: [P, D, D], data: dW };
+    pools[POOL.head('mlm_dense_b')] = { type: 'float32', dims: [P, 1, D], data: dB };
+    pools[POOL.head('mlm_ln_g')] = { type: 'float32', dims: [P, 1, D], data: lg };
+    pools[POOL.head('mlm_ln_b')] = { type: 'float32', dims: [P, 1, D], data: lb };
+    pools[POOL.head('mlm_bias')] = { type: 'float32', dims: [P, 1, V], data: bias };
+  }
+  return pools;
+}

@@ -1,0 +1,138 @@
+/**
+ * Variant choice: which graph a group of rows needs (sites, stack depth, per-row switches uniform or mixed,
+ * LoRA targets, invertible adapter, heads), derived from the rows' plans alone; and the slot table both the
+ * choice and the adapter pools read (which adapter and which AdapterHub switches sit in each layer, slot and row).
+ * A variant names a session (session-cache.ts); the pools (pools.ts) fill its inputs.
+ * Example:
+ *   const v = chooseVariant(base.config.numLayers, plans, false);
+ */
+import type { RowPlan } from '../model/composition';
+import { ADAPTER_FLAGS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type Variant } from '../model/encoder-graph';
+import type { AdapterModule } from '../model/modules';
+
+/** The graph variant a group of rows needs; `mlm` asks for masked-LM logits. */
+export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean): Variant {
+  const sites: Variant['sites'] = {};
+  for (const site of SITES) {
+    const slots = Math.max(0, ...plans.map((p) => p.adapters.length));
+    const fuse = Math.max(0, ...plans.map((p) => (p.fuse && p.fuse.fusion.layers.some((ly) => ly[site]) ? p.fuse.adapters.length : 0)));
+    const used = plans.some((p) => p.adapters.some((a) => a.layers.some((ly) => ly[site]))) || fuse > 0;
+    if (!used) continue;
+    const table = slotTable(numLayers, plans, site, slots, fuse);
+    const flags = {} as Record<AdapterFlag, FlagMode>;
+    for (const f of ADAPTER_FLAGS) flags[f] = modeOf(table.flags[f]);
+    // Activation per slot: uniform across rows and layers unless the rows' adapters in that slot differ.
+    const act = table.entry[0].map((_, s) => {
+      const set = new Set<Activation>();
+      for (const ly of table.entry) for (const a of ly[s]) if (a) set.add(a.config.non_linearity);
+      return set.size <= 1 ? ([...set][0] ?? 'relu') : ('mixed' as const);
+    });
+    const finalLn = modeOf(table.finalLn);
+    const resScale = table.resScale.flat(2).every((x) => x === 1) ? 'off' : 'mixed';
+    const uniform = table.entry.every((ly) => ly.every((row) => row.every((a) => (a?.key ?? null) === (row[0]?.key ?? null))));
+    sites[site] = { slots, flags, finalLn, act, fuse, resScale, uniform };
+  }
+  const lora = LORA_TARGETS.filter((t) => plans.some((p) => p.loras.some((m) => m.layers.some((ly) => ly[t]))));
+  const invs = plans.map((p) => p.invertible?.config.non_linearity ?? null);
+  const invSet = new Set(invs.filter((x): x is Activation => x !== null));
+  const heads = plans.map((p) => p.head?.weights.config.type ?? null);
+  const clsDense = plans.map((p) => (p.head?.weights.config.type === 'classification' ? (p.head.weights.clsDenseT ? 1 : 0) : null));
+  const loraKeys = new Set(plans.map((p) => p.loras.map((m) => m.key).join('+')));
+  return {
+    sites,
+    lora,
+    loraUniform: loraKeys.size === 1,
+    invertible: invSet.size > 0,
+    invUniform: invSet.size > 0 && new Set(plans.map((p) => p.invertible?.key ?? null)).size === 1,
+    invAct: invSet.size <= 1 ? ([...invSet][0] ?? 'relu') : 'mixed',
+    heads: { cls: heads.includes('classification'), tok: heads.includes('token_classification'), mlm },
+    clsDense: heads.includes('classification') ? modeOf([clsDense]) : 'off',
+  };
+}
+
+/** Per (layer, slot, row): the adapter entry and its switches at one site (see slotTable). */
+export interface SlotTable {
+  /** Slots in all: the stack, then (with fusion) the pre-step and the fused adapters. */
+  S: number;
+  entry: (AdapterModule | null)[][][]; // [L][S][B]
+  flags: Record<AdapterFlag, (number | null)[][][]>; // [L][S][B]
+  finalLn: number[][]; // [L][B]
+  resScale: number[][][]; // [L][S][B]
+}
+
+/**
+ * Per (layer, slot, row) the adapter entry and its switches at one site. Slots [0, S) are the stack, slot S
+ * the fusion pre-step, slots S+1.. the fused adapters. `null` marks an identity slot ("don't care" switch).
+ */
+export function slotTable(numLayers: number, plans: RowPlan[], site: Site, slots: number, fuse: number): SlotTable {
+  const L = numLayers;
+  const S = slots + (fuse > 0 ? 1 + fuse : 0);
+  const B = plans.length;
+  const entry: (AdapterModule | null)[][][] = []; // [L][S][B]
+  const flags = {} as Record<AdapterFlag, (number | null)[][][]>;
+  for (const f of ADAPTER_FLAGS) flags[f] = [];
+  const resScale: number[][][] = []; // [L][S][B]
+  const finalLn: number[][] = []; // [L][B]
+  for (let l = 0; l < L; l++) {
+    const e: (AdapterModule | null)[][] = [];
+    const fl = {} as Record<AdapterFlag, (number | null)[][]>;
+    for (const f of ADAPTER_FLAGS) fl[f] = [];
+    const fin: number[] = [];
+    const rs: number[][] = [];
+    for (let s = 0; s < S; s++) {
+      const rsRow: number[] = [];
+      const row: (AdapterModule | null)[] = [];
+      const fr = {} as Record<AdapterFlag, (number | null)[]>;
+      for (const f of ADAPTER_FLAGS) fr[f] = [];
+      for (let b = 0; b < B; b++) {
+        const p = plans[b];
+        let a: AdapterModule | null = null;
+        let preOnly = false;
+        if (s < slots) a = p.adapters[s] ?? null;
+        else if (p.fuse && p.fuse.fusion.layers[l][site]) {
+          if (s === slots) {
+            // AdapterHub's compose_fuse runs the pre-step with the LAST fused adapter's configuration.
+            a = p.fuse.adapters[p.fuse.adapters.length - 1];
+            preOnly = true;
+          } else a = p.fuse.adapters[s - slots - 1] ?? null;
+        }
+        const present = a && (preOnly || a.layers[l][site]) ? a : null;
+        row.push(present && !preOnly ? present : null);
+        const c = present?.config;
+        fr.obf.push(c ? +c.original_ln_before : null);
+        fr.resPost.push(c ? +(c.residual_before_ln === false) : 0);
+        fr.resPostAdd.push(c ? +(c.residual_before_ln === 'post_add') : 0);
+        fr.lnBefore.push(c && !preOnly ? +c.ln_before : null);
+        fr.lnAfter.push(c && !preOnly ? +c.ln_after : null);
+        fr.adResBeforeLn.push(c && !preOnly ? +c.adapter_residual_before_ln : 0);
+        fr.parallel.push(c && !preOnly ? +c.is_parallel : null);
+        rsRow.push(present && !preOnly ? (present.residualScale ?? 1) : 1);
+      }
+      rs.push(rsRow);
+      e.push(row);
+      for (const f of ADAPTER_FLAGS) fl[f].push(fr[f]);
+    }
+    for (let b = 0; b < B; b++) {
+      const p = plans[b];
+      // original_ln_after of the last adapter present at this layer and site; the bare site otherwise.
+      let last: AdapterModule | null = null;
+      for (const a of p.adapters) if (a.layers[l][site]) last = a;
+      if (p.fuse && p.fuse.fusion.layers[l][site]) last = p.fuse.adapters[p.fuse.adapters.length - 1];
+      fin.push(last ? +last.config.original_ln_after : 1);
+    }
+    entry.push(e);
+    resScale.push(rs);
+    for (const f of ADAPTER_FLAGS) flags[f].push(fl[f]);
+    finalLn.push(fin);
+  }
+  return { S, entry, flags, finalLn, resScale };
+}
+
+/** Mode of a switch over all its (layer, slot, row) values; null entries don't care. */
+function modeOf(vals: (number | null)[][][] | (number | null)[][] | (number | null)[]): FlagMode {
+  const flat = (vals as unknown[]).flat(3) as (number | null)[];
+  const set = new Set(flat.filter((x) => x !== null));
+  if (set.size === 0) return 'off';
+  if (set.size === 2) return 'mixed';
+  return set.has(1) ? 'on' : 'off';
+}
