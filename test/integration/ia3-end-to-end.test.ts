@@ -70,7 +70,7 @@ afterAll(async () => {
 test('modhub module init --kind ia3 writes a valid package of ones that the engine serves as the base', async () => {
   const out = path.join(tmp, 'fresh');
   const said = await runCommand(registerModuleCommands, ['module', 'init', '--base', base.dir, '--kind', 'ia3', '--targets', 'key,value,ffn_out', '--id', 'test/fresh', '--out', out]);
-  expect(said).toMatch(/wrote test\/fresh@0\.1\.0 \(ia3, 4 tensors\)/);
+  expect(said).toMatch(/wrote test\/fresh@0\.1\.0 \(ia3, 6 tensors\)/);
   const pkg = await readModulePackage(out);
   expect(pkg.manifest.kind === 'ia3' && pkg.manifest.config.target_modules).toEqual(['key', 'value', 'ffn_out']);
   const tensors = parseSafetensors(pkg.files.get('weights.safetensors')!).tensors;
