@@ -3,7 +3,7 @@
  * SDK imports nothing from server/ or modules-store/). Field names follow the JSON the server sends.
  */
 
-export type ModuleKind = 'bottleneck' | 'lora' | 'diff' | 'fusion';
+export type ModuleKind = 'bottleneck' | 'lora' | 'diff' | 'fusion' | 'ia3';
 export type Scope = 'read' | 'write' | 'admin';
 export type SearchSort = 'downloads' | 'recent' | 'name';
 

@@ -45,7 +45,7 @@ export function cardDataFor(m: Manifest): Record<string, unknown> {
   if (m.language) data.language = [m.language];
   if (m.license) data.license = m.license;
   data.library_name = 'modhub';
-  data.tags = ['modhub', `modhub-${m.kind}`, m.task, ...(m.kind === 'bottleneck' ? ['adapters'] : m.kind === 'lora' ? ['lora', 'peft'] : [])];
+  data.tags = ['modhub', `modhub-${m.kind}`, m.task, ...(m.kind === 'bottleneck' ? ['adapters'] : m.kind === 'lora' ? ['lora', 'peft'] : m.kind === 'ia3' ? ['ia3', 'peft'] : [])];
   data.base_model = `${m.base.family} (${m.base.fingerprint})`;
   const head = m.head?.type;
   data.pipeline_tag =

@@ -11,7 +11,7 @@
  */
 import express, { type Request, type Router } from 'express';
 import type { Logger } from 'pino';
-import { parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
+import { MODULE_KINDS, parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
 import { requireRead, type AuthConfig } from './auth';
 import { filePayload, sendPayload } from './download';
 import { badRequest, HttpError } from './errors';
@@ -110,8 +110,8 @@ export function hfRouter(deps: HfRouterDeps): Router {
     const page = await registry.search({
       q: qstr(req, 'search'),
       namespace: qstr(req, 'author'),
-      kind: filter && ['bottleneck', 'lora', 'diff', 'fusion'].includes(filter) ? filter : undefined,
-      task: filter && !['bottleneck', 'lora', 'diff', 'fusion'].includes(filter) ? filter : undefined,
+      kind: filter && (MODULE_KINDS as string[]).includes(filter) ? filter : undefined,
+      task: filter && !(MODULE_KINDS as string[]).includes(filter) ? filter : undefined,
       sort: sort ? sortMap[sort] : 'downloads',
       limit,
       offset,

@@ -4,6 +4,8 @@
  * `openapi.paths['/v1/infer'] = {...}` or `addOpenApiPaths({...})`.
  */
 
+import { MODULE_KINDS } from '../../modules-store/kinds';
+
 type Json = Record<string, unknown>;
 
 const err = (description: string): Json => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
@@ -57,7 +59,7 @@ export const openapi = {
           id: { type: 'string', example: 'lang/de' },
           namespace: { type: 'string' },
           name: { type: 'string' },
-          kind: { type: 'string', enum: ['bottleneck', 'lora', 'diff', 'fusion'] },
+          kind: { type: 'string', enum: [...MODULE_KINDS] },
           task: { type: 'string' },
           language: { type: ['string', 'null'] },
           baseFingerprint: { type: 'string' },
@@ -162,7 +164,7 @@ export const openapi = {
         summary: 'Search modules',
         parameters: [
           { name: 'q', in: 'query', schema: { type: 'string' }, description: 'substring of ns/name or description' },
-          { name: 'kind', in: 'query', schema: { type: 'string', enum: ['bottleneck', 'lora', 'diff', 'fusion'] } },
+          { name: 'kind', in: 'query', schema: { type: 'string', enum: [...MODULE_KINDS] } },
           { name: 'task', in: 'query', schema: { type: 'string' } },
           { name: 'language', in: 'query', schema: { type: 'string' } },
           { name: 'base', in: 'query', schema: { type: 'string' }, description: 'base fingerprint sha256:<hex>' },
