@@ -223,6 +223,7 @@ function expected(config: BottleneckConfigInput, dims: BaseDims): Map<string, Ex
 export const bottleneck: KindDescriptor<'bottleneck', typeof configSchema, BottleneckLayout> = {
   kind: 'bottleneck',
   summary: 'AdapterHub bottleneck adapter (seq_bn/pfeiffer, double_seq_bn/houlsby, par_bn, *_inv with MAD-X invertible adapters)',
+  cardTags: ['adapters'],
   config: configSchema,
   initConfig: (config) => ({ ...config, preset: config.preset ?? 'seq_bn' }),
   expected,

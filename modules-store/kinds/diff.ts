@@ -86,6 +86,7 @@ function checkWeights(c: DiffConfig, buf: Buffer, h: SafetensorsHeader): void {
 export const diff: KindDescriptor<'diff', typeof configSchema, DiffLayout> = {
   kind: 'diff',
   summary: 'sparse or dense parameter differences (BitFit, Diff Pruning, LT-SFT, full fine-tuning)',
+  cardTags: [],
   config: configSchema,
   initConfig: (config) => config,
   expected: () => null,

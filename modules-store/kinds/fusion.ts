@@ -63,6 +63,7 @@ function expected(c: FusionConfig, dims: BaseDims): Map<string, Expected> {
 export const fusion: KindDescriptor<'fusion', typeof configSchema, FusionLayout> = {
   kind: 'fusion',
   summary: 'AdapterHub AdapterFusion over bottleneck adapters',
+  cardTags: [],
   config: configSchema,
   initConfig(config) {
     if (!Array.isArray(config.adapters) || !config.adapters.length) throw new RangeError('fusion needs config.adapters: the ids of the fused adapters');

@@ -61,6 +61,7 @@ function expected(c: Ia3Config, dims: BaseDims): Map<string, Expected> {
 export const ia3: KindDescriptor<'ia3', typeof configSchema, Ia3Layout> = {
   kind: 'ia3',
   summary: '(IA)³ scaling vectors on key/value/FFN (AdapterHub IA3Config, PEFT IA3Config)',
+  cardTags: ['ia3', 'peft'],
   config: configSchema,
   initConfig: (config) => ({ target_modules: [...IA3_DEFAULT_TARGETS], ...config }),
   expected,

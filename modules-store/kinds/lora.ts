@@ -66,6 +66,7 @@ function expected(c: LoraConfig, dims: BaseDims): Map<string, Expected> {
 export const lora: KindDescriptor<'lora', typeof configSchema, LoraLayout> = {
   kind: 'lora',
   summary: 'PEFT LoRA on query/key/value/attn_output/ffn_in/ffn_out',
+  cardTags: ['lora', 'peft'],
   config: configSchema,
   initConfig: (config) => ({ r: 8, lora_alpha: 8, target_modules: ['query', 'value'], ...config }),
   expected,

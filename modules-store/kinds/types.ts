@@ -100,6 +100,8 @@ export interface KindDescriptor<K extends string = string, S extends z.ZodType =
   readonly kind: K;
   /** One line for `--help` and docs. */
   readonly summary: string;
+  /** Extra HF model-card tags of this kind's packages (beside `modhub`, `modhub-<kind>` and the task). */
+  readonly cardTags: readonly string[];
   /** The `config` object of module.json. */
   readonly config: S;
   /** Fills the defaults `modhub module init` writes into a fresh module's config (before validation). */
