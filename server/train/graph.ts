@@ -5,7 +5,8 @@
  *
  * The emitter reads modules from per-row pools; here each pool is assembled IN the graph from the module
  * tensors (transpose to [in, out], fold the scaling, pad the rank, stack per layer), so gradients reach the
- * module tensors directly. Frozen tensors become initializers, trainable ones graph inputs named
+ * module tensors directly. Tensor names, AdapterHub switches and which tensors train come from the kind
+ * descriptors (modules-store/kinds). Frozen tensors become initializers, trainable ones graph inputs named
  * `m{slot}:{tensor}` (module) or `base:{canonical}` (base).
  *
  * Shape letters: B rows, T tokens, D hidden, L layers, S stack slots, C labels, V vocab, R rank.
@@ -53,7 +54,7 @@ export interface SlotModule {
 
 export interface TrainGraphSpec {
   base: Base;
-  /** Modules in stack order (bottleneck adapters stack; at most one LoRA module). */
+  /** Modules in stack order (bottleneck adapters stack; IA³ modules multiply; at most one LoRA module). */
   modules: SlotModule[];
   objective: Objective;
   /** Canonical base tensors to train (full FT, BitFit, LT-SFT); others are initializers. */
