@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 
-export const MODULE_KINDS = ['bottleneck', 'lora', 'diff', 'fusion'] as const;
+export const MODULE_KINDS = ['bottleneck', 'lora', 'diff', 'fusion', 'ia3'] as const;
 export const SCOPES = ['read', 'write', 'admin'] as const;
 export const SEARCH_SORTS = ['downloads', 'recent', 'name'] as const;
 /** Limits on `POST /v1/infer`. */

@@ -105,3 +105,16 @@ export class StoreError extends CodedError {
 export function isStoreError(e: unknown): e is StoreError {
   return e instanceof StoreError;
 }
+
+/**
+ * A module that cannot run on this base or in this composition (raised while loading into the engine and while
+ * planning compositions; the HTTP layer maps the codes to 4xx).
+ */
+export class ModuleError extends Error {
+  constructor(
+    readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION',
+    message: string,
+  ) {
+    super(message);
+  }
+}

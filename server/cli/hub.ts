@@ -7,7 +7,7 @@
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { ModhubClient, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk';
-import { openRegistry } from '../../modules-store';
+import { MODULE_KINDS, openRegistry } from '../../modules-store';
 import { usage } from './errors';
 
 const DEFAULT_HUB = 'http://127.0.0.1:8080';
@@ -76,7 +76,7 @@ export function registerHubCommands(program: Command): void {
       .command('ls')
       .description('search modules')
       .argument('[query]', 'free text over name and description')
-      .option('--kind <kind>', 'bottleneck | lora | diff | fusion')
+      .option('--kind <kind>', MODULE_KINDS.join(' | '))
       .option('--task <task>')
       .option('--language <code>')
       .option('--base <fingerprint>', 'base fingerprint sha256:<hex>')

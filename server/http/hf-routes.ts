@@ -12,7 +12,7 @@
 import express, { type Request } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
+import { MODULE_KINDS, parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
 import { requireRead, type AuthConfig } from './auth';
 import { filePayload, sendPayload } from './download';
 import { badRequest, httpError } from './errors';
@@ -128,8 +128,8 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
     const page = await registry.search({
       q: qstr(req, 'search'),
       namespace: qstr(req, 'author'),
-      kind: filter && ['bottleneck', 'lora', 'diff', 'fusion'].includes(filter) ? filter : undefined,
-      task: filter && !['bottleneck', 'lora', 'diff', 'fusion'].includes(filter) ? filter : undefined,
+      kind: filter && (MODULE_KINDS as string[]).includes(filter) ? filter : undefined,
+      task: filter && !(MODULE_KINDS as string[]).includes(filter) ? filter : undefined,
       sort: sort ? sortMap[sort] : 'downloads',
       limit,
       offset,

@@ -5,7 +5,7 @@
  * `parseComposition` validates the JSON shape; `planComposition` turns a tree whose leaves are loaded modules
  * into one `RowPlan` per output branch (parallel gives several), which is what the engine batches.
  */
-import { ModuleError, type AdapterModule, type DiffModule, type EngineModule, type FusionModule, type HeadWeights, type LoraModule, type AdapterSiteWeights } from './modules';
+import { ModuleError, type AdapterModule, type DiffModule, type EngineModule, type FusionModule, type HeadWeights, type Ia3Module, type LoraModule, type AdapterSiteWeights } from './modules';
 import { SITES, type Site } from './encoder-graph';
 
 export type Composition =
@@ -93,11 +93,13 @@ export interface RowPlan {
   adapters: AdapterModule[];
   fuse: { adapters: AdapterModule[]; fusion: FusionModule } | null;
   loras: LoraModule[];
+  /** IA³ modules in stack order; several multiply their scaling vectors. */
+  ia3s: Ia3Module[];
   invertible: AdapterModule | null;
   head: { key: string; weights: HeadWeights } | null;
 }
 
-export const EMPTY_PLAN: RowPlan = { key: '', diffs: [], adapters: [], fuse: null, loras: [], invertible: null, head: null };
+export const EMPTY_PLAN: RowPlan = { key: '', diffs: [], adapters: [], fuse: null, loras: [], ia3s: [], invertible: null, head: null };
 
 function describe(m: EngineModule): string {
   return `'${m.key}' (${m.kind})`;
@@ -115,12 +117,13 @@ interface PlanParts {
   adapters: AdapterModule[];
   fuse: { adapters: AdapterModule[]; fusion: FusionModule } | null;
   loras: LoraModule[];
+  ia3s: Ia3Module[];
   heads: { key: string; weights: HeadWeights }[];
   keys: string[];
 }
 
 function empty(): PlanParts {
-  return { diffs: [], adapters: [], fuse: null, loras: [], heads: [], keys: [] };
+  return { diffs: [], adapters: [], fuse: null, loras: [], ia3s: [], heads: [], keys: [] };
 }
 
 function build(c: Composition, lookup: (ref: string) => EngineModule, path: string): PlanParts {
@@ -139,6 +142,9 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
       case 'diff':
         p.diffs.push(m);
         break;
+      case 'ia3':
+        p.ia3s.push(m);
+        break;
       case 'fusion':
         throw bad(path, `${describe(m)} is an AdapterFusion module: use {"fuse": [adapters...], "fusion": "${m.manifest.id}"}`);
     }
@@ -150,10 +156,12 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
     kids.forEach((k, i) => {
       const sub = build(k, lookup, `${path}.${kind}[${i}]`);
       if (kind === 'sum' && sub.adapters.length) throw bad(`${path}.sum[${i}]`, `sum adds parameter differences (diff, lora); ${describe(sub.adapters[0])} is a bottleneck adapter: use stack or average`);
+      if (kind === 'sum' && sub.ia3s.length) throw bad(`${path}.sum[${i}]`, `sum adds parameter differences (diff, lora); ${describe(sub.ia3s[0])} is an IA³ module, which scales activations: put it in a stack (several IA³ modules in a stack multiply)`);
       if (p.fuse && (sub.adapters.length || sub.fuse)) throw bad(`${path}.${kind}[${i}]`, 'a fuse block must come last in a stack');
       p.diffs.push(...sub.diffs);
       p.adapters.push(...sub.adapters);
       p.loras.push(...sub.loras);
+      p.ia3s.push(...sub.ia3s);
       p.heads.push(...sub.heads);
       p.keys.push(`${kind}:${sub.keys.join(',')}`);
       if (sub.fuse) p.fuse = sub.fuse;
@@ -191,7 +199,7 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
 function finish(p: PlanParts): RowPlan {
   const invertible = p.adapters.find((a) => a.invertible) ?? null;
   const head = p.heads.length ? p.heads[p.heads.length - 1] : null;
-  return { key: p.keys.join('|'), diffs: p.diffs, adapters: p.adapters, fuse: p.fuse, loras: p.loras, invertible, head };
+  return { key: p.keys.join('|'), diffs: p.diffs, adapters: p.adapters, fuse: p.fuse, loras: p.loras, ia3s: p.ia3s, invertible, head };
 }
 
 /**

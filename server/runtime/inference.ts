@@ -269,7 +269,7 @@ export class InferenceService {
 }
 
 function moduleKeys(p: RowPlan): string[] {
-  const keys = [...p.diffs, ...p.adapters, ...p.loras].map((m) => m.key);
+  const keys = [...p.diffs, ...p.adapters, ...p.loras, ...p.ia3s].map((m) => m.key);
   if (p.fuse) keys.push(...p.fuse.adapters.map((a) => a.key), p.fuse.fusion.key);
   return keys;
 }
