@@ -110,11 +110,10 @@ export function isStoreError(e: unknown): e is StoreError {
  * A module that cannot run on this base or in this composition (raised while loading into the engine and while
  * planning compositions; the HTTP layer maps the codes to 4xx).
  */
-export class ModuleError extends Error {
-  constructor(
-    readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION',
-    message: string,
-  ) {
-    super(message);
+export class ModuleError extends CodedError {
+  declare readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION';
+  constructor(code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION', message: string) {
+    super(code, message);
+    this.name = 'ModuleError';
   }
 }

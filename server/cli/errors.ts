@@ -9,7 +9,6 @@
 import { CommanderError, type Command } from 'commander';
 import { ModhubError } from '../../client-sdk';
 import { CodedError } from '../../modules-store';
-import { ModuleError } from '../model/modules';
 
 /** A bad flag or argument: `INVALID_ARGUMENT: <message>`. */
 export function usage(message: string): CodedError {
@@ -18,7 +17,7 @@ export function usage(message: string): CodedError {
 
 /** The one line printed for `err`. */
 export function cliErrorLine(err: unknown): string {
-  if (err instanceof CodedError || err instanceof ModuleError || err instanceof ModhubError) return `${err.code}: ${err.message}`;
+  if (err instanceof CodedError || err instanceof ModhubError) return `${err.code}: ${err.message}`;
   if (err instanceof CommanderError) return `INVALID_ARGUMENT: ${err.message.replace(/^error: /, '')}`;
   const sys = err as NodeJS.ErrnoException;
   if (err instanceof Error && typeof sys.code === 'string' && typeof sys.syscall === 'string') {

@@ -2,7 +2,7 @@
  * All HTTP error mapping: one `HttpError(status, code, message)` class, small factories over the table of codes
  * (modules-store/errors.ts), the request id every answer carries, and the ONE final error middleware.
  * Only our typed errors become 4xx/503: HttpError, CodedError (StoreError, inference input errors), the engine's
- * ModuleError, multer's and body-parser's client errors. Anything else is a bug or an I/O failure: it is logged
+ * ModuleError (both CodedErrors), multer's and body-parser's client errors. Anything else is a bug or an I/O failure: it is logged
  * with its stack and the request id, and answered 500 `INTERNAL` with that id, never with its message.
  * Bodies are `{"error": {"code", "message", "request_id"}}`; on the HF-compatible paths (which set
  * `res.locals.hfErrorShape`) HF's `{"error": "<message>", "code"}`. Every error answer also carries the code in
@@ -14,7 +14,6 @@ import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
 import { CodedError, ERROR_CODES, type ErrorCode } from '../../modules-store';
-import { ModuleError } from '../model/modules';
 
 export class HttpError extends Error {
   readonly status: number;
@@ -59,7 +58,7 @@ const MULTER_MESSAGES: Record<string, [ErrorCode, string]> = {
 /** Converts anything thrown into an HttpError, or null when it is unexpected (a bug or an I/O failure). */
 export function toHttpError(err: unknown): HttpError | null {
   if (err instanceof HttpError) return err;
-  if (err instanceof CodedError || err instanceof ModuleError) return httpError(err.code, err.message, CODE_HEADERS[err.code]);
+  if (err instanceof CodedError) return httpError(err.code, err.message, CODE_HEADERS[err.code]);
   if (err instanceof multer.MulterError) {
     const [code, msg] = MULTER_MESSAGES[err.code] ?? ['INVALID_MULTIPART', err.message];
     const field = err.field ? ` ('${err.field}'${err.code === 'LIMIT_UNEXPECTED_FILE' ? ': allowed file fields are archive, module.json, weights.safetensors, README.md' : ''})` : '';

@@ -27,7 +27,7 @@ test.each([
   [['ls', '--sort', 'stars'], /^INVALID_ARGUMENT: option '--sort <sort>' argument 'stars' is invalid/m],
   // our argument checks
   [['base', 'tiny', '--out', 'x', '--layers', 'two'], /^INVALID_ARGUMENT: '--layers' must be an integer, got 'two'$/],
-  [['module', 'init', '--base', 'b', '--kind', 'diff', '--id', 'a/b', '--out', 'o'], /^INVALID_ARGUMENT: '--kind' must be bottleneck, lora or fusion/],
+  [['module', 'init', '--base', 'b', '--kind', 'diff', '--id', 'a/b', '--out', 'o'], /^INVALID_ARGUMENT: '--kind' must be one of bottleneck, lora, fusion, ia3/],
   [['serve', '--device', 'tpu'], /^INVALID_ARGUMENT: '--device' must be cpu or cuda, got 'tpu'$/],
   [['yank', 'lang/de'], /^INVALID_ARGUMENT: yank: 'lang\/de' must name an exact version/],
   [['infer', '--compose', '{"stack": [', 'x'], /^INVALID_ARGUMENT: '--compose' is not valid JSON/],
