@@ -17,6 +17,8 @@ import { hfRouter } from './hf-routes';
 import { hubRouter } from './hub-routes';
 import { httpMetrics } from './metrics';
 import { openapi } from './openapi';
+import { webRouter } from './web';
+import type { InferenceService } from '../runtime/inference';
 
 export interface AppDeps {
   registry: Registry;
@@ -28,6 +30,8 @@ export interface AppDeps {
   metrics?: client.Registry;
   /** Extra routers mounted after the hub's routes, before the 404 and error handlers. */
   routers?: Array<{ path: string; router: Router }>;
+  /** The inference service, when this server runs the engine (the web pages' "Try it" and base panel). */
+  inference?: InferenceService;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -60,6 +64,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v1', hubRouter({ registry: deps.registry, auth, logger }));
   for (const { path, router } of deps.routers ?? []) app.use(path, router);
   app.use(hfRouter({ registry: deps.registry, auth, logger }));
+  app.use(webRouter({ registry: deps.registry, auth, logger, inference: deps.inference }));
 
   app.use((req) => {
     throw notFound('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}; see /openapi.json`);
@@ -75,8 +80,8 @@ export interface HubServerOptions extends Omit<OpenRegistryOptions, 'dataDir'>, 
 
 /** Opens the registry in `dataDir` (sweeping leftovers of a crash) and builds the app around it. */
 export async function createHubServer(options: HubServerOptions): Promise<{ app: Express; registry: Registry; close: () => Promise<void> }> {
-  const { auth, logger, metrics, routers, ...regOpts } = options;
+  const { auth, logger, metrics, routers, inference, ...regOpts } = options;
   const registry = await openRegistry(regOpts);
-  const app = createApp({ registry, auth, logger, metrics, routers });
+  const app = createApp({ registry, auth, logger, metrics, routers, inference });
   return { app, registry, close: () => registry.close() };
 }
