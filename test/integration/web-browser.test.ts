@@ -49,12 +49,6 @@ const CARD = [
   'A **bottleneck adapter** (Pfeiffer, reduction factor 2) with a two-layer classification head that sorts',
   'short German news snippets into *sport*, *politics* and *tech*. Stack it over `lang/de` for German input.',
   '',
-  '<script>window.__xss = "card-script"; alert("card-script")</script>',
-  '',
-  '<img src="/nope.png" alt="x" onerror="window.__xss = \'card-img\'; alert(\'card-img\')">',
-  '',
-  '<a href="javascript:window.__xss=\'card-link\'" id="evil-link" onclick="window.__xss=\'card-click\'">a link</a>',
-  '',
   '## Evaluation',
   '',
   '| split | accuracy | macro F1 |',
@@ -67,6 +61,17 @@ const CARD = [
   '```sh',
   'modhub infer "Bayern gewinnt das Derby" --compose \'{"stack": ["lang/de", "task/topic"]}\'',
   '```',
+].join('\n');
+const XSS_CARD = [
+  '# Not a card',
+  '',
+  '<script>window.__xss = "card-script"; alert("card-script")</script>',
+  '',
+  '<img src="/nope.png" alt="x" onerror="window.__xss = \'card-img\'; alert(\'card-img\')">',
+  '',
+  '<a href="javascript:window.__xss=\'card-link\'" id="evil-link" onclick="window.__xss=\'card-click\'">a link</a>',
+  '',
+  '<iframe src="javascript:parent.__xss=\'frame\'"></iframe><svg onload="window.__xss=\'svg\'"></svg>',
 ].join('\n');
 const EVIL = '"><img src=x onerror="window.__xss=\'desc\';alert(1)"><script>window.__xss="desc-script"</script>';
 
@@ -152,19 +157,22 @@ describeBrowser('web pages in chromium', () => {
     server = await listen(app);
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const info: BaseInfo = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
-    await publish({ ...makeAdapterModule({ id: 'lang/de', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, seed: 1, language: 'de', task: 'language-adapter' }) });
+    const de = makeAdapterModule({ id: 'lang/de', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, seed: 1, language: 'de', task: 'language-adapter' });
+    de.manifest.description = 'German language adapter (MAD-X, invertible)';
+    await publish(de);
     const topic = makeAdapterModule({ id: 'task/topic', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 3, labels: ['sport', 'politics', 'tech'] }, seed: 2, task: 'topic-classification', language: 'de' });
     topic.manifest.description = 'German news topics: sport, politics, tech';
     await publish(topic, CARD);
     const ner = makeLoraModule({ id: 'task/ner', base: info, r: 2, head: { type: 'token_classification', num_labels: 2, labels: ['O', 'B-PER'] }, seed: 3, task: 'ner', language: 'en' });
     ner.manifest.description = 'Person names (LoRA)';
     await publish(ner);
-    const evil = makeAdapterModule({ id: 'evil/x', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 2, labels: ['<img src=x onerror="window.__xss=\'label\'">', '<script>window.__xss="label-script"</script>'] }, seed: 5, task: 'xss' });
-    evil.manifest.description = EVIL;
-    await publish(evil, `# evil\n\n${EVIL}\n`);
     const shapes = baseParamShapes(info, { maxPositions: c.maxPositions });
-    await publish(makeDiffModule({ id: 'sft/de', base: info, targets: shapes, density: 0.05, seed: 4, language: 'de', task: 'language-sft' }));
-    await publish(makeDiffModule({ id: 'sft/topic', base: info, targets: shapes, density: 0.05, seed: 6, task: 'topic-sft' }));
+    const sftDe = makeDiffModule({ id: 'sft/de', base: info, targets: shapes, density: 0.05, seed: 4, language: 'de', task: 'language-sft' });
+    sftDe.manifest.description = 'German language SFT (LT-SFT, 5% of the weights)';
+    await publish(sftDe);
+    const sftTopic = makeDiffModule({ id: 'sft/topic', base: info, targets: shapes, density: 0.05, seed: 6, task: 'topic-sft' });
+    sftTopic.manifest.description = 'Topic task SFT, to sum with a language SFT';
+    await publish(sftTopic);
 
     userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-chromium-'));
     context = await chromium.launchPersistentContext(userDataDir, {
@@ -202,7 +210,7 @@ describeBrowser('web pages in chromium', () => {
     await page.close();
   });
 
-  it('the module page renders the card, metadata, files and copyable snippets; card XSS is inert', async () => {
+  it('the module page renders the card, metadata, files and copyable snippets', async () => {
     const { page, watch } = await newPage();
     await page.goto(`${origin}/`);
     await page.getByRole('link', { name: 'task/topic' }).click();
@@ -211,19 +219,11 @@ describeBrowser('web pages in chromium', () => {
     await expect(card.locator('h1').textContent()).resolves.toBe('German news topics');
     await expect(card.locator('table td').first().textContent()).resolves.toBe('dev');
     await expect(card.locator('strong').first().textContent()).resolves.toBe('bottleneck adapter');
-    // the payloads: no script element, no handler attribute, no javascript: link survived
-    expect(await card.locator('script').count()).toBe(0);
-    expect(await card.locator('[onerror], [onclick]').count()).toBe(0);
-    const href = await card.locator('a', { hasText: 'a link' }).getAttribute('href');
-    expect(href ?? '').not.toMatch(/javascript:/i);
-    await card.locator('a', { hasText: 'a link' }).click().catch(() => undefined);
     await expect(page.locator('table.files code.sha').first().textContent()).resolves.toMatch(/^[0-9a-f]{64}$/);
     await expect(page.locator('#code-cli').textContent()).resolves.toContain('modhub pull task/topic@1.0.0');
     await shot(page, 'module');
     await page.locator('button.copy[data-copy="code-curl"]').click();
     await expect(page.locator('button.copy[data-copy="code-curl"]').textContent()).resolves.toMatch(/Copied|copy by hand/);
-    await page.waitForTimeout(300);
-    expect(await page.evaluate(() => (window as unknown as { __xss?: string }).__xss)).toBeUndefined();
     expect(watch).toEqual({ dialogs: [], cspViolations: [], pageErrors: [] });
     await page.close();
   });
@@ -288,15 +288,31 @@ describeBrowser('web pages in chromium', () => {
   });
 
   it('XSS in a description, a card and labels (also in predictions) stays inert', async () => {
+    const c = base.config;
+    const info: BaseInfo = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize };
+    const labels = ['<img src=x onerror="window.__xss=\'label\'">', '<script>window.__xss="label-script"</script>'];
+    const evil = makeAdapterModule({ id: 'evil/x', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 2, labels }, seed: 5, task: 'xss' });
+    evil.manifest.description = EVIL;
+    await publish(evil, XSS_CARD);
     const { page, watch } = await newPage();
     await page.goto(`${origin}/?q=evil`);
+    await expect(page.locator('.results .card .desc').textContent()).resolves.toBe(EVIL);
     await page.goto(`${origin}/modules/evil/x`);
     await expect(page.locator('.module-head .desc').textContent()).resolves.toBe(EVIL);
+    const card = page.locator('article.card-body');
+    await expect(card.locator('h1').textContent()).resolves.toBe('Not a card');
+    // no script element, handler attribute, frame or javascript: link survived the sanitiser
+    expect(await card.locator('script, iframe, svg, [onerror], [onclick], [onload]').count()).toBe(0);
+    const href = await card.locator('a', { hasText: 'a link' }).getAttribute('href');
+    expect(href ?? '').not.toMatch(/javascript:/i);
+    await card.locator('a', { hasText: 'a link' }).click();
+    await page.waitForTimeout(200);
+    expect(await page.evaluate(() => (window as unknown as { __xss?: string }).__xss)).toBeUndefined();
     await page.goto(`${origin}/modules/evil/x/try`);
     await page.getByRole('button', { name: 'Run' }).click();
     await page.locator('#t-out .pred-label').waitFor();
-    const labels = await page.locator('#t-out .score-label').allTextContents();
-    expect(labels.sort()).toEqual(['<img src=x onerror="window.__xss=\'label\'">', '<script>window.__xss="label-script"</script>'].sort());
+    const shownLabels = await page.locator('#t-out .score-label').allTextContents();
+    expect(shownLabels.sort()).toEqual([...labels].sort());
     await page.waitForTimeout(300);
     expect(await page.evaluate(() => (window as unknown as { __xss?: string }).__xss)).toBeUndefined();
     expect(await page.locator('main img, main script').count()).toBe(0);

@@ -29,7 +29,7 @@ export function page(o: PageOptions): string {
 ${(o.scripts ?? []).map((s) => html`<script src="/assets/${s}" defer></script>\n`)}</head>
 <body>
 <a class="skip" href="#main">Skip to content</a>
-<header class="top">
+<header class="site-top">
   <a class="brand" href="/">modhub</a>
   <nav aria-label="Main"><ul>${nav('search', '/', 'Modules')}${nav('base', '/base', 'Base')}${nav('publish', '/publish', 'Publish')}</ul></nav>
 </header>

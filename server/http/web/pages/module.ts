@@ -38,7 +38,7 @@ ${row('task', man.task)}
 ${row('language', man.language)}
 ${row('head', man.head ? `${man.head.type}${'num_labels' in man.head ? ` (${man.head.num_labels} labels)` : ''}` : 'none')}
 ${row('labels', man.labels.length ? html`<ul class="labels">${man.labels.slice(0, 50).map((l) => html`<li>${l}</li>`)}${man.labels.length > 50 ? html`<li>… ${man.labels.length - 50} more</li>` : ''}</ul>` : undefined)}
-${row('base', html`${man.base.family}, hidden ${man.base.hidden_size}, ${man.base.num_layers} layers, vocab ${man.base.vocab_size}<br><a class="mono" href="/base${query({ fingerprint: man.base.fingerprint })}">${man.base.fingerprint}</a>`)}
+${row('base', html`${man.base.family}, hidden ${man.base.hidden_size}, ${man.base.num_layers} layers, vocab ${man.base.vocab_size}<br><a class="mono wrap" href="/base${query({ fingerprint: man.base.fingerprint })}">${man.base.fingerprint}</a>`)}
 ${row('config', html`<code class="wrap">${JSON.stringify(man.config)}</code>`)}
 ${row('metrics', metrics)}
 ${row('license', man.license)}

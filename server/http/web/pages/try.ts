@@ -110,12 +110,12 @@ ${!ctx.inference
     : html`
 ${otherBase ? html`<p class="warn" role="note">This module was made for base <code>${man.base.fingerprint}</code>; this server runs <code>${ctx.servedFingerprint}</code>, so the request below will be refused.</p>` : ''}
 <form id="try-form" class="try" data-default-task="${task}" novalidate>
-  <div class="field wide"><label for="t-texts">Texts <span class="hint">(one per line${ctx.maskToken ? html`; mark the masked word with <code>${ctx.maskToken}</code>` : ''})</span></label>
-  <textarea id="t-texts" rows="4" required>${sampleText(man, ctx.maskToken)}</textarea></div>
+  <div class="field wide"><label for="t-texts">Texts <span class="hint">(one per line${ctx.maskToken && task === 'fill_mask' ? html`; mark the masked word with <code>${ctx.maskToken}</code>` : ''})</span></label>
+  <textarea id="t-texts" rows="3" required>${sampleText(man, ctx.maskToken)}</textarea></div>
   <div class="field wide"><label for="t-preset">Composition</label>
   <select id="t-preset">${options.map((o, i) => html`<option value="${JSON.stringify(o.composition)}"${i === 0 ? html` selected` : ''}>${o.label}</option>`)}</select></div>
   <div class="field wide"><label for="t-comp">Composition JSON <span class="hint">(AdapterHub blocks: stack, sum, fuse, parallel; edit freely)</span></label>
-  <textarea id="t-comp" class="mono" rows="3" spellcheck="false">${JSON.stringify(options[0].composition)}</textarea></div>
+  <textarea id="t-comp" class="mono" rows="2" spellcheck="false">${JSON.stringify(options[0].composition)}</textarea></div>
   <div class="field"><label for="t-task">Output</label><select id="t-task">
     <option value="auto"${task === 'auto' ? html` selected` : ''}>the head's prediction</option>
     <option value="fill_mask"${task === 'fill_mask' ? html` selected` : ''}>fill-mask candidates</option>
