@@ -4,7 +4,7 @@
  * module, the module page renders its card, "Try it" shows what the API answers for the very request it shows,
  * XSS payloads in a card, a description and labels stay inert (no script runs, no dialog, no CSP violation),
  * and publishing shows validation errors inline with the token kept out of the URL.
- * Set MODHUB_SCREENSHOTS=1 to (re)write docs/screenshots/*.png.
+ * Set MODHUB_SCREENSHOTS=1 to (re)write docs/screenshots/*.png (search, module, try-it, base, publish).
  * Skips — loudly — only when /usr/bin/chromium is absent (`apt-get install -y chromium`).
  */
 import * as fs from 'fs';
@@ -166,6 +166,9 @@ describeBrowser('web pages in chromium', () => {
     const ner = makeLoraModule({ id: 'task/ner', base: info, r: 2, head: { type: 'token_classification', num_labels: 2, labels: ['O', 'B-PER'] }, seed: 3, task: 'ner', language: 'en' });
     ner.manifest.description = 'Person names (LoRA)';
     await publish(ner);
+    const mlm = makeAdapterModule({ id: 'task/mlm', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'masked_lm' }, seed: 7, task: 'mlm', language: 'en' });
+    mlm.manifest.description = 'Masked-LM head for fill-mask';
+    await publish(mlm);
     const shapes = baseParamShapes(info, { maxPositions: c.maxPositions });
     const sftDe = makeDiffModule({ id: 'sft/de', base: info, targets: shapes, density: 0.05, seed: 4, language: 'de', task: 'language-sft' });
     sftDe.manifest.description = 'German language SFT (LT-SFT, 5% of the weights)';
@@ -206,6 +209,8 @@ describeBrowser('web pages in chromium', () => {
     expect(ids.sort()).toEqual(['lang/de', 'sft/de', 'task/topic']);
     await page.goto(`${origin}/`);
     await shot(page, 'search');
+    await page.goto(`${origin}/base`);
+    await shot(page, 'base');
     expect(watch).toEqual({ dialogs: [], cspViolations: [], pageErrors: [] });
     await page.close();
   });
@@ -222,8 +227,12 @@ describeBrowser('web pages in chromium', () => {
     await expect(page.locator('table.files code.sha').first().textContent()).resolves.toMatch(/^[0-9a-f]{64}$/);
     await expect(page.locator('#code-cli').textContent()).resolves.toContain('modhub pull task/topic@1.0.0');
     await shot(page, 'module');
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
     await page.locator('button.copy[data-copy="code-curl"]').click();
-    await expect(page.locator('button.copy[data-copy="code-curl"]').textContent()).resolves.toMatch(/Copied|copy by hand/);
+    await page.locator('button.copy[data-copy="code-curl"]', { hasText: 'Copied' }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    expect(copied).toBe(await page.locator('#code-curl').textContent());
+    expect(copied).toContain(`curl -fLO '${origin}/v1/modules/task/topic/versions/1.0.0/archive'`);
     expect(watch).toEqual({ dialogs: [], cspViolations: [], pageErrors: [] });
     await page.close();
   });
@@ -272,6 +281,18 @@ describeBrowser('web pages in chromium', () => {
     expect(entities.length).toBeGreaterThan(0);
     expect(entities.length).toBeLessThan(toks.length);
     await expect(page.locator('#t-out mark.entity').allTextContents()).resolves.toEqual(entities);
+    // fill-mask candidates for a masked-LM module (its sample text carries the base's mask token)
+    await page.goto(`${origin}/modules/task/mlm/try`);
+    await expect(page.getByLabel(/^Texts/).inputValue()).resolves.toContain(base.tokenizer.maskToken);
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.locator('#t-out ol.candidates li').first().waitFor();
+    const mlmBody = JSON.parse((await page.locator('#t-request').textContent())!);
+    expect(mlmBody.task).toBe('fill_mask');
+    const mlmApi = await (await fetch(`${origin}/v1/infer`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(mlmBody) })).json();
+    const cands = mlmApi.results[0].branches[0].masks[0].candidates as { token: string; score: number }[];
+    expect(cands.length).toBe(3);
+    await expect(page.locator('#t-out .cand-token').allTextContents()).resolves.toEqual(cands.map((x) => x.token));
+    await expect(page.locator('#t-out .cand-score').allTextContents()).resolves.toEqual(cands.map((x) => x.score.toFixed(4)));
     // two diffs summed (the page proposes it on a diff module's page)
     await page.goto(`${origin}/modules/sft/topic/try`);
     await page.getByLabel('Composition', { exact: true }).selectOption({ label: 'sum sft/de + sft/topic' });
@@ -366,6 +387,8 @@ describeBrowser('web pages in chromium', () => {
     }
     await page.goto(`${origin}/base`);
     await expect(page.locator('main').textContent()).resolves.toContain(base.fingerprint);
+    await page.goto(`${origin}/publish`);
+    await shot(page, 'publish');
     await page.close();
   });
 });
