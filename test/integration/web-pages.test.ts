@@ -12,7 +12,10 @@ import { createApp } from '../../server/http/app';
 import { CONTENT_SECURITY_POLICY } from '../../server/http/web';
 import { escapeHtml, html } from '../../server/http/web/html';
 import { renderCard } from '../../server/http/web/markdown';
-import { makePackageFiles, registerTestBase, type MakeOptions } from '../helpers/hub';
+import { compositionOptions } from '../../server/http/web/pages/try';
+import { serializeSafetensors } from '../../modules-store/safetensors';
+import { makePackageFiles, registerTestBase, TEST_BASE, type MakeOptions } from '../helpers/hub';
+import { makeAdapterModule } from '../helpers/modules';
 
 const XSS_CARD = [
   '---',
@@ -57,7 +60,12 @@ beforeAll(async () => {
   app = createApp({ registry: reg, logger: pino({ level: 'silent' }), metrics: new client.Registry() });
   await publish({ id: 'task/topic', description: 'News topics <b>bold</b>', labels: ['sport', 'politics', 'tech'] }, XSS_CARD);
   await publish({ id: 'task/topic', version: '1.1.0', description: 'News topics v1.1', labels: ['sport', 'politics', 'tech'] }, XSS_CARD);
-  await publish({ id: 'lang/de', kind: 'bottleneck', head: null, labels: [], task: 'language-adapter', language: 'de', description: 'German language adapter' });
+  // a head-less language adapter (the tiny-package helper always adds a head)
+  const de = makeAdapterModule({ id: 'lang/de', base: TEST_BASE, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, seed: 1, task: 'language-adapter', language: 'de' });
+  de.manifest.description = 'German language adapter';
+  const deArchive = packArchive(new Map([['module.json', Buffer.from(JSON.stringify(de.manifest))], ['weights.safetensors', serializeSafetensors(de.tensors)]]));
+  const deRes = await request(app).post('/v1/modules').set('Authorization', `Bearer ${admin}`).attach('archive', deArchive, { filename: 'm.tar', contentType: 'application/x-tar' });
+  if (deRes.status !== 201) throw new Error(`publish lang/de: ${deRes.status} ${JSON.stringify(deRes.body)}`);
   await publish({ id: 'task/lora-ner', kind: 'lora', task: 'ner', language: 'en', head: { type: 'token_classification', num_labels: 2 }, labels: ['O', 'B-PER'] });
   await publish({ id: 'evil/x', description: '"><img src=x onerror=alert(1)><script>alert(1)</script>', labels: ['<script>alert("label")</script>', '"><svg onload=alert(1)>', 'ok'] });
   for (let i = 0; i < 23; i++) await publish({ id: `bulk/m${String(i).padStart(2, '0')}`, task: 'bulk-task', language: 'fr', description: `bulk module ${i}` });
@@ -223,6 +231,17 @@ describe('other pages, headers and assets', () => {
     const res = await request(app).get('/modules/task/topic/try');
     expect(res.text).toContain('This server runs the hub only');
     expect(res.text).not.toContain('id="try-form"');
+  });
+  it('proposes compositions from the modules of the same base: a language adapter under a task module, and the reverse', async () => {
+    const topic = await compositionOptions(reg, await reg.resolve('task/topic'), true);
+    expect(topic[0]).toEqual({ label: 'task/topic alone', composition: 'task/topic' });
+    expect(topic).toContainEqual({ label: 'stack lang/de under task/topic', composition: { stack: ['lang/de', 'task/topic'] } });
+    const pinned = await compositionOptions(reg, await reg.resolve('task/topic@1.0.0'), false);
+    expect(pinned[0].composition).toBe('task/topic@1.0.0');
+    // a head-less adapter predicts nothing alone: its first proposal puts a task module over it
+    const de = await compositionOptions(reg, await reg.resolve('lang/de'), true);
+    expect(de[0].composition).toEqual({ stack: ['lang/de', expect.any(String)] });
+    expect(de).toContainEqual({ label: 'lang/de alone', composition: 'lang/de' });
   });
   it('lists registered bases and the modules that fit one on the base page', async () => {
     const res = await request(app).get('/base');

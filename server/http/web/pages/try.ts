@@ -34,9 +34,17 @@ interface Partner {
   language: string | null;
 }
 
-/** Other modules for the same base, with whether they carry a head (from their latest manifest). */
+/** How many of the most downloaded modules of the same base are looked at (one catalog read each). */
+const PARTNER_POOL = 40;
+
+/**
+ * Other modules for the same base, most downloaded first with those in this module's language ahead, each with
+ * whether it carries a head (from its latest manifest).
+ */
 async function partners(registry: Registry, m: ResolvedModule): Promise<Partner[]> {
-  const page = await registry.search({ baseFingerprint: m.manifest.base.fingerprint, sort: 'downloads', limit: 100 });
+  const page = await registry.search({ baseFingerprint: m.manifest.base.fingerprint, sort: 'downloads', limit: PARTNER_POOL });
+  const lang = m.manifest.language;
+  if (lang) page.items.sort((a, b) => Number(b.language === lang) - Number(a.language === lang));
   const out: Partner[] = [];
   for (const it of page.items) {
     if (it.id === m.id) continue;
