@@ -98,8 +98,10 @@ export function snippetsFor(o: SnippetInput): Snippet[] {
       title: 'Python (PEFT)',
       language: 'python',
       code:
-        `# the LoRA matrices in PEFT's names; the base must be the checkpoint with fingerprint\n# ${m.base.fingerprint}\n` +
-        `import re\nfrom huggingface_hub import snapshot_download\nfrom peft import LoraConfig, get_peft_model, set_peft_model_state_dict\nfrom safetensors.torch import load_file\n\n` +
+        `# the LoRA matrices under PEFT's names (the module's head.* tensors are not part of PEFT's state)\n` +
+        `import re\nfrom huggingface_hub import snapshot_download\nfrom peft import LoraConfig, get_peft_model, set_peft_model_state_dict\nfrom safetensors.torch import load_file\nfrom transformers import AutoModelForMaskedLM\n\n` +
+        `# the base checkpoint with fingerprint ${m.base.fingerprint}\n` +
+        `base_model = AutoModelForMaskedLM.from_pretrained("path/to/base")\n` +
         `path = snapshot_download(${JSON.stringify(m.id)}, revision=${JSON.stringify(o.version)}, endpoint=${JSON.stringify(o.origin)})\n` +
         `sites = ${JSON.stringify(PEFT_TARGET)}\n` +
         `state = {}\n` +
@@ -108,7 +110,7 @@ export function snippetsFor(o: SnippetInput): Snippet[] {
         `    if m:\n` +
         `        state[f"base_model.model.${prefix}.encoder.layer.{m[1]}.{sites[m[2]]}.lora_{m[3]}.weight"] = t\n` +
         `config = LoraConfig(r=${cfg.r}, lora_alpha=${cfg.lora_alpha}, target_modules=${JSON.stringify(targets)})\n` +
-        `model = get_peft_model(base_model, config)  # base_model: your transformers encoder\n` +
+        `model = get_peft_model(base_model, config)\n` +
         `set_peft_model_state_dict(model, state)`,
     });
   }
