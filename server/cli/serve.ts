@@ -52,6 +52,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     metrics,
     auth,
     routers: [{ path: '/v1', router }],
+    inference: service,
     allowUnknownBases: o.allowUnknownBases,
   });
   const c = base.config;

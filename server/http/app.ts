@@ -19,6 +19,8 @@ import { hfRouter } from './hf-routes';
 import { hubRouter } from './hub-routes';
 import { httpMetrics } from './metrics';
 import { buildOpenApi, type RouteDoc, type RouterDocs } from './openapi';
+import { webRouter } from './web';
+import type { InferenceService } from '../runtime/inference';
 
 export interface AppDeps {
   registry: Registry;
@@ -30,6 +32,8 @@ export interface AppDeps {
   metrics?: client.Registry;
   /** Extra routers mounted after the hub's routes, before the 404 and error handlers (documented when they carry `docs`). */
   routers?: Array<{ path: string; router: Router & { docs?: RouterDocs } }>;
+  /** The inference service, when this server runs the engine (the web pages' "Try it" and base panel). */
+  inference?: InferenceService;
 }
 
 /** The app's own routes, for /openapi.json. */
@@ -82,6 +86,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v1', hub);
   for (const { path, router } of extra) app.use(path, router);
   app.use(hf);
+  app.use(webRouter({ registry: deps.registry, auth, logger, inference: deps.inference }));
 
   app.use((req) => {
     throw notFound('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}; see /openapi.json`);
@@ -97,8 +102,8 @@ export interface HubServerOptions extends Omit<OpenRegistryOptions, 'dataDir'>, 
 
 /** Opens the registry in `dataDir` (sweeping leftovers of a crash) and builds the app around it. */
 export async function createHubServer(options: HubServerOptions): Promise<{ app: Express; registry: Registry; close: () => Promise<void> }> {
-  const { auth, logger, metrics, routers, ...regOpts } = options;
+  const { auth, logger, metrics, routers, inference, ...regOpts } = options;
   const registry = await openRegistry(regOpts);
-  const app = createApp({ registry, auth, logger, metrics, routers });
+  const app = createApp({ registry, auth, logger, metrics, routers, inference });
   return { app, registry, close: () => registry.close() };
 }

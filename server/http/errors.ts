@@ -73,6 +73,8 @@ export function toHttpError(err: unknown): HttpError | null {
     if (typeof e.type === 'string' && e.status && e.status >= 400 && e.status < 500) return badRequest('INVALID_BODY', e.message ?? 'invalid request body');
     // other client errors from express / its parsers (e.g. a path segment that is not valid percent-encoding);
     // answered with the table's status so that a code always means one status
+    // express.static (send) reports a missing file as a 404 http-error
+    if (e.status === 404 && e.expose !== false) return notFound('FILE_NOT_FOUND', e.message ?? 'not found');
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500 && e.expose !== false) {
       return httpError('INVALID_REQUEST', e.message ?? 'invalid request');
     }
