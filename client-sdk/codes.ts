@@ -54,4 +54,8 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export const CLIENT_ERROR_CODES = {
   NETWORK_ERROR: 'the server could not be reached',
   INVALID_RESPONSE: 'an answer does not match the wire schema (validateResponses)',
+  ABORTED: "the caller's AbortSignal ended the call",
+  TIMEOUT: "an attempt took longer than 'timeoutMs'",
+  UNEXPECTED_PREDICTION: 'the composition answered another kind of prediction than the typed call asked for (classify, tagTokens, ...)',
+  UNSUPPORTED_RUNTIME: 'the JavaScript runtime lacks something the SDK needs (Web Crypto, fetch)',
 } as const;

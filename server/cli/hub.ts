@@ -6,7 +6,7 @@
  */
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
-import { ModhubClient, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk';
+import { NodeModhubClient as ModhubClient, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk/node';
 import { MODULE_KINDS, openRegistry } from '../../modules-store';
 import { usage } from './errors';
 
@@ -59,14 +59,14 @@ export function registerHubCommands(program: Command): void {
     const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: ' {file} [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
     let current = '';
     const v = await clientOf(o)
-      .pull(ref, o.out, bar ? (p) => {
+      .pull(ref, o.out, { onProgress: bar ? (p) => {
         if (p.file !== current) {
           if (current) bar.stop();
           current = p.file;
           bar.start(p.total, 0, { file: p.file });
         }
-        bar.update(p.received, { file: p.file });
-      } : undefined)
+        bar.update(p.loaded, { file: p.file });
+      } : undefined })
       .finally(() => bar?.stop());
     out(`pulled ${v.id}@${v.version} into ${o.out} (${v.files.map((f) => f.name).join(', ')})`);
   });

@@ -9,7 +9,7 @@
 import * as cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { writeModulePackage, readModulePackage, parseSafetensors } from '../../modules-store';
-import { ModhubClient } from '../../client-sdk';
+import { NodeModhubClient as ModhubClient } from '../../client-sdk/node';
 import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
