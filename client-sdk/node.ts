@@ -11,9 +11,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, openAsBlob } from 'node:fs';
 import * as path from 'node:path';
-import { ModhubClient, PACKAGE_FILES, type CallOptions, type Progress, type PublishOptions, type PublishSource } from './client';
-import { ModhubError } from './errors';
-import type { PublishResult, VersionInfo } from './wire';
+import { ModhubClient, ModhubError, PACKAGE_FILES, type CallOptions, type Progress, type PublishOptions, type PublishResult, type PublishSource, type VersionInfo } from './index';
 
 export * from './index';
 
