@@ -29,6 +29,8 @@ export interface ServeOptions {
   batchWaitMs: number;
   anonymousRead: boolean;
   allowUnknownBases?: boolean;
+  /** Origins whose pages may call the API (CORS); none by default. */
+  corsOrigin?: string[];
 }
 
 /** Starts the server; resolves with a stop function once listening. */
@@ -54,6 +56,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     routers: [{ path: '/v1', router }],
     inference: service,
     allowUnknownBases: o.allowUnknownBases,
+    corsOrigins: o.corsOrigin,
   });
   const c = base.config;
   await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
@@ -98,8 +101,11 @@ export function registerServeCommand(program: Command): void {
     .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
+    .option('--cors-origin <origins...>', "let pages on these origins call the API from a browser (the SDK); '*' = any", process.env.MODHUB_CORS_ORIGINS?.split(',').filter(Boolean))
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
+      const badOrigin = o.corsOrigin?.find((x) => x !== '*' && !/^https?:\/\/[^/\s]+$/.test(x));
+      if (badOrigin) throw usage(`'--cors-origin' takes '*' or scheme://host[:port] without a path, got '${badOrigin}'`);
       const { stop } = await serve(o);
       const shutdown = () => {
         void stop().then(() => process.exit(0));

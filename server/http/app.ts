@@ -13,6 +13,7 @@ import pino, { type Logger } from 'pino';
 import client from 'prom-client';
 import { openRegistry, type OpenRegistryOptions, type Registry } from '../../modules-store';
 import { authenticate, type AuthConfig } from './auth';
+import { corsFor } from './cors';
 import { HealthSchema, type Health } from '../../client-sdk/wire';
 import { errorHandler, notFound, requestId } from './errors';
 import { hfRouter } from './hf-routes';
@@ -34,6 +35,8 @@ export interface AppDeps {
   routers?: Array<{ path: string; router: Router & { docs?: RouterDocs } }>;
   /** The inference service, when this server runs the engine (the web pages' "Try it" and base panel). */
   inference?: InferenceService;
+  /** Origins whose pages may call the API from a browser (cors.ts); none by default. */
+  corsOrigins?: string[];
 }
 
 /** The app's own routes, for /openapi.json. */
@@ -55,6 +58,7 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.set('etag', false); // downloads set their own strong ETags
+  if (deps.corsOrigins?.length) app.use(corsFor(deps.corsOrigins));
   app.use(requestId());
   app.use(httpMetrics(metrics));
 
@@ -102,8 +106,8 @@ export interface HubServerOptions extends Omit<OpenRegistryOptions, 'dataDir'>, 
 
 /** Opens the registry in `dataDir` (sweeping leftovers of a crash) and builds the app around it. */
 export async function createHubServer(options: HubServerOptions): Promise<{ app: Express; registry: Registry; close: () => Promise<void> }> {
-  const { auth, logger, metrics, routers, inference, ...regOpts } = options;
+  const { auth, logger, metrics, routers, inference, corsOrigins, ...regOpts } = options;
   const registry = await openRegistry(regOpts);
-  const app = createApp({ registry, auth, logger, metrics, routers, inference });
+  const app = createApp({ registry, auth, logger, metrics, routers, inference, corsOrigins });
   return { app, registry, close: () => registry.close() };
 }
