@@ -129,15 +129,21 @@ export async function readBody(res: Response, onProgress?: (p: Progress) => void
   return out;
 }
 
-/** `blob` as a stream that reports how much of it the reader (fetch) has taken. */
+/** Bytes per progress step of an upload. */
+const UPLOAD_STEP = 64 * 1024;
+
+/** `blob` as a stream of pieces of at most UPLOAD_STEP bytes, reporting how much of it the reader (fetch) has taken. */
 function countingStream(blob: Blob, onProgress: (p: Progress) => void): ReadableStream<Uint8Array> {
   let loaded = 0;
   return blob.stream().pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, ctl) {
-        loaded += chunk.byteLength;
-        ctl.enqueue(chunk);
-        onProgress({ loaded, total: blob.size });
+        for (let at = 0; at < chunk.byteLength; at += UPLOAD_STEP) {
+          const piece = chunk.subarray(at, at + UPLOAD_STEP);
+          ctl.enqueue(piece);
+          loaded += piece.byteLength;
+          onProgress({ loaded, total: blob.size });
+        }
       },
     }),
   );
