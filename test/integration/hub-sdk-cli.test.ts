@@ -124,4 +124,36 @@ describe('SDK', () => {
     await expect(new ModhubClient({ baseUrl: 'http://127.0.0.1:1' }).search()).rejects.toMatchObject({ code: 'NETWORK_ERROR' });
     await expect(hub.info('no-slash')).rejects.toMatchObject({ code: 'INVALID_REF' });
   });
+
+  it('downloads to a file resumably: a partial <dest>.part is completed by a Range request; a corrupt one is refused and removed', async () => {
+    const files = Object.fromEntries(makePackageFiles({ id: 'res/ume', version: '1.0.0' }));
+    await hub.publish({ files });
+    const w = files['weights.safetensors'];
+    expect(w.length).toBeGreaterThan(100);
+    const asked: { range: string | null; status: number }[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (String(input).includes('/files/')) asked.push({ range: new Headers(init?.headers).get('range'), status: res.status });
+      return res;
+    };
+    const c = new ModhubClient({ baseUrl: url, fetch: recording });
+    const dir = path.join(dataDir, 'resume');
+    await fsp.mkdir(dir, { recursive: true });
+    const dest = path.join(dir, 'weights.safetensors');
+    await fsp.writeFile(`${dest}.part`, w.subarray(0, 100));
+    const seen: number[] = [];
+    await c.downloadToFile('res/ume@1.0.0', 'weights.safetensors', dest, { onProgress: (p) => seen.push(p.loaded) });
+    expect(asked).toEqual([{ range: 'bytes=100-', status: 206 }]);
+    expect(seen[seen.length - 1]).toBe(w.length);
+    expect((await fsp.readFile(dest)).equals(w)).toBe(true);
+    expect(await fsp.readdir(dir)).toEqual(['weights.safetensors']);
+
+    await fsp.writeFile(`${dest}.part`, Buffer.alloc(100, 7));
+    await expect(c.downloadToFile('res/ume', 'weights.safetensors', dest)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', message: expect.stringContaining('the partial file was removed') });
+    expect(await fsp.readdir(dir)).toEqual(['weights.safetensors']);
+    expect((await fsp.readFile(dest)).equals(w)).toBe(true);
+    await c.downloadToFile('res/ume', 'weights.safetensors', dest);
+    expect(asked[asked.length - 1]).toEqual({ range: null, status: 200 });
+    await expect(c.downloadToFile('res/ume', 'nope.bin', dest)).rejects.toMatchObject({ code: 'FILE_NOT_FOUND', message: expect.stringContaining('module.json') });
+  });
 });
