@@ -9,6 +9,7 @@ import pino from 'pino';
 import client from 'prom-client';
 import { NodeModhubClient as ModhubClient, ModhubError } from '../../client-sdk/node';
 import { packArchive } from '../../modules-store';
+import { registerAuthCommands } from '../../server/cli/auth';
 import { registerHubCommands } from '../../server/cli/hub';
 import { createHubServer } from '../../server/http/app';
 import { makePackageFiles, registerTestBase, TEST_BASE } from '../helpers/hub';
@@ -27,7 +28,10 @@ async function writePkg(dir: string, id: string, version: string, o = {}): Promi
 
 /** Runs the hub CLI in-process; returns stdout, or rejects with the error the top-level handler would print. */
 async function cli(...args: string[]): Promise<string> {
-  return runCommand(registerHubCommands, args);
+  return runCommand((p) => {
+    registerHubCommands(p);
+    registerAuthCommands(p);
+  }, args);
 }
 
 beforeAll(async () => {
