@@ -10,6 +10,7 @@ import * as cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { writeModulePackage, readModulePackage, parseSafetensors } from '../../modules-store';
 import { NodeModhubClient as ModhubClient } from '../../client-sdk/node';
+import { hubSettings } from './config';
 import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
@@ -49,6 +50,7 @@ interface TrainFlags {
   push?: string;
   saveBase?: string;
   token?: string;
+  json?: boolean;
 }
 
 function num(name: string, v: string, integer = false): number {
@@ -99,6 +101,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--push <hub>', 'publish the package to this hub URL when done')
     .option('--save-base <dir>', "method 'full': also write θ₀ + δ as a new base folder (MLM pretraining of a base)")
     .addOption(new Option('--token <token>', 'hub token for --push').env('MODHUB_TOKEN'))
+    .option('--json', 'print the result (id, version, steps, dev metrics, files written, publish answer) as JSON')
     .addHelpText('after', `\nMethods and their default learning rates:\n${methodHelp()}\n\nTasks: classification (accuracy, macro-F1), token_classification (token F1), mlm (perplexity).`)
     .action(async (f: TrainFlags) => {
       const base = await loadBase(f.base);
@@ -191,13 +194,20 @@ export function registerTrainCommands(program: Command): void {
       if (f.saveBase) {
         if (f.method !== 'full') throw new RangeError("'--save-base' needs '--method full'");
         saveTrainedBase(base, res.tensors, f.saveBase);
-        process.stdout.write(`wrote base ${f.saveBase}\n`);
+        if (!f.json) process.stdout.write(`wrote base ${f.saveBase}\n`);
       }
       const m = Object.entries(res.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
-      process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
+      if (!f.json) process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
+      let published: unknown = null;
       if (f.push) {
-        const r = await new ModhubClient({ baseUrl: f.push, token: f.token }).publish(f.out, {});
-        process.stdout.write(`published ${r.id}@${r.version} to ${f.push}\n`);
+        const s = hubSettings({ hub: f.push, token: f.token });
+        const r = await new ModhubClient({ baseUrl: s.hub, token: s.token }).publish(f.out, {});
+        published = r;
+        if (!f.json) process.stdout.write(`published ${r.id}@${r.version} to ${s.hub}\n`);
+      }
+      if (f.json) {
+        const result = { id: res.manifest.id, version: res.manifest.version, method: f.method, steps: res.steps, metrics: res.metrics, out: f.out, base_out: f.saveBase ?? null, published };
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       }
     });
 }

@@ -13,6 +13,8 @@ import * as path from 'node:path';
 import pino from 'pino';
 import client from 'prom-client';
 import { registerAuthCommands } from '../../server/cli/auth';
+import { registerBaseCommands } from '../../server/cli/base';
+import { registerModuleCommands } from '../../server/cli/module';
 import { configPath } from '../../server/cli/config';
 import { registerHubCommands } from '../../server/cli/hub';
 import { createHubServer } from '../../server/http/app';
@@ -30,6 +32,8 @@ const cli = (...args: string[]) =>
   runCommand((p) => {
     registerHubCommands(p);
     registerAuthCommands(p);
+    registerBaseCommands(p);
+    registerModuleCommands(p);
   }, args);
 const json = async (...args: string[]) => JSON.parse(await cli(...args, '--json')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -124,5 +128,14 @@ describe('token list / revoke, and --json on the hub commands', () => {
     expect(pulled).toMatchObject({ id: 'lang/de', version: '1.0.0', digest: pushed.digest, files: expect.arrayContaining([expect.objectContaining({ name: 'weights.safetensors' })]) });
     await expect(cli('ls', '--limit', '500', '--hub', url)).rejects.toThrow(/^INVALID_ARGUMENT: '--limit' must be a whole number from 1 to 100, got '500'$/);
     await expect(cli('ls', '--kind', 'adapter', '--hub', url)).rejects.toThrow(/^INVALID_ARGUMENT: '--kind' must be one of bottleneck, lora/);
+  });
+});
+
+describe('--json on the local commands', () => {
+  it('base tiny and module init print what they wrote', async () => {
+    const baseDir = path.join(root, 'base');
+    expect(await json('base', 'tiny', '--out', baseDir, '--layers', '1', '--hidden', '16', '--heads', '2')).toMatchObject({ dir: baseDir, family: 'bert', layers: 1, hidden_size: 16, parameters: expect.any(Number) });
+    const init = await json('module', 'init', '--base', baseDir, '--kind', 'lora', '--id', 'task/x', '--head', 'classification', '--labels', 'a,b', '--out', path.join(root, 'x'));
+    expect(init).toMatchObject({ files: ['module.json', 'weights.safetensors', 'README.md'], manifest: { id: 'task/x', kind: 'lora', labels: ['a', 'b'] } });
   });
 });
