@@ -51,6 +51,7 @@ interface TrainFlags {
   saveBase?: string;
   token?: string;
   json?: boolean;
+  format?: string;
 }
 
 function num(name: string, v: string, integer = false): number {
@@ -72,6 +73,7 @@ export function registerTrainCommands(program: Command): void {
     .addOption(new Option('--task <task>', 'objective').choices([...TASKS]).makeOptionMandatory())
     .requiredOption('--base <dir>', 'base model folder')
     .requiredOption('--data <file>', 'training data: JSONL/CSV/TSV (text[,text_pair],label), CoNLL/JSONL (tokens), plain text (mlm)')
+    .option('--format <format>', 'format of --data and --dev when the extension does not tell: jsonl, csv, tsv (classification); conll, jsonl (token_classification)')
     .option('--dev <file>', 'dev data (same format) for periodic evaluation and best-checkpoint selection')
     .requiredOption('--out <dir>', 'output module package folder')
     .option('--id <ns/name>', 'module id (default local/<method>-<task>)')
@@ -108,16 +110,24 @@ export function registerTrainCommands(program: Command): void {
       let labels: string[] | undefined;
       let trainSet: Parameters<typeof train>[0]['train'];
       let dev: Parameters<typeof train>[0]['train'] | undefined;
+      // The readers name their option 'format'; the user typed '--format'.
+      const flagTerms = (e: unknown): never => {
+        if (e instanceof RangeError) throw new RangeError(e.message.replace(/'format'/g, "'--format'"));
+        throw e;
+      };
+      if (f.format !== undefined && f.task === 'mlm') throw new RangeError("'--format' applies to classification and token_classification data; mlm reads plain text");
       if (f.task === 'classification') {
-        const d = await readTextClassification(f.data);
+        const format = f.format as 'jsonl' | 'csv' | 'tsv' | undefined;
+        const d = await readTextClassification(f.data, { format }).catch(flagTerms);
         labels = d.labels.labels;
         trainSet = d.examples;
-        if (f.dev) dev = (await readTextClassification(f.dev, { labels })).examples;
+        if (f.dev) dev = (await readTextClassification(f.dev, { labels, format }).catch(flagTerms)).examples;
       } else if (f.task === 'token_classification') {
-        const d = await readTokenTagging(f.data);
+        const format = f.format as 'conll' | 'jsonl' | undefined;
+        const d = await readTokenTagging(f.data, { format }).catch(flagTerms);
         labels = d.labels.labels;
         trainSet = d.sentences;
-        if (f.dev) dev = (await readTokenTagging(f.dev, { labels })).sentences;
+        if (f.dev) dev = (await readTokenTagging(f.dev, { labels, format }).catch(flagTerms)).sentences;
       } else {
         trainSet = await readPlainText(f.data);
         if (f.dev) dev = await readPlainText(f.dev);

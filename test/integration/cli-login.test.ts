@@ -15,6 +15,7 @@ import client from 'prom-client';
 import { registerAuthCommands } from '../../server/cli/auth';
 import { registerBaseCommands } from '../../server/cli/base';
 import { registerModuleCommands } from '../../server/cli/module';
+import { registerTrainCommands } from '../../server/cli/train';
 import { configPath } from '../../server/cli/config';
 import { registerHubCommands } from '../../server/cli/hub';
 import { createHubServer } from '../../server/http/app';
@@ -34,6 +35,7 @@ const cli = (...args: string[]) =>
     registerAuthCommands(p);
     registerBaseCommands(p);
     registerModuleCommands(p);
+    registerTrainCommands(p);
   }, args);
 const json = async (...args: string[]) => JSON.parse(await cli(...args, '--json')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -137,5 +139,16 @@ describe('--json on the local commands', () => {
     expect(await json('base', 'tiny', '--out', baseDir, '--layers', '1', '--hidden', '16', '--heads', '2')).toMatchObject({ dir: baseDir, family: 'bert', layers: 1, hidden_size: 16, parameters: expect.any(Number) });
     const init = await json('module', 'init', '--base', baseDir, '--kind', 'lora', '--id', 'task/x', '--head', 'classification', '--labels', 'a,b', '--out', path.join(root, 'x'));
     expect(init).toMatchObject({ files: ['module.json', 'weights.safetensors', 'README.md'], manifest: { id: 'task/x', kind: 'lora', labels: ['a', 'b'] } });
+  });
+
+  it("train takes --format when the extension does not tell, names the flag when it is missing, and prints --json", async () => {
+    const baseDir = path.join(root, 'base');
+    const data = path.join(root, 'train.data');
+    fs.writeFileSync(data, 'text,label\nthe cat sat,a\nthe dog ran,b\na cat slept,a\na dog barked,b\n');
+    const args = ['train', '--method', 'lora', '--task', 'classification', '--base', baseDir, '--data', data, '--out', path.join(root, 'trained'), '--id', 'task/y', '--epochs', '1', '--batch-size', '2', '--threads', '1'];
+    await expect(cli(...args)).rejects.toThrow(/^INVALID_ARGUMENT: '--format' is needed: cannot tell the format of .*train\.data/);
+    await expect(cli(...args, '--format', 'xml')).rejects.toThrow(/^INVALID_ARGUMENT: '--format' must be jsonl, csv or tsv, got 'xml'$/);
+    const r = await json(...args, '--format', 'csv');
+    expect(r).toMatchObject({ id: 'task/y', version: '0.1.0', method: 'lora', steps: 2, out: path.join(root, 'trained'), published: null });
   });
 });
