@@ -10,6 +10,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import pino from 'pino';
 import client from 'prom-client';
 import { registerAuthCommands } from '../../server/cli/auth';
@@ -92,6 +93,17 @@ describe('login, whoami, logout', () => {
   it('never sends the stored token to another hub', async () => {
     const other = url.replace('127.0.0.1', 'localhost');
     expect(await json('whoami', '--hub', other)).toMatchObject({ hub: other, hub_from: 'flag', token: null, token_from: 'none' });
+  });
+
+  it("login reads the token from stdin with '--token -'", async () => {
+    const stdin = Object.getOwnPropertyDescriptor(process, 'stdin')!;
+    Object.defineProperty(process, 'stdin', { value: Readable.from([`${reader.token}\n`]), configurable: true });
+    try {
+      expect(await json('login', '--hub', url, '--token', '-')).toMatchObject({ token: { id: reader.id } });
+    } finally {
+      Object.defineProperty(process, 'stdin', stdin);
+    }
+    expect(JSON.parse(fs.readFileSync(configPath(), 'utf8'))).toEqual({ hub: url, token: reader.token });
   });
 
   it('logout forgets both; afterwards the CLI is anonymous on the default hub', async () => {
