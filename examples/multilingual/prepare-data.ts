@@ -13,6 +13,7 @@
  *   stats.json                                  counts per split, language and label
  */
 import { execFileSync, spawnSync } from 'child_process';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parsePackages, parseTranslation, type PackageRecord, type Translation } from './deb822';
@@ -94,7 +95,8 @@ function stats(d: Dataset, f: Flags, files: string[]) {
   const majority = (xs: Example[]) => (xs.length ? Math.max(...Object.values(countLabels(xs))) / xs.length : 0);
   return {
     seed: f.seed,
-    sources: files.map((x) => path.basename(x)),
+    // the lists change with every archive update: the hashes say which ones these sets came from
+    sources: Object.fromEntries(files.map((x) => [path.basename(x), crypto.createHash('sha256').update(fs.readFileSync(x)).digest('hex')])),
     topics: TOPICS,
     rules: { test_rate: TEST_RATE, dev_rate: DEV_RATE, min_shared_paragraph: MIN_SHARED_PARAGRAPH, tlm_chars: f.tlmChars },
     packages: d.items.length,

@@ -8,12 +8,13 @@
 #
 #   bash examples/multilingual/recipe.sh [tiny|full]      (default tiny; BUDGET=... works too)
 #
-# tiny: a smoke run of the plumbing on small subsets (~10 min on 2 busy cores; the numbers are weak by design).
-# full: the real run (every stage on all the data; hours on CPU — see _notes/demo.md for the sizes).
+# tiny: a smoke run of the plumbing on small subsets (~6 min on 2 busy cores; the numbers are weak by design).
+# full: the real run (a 4-layer, 128-wide base, larger subsets, every test row; not timed yet: hours on CPU).
 # Environment: PORT (18700), WORK (.data/multilingual-run/<budget>), DATA (.data/multilingual), NICE (19),
 # FRESH=1 re-prepares the data, TLM=0 skips the TLM phase (to measure what it gives).
 # Outputs in $WORK: base/, modules, results.jsonl, times.tsv, report.md, logs/.
 set -euo pipefail
+{ # the whole script is parsed before it runs, so editing it during a run cannot derail that run
 cd "$(dirname "$0")/../.."
 BUDGET=${1:-${BUDGET:-tiny}}
 PORT=${PORT:-18700}
@@ -24,26 +25,20 @@ TLM=${TLM:-1}
 LANGS="en de fr it es"
 TARGETS="de fr it es"
 
+# Budgets: every knob can also be set from the environment (e.g. PRE_LINES=5000 bash ... full).
+# *_LINES are per language (per language pair for TLM); MAXLEN is the trainer's --max-length everywhere.
+set_default() { eval ": \"\${$1:=$2}\""; }
 case "$BUDGET" in
-  tiny)
-    LAYERS=2 HIDDEN=64 HEADS=4 VOCAB=8000 MAXLEN=64
-    VOCAB_LINES=4000      # per language, for the WordPiece vocabulary
-    PRE_LINES=300 PRE_EPOCHS=1 PRE_LR=2e-3        # MLM pretraining, per language
-    TLM_LINES=100 TLM_EPOCHS=1 TLM_LR=1e-3        # TLM, per language pair
-    LANG_LINES=300 LANG_EPOCHS=1 DEV_LINES=100    # language modules, per language
-    TASK_LINES=1000 TASK_EPOCHS=1 TEST_LINES=300  # English task training / each test set
-    ;;
-  full)
-    LAYERS=4 HIDDEN=128 HEADS=4 VOCAB=16000 MAXLEN=128
-    VOCAB_LINES=1000000
-    PRE_LINES=1000000 PRE_EPOCHS=2 PRE_LR=1e-3
-    TLM_LINES=1000000 TLM_EPOCHS=1 TLM_LR=5e-4
-    LANG_LINES=1000000 LANG_EPOCHS=2 DEV_LINES=1000
-    TASK_LINES=1000000 TASK_EPOCHS=5 TEST_LINES=1000000
-    ;;
+  tiny) # the plumbing on small subsets: ~7 min on 2 busy cores; the numbers are weak by design
+    for kv in LAYERS=2 HIDDEN=64 HEADS=4 VOCAB=8000 MAXLEN=64 VOCAB_LINES=4000 PRE_LINES=600 PRE_EPOCHS=1 PRE_LR=2e-3 \
+      TLM_LINES=100 TLM_EPOCHS=1 TLM_LR=1e-3 LANG_LINES=300 LANG_EPOCHS=1 LANG_LR=1e-3 SFT_LANG_LR=1e-4 DEV_LINES=100 \
+      TASK_LINES=1000 TASK_EPOCHS=3 ADAPTER_LR=1e-2 SFT_LR=1e-3 FULL_LR=1e-3 TEST_LINES=300; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
+  full) # the real run: a 4-layer, 128-wide base; every English training example; every test row
+    for kv in LAYERS=4 HIDDEN=128 HEADS=4 VOCAB=16000 MAXLEN=128 VOCAB_LINES=1000000 PRE_LINES=10000 PRE_EPOCHS=1 PRE_LR=1e-3 \
+      TLM_LINES=3000 TLM_EPOCHS=1 TLM_LR=5e-4 LANG_LINES=5000 LANG_EPOCHS=1 LANG_LR=1e-3 SFT_LANG_LR=1e-4 DEV_LINES=500 \
+      TASK_LINES=1000000 TASK_EPOCHS=3 ADAPTER_LR=1e-3 SFT_LR=1e-4 FULL_LR=1e-4 TEST_LINES=1000000; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
   *) echo "BUDGET must be tiny or full, got '$BUDGET'" >&2; exit 2 ;;
 esac
-
 modhub() { nice -n "$NICE" node dist/server/cli.js "$@"; }
 ts() { nice -n "$NICE" node -r ./test/helpers/register-ts.js "$@"; }
 mkdir -p "$WORK/logs"
@@ -110,17 +105,17 @@ export MODHUB_TOKEN
 # 4. language modules: MAD-X adapter and LT-SFT diff per language
 for l in $LANGS; do
   stage "lang-$l-adapter" modhub train --method seq_bn_inv --task mlm --base "$WORK/base" --data "$S/$l.txt" --dev "$S/$l.dev.txt" \
-    --language "$l" --epochs "$LANG_EPOCHS" --lr 1e-3 "${TRAIN[@]}" --id "lang/$l" --version 1.0.0 --out "$WORK/lang-$l" --push "$MODHUB_HUB"
+    --language "$l" --epochs "$LANG_EPOCHS" --lr "$LANG_LR" "${TRAIN[@]}" --id "lang/$l" --version 1.0.0 --out "$WORK/lang-$l" --push "$MODHUB_HUB"
   stage "lang-$l-sft" modhub train --method lt-sft --task mlm --base "$WORK/base" --data "$S/$l.txt" --dev "$S/$l.dev.txt" \
-    --language "$l" --epochs "$LANG_EPOCHS" --lr 1e-4 "${TRAIN[@]}" --id "sft/lang-$l" --version 1.0.0 --out "$WORK/sft-lang-$l" --push "$MODHUB_HUB"
+    --language "$l" --epochs "$LANG_EPOCHS" --lr "$SFT_LANG_LR" "${TRAIN[@]}" --id "sft/lang-$l" --version 1.0.0 --out "$WORK/sft-lang-$l" --push "$MODHUB_HUB"
 done
 
 # 5. task modules on English: Pfeiffer adapter stacked on the English adapter (MAD-X), LT-SFT task diff (trained
 # on the bare base: the trainer ignores --stack-on for sparse diffs, issue 17), full fine-tuning as the baseline
 TASK=(--task classification --base "$WORK/base" --data "$S/en.train.jsonl" --dev "$S/en.dev.jsonl" --epochs "$TASK_EPOCHS" "${TRAIN[@]}" --version 1.0.0)
-stage task-adapter modhub train --method seq_bn "${TASK[@]}" --stack-on "$WORK/lang-en" --lr 1e-3 --id task/topic --out "$WORK/task-topic" --push "$MODHUB_HUB"
-stage task-sft modhub train --method lt-sft "${TASK[@]}" --lr 1e-4 --id sft/topic --out "$WORK/sft-topic" --push "$MODHUB_HUB"
-stage task-full modhub train --method full "${TASK[@]}" --lr 1e-4 --id full/topic --out "$WORK/full-topic" --push "$MODHUB_HUB"
+stage task-adapter modhub train --method seq_bn "${TASK[@]}" --stack-on "$WORK/lang-en" --lr "$ADAPTER_LR" --id task/topic --out "$WORK/task-topic" --push "$MODHUB_HUB"
+stage task-sft modhub train --method lt-sft "${TASK[@]}" --lr "$SFT_LR" --id sft/topic --out "$WORK/sft-topic" --push "$MODHUB_HUB"
+stage task-full modhub train --method full "${TASK[@]}" --lr "$FULL_LR" --id full/topic --out "$WORK/full-topic" --push "$MODHUB_HUB"
 
 # 6. zero-shot evaluation per language (en: in-language reference)
 : > "$WORK/results.jsonl"
@@ -135,3 +130,5 @@ for l in $LANGS; do
     --system 'full fine-tune=full/topic'
 done
 ts examples/multilingual/report.ts "$WORK" | tee "$WORK/report.md"
+exit
+}
