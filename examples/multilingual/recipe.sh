@@ -8,8 +8,9 @@
 #
 #   bash examples/multilingual/recipe.sh [tiny|full]      (default tiny; BUDGET=... works too)
 #
-# tiny: a smoke run of the plumbing on small subsets (~6 min on 2 busy cores; the numbers are weak by design).
-# full: the real run (a 4-layer, 128-wide base, larger subsets, every test row; not timed yet: hours on CPU).
+# tiny: a smoke run of the plumbing on small subsets (~10 min on 2 busy cores; the numbers are weak by design).
+# full: the real run (a 4-layer, 128-wide base, larger subsets, every test row): not run yet; ~5-6 h on 2 busy
+#       cores, estimated from 2 s per 16-sequence MLM step of that base.
 # Environment: PORT (18700), WORK (.data/multilingual-run/<budget>), DATA (.data/multilingual), NICE (19),
 # FRESH=1 re-prepares the data, TLM=0 skips the TLM phase (to measure what it gives).
 # Outputs in $WORK: base/, modules, results.jsonl, times.tsv, report.md, logs/.
@@ -29,10 +30,10 @@ TARGETS="de fr it es"
 # *_LINES are per language (per language pair for TLM); MAXLEN is the trainer's --max-length everywhere.
 set_default() { eval ": \"\${$1:=$2}\""; }
 case "$BUDGET" in
-  tiny) # the plumbing on small subsets: ~7 min on 2 busy cores; the numbers are weak by design
+  tiny) # the plumbing on small subsets: ~10 min on 2 busy cores; the numbers are weak by design
     for kv in LAYERS=2 HIDDEN=64 HEADS=4 VOCAB=8000 MAXLEN=64 VOCAB_LINES=4000 PRE_LINES=600 PRE_EPOCHS=1 PRE_LR=2e-3 \
       TLM_LINES=100 TLM_EPOCHS=1 TLM_LR=1e-3 LANG_LINES=300 LANG_EPOCHS=1 LANG_LR=1e-3 SFT_LANG_LR=1e-4 DEV_LINES=100 \
-      TASK_LINES=1000 TASK_EPOCHS=3 ADAPTER_LR=1e-2 SFT_LR=1e-3 FULL_LR=1e-3 TEST_LINES=300; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
+      TASK_LINES=1000 TASK_EPOCHS=10 ADAPTER_LR=1e-2 SFT_LR=1e-3 FULL_LR=1e-3 TEST_LINES=300; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
   full) # the real run: a 4-layer, 128-wide base; every English training example; every test row
     for kv in LAYERS=4 HIDDEN=128 HEADS=4 VOCAB=16000 MAXLEN=128 VOCAB_LINES=1000000 PRE_LINES=10000 PRE_EPOCHS=1 PRE_LR=1e-3 \
       TLM_LINES=3000 TLM_EPOCHS=1 TLM_LR=5e-4 LANG_LINES=5000 LANG_EPOCHS=1 LANG_LR=1e-3 SFT_LANG_LR=1e-4 DEV_LINES=500 \
