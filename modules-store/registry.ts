@@ -191,7 +191,14 @@ export class Registry {
     this.allowUnknownBases = opts.allowUnknownBases ?? false;
     this.now = opts.now ?? (() => new Date());
     this.onClose = opts.onClose;
+    // A shared catalog reports other processes' changes too: move the generation so resolutions cached against
+    // it (the engine's) are dropped on the next request.
+    this.unwatch = this.catalog.watchChanges?.(() => {
+      this.changes++;
+    });
   }
+
+  private readonly unwatch?: () => void;
 
   /** Largest upload (archive or sum of files) this registry accepts, in bytes. */
   get maxPackageBytes(): number {
@@ -227,10 +234,22 @@ export class Registry {
     return readPackageFiles(input.path, this.limits);
   }
 
-  private pin(digests: string[]): Promise<void> {
-    return this.gcLock.lock(async () => {
+  /** Pins digests here and, on a shared catalog, for every other process's collector; returns the shared release. */
+  private async pin(digests: string[]): Promise<(() => Promise<void>) | undefined> {
+    await this.gcLock.lock(async () => {
       for (const d of digests) this.pinned.set(d, (this.pinned.get(d) ?? 0) + 1);
     });
+    try {
+      return await this.catalog.pinBlobs?.(digests);
+    } catch (e) {
+      this.unpin(digests);
+      throw e;
+    }
+  }
+
+  /** Runs a collection under the catalog's cross-process lock when it has one (else only under this process's). */
+  private collecting<T>(fn: () => Promise<T>): Promise<T> {
+    return this.gcLock.lock(() => (this.catalog.collectBlobs ? this.catalog.collectBlobs(fn) : fn()));
   }
 
   private unpin(digests: string[]): void {
@@ -244,7 +263,7 @@ export class Registry {
   /** Deletes the given blobs unless a version references them or an in-flight publish pinned them. */
   private collect(digests: string[]): Promise<void> {
     if (digests.length === 0) return Promise.resolve();
-    return this.gcLock.lock(async () => {
+    return this.collecting(async () => {
       const candidates = [...new Set(digests)].filter((d) => !this.pinned.has(d));
       const kept = await this.catalog.referencedDigests(candidates);
       for (const d of candidates) if (!kept.has(d)) await this.blobs.delete(d);
@@ -285,7 +304,7 @@ export class Registry {
     const entries = orderedFiles(pkg.files);
     const files: FileRow[] = entries.map(([fname, bytes]) => ({ name: fname, digest: sha256Digest(bytes), size: bytes.length }));
     const digests = files.map((f) => f.digest);
-    await this.pin(digests);
+    const releaseShared = await this.pin(digests);
     let committed = false;
     try {
       for (const [i, [, bytes]] of entries.entries()) await this.blobs.put(bytes, files[i].digest);
@@ -311,6 +330,7 @@ export class Registry {
       return { id: m.id, version: m.version, digest, size, files, manifest: m };
     } finally {
       this.unpin(digests);
+      await releaseShared?.().catch(() => undefined);
       if (!committed) await this.collect(digests).catch(() => undefined);
     }
   }
@@ -526,7 +546,7 @@ export class Registry {
   async sweep(): Promise<{ tempFiles: number; orphanBlobs: number }> {
     const tempFiles = await this.blobs.sweepTemp();
     let orphanBlobs = 0;
-    await this.gcLock.lock(async () => {
+    await this.collecting(async () => {
       const referenced = await this.catalog.allDigests();
       for (const d of await this.blobs.list()) {
         if (!referenced.has(d) && !this.pinned.has(d)) {
@@ -541,6 +561,7 @@ export class Registry {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch?.();
     await this.catalog.close();
     await this.onClose?.();
   }
