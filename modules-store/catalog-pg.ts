@@ -605,15 +605,21 @@ export class PgCatalog implements Catalog {
     };
   }
 
+  async changeCount(): Promise<number> {
+    const n = (await this.rows<{ n: number }>('SELECT n FROM changes WHERE id = 1'))[0]?.n ?? 0;
+    if (this.lastSeen === null || n > this.lastSeen) this.lastSeen = n;
+    return n;
+  }
+
   private fire(): void {
     for (const l of this.listeners) l();
   }
 
   private async poll(): Promise<void> {
     try {
-      const n = (await this.rows<{ n: number }>('SELECT n FROM changes WHERE id = 1'))[0]?.n ?? 0;
-      if (this.lastSeen !== null && n !== this.lastSeen) this.fire();
-      this.lastSeen = n;
+      const before = this.lastSeen;
+      const n = await this.changeCount();
+      if (before !== null && n !== before) this.fire();
     } catch {
       // The database is unreachable; requests will report it. Keep polling.
     }

@@ -151,6 +151,8 @@ export interface Catalog {
    * tag, yank, delete); returns an unsubscribe function. The registry moves its generation on each call.
    */
   watchChanges?(listener: () => void): () => void;
+  /** A counter every such change increases (committed with the change): one cheap read tells whether anything moved. */
+  changeCount?(): Promise<number>;
   /**
    * Pins blob digests for an in-flight publish so that no process's collector deletes them before the publish
    * commits; resolves once pinned, with the function that releases the pin. Pinned digests count as referenced.

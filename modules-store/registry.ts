@@ -199,6 +199,44 @@ export class Registry {
   }
 
   private readonly unwatch?: () => void;
+  /** The shared catalog's change count when last checked (sync). */
+  private seenCount: number | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncQueued: Promise<void> | null = null;
+
+  /**
+   * On a shared catalog: reads its change count and moves the generation when another process changed anything
+   * since the last look (a no-op on an embedded catalog). Notifications usually got there first, but arrive a
+   * few ms after the writer's commit is acknowledged — a client can be faster. Strict, and one query per burst:
+   * a caller joins a check that starts after it called (never one already in flight, which may predate the change
+   * the caller knows about), so concurrent requests share one round trip.
+   */
+  sync(): Promise<void> {
+    const changeCount = this.catalog.changeCount?.bind(this.catalog);
+    if (!changeCount) return Promise.resolve();
+    if (!this.syncing) {
+      this.syncing = changeCount()
+        .then((n) => {
+          if (this.seenCount !== null && n !== this.seenCount) this.changes++;
+          this.seenCount = n;
+        })
+        // Database unreachable: serve from what is cached (lookups that need the catalog fail on their own).
+        .catch(() => undefined)
+        .finally(() => {
+          this.syncing = null;
+        });
+      return this.syncing;
+    }
+    if (!this.syncQueued) {
+      this.syncQueued = this.syncing
+        .catch(() => undefined)
+        .then(() => {
+          this.syncQueued = null;
+          return this.sync();
+        });
+    }
+    return this.syncQueued;
+  }
 
   /** Largest upload (archive or sum of files) this registry accepts, in bytes. */
   get maxPackageBytes(): number {

@@ -10,7 +10,7 @@
 import express, { type Express, type Router } from 'express';
 import pino, { type Logger } from 'pino';
 import client from 'prom-client';
-import { openRegistry, type OpenRegistryOptions, type Registry } from '../../modules-store';
+import { openStore, type OpenStoreOptions, type Registry, type StoreDescription } from '../../modules-store';
 import { authenticate, type AuthConfig } from './auth';
 import { errorHandler, notFound } from './errors';
 import { hfRouter } from './hf-routes';
@@ -47,6 +47,15 @@ export function createApp(deps: AppDeps): Express {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  // Readiness: the catalog answers (a replica whose database is unreachable leaves the load balancer's rotation).
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await deps.registry.listBases();
+      res.json({ status: 'ready' });
+    } catch (e) {
+      res.status(503).json({ error: { code: 'NOT_READY', message: `the catalog is unreachable: ${(e as Error).message}` } });
+    }
+  });
   const promRegistry = metrics;
   app.get('/metrics', async (_req, res) => {
     res.setHeader('Content-Type', promRegistry.contentType);
@@ -68,15 +77,20 @@ export function createApp(deps: AppDeps): Express {
   return app;
 }
 
-export interface HubServerOptions extends Omit<OpenRegistryOptions, 'dataDir'>, Omit<AppDeps, 'registry'> {
-  /** Folder holding catalog.sqlite and blobs/ (created when missing). */
+export interface HubServerOptions extends Omit<OpenStoreOptions, 'dataDir'>, Omit<AppDeps, 'registry'> {
+  /** Folder holding catalog.sqlite and blobs/ (created when missing; unused parts when PostgreSQL / S3 are configured). */
   dataDir: string;
 }
 
-/** Opens the registry in `dataDir` (sweeping leftovers of a crash) and builds the app around it. */
-export async function createHubServer(options: HubServerOptions): Promise<{ app: Express; registry: Registry; close: () => Promise<void> }> {
+/**
+ * Opens the registry (in `dataDir`, or on the PostgreSQL database / S3 bucket the options or environment name;
+ * sweeping leftovers of a crash) and builds the app around it.
+ */
+export async function createHubServer(
+  options: HubServerOptions,
+): Promise<{ app: Express; registry: Registry; store: StoreDescription; close: () => Promise<void> }> {
   const { auth, logger, metrics, routers, ...regOpts } = options;
-  const registry = await openRegistry(regOpts);
+  const registry = await openStore(regOpts);
   const app = createApp({ registry, auth, logger, metrics, routers });
-  return { app, registry, close: () => registry.close() };
+  return { app, registry, store: registry.description, close: () => registry.close() };
 }

@@ -120,6 +120,13 @@ export const openapi = {
   security: [{ bearer: [] }, {}],
   paths: {
     '/healthz': { get: { summary: 'Liveness', security: [], responses: { '200': ok('ok', { type: 'object', properties: { status: { const: 'ok' } } }) } } },
+    '/readyz': {
+      get: {
+        summary: 'Readiness: the catalog answers (503 NOT_READY when its database is unreachable)',
+        security: [],
+        responses: { '200': ok('ready', { type: 'object', properties: { status: { const: 'ready' } } }), '503': { description: 'NOT_READY' } },
+      },
+    },
     '/metrics': { get: { summary: 'Prometheus metrics', security: [], responses: { '200': { description: 'text exposition format' } } } },
     '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
     '/v1/modules': {

@@ -45,6 +45,11 @@ export interface ModuleResolver {
   resolve(ref: string): Promise<{ manifest: Manifest; readFile(name: string): Promise<Buffer> }>;
   /** Moves whenever a resolution may change; while it stands still the engine reuses its ref → module map. */
   readonly generation?: number;
+  /**
+   * Brings `generation` up to date with changes other processes made (a shared catalog); awaited before the memo
+   * is used, so a change committed before a request arrived is seen by that request.
+   */
+  sync?(): Promise<void>;
 }
 
 export interface EngineOptions {
@@ -195,6 +200,7 @@ export class Engine {
   async plan(raw: unknown): Promise<RowPlan[]> {
     const comp: Composition | null = parseComposition(raw);
     const refs = [...new Set(compositionRefs(comp))];
+    if (refs.length && this.options.resolver?.sync) await this.options.resolver.sync();
     const loaded = new Map<string, EngineModule>();
     await Promise.all(
       refs.map(async (r) => {

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pg from 'pg';
-import { SqliteCatalog, type Catalog, type NewVersion } from '../../modules-store';
+import { FsBlobStore, Registry, SqliteCatalog, type Catalog, type NewVersion } from '../../modules-store';
 import { PgCatalog } from '../../modules-store/catalog-pg';
 import { describeWithPg, startPg, type PgServer } from '../helpers/pg-server';
 
@@ -278,6 +278,40 @@ describeWithPg('PostgreSQL catalog', () => {
     } finally {
       await writer.close();
       await reader.close();
+    }
+  });
+
+  it("moves a registry's generation on another process's change by the next sync, one query per burst of callers", async () => {
+    const url = await server.createDatabase();
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-cat-sync-'));
+    const writer = await PgCatalog.open(url);
+    const readerCatalog = await PgCatalog.open(url, { pollMs: 60_000 });
+    // Without notifications: only sync() can move this registry's generation.
+    (readerCatalog as { watchChanges?: unknown }).watchChanges = undefined;
+    const reader = new Registry({ catalog: readerCatalog, blobs: await FsBlobStore.open(dir) });
+    try {
+      let queries = 0;
+      const count = readerCatalog.changeCount.bind(readerCatalog);
+      readerCatalog.changeCount = () => {
+        queries++;
+        return count();
+      };
+      await reader.sync();
+      const g0 = reader.generation;
+      await writer.publishVersion(nv('s', 'm', '1.0.0'));
+      await reader.sync(); // no waiting for the notification: the count read sees the commit
+      expect(reader.generation).toBeGreaterThan(g0);
+      const g1 = reader.generation;
+      await reader.sync();
+      expect(reader.generation).toBe(g1); // nothing changed since
+      queries = 0;
+      await Promise.all(Array.from({ length: 20 }, () => reader.sync()));
+      expect(queries).toBeLessThanOrEqual(2);
+      expect(queries).toBeGreaterThanOrEqual(1);
+    } finally {
+      await writer.close();
+      await reader.close();
+      await fsp.rm(dir, { recursive: true, force: true });
     }
   });
 
