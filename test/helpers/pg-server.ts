@@ -80,8 +80,11 @@ async function pgRun(bin: string, args: string[]): Promise<void> {
 
 let dbCounter = 0;
 
-/** Starts a fresh cluster on a free port (durability off: it is thrown away). */
-export async function startPg(): Promise<PgServer> {
+/**
+ * Starts a fresh cluster on a free port. Durability is off (fsync, synchronous commit: it is thrown away) unless
+ * `durable` asks for PostgreSQL's defaults (benchmarks comparing write costs with SQLite's synchronous=FULL).
+ */
+export async function startPg(opts: { durable?: boolean } = {}): Promise<PgServer> {
   const bins = findPgBinaries();
   if (!bins) throw new Error(PG_MISSING_MESSAGE);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-pg-'));
@@ -100,7 +103,7 @@ export async function startPg(): Promise<PgServer> {
     try {
       await pgRun(path.join(bins.bin, 'pg_ctl'), [
         '-D', data, '-w', '-t', '60', '-l', path.join(dir, 'log'),
-        '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`,
+        '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${opts.durable ? '' : ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off'}`,
         'start',
       ]);
       break;

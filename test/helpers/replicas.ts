@@ -12,7 +12,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './ports';
 
-const ROOT = path.resolve(__dirname, '..', '..');
+/** The repository root (this file runs from test/helpers/ or, compiled for a benchmark, from dist/test/helpers/). */
+const ROOT = ((): string => {
+  for (let d = __dirname; d !== path.dirname(d); d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'server'))) return d;
+  }
+  throw new Error(`replicas: no repository root above ${__dirname}`);
+})();
 
 export interface Replica {
   url: string;
