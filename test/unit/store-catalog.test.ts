@@ -53,6 +53,7 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       await expect(c.publishMany([nv('a', 'x', '1.0.0'), nv('a', 'y', '1.0.0'), nv('a', 'x', '1.0.0')])).rejects.toMatchObject({ code: 'VERSION_EXISTS' });
       expect(await c.getModule('a', 'x')).toBeNull();
       expect(await c.getModule('a', 'y')).toBeNull();
+      expect((await c.search({ limit: 10, offset: 0 })).total).toBe(0);
     });
     it('keeps search fields from the highest version and lists versions highest first', async () => {
       await c.publishVersion(nv('lang', 'de', '1.0.0'));
@@ -71,8 +72,10 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       expect(await c.deleteVersion('t', 'm', '1.1.0')).toHaveLength(1);
       expect(await c.listTags('t', 'm')).toEqual([]);
       expect(await c.removeTag('t', 'm', 'stable')).toBe(false);
+      expect((await c.search({ limit: 10, offset: 0 })).total).toBe(1);
       expect(await c.deleteVersion('t', 'm', '1.0.0')).not.toBeNull();
       expect(await c.getModule('t', 'm')).toBeNull();
+      expect((await c.search({ limit: 10, offset: 0 })).total).toBe(0);
       await expect(c.publishVersion(nv('t', 'm', '1.1.0'))).rejects.toMatchObject({ code: 'VERSION_EXISTS', message: expect.stringContaining('never reused') });
       await c.publishVersion(nv('t', 'm', '1.2.0'));
     });
