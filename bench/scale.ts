@@ -55,7 +55,8 @@ const out = (s: string): void => void process.stdout.write(s);
 // ---- 1. search ------------------------------------------------------------------------------------------
 
 async function searchOn(label: string, catalog: Catalog, afterLoad?: () => Promise<void>): Promise<{ loadS: number; p50: number; p99: number; perQuery: Record<string, { p50: number; p99: number; total: number }> }> {
-  const reg = new Registry({ catalog, blobs: await FsBlobStore.open(fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-bench-noblobs-'))) });
+  const noBlobs = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-bench-noblobs-'));
+  const reg = new Registry({ catalog, blobs: await FsBlobStore.open(noBlobs), onClose: async () => fs.rmSync(noBlobs, { recursive: true, force: true }) });
   let t0 = process.hrtime.bigint();
   const BATCH = 10_000;
   for (let i = 0; i < MODULES; i += BATCH) await catalog.publishMany(catalogRows(Math.min(MODULES, i + BATCH)).slice(i));

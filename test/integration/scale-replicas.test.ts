@@ -12,6 +12,8 @@ import { openStore, packArchive, type Registry } from '../../modules-store';
 import { serializeSafetensors } from '../../modules-store/safetensors';
 import { loadBase } from '../../server/model/base';
 import { createTinyBase } from '../../server/model/tiny';
+import { registerHubCommands } from '../../server/cli/hub';
+import { runCommand } from '../helpers/cli';
 import { makeAdapterModule, type BaseInfo } from '../helpers/modules';
 import { describeWithPg, startPg, type PgServer } from '../helpers/pg-server';
 import { findNginx, NGINX_MISSING_MESSAGE, runServe, startNginx, startReplica, type Nginx, type Replica } from '../helpers/replicas';
@@ -27,19 +29,30 @@ describeWithPg('three replicas over one PostgreSQL + one S3 bucket, behind nginx
   let lb: Nginx | null = null;
   let admin: string;
   let info: BaseInfo;
+  let scratch: string;
   let baseDir: string;
   let control: Registry;
 
   beforeAll(async () => {
     [pg, s3] = await Promise.all([startPg(), startS3()]);
     env = { ...s3.env('hub/'), MODHUB_DATABASE_URL: await pg.createDatabase(), MODHUB_CHANGE_POLL_MS: '60000' };
-    baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-scale-base-'));
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-scale-'));
+    baseDir = path.join(scratch, 'base');
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 16, heads: 2, seed: 5 });
     const c = (await loadBase(baseDir)).config;
     replicas = await Promise.all([0, 1, 2].map(() => startReplica({ base: baseDir, env, args: ['--threads', '1', '--batch-wait-ms', '1'] })));
-    // The test's own handle on the shared store: an admin token, and a look at the bucket.
-    control = await openStore({ dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-scale-ctl-')), env: { ...process.env, ...env }, sweep: false });
-    admin = (await control.createToken({ scopes: ['admin', 'write', 'read'] })).token;
+    // An admin token from `modhub token create`, which writes into the shared catalog when MODHUB_DATABASE_URL is set.
+    const saved = { ...process.env };
+    Object.assign(process.env, env);
+    try {
+      admin = (await runCommand(registerHubCommands, ['token', 'create', '--scope', 'admin', 'write', 'read', '--data', path.join(scratch, 'cli')])).split('\n')[0];
+    } finally {
+      for (const k of Object.keys(env)) if (saved[k] === undefined) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+    expect(admin).toMatch(/^mh_/);
+    // The test's own handle on the shared store, to look into the catalog and the bucket.
+    control = await openStore({ dataDir: path.join(scratch, 'control'), env: { ...process.env, ...env }, sweep: false });
     const base = (await control.listBases())[0];
     expect(base).toBeDefined();
     info = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
@@ -53,7 +66,7 @@ describeWithPg('three replicas over one PostgreSQL + one S3 bucket, behind nginx
     await control?.close();
     await s3?.stop();
     await pg?.stop();
-    if (baseDir) fs.rmSync(baseDir, { recursive: true, force: true });
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
   const auth = (): Record<string, string> => ({ Authorization: `Bearer ${admin}` });
