@@ -10,7 +10,8 @@
  * 2. Blob upload/download MB/s through S3 (s3rver, an S3-protocol server in its own process, on local disk) vs
  *    local files (FsBlobStore: write + fsync + rename), via the BlobStore API: put with digest check, stream out.
  * 3. Inference throughput of 1, 2 and 3 `modhub serve` replicas (PostgreSQL + s3rver, --threads 1 each) behind
- *    nginx, closed loop with a fixed number of concurrent clients, plus 1 replica without nginx as the baseline.
+ *    nginx, closed loop with a fixed number of concurrent clients; baselines: 1 replica without nginx, and 1
+ *    embedded server (SQLite + files, no change-count check per request) without nginx.
  *
  *   npm run build && node dist/bench/scale.js [--quick] [--modules N] [--seconds S] [--json FILE]
  *   --quick   10,000 modules, 16 MB blobs, 5 s per inference setting
@@ -20,7 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pg from 'pg';
-import { FsBlobStore, packArchive, Registry, sha256Digest, SqliteCatalog, type BlobStore, type Catalog } from '../modules-store';
+import { FsBlobStore, openStore, packArchive, Registry, sha256Digest, SqliteCatalog, type BlobStore, type Catalog } from '../modules-store';
 import { S3BlobStore } from '../modules-store/blob-store-s3';
 import { PgCatalog } from '../modules-store/catalog-pg';
 import { serializeSafetensors } from '../modules-store/safetensors';
@@ -194,37 +195,66 @@ async function main(): Promise<void> {
     out(`\n== inference: bert ${c.numLayers} layers x ${c.hiddenSize}, 1 text per request, ${CONC} concurrent clients, ${SECONDS} s per setting ==\n`);
     const replicas: Replica[] = [];
     const inference: Record<string, unknown> = {};
+    const line = (label: string, r: Awaited<ReturnType<typeof load>>): void => {
+      const spread = Object.keys(r.perUpstream).length > 1 || !r.perUpstream.direct ? `   requests per replica ${Object.values(r.perUpstream).join('/')}` : '';
+      out(`${label.padEnd(28)} ${String(r.rps).padStart(7)} req/s   p50 ${r.p50} ms   p99 ${r.p99} ms   errors ${r.errors}${spread}\n`);
+    };
+    const moduleArchive = (fp: string): Buffer => {
+      const m = makeAdapterModule({ id: 'bench/topic', base: { family: 'bert', fingerprint: fp, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize }, preset: 'seq_bn', config: { reduction_factor: 16 }, head: { type: 'classification', num_labels: 3, labels: ['a', 'b', 'c'] }, seed: 1 });
+      return packArchive(new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]), false);
+    };
+    const publishTo = async (url: string, token: string, fp: string): Promise<void> => {
+      const form = new FormData();
+      form.append('archive', new Blob([moduleArchive(fp)]), 'm.tar');
+      const res = await fetch(`${url}/v1/modules`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: form });
+      if (res.status !== 201) throw new Error(`publish: ${res.status} ${await res.text()}`);
+    };
+    // Baseline: the embedded default (SQLite + files in --data), one server, no nginx.
+    {
+      const data = path.join(tmp, 'embedded');
+      const store = await openStore({ dataDir: data, env: {} });
+      const token = (await store.createToken({ scopes: ['admin'] })).token;
+      await store.close();
+      const embedded = await startReplica({ base: baseDir, env: {}, data, built: true, args: ['--threads', '1'] });
+      try {
+        const probe = await openStore({ dataDir: data, env: {}, sweep: false });
+        const fp = (await probe.listBases())[0].fingerprint;
+        await probe.close();
+        await publishTo(embedded.url, token, fp);
+        const r = await load(embedded.url, SECONDS, CONC);
+        inference.embedded1 = r;
+        line('1 embedded server, no nginx', r);
+      } finally {
+        await embedded.stop();
+      }
+    }
     try {
       for (let n = 1; n <= 3; n++) {
         replicas.push(await startReplica({ base: baseDir, env, built: true, args: ['--threads', '1'] }));
         if (n === 1) {
           // Publish the module once (through replica 1), with an admin token made on the shared store.
-          const ctl = await PgCatalog.open(env.MODHUB_DATABASE_URL);
-          const reg = new Registry({ catalog: ctl, blobs: await S3BlobStore.open(s3.storeOptions('replicas/')) });
+          const reg = await openStore({ dataDir: path.join(tmp, 'control'), env: { ...process.env, ...env }, sweep: false });
           const token = (await reg.createToken({ scopes: ['admin'] })).token;
           const fp = (await reg.listBases())[0].fingerprint;
           await reg.close();
-          const m = makeAdapterModule({ id: 'bench/topic', base: { family: 'bert', fingerprint: fp, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize }, preset: 'seq_bn', config: { reduction_factor: 16 }, head: { type: 'classification', num_labels: 3, labels: ['a', 'b', 'c'] }, seed: 1 });
-          const form = new FormData();
-          form.append('archive', new Blob([packArchive(new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]), false)]), 'm.tar');
-          const res = await fetch(`${replicas[0].url}/v1/modules`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: form });
-          if (res.status !== 201) throw new Error(`publish: ${res.status} ${await res.text()}`);
-          const direct = await load(replicas[0].url, SECONDS, CONC);
-          inference.direct1 = direct;
-          out(`1 replica, no nginx      ${String(direct.rps).padStart(7)} req/s   p50 ${direct.p50} ms   p99 ${direct.p99} ms   errors ${direct.errors}\n`);
+          await publishTo(replicas[0].url, token, fp);
         }
         if (!nginxBin) {
           out('nginx not installed: replica settings behind nginx skipped\n');
-          break;
+        } else {
+          const lb = await startNginx(replicas.map((r) => r.url));
+          try {
+            const r = await load(lb.url, SECONDS, CONC);
+            inference[`nginx${n}`] = r;
+            line(`${n} replica${n > 1 ? 's' : ''} behind nginx`, r);
+          } finally {
+            await lb.stop();
+          }
         }
-        const lb = await startNginx(replicas.map((r) => r.url));
-        try {
-          const r = await load(lb.url, SECONDS, CONC);
-          inference[`nginx${n}`] = r;
-          const spread = Object.values(r.perUpstream).map((v) => v).join('/');
-          out(`${n} replica${n > 1 ? 's' : ' '} behind nginx  ${String(r.rps).padStart(7)} req/s   p50 ${r.p50} ms   p99 ${r.p99} ms   errors ${r.errors}   requests per replica ${spread}\n`);
-        } finally {
-          await lb.stop();
+        if (n === 1) {
+          const direct = await load(replicas[0].url, SECONDS, CONC);
+          inference.direct1 = direct;
+          line('1 replica, no nginx', direct);
         }
       }
     } finally {

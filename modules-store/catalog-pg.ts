@@ -480,13 +480,14 @@ export class PgCatalog implements Catalog {
     const rows = await this.rows<{ digest: string }>(
       `SELECT digest FROM files WHERE digest = ANY($1::text[]) UNION SELECT digest FROM blob_pins WHERE digest = ANY($1::text[]) AND expires_at > now()`,
       [ds],
+      this.collector ?? this.pool,
     );
     return new Set(rows.map((r) => r.digest));
   }
 
   /** Every digest a version references or a live pin holds. */
   async allDigests(): Promise<Set<string>> {
-    const rows = await this.rows<{ digest: string }>('SELECT DISTINCT digest FROM files UNION SELECT digest FROM blob_pins WHERE expires_at > now()');
+    const rows = await this.rows<{ digest: string }>('SELECT DISTINCT digest FROM files UNION SELECT digest FROM blob_pins WHERE expires_at > now()', [], this.collector ?? this.pool);
     return new Set(rows.map((r) => r.digest));
   }
 
@@ -513,9 +514,20 @@ export class PgCatalog implements Catalog {
     return this.tx(async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [BLOB_GC_LOCK]);
       await c.query('DELETE FROM blob_pins WHERE expires_at <= now()');
-      return fn();
+      // The reference checks inside run on this connection: taking a second one from the pool could wait forever
+      // behind publishes that hold connections while they wait for this lock. (The registry runs one collection at
+      // a time per process.) READ COMMITTED: each check sees pins committed up to its start.
+      this.collector = c;
+      try {
+        return await fn();
+      } finally {
+        this.collector = null;
+      }
     });
   }
+
+  /** The connection of the collection in progress (see collectBlobs). */
+  private collector: Tx | null = null;
 
   async search(q: SearchQuery): Promise<SearchResult> {
     const where: string[] = [];

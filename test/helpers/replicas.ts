@@ -36,6 +36,8 @@ export interface ReplicaOptions {
   env: Record<string, string>;
   /** Extra `serve` flags. */
   args?: string[];
+  /** The --data folder (default: a fresh temp folder, removed on stop). */
+  data?: string;
   /** Run dist/server/cli.js (after `npm run build`) instead of the TypeScript sources. */
   built?: boolean;
   /** How long to wait for the server to listen (default 120 s: several replicas start at once on few cores). */
@@ -62,7 +64,7 @@ export function runServe(args: string[], env: Record<string, string>, built = fa
 /** Starts one replica on a free port and waits until /healthz answers. */
 export async function startReplica(o: ReplicaOptions): Promise<Replica> {
   const port = await freePort();
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-replica-'));
+  const data = o.data ?? fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-replica-'));
   const args = [...cliCommand(o.built ?? false), 'serve', '--base', o.base, '--data', data, '--port', String(port), '--host', '127.0.0.1', ...(o.args ?? [])];
   const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -98,7 +100,7 @@ export async function startReplica(o: ReplicaOptions): Promise<Replica> {
         await gone;
         clearTimeout(timer);
       }
-      fs.rmSync(data, { recursive: true, force: true });
+      if (!o.data) fs.rmSync(data, { recursive: true, force: true });
     },
   };
 }
