@@ -13,8 +13,9 @@
  *    nginx, closed loop with a fixed number of concurrent clients; baselines: 1 replica without nginx, and 1
  *    embedded server (SQLite + files, no change-count check per request) without nginx.
  *
- *   npm run build && node dist/bench/scale.js [--quick] [--modules N] [--seconds S] [--json FILE]
+ *   npm run build && node dist/bench/scale.js [--quick] [--only search|blobs|inference] [--modules N] [--seconds S] [--json FILE]
  *   --quick   10,000 modules, 16 MB blobs, 5 s per inference setting
+ * The machine these run on is shared: the load average is printed with the results; compare within one run.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -28,9 +29,9 @@ import { serializeSafetensors } from '../modules-store/safetensors';
 import { loadBase } from '../server/model/base';
 import { createTinyBase } from '../server/model/tiny';
 import { makeAdapterModule } from '../test/helpers/modules';
-import { findPgBinaries, startPg } from '../test/helpers/pg-server';
+import { findPgBinaries, startPg, type PgServer } from '../test/helpers/pg-server';
 import { findNginx, startNginx, startReplica, type Replica } from '../test/helpers/replicas';
-import { startS3 } from '../test/helpers/s3-server';
+import { startS3, type S3Server } from '../test/helpers/s3-server';
 import { catalogRows, QUERIES } from './search-fixture';
 
 const argv = process.argv.slice(2);
@@ -43,6 +44,9 @@ const MODULES = Number(argOf('--modules') ?? (QUICK ? 10_000 : 100_000));
 const SECONDS = Number(argOf('--seconds') ?? (QUICK ? 5 : 15));
 const BLOB_MB = QUICK ? 16 : 64;
 const JSON_OUT = argOf('--json');
+const ONLY = argOf('--only');
+if (ONLY !== undefined && !['search', 'blobs', 'inference'].includes(ONLY)) throw new RangeError(`'--only' must be search, blobs or inference, got '${ONLY}'`);
+const runs = (part: string): boolean => ONLY === undefined || ONLY === part;
 const MB = 1e6;
 
 function pct(xs: number[], p: number): number {
@@ -149,6 +153,117 @@ async function load(url: string, seconds: number, concurrency: number): Promise<
   return { rps: +(done / elapsed).toFixed(1), p50: +pct(lat, 50).toFixed(1), p99: +pct(lat, 99).toFixed(1), errors, perUpstream };
 }
 
+async function benchSearch(pgServer: PgServer, tmp: string, result: Record<string, unknown>): Promise<void> {
+  out(`\n== search over ${MODULES.toLocaleString('en')} modules, in-process Registry.search, ${QUERIES.length} queries ==\n`);
+  const sqlite = await searchOn('SQLite', await SqliteCatalog.open(path.join(tmp, 'catalog.sqlite')));
+  const pgUrl = await pgServer.createDatabase();
+  const postgres = await searchOn('PostgreSQL', await PgCatalog.open(pgUrl), async () => {
+    const c = new pg.Client({ connectionString: pgUrl });
+    await c.connect();
+    await c.query('VACUUM ANALYZE');
+    await c.end();
+  });
+  out(`${'query'.padEnd(44)} ${'hits'.padStart(6)}  SQLite p50/p99 ms   PostgreSQL p50/p99 ms\n`);
+  for (const q of QUERIES) {
+    const a = sqlite.perQuery[q];
+    const b = postgres.perQuery[q];
+    out(`${q.padEnd(44).slice(0, 44)} ${String(a.total).padStart(6)}  ${a.p50.toFixed(2).padStart(7)} / ${a.p99.toFixed(2).padEnd(8)}  ${b.p50.toFixed(2).padStart(7)} / ${b.p99.toFixed(2)}\n`);
+    if (a.total !== b.total) throw new Error(`'${q}': SQLite found ${a.total}, PostgreSQL ${b.total}`);
+  }
+  result.search = { modules: MODULES, sqlite, postgres };
+
+}
+
+async function benchBlobs(s3: S3Server, tmp: string, result: Record<string, unknown>): Promise<void> {
+  out(`\n== blobs: ${BLOB_MB} MiB random blob, put (digest check) + stream out, median of 3 ==\n`);
+  const files = await blobRates(await FsBlobStore.open(path.join(tmp, 'blobs')), 3);
+  const s3store = await S3BlobStore.open(s3.storeOptions('bench/'));
+  const viaS3 = await blobRates(s3store, 3);
+  s3store.close();
+  out(`local files (write, fsync, rename)      upload ${String(files.uploadMBs).padStart(7)} MB/s   download ${String(files.downloadMBs).padStart(7)} MB/s\n`);
+  out(`${`S3 via s3rver (${BLOB_MB > 16 ? 'multipart, 16 MiB parts' : 'one PUT'})`.padEnd(39)} upload ${String(viaS3.uploadMBs).padStart(7)} MB/s   download ${String(viaS3.downloadMBs).padStart(7)} MB/s\n`);
+  result.blobs = { blobMiB: BLOB_MB, files, s3: viaS3 };
+
+}
+
+async function benchInference(pgServer: PgServer, s3: S3Server, tmp: string, result: Record<string, unknown>): Promise<void> {
+  const nginxBin = findNginx();
+  const baseDir = path.join(tmp, 'base');
+  await createTinyBase({ out: baseDir, family: 'bert', layers: 4, hidden: 256, heads: 4, seed: 0 });
+  const c = (await loadBase(baseDir)).config;
+  const env = { ...s3.env('replicas/'), MODHUB_DATABASE_URL: await pgServer.createDatabase() };
+  const CONC = 16;
+  out(`\n== inference: bert ${c.numLayers} layers x ${c.hiddenSize}, 1 text per request, ${CONC} concurrent clients, ${SECONDS} s per setting ==\n`);
+  const replicas: Replica[] = [];
+  const inference: Record<string, unknown> = {};
+  const line = (label: string, r: Awaited<ReturnType<typeof load>>): void => {
+    const spread = Object.keys(r.perUpstream).length > 1 || !r.perUpstream.direct ? `   requests per replica ${Object.values(r.perUpstream).join('/')}` : '';
+    out(`${label.padEnd(28)} ${String(r.rps).padStart(7)} req/s   p50 ${r.p50} ms   p99 ${r.p99} ms   errors ${r.errors}${spread}\n`);
+  };
+  const moduleArchive = (fp: string): Buffer => {
+    const m = makeAdapterModule({ id: 'bench/topic', base: { family: 'bert', fingerprint: fp, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize }, preset: 'seq_bn', config: { reduction_factor: 16 }, head: { type: 'classification', num_labels: 3, labels: ['a', 'b', 'c'] }, seed: 1 });
+    return packArchive(new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]), false);
+  };
+  const publishTo = async (url: string, token: string, fp: string): Promise<void> => {
+    const form = new FormData();
+    form.append('archive', new Blob([moduleArchive(fp)]), 'm.tar');
+    const res = await fetch(`${url}/v1/modules`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: form });
+    if (res.status !== 201) throw new Error(`publish: ${res.status} ${await res.text()}`);
+  };
+  // Baseline: the embedded default (SQLite + files in --data), one server, no nginx.
+  {
+    const data = path.join(tmp, 'embedded');
+    const store = await openStore({ dataDir: data, env: {} });
+    const token = (await store.createToken({ scopes: ['admin'] })).token;
+    await store.close();
+    const embedded = await startReplica({ base: baseDir, env: {}, data, built: true, args: ['--threads', '1'] });
+    try {
+      const probe = await openStore({ dataDir: data, env: {}, sweep: false });
+      const fp = (await probe.listBases())[0].fingerprint;
+      await probe.close();
+      await publishTo(embedded.url, token, fp);
+      const r = await load(embedded.url, SECONDS, CONC);
+      inference.embedded1 = r;
+      line('1 embedded server, no nginx', r);
+    } finally {
+      await embedded.stop();
+    }
+  }
+  try {
+    for (let n = 1; n <= 3; n++) {
+      replicas.push(await startReplica({ base: baseDir, env, built: true, args: ['--threads', '1'] }));
+      if (n === 1) {
+        // Publish the module once (through replica 1), with an admin token made on the shared store.
+        const reg = await openStore({ dataDir: path.join(tmp, 'control'), env: { ...process.env, ...env }, sweep: false });
+        const token = (await reg.createToken({ scopes: ['admin'] })).token;
+        const fp = (await reg.listBases())[0].fingerprint;
+        await reg.close();
+        await publishTo(replicas[0].url, token, fp);
+      }
+      if (!nginxBin) {
+        out('nginx not installed: replica settings behind nginx skipped\n');
+      } else {
+        const lb = await startNginx(replicas.map((r) => r.url));
+        try {
+          const r = await load(lb.url, SECONDS, CONC);
+          inference[`nginx${n}`] = r;
+          line(`${n} replica${n > 1 ? 's' : ''} behind nginx`, r);
+        } finally {
+          await lb.stop();
+        }
+      }
+      if (n === 1) {
+        const direct = await load(replicas[0].url, SECONDS, CONC);
+        inference.direct1 = direct;
+        line('1 replica, no nginx', direct);
+      }
+    }
+  } finally {
+    await Promise.all(replicas.map((r) => r.stop()));
+  }
+  result.inference = { concurrency: CONC, seconds: SECONDS, layers: c.numLayers, hidden: c.hiddenSize, threadsPerReplica: 1, ...inference };
+}
+
 async function main(): Promise<void> {
   if (!findPgBinaries()) throw new Error('bench:scale needs PostgreSQL binaries (Debian: apt-get install -y postgresql)');
   const result: Record<string, unknown> = { machine: `${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'}`, node: process.version, loadavgAtStart: os.loadavg().map((x) => +x.toFixed(2)) };
@@ -156,111 +271,9 @@ async function main(): Promise<void> {
   const pgServer = await startPg({ durable: true });
   const s3 = await startS3('modhub', { ownProcess: true });
   try {
-    // 1.
-    out(`\n== search over ${MODULES.toLocaleString('en')} modules, in-process Registry.search, ${QUERIES.length} queries ==\n`);
-    const sqlite = await searchOn('SQLite', await SqliteCatalog.open(path.join(tmp, 'catalog.sqlite')));
-    const pgUrl = await pgServer.createDatabase();
-    const postgres = await searchOn('PostgreSQL', await PgCatalog.open(pgUrl), async () => {
-      const c = new pg.Client({ connectionString: pgUrl });
-      await c.connect();
-      await c.query('VACUUM ANALYZE');
-      await c.end();
-    });
-    out(`${'query'.padEnd(44)} ${'hits'.padStart(6)}  SQLite p50/p99 ms   PostgreSQL p50/p99 ms\n`);
-    for (const q of QUERIES) {
-      const a = sqlite.perQuery[q];
-      const b = postgres.perQuery[q];
-      out(`${q.padEnd(44).slice(0, 44)} ${String(a.total).padStart(6)}  ${a.p50.toFixed(2).padStart(7)} / ${a.p99.toFixed(2).padEnd(8)}  ${b.p50.toFixed(2).padStart(7)} / ${b.p99.toFixed(2)}\n`);
-      if (a.total !== b.total) throw new Error(`'${q}': SQLite found ${a.total}, PostgreSQL ${b.total}`);
-    }
-    result.search = { modules: MODULES, sqlite, postgres };
-
-    // 2.
-    out(`\n== blobs: ${BLOB_MB} MiB random blob, put (digest check) + stream out, median of 3 ==\n`);
-    const files = await blobRates(await FsBlobStore.open(path.join(tmp, 'blobs')), 3);
-    const s3store = await S3BlobStore.open(s3.storeOptions('bench/'));
-    const viaS3 = await blobRates(s3store, 3);
-    s3store.close();
-    out(`local files (write, fsync, rename)      upload ${String(files.uploadMBs).padStart(7)} MB/s   download ${String(files.downloadMBs).padStart(7)} MB/s\n`);
-    out(`${`S3 via s3rver (${BLOB_MB > 16 ? 'multipart, 16 MiB parts' : 'one PUT'})`.padEnd(39)} upload ${String(viaS3.uploadMBs).padStart(7)} MB/s   download ${String(viaS3.downloadMBs).padStart(7)} MB/s\n`);
-    result.blobs = { blobMiB: BLOB_MB, files, s3: viaS3 };
-
-    // 3.
-    const nginxBin = findNginx();
-    const baseDir = path.join(tmp, 'base');
-    await createTinyBase({ out: baseDir, family: 'bert', layers: 4, hidden: 256, heads: 4, seed: 0 });
-    const c = (await loadBase(baseDir)).config;
-    const env = { ...s3.env('replicas/'), MODHUB_DATABASE_URL: await pgServer.createDatabase() };
-    const CONC = 16;
-    out(`\n== inference: bert ${c.numLayers} layers x ${c.hiddenSize}, 1 text per request, ${CONC} concurrent clients, ${SECONDS} s per setting ==\n`);
-    const replicas: Replica[] = [];
-    const inference: Record<string, unknown> = {};
-    const line = (label: string, r: Awaited<ReturnType<typeof load>>): void => {
-      const spread = Object.keys(r.perUpstream).length > 1 || !r.perUpstream.direct ? `   requests per replica ${Object.values(r.perUpstream).join('/')}` : '';
-      out(`${label.padEnd(28)} ${String(r.rps).padStart(7)} req/s   p50 ${r.p50} ms   p99 ${r.p99} ms   errors ${r.errors}${spread}\n`);
-    };
-    const moduleArchive = (fp: string): Buffer => {
-      const m = makeAdapterModule({ id: 'bench/topic', base: { family: 'bert', fingerprint: fp, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize }, preset: 'seq_bn', config: { reduction_factor: 16 }, head: { type: 'classification', num_labels: 3, labels: ['a', 'b', 'c'] }, seed: 1 });
-      return packArchive(new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]), false);
-    };
-    const publishTo = async (url: string, token: string, fp: string): Promise<void> => {
-      const form = new FormData();
-      form.append('archive', new Blob([moduleArchive(fp)]), 'm.tar');
-      const res = await fetch(`${url}/v1/modules`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: form });
-      if (res.status !== 201) throw new Error(`publish: ${res.status} ${await res.text()}`);
-    };
-    // Baseline: the embedded default (SQLite + files in --data), one server, no nginx.
-    {
-      const data = path.join(tmp, 'embedded');
-      const store = await openStore({ dataDir: data, env: {} });
-      const token = (await store.createToken({ scopes: ['admin'] })).token;
-      await store.close();
-      const embedded = await startReplica({ base: baseDir, env: {}, data, built: true, args: ['--threads', '1'] });
-      try {
-        const probe = await openStore({ dataDir: data, env: {}, sweep: false });
-        const fp = (await probe.listBases())[0].fingerprint;
-        await probe.close();
-        await publishTo(embedded.url, token, fp);
-        const r = await load(embedded.url, SECONDS, CONC);
-        inference.embedded1 = r;
-        line('1 embedded server, no nginx', r);
-      } finally {
-        await embedded.stop();
-      }
-    }
-    try {
-      for (let n = 1; n <= 3; n++) {
-        replicas.push(await startReplica({ base: baseDir, env, built: true, args: ['--threads', '1'] }));
-        if (n === 1) {
-          // Publish the module once (through replica 1), with an admin token made on the shared store.
-          const reg = await openStore({ dataDir: path.join(tmp, 'control'), env: { ...process.env, ...env }, sweep: false });
-          const token = (await reg.createToken({ scopes: ['admin'] })).token;
-          const fp = (await reg.listBases())[0].fingerprint;
-          await reg.close();
-          await publishTo(replicas[0].url, token, fp);
-        }
-        if (!nginxBin) {
-          out('nginx not installed: replica settings behind nginx skipped\n');
-        } else {
-          const lb = await startNginx(replicas.map((r) => r.url));
-          try {
-            const r = await load(lb.url, SECONDS, CONC);
-            inference[`nginx${n}`] = r;
-            line(`${n} replica${n > 1 ? 's' : ''} behind nginx`, r);
-          } finally {
-            await lb.stop();
-          }
-        }
-        if (n === 1) {
-          const direct = await load(replicas[0].url, SECONDS, CONC);
-          inference.direct1 = direct;
-          line('1 replica, no nginx', direct);
-        }
-      }
-    } finally {
-      await Promise.all(replicas.map((r) => r.stop()));
-    }
-    result.inference = { concurrency: CONC, seconds: SECONDS, layers: c.numLayers, hidden: c.hiddenSize, threadsPerReplica: 1, ...inference };
+    if (runs('search')) await benchSearch(pgServer, tmp, result);
+    if (runs('blobs')) await benchBlobs(s3, tmp, result);
+    if (runs('inference')) await benchInference(pgServer, s3, tmp, result);
     result.loadavgAtEnd = os.loadavg().map((x) => +x.toFixed(2));
     out(`\nload average at start ${(result.loadavgAtStart as number[]).join(' ')}, at end ${(result.loadavgAtEnd as number[]).join(' ')} (${os.cpus().length} cores, shared)\n`);
   } finally {
