@@ -7,7 +7,7 @@
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { ModhubClient, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk';
-import { MODULE_KINDS, openRegistry } from '../../modules-store';
+import { MODULE_KINDS, openStore } from '../../modules-store';
 import { usage } from './errors';
 
 const DEFAULT_HUB = 'http://127.0.0.1:8080';
@@ -156,7 +156,8 @@ export function registerHubCommands(program: Command): void {
       const bad = scopes.filter((s) => !['read', 'write', 'admin'].includes(s));
       if (bad.length) throw usage(`token create: unknown scope(s) ${bad.join(', ')}; use read, write or admin`);
       // sweep: false — a running server may be publishing into the same data dir.
-      const reg = await openRegistry({ dataDir: o.data, sweep: false });
+      // The same store as `modhub serve`: the data dir, or MODHUB_DATABASE_URL / MODHUB_BLOB_URL when set.
+      const reg = await openStore({ dataDir: o.data, sweep: false });
       try {
         const t = await reg.createToken({ scopes: scopes as Scope[], namespace: o.namespace ?? null, description: o.description });
         if (o.json) out(JSON.stringify({ token: t.token, ...t.info }));
