@@ -10,6 +10,7 @@ import multer from 'multer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
+import { foreignPublishInput } from '../../modules-store/interop/upload';
 import * as W from '../../client-sdk/wire';
 import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthConfig } from './auth';
 import { archivePayload, filePayload, sendPayload } from './download';
@@ -103,6 +104,8 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
           input = { files, sha256: sha };
         }
       }
+      // AdapterHub / PEFT / composable-sft folders (with ?id=&version=[&base=]) become a modhub package here.
+      input = await foreignPublishInput(input, req.query, await registry.listBases(), maxBytes);
       if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
       const result = await registry.publish(input, {
         allowUnknownBase: allowUnknown || undefined,
