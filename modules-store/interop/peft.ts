@@ -16,7 +16,7 @@ import type { Family } from '../../server/model/config';
 import { StoreError } from '../errors';
 import { HEAD, type HeadConfig } from '../kinds/heads';
 import { ia3Scales, IA3 } from '../kinds/ia3';
-import { LORA, type LinearTarget } from '../kinds/lora';
+import { LINEAR_TARGETS, LORA, type LinearTarget } from '../kinds/lora';
 import type { BaseRef, Manifest } from '../manifest';
 import { serializeSafetensors, type Tensor } from '../safetensors';
 import { familyOf, familyPrefix, floatAt, jsonFile, labelsOf, leaveOutOf, linearOf, linearPath, unsupported, weightsOf } from './names';
@@ -108,7 +108,8 @@ export function importPeft(files: FileSet, base: BaseRef): ConvertedModule {
   }
   if (found.size === 0) throw new StoreError('INVALID_WEIGHTS', `${file} has no ${type === 'LORA' ? 'lora_A / lora_B' : 'ia3_l'} tensors`);
   const layers = new Set([...found.values()].map((x) => x.layer));
-  const targets = [...new Set([...found.values()].map((x) => x.target))];
+  const present = new Set([...found.values()].map((x) => x.target));
+  const targets = LINEAR_TARGETS.filter((t) => present.has(t)); // modhub's order, not the file's
   const out = new Map<string, Tensor>();
   let kind: 'lora' | 'ia3';
   let config: Record<string, unknown>;
