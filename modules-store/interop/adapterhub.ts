@@ -326,7 +326,7 @@ export function exportAdapterHub(m: Manifest, tensors: Map<string, Tensor>): Map
       w.set(`${p}.${mm[3] === 'ia3_l' ? 'lora_B' : mm[3]}`, t);
     }
   } else {
-    throw new StoreError('INVALID_ARGUMENT', `${m.id}: kind '${m.kind}' has no AdapterHub adapter form (bottleneck, lora and ia3 do)`);
+    throw new StoreError('INVALID_ARGUMENT', `${m.id}: kind '${m.kind}' has no AdapterHub adapter form (bottleneck, lora, ia3 and fusion do)`);
   }
   const ac = { config, hidden_size: m.base.hidden_size, model_class: modelClass, model_name: family, model_type: family, name, version: 'adapters.1.0.0' };
   return new Map<string, Buffer>([

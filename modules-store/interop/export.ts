@@ -7,6 +7,7 @@ import { StoreError } from '../errors';
 import type { Manifest } from '../manifest';
 import type { Tensor } from '../safetensors';
 import { exportAdapterHub } from './adapterhub';
+import { exportAdapterHubFusion } from './adapterhub-fusion';
 import { exportPeft } from './peft';
 
 export const EXPORT_FORMATS = ['adapterhub', 'peft'] as const;
@@ -18,7 +19,7 @@ export function isExportFormat(s: string): s is ExportFormat {
 
 /** The foreign files of a module (name → bytes); INVALID_ARGUMENT when the module has no such form. */
 export function exportModule(m: Manifest, tensors: Map<string, Tensor>, format: string): Map<string, Buffer> {
-  if (format === 'adapterhub') return exportAdapterHub(m, tensors);
+  if (format === 'adapterhub') return m.kind === 'fusion' ? exportAdapterHubFusion(m, tensors) : exportAdapterHub(m, tensors);
   if (format === 'peft') return exportPeft(m, tensors);
   throw new StoreError('INVALID_ARGUMENT', `export format must be one of ${EXPORT_FORMATS.join(', ')}, got '${format}'`);
 }

@@ -7,6 +7,7 @@ export * from './detect';
 export * from './export';
 export { readTorchBin, readTorchStateDict, unpickle, readZip, CONVERT_HINT } from './pickle';
 export { importAdapterHub, exportAdapterHub } from './adapterhub';
+export { importAdapterHubFusion, exportAdapterHubFusion } from './adapterhub-fusion';
 export { importPeft, exportPeft } from './peft';
 export { importSft, columnToRowMajor } from './sft';
 export type { ConvertedModule, FileSet } from './types';

@@ -1,6 +1,6 @@
 /**
  * The hub's upload hook: a publish whose request names `id` (and `version`, optionally `base`) and whose files
- * are an AdapterHub, PEFT or composable-sft folder (as a tar / tar.gz, or loose files) is converted into a modhub
+ * are an AdapterHub (adapter + head, or AdapterFusion), PEFT or composable-sft folder (as a tar / tar.gz, or loose files) is converted into a modhub
  * package before the registry validates it; anything else passes through untouched.
  * The base is the registered base with fingerprint `base`, or the only registered base when there is one.
  * Example: `input = await foreignPublishInput(input, { id: 'task/sst2', version: '1.0.0' }, await reg.listBases())`.
@@ -21,6 +21,8 @@ export interface ForeignParams {
   base?: unknown;
   task?: unknown;
   language?: unknown;
+  /** AdapterFusion: comma-separated ids of the fused adapters. */
+  adapters?: unknown;
 }
 
 async function filesOf(input: PublishInput, maxBytes: number): Promise<Map<string, Buffer>> {
@@ -65,6 +67,6 @@ export async function foreignPublishInput(input: PublishInput, params: ForeignPa
     );
   }
   const base: BaseRef = { family: row.family, fingerprint: row.fingerprint, hidden_size: row.hiddenSize, num_layers: row.numLayers, vocab_size: row.vocabSize };
-  const pkg = convertForeign(files, { id, version, base, task: str(params.task, 'task'), language: str(params.language, 'language') });
+  const pkg = convertForeign(files, { id, version, base, task: str(params.task, 'task'), language: str(params.language, 'language'), adapters: str(params.adapters, 'adapters')?.split(',') });
   return { files: pkg.files };
 }

@@ -41,7 +41,7 @@ async function packageOf(ref: string, o: { hub?: string; token?: string }): Prom
 export function registerInteropCommands(mod: Command): void {
   mod
     .command('import')
-    .description('convert an AdapterHub, PEFT or composable-sft folder (or .tar / .tar.gz) into a modhub package')
+    .description('convert an AdapterHub (adapter, head, AdapterFusion), PEFT or composable-sft folder (or .tar / .tar.gz) into a modhub package')
     .argument('<path>', 'foreign folder or archive')
     .requiredOption('--id <ns/name>', 'module id')
     .requiredOption('--version <semver>', 'module version')
@@ -49,7 +49,8 @@ export function registerInteropCommands(mod: Command): void {
     .option('--out <dir>', 'output folder (default: ./<name>-<version>)')
     .option('--task <name>', 'task name (default: from the head)')
     .option('--language <code>', 'language code')
-    .action(async (p: string, f: { id: string; version: string; base: string; out?: string; task?: string; language?: string }) => {
+    .option('--adapters <ids>', 'AdapterFusion: module ids of the fused adapters, comma-separated, in the file\'s order (default <namespace>/<name>)')
+    .action(async (p: string, f: { id: string; version: string; base: string; out?: string; task?: string; language?: string; adapters?: string }) => {
       const files = await foreignFiles(p);
       const format = detectFormat(files);
       const base = await loadBase(f.base);
@@ -59,6 +60,7 @@ export function registerInteropCommands(mod: Command): void {
         version: f.version,
         task: f.task,
         language: f.language,
+        adapters: f.adapters?.split(',').map((x) => x.trim()),
         base: { family: c.family, fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize },
       });
       const out = f.out ?? `./${f.id.split('/')[1]}-${f.version}`;

@@ -191,3 +191,22 @@ export function sftFolder(m: RefModule, shapes: Map<string, number[]>, abs: [str
   p.raw(0x73);
   return new Map([['pytorch_diff.bin', torchSave({ pkl: p.done(), storages })]]);
 }
+
+/** AdapterHub `save_adapter_fusion` output for a native fusion fixture fusing adapters named `names`. */
+export function adapterFusionFolder(m: RefModule, family: Fam, names: string[], config: Record<string, unknown> = {}): Map<string, Buffer> {
+  const n = FAMILY_NAMES[family];
+  const name = names.join(',');
+  const w: [string, Tensor][] = [];
+  for (const [k, t] of m.tensors) {
+    const mm = /^layers\.(\d+)\.(attention|output)\.(query|key|value)\.(weight|bias)$/.exec(k);
+    if (!mm) throw new Error(`adapterFusionFolder: no AdapterHub name for '${k}'`);
+    const site = family === 'distilbert' ? (mm[2] === 'attention' ? 'attention_adapters' : 'output_adapters') : mm[2] === 'attention' ? 'attention.output' : 'output';
+    w.push([`${n.prefix}${n.layer}.${mm[1]}.${site}.adapter_fusion_layer.${name}.${mm[3]}.${mm[4]}`, t]);
+  }
+  const c = m.manifest.config as { dynamic?: boolean };
+  const fc = { key: true, query: true, value: c.dynamic !== false, query_before_ln: false, regularization: true, residual_before: false, temperature: false, value_before_softmax: true, value_initialized: true, dropout_prob: null, ...config };
+  return new Map([
+    ['adapter_fusion_config.json', json({ config: fc, hidden_size: m.manifest.base.hidden_size, model_class: 'BertAdapterModel', model_name: `${family}-tiny`, model_type: family, name, version: 'adapters.1.1.0' })],
+    ['model_adapter_fusion.safetensors', serializeSafetensors(new Map(w))],
+  ]);
+}

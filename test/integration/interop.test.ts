@@ -15,8 +15,8 @@ import { loadBase, type Base } from '../../server/model/base';
 import { createTinyBase } from '../../server/model/tiny';
 import { Engine, type RowOutput } from '../../server/runtime/engine';
 import { EMPTY_PLAN } from '../../server/model/composition';
-import { adapterHubFolder, peftFolder, sftFolder } from '../helpers/foreign';
-import { makeAdapterModule, makeDiffModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import { adapterFusionFolder, adapterHubFolder, peftFolder, sftFolder } from '../helpers/foreign';
+import { makeAdapterModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
 import type { RefModule } from '../reference/modules';
 
 const TEXTS = ['the quick brown fox', 'hello world and more words here'];
@@ -62,14 +62,17 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('foreig
   });
 
   /** Imports `files` as `id`, checks tensors equal the native ones, and runs both through the engine. */
-  async function importAndCompare(native: RefModule, files: Map<string, Buffer>, id: string): Promise<void> {
-    const pkg = convertForeign(files, { id, version: '1.0.0', base: ref });
+  async function importAndCompare(native: RefModule, files: Map<string, Buffer>, id: string, compose?: (ref: string) => unknown, adapters?: string[]): Promise<void> {
+    const pkg = convertForeign(files, { id, version: '1.0.0', base: ref, adapters });
     expectSameTensors(weightsOf(pkg.files), native.tensors);
     expect(pkg.manifest.head).toEqual(native.manifest.head);
     engine.addModule(parseManifest(native.manifest), native.tensors);
     engine.addModule(pkg.manifest, weightsOf(pkg.files));
     const enc = await base.tokenizer.encodeBatch([...TEXTS, ...TEXTS]);
-    const plans = [...(await engine.plan(`${native.manifest.id}@1.0.0`)), ...(await engine.plan(`${native.manifest.id}@1.0.0`)), ...(await engine.plan(`${id}@1.0.0`)), ...(await engine.plan(`${id}@1.0.0`))];
+    const comp = compose ?? ((r: string) => r);
+    const nat = (await engine.plan(comp(`${native.manifest.id}@1.0.0`) as never))[0];
+    const imp = (await engine.plan(comp(`${id}@1.0.0`) as never))[0];
+    const plans = [nat, nat, imp, imp];
     const out: RowOutput[] = await engine.forward(enc, plans, { hidden: true });
     for (let i = 0; i < TEXTS.length; i++) {
       const a = out[i];
@@ -131,6 +134,19 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('foreig
     await importAndCompare(native, files, 'imp/sft');
   });
 
+  it('AdapterHub AdapterFusion (dynamic, attention and output sites) over two bottleneck adapters', async () => {
+    const a = makeAdapterModule({ id: 'nat/fa', base: info, preset: 'double_seq_bn', config: { reduction_factor: 4 }, seed: 21 });
+    const b = makeAdapterModule({ id: 'nat/fb', base: info, preset: 'double_seq_bn', config: { reduction_factor: 4 }, head: { type: 'classification', num_labels: 2 }, seed: 22 });
+    engine.addModule(parseManifest(a.manifest), a.tensors);
+    engine.addModule(parseManifest(b.manifest), b.tensors);
+    const fusion = makeFusionModule({ id: 'nat/fusion', base: info, adapters: ['nat/fa', 'nat/fb'], sites: ['attention', 'output'], seed: 23 });
+    const native = { ...fusion, manifest: { ...fusion.manifest, task: 'fusion', config: { ...fusion.manifest.config, leave_out: [] } } };
+    const files = adapterFusionFolder(native, family, ['fa', 'fb']);
+    await importAndCompare(native, files, 'imp/fusion', (f) => ({ fuse: ['nat/fa@1.0.0', 'nat/fb@1.0.0'], fusion: f }), ['nat/fa', 'nat/fb']);
+    // without explicit ids the fused adapters are <namespace>/<name>
+    expect(convertForeign(files, { id: 'nat/fusion2', version: '1.0.0', base: ref }).manifest.config).toMatchObject({ adapters: ['nat/fa', 'nat/fb'], dynamic: true, sites: ['attention', 'output'] });
+  });
+
   it('export → import gives back the same weights.safetensors bytes (AdapterHub and PEFT)', () => {
     const cases: [RefModule, string][] = [
       [makeAdapterModule({ id: 'rt/bn', base: info, preset: 'seq_bn_inv', config: { ln_before: true, reduction_factor: 4 }, head: { type: 'classification', num_labels: 3 }, seed: 8 }), 'adapterhub'],
@@ -139,6 +155,8 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('foreig
       [makeIa3Module({ id: 'rt/ia3', base: info, seed: 11 }), 'adapterhub'],
       [makeLoraModule({ id: 'rt/lora', base: info, r: 4, target_modules: ['query', 'attn_output', 'ffn_out'], head: family === 'distilbert' ? { type: 'token_classification', num_labels: 2 } : { type: 'classification', num_labels: 2 }, seed: 12 }), 'peft'],
       [makeIa3Module({ id: 'rt/ia3', base: info, target_modules: ['key', 'attn_output', 'ffn_in', 'ffn_out'], leave_out: [0], seed: 13 }), 'peft'],
+      [makeFusionModule({ id: 'rt/fusion', base: info, adapters: ['rt/a', 'rt/b', 'rt/c'], seed: 14 }), 'adapterhub'],
+      [makeFusionModule({ id: 'rt/fusion', base: info, adapters: ['rt/a', 'rt/b'], dynamic: false, sites: ['attention'], seed: 15 }), 'adapterhub'],
     ];
     for (const [native, format] of cases) {
       const m = parseManifest(native.manifest);

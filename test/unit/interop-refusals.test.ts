@@ -5,8 +5,8 @@
 import { convertForeign, detectFormat, exportModule } from '../../modules-store/interop';
 import { parseManifest, type BaseRef } from '../../modules-store/manifest';
 import { f32, parseSafetensors, serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
-import { adapterHubFolder, peftFolder } from '../helpers/foreign';
-import { fakeFingerprint, makeAdapterModule, makeDiffModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import { adapterFusionFolder, adapterHubFolder, peftFolder } from '../helpers/foreign';
+import { fakeFingerprint, makeAdapterModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
 import { Pickler, torchSave } from '../helpers/torch-files';
 
 const info: BaseInfo = { family: 'bert', fingerprint: fakeFingerprint('interop'), hidden_size: 8, num_layers: 2, vocab_size: 32, intermediate_size: 12 };
@@ -73,7 +73,12 @@ describe('refused foreign folders name the field and value', () => {
       /feedforward_modules = \["dense"\].*'bert\.encoder\.layer\.0\.attention\.output\.dense' is scaled at its input; modhub's attn_output IA³ target scales the output/,
     ],
     ['a sequence classifier without its pooler', () => peftFolder(makeLoraModule({ id: 'nat/c', base: info, r: 2, head: { type: 'token_classification', num_labels: 2 }, seed: 6 }), 'bert', { config: { ...LORA_CFG, task_type: 'SEQ_CLS', modules_to_save: ['classifier'] } }), /task_type = "SEQ_CLS"/],
-    ['an AdapterFusion folder', () => new Map([['adapter_fusion_config.json', Buffer.from('{}')]]), /AdapterFusion folders are not imported yet/],
+    ['an AdapterFusion without its name', () => new Map([['adapter_fusion_config.json', Buffer.from('{"config": {}}')]]), /adapter_fusion_config\.json: name = undefined cannot be expressed/],
+    [
+      'an annealed AdapterFusion temperature',
+      () => adapterFusionFolder(makeFusionModule({ id: 'nat/f', base: info, adapters: ['nat/a', 'nat/b'], seed: 9 }), 'bert', ['a', 'b'], { temperature: true }),
+      /config\.temperature = true.*annealed temperature/,
+    ],
     ['an unknown folder', () => new Map([['pytorch_model.bin', Buffer.from('x')]]), /no known format/],
     ['adapter_config.json of neither library', () => new Map([['adapter_config.json', Buffer.from('{"r": 8}')]]), /neither 'peft_type' \(PEFT\) nor 'config' \(AdapterHub\)/],
     [
