@@ -6,6 +6,8 @@
  *   GET|HEAD /{ns}/{name}/resolve/{rev}/{file}        file bytes with ETag, X-Repo-Commit, Content-Length, Range
  *   GET|HEAD /{ns}/{name}/raw/{rev}/{file}            the same (modhub stores no LFS pointers)
  * A revision is a version, a tag, `main`/`HEAD` (= latest) or the 40-hex commit id (first 40 hex of the version digest).
+ * Virtual revisions `adapterhub[-<rev>]` / `peft[-<rev>]` (and their commits) serve the module as an AdapterHub or PEFT
+ * folder (hf-interop.ts), so Python's adapters / peft load it with HF_ENDPOINT pointed at the hub (docs/interop.md).
  * Errors here use HF's body shape `{"error": "<message>", "code"}` (HF clients print `error` as the message).
  * Example: `downloadFile({ repo: 'lang/de', path: 'module.json', revision: '1.0.0', hubUrl: 'http://localhost:8080' })`.
  */
@@ -278,6 +280,7 @@ const hfFile = (method: 'get' | 'head', kind: string): RouteDoc =>
     method,
     path: `/{ns}/{name}/${kind}/{rev}/{file}`,
     summary: `HF-compatible file ${method === 'head' ? 'metadata' : 'download'} (${kind})`,
+    description: 'rev: a version, tag, main / HEAD, a 40-hex commit, or a virtual revision adapterhub[-<rev>] / peft[-<rev>] serving the AdapterHub / PEFT files of the module (404 EntryNotFound when it has no such form)',
     headers: { Range: 'a single byte range', 'If-None-Match': '304 when it matches the ETag' },
     responses: {
       '200': { description: 'file bytes', ...(method === 'get' ? { bytes: 'application/octet-stream' } : {}), headers: { ETag: 'sha256 of the file', 'X-Repo-Commit': 'the 40-hex commit' } },

@@ -268,7 +268,7 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
     method: 'post',
     path: '/modules',
     summary: 'Publish a module version',
-    description: `multipart/form-data (one 'archive' file, or module.json + weights.safetensors + README.md, with optional sha256 fields) or a raw ${RAW_TYPES.join(' / ')} body (X-Content-Sha256 checked when sent; ?allow_unknown_base=true for admins).`,
+    description: `multipart/form-data (one 'archive' file, or module.json + weights.safetensors + README.md, with optional sha256 fields) or a raw ${RAW_TYPES.join(' / ')} body (X-Content-Sha256 checked when sent; ?allow_unknown_base=true for admins). An AdapterHub (adapter + head, or AdapterFusion), PEFT or composable-sft folder as an archive is converted on upload when the query names ?id=ns/name&version=X (optional base=<fingerprint>, needed when several bases are registered; adapters=<ids> for a fusion; task, language); see docs/interop.md.`,
     access: 'write',
     body: { 'multipart/form-data': W.PublishFormSchema, ...Object.fromEntries(RAW_TYPES.map((t) => [t, ARCHIVE_BYTES])) },
     headers: { 'X-Content-Sha256': 'sha256 hex of a raw body, checked' },
