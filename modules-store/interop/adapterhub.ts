@@ -63,6 +63,8 @@ class Keys {
   }
 }
 
+/** AdapterHub BnConfig's dataclass defaults (configuration/adapter_config.py); inv_adapter_reduction_factor None → 2 as modhub's. */
+const BN_DEFAULTS = { original_ln_before: false, original_ln_after: true, ln_before: false, ln_after: false, is_parallel: false, scaling: 1.0, residual_before_ln: true, adapter_residual_before_ln: false, inv_adapter: null, inv_adapter_reduction_factor: 2, leave_out: [] };
 const BN_FIELDS = ['mh_adapter', 'output_adapter', 'reduction_factor', 'non_linearity', 'original_ln_before', 'original_ln_after', 'residual_before_ln', 'adapter_residual_before_ln', 'ln_before', 'ln_after', 'is_parallel', 'scaling', 'leave_out', 'inv_adapter', 'inv_adapter_reduction_factor'] as const;
 
 function importBottleneck(c: Record<string, unknown>, keys: Keys, family: Family, base: BaseRef, name: string): Pick<ConvertedModule, 'kind' | 'config' | 'tensors'> {
@@ -75,9 +77,13 @@ function importBottleneck(c: Record<string, unknown>, keys: Keys, family: Family
     unsupported(f, 'config.non_linearity', c.non_linearity, `modhub's bottleneck activations are ${ACTIVATIONS.join(', ')}`);
   }
   if (c.cross_adapter === true) unsupported(f, 'config.cross_adapter', true, 'cross-attention adapters need a decoder');
-  const config: Record<string, unknown> = {};
-  for (const k of BN_FIELDS) if (c[k] !== undefined) config[k] = k === 'non_linearity' ? String(c[k]).toLowerCase() : c[k];
-  if (!('mh_adapter' in config) || !('output_adapter' in config)) throw new StoreError('INVALID_PACKAGE', `${f}: config needs mh_adapter and output_adapter (an AdapterHub BnConfig)`);
+  for (const k of ['mh_adapter', 'output_adapter', 'reduction_factor', 'non_linearity'] as const) {
+    if (c[k] === undefined || c[k] === null) throw new StoreError('INVALID_PACKAGE', `${f}: config.${k} is missing (a required field of AdapterHub's BnConfig)`);
+  }
+  // Fields the file leaves out take BnConfig's own defaults (not a preset's): every field is then explicit.
+  const config: Record<string, unknown> = { ...BN_DEFAULTS };
+  for (const k of BN_FIELDS) if (c[k] !== undefined && c[k] !== null) config[k] = k === 'non_linearity' ? String(c[k]).toLowerCase() : c[k];
+  if (c.inv_adapter === null) config.inv_adapter = null;
   const rc = resolveBottleneckConfig(config);
   const D = base.hidden_size;
   const tensors = new Map<string, Tensor>();

@@ -13,7 +13,7 @@ import type { BaseRef } from '../../modules-store/manifest';
 import { createApp } from '../../server/http/app';
 import { adapterHubFolder, peftFolder } from '../helpers/foreign';
 import { registerTestBase, TEST_BASE } from '../helpers/hub';
-import { makeAdapterModule, makeLoraModule } from '../helpers/modules';
+import { makeAdapterModule, makeIa3Module, makeLoraModule } from '../helpers/modules';
 
 let reg: Registry;
 let app: ReturnType<typeof createApp>;
@@ -58,6 +58,16 @@ describe('foreign uploads', () => {
     expect(res.status).toBe(201);
     const m = await reg.resolve('task/ner@2.0.0');
     expect(m.manifest).toMatchObject({ kind: 'lora', config: { r: 2, lora_alpha: 4, target_modules: ['query', 'value'] }, head: { type: 'token_classification', num_labels: 3 } });
+  });
+
+  it('accepts AdapterHub IA³ on the FFN although the registered base does not state its FFN size', async () => {
+    const ia3 = makeIa3Module({ id: 'nat/ia3', base: { ...info, intermediate_size: 20 }, target_modules: ['key', 'value', 'ffn_in'], seed: 3 });
+    const files = adapterHubFolder(ia3, 'bert', { name: 'ia3', config: { architecture: 'lora', selfattn_lora: true, intermediate_lora: true, output_lora: false, attn_matrices: ['k', 'v'], r: 1, alpha: 1, composition_mode: 'scale', init_weights: 'ia3' } });
+    const res = await request(app).post('/v1/modules?id=task/ia3&version=1.0.0&task=nli').set('Authorization', `Bearer ${admin}`).set('Content-Type', 'application/gzip').send(packArchive(files, true));
+    expect(res.status).toBe(201);
+    const m = await reg.resolve('task/ia3@1.0.0');
+    expect(m.manifest).toMatchObject({ kind: 'ia3', task: 'nli', config: { target_modules: ['key', 'value', 'ffn_in'] } });
+    expect(parseSafetensors(await m.readFile('weights.safetensors')).tensors.get('layers.1.ffn_in.ia3_l')!.shape).toEqual([20, 1]);
   });
 
   it('answers foreign uploads it cannot take with a code and what to fix', async () => {

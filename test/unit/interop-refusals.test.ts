@@ -94,6 +94,19 @@ describe('refused foreign folders name the field and value', () => {
     expect(() => convertForeign(make(), opts)).toThrow(message);
   });
 
+  it('fills fields an AdapterHub config leaves out with BnConfig defaults (original_ln_before false), not a preset', () => {
+    const minimal = { mh_adapter: false, output_adapter: true, reduction_factor: 4, non_linearity: 'relu' };
+    const files = adapterHubFolder(bn, 'bert', { name: 'a', config: minimal });
+    expect(convertForeign(files, opts).manifest.config).toMatchObject({ ...minimal, original_ln_before: false, original_ln_after: true, residual_before_ln: true, ln_before: false, scaling: 1 });
+    const noRf = adapterHubFolder(bn, 'bert', { name: 'a', config: { mh_adapter: false, output_adapter: true, non_linearity: 'relu' } });
+    expect(() => convertForeign(noRf, opts)).toThrow(/config\.reduction_factor is missing/);
+  });
+
+  it('refuses an adapter made for another model type or hidden size', () => {
+    expect(() => convertForeign(setJson(ah({}), 'adapter_config.json', (v) => (v.model_type = 'gpt2')), opts)).toThrow(/model_type = "gpt2".*the base is a bert model/);
+    expect(() => convertForeign(setJson(ah({}), 'adapter_config.json', (v) => (v.hidden_size = 768)), opts)).toThrow(/hidden_size = 768.*the base has hidden_size 8/);
+  });
+
   it('imports the unrefused AdapterHub folder these variants start from (so each refusal is the variant)', () => {
     expect(detectFormat(ah({}))).toBe('adapterhub');
     expect(convertForeign(ah({}), opts).manifest.kind).toBe('bottleneck');
