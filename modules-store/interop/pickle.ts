@@ -408,6 +408,14 @@ function materialize(v: TensorView, storages: Map<string, Buffer>, file: string)
   const size = DTYPE_BYTES[v.storage.dtype];
   const n = v.size.reduce((a, b) => a * b, 1);
   const src = bytes as Buffer;
+  const contiguous = v.size.every((d, i) => d === 1 || v.stride[i] === v.size.slice(i + 1).reduce((a, b) => a * b, 1));
+  if (contiguous && v.storage.dtype === 'F32') {
+    // The common case (every state-dict tensor torch saves): one copy, no per-element offsets.
+    if ((v.offset + n) * 4 > src.length) refuse(file, `a tensor reads past the end of storage '${v.storage.key}'`);
+    const ab = new ArrayBuffer(n * 4);
+    new Uint8Array(ab).set(src.subarray(v.offset * 4, (v.offset + n) * 4));
+    return { dtype: 'F32', shape: [...v.size], data: new Float32Array(ab) };
+  }
   const idx = new Array<number>(n);
   const dims = v.size.length;
   const pos = new Array<number>(dims).fill(0);

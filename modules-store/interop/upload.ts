@@ -55,7 +55,7 @@ export async function foreignPublishInput(input: PublishInput, params: ForeignPa
   const id = str(params.id, 'id');
   if (id === undefined) return input;
   const files = await filesOf(input, maxBytes);
-  if (detectFormat(files) === 'modhub') return { files };
+  if (detectFormat(files) === 'modhub') return input; // a modhub package: the registry checks it (and its digests) as usual
   const version = str(params.version, 'version');
   if (!version) throw new StoreError('INVALID_ARGUMENT', "a foreign (AdapterHub / PEFT / composable-sft) upload needs 'version' beside 'id'");
   const fp = str(params.base, 'base');
