@@ -261,8 +261,13 @@ export function adapterName(id: string): string {
   return id.split('/')[1].replace(/[^A-Za-z0-9_]/g, '_');
 }
 
+/**
+ * JSON for Python readers. `scaling` must stay a float: AdapterHub's Adapter checks `isinstance(scaling, float)`
+ * and rejects an int (JSON.stringify writes 1.0 as 1), so integral values get their `.0` back.
+ */
 function jsonBytes(v: unknown): Buffer {
-  return Buffer.from(JSON.stringify(v, null, 2) + '\n', 'utf8');
+  const text = JSON.stringify(v, null, 2).replace(/("(?:scaling|dropout)": )(-?\d+)(,?\n)/g, '$1$2.0$3');
+  return Buffer.from(text + '\n', 'utf8');
 }
 
 /** The head files AdapterHub reads (null without a head). */

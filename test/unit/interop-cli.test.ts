@@ -46,6 +46,8 @@ describe('modhub module import / export', () => {
     expect(pkg.manifest).toMatchObject({ kind: 'bottleneck', language: 'de', base: { family: 'distilbert', fingerprint: info.fingerprint } });
     const ex = await runCommand(registerModuleCommands, ['module', 'export', path.join(dir, 'pkg'), '--format', 'adapterhub', '--out', path.join(dir, 'ah-out')]);
     expect(ex).toMatch(/adapter_config\.json, adapter\.safetensors/);
+    // AdapterHub's Adapter accepts only a float scaling (isinstance(scaling, float)): 1.0, never 1
+    expect(await fsp.readFile(path.join(dir, 'ah-out', 'adapter_config.json'), 'utf8')).toMatch(/"scaling": 1\.0,\n/);
     await runCommand(registerModuleCommands, ['module', 'import', path.join(dir, 'ah-out'), '--id', 'lang/de', '--version', '1.0.0', '--base', baseDir, '--out', path.join(dir, 'pkg2')]);
     const again = await readModulePackage(path.join(dir, 'pkg2'));
     expect(again.files.get('weights.safetensors')!.equals(pkg.files.get('weights.safetensors')!)).toBe(true);
