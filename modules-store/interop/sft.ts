@@ -55,19 +55,21 @@ export function importSft(files: FileSet, base: BaseRef): ConvertedModule {
       throw new StoreError('INVALID_WEIGHTS', `${SFT_FILE}: diffs['${param}'] needs size, index_steps and values of the same length as index_steps`);
     }
     const total = size.reduce((a: number, b: number) => a * b, 1);
-    const pairs: [number, number][] = [];
+    // Typed arrays and a sorted permutation: LT-SFTs hold millions of entries per model.
+    const rows = new Float64Array(steps.length);
     let idx = 0;
     for (let i = 0; i < steps.length; i++) {
       const s = steps[i];
       if (typeof s !== 'number' || !Number.isInteger(s) || (i > 0 && s <= 0) || s < 0) throw new StoreError('INVALID_WEIGHTS', `${SFT_FILE}: diffs['${param}'].index_steps[${i}] = ${String(s)} is not a positive step`);
       idx += s;
       if (idx >= total) throw new StoreError('INVALID_WEIGHTS', `${SFT_FILE}: diffs['${param}'] index ${idx} is outside size [${size}]`);
-      pairs.push([columnToRowMajor(idx, size as number[]), (values.data as Float32Array)[i]]);
+      rows[i] = columnToRowMajor(idx, size as number[]);
     }
-    pairs.sort((a, b) => a[0] - b[0]);
-    tensors.set(DIFF.index(param), { dtype: 'I64', shape: [pairs.length], data: BigInt64Array.from(pairs, (p) => BigInt(p[0])) });
-    tensors.set(DIFF.values(param), { dtype: 'F32', shape: [pairs.length], data: Float32Array.from(pairs, (p) => p[1]) });
-    nnz += pairs.length;
+    const perm = Uint32Array.from({ length: rows.length }, (_, i) => i).sort((a, b) => rows[a] - rows[b]);
+    const vals = values.data as Float32Array;
+    tensors.set(DIFF.index(param), { dtype: 'I64', shape: [perm.length], data: BigInt64Array.from(perm, (i) => BigInt(rows[i])) });
+    tensors.set(DIFF.values(param), { dtype: 'F32', shape: [perm.length], data: Float32Array.from(perm, (i) => vals[i]) });
+    nnz += perm.length;
   }
   let head: ConvertedModule['head'] = null;
   let labels: string[] = [];

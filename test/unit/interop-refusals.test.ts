@@ -5,7 +5,7 @@
 import { convertForeign, detectFormat, exportModule } from '../../modules-store/interop';
 import { parseManifest, type BaseRef } from '../../modules-store/manifest';
 import { f32, parseSafetensors, serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
-import { adapterFusionFolder, adapterHubFolder, peftFolder } from '../helpers/foreign';
+import { adapterFusionFolder, adapterHubFolder, peftFolder, sftFolder } from '../helpers/foreign';
 import { fakeFingerprint, makeAdapterModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
 import { Pickler, torchSave } from '../helpers/torch-files';
 
@@ -78,6 +78,16 @@ describe('refused foreign folders name the field and value', () => {
       'an annealed AdapterFusion temperature',
       () => adapterFusionFolder(makeFusionModule({ id: 'nat/f', base: info, adapters: ['nat/a', 'nat/b'], seed: 9 }), 'bert', ['a', 'b'], { temperature: true }),
       /config\.temperature = true.*annealed temperature/,
+    ],
+    [
+      'composable-sft abs tensors other than the token classifier',
+      () => sftFolder(makeDiffModule({ id: 'nat/s', base: info, targets: [{ name: 'bert.encoder.layer.0.attention.self.query.bias', shape: [8] }], density: 0.5, seed: 10 }), new Map([['bert.encoder.layer.0.attention.self.query.bias', [8]]]), [['bert.pooler.dense.bias', f32([8])]]),
+      /abs = \["bert\.pooler\.dense\.bias"\].*only a token classifier/,
+    ],
+    [
+      'composable-sft diffs on a parameter outside the encoder',
+      () => sftFolder(makeDiffModule({ id: 'nat/s', base: info, targets: [{ name: 'classifier.weight', shape: [2, 8] }], density: 0.5, seed: 11 }), new Map([['classifier.weight', [2, 8]]])),
+      /diffs\['classifier\.weight'\].*not a parameter of the bert encoder/,
     ],
     ['an unknown folder', () => new Map([['pytorch_model.bin', Buffer.from('x')]]), /no known format/],
     ['adapter_config.json of neither library', () => new Map([['adapter_config.json', Buffer.from('{"r": 8}')]]), /neither 'peft_type' \(PEFT\) nor 'config' \(AdapterHub\)/],
