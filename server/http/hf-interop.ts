@@ -40,10 +40,11 @@ export async function findVirtualCommit(registry: Registry, namespace: string, n
   return null;
 }
 
-const cache = new Map<string, VirtualFile[]>();
+/** Built files by `digest:format` (one per router; small, as exports of a version never change). */
+export type VirtualCache = Map<string, VirtualFile[]>;
 
 /** The foreign files of a resolved module (built once per digest and format; 404 when it has no such form). */
-export async function virtualFiles(m: ResolvedModule, format: ExportFormat): Promise<VirtualFile[]> {
+export async function virtualFiles(m: ResolvedModule, format: ExportFormat, cache: VirtualCache): Promise<VirtualFile[]> {
   const key = `${m.digest}:${format}`;
   const hit = cache.get(key);
   if (hit) return hit;

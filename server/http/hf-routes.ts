@@ -19,7 +19,7 @@ import { requireRead, type AuthConfig } from './auth';
 import { filePayload, parseRange, sendPayload } from './download';
 import { badRequest, httpError } from './errors';
 import { downloadCounter } from './hub-routes';
-import { findVirtualCommit, splitVirtualRev, virtualCommit, virtualFiles } from './hf-interop';
+import { findVirtualCommit, splitVirtualRev, virtualCommit, virtualFiles, type VirtualCache } from './hf-interop';
 import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
 import type { ExportFormat } from '../../modules-store/interop';
 
@@ -89,6 +89,7 @@ async function resolveAny(registry: Registry, namespace: string, name: string, r
 export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
   const { registry, logger } = deps;
   const r = express.Router();
+  const virtualCache: VirtualCache = new Map();
   const hfShape: express.RequestHandler = (_req, res, next) => {
     res.locals.hfErrorShape = true;
     next();
@@ -177,7 +178,7 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
     const { m, format } = await resolveAny(registry, namespace, name, rev).catch(hfError);
     const json = await modelJson(m);
     if (!format) return json;
-    const files = await virtualFiles(m, format).catch(hfError);
+    const files = await virtualFiles(m, format, virtualCache).catch(hfError);
     const sha = virtualCommit(m.digest, format);
     return { ...json, _id: sha, sha, library_name: format === 'peft' ? 'peft' : 'adapter-transformers', siblings: files.map((f) => ({ rfilename: f.name, size: f.bytes.length, lfs: { sha256: f.sha256, size: f.bytes.length } })) };
   };
@@ -193,7 +194,7 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
     const createdAt = expand ? (await registry.info(m.namespace, m.name)).versions.find((v) => v.version === m.version)?.createdAt : undefined;
     if (format) {
       const sha = virtualCommit(m.digest, format);
-      return (await virtualFiles(m, format).catch(hfError)).map((f) => ({
+      return (await virtualFiles(m, format, virtualCache).catch(hfError)).map((f) => ({
         type: 'file',
         path: f.name,
         oid: f.sha256,
@@ -237,7 +238,7 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
     const { m, format } = await resolveAny(registry, namespace, name, p(req, 'rev')).catch(hfError);
     const fname = p(req, 'file');
     if (format) {
-      const vf = (await virtualFiles(m, format).catch(hfError)).find((x) => x.name === fname);
+      const vf = (await virtualFiles(m, format, virtualCache).catch(hfError)).find((x) => x.name === fname);
       if (!vf) hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no file '${fname}' in its ${format} form`));
       sendVirtual(req, res, vf, { 'X-Repo-Commit': virtualCommit(m.digest, format), 'X-Module-Version': m.version });
       return;
