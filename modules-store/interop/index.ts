@@ -5,7 +5,8 @@
  */
 export * from './detect';
 export * from './export';
-export { readTorchBin, readTorchStateDict, unpickle, readZip, CONVERT_HINT } from './pickle';
+export { readTorchBin, readTorchStateDict, unpickle, CONVERT_HINT } from './pickle';
+export { readZip } from './zip';
 export { importAdapterHub, exportAdapterHub } from './adapterhub';
 export { importAdapterHubFusion, exportAdapterHubFusion } from './adapterhub-fusion';
 export { importPeft, exportPeft } from './peft';
