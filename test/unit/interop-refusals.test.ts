@@ -1,6 +1,7 @@
 /**
  * Foreign folders modhub cannot express are refused, each with a message naming the field and value (or the
- * tensor) — never imported half-way; exports of modules without a foreign form are refused the same way.
+ * tensor) — never imported half-way; exports of modules without a foreign form are refused the same way. Also the
+ * few fields converted rather than copied (rsLoRA, AdapterHub IA³ alpha, BnConfig defaults).
  */
 import { convertForeign, detectFormat, exportModule } from '../../modules-store/interop';
 import { parseManifest, type BaseRef } from '../../modules-store/manifest';
@@ -110,6 +111,17 @@ describe('refused foreign folders name the field and value', () => {
     expect(convertForeign(files, opts).manifest.config).toMatchObject({ ...minimal, original_ln_before: false, original_ln_after: true, residual_before_ln: true, ln_before: false, scaling: 1 });
     const noRf = adapterHubFolder(bn, 'bert', { name: 'a', config: { mh_adapter: false, output_adapter: true, non_linearity: 'relu' } });
     expect(() => convertForeign(noRf, opts)).toThrow(/config\.reduction_factor is missing/);
+  });
+
+  it('folds what modhub stores differently: rsLoRA scaling into lora_alpha, AdapterHub IA³ alpha into the vectors', () => {
+    const rs = convertForeign(peftFolder(lora, 'bert', { config: { ...LORA_CFG, r: 2, lora_alpha: 8, use_rslora: true } }), opts);
+    // rsLoRA scales by alpha / sqrt(r); modhub by lora_alpha / r: lora_alpha = alpha * sqrt(r)
+    expect((rs.manifest.config as { lora_alpha: number }).lora_alpha).toBeCloseTo(8 * Math.sqrt(2), 12);
+    const ia3 = makeIa3Module({ id: 'nat/ia3', base: info, target_modules: ['key'], seed: 12 });
+    const files = adapterHubFolder(ia3, 'bert', { name: 'i', config: { architecture: 'lora', attn_matrices: ['k'], composition_mode: 'scale', r: 1, alpha: 2 } });
+    const got = parseSafetensors(convertForeign(files, opts).files.get('weights.safetensors')!).tensors.get('layers.0.key.ia3_l')!.data as Float32Array;
+    const want = ia3.tensors.get('layers.0.key.ia3_l')!.data as Float32Array;
+    expect(Array.from(got)).toEqual(Array.from(want, (x) => Math.fround(x * 2)));
   });
 
   it('refuses an adapter made for another model type or hidden size', () => {
