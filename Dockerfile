@@ -2,6 +2,8 @@
 #   docker build -t modhub .            # CPU
 #   docker build --build-arg ORT_INSTALL=cuda -t modhub:cuda .   # fetch onnxruntime's CUDA files (npm run install:cuda; needs network to them)
 #   docker run -p 8080:8080 -v modhub-data:/data modhub [--base /data/base]
+# At scale (replicas sharing PostgreSQL + an S3 bucket): set MODHUB_DATABASE_URL, MODHUB_BLOB_URL and MODHUB_S3_*; see
+# docs/scale.md and deploy/.
 FROM node:20-bookworm-slim AS build
 # sqlite3 builds from source with node-gyp when no prebuilt binary matches.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*

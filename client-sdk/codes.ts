@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
   // ---- the server
   SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
+  NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, shutting down)' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

@@ -7,7 +7,7 @@
  */
 import { Option, type Command } from 'commander';
 import type { Scope } from '../../client-sdk/node';
-import { openRegistry } from '../../modules-store';
+import { openStore } from '../../modules-store';
 import { configPath, hubSettings, loadConfig, removeConfig, saveConfig } from './config';
 import { usage } from './errors';
 import { clientOf, out, print, withHubOptions, withJson, type HubOpts } from './hub-options';
@@ -67,7 +67,8 @@ export function registerAuthCommands(program: Command): void {
       const bad = scopes.filter((s) => !['read', 'write', 'admin'].includes(s));
       if (bad.length) throw usage(`token create: unknown scope(s) ${bad.join(', ')} in '--scope'; use read, write or admin`);
       // sweep: false — a running server may be publishing into the same data dir.
-      const reg = await openRegistry({ dataDir: o.data, sweep: false });
+      // The same store as `modhub serve`: the data dir, or MODHUB_DATABASE_URL / MODHUB_BLOB_URL when set.
+      const reg = await openStore({ dataDir: o.data, sweep: false });
       try {
         const t = await reg.createToken({ scopes: scopes as Scope[], namespace: o.namespace ?? null, description: o.description });
         if (o.json) out(JSON.stringify({ token: t.token, ...t.info }));

@@ -8,6 +8,7 @@ import { writeModulePackage, type ManifestInput } from '../../modules-store';
 import { MODULE_KINDS, type ModuleKind } from '../../modules-store/kinds';
 import { loadBase } from '../model/base';
 import { initModule } from '../model/module-init';
+import { registerInteropCommands } from './interop';
 import { usage } from './errors';
 
 interface InitFlags {
@@ -99,4 +100,5 @@ export function registerModuleCommands(program: Command): void {
       }
       process.stdout.write(`wrote ${m.manifest.id}@${m.manifest.version} (${m.manifest.kind}, ${m.tensors.size} tensors) to ${f.out}: ${[...pkg.files.keys()].join(', ')}\n`);
     });
+  registerInteropCommands(mod);
 }
