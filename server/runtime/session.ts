@@ -47,7 +47,7 @@ export function int64(dims: readonly number[], data: BigInt64Array | ArrayLike<n
 function cudaHint(message: string): Error {
   return new Error(
     `device 'cuda' is not available (${message.split('\n')[0]}). ` +
-      `Fetch onnxruntime-node's CUDA files on a CUDA host with `npm run install:cuda`, ` +
+      `Fetch onnxruntime-node's CUDA files on a CUDA host with 'npm run install:cuda', ` +
       `or run with --device cpu.`,
   );
 }
