@@ -11,6 +11,7 @@ import { StoreError } from './errors';
 import { parseManifest, parseManifestBytes, type Manifest, type ManifestInput } from './manifest';
 import { serializeSafetensors, type Tensor } from './safetensors';
 import { validateWeights } from './validate';
+import type { BaseParams } from './kinds';
 
 export const MANIFEST_FILE = 'module.json';
 export const WEIGHTS_FILE = 'weights.safetensors';
@@ -33,6 +34,12 @@ export const DEFAULT_PACKAGE_LIMITS: PackageLimits = {
   maxCardBytes: 1 << 20,
 };
 
+/** What validation may know beyond the package itself. */
+export interface ValidateOptions {
+  /** The parameters of the base with this fingerprint, when known (diff checks need them). */
+  baseParams?: (fingerprint: string) => BaseParams | null | undefined;
+}
+
 /** A validated package: manifest and the exact bytes of every file (README.md generated when missing). */
 export interface ModulePackage {
   manifest: Manifest;
@@ -47,7 +54,7 @@ function limitFor(name: string, l: PackageLimits): number {
  * Validates a set of package files (name → bytes): only known names, sizes within limits, manifest schema and
  * format version, weights against the kind's config, card front matter. Generates README.md when absent.
  */
-export function validatePackage(files: Map<string, Buffer>, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS): ModulePackage {
+export function validatePackage(files: Map<string, Buffer>, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS, opts: ValidateOptions = {}): ModulePackage {
   for (const [name, bytes] of files) {
     if (!PACKAGE_FILES.includes(name)) {
       throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
@@ -61,7 +68,7 @@ export function validatePackage(files: Map<string, Buffer>, limits: PackageLimit
   const manifest = parseManifestBytes(mBytes);
   const weights = files.get(WEIGHTS_FILE);
   if (!weights) throw new StoreError('INVALID_PACKAGE', `the package has no ${WEIGHTS_FILE}`);
-  validateWeights(manifest, weights);
+  validateWeights(manifest, weights, { baseParams: opts.baseParams?.(manifest.base.fingerprint) ?? undefined });
   const out = new Map(files);
   const card = files.get(CARD_FILE);
   if (card) {

@@ -24,6 +24,7 @@ import { FsBlobStore, normalizeDigest, sha256Digest, type BlobStore, type ByteRa
 import type { BaseRow, Catalog, FileRow, ModuleRow, Scope, SearchQuery, SearchSort, TagRow, TokenRow, VersionRow } from './catalog';
 import { SqliteCatalog } from './catalog-sqlite';
 import { StoreError } from './errors';
+import type { BaseParams } from './kinds';
 import { assertName, assertTagName, parseManifest, parseRef, splitId, type Manifest } from './manifest';
 import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, type PackageLimits } from './package';
 
@@ -34,6 +35,12 @@ export interface RegistryOptions {
   limits?: Partial<PackageLimits>;
   /** Accept modules whose base fingerprint is not registered with {@link Registry.registerBase} (default false). */
   allowUnknownBases?: boolean;
+  /**
+   * The parameters of a registered base (by fingerprint), for checks that need the base's full config: diff
+   * modules naming base parameters, their shapes and index ranges. The server supplies it for the base it runs;
+   * for other bases those checks are structural only.
+   */
+  baseParams?: (fingerprint: string) => BaseParams | null | undefined;
   /** Clock (tests). */
   now?: () => Date;
   /** Called when the registry closes (in-memory registries remove their temp blob folder). */
@@ -178,6 +185,7 @@ export class Registry {
   readonly limits: PackageLimits;
   readonly allowUnknownBases: boolean;
   private readonly now: () => Date;
+  private readonly baseParams?: RegistryOptions['baseParams'];
   private readonly onClose?: () => Promise<void>;
   /** Digests an in-flight publish has written or is writing: garbage collection leaves them alone. */
   private readonly pinned = new Map<string, number>();
@@ -190,6 +198,7 @@ export class Registry {
     this.limits = { ...DEFAULT_PACKAGE_LIMITS, ...opts.limits };
     this.allowUnknownBases = opts.allowUnknownBases ?? false;
     this.now = opts.now ?? (() => new Date());
+    this.baseParams = opts.baseParams;
     this.onClose = opts.onClose;
   }
 
@@ -262,6 +271,7 @@ export class Registry {
       );
     }
     const mismatch: string[] = [];
+    if (known.family !== m.base.family) mismatch.push(`family '${m.base.family}' vs '${known.family}'`);
     if (known.hiddenSize !== m.base.hidden_size) mismatch.push(`hidden_size ${m.base.hidden_size} vs ${known.hiddenSize}`);
     if (known.numLayers !== m.base.num_layers) mismatch.push(`num_layers ${m.base.num_layers} vs ${known.numLayers}`);
     if (known.vocabSize !== m.base.vocab_size) mismatch.push(`vocab_size ${m.base.vocab_size} vs ${known.vocabSize}`);
@@ -274,7 +284,7 @@ export class Registry {
    */
   async publish(input: PublishInput, opts: PublishOptions = {}): Promise<PublishResult> {
     if (this.closed) throw new Error('registry is closed');
-    const pkg = validatePackage(await this.filesOf(input), this.limits);
+    const pkg = validatePackage(await this.filesOf(input), this.limits, { baseParams: this.baseParams });
     const m = pkg.manifest;
     await this.checkBase(m, opts.allowUnknownBase ?? this.allowUnknownBases);
     if (opts.authorize) await opts.authorize(m);

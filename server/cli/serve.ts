@@ -13,6 +13,7 @@ import { createHubServer } from '../http/app';
 import { inferenceRouter } from '../http/inference-routes';
 import { loadBase } from '../model/base';
 import { createTinyBase } from '../model/tiny';
+import { hfParameterShapes } from '../model/weights';
 import { Engine } from '../runtime/engine';
 import { InferenceService } from '../runtime/inference';
 import type { Device } from '../runtime/session';
@@ -54,6 +55,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     routers: [{ path: '/v1', router }],
     inference: service,
     allowUnknownBases: o.allowUnknownBases,
+    baseParams: (fp) => (fp === base.fingerprint ? hfParameterShapes(base.config) : null),
   });
   const c = base.config;
   await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
