@@ -67,6 +67,8 @@ export interface PublishResult {
   size: number;
   files: FileRow[];
   manifest: Manifest;
+  /** True when this exact content was already published under this version (an idempotent retry): nothing was written. */
+  existing: boolean;
 }
 
 /** A resolved module version, as the engine needs it. */
@@ -289,11 +291,10 @@ export class Registry {
     await this.checkBase(m, opts.allowUnknownBase ?? this.allowUnknownBases);
     if (opts.authorize) await opts.authorize(m);
     const { namespace, name } = splitId(m.id);
-    if (await this.catalog.getVersion(namespace, name, m.version)) {
-      throw new StoreError('VERSION_EXISTS', `${m.id}@${m.version} is already published; versions are immutable, publish a new version`);
-    }
     const entries = orderedFiles(pkg.files);
     const files: FileRow[] = entries.map(([fname, bytes]) => ({ name: fname, digest: sha256Digest(bytes), size: bytes.length }));
+    const same = await this.samePublished(namespace, name, m, versionDigest(files));
+    if (same) return same;
     const digests = files.map((f) => f.digest);
     await this.pin(digests);
     let committed = false;
@@ -318,11 +319,32 @@ export class Registry {
       });
       committed = true;
       this.changes++;
-      return { id: m.id, version: m.version, digest, size, files, manifest: m };
+      return { id: m.id, version: m.version, digest, size, files, manifest: m, existing: false };
+    } catch (e) {
+      // A concurrent publish of the identical content won the race: that is this publish's success too.
+      if (e instanceof StoreError && e.code === 'VERSION_EXISTS') {
+        const again = await this.samePublished(namespace, name, m, versionDigest(files));
+        if (again) return again;
+      }
+      throw e;
     } finally {
       this.unpin(digests);
       if (!committed) await this.collect(digests).catch(() => undefined);
     }
+  }
+
+  /**
+   * When `id@version` is already published: the stored record if its content digest equals `digest` (a retried
+   * publish whose answer was lost is a success), else VERSION_EXISTS. Null when the version is free.
+   */
+  private async samePublished(namespace: string, name: string, m: Manifest, digest: string): Promise<PublishResult | null> {
+    const v = await this.catalog.getVersion(namespace, name, m.version);
+    if (!v) return null;
+    if (v.digest !== digest) {
+      throw new StoreError('VERSION_EXISTS', `${m.id}@${m.version} is already published with different content (${v.digest}); versions are immutable, publish a new version`);
+    }
+    const r = this.resolved(v);
+    return { id: m.id, version: r.version, digest: r.digest, size: v.size, files: r.files, manifest: r.manifest, existing: true };
   }
 
   private async requireModule(namespace: string, name: string): Promise<ModuleRow> {

@@ -108,9 +108,10 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
         allowUnknownBase: allowUnknown || undefined,
         authorize: (m) => assertCanWrite(res, splitId(m.id).namespace),
       });
-      logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size }, 'module published');
+      logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size, existing: result.existing }, result.existing ? 'identical publish retried' : 'module published');
       const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
-      res.status(201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
+      // 201 for a new version; 200 with the stored record when the identical content was already published.
+      res.status(result.existing ? 200 : 201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
     },
   );
 
@@ -269,7 +270,10 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
     access: 'write',
     body: { 'multipart/form-data': W.PublishFormSchema, ...Object.fromEntries(RAW_TYPES.map((t) => [t, ARCHIVE_BYTES])) },
     headers: { 'X-Content-Sha256': 'sha256 hex of a raw body, checked' },
-    responses: { '201': { description: 'published', schema: W.PublishResultSchema, headers: { Location: 'the new version' } } },
+    responses: {
+      '201': { description: 'published', schema: W.PublishResultSchema, headers: { Location: 'the new version' } },
+      '200': { description: 'this exact content was already published as this version (a retry): the stored record', schema: W.PublishResultSchema, headers: { Location: 'the version' } },
+    },
     errors: ['INVALID_MULTIPART', 'UNEXPECTED_FIELD', 'DIGEST_MISMATCH', 'INVALID_ARGUMENT', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'VERSION_EXISTS', 'INVALID_MANIFEST', 'INVALID_PACKAGE', 'INVALID_ARCHIVE', 'INVALID_WEIGHTS', 'UNSUPPORTED_FORMAT_VERSION', 'UNKNOWN_BASE', 'BASE_MISMATCH'],
   },
   {

@@ -172,6 +172,20 @@ describe('POST /v1/modules', () => {
     expect(errorOf(again).code).toBe('VERSION_EXISTS');
     expect((await request(app).get('/v1/modules/lang/de/versions/1.0.0')).body).toEqual(before);
   });
+  it('a retried publish of the identical bytes answers 200 with the stored record (the answer of the first was lost)', async () => {
+    const first = await publishModule(app, 'lang/de', '1.0.0', writer).expect(201);
+    const blobs = (await reg.blobs.list()).sort();
+    const retry = await publishModule(app, 'lang/de', '1.0.0', writer);
+    expect(retry.status).toBe(200);
+    expect(retry.body).toEqual(first.body);
+    expect(retry.headers.location).toBe('/v1/modules/lang/de/versions/1.0.0');
+    expect((await reg.blobs.list()).sort()).toEqual(blobs);
+    // raw body and loose files with the same content are the same version too
+    const raw = await request(app).post('/v1/modules').set(...auth(writer)).set('Content-Type', 'application/x-tar').send(makeArchive({ id: 'lang/de', version: '1.0.0' }));
+    expect(raw.status).toBe(200);
+    expect(raw.body.digest).toBe(first.body.digest);
+    expect(errorOf(await publishModule(app, 'lang/de', '1.0.0', writer, { seed: 3 }).expect(409)).message).toMatch(/already published with different content/);
+  });
   it('413 over the configured size limit', async () => {
     const small = await openMemoryRegistry({ limits: { maxWeightsBytes: 300, maxManifestBytes: 4096, maxCardBytes: 4096 } });
     await registerTestBase(small);
