@@ -44,6 +44,8 @@ export const ERROR_CODES = {
   INCOMPATIBLE_BASE: { status: 422, meaning: 'the module was made for a different base than the one this server runs' },
   INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
   // ---- the server
+  STORAGE_FULL: { status: 507, meaning: 'the hub\'s disk (or database) is full: an admin frees space (DELETE works on a full disk) or grows the volume' },
+  STORAGE_READ_ONLY: { status: 507, meaning: 'the hub\'s data directory is read-only (mounted read-only, or served read-only): downloads and inference work, writes do not' },
   SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
 } as const satisfies Record<string, { status: number; meaning: string }>;

@@ -125,6 +125,13 @@ export const TagsSchema = z.strictObject({ tags: z.record(z.string(), z.string()
 export const YankBodySchema = z
   .strictObject({ yanked: z.boolean().optional().meta({ description: 'default true; false restores' }), reason: z.string().max(1000).optional() });
 export const YankResultSchema = z.strictObject({ id: z.string(), version: z.string(), yanked: z.boolean() });
+/** A delete that removed the catalog rows but could not remove every blob (answered 200 instead of 204). */
+export const DeleteResultSchema = z.strictObject({
+  deleted: z.string().meta({ description: 'ns/name or ns/name@version: gone from the catalog' }),
+  blobs_removed: z.number().int(),
+  blobs_left: z.array(z.string()).meta({ description: 'unreferenced blobs still on disk; the start-up sweep retries them' }),
+  message: z.string(),
+});
 
 /** The multipart upload's fields (a raw tar / tar.gz body is the other way to publish). */
 export const PublishFormSchema = z
@@ -270,6 +277,7 @@ export const WIRE_SCHEMAS = {
     VersionInfo: VersionInfoSchema,
     Tags: TagsSchema,
     YankResult: YankResultSchema,
+    DeleteResult: DeleteResultSchema,
     TokenInfo: TokenInfoSchema,
     CreatedToken: CreatedTokenSchema,
     TokenList: TokenListSchema,
@@ -300,6 +308,7 @@ export type VersionEntry = z.infer<typeof VersionEntrySchema>;
 export type ModuleInfo = z.infer<typeof ModuleInfoSchema>;
 export type VersionInfo = z.infer<typeof VersionInfoSchema>;
 export type YankResult = z.infer<typeof YankResultSchema>;
+export type DeleteResult = z.infer<typeof DeleteResultSchema>;
 export type Tags = z.infer<typeof TagsSchema>;
 export type TokenList = z.infer<typeof TokenListSchema>;
 export type BaseList = z.infer<typeof BaseListSchema>;

@@ -15,3 +15,4 @@ export * from './package';
 export * from './registry';
 export type { Tensor, DType, TensorData } from './safetensors';
 export { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, f32 } from './safetensors';
+export * from './space-reserve';

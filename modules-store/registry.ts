@@ -14,7 +14,7 @@
  *   const m = await reg.resolve('lang/de@latest'); const w = await m.readFile('weights.safetensors');
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -23,7 +23,8 @@ import { unpackArchive } from './archive';
 import { FsBlobStore, normalizeDigest, sha256Digest, type BlobStore, type ByteRange } from './blob-store';
 import type { BaseRow, Catalog, FileRow, ModuleRow, Scope, SearchQuery, SearchSort, TagRow, TokenRow, VersionRow } from './catalog';
 import { SqliteCatalog } from './catalog-sqlite';
-import { StoreError } from './errors';
+import { storageErrorOf, StoreError } from './errors';
+import { SpaceReserve } from './space-reserve';
 import type { BaseParams } from './kinds';
 import { assertName, assertTagName, parseManifest, parseRef, splitId, type Manifest } from './manifest';
 import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, type PackageLimits } from './package';
@@ -41,6 +42,10 @@ export interface RegistryOptions {
    * for other bases those checks are structural only.
    */
   baseParams?: (fingerprint: string) => BaseParams | null | undefined;
+  /** Disk kept in reserve so deletes, yanks and untags work on a full disk (openRegistry makes one in the data dir). */
+  reserve?: SpaceReserve;
+  /** Serve a read-only data folder: reads work, every write answers STORAGE_READ_ONLY, downloads are not counted. */
+  readOnly?: boolean;
   /** Clock (tests). */
   now?: () => Date;
   /** Called when the registry closes (in-memory registries remove their temp blob folder). */
@@ -69,6 +74,16 @@ export interface PublishResult {
   manifest: Manifest;
   /** True when this exact content was already published under this version (an idempotent retry): nothing was written. */
   existing: boolean;
+}
+
+/** What a delete did: the catalog rows are gone; blobs nothing references any more were removed, or not. */
+export interface DeleteOutcome {
+  /** Blobs removed from the store. */
+  blobsRemoved: string[];
+  /** Blobs no version references that could not be removed (the start-up sweep retries them). */
+  blobsLeft: string[];
+  /** Why the blobs in `blobsLeft` could not be removed, or null. */
+  blobError: string | null;
 }
 
 /** A resolved module version, as the engine needs it. */
@@ -188,6 +203,8 @@ export class Registry {
   readonly allowUnknownBases: boolean;
   private readonly now: () => Date;
   private readonly baseParams?: RegistryOptions['baseParams'];
+  private readonly reserve?: SpaceReserve;
+  readonly readOnly: boolean;
   private readonly onClose?: () => Promise<void>;
   /** Digests an in-flight publish has written or is writing: garbage collection leaves them alone. */
   private readonly pinned = new Map<string, number>();
@@ -201,6 +218,8 @@ export class Registry {
     this.allowUnknownBases = opts.allowUnknownBases ?? false;
     this.now = opts.now ?? (() => new Date());
     this.baseParams = opts.baseParams;
+    this.reserve = opts.reserve;
+    this.readOnly = opts.readOnly ?? false;
     this.onClose = opts.onClose;
   }
 
@@ -252,14 +271,44 @@ export class Registry {
     }
   }
 
-  /** Deletes the given blobs unless a version references them or an in-flight publish pinned them. */
-  private collect(digests: string[]): Promise<void> {
-    if (digests.length === 0) return Promise.resolve();
+  /** Deletes the given blobs unless a version references them or an in-flight publish pinned them; never throws for a blob. */
+  private collect(digests: string[]): Promise<DeleteOutcome> {
+    const out: DeleteOutcome = { blobsRemoved: [], blobsLeft: [], blobError: null };
+    if (digests.length === 0) return Promise.resolve(out);
     return this.gcLock.lock(async () => {
       const candidates = [...new Set(digests)].filter((d) => !this.pinned.has(d));
       const kept = await this.catalog.referencedDigests(candidates);
-      for (const d of candidates) if (!kept.has(d)) await this.blobs.delete(d);
+      for (const d of candidates) {
+        if (kept.has(d)) continue;
+        try {
+          await this.blobs.delete(d);
+          out.blobsRemoved.push(d);
+        } catch (e) {
+          out.blobsLeft.push(d);
+          out.blobError ??= (storageErrorOf(e) ?? (e as Error)).message;
+        }
+      }
+      return out;
     });
+  }
+
+  /** Throws STORAGE_READ_ONLY when this registry serves a read-only data folder. */
+  private assertWritable(what: string): void {
+    if (this.readOnly) throw new StoreError('STORAGE_READ_ONLY', `this hub serves a read-only data directory: ${what} is not possible (downloads and inference work)`);
+  }
+
+  /**
+   * Runs a catalog change that frees or barely uses space (delete, yank, tags). On a full disk it releases the
+   * space reserve and tries once more, so that an admin can always free space through the API.
+   */
+  private async evenWhenFull<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const se = storageErrorOf(e);
+      if (se?.code === 'STORAGE_FULL' && this.reserve && (await this.reserve.release().catch(() => false))) return await fn();
+      throw se ?? e;
+    }
   }
 
   /** Checks the manifest's base against the registered bases. */
@@ -286,6 +335,7 @@ export class Registry {
    */
   async publish(input: PublishInput, opts: PublishOptions = {}): Promise<PublishResult> {
     if (this.closed) throw new Error('registry is closed');
+    this.assertWritable('publishing');
     const pkg = validatePackage(await this.filesOf(input), this.limits, { baseParams: this.baseParams });
     const m = pkg.manifest;
     await this.checkBase(m, opts.allowUnknownBase ?? this.allowUnknownBases);
@@ -326,10 +376,12 @@ export class Registry {
         const again = await this.samePublished(namespace, name, m, versionDigest(files));
         if (again) return again;
       }
-      throw e;
+      throw storageErrorOf(e) ?? e;
     } finally {
       this.unpin(digests);
       if (!committed) await this.collect(digests).catch(() => undefined);
+      // A publish that succeeded had room: put back the space reserve if a full disk had used it.
+      if (committed) await this.reserve?.ensure().catch(() => false);
     }
   }
 
@@ -448,20 +500,22 @@ export class Registry {
 
   /** Points `tag` at an existing, unyanked version. */
   async setTag(namespace: string, name: string, tag: string, version: string): Promise<void> {
+    this.assertWritable('tagging');
     assertTagName(tag);
     await this.requireModule(namespace, name);
     const v = await this.catalog.getVersion(namespace, name, version);
     if (!v) throw new StoreError('VERSION_NOT_FOUND', `${namespace}/${name} has no version ${version}`);
     if (v.yanked) throw new StoreError('INVALID_ARGUMENT', `${namespace}/${name}@${version} is yanked; unyank it before tagging it`);
-    await this.catalog.setTag(namespace, name, tag, version, this.now().toISOString());
+    await this.evenWhenFull(() => this.catalog.setTag(namespace, name, tag, version, this.now().toISOString()));
     this.changes++;
   }
 
   /** Removes a tag; removing `latest` makes it follow the highest release again. */
   async removeTag(namespace: string, name: string, tag: string): Promise<void> {
+    this.assertWritable('removing a tag');
     assertName(tag, 'tag');
     await this.requireModule(namespace, name);
-    if (!(await this.catalog.removeTag(namespace, name, tag))) {
+    if (!(await this.evenWhenFull(() => this.catalog.removeTag(namespace, name, tag)))) {
       if (tag === 'latest') return; // an automatic latest has nothing to remove
       throw new StoreError('TAG_NOT_FOUND', `${namespace}/${name} has no tag '${tag}'`);
     }
@@ -470,24 +524,38 @@ export class Registry {
 
   /** Yanks (or, with `yanked=false`, restores) a version. */
   async yank(namespace: string, name: string, version: string, yanked = true, reason: string | null = null): Promise<void> {
+    this.assertWritable('yanking');
     await this.requireModule(namespace, name);
-    if (!(await this.catalog.setYanked(namespace, name, version, yanked, reason))) {
+    if (!(await this.evenWhenFull(() => this.catalog.setYanked(namespace, name, version, yanked, reason)))) {
       throw new StoreError('VERSION_NOT_FOUND', `${namespace}/${name} has no version ${version}`);
     }
     this.changes++;
   }
 
-  /** Deletes one version (or, without `version`, the whole module) and the blobs nothing references any more. */
-  async delete(namespace: string, name: string, version?: string): Promise<void> {
+  /**
+   * Deletes one version (or, without `version`, the whole module), then the blobs nothing references any more.
+   * Works on a full disk (see evenWhenFull). The catalog change is the commit point: when some blobs cannot be
+   * removed afterwards, the delete still stands and the outcome says which blobs were left, and why.
+   */
+  async delete(namespace: string, name: string, version?: string): Promise<DeleteOutcome> {
+    this.assertWritable('deleting');
     await this.requireModule(namespace, name);
-    const digests = version === undefined ? await this.catalog.deleteModule(namespace, name) : await this.catalog.deleteVersion(namespace, name, version);
+    const digests = await this.evenWhenFull(() => (version === undefined ? this.catalog.deleteModule(namespace, name) : this.catalog.deleteVersion(namespace, name, version)));
     if (digests === null) throw new StoreError(version === undefined ? 'MODULE_NOT_FOUND' : 'VERSION_NOT_FOUND', `${namespace}/${name}${version ? `@${version}` : ''} does not exist`);
     this.changes++;
-    await this.collect(digests);
+    let out: DeleteOutcome;
+    try {
+      out = await this.collect(digests);
+    } catch (e) {
+      out = { blobsRemoved: [], blobsLeft: [...new Set(digests)], blobError: (storageErrorOf(e) ?? (e as Error)).message };
+    }
+    if (out.blobsRemoved.length) await this.reserve?.ensure().catch(() => false);
+    return out;
   }
 
   /** Counts one download of a version. */
   recordDownload(namespace: string, name: string, version: string): Promise<void> {
+    if (this.readOnly) return Promise.resolve(); // a read-only hub serves downloads without counting them
     return this.catalog.addDownload(namespace, name, version);
   }
 
@@ -498,6 +566,7 @@ export class Registry {
 
   /** Creates a token; the secret is returned once and only its sha256 is stored. */
   async createToken(t: NewToken): Promise<{ token: string; info: Omit<TokenRow, 'hash'> }> {
+    this.assertWritable('creating a token');
     if (!Array.isArray(t.scopes) || t.scopes.length === 0 || !t.scopes.every((s) => SCOPES.includes(s))) {
       throw new StoreError('INVALID_ARGUMENT', `scopes must be a non-empty list of ${SCOPES.join(', ')}`);
     }
@@ -527,11 +596,13 @@ export class Registry {
   }
 
   async revokeToken(id: string): Promise<void> {
+    this.assertWritable('revoking a token');
     if (!(await this.catalog.deleteToken(id))) throw new StoreError('TOKEN_NOT_FOUND', `no token with id '${id}'`);
   }
 
   /** Registers (or updates) a base model modules may be published against. */
   async registerBase(b: BaseInput): Promise<BaseRow> {
+    this.assertWritable('registering a base');
     const fp = normalizeDigest(b.fingerprint, 'fingerprint');
     for (const k of ['hidden_size', 'num_layers', 'vocab_size'] as const) {
       if (!Number.isInteger(b[k]) || b[k] < 1) throw new StoreError('INVALID_ARGUMENT', `base ${k} must be a positive integer, got ${String(b[k])}`);
@@ -562,8 +633,8 @@ export class Registry {
       const referenced = await this.catalog.allDigests();
       for (const d of await this.blobs.list()) {
         if (!referenced.has(d) && !this.pinned.has(d)) {
-          await this.blobs.delete(d);
-          orphanBlobs++;
+          // One blob that cannot be removed (e.g. a read-only blob folder) does not stop the sweep.
+          if (await this.blobs.delete(d).then(() => true, () => false)) orphanBlobs++;
         }
       }
     });
@@ -578,21 +649,48 @@ export class Registry {
   }
 }
 
-export interface OpenRegistryOptions extends Omit<RegistryOptions, 'catalog' | 'blobs' | 'onClose'> {
+export interface OpenRegistryOptions extends Omit<RegistryOptions, 'catalog' | 'blobs' | 'onClose' | 'reserve' | 'readOnly'> {
   /** Folder holding `catalog.sqlite` and `blobs/` (created when missing). */
   dataDir: string;
   /** Run the start-up sweep (temp files, orphan blobs). Default true; pass false when another process may be publishing (CLI tools). */
   sweep?: boolean;
+  /** Serve read-only. Default: read-only exactly when the data folder (or its catalog) cannot be written. */
+  readOnly?: boolean;
+  /** Bytes kept in reserve so deletes work on a full disk (default DEFAULT_RESERVE_BYTES; 0 = none). */
+  reserveBytes?: number;
 }
 
-/** Opens the registry in a data dir: SQLite catalog file + filesystem blob store, swept at start-up. */
+/** True when `p` exists and this process may write it (false on a read-only mount or without permission). */
+async function writable(p: string): Promise<boolean> {
+  return fsp.access(p, fsConstants.W_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Opens the registry in a data dir: SQLite catalog file + filesystem blob store, swept at start-up. A data dir
+ * that cannot be written (read-only mount, permissions) is served read-only instead of failing to start.
+ */
 export async function openRegistry(opts: OpenRegistryOptions): Promise<Registry> {
-  const dir = path.resolve(opts.dataDir);
-  await fsp.mkdir(dir, { recursive: true });
-  const catalog = await SqliteCatalog.open(path.join(dir, 'catalog.sqlite'));
-  const blobs = await FsBlobStore.open(path.join(dir, 'blobs'));
-  const reg = new Registry({ ...opts, catalog, blobs });
-  if (opts.sweep !== false) await reg.sweep();
+  const { dataDir, sweep, readOnly: ro, reserveBytes, ...rest } = opts;
+  const dir = path.resolve(dataDir);
+  const dbFile = path.join(dir, 'catalog.sqlite');
+  await fsp.mkdir(dir, { recursive: true }).catch(async (e: unknown) => {
+    if (!(await fsp.stat(dir).then((st) => st.isDirectory(), () => false))) throw e;
+  });
+  const readOnly = ro ?? !((await writable(dir)) && (!(await fsp.stat(dbFile).then(() => true, () => false)) || (await writable(dbFile))));
+  if (readOnly && !(await fsp.stat(dbFile).then(() => true, () => false))) {
+    throw new StoreError('STORAGE_READ_ONLY', `the data directory ${dir} is read-only and holds no catalog.sqlite: make it writable, or point --data at a hub's data folder`);
+  }
+  const catalog = await SqliteCatalog.open(dbFile, { readOnly });
+  const blobs = await FsBlobStore.open(path.join(dir, 'blobs'), { readOnly });
+  const reserve = readOnly || reserveBytes === 0 ? undefined : new SpaceReserve(path.join(dir, 'reserve.bin'), reserveBytes);
+  const reg = new Registry({ ...rest, catalog, blobs, reserve, readOnly });
+  if (!readOnly) {
+    await reserve?.ensure();
+    if (sweep !== false) await reg.sweep();
+  }
   return reg;
 }
 

@@ -58,7 +58,8 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     baseParams: (fp) => (fp === base.fingerprint ? hfParameterShapes(base.config) : null),
   });
   const c = base.config;
-  await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
+  if (hub.registry.readOnly) logger.warn({ dataDir: o.data }, 'the data directory is read-only: serving downloads and inference; writes answer 507 STORAGE_READ_ONLY');
+  else await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
   engine.setResolver(hub.registry);
   const server = hub.app.listen(o.port, o.host);
   await new Promise<void>((resolve, reject) => {

@@ -9,7 +9,7 @@ import express, { type Request } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
+import { assertName, PACKAGE_FILES, splitId, type DeleteOutcome, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
 import * as W from '../../client-sdk/wire';
 import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthConfig } from './auth';
 import { archivePayload, filePayload, sendPayload } from './download';
@@ -202,16 +202,31 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
   });
 
   // ---- delete (admin) ----
+  /** 204 when everything is gone; 200 with what happened when the rows are gone but some blobs could not be removed. */
+  const answerDelete = (res: express.Response, what: string, out: DeleteOutcome): void => {
+    if (out.blobsLeft.length === 0) {
+      res.status(204).end();
+      return;
+    }
+    logger.error({ deleted: what, blobs_left: out.blobsLeft, reason: out.blobError }, 'deleted, but some blobs could not be removed');
+    const answer: W.DeleteResult = {
+      deleted: what,
+      blobs_removed: out.blobsRemoved.length,
+      blobs_left: out.blobsLeft,
+      message: `${what} is deleted, but ${out.blobsLeft.length} unreferenced blob(s) could not be removed (${out.blobError ?? 'unknown error'}); the next start-up sweep removes them once the storage is writable`,
+    };
+    res.status(200).json(answer);
+  };
+
   r.delete('/modules/:ns/:name/versions/:rev', requireScope('admin'), async (req, res) => {
     const { namespace, name } = moduleParams(req);
-    await registry.delete(namespace, name, param(req, 'rev'));
-    res.status(204).end();
+    const rev = param(req, 'rev');
+    answerDelete(res, `${namespace}/${name}@${rev}`, await registry.delete(namespace, name, rev));
   });
 
   r.delete('/modules/:ns/:name', requireScope('admin'), async (req, res) => {
     const { namespace, name } = moduleParams(req);
-    await registry.delete(namespace, name);
-    res.status(204).end();
+    answerDelete(res, `${namespace}/${name}`, await registry.delete(namespace, name));
   });
 
   // ---- tokens (admin) ----
@@ -260,6 +275,11 @@ const BODY_ERRORS = ['INVALID_JSON', 'INVALID_BODY', 'TOO_LARGE', 'UNSUPPORTED_M
 const DOWNLOAD_HEADERS = { Range: 'a single byte range, e.g. bytes=0-1023 (206 with Content-Range; 416 outside)', 'If-None-Match': '304 when it matches the ETag', 'If-Range': 'serve the range only while the ETag still matches' };
 const BYTES_HEADERS = { ETag: 'strong ETag: the sha256 of the file, or of the version for archives', 'Accept-Ranges': 'bytes', 'X-Module-Version': 'the resolved version', 'X-Module-Digest': 'the version digest' };
 
+const DELETE_RESPONSES = {
+  '204': { description: 'deleted, blobs included' },
+  '200': { description: 'deleted from the catalog, but some blobs could not be removed: what happened', schema: W.DeleteResultSchema },
+};
+
 /** What the hub serves under /v1, for /openapi.json. */
 export const HUB_ROUTE_DOCS: RouteDoc[] = [
   {
@@ -274,7 +294,7 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
       '201': { description: 'published', schema: W.PublishResultSchema, headers: { Location: 'the new version' } },
       '200': { description: 'this exact content was already published as this version (a retry): the stored record', schema: W.PublishResultSchema, headers: { Location: 'the version' } },
     },
-    errors: ['INVALID_MULTIPART', 'UNEXPECTED_FIELD', 'DIGEST_MISMATCH', 'INVALID_ARGUMENT', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'VERSION_EXISTS', 'INVALID_MANIFEST', 'INVALID_PACKAGE', 'INVALID_ARCHIVE', 'INVALID_WEIGHTS', 'UNSUPPORTED_FORMAT_VERSION', 'UNKNOWN_BASE', 'BASE_MISMATCH'],
+    errors: ['INVALID_MULTIPART', 'UNEXPECTED_FIELD', 'DIGEST_MISMATCH', 'INVALID_ARGUMENT', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'VERSION_EXISTS', 'INVALID_MANIFEST', 'INVALID_PACKAGE', 'INVALID_ARCHIVE', 'INVALID_WEIGHTS', 'UNSUPPORTED_FORMAT_VERSION', 'UNKNOWN_BASE', 'BASE_MISMATCH', 'STORAGE_FULL', 'STORAGE_READ_ONLY'],
   },
   {
     method: 'get',
@@ -331,8 +351,8 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
     responses: { '200': { description: 'new state', schema: W.YankResultSchema } },
     errors: [...NAME_ERRORS, ...BODY_ERRORS, 'VERSION_NOT_FOUND'],
   },
-  { method: 'delete', path: '/modules/{ns}/{name}/versions/{rev}', summary: 'Delete a version', access: 'admin', responses: { '204': { description: 'deleted' } }, errors: [...NAME_ERRORS, 'VERSION_NOT_FOUND'] },
-  { method: 'delete', path: '/modules/{ns}/{name}', summary: 'Delete a module and all its versions', access: 'admin', responses: { '204': { description: 'deleted' } }, errors: [...NAME_ERRORS] },
+  { method: 'delete', path: '/modules/{ns}/{name}/versions/{rev}', summary: 'Delete a version (works on a full disk)', access: 'admin', responses: DELETE_RESPONSES, errors: [...NAME_ERRORS, 'VERSION_NOT_FOUND', 'STORAGE_FULL', 'STORAGE_READ_ONLY'] },
+  { method: 'delete', path: '/modules/{ns}/{name}', summary: 'Delete a module and all its versions (works on a full disk)', access: 'admin', responses: DELETE_RESPONSES, errors: [...NAME_ERRORS, 'STORAGE_FULL', 'STORAGE_READ_ONLY'] },
   { method: 'post', path: '/tokens', summary: 'Create a token (the secret is shown once)', access: 'admin', body: { 'application/json': W.CreateTokenBodySchema }, responses: { '201': { description: 'created', schema: W.CreatedTokenSchema } }, errors: [...BODY_ERRORS, 'INVALID_ARGUMENT', 'INVALID_NAME'] },
   { method: 'get', path: '/tokens', summary: 'List tokens (never their secrets)', access: 'admin', responses: { '200': { description: 'tokens', schema: W.TokenListSchema } } },
   { method: 'delete', path: '/tokens/{id}', summary: 'Revoke a token', access: 'admin', responses: { '204': { description: 'revoked' } }, errors: ['TOKEN_NOT_FOUND'] },
