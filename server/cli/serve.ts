@@ -9,7 +9,7 @@ import * as path from 'path';
 import type { Command } from 'commander';
 import pino from 'pino';
 import client from 'prom-client';
-import { createHubServer } from '../http/app';
+import { createHubServer, normalizePublicUrl } from '../http/app';
 import { inferenceRouter } from '../http/inference-routes';
 import { loadBase } from '../model/base';
 import { createTinyBase } from '../model/tiny';
@@ -30,6 +30,8 @@ export interface ServeOptions {
   batchWaitMs: number;
   anonymousRead: boolean;
   allowUnknownBases?: boolean;
+  /** The URL clients reach the hub at (absolute links); default: the address it listens on. */
+  publicUrl?: string;
 }
 
 /** Starts the server; resolves with a stop function once listening. */
@@ -47,7 +49,9 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs, metrics });
   const auth = { anonymousRead: o.anonymousRead };
   const router = inferenceRouter({ service, auth, logger, metrics });
+  let listenUrl: string | undefined;
   const hub = await createHubServer({
+    publicUrl: o.publicUrl ?? (() => listenUrl),
     dataDir: o.data,
     logger,
     metrics,
@@ -68,6 +72,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   });
   const addr = server.address();
   const url = `http://${o.host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
+  listenUrl = url;
   logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device }, 'modhub listening');
   return {
     url,
@@ -101,8 +106,16 @@ export function registerServeCommand(program: Command): void {
     .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
+    .option('--public-url <url>', 'URL clients reach the hub at, for absolute links (default: the listen address)', process.env.MODHUB_PUBLIC_URL)
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
+      if (o.publicUrl !== undefined) {
+        try {
+          o.publicUrl = normalizePublicUrl(o.publicUrl);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      }
       const { stop } = await serve(o);
       const shutdown = () => {
         void stop().then(() => process.exit(0));

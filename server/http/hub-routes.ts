@@ -258,7 +258,7 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
     res.status(201).json(baseJson(await registry.registerBase(b)));
   });
 
-  r.get('/whoami', (_req, res) => {
+  r.get('/whoami', read, (_req, res) => {
     const { token } = authOf(res);
     const answer: W.Whoami = { token: token ? tokenJson(token) : null };
     res.json(answer);
@@ -358,5 +358,5 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
   { method: 'delete', path: '/tokens/{id}', summary: 'Revoke a token', access: 'admin', responses: { '204': { description: 'revoked' } }, errors: ['TOKEN_NOT_FOUND'] },
   { method: 'get', path: '/bases', summary: 'Registered bases modules may be published against', access: 'read', responses: { '200': { description: 'bases', schema: W.BaseListSchema } } },
   { method: 'post', path: '/bases', summary: 'Register (or update) a base', access: 'admin', body: { 'application/json': W.RegisterBaseBodySchema }, responses: { '201': { description: 'registered', schema: W.BaseInfoSchema } }, errors: [...BODY_ERRORS, 'INVALID_ARGUMENT'] },
-  { method: 'get', path: '/whoami', summary: 'The token of this request (null when anonymous)', access: 'public', responses: { '200': { description: 'token', schema: W.WhoamiSchema } }, errors: ['UNAUTHORIZED'] },
+  { method: 'get', path: '/whoami', summary: 'The token of this request (null when anonymous; 401 without a token when anonymous reads are off)', access: 'read', responses: { '200': { description: 'token', schema: W.WhoamiSchema } }, errors: ['UNAUTHORIZED'] },
 ];
