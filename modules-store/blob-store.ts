@@ -7,10 +7,12 @@
  * Example: `const { digest } = await blobs.put(bytes); const again = await blobs.read(digest);`
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, createReadStream, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { StoreError } from './errors';
+import { HashCounter } from './staging';
 
 export interface BlobInfo {
   /** `sha256:<64 hex>` */
@@ -27,6 +29,11 @@ export interface ByteRange {
 export interface BlobStore {
   /** Stores bytes; when `expectedDigest` is given and differs from the bytes' digest, stores nothing (DIGEST_MISMATCH). */
   put(data: Buffer, expectedDigest?: string): Promise<BlobInfo>;
+  /**
+   * Stores a stream's bytes in bounded memory (uploads staged on disk). With `expectedDigest`, a blob already
+   * stored under it is kept without reading the stream, and a mismatch stores nothing (DIGEST_MISMATCH).
+   */
+  putStream(source: Readable, expectedDigest?: string): Promise<BlobInfo>;
   /** The whole blob; FILE_NOT_FOUND when absent. */
   read(digest: string): Promise<Buffer>;
   /** A stream over the blob or an inclusive range of it. */
@@ -146,6 +153,42 @@ export class FsBlobStore implements BlobStore {
     }
     await this.commitTemp(tmp, final);
     return { digest, size: data.length };
+  }
+
+  async putStream(source: Readable, expectedDigest?: string): Promise<BlobInfo> {
+    const expected = expectedDigest === undefined ? undefined : normalizeDigest(expectedDigest);
+    if (expected) {
+      const existing = await this.stat(expected);
+      if (existing) {
+        source.destroy();
+        return existing;
+      }
+    }
+    const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const counter = new HashCounter(Number.MAX_SAFE_INTEGER, 'a blob');
+    let digest: string;
+    try {
+      await pipeline(source, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+      const fh = await fsp.open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      digest = counter.digest();
+      if (expected && digest !== expected) throw new StoreError('DIGEST_MISMATCH', `content has digest ${digest}, but ${expectedDigest} was declared`);
+    } catch (e) {
+      source.destroy();
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      throw e;
+    }
+    const existing = await this.stat(digest);
+    if (existing && existing.size === counter.bytes) {
+      await fsp.rm(tmp, { force: true });
+      return existing;
+    }
+    await this.commitTemp(tmp, this.pathOf(digest));
+    return { digest, size: counter.bytes };
   }
 
   /**

@@ -16,3 +16,4 @@ export * from './registry';
 export type { Tensor, DType, TensorData } from './safetensors';
 export { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, f32 } from './safetensors';
 export * from './space-reserve';
+export * from './staging';

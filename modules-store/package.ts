@@ -9,7 +9,8 @@ import { unpackArchive } from './archive';
 import { generateCard, parseCard } from './card';
 import { StoreError } from './errors';
 import { parseManifest, parseManifestBytes, type Manifest, type ManifestInput } from './manifest';
-import { serializeSafetensors, type Tensor } from './safetensors';
+import { fileSource, serializeSafetensors, type Tensor } from './safetensors';
+import type { StagedFile } from './staging';
 import { validateWeights } from './validate';
 import type { BaseParams } from './kinds';
 
@@ -72,13 +73,51 @@ export function validatePackage(files: Map<string, Buffer>, limits: PackageLimit
   const out = new Map(files);
   const card = files.get(CARD_FILE);
   if (card) {
-    const text = card.toString('utf8');
-    if (Buffer.byteLength(text) !== card.length || text.includes('\uFFFD')) throw new StoreError('INVALID_PACKAGE', 'README.md must be UTF-8 text');
-    parseCard(text);
+    checkCard(card);
   } else {
     out.set(CARD_FILE, Buffer.from(generateCard(manifest), 'utf8'));
   }
   return { manifest, files: out };
+}
+
+/**
+ * Validates a package staged on disk (name → temp file) with the rules of {@link validatePackage}, reading the
+ * small files (manifest, card) into memory and the weights from the file piece by piece. Returns the manifest
+ * and, when the package has no README.md, the generated one.
+ */
+export async function validateStagedPackage(
+  files: Map<string, StagedFile>,
+  limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+  opts: ValidateOptions = {},
+): Promise<{ manifest: Manifest; generatedCard: Buffer | null }> {
+  for (const [name, f] of files) {
+    if (!PACKAGE_FILES.includes(name)) throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
+    if (f.size > limitFor(name, limits)) throw new StoreError('TOO_LARGE', `'${name}' is ${f.size} bytes, over the ${limitFor(name, limits)}-byte limit`);
+  }
+  const mFile = files.get(MANIFEST_FILE);
+  if (!mFile) throw new StoreError('INVALID_PACKAGE', `the package has no ${MANIFEST_FILE}`);
+  const manifest = parseManifestBytes(await fsp.readFile(mFile.path));
+  const wFile = files.get(WEIGHTS_FILE);
+  if (!wFile) throw new StoreError('INVALID_PACKAGE', `the package has no ${WEIGHTS_FILE}`);
+  const fh = await fsp.open(wFile.path, 'r');
+  try {
+    validateWeights(manifest, fileSource(fh.fd, wFile.size), { baseParams: opts.baseParams?.(manifest.base.fingerprint) ?? undefined });
+  } finally {
+    await fh.close();
+  }
+  const cFile = files.get(CARD_FILE);
+  if (cFile) {
+    checkCard(await fsp.readFile(cFile.path));
+    return { manifest, generatedCard: null };
+  }
+  return { manifest, generatedCard: Buffer.from(generateCard(manifest), 'utf8') };
+}
+
+/** README.md must be UTF-8 with valid front matter. */
+function checkCard(card: Buffer): void {
+  const text = card.toString('utf8');
+  if (Buffer.byteLength(text) !== card.length || text.includes('\uFFFD')) throw new StoreError('INVALID_PACKAGE', 'README.md must be UTF-8 text');
+  parseCard(text);
 }
 
 /** The files of a package, in canonical order (manifest, weights, card). */

@@ -14,12 +14,13 @@
  *   const m = await reg.resolve('lang/de@latest'); const w = await m.readFile('weights.safetensors');
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import semver from 'semver';
-import { unpackArchive } from './archive';
+import { unpackArchive, unpackArchiveFile } from './archive';
+import { discardStaged, type StagedFile } from './staging';
 import { FsBlobStore, normalizeDigest, sha256Digest, type BlobStore, type ByteRange } from './blob-store';
 import type { BaseRow, Catalog, FileRow, ModuleRow, Scope, SearchQuery, SearchSort, TagRow, TokenRow, VersionRow } from './catalog';
 import { SqliteCatalog } from './catalog-sqlite';
@@ -27,7 +28,7 @@ import { storageErrorOf, StoreError } from './errors';
 import { SpaceReserve } from './space-reserve';
 import type { BaseParams } from './kinds';
 import { assertName, assertTagName, parseManifest, parseRef, splitId, type Manifest } from './manifest';
-import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, type PackageLimits } from './package';
+import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, validateStagedPackage, type PackageLimits } from './package';
 
 export interface RegistryOptions {
   catalog: Catalog;
@@ -46,17 +47,25 @@ export interface RegistryOptions {
   reserve?: SpaceReserve;
   /** Serve a read-only data folder: reads work, every write answers STORAGE_READ_ONLY, downloads are not counted. */
   readOnly?: boolean;
+  /** Folder for staged uploads and unpacked archives (default: the OS temp folder; openRegistry: <data>/staging). */
+  stagingDir?: string;
   /** Clock (tests). */
   now?: () => Date;
   /** Called when the registry closes (in-memory registries remove their temp blob folder). */
   onClose?: () => Promise<void>;
 }
 
-/** What to publish: an archive (tar / tar.gz bytes), loose files, or a folder / archive on disk. */
+/**
+ * What to publish: an archive (tar / tar.gz bytes), loose files, or a folder / archive on disk; or, in bounded
+ * memory, an uploaded archive or loose files already staged on disk (see staging.ts; the registry removes staged
+ * files it is given once the publish is over).
+ */
 export type PublishInput =
   | { archive: Buffer; /** sha256 of the archive bytes, checked when given */ sha256?: string }
   | { files: Map<string, Buffer> | Record<string, Buffer>; /** per-file sha256, checked when given */ sha256?: Record<string, string> }
-  | { path: string };
+  | { path: string }
+  | { stagedArchive: StagedFile; sha256?: string }
+  | { stagedFiles: Map<string, StagedFile>; sha256?: Record<string, string> };
 
 export interface PublishOptions {
   /** Accept an unregistered base fingerprint for this publish (the HTTP layer allows it for admins only). */
@@ -205,6 +214,8 @@ export class Registry {
   private readonly baseParams?: RegistryOptions['baseParams'];
   private readonly reserve?: SpaceReserve;
   readonly readOnly: boolean;
+  /** Where uploads are staged before they are validated and stored. */
+  readonly stagingDir: string;
   private readonly onClose?: () => Promise<void>;
   /** Digests an in-flight publish has written or is writing: garbage collection leaves them alone. */
   private readonly pinned = new Map<string, number>();
@@ -220,6 +231,7 @@ export class Registry {
     this.baseParams = opts.baseParams;
     this.reserve = opts.reserve;
     this.readOnly = opts.readOnly ?? false;
+    this.stagingDir = opts.stagingDir ?? path.join(os.tmpdir(), 'modhub-staging');
     this.onClose = opts.onClose;
   }
 
@@ -228,7 +240,7 @@ export class Registry {
     return this.limits.maxWeightsBytes + this.limits.maxManifestBytes + this.limits.maxCardBytes + 64 * 1024;
   }
 
-  private async filesOf(input: PublishInput): Promise<Map<string, Buffer>> {
+  private async filesOf(input: Exclude<PublishInput, { stagedArchive: StagedFile } | { stagedFiles: Map<string, StagedFile> }>): Promise<Map<string, Buffer>> {
     if ('archive' in input) {
       if (input.sha256 !== undefined) {
         const want = normalizeDigest(input.sha256, 'sha256 of the archive');
@@ -293,7 +305,7 @@ export class Registry {
   }
 
   /** Throws STORAGE_READ_ONLY when this registry serves a read-only data folder. */
-  private assertWritable(what: string): void {
+  assertWritable(what: string): void {
     if (this.readOnly) throw new StoreError('STORAGE_READ_ONLY', `this hub serves a read-only data directory: ${what} is not possible (downloads and inference work)`);
   }
 
@@ -335,21 +347,74 @@ export class Registry {
    */
   async publish(input: PublishInput, opts: PublishOptions = {}): Promise<PublishResult> {
     if (this.closed) throw new Error('registry is closed');
+    if ('stagedArchive' in input || 'stagedFiles' in input) return this.publishStaged(input, opts);
     this.assertWritable('publishing');
     const pkg = validatePackage(await this.filesOf(input), this.limits, { baseParams: this.baseParams });
-    const m = pkg.manifest;
+    const entries = orderedFiles(pkg.files).map(([fname, bytes]) => ({
+      row: { name: fname, digest: sha256Digest(bytes), size: bytes.length },
+      store: (digest: string) => this.blobs.put(bytes, digest),
+    }));
+    return this.commit(pkg.manifest, entries, opts);
+  }
+
+  /** Publishes a package staged on disk: validated from the files, stored by streaming them (bounded memory). */
+  private async publishStaged(input: Extract<PublishInput, { stagedArchive: StagedFile } | { stagedFiles: Map<string, StagedFile> }>, opts: PublishOptions): Promise<PublishResult> {
+    const given = 'stagedArchive' in input ? [input.stagedArchive] : [...input.stagedFiles.values()];
+    let unpacked: Map<string, StagedFile> | null = null;
+    try {
+      this.assertWritable('publishing');
+      let files: Map<string, StagedFile>;
+      if ('stagedArchive' in input) {
+        const a = input.stagedArchive;
+        if (input.sha256 !== undefined) {
+          const want = normalizeDigest(input.sha256, 'sha256 of the archive');
+          if (want !== a.digest) throw new StoreError('DIGEST_MISMATCH', `the archive has digest ${a.digest}, but ${want} was declared`);
+        }
+        if (a.size > this.maxPackageBytes) throw new StoreError('TOO_LARGE', `the archive is ${a.size} bytes, over the ${this.maxPackageBytes}-byte package limit`);
+        unpacked = await unpackArchiveFile(a.path, {
+          dir: this.stagingDir,
+          maxFileBytes: Math.max(this.limits.maxWeightsBytes, this.limits.maxManifestBytes, this.limits.maxCardBytes),
+          maxTotalBytes: this.maxPackageBytes,
+        });
+        files = unpacked;
+      } else {
+        files = input.stagedFiles;
+        for (const [fname, want] of Object.entries(input.sha256 ?? {})) {
+          const f = files.get(fname);
+          if (!f) throw new StoreError('INVALID_ARGUMENT', `a sha256 was sent for '${fname}', but no such file was uploaded`);
+          const w = normalizeDigest(want, `sha256 of '${fname}'`);
+          if (w !== f.digest) throw new StoreError('DIGEST_MISMATCH', `'${fname}' has digest ${f.digest}, but ${w} was declared`);
+        }
+      }
+      const { manifest, generatedCard } = await validateStagedPackage(files, this.limits, { baseParams: this.baseParams });
+      const entries = PACKAGE_FILES.flatMap((fname) => {
+        const f = files.get(fname);
+        if (f) return [{ row: { name: fname, digest: f.digest, size: f.size }, store: (d: string) => this.blobs.putStream(createReadStream(f.path, { highWaterMark: 1 << 20 }), d) }];
+        if (fname === 'README.md' && generatedCard) return [{ row: { name: fname, digest: sha256Digest(generatedCard), size: generatedCard.length }, store: (d: string) => this.blobs.put(generatedCard, d) }];
+        return [];
+      });
+      return await this.commit(manifest, entries, opts);
+    } finally {
+      await discardStaged([...given, ...(unpacked?.values() ?? [])]);
+    }
+  }
+
+  /**
+   * The common tail of a publish: base check, authorisation, idempotent retry, blobs (pinned against garbage
+   * collection), then the catalog transaction, which is the commit point.
+   */
+  private async commit(m: Manifest, entries: { row: FileRow; store: (digest: string) => Promise<unknown> }[], opts: PublishOptions): Promise<PublishResult> {
     await this.checkBase(m, opts.allowUnknownBase ?? this.allowUnknownBases);
     if (opts.authorize) await opts.authorize(m);
     const { namespace, name } = splitId(m.id);
-    const entries = orderedFiles(pkg.files);
-    const files: FileRow[] = entries.map(([fname, bytes]) => ({ name: fname, digest: sha256Digest(bytes), size: bytes.length }));
+    const files: FileRow[] = entries.map((e) => e.row);
     const same = await this.samePublished(namespace, name, m, versionDigest(files));
     if (same) return same;
     const digests = files.map((f) => f.digest);
     await this.pin(digests);
     let committed = false;
     try {
-      for (const [i, [, bytes]] of entries.entries()) await this.blobs.put(bytes, files[i].digest);
+      for (const e of entries) await e.store(e.row.digest);
       const digest = versionDigest(files);
       const size = files.reduce((a, f) => a + f.size, 0);
       await this.catalog.publishVersion({
@@ -686,10 +751,15 @@ export async function openRegistry(opts: OpenRegistryOptions): Promise<Registry>
   const catalog = await SqliteCatalog.open(dbFile, { readOnly });
   const blobs = await FsBlobStore.open(path.join(dir, 'blobs'), { readOnly });
   const reserve = readOnly || reserveBytes === 0 ? undefined : new SpaceReserve(path.join(dir, 'reserve.bin'), reserveBytes);
-  const reg = new Registry({ ...rest, catalog, blobs, reserve, readOnly });
+  const stagingDir = path.join(dir, 'staging');
+  const reg = new Registry({ ...rest, catalog, blobs, reserve, readOnly, stagingDir });
   if (!readOnly) {
     await reserve?.ensure();
-    if (sweep !== false) await reg.sweep();
+    if (sweep !== false) {
+      await reg.sweep();
+      // staged uploads of a previous run (resumable upload sessions live in their own folder and are kept)
+      for (const n of await fsp.readdir(stagingDir).catch(() => [] as string[])) await fsp.rm(path.join(stagingDir, n), { force: true }).catch(() => undefined);
+    }
   }
   return reg;
 }
@@ -699,5 +769,5 @@ export async function openMemoryRegistry(opts: Omit<RegistryOptions, 'catalog' |
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-blobs-'));
   const catalog = await SqliteCatalog.open(':memory:');
   const blobs = await FsBlobStore.open(dir);
-  return new Registry({ ...opts, catalog, blobs, onClose: () => fsp.rm(dir, { recursive: true, force: true }) });
+  return new Registry({ ...opts, catalog, blobs, stagingDir: path.join(dir, 'staging'), onClose: () => fsp.rm(dir, { recursive: true, force: true }) });
 }

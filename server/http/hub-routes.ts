@@ -9,11 +9,12 @@ import express, { type Request } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { assertName, PACKAGE_FILES, splitId, type DeleteOutcome, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
+import { promises as fsp } from 'node:fs';
+import { assertName, discardStaged, PACKAGE_FILES, splitId, stageStream, type DeleteOutcome, type PublishInput, type PublishResult, type Registry, type ResolvedModule, type StagedFile } from '../../modules-store';
 import * as W from '../../client-sdk/wire';
 import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthConfig } from './auth';
 import { archivePayload, filePayload, sendPayload } from './download';
-import { badRequest, forbidden, notFound, unsupportedMediaType } from './errors';
+import { badRequest, forbidden, notFound, tooLarge, unsupportedMediaType } from './errors';
 import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
 import { baseJson, fileJson, moduleInfoJson, moduleSummaryJson, parseBody, parseQuery, tokenJson, versionInfoJson } from './wire';
 
@@ -56,62 +57,98 @@ export function downloadCounter(registry: Registry, logger: Logger, m: ResolvedM
 export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
   const { registry, logger } = deps;
   const r = express.Router();
+  /** 201 for a new version; 200 with the stored record when the identical content was already published. */
+  const answerPublish = (res: express.Response, result: PublishResult): void => {
+    logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size, existing: result.existing }, result.existing ? 'identical publish retried' : 'module published');
+    const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
+    res.status(result.existing ? 200 : 201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
+  };
   const read = requireRead(deps.auth);
   const maxBytes = registry.maxPackageBytes;
+  const limits = registry.limits;
+  const fieldLimit = (field: string): number =>
+    field === 'archive' ? maxBytes : field === 'weights.safetensors' ? limits.maxWeightsBytes : field === 'module.json' ? limits.maxManifestBytes : limits.maxCardBytes;
+  // Uploaded files go straight to staged temp files, hashed as they arrive: memory stays bounded (issue 13).
+  const staging: multer.StorageEngine = {
+    _handleFile(_req, file, cb) {
+      stageStream(file.stream, { dir: registry.stagingDir, maxBytes: fieldLimit(file.fieldname), what: `'${file.fieldname}'` }).then(
+        (st) => cb(null, { path: st.path, size: st.size, digest: st.digest } as Partial<Express.Multer.File>),
+        (e: unknown) => cb(e as Error),
+      );
+    },
+    _removeFile(_req, file, cb) {
+      fsp.rm(file.path, { force: true }).then(() => cb(null), cb);
+    },
+  };
   const upload = multer({
-    storage: multer.memoryStorage(),
+    storage: staging,
     limits: { fileSize: maxBytes, files: 4, fields: 8, fieldSize: 4096, parts: 12, headerPairs: 200 },
   }).fields([{ name: 'archive', maxCount: 1 }, ...PACKAGE_FILES.map((name) => ({ name, maxCount: 1 }))]);
-  const rawBody = express.raw({ type: RAW_TYPES, limit: maxBytes });
+  const stagedOf = (f: Express.Multer.File): StagedFile => ({ path: f.path, size: f.size, digest: (f as Express.Multer.File & { digest: string }).digest });
+
+  /** Stages a raw tar / tar.gz body (Content-Encoding gzip is kept compressed: the archive reader inflates it with caps). */
+  const stageRaw = async (req: Request): Promise<StagedFile> => {
+    const enc = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (enc !== 'identity' && enc !== 'gzip') throw unsupportedMediaType(`Content-Encoding '${enc}' is not supported: send identity or gzip`);
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(`the body is ${declared} bytes, over the ${maxBytes}-byte package limit`);
+    return stageStream(req, { dir: registry.stagingDir, maxBytes, what: 'the request body' });
+  };
 
   // ---- upload ----
   r.post(
     '/modules',
     requireScope('write'),
     (req, res, next) => {
+      registry.assertWritable('publishing'); // before any byte is staged
       if (req.is('multipart/form-data')) return upload(req, res, next);
-      if (req.is(RAW_TYPES)) return rawBody(req, res, next);
+      if (req.is(RAW_TYPES)) return next();
       throw unsupportedMediaType(
         `upload as multipart/form-data (field 'archive', or fields module.json, weights.safetensors, README.md) or as a raw ${RAW_TYPES.slice(0, 3).join(' / ')} body; got '${req.headers['content-type'] ?? 'no Content-Type'}'`,
       );
     },
     async (req, res) => {
-      let input: PublishInput;
-      const body = (req.body ?? {}) as Record<string, unknown>;
-      let allowUnknown = false;
-      if (Buffer.isBuffer(req.body)) {
-        const sha = req.headers['x-content-sha256'];
-        input = { archive: req.body, sha256: typeof sha === 'string' ? sha : undefined };
-        allowUnknown = isTrue(req.query.allow_unknown_base);
-      } else {
-        const uploaded = (req.files ?? {}) as Record<string, Express.Multer.File[]>;
-        allowUnknown = isTrue(body.allow_unknown_base) || isTrue(req.query.allow_unknown_base);
-        for (const k of Object.keys(body)) {
-          if (k !== 'sha256' && k !== 'allow_unknown_base' && !k.startsWith('sha256.')) {
-            throw badRequest('UNEXPECTED_FIELD', `unexpected form field '${k}': allowed text fields are sha256, sha256.<file>, allow_unknown_base`);
-          }
-        }
-        if (uploaded.archive?.[0]) {
-          if (PACKAGE_FILES.some((n) => uploaded[n]?.length)) throw badRequest('INVALID_MULTIPART', "send either an 'archive' file or the package files, not both");
-          input = { archive: uploaded.archive[0].buffer, sha256: typeof body.sha256 === 'string' ? body.sha256 : undefined };
+      const uploaded = (req.files ?? {}) as Record<string, Express.Multer.File[]>;
+      const staged: StagedFile[] = Object.values(uploaded).flat().map(stagedOf);
+      try {
+        let input: PublishInput;
+        const body = (req.body ?? {}) as Record<string, unknown>;
+        let allowUnknown = false;
+        if (!req.is('multipart/form-data')) {
+          const sha = req.headers['x-content-sha256'];
+          allowUnknown = isTrue(req.query.allow_unknown_base);
+          if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
+          const archive = await stageRaw(req);
+          staged.push(archive);
+          input = { stagedArchive: archive, sha256: typeof sha === 'string' ? sha : undefined };
         } else {
-          const files = new Map<string, Buffer>();
-          for (const n of PACKAGE_FILES) if (uploaded[n]?.[0]) files.set(n, uploaded[n][0].buffer);
-          if (files.size === 0) throw badRequest('INVALID_MULTIPART', "the form has no files: attach 'archive' (tar / tar.gz) or module.json and weights.safetensors");
-          const sha: Record<string, string> = {};
-          for (const [k, v] of Object.entries(body)) if (k.startsWith('sha256.') && typeof v === 'string') sha[k.slice(7)] = v;
-          input = { files, sha256: sha };
+          allowUnknown = isTrue(body.allow_unknown_base) || isTrue(req.query.allow_unknown_base);
+          for (const k of Object.keys(body)) {
+            if (k !== 'sha256' && k !== 'allow_unknown_base' && !k.startsWith('sha256.')) {
+              throw badRequest('UNEXPECTED_FIELD', `unexpected form field '${k}': allowed text fields are sha256, sha256.<file>, allow_unknown_base`);
+            }
+          }
+          if (uploaded.archive?.[0]) {
+            if (PACKAGE_FILES.some((n) => uploaded[n]?.length)) throw badRequest('INVALID_MULTIPART', "send either an 'archive' file or the package files, not both");
+            input = { stagedArchive: stagedOf(uploaded.archive[0]), sha256: typeof body.sha256 === 'string' ? body.sha256 : undefined };
+          } else {
+            const files = new Map<string, StagedFile>();
+            for (const n of PACKAGE_FILES) if (uploaded[n]?.[0]) files.set(n, stagedOf(uploaded[n][0]));
+            if (files.size === 0) throw badRequest('INVALID_MULTIPART', "the form has no files: attach 'archive' (tar / tar.gz) or module.json and weights.safetensors");
+            const sha: Record<string, string> = {};
+            for (const [k, v] of Object.entries(body)) if (k.startsWith('sha256.') && typeof v === 'string') sha[k.slice(7)] = v;
+            input = { stagedFiles: files, sha256: sha };
+          }
+          if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
         }
+        const result = await registry.publish(input, {
+          allowUnknownBase: allowUnknown || undefined,
+          authorize: (m) => assertCanWrite(res, splitId(m.id).namespace),
+        });
+        answerPublish(res, result);
+      } finally {
+        await discardStaged(staged);
       }
-      if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
-      const result = await registry.publish(input, {
-        allowUnknownBase: allowUnknown || undefined,
-        authorize: (m) => assertCanWrite(res, splitId(m.id).namespace),
-      });
-      logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size, existing: result.existing }, result.existing ? 'identical publish retried' : 'module published');
-      const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
-      // 201 for a new version; 200 with the stored record when the identical content was already published.
-      res.status(result.existing ? 200 : 201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
     },
   );
 
