@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   TAG_NOT_FOUND: { status: 404, meaning: 'the module has no such tag' },
   FILE_NOT_FOUND: { status: 404, meaning: 'the version has no such file' },
   TOKEN_NOT_FOUND: { status: 404, meaning: 'no token has this id' },
+  UPLOAD_NOT_FOUND: { status: 404, meaning: 'no resumable upload session has this id for this token (it was committed, cancelled or expired)' },
+  UPLOAD_RANGE_MISMATCH: { status: 416, meaning: 'a chunk\'s Content-Range does not start where the upload ends; GET the session for its offset and resume there' },
   VERSION_EXISTS: { status: 409, meaning: 'this version is already published; versions are immutable, publish a new one' },
   // ---- what is uploaded or composed
   INVALID_MANIFEST: { status: 422, meaning: 'module.json does not match the module format (the message names the field)' },

@@ -17,3 +17,4 @@ export type { Tensor, DType, TensorData } from './safetensors';
 export { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, f32 } from './safetensors';
 export * from './space-reserve';
 export * from './staging';
+export * from './uploads';

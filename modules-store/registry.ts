@@ -21,6 +21,7 @@ import type { Readable } from 'node:stream';
 import semver from 'semver';
 import { unpackArchive, unpackArchiveFile } from './archive';
 import { discardStaged, type StagedFile } from './staging';
+import { UploadSessions } from './uploads';
 import { FsBlobStore, normalizeDigest, sha256Digest, type BlobStore, type ByteRange } from './blob-store';
 import type { BaseRow, Catalog, FileRow, ModuleRow, Scope, SearchQuery, SearchSort, TagRow, TokenRow, VersionRow } from './catalog';
 import { SqliteCatalog } from './catalog-sqlite';
@@ -49,6 +50,8 @@ export interface RegistryOptions {
   readOnly?: boolean;
   /** Folder for staged uploads and unpacked archives (default: the OS temp folder; openRegistry: <data>/staging). */
   stagingDir?: string;
+  /** Folder of resumable upload sessions (default: the OS temp folder; openRegistry: <data>/uploads). */
+  uploadsDir?: string;
   /** Clock (tests). */
   now?: () => Date;
   /** Called when the registry closes (in-memory registries remove their temp blob folder). */
@@ -216,6 +219,8 @@ export class Registry {
   readonly readOnly: boolean;
   /** Where uploads are staged before they are validated and stored. */
   readonly stagingDir: string;
+  /** Resumable upload sessions (POST/PATCH/PUT /v1/uploads). */
+  readonly uploads: UploadSessions;
   private readonly onClose?: () => Promise<void>;
   /** Digests an in-flight publish has written or is writing: garbage collection leaves them alone. */
   private readonly pinned = new Map<string, number>();
@@ -232,6 +237,7 @@ export class Registry {
     this.reserve = opts.reserve;
     this.readOnly = opts.readOnly ?? false;
     this.stagingDir = opts.stagingDir ?? path.join(os.tmpdir(), 'modhub-staging');
+    this.uploads = new UploadSessions(opts.uploadsDir ?? path.join(os.tmpdir(), 'modhub-uploads'), this.maxPackageBytes, this.stagingDir);
     this.onClose = opts.onClose;
   }
 
@@ -752,13 +758,14 @@ export async function openRegistry(opts: OpenRegistryOptions): Promise<Registry>
   const blobs = await FsBlobStore.open(path.join(dir, 'blobs'), { readOnly });
   const reserve = readOnly || reserveBytes === 0 ? undefined : new SpaceReserve(path.join(dir, 'reserve.bin'), reserveBytes);
   const stagingDir = path.join(dir, 'staging');
-  const reg = new Registry({ ...rest, catalog, blobs, reserve, readOnly, stagingDir });
+  const reg = new Registry({ ...rest, catalog, blobs, reserve, readOnly, stagingDir, uploadsDir: path.join(dir, 'uploads') });
   if (!readOnly) {
     await reserve?.ensure();
     if (sweep !== false) {
       await reg.sweep();
       // staged uploads of a previous run (resumable upload sessions live in their own folder and are kept)
       for (const n of await fsp.readdir(stagingDir).catch(() => [] as string[])) await fsp.rm(path.join(stagingDir, n), { force: true }).catch(() => undefined);
+      await reg.uploads.sweep();
     }
   }
   return reg;
@@ -769,5 +776,5 @@ export async function openMemoryRegistry(opts: Omit<RegistryOptions, 'catalog' |
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-blobs-'));
   const catalog = await SqliteCatalog.open(':memory:');
   const blobs = await FsBlobStore.open(dir);
-  return new Registry({ ...opts, catalog, blobs, stagingDir: path.join(dir, 'staging'), onClose: () => fsp.rm(dir, { recursive: true, force: true }) });
+  return new Registry({ ...opts, catalog, blobs, stagingDir: path.join(dir, 'staging'), uploadsDir: path.join(dir, 'uploads'), onClose: () => fsp.rm(dir, { recursive: true, force: true }) });
 }

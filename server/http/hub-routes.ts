@@ -16,6 +16,7 @@ import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthC
 import { archivePayload, filePayload, sendPayload } from './download';
 import { badRequest, forbidden, notFound, tooLarge, unsupportedMediaType } from './errors';
 import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
+import { addUploadRoutes, UPLOAD_ROUTE_DOCS } from './upload-routes';
 import { baseJson, fileJson, moduleInfoJson, moduleSummaryJson, parseBody, parseQuery, tokenJson, versionInfoJson } from './wire';
 
 export interface HubRouterDeps {
@@ -151,6 +152,9 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
       }
     },
   );
+
+  // ---- resumable uploads (server/http/upload-routes.ts) ----
+  addUploadRoutes(r, registry, answerPublish);
 
   // ---- search ----
   r.get('/modules', read, async (req, res) => {
@@ -301,7 +305,7 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
     res.json(answer);
   });
 
-  return documented(r, { routes: HUB_ROUTE_DOCS, schemas: { ArchiveBytes: ARCHIVE_BYTES } });
+  return documented(r, { routes: [...HUB_ROUTE_DOCS, ...UPLOAD_ROUTE_DOCS], schemas: { ArchiveBytes: ARCHIVE_BYTES } });
 }
 
 /** A raw upload body: the package as tar or tar.gz bytes. */
