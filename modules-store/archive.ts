@@ -158,18 +158,16 @@ export async function unpackArchiveFile(file: string, limits: UnpackFileLimits):
   const source = createReadStream(file, { highWaterMark: 256 * 1024 });
   let input: NodeJS.ReadableStream = source;
   let gunzip: ReturnType<typeof createGunzip> | null = null;
+  const byRatio = Math.max(limits.ratioFloorBytes ?? 64 << 20, st.size * (limits.maxRatio ?? 100));
+  const ratioWhy = `more than ${limits.maxRatio ?? 100} times its compressed size (${st.size} bytes)`;
   if (isGzip(head)) {
     gunzip = createGunzip({ chunkSize: 64 * 1024 });
-    const byRatio = Math.max(limits.ratioFloorBytes ?? 64 << 20, st.size * (limits.maxRatio ?? 100));
     const cap = Math.min(limits.maxTotalBytes + (maxEntries + 4) * 2048, byRatio);
     let inflated = 0;
     const gz = gunzip;
     gz.on('data', (chunk: Buffer) => {
       inflated += chunk.length;
-      if (inflated > cap) {
-        const why = cap === byRatio ? `more than ${limits.maxRatio ?? 100} times its compressed size (${st.size} bytes)` : `past the ${limits.maxTotalBytes}-byte package limit`;
-        gz.destroy(new StoreError('TOO_LARGE', `archive inflates ${why}`));
-      }
+      if (inflated > cap) gz.destroy(new StoreError('TOO_LARGE', `archive inflates ${cap === byRatio ? ratioWhy : `past the ${limits.maxTotalBytes}-byte package limit`}`));
     });
     input = source.pipe(gz);
   }
@@ -208,6 +206,8 @@ export async function unpackArchiveFile(file: string, limits: UnpackFileLimits):
           if (size > limits.maxFileBytes) throw new StoreError('TOO_LARGE', `'${name}' is ${size} bytes, over the ${limits.maxFileBytes}-byte file limit`);
           total += size;
           if (total > limits.maxTotalBytes) throw new StoreError('TOO_LARGE', `archive contents exceed the ${limits.maxTotalBytes}-byte package limit`);
+          // A bomb usually declares its size: refuse at the header, before inflating anything.
+          if (gunzip && total > byRatio) throw new StoreError('TOO_LARGE', `archive declares ${total} bytes of files, ${ratioWhy}`);
           stageStream(stream as unknown as Readable, { dir: limits.dir, maxBytes: limits.maxFileBytes, what: `'${name}'` }).then(
             (staged) => {
               files.set(name, staged);
@@ -223,6 +223,9 @@ export async function unpackArchiveFile(file: string, limits: UnpackFileLimits):
       extract.on('finish', () => {
         if (!settled) {
           settled = true;
+          // Bytes after the end-of-archive blocks are never read (or inflated).
+          gunzip?.destroy();
+          source.destroy();
           resolve();
         }
       });

@@ -395,7 +395,7 @@ export class Registry {
       const { manifest, generatedCard } = await validateStagedPackage(files, this.limits, { baseParams: this.baseParams });
       const entries = PACKAGE_FILES.flatMap((fname) => {
         const f = files.get(fname);
-        if (f) return [{ row: { name: fname, digest: f.digest, size: f.size }, store: (d: string) => this.blobs.putStream(createReadStream(f.path, { highWaterMark: 1 << 20 }), d) }];
+        if (f) return [{ row: { name: fname, digest: f.digest, size: f.size }, store: (d: string) => this.blobs.putStream(createReadStream(f.path, { highWaterMark: 256 * 1024 }), d) }];
         if (fname === 'README.md' && generatedCard) return [{ row: { name: fname, digest: sha256Digest(generatedCard), size: generatedCard.length }, store: (d: string) => this.blobs.put(generatedCard, d) }];
         return [];
       });

@@ -147,8 +147,8 @@ export function parseSafetensorsHeader(buf: Buffer, fileSize = buf.length): Safe
 export interface ByteSource {
   /** Total size in bytes. */
   readonly size: number;
-  /** `length` bytes from `start` (fewer only at the end of the source). */
-  read(start: number, length: number): Buffer;
+  /** `length` bytes from `start` (fewer only at the end of the source); `into` (when given) is reused instead of allocating. */
+  read(start: number, length: number, into?: Buffer): Buffer;
 }
 
 /** A ByteSource over bytes in memory. */
@@ -160,8 +160,9 @@ export function bufferSource(buf: Buffer): ByteSource {
 export function fileSource(fd: number, size: number): ByteSource {
   return {
     size,
-    read(start, length) {
-      const out = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - start)));
+    read(start, length, into) {
+      const n = Math.max(0, Math.min(length, size - start));
+      const out = into && into.length >= n ? into.subarray(0, n) : Buffer.allocUnsafe(n);
       let off = 0;
       while (off < out.length) {
         const n = readSync(fd, out, off, out.length - off, start + off);
@@ -199,9 +200,11 @@ export function forEachTensorChunk(src: ByteSource, h: SafetensorsHeader, name: 
   const el = DTYPE_BYTES[e.dtype];
   const step = Math.max(el, chunkBytes - (chunkBytes % el));
   const [s, t] = e.data_offsets;
+  // One scratch buffer for the whole walk: validating a 1 GB tensor allocates 1 MB, not 1 GB of garbage.
+  const scratch = Buffer.allocUnsafe(Math.min(step, t - s));
   for (let off = s; off < t; off += step) {
     const len = Math.min(step, t - off);
-    const bytes = src.read(h.dataStart + off, len);
+    const bytes = src.read(h.dataStart + off, len, scratch);
     if (bytes.length !== len) throw new RangeError(`safetensors: file ends inside tensor '${name}'`);
     fn(bytes, (off - s) / el);
   }
