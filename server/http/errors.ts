@@ -122,7 +122,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       logger.error({ err, request_id: id, method: req.method, url: req.originalUrl }, 'unexpected error');
       he = httpError('INTERNAL', `internal server error (request id ${id}; the server log has the details)`);
     }
-    else if (he.status === 507) logger.error({ err, request_id: id, method: req.method, url: req.originalUrl, code: he.code }, 'storage or server fault');
+    else if (he.code === 'STORAGE_FULL') logger.error({ err, request_id: id, method: req.method, url: req.originalUrl, code: he.code }, 'storage is full');
+    else if (he.code === 'STORAGE_READ_ONLY') logger.warn({ request_id: id, method: req.method, url: req.originalUrl, code: he.code, msg_detail: he.message }, 'write refused: storage is read-only');
     for (const [k, v] of Object.entries(he.headers)) res.setHeader(k, v);
     res.setHeader('X-Modhub-Error-Code', he.code);
     if (res.locals.hfErrorShape === true) {
