@@ -3,7 +3,7 @@
  * from /proc/<pid>/status every 20 ms, peak over each phase):
  *
  * 1. RSS growth per concurrent upload: 1, then 4, then 8 concurrent raw tar uploads of a ~57 MB module (and 1
- *    upload of a ~14 MB module, to show growth does not follow module size). Growth = peak during the phase −
+ *    upload of a ~14 MB module, to show growth does not follow module size), then 4 multipart uploads. Growth = peak during the phase −
  *    RSS before it; per upload = growth / concurrency.
  * 2. 20 parallel gzip bombs: 1 MB tar.gz files whose weights are declared as 1e9 zero bytes (the issue's attack);
  *    every one must be refused (413), with RSS flat.
@@ -128,15 +128,22 @@ async function main(): Promise<void> {
       await r.arrayBuffer();
       return r.status;
     };
+    const postForm = async (body: Buffer): Promise<number> => {
+      const form = new FormData();
+      form.append('archive', new Blob([new Uint8Array(body)]), 'module.tar');
+      const r = await fetch(`${url}/v1/modules`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: form });
+      await r.arrayBuffer();
+      return r.status;
+    };
     const pid = child.pid!;
     let n = 0;
     // warm-up: code paths loaded, allocator settled
     for (let i = 0; i < 2; i++) if ((await post(bigArchive(`0.0.${n++}`, 3))) !== 201) throw new Error('warm-up upload failed');
     const rows: Record<string, number | string>[] = [];
-    const phase = async (label: string, conc: number, layers: number): Promise<void> => {
+    const phase = async (label: string, conc: number, layers: number, multipart = false): Promise<void> => {
       const bodies = Array.from({ length: conc }, () => bigArchive(`1.0.${n++}`, layers));
       global.gc?.();
-      const s = await sampled(pid, () => Promise.all(bodies.map((b) => post(b))));
+      const s = await sampled(pid, () => Promise.all(bodies.map((b) => (multipart ? postForm(b) : post(b)))));
       if (!s.result.every((x) => x === 201)) throw new Error(`${label}: statuses ${s.result.join(',')}`);
       const growth = s.peak - s.before;
       rows.push({ phase: label, concurrent: conc, module_mb: +(bodies[0].length / 1e6).toFixed(1), rss_before_mb: +(s.before / 1e6).toFixed(1), rss_peak_mb: +(s.peak / 1e6).toFixed(1), growth_mb: +(growth / 1e6).toFixed(1), growth_per_upload_mb: +(growth / conc / 1e6).toFixed(1) });
@@ -145,6 +152,7 @@ async function main(): Promise<void> {
     await phase('uploads', 1, 12);
     await phase('uploads', 4, 12);
     await phase('uploads', 8, 12);
+    await phase('multipart uploads (what the SDK sends)', 4, 12, true);
     const b = await bomb();
     const s = await sampled(pid, () => Promise.all(Array.from({ length: 20 }, () => post(b, 'application/gzip'))));
     if (!s.result.every((x) => x === 413)) throw new Error(`bombs: statuses ${s.result.join(',')}`);
