@@ -18,3 +18,4 @@ export { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, f32 } f
 export * from './space-reserve';
 export * from './staging';
 export * from './uploads';
+export * from './open-registry';
