@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   TAG_NOT_FOUND: { status: 404, meaning: 'the module has no such tag' },
   FILE_NOT_FOUND: { status: 404, meaning: 'the version has no such file' },
   TOKEN_NOT_FOUND: { status: 404, meaning: 'no token has this id' },
+  UPLOAD_NOT_FOUND: { status: 404, meaning: 'no resumable upload session has this id for this token (it was committed, cancelled or expired)' },
+  UPLOAD_RANGE_MISMATCH: { status: 416, meaning: 'a chunk\'s Content-Range does not start where the upload ends; GET the session for its offset and resume there' },
   VERSION_EXISTS: { status: 409, meaning: 'this version is already published; versions are immutable, publish a new one' },
   // ---- what is uploaded or composed
   INVALID_MANIFEST: { status: 422, meaning: 'module.json does not match the module format (the message names the field)' },
@@ -44,6 +46,8 @@ export const ERROR_CODES = {
   INCOMPATIBLE_BASE: { status: 422, meaning: 'the module was made for a different base than the one this server runs' },
   INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
   // ---- the server
+  STORAGE_FULL: { status: 507, meaning: 'the hub\'s disk (or database) is full: an admin frees space (DELETE works on a full disk) or grows the volume' },
+  STORAGE_READ_ONLY: { status: 507, meaning: 'the hub\'s data directory is read-only (mounted read-only, or served read-only): downloads and inference work, writes do not' },
   SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
   NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, shutting down)' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },

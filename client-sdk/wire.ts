@@ -125,6 +125,26 @@ export const TagsSchema = z.strictObject({ tags: z.record(z.string(), z.string()
 export const YankBodySchema = z
   .strictObject({ yanked: z.boolean().optional().meta({ description: 'default true; false restores' }), reason: z.string().max(1000).optional() });
 export const YankResultSchema = z.strictObject({ id: z.string(), version: z.string(), yanked: z.boolean() });
+/** A resumable upload session (POST /v1/uploads, PATCH chunks, PUT ?digest= to commit). */
+export const UploadSessionSchema = z.strictObject({
+  id: z.string().meta({ description: 'session id (up_…)' }),
+  offset: z.number().int().meta({ description: 'bytes received so far: the next chunk starts here' }),
+  max_bytes: z.number().int().meta({ description: 'largest total upload (the package limit)' }),
+  created_at: z.string(),
+});
+/** The query of the commit (PUT /v1/uploads/{id}). */
+export const UploadCommitQuerySchema = z.strictObject({
+  digest: z.string().meta({ description: 'sha256 of the whole upload (sha256:<hex> or <hex>), checked before publishing' }),
+  allow_unknown_base: z.enum(['true', 'false', '1', '0']).optional().meta({ description: 'admins only' }),
+});
+
+/** A delete that removed the catalog rows but could not remove every blob (answered 200 instead of 204). */
+export const DeleteResultSchema = z.strictObject({
+  deleted: z.string().meta({ description: 'ns/name or ns/name@version: gone from the catalog' }),
+  blobs_removed: z.number().int(),
+  blobs_left: z.array(z.string()).meta({ description: 'unreferenced blobs still on disk; the start-up sweep retries them' }),
+  message: z.string(),
+});
 
 /** The multipart upload's fields (a raw tar / tar.gz body is the other way to publish). */
 export const PublishFormSchema = z
@@ -255,6 +275,7 @@ export const WIRE_SCHEMAS = {
     CreateTokenBody: CreateTokenBodySchema,
     RegisterBaseBody: RegisterBaseBodySchema,
     InferRequest: InferRequestSchema,
+    UploadCommitQuery: UploadCommitQuerySchema,
   },
   responses: {
     ModuleKind: ModuleKindSchema,
@@ -270,6 +291,8 @@ export const WIRE_SCHEMAS = {
     VersionInfo: VersionInfoSchema,
     Tags: TagsSchema,
     YankResult: YankResultSchema,
+    DeleteResult: DeleteResultSchema,
+    UploadSession: UploadSessionSchema,
     TokenInfo: TokenInfoSchema,
     CreatedToken: CreatedTokenSchema,
     TokenList: TokenListSchema,
@@ -300,6 +323,8 @@ export type VersionEntry = z.infer<typeof VersionEntrySchema>;
 export type ModuleInfo = z.infer<typeof ModuleInfoSchema>;
 export type VersionInfo = z.infer<typeof VersionInfoSchema>;
 export type YankResult = z.infer<typeof YankResultSchema>;
+export type DeleteResult = z.infer<typeof DeleteResultSchema>;
+export type UploadSession = z.infer<typeof UploadSessionSchema>;
 export type Tags = z.infer<typeof TagsSchema>;
 export type TokenList = z.infer<typeof TokenListSchema>;
 export type BaseList = z.infer<typeof BaseListSchema>;

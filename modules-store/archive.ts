@@ -6,10 +6,12 @@
  * can serve byte ranges of an archive straight from the stored blobs without building it in memory.
  * Example: `const files = await unpackArchive(buf, { maxFileBytes, maxTotalBytes })`.
  */
+import { createReadStream, promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { StoreError } from './errors';
+import { discardStaged, stageStream, type StagedFile } from './staging';
 
 export interface UnpackLimits {
   /** Largest single file, in bytes. */
@@ -121,6 +123,121 @@ export async function unpackArchive(buf: Buffer, limits: UnpackLimits): Promise<
     input.on('error', fail);
     input.pipe(extract);
   });
+  return files;
+}
+
+/** Limits for unpacking an archive file to staged files. */
+export interface UnpackFileLimits extends UnpackLimits {
+  /** Folder the entries are staged in. */
+  dir: string;
+  /**
+   * Most bytes a gzip stream may inflate to per compressed byte (default 100). Legitimate packages compress a few
+   * times at most (zero-initialised tensors more); a bomb inflates thousands of times.
+   */
+  maxRatio?: number;
+  /** Inflating up to this many bytes is always allowed, whatever the ratio (default 64 MiB). */
+  ratioFloorBytes?: number;
+}
+
+/**
+ * Unpacks a tar or tar.gz FILE entry by entry into staged temp files (hashed as they are written), with the rules
+ * of {@link unpackArchive} plus a cap on the gzip inflation ratio. Memory stays at a few stream buffers whatever
+ * the archive declares; on any failure every staged file is removed.
+ */
+export async function unpackArchiveFile(file: string, limits: UnpackFileLimits): Promise<Map<string, StagedFile>> {
+  const maxEntries = limits.maxEntries ?? 16;
+  const files = new Map<string, StagedFile>();
+  const st = await fsp.stat(file);
+  const head = Buffer.alloc(2);
+  const fh = await fsp.open(file, 'r');
+  try {
+    await fh.read(head, 0, 2, 0);
+  } finally {
+    await fh.close();
+  }
+  const source = createReadStream(file, { highWaterMark: 256 * 1024 });
+  let input: NodeJS.ReadableStream = source;
+  let gunzip: ReturnType<typeof createGunzip> | null = null;
+  const byRatio = Math.max(limits.ratioFloorBytes ?? 64 << 20, st.size * (limits.maxRatio ?? 100));
+  const ratioWhy = `more than ${limits.maxRatio ?? 100} times its compressed size (${st.size} bytes)`;
+  if (isGzip(head)) {
+    gunzip = createGunzip({ chunkSize: 64 * 1024 });
+    const cap = Math.min(limits.maxTotalBytes + (maxEntries + 4) * 2048, byRatio);
+    let inflated = 0;
+    const gz = gunzip;
+    gz.on('data', (chunk: Buffer) => {
+      inflated += chunk.length;
+      if (inflated > cap) gz.destroy(new StoreError('TOO_LARGE', `archive inflates ${cap === byRatio ? ratioWhy : `past the ${limits.maxTotalBytes}-byte package limit`}`));
+    });
+    input = source.pipe(gz);
+  }
+  const extract = tar.extract();
+  let total = 0;
+  let entries = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (e: unknown): void => {
+        if (settled) return;
+        settled = true;
+        const err = e instanceof StoreError ? e : new StoreError('INVALID_ARCHIVE', `archive is not a readable tar/tar.gz: ${(e as Error)?.message ?? String(e)}`);
+        extract.destroy();
+        gunzip?.destroy();
+        source.destroy();
+        reject(err);
+      };
+      extract.on('entry', (header, stream, next) => {
+        try {
+          entries++;
+          if (entries > maxEntries) throw new StoreError('INVALID_ARCHIVE', `archive holds more than ${maxEntries} entries`);
+          const name = safeEntryName(header.name);
+          if (header.type === 'directory') {
+            if (name !== null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a folder; package files must sit at the archive root`);
+            stream.resume();
+            stream.on('end', next);
+            return;
+          }
+          if (header.type !== 'file' && header.type !== 'contiguous-file') {
+            throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a ${header.type}; only regular files are allowed (no links)`);
+          }
+          if (name === null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' has no file name`);
+          if (files.has(name)) throw new StoreError('INVALID_ARCHIVE', `archive holds '${name}' twice`);
+          const size = header.size ?? 0;
+          if (size > limits.maxFileBytes) throw new StoreError('TOO_LARGE', `'${name}' is ${size} bytes, over the ${limits.maxFileBytes}-byte file limit`);
+          total += size;
+          if (total > limits.maxTotalBytes) throw new StoreError('TOO_LARGE', `archive contents exceed the ${limits.maxTotalBytes}-byte package limit`);
+          // A bomb usually declares its size: refuse at the header, before inflating anything.
+          if (gunzip && total > byRatio) throw new StoreError('TOO_LARGE', `archive declares ${total} bytes of files, ${ratioWhy}`);
+          stageStream(stream as unknown as Readable, { dir: limits.dir, maxBytes: limits.maxFileBytes, what: `'${name}'` }).then(
+            (staged) => {
+              files.set(name, staged);
+              next();
+            },
+            fail,
+          );
+        } catch (e) {
+          stream.resume();
+          fail(e);
+        }
+      });
+      extract.on('finish', () => {
+        if (!settled) {
+          settled = true;
+          // Bytes after the end-of-archive blocks are never read (or inflated).
+          gunzip?.destroy();
+          source.destroy();
+          resolve();
+        }
+      });
+      extract.on('error', fail);
+      input.on('error', fail);
+      source.on('error', fail);
+      input.pipe(extract);
+    });
+  } catch (e) {
+    await discardStaged(files.values());
+    throw e;
+  }
   return files;
 }
 

@@ -193,6 +193,76 @@ export class S3BlobStore implements BlobStore {
     return { digest, size: data.length };
   }
 
+  /**
+   * Stores a stream in bounded memory (one part buffered at a time): a blob up to the multipart threshold is
+   * buffered and put whole; a larger one goes up as a multipart upload whose parts are sent as they fill, hashed
+   * on the way, and completed only when the stream's digest equals `expectedDigest` (aborted otherwise). Without
+   * `expectedDigest` the key is not known in advance, so the stream is collected and handed to `put`.
+   */
+  async putStream(source: Readable, expectedDigest?: string): Promise<BlobInfo> {
+    const expected = expectedDigest === undefined ? undefined : normalizeDigest(expectedDigest);
+    if (!expected) {
+      const chunks: Buffer[] = [];
+      for await (const c of source) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array));
+      return this.put(Buffer.concat(chunks));
+    }
+    const existing = await this.stat(expected);
+    if (existing) {
+      source.destroy();
+      return existing;
+    }
+    const key = this.keyOf(expected);
+    const meta = { sha256: expected.slice(7) };
+    const hash = createHash('sha256');
+    let size = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let uploadId: string | undefined;
+    const etags: string[] = [];
+    const sendPart = async (body: Buffer): Promise<void> => {
+      if (!uploadId) {
+        const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream', Metadata: meta }));
+        if (!created.UploadId) throw new Error(`blob store ${this.location}: CreateMultipartUpload returned no UploadId`);
+        uploadId = created.UploadId;
+      }
+      const r = await this.client.send(
+        new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: etags.length + 1, Body: body, ContentLength: body.length, ContentMD5: md5Base64(body) }),
+      );
+      if (!r.ETag) throw new Error(`blob store ${this.location}: part ${etags.length + 1} of ${key} returned no ETag`);
+      etags.push(r.ETag);
+    };
+    try {
+      for await (const c of source) {
+        const b = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
+        hash.update(b);
+        size += b.length;
+        pending.push(b);
+        pendingBytes += b.length;
+        // Before the first part, wait until the blob is past the single-put threshold; then send each full part.
+        while (pendingBytes >= this.partSize && (uploadId !== undefined || pendingBytes > this.multipartThreshold)) {
+          const all = Buffer.concat(pending);
+          await sendPart(all.subarray(0, this.partSize));
+          pending = [all.subarray(this.partSize)];
+          pendingBytes = pending[0].length;
+        }
+      }
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== expected) throw new StoreError('DIGEST_MISMATCH', `content has digest ${got}, but ${expectedDigest} was declared`);
+      const rest = Buffer.concat(pending);
+      if (!uploadId) return await this.put(rest, expected); // small enough to have been buffered whole
+      if (rest.length) await sendPart(rest);
+      await this.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) } }),
+      );
+    } catch (e) {
+      if (uploadId) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+      throw e;
+    }
+    const stored = await this.stat(expected);
+    if (!stored || stored.size !== size) throw new Error(`blob ${expected}: the bucket holds ${stored ? `${stored.size} bytes` : 'nothing'} after uploading ${size}`);
+    return { digest: expected, size };
+  }
+
   private async multipart(key: string, data: Buffer, meta: Record<string, string>): Promise<void> {
     const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream', Metadata: meta }));
     const uploadId = created.UploadId;

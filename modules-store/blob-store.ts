@@ -7,10 +7,12 @@
  * Example: `const { digest } = await blobs.put(bytes); const again = await blobs.read(digest);`
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { StoreError } from './errors';
+import { HashCounter } from './staging';
 
 export interface BlobInfo {
   /** `sha256:<64 hex>` */
@@ -27,6 +29,11 @@ export interface ByteRange {
 export interface BlobStore {
   /** Stores bytes; when `expectedDigest` is given and differs from the bytes' digest, stores nothing (DIGEST_MISMATCH). */
   put(data: Buffer, expectedDigest?: string): Promise<BlobInfo>;
+  /**
+   * Stores a stream's bytes in bounded memory (uploads staged on disk). With `expectedDigest`, a blob already
+   * stored under it is kept without reading the stream, and a mismatch stores nothing (DIGEST_MISMATCH).
+   */
+  putStream(source: Readable, expectedDigest?: string): Promise<BlobInfo>;
   /** The whole blob; FILE_NOT_FOUND when absent. */
   read(digest: string): Promise<Buffer>;
   /** A stream over the blob or an inclusive range of it. */
@@ -95,9 +102,10 @@ export class FsBlobStore implements BlobStore {
     this.tmpDir = path.join(dir, 'tmp');
   }
 
-  /** Opens (creating) a store rooted at `dir`. */
-  static async open(dir: string): Promise<FsBlobStore> {
+  /** Opens (creating) a store rooted at `dir`; `readOnly` creates nothing (a read-only data folder). */
+  static async open(dir: string, opts: { readOnly?: boolean } = {}): Promise<FsBlobStore> {
     const s = new FsBlobStore(path.resolve(dir));
+    if (opts.readOnly) return s;
     await fsp.mkdir(s.blobDir, { recursive: true });
     await fsp.mkdir(s.tmpDir, { recursive: true });
     return s;
@@ -143,12 +151,66 @@ export class FsBlobStore implements BlobStore {
         return existing;
       }
     }
-    await this.hooks.afterTempWrite?.(tmp, digest);
-    // The digest was computed over exactly the bytes just written and fsynced; the rename is the commit point.
-    await fsp.mkdir(path.dirname(final), { recursive: true });
-    await fsp.rename(tmp, final);
-    await fsyncDir(path.dirname(final));
+    await this.commitTemp(tmp, final);
     return { digest, size: data.length };
+  }
+
+  async putStream(source: Readable, expectedDigest?: string): Promise<BlobInfo> {
+    const expected = expectedDigest === undefined ? undefined : normalizeDigest(expectedDigest);
+    if (expected) {
+      const existing = await this.stat(expected);
+      if (existing) {
+        source.destroy();
+        return existing;
+      }
+    }
+    const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const counter = new HashCounter(Number.MAX_SAFE_INTEGER, 'a blob');
+    let digest: string;
+    try {
+      await pipeline(source, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+      const fh = await fsp.open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      digest = counter.digest();
+      if (expected && digest !== expected) throw new StoreError('DIGEST_MISMATCH', `content has digest ${digest}, but ${expectedDigest} was declared`);
+    } catch (e) {
+      source.destroy();
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      throw e;
+    }
+    const existing = await this.stat(digest);
+    if (existing && existing.size === counter.bytes) {
+      await fsp.rm(tmp, { force: true });
+      return existing;
+    }
+    await this.commitTemp(tmp, this.pathOf(digest));
+    return { digest, size: counter.bytes };
+  }
+
+  /**
+   * Moves a written, fsynced, digest-checked temp file to its content address: the rename is the commit point.
+   * When the folder or the rename fails (full disk, read-only remount) the temp file is removed at once rather
+   * than left for the next start-up sweep.
+   */
+  private async commitTemp(tmp: string, final: string): Promise<void> {
+    try {
+      await this.hooks.afterTempWrite?.(tmp, `sha256:${path.basename(final)}`);
+      await fsp.mkdir(path.dirname(final), { recursive: true });
+      await fsp.rename(tmp, final);
+    } catch (e) {
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      // A recursive mkdir on a read-only mount reports ENOENT; ask the folder itself what is wrong.
+      const probe = await fsp.access(this.blobDir, fsConstants.W_OK).then(
+        () => null,
+        (x: unknown) => x,
+      );
+      throw (probe as NodeJS.ErrnoException | null)?.code === 'EROFS' ? probe : e;
+    }
+    await fsyncDir(path.dirname(final));
   }
 
   async read(digest: string): Promise<Buffer> {
@@ -181,7 +243,7 @@ export class FsBlobStore implements BlobStore {
 
   async list(): Promise<string[]> {
     const out: string[] = [];
-    for (const sub of await fsp.readdir(this.blobDir)) {
+    for (const sub of await fsp.readdir(this.blobDir).catch(() => [] as string[])) {
       if (!/^[0-9a-f]{2}$/.test(sub)) continue;
       for (const f of await fsp.readdir(path.join(this.blobDir, sub))) {
         if (/^[0-9a-f]{64}$/.test(f)) out.push(`sha256:${f}`);

@@ -175,12 +175,29 @@ export class SqliteCatalog implements Catalog {
 
   private constructor(private readonly db: sqlite3.Database) {}
 
-  /** Opens (creating and migrating) a catalog file, or `:memory:`. Refuses a schema newer than this code. */
-  static async open(file: string): Promise<SqliteCatalog> {
+  /**
+   * Opens (creating and migrating) a catalog file, or `:memory:`. Refuses a schema newer than this code.
+   * `readOnly` opens an existing file as immutable (a read-only mount: no WAL or lock files can be made) and
+   * refuses a schema older than this code instead of migrating it; every write then fails with SQLITE_READONLY.
+   */
+  static async open(file: string, opts: { readOnly?: boolean } = {}): Promise<SqliteCatalog> {
+    const readOnly = opts.readOnly === true && file !== ':memory:';
     const db = await new Promise<sqlite3.Database>((resolve, reject) => {
-      const d = new sqlite3.Database(file, (err) => (err ? reject(err) : resolve(d)));
+      const d = readOnly
+        ? new sqlite3.Database(`file:${encodeURI(file)}?immutable=1`, sqlite3.OPEN_READONLY | sqlite3.OPEN_URI, (err) => (err ? reject(err) : resolve(d)))
+        : new sqlite3.Database(file, (err) => (err ? reject(err) : resolve(d)));
     });
     const c = new SqliteCatalog(db);
+    if (readOnly) {
+      try {
+        const v = (await c.get<{ user_version: number }>('PRAGMA user_version'))?.user_version ?? 0;
+        if (v !== SCHEMA_VERSION) throw new Error(`catalog schema version ${v} differs from this modhub's ${SCHEMA_VERSION}, and a read-only catalog cannot be migrated: open it writable once, or use the matching modhub`);
+      } catch (e) {
+        await c.close().catch(() => undefined);
+        throw e;
+      }
+      return c;
+    }
     try {
       await c.run('PRAGMA busy_timeout = 10000');
       if (file !== ':memory:') await c.run('PRAGMA journal_mode = WAL');

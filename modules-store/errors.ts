@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   TAG_NOT_FOUND: { status: 404, meaning: 'the module has no such tag' },
   FILE_NOT_FOUND: { status: 404, meaning: 'the version has no such file' },
   TOKEN_NOT_FOUND: { status: 404, meaning: 'no token has this id' },
+  UPLOAD_NOT_FOUND: { status: 404, meaning: 'no resumable upload session has this id for this token (it was committed, cancelled or expired)' },
+  UPLOAD_RANGE_MISMATCH: { status: 416, meaning: 'a chunk\'s Content-Range does not start where the upload ends; GET the session for its offset and resume there' },
   VERSION_EXISTS: { status: 409, meaning: 'this version is already published; versions are immutable, publish a new one' },
   // ---- what is uploaded or composed
   INVALID_MANIFEST: { status: 422, meaning: 'module.json does not match the module format (the message names the field)' },
@@ -46,6 +48,8 @@ export const ERROR_CODES = {
   INCOMPATIBLE_BASE: { status: 422, meaning: 'the module was made for a different base than the one this server runs' },
   INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
   // ---- the server
+  STORAGE_FULL: { status: 507, meaning: 'the hub\'s disk (or database) is full: an admin frees space (DELETE works on a full disk) or grows the volume' },
+  STORAGE_READ_ONLY: { status: 507, meaning: 'the hub\'s data directory is read-only (mounted read-only, or served read-only): downloads and inference work, writes do not' },
   SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
   NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, shutting down)' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
@@ -89,6 +93,10 @@ export type StoreErrorCode = Extract<
   | 'VERSION_EXISTS'
   | 'DIGEST_MISMATCH'
   | 'TOO_LARGE'
+  | 'STORAGE_FULL'
+  | 'STORAGE_READ_ONLY'
+  | 'UPLOAD_NOT_FOUND'
+  | 'UPLOAD_RANGE_MISMATCH'
 >;
 
 /**
@@ -117,4 +125,23 @@ export class ModuleError extends CodedError {
     super(code, message);
     this.name = 'ModuleError';
   }
+}
+
+/** errno / SQLite codes that mean the storage has no room, or cannot be written at all. */
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+const READ_ONLY_CODES = new Set(['EROFS', 'SQLITE_READONLY']);
+
+/**
+ * The coded error an I/O failure of the storage means (STORAGE_FULL, STORAGE_READ_ONLY), or null for any other
+ * error. Storage faults are the operator's to fix, not bugs: they get their own codes instead of 500 INTERNAL.
+ * Example: `catch (e) { throw storageErrorOf(e) ?? e; }`.
+ */
+export function storageErrorOf(e: unknown): StoreError | null {
+  if (e instanceof CodedError) return e.code === 'STORAGE_FULL' || e.code === 'STORAGE_READ_ONLY' ? (e as StoreError) : null;
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return null;
+  const what = (e as Error).message ?? code;
+  if (FULL_CODES.has(code)) return new StoreError('STORAGE_FULL', `the hub's storage is full (${what}): delete unused versions (DELETE works on a full disk) or grow the volume`);
+  if (READ_ONLY_CODES.has(code)) return new StoreError('STORAGE_READ_ONLY', `the hub's storage is read-only (${what}): downloads and inference work, uploads and changes do not`);
+  return null;
 }

@@ -18,3 +18,7 @@ export * from './registry';
 export * from './open-store';
 export type { Tensor, DType, TensorData } from './safetensors';
 export { parseSafetensors, parseSafetensorsHeader, serializeSafetensors, f32 } from './safetensors';
+export * from './space-reserve';
+export * from './staging';
+export * from './uploads';
+export * from './open-registry';

@@ -16,7 +16,8 @@ import * as path from 'node:path';
 import { FsBlobStore, type BlobStore } from './blob-store';
 import type { Catalog } from './catalog';
 import { SqliteCatalog } from './catalog-sqlite';
-import { openRegistry, Registry, type OpenRegistryOptions } from './registry';
+import { openRegistry, type OpenRegistryOptions } from './open-registry';
+import { Registry } from './registry';
 
 export interface OpenStoreOptions extends OpenRegistryOptions {
   /** PostgreSQL URL; default MODHUB_DATABASE_URL; none = SQLite in the data folder. */
@@ -90,7 +91,9 @@ export async function openStore(opts: OpenStoreOptions): Promise<Registry & { de
     await catalog?.close().catch(() => undefined);
     throw e;
   }
-  const reg = new Registry({ ...opts, catalog, blobs, onClose: async () => closeBlobs?.() });
+  // Uploads are staged on this replica's local disk; only committed blobs go to the shared store.
+  const { dataDir: _d, sweep: _s, readOnly: _r, reserveBytes: _b, databaseUrl: _u, blobUrl: _bu, env: _e, ...rest } = opts;
+  const reg = new Registry({ ...rest, catalog, blobs, stagingDir: path.join(dir, 'staging'), uploadsDir: path.join(dir, 'uploads'), onClose: async () => closeBlobs?.() });
   if (opts.sweep !== false) {
     try {
       await reg.sweep();

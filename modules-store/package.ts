@@ -9,8 +9,10 @@ import { unpackArchive } from './archive';
 import { generateCard, parseCard } from './card';
 import { StoreError } from './errors';
 import { parseManifest, parseManifestBytes, type Manifest, type ManifestInput } from './manifest';
-import { serializeSafetensors, type Tensor } from './safetensors';
+import { fileSource, serializeSafetensors, type Tensor } from './safetensors';
+import type { StagedFile } from './staging';
 import { validateWeights } from './validate';
+import type { BaseParams } from './kinds';
 
 export const MANIFEST_FILE = 'module.json';
 export const WEIGHTS_FILE = 'weights.safetensors';
@@ -33,6 +35,12 @@ export const DEFAULT_PACKAGE_LIMITS: PackageLimits = {
   maxCardBytes: 1 << 20,
 };
 
+/** What validation may know beyond the package itself. */
+export interface ValidateOptions {
+  /** The parameters of the base with this fingerprint, when known (diff checks need them). */
+  baseParams?: (fingerprint: string) => BaseParams | null | undefined;
+}
+
 /** A validated package: manifest and the exact bytes of every file (README.md generated when missing). */
 export interface ModulePackage {
   manifest: Manifest;
@@ -47,7 +55,7 @@ function limitFor(name: string, l: PackageLimits): number {
  * Validates a set of package files (name → bytes): only known names, sizes within limits, manifest schema and
  * format version, weights against the kind's config, card front matter. Generates README.md when absent.
  */
-export function validatePackage(files: Map<string, Buffer>, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS): ModulePackage {
+export function validatePackage(files: Map<string, Buffer>, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS, opts: ValidateOptions = {}): ModulePackage {
   for (const [name, bytes] of files) {
     if (!PACKAGE_FILES.includes(name)) {
       throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
@@ -61,17 +69,55 @@ export function validatePackage(files: Map<string, Buffer>, limits: PackageLimit
   const manifest = parseManifestBytes(mBytes);
   const weights = files.get(WEIGHTS_FILE);
   if (!weights) throw new StoreError('INVALID_PACKAGE', `the package has no ${WEIGHTS_FILE}`);
-  validateWeights(manifest, weights);
+  validateWeights(manifest, weights, { baseParams: opts.baseParams?.(manifest.base.fingerprint) ?? undefined });
   const out = new Map(files);
   const card = files.get(CARD_FILE);
   if (card) {
-    const text = card.toString('utf8');
-    if (Buffer.byteLength(text) !== card.length || text.includes('\uFFFD')) throw new StoreError('INVALID_PACKAGE', 'README.md must be UTF-8 text');
-    parseCard(text);
+    checkCard(card);
   } else {
     out.set(CARD_FILE, Buffer.from(generateCard(manifest), 'utf8'));
   }
   return { manifest, files: out };
+}
+
+/**
+ * Validates a package staged on disk (name → temp file) with the rules of {@link validatePackage}, reading the
+ * small files (manifest, card) into memory and the weights from the file piece by piece. Returns the manifest
+ * and, when the package has no README.md, the generated one.
+ */
+export async function validateStagedPackage(
+  files: Map<string, StagedFile>,
+  limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+  opts: ValidateOptions = {},
+): Promise<{ manifest: Manifest; generatedCard: Buffer | null }> {
+  for (const [name, f] of files) {
+    if (!PACKAGE_FILES.includes(name)) throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
+    if (f.size > limitFor(name, limits)) throw new StoreError('TOO_LARGE', `'${name}' is ${f.size} bytes, over the ${limitFor(name, limits)}-byte limit`);
+  }
+  const mFile = files.get(MANIFEST_FILE);
+  if (!mFile) throw new StoreError('INVALID_PACKAGE', `the package has no ${MANIFEST_FILE}`);
+  const manifest = parseManifestBytes(await fsp.readFile(mFile.path));
+  const wFile = files.get(WEIGHTS_FILE);
+  if (!wFile) throw new StoreError('INVALID_PACKAGE', `the package has no ${WEIGHTS_FILE}`);
+  const fh = await fsp.open(wFile.path, 'r');
+  try {
+    validateWeights(manifest, fileSource(fh.fd, wFile.size), { baseParams: opts.baseParams?.(manifest.base.fingerprint) ?? undefined });
+  } finally {
+    await fh.close();
+  }
+  const cFile = files.get(CARD_FILE);
+  if (cFile) {
+    checkCard(await fsp.readFile(cFile.path));
+    return { manifest, generatedCard: null };
+  }
+  return { manifest, generatedCard: Buffer.from(generateCard(manifest), 'utf8') };
+}
+
+/** README.md must be UTF-8 with valid front matter. */
+function checkCard(card: Buffer): void {
+  const text = card.toString('utf8');
+  if (Buffer.byteLength(text) !== card.length || text.includes('\uFFFD')) throw new StoreError('INVALID_PACKAGE', 'README.md must be UTF-8 text');
+  parseCard(text);
 }
 
 /** The files of a package, in canonical order (manifest, weights, card). */

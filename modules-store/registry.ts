@@ -2,7 +2,8 @@
  * The registry facade: publish, resolve, search, tags, yank, delete, download counters, tokens and known bases,
  * over a {@link Catalog} and a {@link BlobStore}. This is what the HTTP layer, the engine and the trainer use.
  *
- * Publish order (crash safety): validate everything in memory → write each file as a content-addressed blob
+ * Publish order (crash safety): validate everything first (uploads staged on disk as they arrive, see staging.ts;
+ * weights read piece by piece) → write each file as a content-addressed blob
  * (temp file, fsync, digest check, rename) → insert the catalog rows in ONE transaction. The transaction is the
  * commit point: before it nothing is visible; blobs left by an interrupted publish are unreferenced and removed
  * by the start-up sweep, with any temp files. Identical blobs are stored once; a publish that loses (409) or
@@ -14,18 +15,21 @@
  *   const m = await reg.resolve('lang/de@latest'); const w = await m.readFile('weights.safetensors');
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import semver from 'semver';
-import { unpackArchive } from './archive';
-import { FsBlobStore, normalizeDigest, sha256Digest, type BlobStore, type ByteRange } from './blob-store';
+import { unpackArchive, unpackArchiveFile } from './archive';
+import { discardStaged, type StagedFile } from './staging';
+import { UploadSessions } from './uploads';
+import { normalizeDigest, sha256Digest, type BlobStore, type ByteRange } from './blob-store';
 import type { BaseRow, Catalog, FileRow, ModuleRow, Scope, SearchQuery, SearchSort, TagRow, TokenRow, VersionRow } from './catalog';
-import { SqliteCatalog } from './catalog-sqlite';
-import { StoreError } from './errors';
+import { storageErrorOf, StoreError } from './errors';
+import type { SpaceReserve } from './space-reserve';
+import type { BaseParams } from './kinds';
 import { assertName, assertTagName, parseManifest, parseRef, splitId, type Manifest } from './manifest';
-import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, type PackageLimits } from './package';
+import { DEFAULT_PACKAGE_LIMITS, orderedFiles, PACKAGE_FILES, readPackageFiles, validatePackage, validateStagedPackage, type PackageLimits } from './package';
 
 export interface RegistryOptions {
   catalog: Catalog;
@@ -34,17 +38,37 @@ export interface RegistryOptions {
   limits?: Partial<PackageLimits>;
   /** Accept modules whose base fingerprint is not registered with {@link Registry.registerBase} (default false). */
   allowUnknownBases?: boolean;
+  /**
+   * The parameters of a registered base (by fingerprint), for checks that need the base's full config: diff
+   * modules naming base parameters, their shapes and index ranges. The server supplies it for the base it runs;
+   * for other bases those checks are structural only.
+   */
+  baseParams?: (fingerprint: string) => BaseParams | null | undefined;
+  /** Disk kept in reserve so deletes, yanks and untags work on a full disk (openRegistry makes one in the data dir). */
+  reserve?: SpaceReserve;
+  /** Serve a read-only data folder: reads work, every write answers STORAGE_READ_ONLY, downloads are not counted. */
+  readOnly?: boolean;
+  /** Folder for staged uploads and unpacked archives (default: the OS temp folder; openRegistry: <data>/staging). */
+  stagingDir?: string;
+  /** Folder of resumable upload sessions (default: the OS temp folder; openRegistry: <data>/uploads). */
+  uploadsDir?: string;
   /** Clock (tests). */
   now?: () => Date;
   /** Called when the registry closes (in-memory registries remove their temp blob folder). */
   onClose?: () => Promise<void>;
 }
 
-/** What to publish: an archive (tar / tar.gz bytes), loose files, or a folder / archive on disk. */
+/**
+ * What to publish: an archive (tar / tar.gz bytes), loose files, or a folder / archive on disk; or, in bounded
+ * memory, an uploaded archive or loose files already staged on disk (see staging.ts; the registry removes staged
+ * files it is given once the publish is over).
+ */
 export type PublishInput =
   | { archive: Buffer; /** sha256 of the archive bytes, checked when given */ sha256?: string }
   | { files: Map<string, Buffer> | Record<string, Buffer>; /** per-file sha256, checked when given */ sha256?: Record<string, string> }
-  | { path: string };
+  | { path: string }
+  | { stagedArchive: StagedFile; sha256?: string }
+  | { stagedFiles: Map<string, StagedFile>; sha256?: Record<string, string> };
 
 export interface PublishOptions {
   /** Accept an unregistered base fingerprint for this publish (the HTTP layer allows it for admins only). */
@@ -60,6 +84,18 @@ export interface PublishResult {
   size: number;
   files: FileRow[];
   manifest: Manifest;
+  /** True when this exact content was already published under this version (an idempotent retry): nothing was written. */
+  existing: boolean;
+}
+
+/** What a delete did: the catalog rows are gone; blobs nothing references any more were removed, or not. */
+export interface DeleteOutcome {
+  /** Blobs removed from the store. */
+  blobsRemoved: string[];
+  /** Blobs no version references that could not be removed (the start-up sweep retries them). */
+  blobsLeft: string[];
+  /** Why the blobs in `blobsLeft` could not be removed, or null. */
+  blobError: string | null;
 }
 
 /** A resolved module version, as the engine needs it. */
@@ -178,6 +214,13 @@ export class Registry {
   readonly limits: PackageLimits;
   readonly allowUnknownBases: boolean;
   private readonly now: () => Date;
+  private readonly baseParams?: RegistryOptions['baseParams'];
+  private readonly reserve?: SpaceReserve;
+  readonly readOnly: boolean;
+  /** Where uploads are staged before they are validated and stored. */
+  readonly stagingDir: string;
+  /** Resumable upload sessions (POST/PATCH/PUT /v1/uploads). */
+  readonly uploads: UploadSessions;
   private readonly onClose?: () => Promise<void>;
   /** Digests an in-flight publish has written or is writing: garbage collection leaves them alone. */
   private readonly pinned = new Map<string, number>();
@@ -190,6 +233,11 @@ export class Registry {
     this.limits = { ...DEFAULT_PACKAGE_LIMITS, ...opts.limits };
     this.allowUnknownBases = opts.allowUnknownBases ?? false;
     this.now = opts.now ?? (() => new Date());
+    this.baseParams = opts.baseParams;
+    this.reserve = opts.reserve;
+    this.readOnly = opts.readOnly ?? false;
+    this.stagingDir = opts.stagingDir ?? path.join(os.tmpdir(), 'modhub-staging');
+    this.uploads = new UploadSessions(opts.uploadsDir ?? path.join(os.tmpdir(), 'modhub-uploads'), this.maxPackageBytes, this.stagingDir);
     this.onClose = opts.onClose;
     // A shared catalog reports other processes' changes too: move the generation so resolutions cached against
     // it (the engine's) are dropped on the next request.
@@ -243,7 +291,7 @@ export class Registry {
     return this.limits.maxWeightsBytes + this.limits.maxManifestBytes + this.limits.maxCardBytes + 64 * 1024;
   }
 
-  private async filesOf(input: PublishInput): Promise<Map<string, Buffer>> {
+  private async filesOf(input: Exclude<PublishInput, { stagedArchive: StagedFile } | { stagedFiles: Map<string, StagedFile> }>): Promise<Map<string, Buffer>> {
     if ('archive' in input) {
       if (input.sha256 !== undefined) {
         const want = normalizeDigest(input.sha256, 'sha256 of the archive');
@@ -298,14 +346,44 @@ export class Registry {
     }
   }
 
-  /** Deletes the given blobs unless a version references them or an in-flight publish pinned them. */
-  private collect(digests: string[]): Promise<void> {
-    if (digests.length === 0) return Promise.resolve();
+  /** Deletes the given blobs unless a version references them or an in-flight publish pinned them; never throws for a blob. */
+  private collect(digests: string[]): Promise<DeleteOutcome> {
+    const out: DeleteOutcome = { blobsRemoved: [], blobsLeft: [], blobError: null };
+    if (digests.length === 0) return Promise.resolve(out);
     return this.collecting(async () => {
       const candidates = [...new Set(digests)].filter((d) => !this.pinned.has(d));
       const kept = await this.catalog.referencedDigests(candidates);
-      for (const d of candidates) if (!kept.has(d)) await this.blobs.delete(d);
+      for (const d of candidates) {
+        if (kept.has(d)) continue;
+        try {
+          await this.blobs.delete(d);
+          out.blobsRemoved.push(d);
+        } catch (e) {
+          out.blobsLeft.push(d);
+          out.blobError ??= (storageErrorOf(e) ?? (e as Error)).message;
+        }
+      }
+      return out;
     });
+  }
+
+  /** Throws STORAGE_READ_ONLY when this registry serves a read-only data folder. */
+  assertWritable(what: string): void {
+    if (this.readOnly) throw new StoreError('STORAGE_READ_ONLY', `this hub serves a read-only data directory: ${what} is not possible (downloads and inference work)`);
+  }
+
+  /**
+   * Runs a catalog change that frees or barely uses space (delete, yank, tags). On a full disk it releases the
+   * space reserve and tries once more, so that an admin can always free space through the API.
+   */
+  private async evenWhenFull<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const se = storageErrorOf(e);
+      if (se?.code === 'STORAGE_FULL' && this.reserve && (await this.reserve.release().catch(() => false))) return await fn();
+      throw se ?? e;
+    }
   }
 
   /** Checks the manifest's base against the registered bases. */
@@ -319,6 +397,7 @@ export class Registry {
       );
     }
     const mismatch: string[] = [];
+    if (known.family !== m.base.family) mismatch.push(`family '${m.base.family}' vs '${known.family}'`);
     if (known.hiddenSize !== m.base.hidden_size) mismatch.push(`hidden_size ${m.base.hidden_size} vs ${known.hiddenSize}`);
     if (known.numLayers !== m.base.num_layers) mismatch.push(`num_layers ${m.base.num_layers} vs ${known.numLayers}`);
     if (known.vocabSize !== m.base.vocab_size) mismatch.push(`vocab_size ${m.base.vocab_size} vs ${known.vocabSize}`);
@@ -331,21 +410,74 @@ export class Registry {
    */
   async publish(input: PublishInput, opts: PublishOptions = {}): Promise<PublishResult> {
     if (this.closed) throw new Error('registry is closed');
-    const pkg = validatePackage(await this.filesOf(input), this.limits);
-    const m = pkg.manifest;
+    if ('stagedArchive' in input || 'stagedFiles' in input) return this.publishStaged(input, opts);
+    this.assertWritable('publishing');
+    const pkg = validatePackage(await this.filesOf(input), this.limits, { baseParams: this.baseParams });
+    const entries = orderedFiles(pkg.files).map(([fname, bytes]) => ({
+      row: { name: fname, digest: sha256Digest(bytes), size: bytes.length },
+      store: (digest: string) => this.blobs.put(bytes, digest),
+    }));
+    return this.commit(pkg.manifest, entries, opts);
+  }
+
+  /** Publishes a package staged on disk: validated from the files, stored by streaming them (bounded memory). */
+  private async publishStaged(input: Extract<PublishInput, { stagedArchive: StagedFile } | { stagedFiles: Map<string, StagedFile> }>, opts: PublishOptions): Promise<PublishResult> {
+    const given = 'stagedArchive' in input ? [input.stagedArchive] : [...input.stagedFiles.values()];
+    let unpacked: Map<string, StagedFile> | null = null;
+    try {
+      this.assertWritable('publishing');
+      let files: Map<string, StagedFile>;
+      if ('stagedArchive' in input) {
+        const a = input.stagedArchive;
+        if (input.sha256 !== undefined) {
+          const want = normalizeDigest(input.sha256, 'sha256 of the archive');
+          if (want !== a.digest) throw new StoreError('DIGEST_MISMATCH', `the archive has digest ${a.digest}, but ${want} was declared`);
+        }
+        if (a.size > this.maxPackageBytes) throw new StoreError('TOO_LARGE', `the archive is ${a.size} bytes, over the ${this.maxPackageBytes}-byte package limit`);
+        unpacked = await unpackArchiveFile(a.path, {
+          dir: this.stagingDir,
+          maxFileBytes: Math.max(this.limits.maxWeightsBytes, this.limits.maxManifestBytes, this.limits.maxCardBytes),
+          maxTotalBytes: this.maxPackageBytes,
+        });
+        files = unpacked;
+      } else {
+        files = input.stagedFiles;
+        for (const [fname, want] of Object.entries(input.sha256 ?? {})) {
+          const f = files.get(fname);
+          if (!f) throw new StoreError('INVALID_ARGUMENT', `a sha256 was sent for '${fname}', but no such file was uploaded`);
+          const w = normalizeDigest(want, `sha256 of '${fname}'`);
+          if (w !== f.digest) throw new StoreError('DIGEST_MISMATCH', `'${fname}' has digest ${f.digest}, but ${w} was declared`);
+        }
+      }
+      const { manifest, generatedCard } = await validateStagedPackage(files, this.limits, { baseParams: this.baseParams });
+      const entries = PACKAGE_FILES.flatMap((fname) => {
+        const f = files.get(fname);
+        if (f) return [{ row: { name: fname, digest: f.digest, size: f.size }, store: (d: string) => this.blobs.putStream(createReadStream(f.path, { highWaterMark: 256 * 1024 }), d) }];
+        if (fname === 'README.md' && generatedCard) return [{ row: { name: fname, digest: sha256Digest(generatedCard), size: generatedCard.length }, store: (d: string) => this.blobs.put(generatedCard, d) }];
+        return [];
+      });
+      return await this.commit(manifest, entries, opts);
+    } finally {
+      await discardStaged([...given, ...(unpacked?.values() ?? [])]);
+    }
+  }
+
+  /**
+   * The common tail of a publish: base check, authorisation, idempotent retry, blobs (pinned against garbage
+   * collection), then the catalog transaction, which is the commit point.
+   */
+  private async commit(m: Manifest, entries: { row: FileRow; store: (digest: string) => Promise<unknown> }[], opts: PublishOptions): Promise<PublishResult> {
     await this.checkBase(m, opts.allowUnknownBase ?? this.allowUnknownBases);
     if (opts.authorize) await opts.authorize(m);
     const { namespace, name } = splitId(m.id);
-    if (await this.catalog.getVersion(namespace, name, m.version)) {
-      throw new StoreError('VERSION_EXISTS', `${m.id}@${m.version} is already published; versions are immutable, publish a new version`);
-    }
-    const entries = orderedFiles(pkg.files);
-    const files: FileRow[] = entries.map(([fname, bytes]) => ({ name: fname, digest: sha256Digest(bytes), size: bytes.length }));
+    const files: FileRow[] = entries.map((e) => e.row);
+    const same = await this.samePublished(namespace, name, m, versionDigest(files));
+    if (same) return same;
     const digests = files.map((f) => f.digest);
     const releaseShared = await this.pin(digests);
     let committed = false;
     try {
-      for (const [i, [, bytes]] of entries.entries()) await this.blobs.put(bytes, files[i].digest);
+      for (const e of entries) await e.store(e.row.digest);
       const digest = versionDigest(files);
       const size = files.reduce((a, f) => a + f.size, 0);
       await this.catalog.publishVersion({
@@ -365,12 +497,35 @@ export class Registry {
       });
       committed = true;
       this.changes++;
-      return { id: m.id, version: m.version, digest, size, files, manifest: m };
+      return { id: m.id, version: m.version, digest, size, files, manifest: m, existing: false };
+    } catch (e) {
+      // A concurrent publish of the identical content won the race: that is this publish's success too.
+      if (e instanceof StoreError && e.code === 'VERSION_EXISTS') {
+        const again = await this.samePublished(namespace, name, m, versionDigest(files));
+        if (again) return again;
+      }
+      throw storageErrorOf(e) ?? e;
     } finally {
       this.unpin(digests);
       await releaseShared?.().catch(() => undefined);
       if (!committed) await this.collect(digests).catch(() => undefined);
+      // A publish that succeeded had room: put back the space reserve if a full disk had used it.
+      if (committed) await this.reserve?.ensure().catch(() => false);
     }
+  }
+
+  /**
+   * When `id@version` is already published: the stored record if its content digest equals `digest` (a retried
+   * publish whose answer was lost is a success), else VERSION_EXISTS. Null when the version is free.
+   */
+  private async samePublished(namespace: string, name: string, m: Manifest, digest: string): Promise<PublishResult | null> {
+    const v = await this.catalog.getVersion(namespace, name, m.version);
+    if (!v) return null;
+    if (v.digest !== digest) {
+      throw new StoreError('VERSION_EXISTS', `${m.id}@${m.version} is already published with different content (${v.digest}); versions are immutable, publish a new version`);
+    }
+    const r = this.resolved(v);
+    return { id: m.id, version: r.version, digest: r.digest, size: v.size, files: r.files, manifest: r.manifest, existing: true };
   }
 
   private async requireModule(namespace: string, name: string): Promise<ModuleRow> {
@@ -474,20 +629,22 @@ export class Registry {
 
   /** Points `tag` at an existing, unyanked version. */
   async setTag(namespace: string, name: string, tag: string, version: string): Promise<void> {
+    this.assertWritable('tagging');
     assertTagName(tag);
     await this.requireModule(namespace, name);
     const v = await this.catalog.getVersion(namespace, name, version);
     if (!v) throw new StoreError('VERSION_NOT_FOUND', `${namespace}/${name} has no version ${version}`);
     if (v.yanked) throw new StoreError('INVALID_ARGUMENT', `${namespace}/${name}@${version} is yanked; unyank it before tagging it`);
-    await this.catalog.setTag(namespace, name, tag, version, this.now().toISOString());
+    await this.evenWhenFull(() => this.catalog.setTag(namespace, name, tag, version, this.now().toISOString()));
     this.changes++;
   }
 
   /** Removes a tag; removing `latest` makes it follow the highest release again. */
   async removeTag(namespace: string, name: string, tag: string): Promise<void> {
+    this.assertWritable('removing a tag');
     assertName(tag, 'tag');
     await this.requireModule(namespace, name);
-    if (!(await this.catalog.removeTag(namespace, name, tag))) {
+    if (!(await this.evenWhenFull(() => this.catalog.removeTag(namespace, name, tag)))) {
       if (tag === 'latest') return; // an automatic latest has nothing to remove
       throw new StoreError('TAG_NOT_FOUND', `${namespace}/${name} has no tag '${tag}'`);
     }
@@ -496,24 +653,38 @@ export class Registry {
 
   /** Yanks (or, with `yanked=false`, restores) a version. */
   async yank(namespace: string, name: string, version: string, yanked = true, reason: string | null = null): Promise<void> {
+    this.assertWritable('yanking');
     await this.requireModule(namespace, name);
-    if (!(await this.catalog.setYanked(namespace, name, version, yanked, reason))) {
+    if (!(await this.evenWhenFull(() => this.catalog.setYanked(namespace, name, version, yanked, reason)))) {
       throw new StoreError('VERSION_NOT_FOUND', `${namespace}/${name} has no version ${version}`);
     }
     this.changes++;
   }
 
-  /** Deletes one version (or, without `version`, the whole module) and the blobs nothing references any more. */
-  async delete(namespace: string, name: string, version?: string): Promise<void> {
+  /**
+   * Deletes one version (or, without `version`, the whole module), then the blobs nothing references any more.
+   * Works on a full disk (see evenWhenFull). The catalog change is the commit point: when some blobs cannot be
+   * removed afterwards, the delete still stands and the outcome says which blobs were left, and why.
+   */
+  async delete(namespace: string, name: string, version?: string): Promise<DeleteOutcome> {
+    this.assertWritable('deleting');
     await this.requireModule(namespace, name);
-    const digests = version === undefined ? await this.catalog.deleteModule(namespace, name) : await this.catalog.deleteVersion(namespace, name, version);
+    const digests = await this.evenWhenFull(() => (version === undefined ? this.catalog.deleteModule(namespace, name) : this.catalog.deleteVersion(namespace, name, version)));
     if (digests === null) throw new StoreError(version === undefined ? 'MODULE_NOT_FOUND' : 'VERSION_NOT_FOUND', `${namespace}/${name}${version ? `@${version}` : ''} does not exist`);
     this.changes++;
-    await this.collect(digests);
+    let out: DeleteOutcome;
+    try {
+      out = await this.collect(digests);
+    } catch (e) {
+      out = { blobsRemoved: [], blobsLeft: [...new Set(digests)], blobError: (storageErrorOf(e) ?? (e as Error)).message };
+    }
+    if (out.blobsRemoved.length) await this.reserve?.ensure().catch(() => false);
+    return out;
   }
 
   /** Counts one download of a version. */
   recordDownload(namespace: string, name: string, version: string): Promise<void> {
+    if (this.readOnly) return Promise.resolve(); // a read-only hub serves downloads without counting them
     return this.catalog.addDownload(namespace, name, version);
   }
 
@@ -524,6 +695,7 @@ export class Registry {
 
   /** Creates a token; the secret is returned once and only its sha256 is stored. */
   async createToken(t: NewToken): Promise<{ token: string; info: Omit<TokenRow, 'hash'> }> {
+    this.assertWritable('creating a token');
     if (!Array.isArray(t.scopes) || t.scopes.length === 0 || !t.scopes.every((s) => SCOPES.includes(s))) {
       throw new StoreError('INVALID_ARGUMENT', `scopes must be a non-empty list of ${SCOPES.join(', ')}`);
     }
@@ -553,11 +725,13 @@ export class Registry {
   }
 
   async revokeToken(id: string): Promise<void> {
+    this.assertWritable('revoking a token');
     if (!(await this.catalog.deleteToken(id))) throw new StoreError('TOKEN_NOT_FOUND', `no token with id '${id}'`);
   }
 
   /** Registers (or updates) a base model modules may be published against. */
   async registerBase(b: BaseInput): Promise<BaseRow> {
+    this.assertWritable('registering a base');
     const fp = normalizeDigest(b.fingerprint, 'fingerprint');
     for (const k of ['hidden_size', 'num_layers', 'vocab_size'] as const) {
       if (!Number.isInteger(b[k]) || b[k] < 1) throw new StoreError('INVALID_ARGUMENT', `base ${k} must be a positive integer, got ${String(b[k])}`);
@@ -588,8 +762,8 @@ export class Registry {
       const referenced = await this.catalog.allDigests();
       for (const d of await this.blobs.list()) {
         if (!referenced.has(d) && !this.pinned.has(d)) {
-          await this.blobs.delete(d);
-          orphanBlobs++;
+          // One blob that cannot be removed (e.g. a read-only blob folder) does not stop the sweep.
+          if (await this.blobs.delete(d).then(() => true, () => false)) orphanBlobs++;
         }
       }
     });
@@ -603,30 +777,4 @@ export class Registry {
     await this.catalog.close();
     await this.onClose?.();
   }
-}
-
-export interface OpenRegistryOptions extends Omit<RegistryOptions, 'catalog' | 'blobs' | 'onClose'> {
-  /** Folder holding `catalog.sqlite` and `blobs/` (created when missing). */
-  dataDir: string;
-  /** Run the start-up sweep (temp files, orphan blobs). Default true; pass false when another process may be publishing (CLI tools). */
-  sweep?: boolean;
-}
-
-/** Opens the registry in a data dir: SQLite catalog file + filesystem blob store, swept at start-up. */
-export async function openRegistry(opts: OpenRegistryOptions): Promise<Registry> {
-  const dir = path.resolve(opts.dataDir);
-  await fsp.mkdir(dir, { recursive: true });
-  const catalog = await SqliteCatalog.open(path.join(dir, 'catalog.sqlite'));
-  const blobs = await FsBlobStore.open(path.join(dir, 'blobs'));
-  const reg = new Registry({ ...opts, catalog, blobs });
-  if (opts.sweep !== false) await reg.sweep();
-  return reg;
-}
-
-/** An in-memory registry for tests: `:memory:` SQLite and a temp blob folder removed on close. */
-export async function openMemoryRegistry(opts: Omit<RegistryOptions, 'catalog' | 'blobs' | 'onClose'> = {}): Promise<Registry> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-blobs-'));
-  const catalog = await SqliteCatalog.open(':memory:');
-  const blobs = await FsBlobStore.open(dir);
-  return new Registry({ ...opts, catalog, blobs, onClose: () => fsp.rm(dir, { recursive: true, force: true }) });
 }

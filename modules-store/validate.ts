@@ -4,10 +4,10 @@
  * shared head tensors. Reads only the safetensors header (and whatever a kind's structural check needs).
  * Example: `validateWeights(manifest, weightsBuffer)` throws StoreError('INVALID_WEIGHTS', ...) naming the tensor.
  */
-import { parseSafetensorsHeader, type SafetensorsHeader } from './safetensors';
+import { bufferSource, firstNonFinite, forEachTensorChunk, readSafetensorsHeader, type ByteSource, type SafetensorsHeader } from './safetensors';
 import { StoreError } from './errors';
 import type { Manifest } from './manifest';
-import { expectedHead, isHeadTensor, kindOf, type BaseDims, type Expected } from './kinds';
+import { expectedHead, FLOAT, isHeadTensor, kindOf, type BaseDims, type CheckContext, type Expected } from './kinds';
 
 export { resolveBottleneckConfig, bottleneckSize, type ResolvedBottleneckConfig } from './kinds/bottleneck';
 
@@ -46,14 +46,27 @@ function checkEntry(h: SafetensorsHeader, name: string, want: Expected): void {
   if (!want.dtypes.includes(e.dtype)) throw new StoreError('INVALID_WEIGHTS', `tensor '${name}' has dtype ${e.dtype}, expected one of ${want.dtypes.join('/')}`);
 }
 
+/** Refuses NaN and ±Infinity in every float tensor of any kind (they poison every output they touch). */
+function checkFinite(src: ByteSource, h: SafetensorsHeader): void {
+  for (const [name, e] of h.entries) {
+    if (!FLOAT.includes(e.dtype) && e.dtype !== 'F64') continue;
+    forEachTensorChunk(src, h, name, (bytes, first) => {
+      const i = firstNonFinite(bytes, e.dtype);
+      if (i >= 0) throw new StoreError('INVALID_WEIGHTS', `tensor '${name}' holds a non-finite value (NaN or Infinity) at element ${first + i}; every value must be finite`);
+    });
+  }
+}
+
 /**
- * Validates `weights.safetensors` against the manifest: header well-formed, exactly the expected tensor names
- * (missing and unexpected ones are both named), shapes and dtypes per docs/module-format.md.
+ * Validates `weights.safetensors` (bytes in memory, or a {@link ByteSource} over a file on disk) against the
+ * manifest: header well-formed, exactly the expected tensor names (missing and unexpected ones are both named),
+ * shapes and dtypes per docs/module-format.md, the kind's structural checks, and only finite values.
  */
-export function validateWeights(m: Manifest, buf: Buffer): void {
+export function validateWeights(m: Manifest, weights: Buffer | ByteSource, ctx: CheckContext = {}): void {
+  const src = Buffer.isBuffer(weights) ? bufferSource(weights) : weights;
   let h: SafetensorsHeader;
   try {
-    h = parseSafetensorsHeader(buf);
+    h = readSafetensorsHeader(src);
   } catch (e) {
     throw new StoreError('INVALID_WEIGHTS', `weights.safetensors: ${(e as Error).message}`);
   }
@@ -75,14 +88,14 @@ export function validateWeights(m: Manifest, buf: Buffer): void {
     for (const name of h.entries.keys()) {
       if (isHeadTensor(name) && !head.has(name)) throw new StoreError('INVALID_WEIGHTS', `unexpected head tensor '${name}' for head ${JSON.stringify(m.head)}`);
     }
-    kind.checkWeights?.(m.config, buf, h);
-    return;
+  } else {
+    const exp = new Map([...own, ...head]);
+    const missing = [...exp.keys()].filter((n) => !h.entries.has(n));
+    if (missing.length) throw new StoreError('INVALID_WEIGHTS', `weights.safetensors lacks ${missing.length} tensor(s) the ${m.kind} config requires: ${listSome(missing)}`);
+    const extra = [...h.entries.keys()].filter((n) => !exp.has(n));
+    if (extra.length) throw new StoreError('INVALID_WEIGHTS', `weights.safetensors holds ${extra.length} tensor(s) the ${m.kind} config does not define: ${listSome(extra)}`);
+    for (const [name, want] of exp) checkEntry(h, name, want);
   }
-  const exp = new Map([...own, ...head]);
-  const missing = [...exp.keys()].filter((n) => !h.entries.has(n));
-  if (missing.length) throw new StoreError('INVALID_WEIGHTS', `weights.safetensors lacks ${missing.length} tensor(s) the ${m.kind} config requires: ${listSome(missing)}`);
-  const extra = [...h.entries.keys()].filter((n) => !exp.has(n));
-  if (extra.length) throw new StoreError('INVALID_WEIGHTS', `weights.safetensors holds ${extra.length} tensor(s) the ${m.kind} config does not define: ${listSome(extra)}`);
-  for (const [name, want] of exp) checkEntry(h, name, want);
-  kind.checkWeights?.(m.config, buf, h);
+  kind.checkWeights?.(m.config, src, h, ctx);
+  checkFinite(src, h);
 }

@@ -26,6 +26,19 @@ export interface ForeignParams {
 }
 
 async function filesOf(input: PublishInput, maxBytes: number): Promise<Map<string, Buffer>> {
+  // Staged uploads (the hub streams bodies to disk): a foreign folder is small, so it is read whole to convert it.
+  if ('stagedArchive' in input) {
+    if (input.sha256 !== undefined) {
+      const want = normalizeDigest(input.sha256, 'sha256 of the archive');
+      if (want !== input.stagedArchive.digest) throw new StoreError('DIGEST_MISMATCH', `the archive has digest ${input.stagedArchive.digest}, but ${want} was declared`);
+    }
+    return unpackArchive(await fsp.readFile(input.stagedArchive.path), { maxFileBytes: maxBytes, maxTotalBytes: maxBytes });
+  }
+  if ('stagedFiles' in input) {
+    const out = new Map<string, Buffer>();
+    for (const [name, f] of input.stagedFiles) out.set(name, await fsp.readFile(f.path));
+    return out;
+  }
   if ('archive' in input) {
     if (input.sha256 !== undefined) {
       const want = normalizeDigest(input.sha256, 'sha256 of the archive');

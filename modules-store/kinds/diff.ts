@@ -8,9 +8,9 @@
  */
 import { z } from 'zod';
 import { ModuleError, StoreError } from '../errors';
-import { decodeTensor, numel, toIndexArray, type SafetensorsHeader } from '../safetensors';
+import { forEachTensorChunk, numel, toIndexArray, type ByteSource, type SafetensorsHeader } from '../safetensors';
 import { isHeadTensor } from './heads';
-import { FLOAT, INDEX, type KindDescriptor, type LoadedCommon } from './types';
+import { FLOAT, INDEX, type CheckContext, type KindDescriptor, type LoadedCommon } from './types';
 
 const configSchema = z.looseObject({
   method: z.enum(['bitfit', 'diff-pruning', 'lt-sft', 'full', 'custom']),
@@ -41,7 +41,36 @@ function fmt(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
-function checkWeights(c: DiffConfig, buf: Buffer, h: SafetensorsHeader): void {
+/** Walks an index tensor piece by piece: sorted, unique, non-negative, below `size` (when known); returns its length. */
+function checkIndices(src: ByteSource, h: SafetensorsHeader, name: string, param: string, size: number | null): number {
+  const e = h.entries.get(name)!;
+  const wide = e.dtype === 'I64';
+  let prev = -1;
+  let count = 0;
+  forEachTensorChunk(src, h, name, (bytes, first) => {
+    const n = bytes.length / (wide ? 8 : 4);
+    for (let i = 0; i < n; i++) {
+      const v = wide ? Number(bytes.readBigInt64LE(i * 8)) : bytes.readInt32LE(i * 4);
+      if (v <= prev) throw new StoreError('INVALID_WEIGHTS', `'${name}' must hold sorted, unique, non-negative indices (position ${first + i}: ${v} after ${prev})`);
+      if (size !== null && v >= size) {
+        throw new StoreError('INVALID_WEIGHTS', `'${name}' holds index ${v} at position ${first + i}, but base parameter '${param}' has only ${size} elements`);
+      }
+      prev = v;
+    }
+    count += n;
+  });
+  return count;
+}
+
+/** The base's shape of `param`, or a clear error when the base has no such parameter (null when the base is unknown). */
+function baseShape(ctx: CheckContext, param: string): number[] | null {
+  if (!ctx.baseParams) return null;
+  const shape = ctx.baseParams(param);
+  if (!shape) throw new StoreError('INVALID_WEIGHTS', `diff names parameter '${param}', which the base does not have (names follow the base checkpoint, e.g. 'encoder.layer.0.attention.self.query.weight')`);
+  return shape;
+}
+
+function checkWeights(c: DiffConfig, src: ByteSource, h: SafetensorsHeader, ctx: CheckContext): void {
   const params = new Map<string, { index?: string; values?: string; dense?: string }>();
   for (const name of h.entries.keys()) {
     if (isHeadTensor(name)) continue;
@@ -55,9 +84,13 @@ function checkWeights(c: DiffConfig, buf: Buffer, h: SafetensorsHeader): void {
   let nnz = 0;
   for (const [p, s] of params) {
     if (s.dense && (s.index || s.values)) throw new StoreError('INVALID_WEIGHTS', `parameter '${p}' has both a dense diff and a sparse diff`);
+    const shape = baseShape(ctx, p);
     if (s.dense) {
       const e = h.entries.get(s.dense)!;
       if (!FLOAT.includes(e.dtype)) throw new StoreError('INVALID_WEIGHTS', `'${s.dense}' must be F32/F16/BF16, got ${e.dtype}`);
+      if (shape && (shape.length !== e.shape.length || shape.some((d, i) => d !== e.shape[i]))) {
+        throw new StoreError('INVALID_WEIGHTS', `'${s.dense}' has shape ${fmt(e.shape)}, but base parameter '${p}' has shape ${fmt(shape)}`);
+      }
       nnz += numel(e.shape);
       continue;
     }
@@ -69,14 +102,7 @@ function checkWeights(c: DiffConfig, buf: Buffer, h: SafetensorsHeader): void {
     if (ie.shape.length !== 1 || ie.shape.length !== ve.shape.length || ie.shape[0] !== ve.shape[0]) {
       throw new StoreError('INVALID_WEIGHTS', `'${s.index}' ${fmt(ie.shape)} and '${s.values}' ${fmt(ve.shape)} must be 1-D of the same length`);
     }
-    const idx = decodeTensor(buf, h, s.index).data as Int32Array | BigInt64Array;
-    let prev = -1;
-    for (let i = 0; i < idx.length; i++) {
-      const v = Number(idx[i]);
-      if (v <= prev) throw new StoreError('INVALID_WEIGHTS', `'${s.index}' must hold sorted, unique, non-negative indices (position ${i}: ${v} after ${prev})`);
-      prev = v;
-    }
-    nnz += idx.length;
+    nnz += checkIndices(src, h, s.index, p, shape ? numel(shape) : null);
   }
   if (c.nnz !== undefined && c.nnz !== nnz) {
     throw new StoreError('INVALID_WEIGHTS', `config.nnz is ${c.nnz}, but the tensors hold ${nnz} differences`);

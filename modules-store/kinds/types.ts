@@ -9,7 +9,7 @@
  */
 import type { z } from 'zod';
 import { ModuleError, StoreError } from '../errors';
-import type { DType, SafetensorsHeader, Tensor } from '../safetensors';
+import type { ByteSource, DType, SafetensorsHeader, Tensor } from '../safetensors';
 import type { HeadWeights } from './heads';
 import type { Manifest } from '../manifest';
 
@@ -66,6 +66,19 @@ export class TensorReader {
   }
 }
 
+/**
+ * The parameters of the base a module is validated against: HF parameter name (with or without the encoder
+ * prefix) → its shape in HF layout, or null when the base has no such parameter. Supplied by whoever knows the
+ * base's full config (the server for the base it runs; see RegistryOptions.baseParams).
+ */
+export type BaseParams = (hfName: string) => number[] | null;
+
+/** What `checkWeights` gets besides the config and the bytes. */
+export interface CheckContext {
+  /** The base's parameters, when known for the manifest's base fingerprint. */
+  baseParams?: BaseParams;
+}
+
 /** What a descriptor's `load` gets besides the config. */
 export interface LoadContext {
   /** `ns/name@version`, for error messages. */
@@ -113,8 +126,11 @@ export interface KindDescriptor<K extends string = string, S extends z.ZodType =
   expected(config: z.output<S>, dims: BaseDims): Map<string, Expected> | null;
   /** FFN size implied by the tensors present, when a kind needs it and the manifest does not say. */
   ffnFromTensors?(config: z.output<S>, header: SafetensorsHeader): number | undefined;
-  /** Structural checks beyond names and shapes (diff: index dtypes, sortedness, nnz). */
-  checkWeights?(config: z.output<S>, buf: Buffer, header: SafetensorsHeader): void;
+  /**
+   * Structural checks beyond names and shapes (diff: index dtypes, sortedness, range, nnz, base parameter
+   * names and shapes). Reads tensor bytes from `src` piece by piece (bounded memory).
+   */
+  checkWeights?(config: z.output<S>, src: ByteSource, header: SafetensorsHeader, ctx: CheckContext): void;
   /** Fresh tensors, initialised as the reference library does. */
   init(config: z.output<S>, ctx: InitContext): Map<string, Tensor>;
   /** Package tensors → the engine's layout (transposed, scaling folded); pure data. */

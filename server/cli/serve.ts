@@ -11,10 +11,11 @@ import * as path from 'path';
 import type { Command } from 'commander';
 import pino from 'pino';
 import client from 'prom-client';
-import { createHubServer } from '../http/app';
+import { createHubServer, normalizePublicUrl } from '../http/app';
 import { inferenceRouter } from '../http/inference-routes';
 import { loadBase } from '../model/base';
 import { createTinyBase } from '../model/tiny';
+import { hfParameterShapes } from '../model/weights';
 import { Engine } from '../runtime/engine';
 import { InferenceService } from '../runtime/inference';
 import type { Device } from '../runtime/session';
@@ -37,6 +38,8 @@ export interface ServeOptions {
   databaseUrl?: string;
   /** `s3://bucket/prefix` blob store (default MODHUB_BLOB_URL; none = files in --data). */
   blobUrl?: string;
+  /** The URL clients reach the hub at (absolute links); default: the address it listens on. */
+  publicUrl?: string;
 }
 
 /** Starts the server; resolves with a stop function once listening. */
@@ -54,7 +57,9 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs, metrics });
   const auth = { anonymousRead: o.anonymousRead };
   const router = inferenceRouter({ service, auth, logger, metrics });
+  let listenUrl: string | undefined;
   const hub = await createHubServer({
+    publicUrl: o.publicUrl ?? (() => listenUrl),
     dataDir: o.data,
     logger,
     metrics,
@@ -62,6 +67,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     routers: [{ path: '/v1', router }],
     inference: service,
     allowUnknownBases: o.allowUnknownBases,
+    baseParams: (fp) => (fp === base.fingerprint ? hfParameterShapes(base.config) : null),
     corsOrigins: o.corsOrigin,
     databaseUrl: o.databaseUrl,
     blobUrl: o.blobUrl,
@@ -72,7 +78,8 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   });
   logger.info({ catalog: hub.store.catalog, blobs: hub.store.blobs }, hub.store.shared ? 'shared store (replicas see each other\'s changes)' : 'store');
   const c = base.config;
-  await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
+  if (hub.registry.readOnly) logger.warn({ dataDir: o.data }, 'the data directory is read-only: serving downloads and inference; writes answer 507 STORAGE_READ_ONLY');
+  else await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
   engine.setResolver(hub.registry);
   const server = hub.app.listen(o.port, o.host);
   await new Promise<void>((resolve, reject) => {
@@ -81,6 +88,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   });
   const addr = server.address();
   const url = `http://${o.host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
+  listenUrl = url;
   logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device }, 'modhub listening');
   return {
     url,
@@ -117,10 +125,18 @@ export function registerServeCommand(program: Command): void {
     .option('--cors-origin <origins...>', "let pages on these origins call the API from a browser (the SDK); '*' = any", process.env.MODHUB_CORS_ORIGINS?.split(',').filter(Boolean))
     .option('--database-url <url>', 'PostgreSQL catalog shared by replicas, postgres://user:pass@host/db (default: env MODHUB_DATABASE_URL, else SQLite in --data)')
     .option('--blob-url <url>', 's3://bucket/prefix blob store shared by replicas (default: env MODHUB_BLOB_URL, else files in --data); S3 settings: MODHUB_S3_ENDPOINT, MODHUB_S3_REGION, MODHUB_S3_FORCE_PATH_STYLE, MODHUB_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY')
+    .option('--public-url <url>', 'URL clients reach the hub at, for absolute links (default: the listen address)', process.env.MODHUB_PUBLIC_URL)
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
       const badOrigin = o.corsOrigin?.find((x) => x !== '*' && !/^https?:\/\/[^/\s]+$/.test(x));
       if (badOrigin) throw usage(`'--cors-origin' takes '*' or scheme://host[:port] without a path, got '${badOrigin}'`);
+      if (o.publicUrl !== undefined) {
+        try {
+          o.publicUrl = normalizePublicUrl(o.publicUrl);
+        } catch (e) {
+          throw usage((e as Error).message);
+        }
+      }
       const { stop } = await serve(o);
       const shutdown = () => {
         void stop().then(() => process.exit(0));

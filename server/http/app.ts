@@ -12,7 +12,7 @@ import express, { type Express, type Router } from 'express';
 import pino, { type Logger } from 'pino';
 import client from 'prom-client';
 import { openStore, type OpenStoreOptions, type Registry, type StoreDescription } from '../../modules-store';
-import { authenticate, type AuthConfig } from './auth';
+import { authenticate, requireRead, type AuthConfig } from './auth';
 import { corsFor } from './cors';
 import { HealthSchema, type Health } from '../../client-sdk/wire';
 import { errorHandler, httpError, notFound, requestId } from './errors';
@@ -37,19 +37,45 @@ export interface AppDeps {
   inference?: InferenceService;
   /** Origins whose pages may call the API from a browser (cors.ts); none by default. */
   corsOrigins?: string[];
+  /**
+   * The URL clients reach this hub at (`--public-url`), or a function giving it once the server listens. Absolute
+   * links (the HF list's `Link: rel="next"`, snippets on the web pages) are built from it, never from the request's
+   * Host header, which any client can set. Without it links are relative.
+   */
+  publicUrl?: string | (() => string | undefined);
+}
+
+/**
+ * Checks and normalises a public URL: http(s), no credentials, query or fragment; without a trailing slash.
+ * Throws RangeError naming what is wrong.
+ */
+export function normalizePublicUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new RangeError(`'--public-url' must be an absolute http(s) URL such as https://hub.example.com, got '${raw}'`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new RangeError(`'--public-url' must use http or https, got '${u.protocol}'`);
+  if (u.username || u.password || u.search || u.hash) throw new RangeError(`'--public-url' must not carry credentials, a query or a fragment, got '${raw}'`);
+  return u.toString().replace(/\/+$/, '');
 }
 
 /** The app's own routes, for /openapi.json. */
 const SERVICE_ROUTE_DOCS: RouteDoc[] = [
   { method: 'get', path: '/healthz', summary: 'Liveness', access: 'public', responses: { '200': { description: 'ok', schema: HealthSchema } } },
   { method: 'get', path: '/readyz', summary: 'Readiness: the catalog answers', access: 'public', errors: ['NOT_READY'], responses: { '200': { description: 'ready', bytes: 'application/json' } } },
-  { method: 'get', path: '/metrics', summary: 'Prometheus metrics', access: 'public', responses: { '200': { description: 'text exposition format', bytes: 'text/plain' } } },
+  { method: 'get', path: '/metrics', summary: 'Prometheus metrics (needs a read token when anonymous reads are off)', access: 'read', responses: { '200': { description: 'text exposition format', bytes: 'text/plain' } } },
   { method: 'get', path: '/openapi.json', summary: 'This document (OpenAPI 3.1)', access: 'public', responses: { '200': { description: 'OpenAPI 3.1', bytes: 'application/json' } } },
 ];
 
 export function createApp(deps: AppDeps): Express {
   const logger = deps.logger ?? pino({ name: 'modhub' });
   const auth: AuthConfig = { anonymousRead: true, ...deps.auth };
+  const configured = deps.publicUrl;
+  const fixed = typeof configured === 'string' ? normalizePublicUrl(configured) : undefined;
+  /** The public origin (+ path prefix) for absolute links, or '' for relative ones. */
+  const publicUrl = (): string => fixed ?? (typeof configured === 'function' ? (configured() ?? '').replace(/\/+$/, '') : '');
   let metrics = deps.metrics;
   if (!metrics) {
     metrics = new client.Registry();
@@ -77,12 +103,13 @@ export function createApp(deps: AppDeps): Express {
     }
   });
   const promRegistry = metrics;
-  app.get('/metrics', async (_req, res) => {
+  // Metrics name modules and traffic: behind --no-anonymous-read they need a read token like everything else.
+  app.get('/metrics', authenticate(deps.registry), requireRead(auth), async (_req, res) => {
     res.setHeader('Content-Type', promRegistry.contentType);
     res.send(await promRegistry.metrics());
   });
   const hub = hubRouter({ registry: deps.registry, auth, logger });
-  const hf = hfRouter({ registry: deps.registry, auth, logger });
+  const hf = hfRouter({ registry: deps.registry, auth, logger, publicUrl });
   const extra = deps.routers ?? [];
   for (const x of extra) if (!x.router.docs) logger.warn({ path: x.path }, 'a router without docs is mounted: its routes are missing from /openapi.json (see documented())');
   let openapi: unknown = null; // built on first request: the routers are all known by then
@@ -100,7 +127,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/v1', hub);
   for (const { path, router } of extra) app.use(path, router);
   app.use(hf);
-  app.use(webRouter({ registry: deps.registry, auth, logger, inference: deps.inference }));
+  app.use(webRouter({ registry: deps.registry, auth, logger, inference: deps.inference, publicUrl }));
 
   app.use((req) => {
     throw notFound('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}; see /openapi.json`);
@@ -121,8 +148,8 @@ export interface HubServerOptions extends Omit<OpenStoreOptions, 'dataDir'>, Omi
 export async function createHubServer(
   options: HubServerOptions,
 ): Promise<{ app: Express; registry: Registry; store: StoreDescription; close: () => Promise<void> }> {
-  const { auth, logger, metrics, routers, inference, corsOrigins, ...regOpts } = options;
+  const { auth, logger, metrics, routers, inference, corsOrigins, publicUrl, ...regOpts } = options;
   const registry = await openStore(regOpts);
-  const app = createApp({ registry, auth, logger, metrics, routers, inference, corsOrigins });
+  const app = createApp({ registry, auth, logger, metrics, routers, inference, corsOrigins, publicUrl });
   return { app, registry, store: registry.description, close: () => registry.close() };
 }

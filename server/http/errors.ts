@@ -1,6 +1,7 @@
 /**
  * All HTTP error mapping: one `HttpError(status, code, message)` class, small factories over the table of codes
  * (modules-store/errors.ts), the request id every answer carries, and the ONE final error middleware.
+ * Storage faults (ENOSPC, SQLITE_FULL → STORAGE_FULL; EROFS, SQLITE_READONLY → STORAGE_READ_ONLY) answer 507.
  * Only our typed errors become 4xx/503: HttpError, CodedError (StoreError, inference input errors), the engine's
  * ModuleError (both CodedErrors), multer's and body-parser's client errors. Anything else is a bug or an I/O failure: it is logged
  * with its stack and the request id, and answered 500 `INTERNAL` with that id, never with its message.
@@ -13,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
-import { CodedError, ERROR_CODES, type ErrorCode } from '../../modules-store';
+import { CodedError, ERROR_CODES, storageErrorOf, type ErrorCode } from '../../modules-store';
 
 export class HttpError extends Error {
   readonly status: number;
@@ -59,6 +60,8 @@ const MULTER_MESSAGES: Record<string, [ErrorCode, string]> = {
 export function toHttpError(err: unknown): HttpError | null {
   if (err instanceof HttpError) return err;
   if (err instanceof CodedError) return httpError(err.code, err.message, CODE_HEADERS[err.code]);
+  const storage = storageErrorOf(err);
+  if (storage) return httpError(storage.code, storage.message);
   if (err instanceof multer.MulterError) {
     const [code, msg] = MULTER_MESSAGES[err.code] ?? ['INVALID_MULTIPART', err.message];
     const field = err.field ? ` ('${err.field}'${err.code === 'LIMIT_UNEXPECTED_FILE' ? ': allowed file fields are archive, module.json, weights.safetensors, README.md' : ''})` : '';
@@ -119,6 +122,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       logger.error({ err, request_id: id, method: req.method, url: req.originalUrl }, 'unexpected error');
       he = httpError('INTERNAL', `internal server error (request id ${id}; the server log has the details)`);
     }
+    else if (he.code === 'STORAGE_FULL') logger.error({ err, request_id: id, method: req.method, url: req.originalUrl, code: he.code }, 'storage is full');
+    else if (he.code === 'STORAGE_READ_ONLY') logger.warn({ request_id: id, method: req.method, url: req.originalUrl, code: he.code, msg_detail: he.message }, 'write refused: storage is read-only');
     for (const [k, v] of Object.entries(he.headers)) res.setHeader(k, v);
     res.setHeader('X-Modhub-Error-Code', he.code);
     if (res.locals.hfErrorShape === true) {

@@ -27,6 +27,8 @@ export interface HfRouterDeps {
   registry: Registry;
   auth: AuthConfig;
   logger: Logger;
+  /** The hub's public URL for absolute links ('' = relative links); never derived from the Host header. */
+  publicUrl?: () => string;
 }
 
 /** A string query parameter (first value), or undefined. Arrays and objects are refused. */
@@ -153,7 +155,8 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
     if (offset + page.items.length < page.total) {
       const next = new URLSearchParams(req.query as Record<string, string>);
       next.set('offset', String(offset + limit));
-      res.setHeader('Link', `<${req.protocol}://${req.get('host')}/api/models?${next.toString()}>; rel="next"`);
+      // Built from the configured public URL: a Host header is the client's to choose (Host: evil.example).
+      res.setHeader('Link', `<${deps.publicUrl?.() ?? ''}/api/models?${next.toString()}>; rel="next"`);
     }
     res.json(
       page.items.map((m) => ({

@@ -9,13 +9,15 @@ import express, { type Request } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
+import { promises as fsp } from 'node:fs';
+import { assertName, discardStaged, PACKAGE_FILES, splitId, stageStream, type DeleteOutcome, type PublishInput, type PublishResult, type Registry, type ResolvedModule, type StagedFile } from '../../modules-store';
 import { foreignPublishInput } from '../../modules-store/interop/upload';
 import * as W from '../../client-sdk/wire';
 import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthConfig } from './auth';
 import { archivePayload, filePayload, sendPayload } from './download';
-import { badRequest, forbidden, notFound, unsupportedMediaType } from './errors';
+import { badRequest, forbidden, notFound, tooLarge, unsupportedMediaType } from './errors';
 import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
+import { addUploadRoutes, UPLOAD_ROUTE_DOCS } from './upload-routes';
 import { baseJson, fileJson, moduleInfoJson, moduleSummaryJson, parseBody, parseQuery, tokenJson, versionInfoJson } from './wire';
 
 export interface HubRouterDeps {
@@ -57,65 +59,105 @@ export function downloadCounter(registry: Registry, logger: Logger, m: ResolvedM
 export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
   const { registry, logger } = deps;
   const r = express.Router();
+  /** 201 for a new version; 200 with the stored record when the identical content was already published. */
+  const answerPublish = (res: express.Response, result: PublishResult): void => {
+    logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size, existing: result.existing }, result.existing ? 'identical publish retried' : 'module published');
+    const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
+    res.status(result.existing ? 200 : 201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
+  };
   const read = requireRead(deps.auth);
   const maxBytes = registry.maxPackageBytes;
+  const limits = registry.limits;
+  const fieldLimit = (field: string): number =>
+    field === 'archive' ? maxBytes : field === 'weights.safetensors' ? limits.maxWeightsBytes : field === 'module.json' ? limits.maxManifestBytes : limits.maxCardBytes;
+  // Uploaded files go straight to staged temp files, hashed as they arrive: memory stays bounded (issue 13).
+  const staging: multer.StorageEngine = {
+    _handleFile(_req, file, cb) {
+      stageStream(file.stream, { dir: registry.stagingDir, maxBytes: fieldLimit(file.fieldname), what: `'${file.fieldname}'` }).then(
+        (st) => cb(null, { path: st.path, size: st.size, digest: st.digest } as Partial<Express.Multer.File>),
+        (e: unknown) => cb(e as Error),
+      );
+    },
+    _removeFile(_req, file, cb) {
+      fsp.rm(file.path, { force: true }).then(() => cb(null), cb);
+    },
+  };
   const upload = multer({
-    storage: multer.memoryStorage(),
+    storage: staging,
     limits: { fileSize: maxBytes, files: 4, fields: 8, fieldSize: 4096, parts: 12, headerPairs: 200 },
   }).fields([{ name: 'archive', maxCount: 1 }, ...PACKAGE_FILES.map((name) => ({ name, maxCount: 1 }))]);
-  const rawBody = express.raw({ type: RAW_TYPES, limit: maxBytes });
+  const stagedOf = (f: Express.Multer.File): StagedFile => ({ path: f.path, size: f.size, digest: (f as Express.Multer.File & { digest: string }).digest });
+
+  /** Stages a raw tar / tar.gz body (Content-Encoding gzip is kept compressed: the archive reader inflates it with caps). */
+  const stageRaw = async (req: Request): Promise<StagedFile> => {
+    const enc = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (enc !== 'identity' && enc !== 'gzip') throw unsupportedMediaType(`Content-Encoding '${enc}' is not supported: send identity or gzip`);
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(`the body is ${declared} bytes, over the ${maxBytes}-byte package limit`);
+    return stageStream(req, { dir: registry.stagingDir, maxBytes, what: 'the request body' });
+  };
 
   // ---- upload ----
   r.post(
     '/modules',
     requireScope('write'),
     (req, res, next) => {
+      registry.assertWritable('publishing'); // before any byte is staged
       if (req.is('multipart/form-data')) return upload(req, res, next);
-      if (req.is(RAW_TYPES)) return rawBody(req, res, next);
+      if (req.is(RAW_TYPES)) return next();
       throw unsupportedMediaType(
         `upload as multipart/form-data (field 'archive', or fields module.json, weights.safetensors, README.md) or as a raw ${RAW_TYPES.slice(0, 3).join(' / ')} body; got '${req.headers['content-type'] ?? 'no Content-Type'}'`,
       );
     },
     async (req, res) => {
-      let input: PublishInput;
-      const body = (req.body ?? {}) as Record<string, unknown>;
-      let allowUnknown = false;
-      if (Buffer.isBuffer(req.body)) {
-        const sha = req.headers['x-content-sha256'];
-        input = { archive: req.body, sha256: typeof sha === 'string' ? sha : undefined };
-        allowUnknown = isTrue(req.query.allow_unknown_base);
-      } else {
-        const uploaded = (req.files ?? {}) as Record<string, Express.Multer.File[]>;
-        allowUnknown = isTrue(body.allow_unknown_base) || isTrue(req.query.allow_unknown_base);
-        for (const k of Object.keys(body)) {
-          if (k !== 'sha256' && k !== 'allow_unknown_base' && !k.startsWith('sha256.')) {
-            throw badRequest('UNEXPECTED_FIELD', `unexpected form field '${k}': allowed text fields are sha256, sha256.<file>, allow_unknown_base`);
-          }
-        }
-        if (uploaded.archive?.[0]) {
-          if (PACKAGE_FILES.some((n) => uploaded[n]?.length)) throw badRequest('INVALID_MULTIPART', "send either an 'archive' file or the package files, not both");
-          input = { archive: uploaded.archive[0].buffer, sha256: typeof body.sha256 === 'string' ? body.sha256 : undefined };
+      const uploaded = (req.files ?? {}) as Record<string, Express.Multer.File[]>;
+      const staged: StagedFile[] = Object.values(uploaded).flat().map(stagedOf);
+      try {
+        let input: PublishInput;
+        const body = (req.body ?? {}) as Record<string, unknown>;
+        let allowUnknown = false;
+        if (!req.is('multipart/form-data')) {
+          const sha = req.headers['x-content-sha256'];
+          allowUnknown = isTrue(req.query.allow_unknown_base);
+          if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
+          const archive = await stageRaw(req);
+          staged.push(archive);
+          input = { stagedArchive: archive, sha256: typeof sha === 'string' ? sha : undefined };
         } else {
-          const files = new Map<string, Buffer>();
-          for (const n of PACKAGE_FILES) if (uploaded[n]?.[0]) files.set(n, uploaded[n][0].buffer);
-          if (files.size === 0) throw badRequest('INVALID_MULTIPART', "the form has no files: attach 'archive' (tar / tar.gz) or module.json and weights.safetensors");
-          const sha: Record<string, string> = {};
-          for (const [k, v] of Object.entries(body)) if (k.startsWith('sha256.') && typeof v === 'string') sha[k.slice(7)] = v;
-          input = { files, sha256: sha };
+          allowUnknown = isTrue(body.allow_unknown_base) || isTrue(req.query.allow_unknown_base);
+          for (const k of Object.keys(body)) {
+            if (k !== 'sha256' && k !== 'allow_unknown_base' && !k.startsWith('sha256.')) {
+              throw badRequest('UNEXPECTED_FIELD', `unexpected form field '${k}': allowed text fields are sha256, sha256.<file>, allow_unknown_base`);
+            }
+          }
+          if (uploaded.archive?.[0]) {
+            if (PACKAGE_FILES.some((n) => uploaded[n]?.length)) throw badRequest('INVALID_MULTIPART', "send either an 'archive' file or the package files, not both");
+            input = { stagedArchive: stagedOf(uploaded.archive[0]), sha256: typeof body.sha256 === 'string' ? body.sha256 : undefined };
+          } else {
+            const files = new Map<string, StagedFile>();
+            for (const n of PACKAGE_FILES) if (uploaded[n]?.[0]) files.set(n, stagedOf(uploaded[n][0]));
+            if (files.size === 0) throw badRequest('INVALID_MULTIPART', "the form has no files: attach 'archive' (tar / tar.gz) or module.json and weights.safetensors");
+            const sha: Record<string, string> = {};
+            for (const [k, v] of Object.entries(body)) if (k.startsWith('sha256.') && typeof v === 'string') sha[k.slice(7)] = v;
+            input = { stagedFiles: files, sha256: sha };
+          }
+          if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
         }
+        // AdapterHub / PEFT / composable-sft folders (with ?id=&version=[&base=]) become a modhub package here.
+        input = await foreignPublishInput(input, req.query, await registry.listBases(), maxBytes);
+        const result = await registry.publish(input, {
+          allowUnknownBase: allowUnknown || undefined,
+          authorize: (m) => assertCanWrite(res, splitId(m.id).namespace),
+        });
+        answerPublish(res, result);
+      } finally {
+        await discardStaged(staged);
       }
-      // AdapterHub / PEFT / composable-sft folders (with ?id=&version=[&base=]) become a modhub package here.
-      input = await foreignPublishInput(input, req.query, await registry.listBases(), maxBytes);
-      if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
-      const result = await registry.publish(input, {
-        allowUnknownBase: allowUnknown || undefined,
-        authorize: (m) => assertCanWrite(res, splitId(m.id).namespace),
-      });
-      logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size }, 'module published');
-      const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
-      res.status(201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
     },
   );
+
+  // ---- resumable uploads (server/http/upload-routes.ts) ----
+  addUploadRoutes(r, registry, answerPublish);
 
   // ---- search ----
   r.get('/modules', read, async (req, res) => {
@@ -204,16 +246,31 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
   });
 
   // ---- delete (admin) ----
+  /** 204 when everything is gone; 200 with what happened when the rows are gone but some blobs could not be removed. */
+  const answerDelete = (res: express.Response, what: string, out: DeleteOutcome): void => {
+    if (out.blobsLeft.length === 0) {
+      res.status(204).end();
+      return;
+    }
+    logger.error({ deleted: what, blobs_left: out.blobsLeft, reason: out.blobError }, 'deleted, but some blobs could not be removed');
+    const answer: W.DeleteResult = {
+      deleted: what,
+      blobs_removed: out.blobsRemoved.length,
+      blobs_left: out.blobsLeft,
+      message: `${what} is deleted, but ${out.blobsLeft.length} unreferenced blob(s) could not be removed (${out.blobError ?? 'unknown error'}); the next start-up sweep removes them once the storage is writable`,
+    };
+    res.status(200).json(answer);
+  };
+
   r.delete('/modules/:ns/:name/versions/:rev', requireScope('admin'), async (req, res) => {
     const { namespace, name } = moduleParams(req);
-    await registry.delete(namespace, name, param(req, 'rev'));
-    res.status(204).end();
+    const rev = param(req, 'rev');
+    answerDelete(res, `${namespace}/${name}@${rev}`, await registry.delete(namespace, name, rev));
   });
 
   r.delete('/modules/:ns/:name', requireScope('admin'), async (req, res) => {
     const { namespace, name } = moduleParams(req);
-    await registry.delete(namespace, name);
-    res.status(204).end();
+    answerDelete(res, `${namespace}/${name}`, await registry.delete(namespace, name));
   });
 
   // ---- tokens (admin) ----
@@ -245,13 +302,13 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
     res.status(201).json(baseJson(await registry.registerBase(b)));
   });
 
-  r.get('/whoami', (_req, res) => {
+  r.get('/whoami', read, (_req, res) => {
     const { token } = authOf(res);
     const answer: W.Whoami = { token: token ? tokenJson(token) : null };
     res.json(answer);
   });
 
-  return documented(r, { routes: HUB_ROUTE_DOCS, schemas: { ArchiveBytes: ARCHIVE_BYTES } });
+  return documented(r, { routes: [...HUB_ROUTE_DOCS, ...UPLOAD_ROUTE_DOCS], schemas: { ArchiveBytes: ARCHIVE_BYTES } });
 }
 
 /** A raw upload body: the package as tar or tar.gz bytes. */
@@ -261,6 +318,11 @@ const REV_ERRORS = [...NAME_ERRORS, 'INVALID_REF', 'VERSION_NOT_FOUND', 'TAG_NOT
 const BODY_ERRORS = ['INVALID_JSON', 'INVALID_BODY', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'] as const;
 const DOWNLOAD_HEADERS = { Range: 'a single byte range, e.g. bytes=0-1023 (206 with Content-Range; 416 outside)', 'If-None-Match': '304 when it matches the ETag', 'If-Range': 'serve the range only while the ETag still matches' };
 const BYTES_HEADERS = { ETag: 'strong ETag: the sha256 of the file, or of the version for archives', 'Accept-Ranges': 'bytes', 'X-Module-Version': 'the resolved version', 'X-Module-Digest': 'the version digest' };
+
+const DELETE_RESPONSES = {
+  '204': { description: 'deleted, blobs included' },
+  '200': { description: 'deleted from the catalog, but some blobs could not be removed: what happened', schema: W.DeleteResultSchema },
+};
 
 /** What the hub serves under /v1, for /openapi.json. */
 export const HUB_ROUTE_DOCS: RouteDoc[] = [
@@ -272,8 +334,11 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
     access: 'write',
     body: { 'multipart/form-data': W.PublishFormSchema, ...Object.fromEntries(RAW_TYPES.map((t) => [t, ARCHIVE_BYTES])) },
     headers: { 'X-Content-Sha256': 'sha256 hex of a raw body, checked' },
-    responses: { '201': { description: 'published', schema: W.PublishResultSchema, headers: { Location: 'the new version' } } },
-    errors: ['INVALID_MULTIPART', 'UNEXPECTED_FIELD', 'DIGEST_MISMATCH', 'INVALID_ARGUMENT', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'VERSION_EXISTS', 'INVALID_MANIFEST', 'INVALID_PACKAGE', 'INVALID_ARCHIVE', 'INVALID_WEIGHTS', 'UNSUPPORTED_FORMAT_VERSION', 'UNKNOWN_BASE', 'BASE_MISMATCH'],
+    responses: {
+      '201': { description: 'published', schema: W.PublishResultSchema, headers: { Location: 'the new version' } },
+      '200': { description: 'this exact content was already published as this version (a retry): the stored record', schema: W.PublishResultSchema, headers: { Location: 'the version' } },
+    },
+    errors: ['INVALID_MULTIPART', 'UNEXPECTED_FIELD', 'DIGEST_MISMATCH', 'INVALID_ARGUMENT', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'VERSION_EXISTS', 'INVALID_MANIFEST', 'INVALID_PACKAGE', 'INVALID_ARCHIVE', 'INVALID_WEIGHTS', 'UNSUPPORTED_FORMAT_VERSION', 'UNKNOWN_BASE', 'BASE_MISMATCH', 'STORAGE_FULL', 'STORAGE_READ_ONLY'],
   },
   {
     method: 'get',
@@ -330,12 +395,12 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
     responses: { '200': { description: 'new state', schema: W.YankResultSchema } },
     errors: [...NAME_ERRORS, ...BODY_ERRORS, 'VERSION_NOT_FOUND'],
   },
-  { method: 'delete', path: '/modules/{ns}/{name}/versions/{rev}', summary: 'Delete a version', access: 'admin', responses: { '204': { description: 'deleted' } }, errors: [...NAME_ERRORS, 'VERSION_NOT_FOUND'] },
-  { method: 'delete', path: '/modules/{ns}/{name}', summary: 'Delete a module and all its versions', access: 'admin', responses: { '204': { description: 'deleted' } }, errors: [...NAME_ERRORS] },
+  { method: 'delete', path: '/modules/{ns}/{name}/versions/{rev}', summary: 'Delete a version (works on a full disk)', access: 'admin', responses: DELETE_RESPONSES, errors: [...NAME_ERRORS, 'VERSION_NOT_FOUND', 'STORAGE_FULL', 'STORAGE_READ_ONLY'] },
+  { method: 'delete', path: '/modules/{ns}/{name}', summary: 'Delete a module and all its versions (works on a full disk)', access: 'admin', responses: DELETE_RESPONSES, errors: [...NAME_ERRORS, 'STORAGE_FULL', 'STORAGE_READ_ONLY'] },
   { method: 'post', path: '/tokens', summary: 'Create a token (the secret is shown once)', access: 'admin', body: { 'application/json': W.CreateTokenBodySchema }, responses: { '201': { description: 'created', schema: W.CreatedTokenSchema } }, errors: [...BODY_ERRORS, 'INVALID_ARGUMENT', 'INVALID_NAME'] },
   { method: 'get', path: '/tokens', summary: 'List tokens (never their secrets)', access: 'admin', responses: { '200': { description: 'tokens', schema: W.TokenListSchema } } },
   { method: 'delete', path: '/tokens/{id}', summary: 'Revoke a token', access: 'admin', responses: { '204': { description: 'revoked' } }, errors: ['TOKEN_NOT_FOUND'] },
   { method: 'get', path: '/bases', summary: 'Registered bases modules may be published against', access: 'read', responses: { '200': { description: 'bases', schema: W.BaseListSchema } } },
   { method: 'post', path: '/bases', summary: 'Register (or update) a base', access: 'admin', body: { 'application/json': W.RegisterBaseBodySchema }, responses: { '201': { description: 'registered', schema: W.BaseInfoSchema } }, errors: [...BODY_ERRORS, 'INVALID_ARGUMENT'] },
-  { method: 'get', path: '/whoami', summary: 'The token of this request (null when anonymous)', access: 'public', responses: { '200': { description: 'token', schema: W.WhoamiSchema } }, errors: ['UNAUTHORIZED'] },
+  { method: 'get', path: '/whoami', summary: 'The token of this request (null when anonymous; 401 without a token when anonymous reads are off)', access: 'read', responses: { '200': { description: 'token', schema: W.WhoamiSchema } }, errors: ['UNAUTHORIZED'] },
 ];

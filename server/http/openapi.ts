@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../modules-store';
 import { WIRE_SCHEMAS } from '../../client-sdk/wire';
 
-export type HttpMethod = 'get' | 'head' | 'post' | 'put' | 'delete';
+export type HttpMethod = 'get' | 'head' | 'post' | 'put' | 'patch' | 'delete';
 /** Who may call a route: anyone, readers (anonymous when the hub allows it), or a token with that scope. */
 export type Access = 'public' | 'read' | 'write' | 'admin';
 

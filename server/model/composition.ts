@@ -17,6 +17,8 @@ export type Composition =
   | { average: Composition[]; weights?: number[]; normalize_weights?: boolean };
 
 const MAX_NODES = 64;
+/** Largest |weight| of an `average` block, before and after normalising: beyond it float32 module tensors overflow. */
+export const MAX_AVERAGE_WEIGHT = 1000;
 
 function bad(path: string, msg: string): ModuleError {
   return new ModuleError('INVALID_COMPOSITION', `composition${path}: ${msg}`);
@@ -58,8 +60,8 @@ export function parseComposition(raw: unknown): Composition | null {
       }
       default: {
         const w = o.weights;
-        if (w !== undefined && (!Array.isArray(w) || w.length !== kids.length || !w.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
-          throw bad(`${path}.weights`, `must be ${kids.length} finite numbers, one per averaged module`);
+        if (w !== undefined && (!Array.isArray(w) || w.length !== kids.length || !w.every((x) => typeof x === 'number' && Math.abs(x) <= MAX_AVERAGE_WEIGHT))) {
+          throw bad(`${path}.weights`, `must be ${kids.length} numbers between -${MAX_AVERAGE_WEIGHT} and ${MAX_AVERAGE_WEIGHT}, one per averaged module`);
         }
         if (o.normalize_weights !== undefined && typeof o.normalize_weights !== 'boolean') throw bad(`${path}.normalize_weights`, 'must be a boolean');
         return { average: kids, weights: w as number[] | undefined, normalize_weights: o.normalize_weights as boolean | undefined };
@@ -230,6 +232,8 @@ function average(c: { average: Composition[]; weights?: number[]; normalize_weig
     const s = w.reduce((a, b) => a + b, 0);
     if (s === 0) throw bad(`${path}.weights`, 'weights sum to 0 and cannot be normalised');
     w = w.map((x) => x / s);
+    const big = w.find((x) => Math.abs(x) > MAX_AVERAGE_WEIGHT);
+    if (big !== undefined) throw bad(`${path}.weights`, `weights sum to ${s}, so normalising makes one ${big}; their sum must not be that close to 0`);
   }
   const residualScale = w.reduce((a, b) => a + b, 0) / mods.length;
   w = w.map((x) => x / mods.length);

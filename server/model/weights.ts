@@ -328,3 +328,19 @@ export function toHf(config: BaseConfig, weights: Map<string, Tensor>): Map<stri
   }
   return out;
 }
+
+/**
+ * The base's parameters by HF name (with or without the encoder prefix) → shape in HF layout, null for names
+ * the base does not have: what the registry needs to check diff modules against this base at upload.
+ */
+export function hfParameterShapes(config: BaseConfig): (hfName: string) => number[] | null {
+  return (hfName) => {
+    const canonical = hfToCanonical(config.family, hfName);
+    if (!canonical) return null;
+    try {
+      return canonicalShape(config, canonical);
+    } catch {
+      return null; // e.g. a layer index beyond this base's layers
+    }
+  };
+}

@@ -30,6 +30,13 @@ async function main(): Promise<void> {
     await mark('blob');
     return r;
   };
+  // uploads are staged on disk and stored by streaming (issue 13): the same phase
+  const putStream = registry.blobs.putStream.bind(registry.blobs);
+  registry.blobs.putStream = async (source, digest) => {
+    const r = await putStream(source, digest);
+    await mark('blob');
+    return r;
+  };
   const publishVersion = registry.catalog.publishVersion.bind(registry.catalog);
   registry.catalog.publishVersion = async (v) => {
     await mark('commit-begin');

@@ -220,6 +220,10 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     await expect(f.engine.plan({ sum: [refs.sftLang, refs.ia3Hub] })).rejects.toThrow(/IA³ module, which scales activations: put it in a stack/);
     await expect(f.engine.plan({ average: [refs.fa, refs.ia3Hub] })).rejects.toThrow(/'lang\/ia3-hub@1\.0\.0' \(ia3\) is not a bottleneck adapter/);
   });
+  it('refuses average weights that overflow float32, before or after normalising', async () => {
+    await expect(f.engine.plan({ average: [refs.fa, refs.fb], weights: [1e308, 1] })).rejects.toThrow(/numbers between -1000 and 1000/);
+    await expect(f.engine.plan({ average: [refs.fa, refs.fb], weights: [1, -0.999999] })).rejects.toThrow(/normalising makes one .*sum must not be that close to 0/);
+  });
   it('parallel gives one output per branch, equal to each branch alone', async () => {
     const { enc, ids, mask, types } = await encode(f, TEXTS.slice(0, 1));
     const plans = await f.engine.plan({ parallel: [refs.pfeiffer, refs.lora] });

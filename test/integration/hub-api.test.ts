@@ -172,6 +172,20 @@ describe('POST /v1/modules', () => {
     expect(errorOf(again).code).toBe('VERSION_EXISTS');
     expect((await request(app).get('/v1/modules/lang/de/versions/1.0.0')).body).toEqual(before);
   });
+  it('a retried publish of the identical bytes answers 200 with the stored record (the answer of the first was lost)', async () => {
+    const first = await publishModule(app, 'lang/de', '1.0.0', writer).expect(201);
+    const blobs = (await reg.blobs.list()).sort();
+    const retry = await publishModule(app, 'lang/de', '1.0.0', writer);
+    expect(retry.status).toBe(200);
+    expect(retry.body).toEqual(first.body);
+    expect(retry.headers.location).toBe('/v1/modules/lang/de/versions/1.0.0');
+    expect((await reg.blobs.list()).sort()).toEqual(blobs);
+    // raw body and loose files with the same content are the same version too
+    const raw = await request(app).post('/v1/modules').set(...auth(writer)).set('Content-Type', 'application/x-tar').send(makeArchive({ id: 'lang/de', version: '1.0.0' }));
+    expect(raw.status).toBe(200);
+    expect(raw.body.digest).toBe(first.body.digest);
+    expect(errorOf(await publishModule(app, 'lang/de', '1.0.0', writer, { seed: 3 }).expect(409)).message).toMatch(/already published with different content/);
+  });
   it('413 over the configured size limit', async () => {
     const small = await openMemoryRegistry({ limits: { maxWeightsBytes: 300, maxManifestBytes: 4096, maxCardBytes: 4096 } });
     await registerTestBase(small);
@@ -420,6 +434,28 @@ describe('configuration and extension', () => {
     expect((await request(closed).get('/lang/de/resolve/main/module.json')).status).toBe(401);
     await request(closed).get('/v1/modules').set(...auth(reader)).expect(200);
     await request(closed).get('/healthz').expect(200);
+    // metrics and whoami are reads too
+    expect(errorOf(await request(closed).get('/metrics').expect(401)).code).toBe('UNAUTHORIZED');
+    expect((await request(closed).get('/metrics').set(...auth(reader)).expect(200)).text).toMatch(/^# HELP /m);
+    expect(errorOf(await request(closed).get('/v1/whoami').expect(401)).code).toBe('UNAUTHORIZED');
+    expect((await request(closed).get('/v1/whoami').set(...auth(reader)).expect(200)).body.token.scopes).toEqual(['read']);
+    // with anonymous reads on, both stay open
+    await request(app).get('/metrics').expect(200);
+    expect((await request(app).get('/v1/whoami').expect(200)).body).toEqual({ token: null });
+  });
+  it("builds /api/models's Link from the configured public URL, never from the Host header", async () => {
+    for (let i = 0; i < 3; i++) await publishModule(app, `link/m${i}`, '1.0.0', admin).expect(201);
+    const configured = createApp({ registry: reg, logger: silent, metrics: new client.Registry(), publicUrl: 'https://hub.example.com/' });
+    const res = await request(configured).get('/api/models?author=link&limit=2').set('Host', 'evil.example').expect(200);
+    expect(res.headers.link).toBe('<https://hub.example.com/api/models?author=link&limit=2&offset=2>; rel="next"');
+    const page = await request(configured).get('/modules/link/m0').set('Host', 'evil.example').expect(200);
+    expect(page.text).not.toContain('evil.example');
+    expect(page.text).toContain('https://hub.example.com');
+    // without a public URL the link is relative
+    const rel = await request(app).get('/api/models?author=link&limit=2').set('Host', 'evil.example').expect(200);
+    expect(rel.headers.link).toBe('</api/models?author=link&limit=2&offset=2>; rel="next"');
+    expect(() => createApp({ registry: reg, publicUrl: 'ftp://x' })).toThrow(/must use http or https/);
+    expect(() => createApp({ registry: reg, publicUrl: 'https://h/?a=1' })).toThrow(/query/);
   });
   it('mounts extra routers before the error handler; unexpected errors are masked as 500', async () => {
     const extra = express.Router();

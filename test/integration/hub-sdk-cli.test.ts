@@ -61,7 +61,10 @@ describe('CLI', () => {
     const archive = path.join(dataDir, 'pkgs', 'de-1.1.0.tar.gz');
     await fsp.writeFile(archive, packArchive(makePackageFiles({ id: 'lang/de', version: '1.1.0' }), true));
     expect(await cli('push', archive, ...hubArgs)).toMatch(/published lang\/de@1\.1\.0/);
-    await expect(cli('push', pkg, ...hubArgs)).rejects.toThrow(/^VERSION_EXISTS: lang\/de@1\.0\.0 is already published/);
+    // the identical package again is an idempotent success; different content under the same version is refused
+    await expect(cli('push', pkg, ...hubArgs)).resolves.toMatch(/lang\/de@1\.0\.0/);
+    const changed = await writePkg(path.join(dataDir, 'pkgs', 'de-changed'), 'lang/de', '1.0.0', { description: 'changed' });
+    await expect(cli('push', changed, ...hubArgs)).rejects.toThrow(/^VERSION_EXISTS: lang\/de@1\.0\.0 is already published/);
     await expect(cli('push', pkg, '--hub', url)).rejects.toThrow(/^UNAUTHORIZED: /);
     await expect(cli('push', path.join(dataDir, 'nope'), ...hubArgs)).rejects.toThrow(/INVALID_PACKAGE: .*does not exist/);
     expect(await cli('ls', 'lang', '--hub', url)).toMatch(/lang\/de\s+bottleneck/);
@@ -122,7 +125,7 @@ describe('SDK', () => {
     expect((await hub.listBases()).length).toBe(2);
   });
   it('throws ModhubError with the server code, and NETWORK_ERROR when the hub is unreachable', async () => {
-    const e = await hub.publish({ files: Object.fromEntries(makePackageFiles({ id: 'task/topic', version: '1.0.0', kind: 'lora' })) }).catch((x: unknown) => x);
+    const e = await hub.publish({ files: Object.fromEntries(makePackageFiles({ id: 'task/topic', version: '1.0.0', kind: 'lora', description: 'other content' })) }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ModhubError);
     expect(e).toMatchObject({ status: 409, code: 'VERSION_EXISTS' });
     await expect(new ModhubClient({ baseUrl: 'http://127.0.0.1:1' }).search()).rejects.toMatchObject({ code: 'NETWORK_ERROR' });

@@ -156,7 +156,8 @@ describeBrowser('web pages in chromium', () => {
     const service = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 2 });
     const logger = pino({ level: 'silent' });
     const auth = { anonymousRead: true };
-    const app = createApp({ registry, logger, metrics: new client.Registry(), auth, routers: [{ path: '/v1', router: inferenceRouter({ service, auth, logger }) }], inference: service });
+    // the snippets' origin is the configured public URL (never the Host header): here, the address it listens on
+    const app = createApp({ registry, logger, metrics: new client.Registry(), auth, routers: [{ path: '/v1', router: inferenceRouter({ service, auth, logger }) }], inference: service, publicUrl: () => origin });
     server = await listen(app);
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const info: BaseInfo = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };

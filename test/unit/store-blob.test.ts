@@ -3,6 +3,7 @@
  * an S3-protocol server from npm). Content addressing, digest checks, dedupe, ranges, missing blobs. Then what
  * only one backend has: the file store's temp folder, S3 multipart uploads, prefixes and bucket errors.
  */
+import { Readable } from 'node:stream';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -48,6 +49,19 @@ export function blobConformance(label: string, open: () => Promise<{ store: Blob
       await store.delete(y.digest);
       expect(await store.list()).toEqual([]);
     });
+    it('stores a stream under its declared digest, keeps an existing blob, and stores nothing on a mismatch', async () => {
+      const data = Buffer.alloc(300_000);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+      const chunks = (b: Buffer) => Readable.from([b.subarray(0, 1000), b.subarray(1000, 150_000), b.subarray(150_000)]);
+      const a = await store.putStream(chunks(data), sha256Digest(data));
+      expect(a).toEqual({ digest: sha256Digest(data), size: data.length });
+      expect((await store.read(a.digest)).equals(data)).toBe(true);
+      expect(await store.putStream(chunks(Buffer.from(data)), a.digest)).toEqual(a);
+      const other = Buffer.from(data);
+      other[7] ^= 1;
+      await expect(store.putStream(chunks(other), sha256Digest(Buffer.from('nope')))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+      expect(await store.list()).toEqual([a.digest]);
+    });
     it('accepts bare hex digests, refuses malformed ones', async () => {
       const data = Buffer.from('z');
       await expect(store.put(data, sha256Digest(data).slice(7).toUpperCase())).resolves.toMatchObject({ size: 1 });
@@ -90,6 +104,25 @@ describe('S3 blob store (s3rver)', () => {
   blobConformance('S3', async () => {
     const store = await S3BlobStore.open(s3.storeOptions(`t${++n}/`));
     return { store, cleanup: async () => store.close() };
+  });
+
+  it('streams a large blob up as multipart parts, and aborts (stores nothing) when its digest does not match', async () => {
+    const store = await S3BlobStore.open({ ...s3.storeOptions('bigstream/'), partSize: 5 << 20, multipartThreshold: 5 << 20 });
+    try {
+      const data = Buffer.alloc((11 << 20) + 776);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2246822519) >>> 0, i);
+      const pieces = (b: Buffer) => Readable.from(Array.from({ length: Math.ceil(b.length / (1 << 20)) }, (_, i) => b.subarray(i << 20, (i + 1) << 20)));
+      const info = await store.putStream(pieces(data), sha256Digest(data));
+      expect(info).toEqual({ digest: sha256Digest(data), size: data.length });
+      expect((await store.read(info.digest)).equals(data)).toBe(true);
+      const wrong = Buffer.from(data);
+      wrong[wrong.length - 1] ^= 1;
+      const claimed = sha256Digest(Buffer.from('claimed'));
+      await expect(store.putStream(pieces(wrong), claimed)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+      expect(await store.stat(claimed)).toBeNull();
+    } finally {
+      store.close();
+    }
   });
 
   it('uploads a large blob as multipart, verifies it, and serves ranges across part boundaries', async () => {

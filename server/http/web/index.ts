@@ -29,6 +29,8 @@ export interface WebDeps {
   logger: Logger;
   /** The inference service when this server runs the engine: enables "Try it" and the loaded-base panel. */
   inference?: InferenceService;
+  /** The hub's public URL for the snippets ('' = unknown); never derived from the Host header. */
+  publicUrl?: () => string;
 }
 
 /** The policy every page and asset is served with: nothing inline, nothing from other origins. */
@@ -138,7 +140,7 @@ export function webRouter(deps: WebDeps): Router {
     assertName(ns, 'namespace');
     assertName(name, 'module name');
     const view = await loadModule(registry, ns, name, optionalQuery(req, 'version'));
-    sendPage(res, await modulePage(registry, view, `${req.protocol}://${req.get('host') ?? 'localhost'}`, served?.maskToken));
+    sendPage(res, await modulePage(registry, view, deps.publicUrl?.() || 'http://localhost:8080', served?.maskToken));
   });
 
   pages.get('/modules/:ns/:name/try', read, async (req, res) => {
