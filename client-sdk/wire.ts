@@ -64,7 +64,15 @@ export const ManifestSchema = z
 // ---------------------------------------------------------------- hub: modules
 
 export const PublishResultSchema = z
-  .strictObject({ id: z.string(), version: z.string(), digest, size: count, files: z.array(FileEntrySchema) });
+  .strictObject({
+    id: z.string(),
+    version: z.string(),
+    digest,
+    size: count,
+    files: z.array(FileEntrySchema),
+    /** True when this version was already published with exactly these bytes (an idempotent retry, HTTP 200). */
+    existing: z.boolean(),
+  });
 
 const moduleSummaryShape = {
   id: z.string().meta({ example: 'lang/de' }),

@@ -62,7 +62,7 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
   /** 201 for a new version; 200 with the stored record when the identical content was already published. */
   const answerPublish = (res: express.Response, result: PublishResult): void => {
     logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size, existing: result.existing }, result.existing ? 'identical publish retried' : 'module published');
-    const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
+    const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson), existing: result.existing === true };
     res.status(result.existing ? 200 : 201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
   };
   const read = requireRead(deps.auth);

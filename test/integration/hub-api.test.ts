@@ -177,7 +177,8 @@ describe('POST /v1/modules', () => {
     const blobs = (await reg.blobs.list()).sort();
     const retry = await publishModule(app, 'lang/de', '1.0.0', writer);
     expect(retry.status).toBe(200);
-    expect(retry.body).toEqual(first.body);
+    expect(retry.body).toEqual({ ...first.body, existing: true });
+    expect(first.body.existing).toBe(false);
     expect(retry.headers.location).toBe('/v1/modules/lang/de/versions/1.0.0');
     expect((await reg.blobs.list()).sort()).toEqual(blobs);
     // raw body and loose files with the same content are the same version too

@@ -12,7 +12,7 @@ import { openStore, packArchive, type Registry } from '../../modules-store';
 import { serializeSafetensors } from '../../modules-store/safetensors';
 import { loadBase } from '../../server/model/base';
 import { createTinyBase } from '../../server/model/tiny';
-import { registerHubCommands } from '../../server/cli/hub';
+import { registerAuthCommands } from '../../server/cli/auth';
 import { runCommand } from '../helpers/cli';
 import { makeAdapterModule, type BaseInfo } from '../helpers/modules';
 import { describeWithPg, startPg, type PgServer } from '../helpers/pg-server';
@@ -45,7 +45,7 @@ describeWithPg('three replicas over one PostgreSQL + one S3 bucket, behind nginx
     const saved = { ...process.env };
     Object.assign(process.env, env);
     try {
-      admin = (await runCommand(registerHubCommands, ['token', 'create', '--scope', 'admin', 'write', 'read', '--data', path.join(scratch, 'cli')])).split('\n')[0];
+      admin = (await runCommand(registerAuthCommands, ['token', 'create', '--scope', 'admin', 'write', 'read', '--data', path.join(scratch, 'cli')])).split('\n')[0];
     } finally {
       for (const k of Object.keys(env)) if (saved[k] === undefined) delete process.env[k];
       Object.assign(process.env, saved);
