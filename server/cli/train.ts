@@ -193,8 +193,11 @@ export function registerTrainCommands(program: Command): void {
         saveTrainedBase(base, res.tensors, f.saveBase);
         process.stdout.write(`wrote base ${f.saveBase}\n`);
       }
-      const m = Object.entries(res.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
-      process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
+      const fmt = (ms: Record<string, number>) => Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
+      const m = fmt(res.metrics);
+      process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\n`);
+      if (res.before) process.stdout.write(`dev before training: ${fmt(res.before)}\n`);
+      process.stdout.write(`wrote ${f.out}\n`);
       if (f.push) {
         const r = await new ModhubClient({ baseUrl: f.push, token: f.token }).publish(f.out, {});
         process.stdout.write(`published ${r.id}@${r.version} to ${f.push}\n`);

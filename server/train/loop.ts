@@ -73,6 +73,7 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
   const history: TrainResult['history'] = [];
   let best: { value: number; snap: Float32Array[]; metrics: Metrics; step: number } | null = null;
   let bad = 0;
+  let before: Metrics | undefined;
   const ckDir = settings.checkpointDir;
   const ck = ckDir ? readCheckpoint(ckDir, store.groups.map((g) => g.params.length)) : null;
   if (ck) {
@@ -86,10 +87,14 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
     bad = ck.state.bad;
     history.push(...ck.state.history);
     if (ck.state.best && ck.best) best = { ...ck.state.best, snap: ck.best };
+    before = ck.state.before;
   }
+  // the starting point's dev metrics, so the summary can show what training changed (MAD-X: a language
+  // module must lower its language's perplexity below the bare base's)
+  if (!ck && o.dev?.length) before = await ev.evaluate(o.dev);
   const saveCheckpoint = () => {
     if (!ckDir) return;
-    const state = { step, t: opt.t, bad, history, best: best && { value: best.value, metrics: best.metrics, step: best.step } };
+    const state = { step, t: opt.t, bad, history, best: best && { value: best.value, metrics: best.metrics, step: best.step }, before };
     writeCheckpoint(ckDir, { state, groups: store.groups, best: best?.snap });
   };
 
@@ -146,6 +151,7 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
     manifest,
     tensors,
     metrics,
+    before,
     history,
     steps: step,
     predict: (examples) => ev.predict(examples),

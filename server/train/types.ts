@@ -106,6 +106,8 @@ export interface TrainResult {
   manifest: Manifest;
   tensors: Map<string, Tensor>;
   metrics: Metrics;
+  /** Dev metrics of the starting point (the base, or the base with the frozen stack), before any step. */
+  before?: Metrics;
   history: { step: number; loss: number; eval?: Metrics }[];
   steps: number;
   /** Logits of `predict` on the dev set with the final (best) weights, for consistency checks. */

@@ -121,7 +121,7 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
         config: { method: o.method, density: nnz / N, nnz },
         description: `${defaults.what}; trained by modhub for ${o.task}`,
       });
-      return { ...p2, manifest, tensors, history: [...p1.history, ...p2.history], steps: p1.steps + p2.steps };
+      return { ...p2, manifest, tensors, before: p1.before, history: [...p1.history, ...p2.history], steps: p1.steps + p2.steps };
     },
   };
 }
