@@ -13,6 +13,7 @@ import { ModhubClient } from '../../client-sdk';
 import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
+import { applyStackedDiffs } from '../train/stacked-base';
 import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress } from '../train/trainer';
 
 interface TrainFlags {
@@ -61,6 +62,27 @@ function methodHelp(): string {
   return METHODS.map((m) => `  ${m.padEnd(14)} lr ${String(METHOD_DEFAULTS[m].lr).padEnd(6)} ${METHOD_DEFAULTS[m].what}`).join('\n');
 }
 
+const ADAPTERS: readonly Method[] = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv'];
+/** Flags that configure one family of methods; given to another method they would do nothing, so they are errors. */
+const FLAG_METHODS: [keyof TrainFlags, string, readonly Method[]][] = [
+  ['reductionFactor', '--reduction-factor', ADAPTERS],
+  ['r', '--r', ['lora']],
+  ['alpha', '--alpha', ['lora']],
+  ['targets', '--targets', ['lora']],
+  ['saveBase', '--save-base', ['full']],
+];
+
+/** Refuses flags that cannot apply to this run before anything is loaded (the trainer checks its options too). */
+function checkFlags(f: TrainFlags): void {
+  for (const [key, flag, methods] of FLAG_METHODS) {
+    if (f[key] !== undefined && !methods.includes(f.method)) throw new RangeError(`'${flag}' applies to --method ${methods.join(' / ')}, not '${f.method}'`);
+  }
+  if (f.fuse?.length && f.method !== 'fusion') throw new RangeError(`'--fuse' applies to --method fusion, not '${f.method}'`);
+  if (!f.dev && f.evalEvery !== undefined) throw new RangeError("'--eval-every' needs '--dev' (the evaluation set)");
+  if (!f.dev && f.patience !== undefined) throw new RangeError("'--patience' needs '--dev' (early stopping evaluates on it)");
+  if (f.density !== undefined && f.nnz !== undefined) throw new RangeError("give '--density' or '--nnz', not both");
+}
+
 /** Adds `modhub train` to `program`. */
 export function registerTrainCommands(program: Command): void {
   program
@@ -75,7 +97,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--id <ns/name>', 'module id (default local/<method>-<task>)')
     .option('--version <semver>', 'module version', '0.1.0')
     .option('--language <code>', 'language code (MAD-X language adapters)')
-    .option('--stack-on <dirs...>', 'frozen adapter packages stacked below (MAD-X: the language adapter)')
+    .option('--stack-on <dirs...>', 'frozen modules stacked below: adapters / LoRA stay modules (MAD-X: the language adapter), diff packages are added to the base (LT-SFT: the language SFT)')
     .option('--fuse <dirs...>', 'fusion: the adapter packages to fuse, in order')
     .option('--epochs <n>', 'epochs', '3')
     .option('--batch-size <n>', 'batch size', '16')
@@ -101,6 +123,7 @@ export function registerTrainCommands(program: Command): void {
     .addOption(new Option('--token <token>', 'hub token for --push').env('MODHUB_TOKEN'))
     .addHelpText('after', `\nMethods and their default learning rates:\n${methodHelp()}\n\nTasks: classification (accuracy, macro-F1), token_classification (token F1), mlm (perplexity).`)
     .action(async (f: TrainFlags) => {
+      checkFlags(f);
       const base = await loadBase(f.base);
       let labels: string[] | undefined;
       let trainSet: Parameters<typeof train>[0]['train'];
@@ -189,8 +212,8 @@ export function registerTrainCommands(program: Command): void {
       await res.release();
       await writeModulePackage(f.out, res.manifest, res.tensors);
       if (f.saveBase) {
-        if (f.method !== 'full') throw new RangeError("'--save-base' needs '--method full'");
-        saveTrainedBase(base, res.tensors, f.saveBase);
+        // θ₀ here is the base the run trained on: with diffs in --stack-on, the base with them applied
+        saveTrainedBase(applyStackedDiffs(base, stackOn).base, res.tensors, f.saveBase);
         process.stdout.write(`wrote base ${f.saveBase}\n`);
       }
       const fmt = (ms: Record<string, number>) => Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');

@@ -15,6 +15,7 @@
 import { runPhase } from './loop';
 import { strategyOf } from './methods';
 import type { MethodContext } from './methods/strategy';
+import { applyStackedDiffs } from './stacked-base';
 import { TASKS, type ClsExample, type TokExample, type TrainOptions, type TrainResult } from './types';
 
 export { METHODS, METHOD_DEFAULTS, type Method } from './methods';
@@ -29,14 +30,34 @@ function labelsOf(o: TrainOptions): string[] {
   return [];
 }
 
+/** Options that only some methods read (MethodStrategy.uses); the others refuse them rather than ignore them. */
+const METHOD_OPTIONS = ['config', 'fuse', 'density', 'nnz', 'l0Lambda'] as const satisfies readonly (keyof TrainOptions)[];
+
+/** Every option that cannot apply to this run is an error that says why (no silent no-ops). */
+function checkOptions(o: TrainOptions, strategy: ReturnType<typeof strategyOf>): void {
+  const uses = new Set<string>(strategy.uses ?? []);
+  for (const k of METHOD_OPTIONS) {
+    const v = o[k];
+    const set = k === 'config' ? v !== undefined && Object.keys(v as object).length > 0 : k === 'fuse' ? Array.isArray(v) && v.length > 0 : v !== undefined;
+    if (set && !uses.has(k)) throw new RangeError(`'${k}' does not apply to method '${o.method}'${uses.size ? ` (it reads ${[...uses].join(', ')})` : ''}`);
+  }
+  if (o.density !== undefined && o.nnz !== undefined) throw new RangeError("give 'density' or 'nnz', not both");
+  const noDev = !o.dev || !o.dev.length;
+  if (noDev && o.evalEvery !== undefined) throw new RangeError("'evalEvery' needs a dev set ('dev')");
+  if (noDev && o.patience !== undefined) throw new RangeError("'patience' (early stopping) needs a dev set ('dev')");
+}
+
 /** Trains a module; see TrainOptions for the defaults. */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const strategy = strategyOf(o.method);
   if (!(TASKS as readonly string[]).includes(o.task)) throw new RangeError(`'task' must be one of ${TASKS.join(', ')}; got '${o.task}'`);
   if (!o.train.length) throw new RangeError("'train' has no examples");
+  checkOptions(o, strategy);
+  // diffs in the stack are added to the base: every method then trains on the base as the composition runs it
+  const stacked = applyStackedDiffs(o.base, o.stackOn ?? []);
   const ctx: MethodContext = {
-    o,
-    base: o.base,
+    o: { ...o, base: stacked.base, stackOn: stacked.stackOn },
+    base: stacked.base,
     task: o.task,
     labels: o.labels ?? labelsOf(o),
     id: o.id ?? `local/${o.method}-${o.task.replace('_', '-')}`,

@@ -48,3 +48,13 @@ test('train a LoRA classifier from JSONL and write a package', async () => {
   expect(pkg.manifest.metrics).toHaveProperty('accuracy');
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('flags that cannot apply to the method are errors before anything loads', async () => {
+  const run = (extra: string[]) => program().p.parseAsync(['node', 'modhub', 'train', '--task', 'classification', '--base', '/nonexistent', '--data', '/nonexistent', '--out', '/tmp/x', ...extra]);
+  await expect(run(['--method', 'seq_bn', '--r', '4'])).rejects.toThrow(/'--r' applies to --method lora, not 'seq_bn'/);
+  await expect(run(['--method', 'lora', '--reduction-factor', '4'])).rejects.toThrow(/'--reduction-factor' applies to --method seq_bn/);
+  await expect(run(['--method', 'lora', '--save-base', '/tmp/b'])).rejects.toThrow(/'--save-base' applies to --method full/);
+  await expect(run(['--method', 'lora', '--fuse', '/tmp/a'])).rejects.toThrow(/'--fuse' applies to --method fusion/);
+  await expect(run(['--method', 'lora', '--patience', '2'])).rejects.toThrow(/'--patience' needs '--dev'/);
+  await expect(run(['--method', 'lt-sft', '--nnz', '2', '--density', '0.1'])).rejects.toThrow(/not both/);
+});

@@ -54,6 +54,7 @@ function gateValue(la: number): number {
 }
 
 export const diffPruning = sparseMethod({
+  uses: ['l0Lambda'],
   defaults: { lr: 1e-3, config: { method: 'diff-pruning', density: 0.005 }, what: 'Diff Pruning: hard-concrete L0 gates (Louizos 2017; beta 2/3, gamma -0.1, zeta 1.1, lambda 1.25e-7), magnitude projection to density 0.5%, fixed-mask fine-tuning' },
   phase1(ctx) {
     const { base, seed, o } = ctx;

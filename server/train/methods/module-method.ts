@@ -26,6 +26,7 @@ export function hasMlmHead(base: MethodContext['base']): boolean {
 export function moduleMethod(kind: InitOptions['kind'], defaults: MethodDefaults): MethodStrategy {
   return {
     defaults,
+    uses: ['config'],
     plan(ctx: MethodContext): PhasePlan {
       const { o, base, task, labels, id, seed } = ctx;
       const init = initModule(base, {

@@ -8,7 +8,7 @@
 import * as path from 'path';
 import { parseManifest } from '../../../modules-store/manifest';
 import type { Tensor } from '../../../modules-store/safetensors';
-import type { TrainResult } from '../types';
+import type { TrainOptions, TrainResult } from '../types';
 import { full } from './full';
 import { headOnlyModule, trainableBaseNames } from './head-only';
 import { frozenStack } from './module-method';
@@ -47,6 +47,8 @@ export function topKMasks(deltas: Map<string, Float32Array>, K: number): Map<str
 
 export interface SparseSpec {
   defaults: MethodDefaults;
+  /** Method-specific options besides the selection's ('density', 'nnz'). */
+  uses?: readonly (keyof TrainOptions)[];
   /** Phase 1: what trains before the selection. */
   phase1(ctx: MethodContext): PhasePlan;
   /** Change of each candidate base tensor (canonical name) after phase 1. */
@@ -60,6 +62,7 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
   const { defaults } = spec;
   return {
     defaults,
+    uses: ['density', 'nnz', ...(spec.uses ?? [])],
     plan: spec.phase1,
     async run(ctx, runPhase) {
       const { o, base } = ctx;

@@ -61,6 +61,8 @@ export type RunPhase = (ctx: MethodContext, plan: PhasePlan, settings: PhaseSett
 
 export interface MethodStrategy {
   readonly defaults: MethodDefaults;
+  /** The method-specific options it reads (`config`, `fuse`, `density`, …); others given are an error. */
+  readonly uses?: readonly (keyof TrainOptions)[];
   /** What the (first) phase trains. */
   plan(ctx: MethodContext): PhasePlan;
   /** Methods with phases run them here and package the result; without it the method is one phase of `plan`. */
