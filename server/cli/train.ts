@@ -14,7 +14,7 @@ import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
 import { applyStackedDiffs } from '../train/stacked-base';
-import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress } from '../train/trainer';
+import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress, type PhaseMarker } from '../train/trainer';
 
 interface TrainFlags {
   method: Method;
@@ -45,6 +45,7 @@ interface TrainFlags {
   targets?: string;
   density?: string;
   nnz?: string;
+  freeze?: string;
   checkpoint?: string;
   threads?: string;
   push?: string;
@@ -70,6 +71,7 @@ const FLAG_METHODS: [keyof TrainFlags, string, readonly Method[]][] = [
   ['alpha', '--alpha', ['lora']],
   ['targets', '--targets', ['lora']],
   ['saveBase', '--save-base', ['full']],
+  ['freeze', '--freeze', ['lt-sft']],
 ];
 
 /** Refuses flags that cannot apply to this run before anything is loaded (the trainer checks its options too). */
@@ -114,8 +116,9 @@ export function registerTrainCommands(program: Command): void {
     .option('--r <n>', 'LoRA rank (8)')
     .option('--alpha <n>', 'LoRA alpha (8)')
     .option('--targets <list>', 'LoRA targets: query,key,value,attn_output,ffn_in,ffn_out (query,value)')
-    .option('--density <x>', 'diff-pruning / lt-sft: fraction of base parameters kept (0.005 / 0.01)')
-    .option('--nnz <n>', 'diff-pruning / lt-sft: exact number of parameters kept')
+    .option('--density <x>', 'diff-pruning / lt-sft: fraction of the eligible parameters selected, rounded down (0.005 / 0.01; composable-sft ft_params_proportion)')
+    .option('--nnz <n>', 'diff-pruning / lt-sft: exact number of parameters selected (composable-sft ft_params_num)')
+    .option('--freeze <groups>', 'lt-sft: groups never selected, comma list of embeddings, layer_norm, decoder, head (mlm only), or none (default as composable-sft: layer_norm,decoder for mlm, layer_norm otherwise)')
     .option('--checkpoint <dir>', 'resumable checkpoints (resumes when the folder holds one)')
     .option('--threads <n>', 'onnxruntime threads (default: all cores)')
     .option('--push <hub>', 'publish the package to this hub URL when done')
@@ -163,6 +166,12 @@ export function registerTrainCommands(program: Command): void {
         ? new cliProgress.SingleBar({ format: ' train [{bar}] {value}/{total} steps | loss {loss} | {sps} step/s | {tps} tok/s | ETA {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
         : null;
       let started = false;
+      const onPhase = (p: PhaseMarker) => {
+        // a new phase restarts the step count: close the bar of the previous one
+        if (started) bar?.stop();
+        started = false;
+        process.stderr.write(`phase ${p.index}/${p.count}: ${p.name}\n`);
+      };
       const onProgress = (p: Progress) => {
         const s = p.elapsedMs / 1000;
         const payload = { loss: p.loss.toFixed(4), sps: (p.step / s).toFixed(2), tps: Math.round(p.tokens / s) };
@@ -204,9 +213,11 @@ export function registerTrainCommands(program: Command): void {
         patience: f.patience ? num('patience', f.patience, true) : undefined,
         density: f.density ? num('density', f.density) : undefined,
         nnz: f.nnz ? num('nnz', f.nnz, true) : undefined,
+        freeze: f.freeze === undefined ? undefined : f.freeze === 'none' ? [] : f.freeze.split(',').map((x) => x.trim()),
         checkpointDir: f.checkpoint,
         threads: f.threads ? num('threads', f.threads, true) : undefined,
         onProgress,
+        onPhase,
       });
       bar?.stop();
       await res.release();

@@ -31,7 +31,7 @@ function labelsOf(o: TrainOptions): string[] {
 }
 
 /** Options that only some methods read (MethodStrategy.uses); the others refuse them rather than ignore them. */
-const METHOD_OPTIONS = ['config', 'fuse', 'density', 'nnz', 'l0Lambda'] as const satisfies readonly (keyof TrainOptions)[];
+const METHOD_OPTIONS = ['config', 'fuse', 'density', 'nnz', 'l0Lambda', 'freeze'] as const satisfies readonly (keyof TrainOptions)[];
 
 /** Every option that cannot apply to this run is an error that says why (no silent no-ops). */
 function checkOptions(o: TrainOptions, strategy: ReturnType<typeof strategyOf>): void {

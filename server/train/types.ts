@@ -83,9 +83,22 @@ export interface TrainOptions {
   /** Threads for onnxruntime (default: all). */
   threads?: number;
   onProgress?: (p: Progress) => void;
-  /** Sparse methods: fraction of base parameters kept (default: the method's) or an exact count. */
+  /** Called when a phase of a two-phase method starts. */
+  onPhase?: (p: PhaseMarker) => void;
+  /**
+   * Sparse methods: the number of parameters selected, as a fraction of the eligible ones (composable-sft's
+   * ft_params_proportion, rounded down; default the method's: 0.01 LT-SFT, 0.005 Diff Pruning) or exactly
+   * (ft_params_num). Not both.
+   */
   density?: number;
   nnz?: number;
+  /**
+   * LT-SFT: tensor groups that may not be selected (composable-sft's freeze_* flags): 'embeddings',
+   * 'layer_norm', and for task mlm 'decoder' (output embeddings untied, frozen) and 'head' (the MLM head).
+   * Default as composable-sft's scripts: ['layer_norm', 'decoder'] for mlm, ['layer_norm'] for other tasks;
+   * [] makes every group eligible. See server/train/methods/sft-groups.ts.
+   */
+  freeze?: string[];
   /** Diff Pruning L0 coefficient per parameter (default 1.25e-7, Guo et al.). */
   l0Lambda?: number;
 }
@@ -98,6 +111,14 @@ export interface Progress {
   tokens: number;
   elapsedMs: number;
   eval?: Metrics;
+}
+
+/** The start of a phase of a two-phase method (Diff Pruning, LT-SFT); step counts restart in each phase. */
+export interface PhaseMarker {
+  index: number;
+  count: number;
+  /** What the phase does, for the progress output. */
+  name: string;
 }
 
 export type Metrics = Record<string, number>;

@@ -30,7 +30,7 @@ export interface MethodContext {
 }
 
 /** Extra terms of the training graph (regularisers, reparametrised base tensors); see TrainGraphSpec. */
-export type GraphTerms = Pick<TrainGraphSpec, 'baseParam' | 'extraLoss' | 'extraTrainable'>;
+export type GraphTerms = Pick<TrainGraphSpec, 'baseParam' | 'extraLoss' | 'extraTrainable' | 'untieDecoder'>;
 
 /** What one training phase trains. */
 export interface PhasePlan {
