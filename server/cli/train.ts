@@ -14,6 +14,7 @@ import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
 import { applyStackedDiffs } from '../train/stacked-base';
+import { savedText } from '../train/loop';
 import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress, type PhaseMarker } from '../train/trainer';
 
 interface TrainFlags {
@@ -39,6 +40,7 @@ interface TrainFlags {
   seed: string;
   evalEvery?: string;
   patience?: string;
+  keep?: 'best' | 'last';
   reductionFactor?: string;
   r?: string;
   alpha?: string;
@@ -81,6 +83,7 @@ function checkFlags(f: TrainFlags): void {
   }
   if (f.fuse?.length && f.method !== 'fusion') throw new RangeError(`'--fuse' applies to --method fusion, not '${f.method}'`);
   if (!f.dev && f.evalEvery !== undefined) throw new RangeError("'--eval-every' needs '--dev' (the evaluation set)");
+  if (!f.dev && f.keep === 'best') throw new RangeError("'--keep best' needs '--dev' (the best evaluation is chosen on it)");
   if (!f.dev && f.patience !== undefined) throw new RangeError("'--patience' needs '--dev' (early stopping evaluates on it)");
   if (f.density !== undefined && f.nnz !== undefined) throw new RangeError("give '--density' or '--nnz', not both");
 }
@@ -112,6 +115,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--seed <n>', 'random seed (runs are reproducible)', '0')
     .option('--eval-every <n>', 'evaluate every n optimiser steps (default: each epoch)')
     .option('--patience <n>', 'early stopping after n evaluations without improvement')
+    .addOption(new Option('--keep <which>', 'weights written (and --save-base): the best dev evaluation or the last step (default: best with --dev, else last)').choices(['best', 'last']))
     .option('--reduction-factor <n>', 'adapters: hidden / bottleneck size (preset default)')
     .option('--r <n>', 'LoRA rank (8)')
     .option('--alpha <n>', 'LoRA alpha (8)')
@@ -211,6 +215,7 @@ export function registerTrainCommands(program: Command): void {
         seed: num('seed', f.seed, true),
         evalEvery: f.evalEvery ? num('eval-every', f.evalEvery, true) : undefined,
         patience: f.patience ? num('patience', f.patience, true) : undefined,
+        keep: f.keep,
         density: f.density ? num('density', f.density) : undefined,
         nnz: f.nnz ? num('nnz', f.nnz, true) : undefined,
         freeze: f.freeze === undefined ? undefined : f.freeze === 'none' ? [] : f.freeze.split(',').map((x) => x.trim()),
@@ -225,11 +230,12 @@ export function registerTrainCommands(program: Command): void {
       if (f.saveBase) {
         // θ₀ here is the base the run trained on: with diffs in --stack-on, the base with them applied
         saveTrainedBase(applyStackedDiffs(base, stackOn).base, res.tensors, f.saveBase);
-        process.stdout.write(`wrote base ${f.saveBase}\n`);
+        process.stdout.write(`wrote base ${f.saveBase} (the saved weights: ${savedText(res.saved)})\n`);
       }
       const fmt = (ms: Record<string, number>) => Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
       const m = fmt(res.metrics);
-      process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\n`);
+      process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps, ${res.trainableParams} trainable parameters)${m ? `; dev: ${m}` : ''}\n`);
+      process.stdout.write(`saved: ${savedText(res.saved)}\n`);
       if (res.before) process.stdout.write(`dev before training: ${fmt(res.before)}\n`);
       process.stdout.write(`wrote ${f.out}\n`);
       if (f.push) {

@@ -43,6 +43,9 @@ function checkOptions(o: TrainOptions, strategy: ReturnType<typeof strategyOf>):
   }
   if (o.density !== undefined && o.nnz !== undefined) throw new RangeError("give 'density' or 'nnz', not both");
   const noDev = !o.dev || !o.dev.length;
+  if (o.epochs !== undefined && !(o.epochs > 0)) throw new RangeError(`'epochs' must be > 0, got ${o.epochs}`);
+  if (o.keep !== undefined && o.keep !== 'best' && o.keep !== 'last') throw new RangeError(`'keep' must be 'best' or 'last', got '${String(o.keep)}'`);
+  if (noDev && o.keep === 'best') throw new RangeError("'keep: best' needs a dev set ('dev') to choose the best evaluation");
   if (noDev && o.evalEvery !== undefined) throw new RangeError("'evalEvery' needs a dev set ('dev')");
   if (noDev && o.patience !== undefined) throw new RangeError("'patience' (early stopping) needs a dev set ('dev')");
 }

@@ -50,7 +50,7 @@ export interface TrainOptions {
   id?: string;
   version?: string;
   language?: string;
-  /** default 3 */
+  /** default 3; fractions allowed (the step count rounds up) */
   epochs?: number;
   /** Stop after this many optimiser steps (default: epochs). */
   maxSteps?: number;
@@ -72,6 +72,11 @@ export interface TrainOptions {
   seed?: number;
   /** default 128 */
   maxLength?: number;
+  /**
+   * Which weights the result holds: 'best' (the best dev evaluation; default with a dev set) or 'last' (the
+   * last step; default without one). The end of training always evaluates on dev.
+   */
+  keep?: 'best' | 'last';
   /** Evaluate on dev every N optimiser steps (default: once per epoch). */
   evalEvery?: number;
   /** Stop after this many evaluations without improvement (default: off). */
@@ -131,6 +136,10 @@ export interface TrainResult {
   before?: Metrics;
   history: { step: number; loss: number; eval?: Metrics }[];
   steps: number;
+  /** Which weights the result holds: the best dev evaluation's or the last step's, at which step of how many. */
+  saved: { which: 'best' | 'last'; step: number; of: number };
+  /** Entries of the base / module the optimiser changed (the selected ones for sparse methods; heads included). */
+  trainableParams: number;
   /** Logits of `predict` on the dev set with the final (best) weights, for consistency checks. */
   predict: (examples: Example[]) => Promise<Float32Array[]>;
   release: () => Promise<void>;

@@ -9,6 +9,7 @@ import * as path from 'path';
 import { parseManifest } from '../../../modules-store/manifest';
 import type { Tensor } from '../../../modules-store/safetensors';
 import type { TrainOptions, TrainResult } from '../types';
+import type { TrainingRecord } from '../package';
 import { full } from './full';
 import { headOnlyModule, trainableBaseNames } from './head-only';
 import { frozenStack } from './module-method';
@@ -147,8 +148,10 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
         tensors.set(`${hf}.dense`, t);
         nnz += t.data.length;
       }
+      const training = (p2.manifest as unknown as { training: TrainingRecord }).training;
       const manifest = parseManifest({
         ...(p2.manifest as unknown as Record<string, unknown>),
+        training: { ...training, steps: p1.steps + p2.steps, phase_steps: [p1.steps, p2.steps], ...(p1.before ? { dev_before: p1.before } : {}) },
         config: { method: o.method, density: selected / N, nnz, selected, eligible: N, ...(spec.select ? { frozen: sel.freeze, dense: sel.dense.map((n) => base.hfNames.get(n) ?? n) } : {}) },
         description: `${defaults.what}; trained by modhub for ${o.task}`,
       });
