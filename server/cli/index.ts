@@ -1,6 +1,7 @@
 /** Registers every command group; each group lives in its own file so that they evolve independently. */
 import type { Command } from 'commander';
 import { registerBaseCommands } from './base';
+import { registerEvalCommand } from './eval';
 import { registerHubCommands } from './hub';
 import { registerInferCommand } from './infer';
 import { registerModuleCommands } from './module';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerHubCommands(program);
   registerBaseCommands(program);
   registerModuleCommands(program);
+  registerEvalCommand(program);
 }

@@ -12,6 +12,7 @@ interface InferFlags {
   pair?: string[];
   task: 'auto' | 'embedding' | 'fill_mask';
   topK?: string;
+  maxLength?: string;
   json?: boolean;
 }
 
@@ -38,9 +39,12 @@ export function registerInferCommand(program: Command): void {
     .option('--pair <texts...>', 'second segments (one per text)')
     .addOption(new Option('--task <task>', 'what to return').choices(['auto', 'embedding', 'fill_mask']).default('auto'))
     .option('--top-k <n>', 'labels / tokens per prediction')
+    .option('--max-length <n>', 'truncate each input to this many tokens (default: the server\'s, the base\'s maximum)')
     .option('--json', 'print the raw JSON response')
     .action(async (texts: string[], f: InferFlags) => {
       if (f.pair && f.pair.length !== texts.length) throw new RangeError(`'--pair' needs one text per input (${texts.length}), got ${f.pair.length}`);
+      const maxLength = f.maxLength === undefined ? undefined : Number(f.maxLength);
+      if (maxLength !== undefined && !(Number.isInteger(maxLength) && maxLength >= 1)) throw new RangeError(`'--max-length' must be a positive integer, got '${f.maxLength}'`);
       const client = new ModhubClient({ baseUrl: f.hub, token: f.token });
       try {
         const res = await client.infer({
@@ -48,6 +52,7 @@ export function registerInferCommand(program: Command): void {
           composition: parseCompose(f.compose),
           task: f.task,
           ...(f.topK ? { top_k: Number(f.topK) } : {}),
+          ...(maxLength !== undefined ? { max_length: maxLength } : {}),
         });
         if (f.json) {
           process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
