@@ -98,3 +98,25 @@ test('--epochs 0.7 --save-base: the summary says which weights were saved, and t
   expect(d.some((x) => x !== 0)).toBe(true);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('two-phase methods mark their phases in the progress output', async () => {
+  const base = await tinyBase();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-cli-phases-'));
+  fs.writeFileSync(path.join(dir, 'train.jsonl'), clsData(32, 1).map((e) => JSON.stringify(e)).join('\n') + '\n');
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => (stdout.push(String(s)), true));
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (stderr.push(String(s)), true));
+  try {
+    await program().p.parseAsync(['node', 'modhub', 'train', '--method', 'lt-sft', '--task', 'classification', '--base', base.dir, '--data', path.join(dir, 'train.jsonl'), '--out', path.join(dir, 'pkg'), '--epochs', '1', '--nnz', '100', '--threads', '1']);
+  } finally {
+    spy.mockRestore();
+    errSpy.mockRestore();
+  }
+  const err = stderr.join('');
+  expect(err).toMatch(/phase 1\/2: lt-sft: dense training of \d+ eligible parameters, then selection of 100\n/);
+  expect(err).toMatch(/phase 2\/2: lt-sft: training only the 100 selected parameters/);
+  expect(err.indexOf('phase 1/2')).toBeLessThan(err.indexOf('phase 2/2'));
+  expect(stdout.join('')).toMatch(/\(lt-sft, 4 steps, \d+ trainable parameters\)/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

@@ -87,9 +87,9 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
       const { K, eligible: N } = selectionSize(ctx, names, defaults.config.density as number);
       // the phases are full fine-tuning runs (full's description) at this method's learning rate
       const settings = (phase: string) => ({ lr: o.lr ?? defaults.lr, what: full.defaults.what, checkpointDir: o.checkpointDir && path.join(o.checkpointDir, phase) });
-      const phase = (index: number, name: string) => o.onPhase?.({ index, count: 2, name });
+      const phase = (index: number, name: string) => o.onPhase?.({ index, count: 2, name: `${o.method}: ${name}` });
 
-      phase(1, `${o.method} phase 1 of 2: dense training of ${N} eligible parameters, then selection of ${K}`);
+      phase(1, `dense training of ${N} eligible parameters, then selection of ${K}`);
       const p1 = await runPhase(ctx, spec.phase1(ctx, sel), settings('phase1'));
       await p1.release();
       const deltas = spec.deltas(ctx, p1, names);
@@ -102,7 +102,7 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
       // (the densely trained tensors, the MLM head, restart from θ₀ as composable-sft resets every parameter)
       const mod = headOnlyModule(ctx, 'full');
       for (const [k, t] of p1.tensors) if (k.startsWith('head.')) mod.tensors.set(k, t);
-      phase(2, `${o.method} phase 2 of 2: training only the ${K} selected parameters${sel.dense.length ? ` (+ ${sel.dense.length} dense head tensors)` : ''}`);
+      phase(2, `training only the ${K} selected parameters${sel.dense.length ? ` (+ ${sel.dense.length} dense head tensors)` : ''}`);
       const p2 = await runPhase(
         ctx,
         {
