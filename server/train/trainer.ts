@@ -44,6 +44,15 @@ function checkOptions(o: TrainOptions, strategy: ReturnType<typeof strategyOf>):
   if (o.density !== undefined && o.nnz !== undefined) throw new RangeError("give 'density' or 'nnz', not both");
   const noDev = !o.dev || !o.dev.length;
   if (o.epochs !== undefined && !(o.epochs > 0)) throw new RangeError(`'epochs' must be > 0, got ${o.epochs}`);
+  // counts that would make the loop divide by zero, never evaluate or stop at once
+  for (const k of ['batchSize', 'gradAccum', 'evalEvery', 'patience', 'maxSteps'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new RangeError(`'${k}' must be an integer >= 1, got ${v}`);
+  }
+  if (o.maxLength !== undefined && !(Number.isInteger(o.maxLength) && o.maxLength >= 3)) throw new RangeError(`'maxLength' must be an integer >= 3 (room for the special tokens), got ${o.maxLength}`);
+  if (o.warmupRatio !== undefined && !(o.warmupRatio >= 0 && o.warmupRatio <= 1)) throw new RangeError(`'warmupRatio' must be in [0, 1], got ${o.warmupRatio}`);
+  if (o.mlmProbability !== undefined && !(o.mlmProbability > 0 && o.mlmProbability < 1)) throw new RangeError(`'mlmProbability' must be in (0, 1), got ${o.mlmProbability}`);
+  if (o.mlmProbability !== undefined && o.task !== 'mlm') throw new RangeError(`'mlmProbability' applies to task 'mlm', not '${o.task}'`);
   if (o.keep !== undefined && o.keep !== 'best' && o.keep !== 'last') throw new RangeError(`'keep' must be 'best' or 'last', got '${String(o.keep)}'`);
   if (noDev && o.keep === 'best') throw new RangeError("'keep: best' needs a dev set ('dev') to choose the best evaluation");
   if (noDev && o.evalEvery !== undefined) throw new RangeError("'evalEvery' needs a dev set ('dev')");

@@ -83,6 +83,10 @@ test('options that cannot apply are errors, not no-ops', async () => {
   await expect(train({ ...common, method: 'bitfit', config: { r: 4 } })).rejects.toThrow(/'config' does not apply to method 'bitfit'/);
   await expect(train({ ...common, method: 'lt-sft', l0Lambda: 1 })).rejects.toThrow(/'l0Lambda' does not apply/);
   await expect(train({ ...common, method: 'lora', patience: 2 })).rejects.toThrow(/needs a dev set/);
+  await expect(train({ ...common, method: 'lora', dev: clsData(8, 2), evalEvery: 0 })).rejects.toThrow(/'evalEvery' must be an integer >= 1, got 0/);
+  await expect(train({ ...common, method: 'lora', gradAccum: 0 })).rejects.toThrow(/'gradAccum' must be an integer >= 1/);
+  await expect(train({ ...common, method: 'lora', mlmProbability: 0.2 })).rejects.toThrow(/'mlmProbability' applies to task 'mlm'/);
+  await expect(train({ ...common, method: 'lora', warmupRatio: 2 })).rejects.toThrow(/'warmupRatio' must be in \[0, 1\]/);
   const other = { ...lang, manifest: { ...lang.manifest, base: { ...lang.manifest.base, fingerprint: 'sha256:' + '0'.repeat(64) } } } as GivenModule;
   await expect(train({ ...common, method: 'lora', stackOn: [other] })).rejects.toThrow(/trained on another base/);
 });
