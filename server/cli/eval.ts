@@ -112,7 +112,6 @@ export function registerEvalCommand(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (f: EvalFlags) => {
       const dirs = f.module ?? [];
-      if (!f.compose && !dirs.length && f.hub) throw new RangeError("'--hub' needs '--compose': which modules to pull");
       const examples = await readData(f.task, f.data);
       const base = await loadBase(f.base);
       const hub = f.hub ? new ModhubClient({ baseUrl: f.hub, token: f.token }) : null;

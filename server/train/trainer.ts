@@ -2,12 +2,14 @@
  * Trains a module: methods (bottleneck adapters, MAD-X language adapters, LoRA, BitFit, Diff Pruning, LT-SFT,
  * AdapterFusion, full fine-tuning, MLM pretraining), objectives (sequence classification, token
  * classification, masked LM), AdamW with linear warmup/decay, clipping, gradient accumulation, periodic dev
- * evaluation with the task metric, best-checkpoint selection, early stopping, resumable checkpoints, and a
- * module package as the result.
+ * evaluation with the task metric (also before the first step and always at the end), best- or last-weights
+ * selection, early stopping, resumable checkpoints, and a module package as the result. Options that cannot
+ * apply to the method are errors; diffs in `stackOn` are applied to the base before training.
  *
  * Where things are: one strategy per method in methods/ (what trains, extra graph terms, phases, packaging),
  * the loop of one phase in loop.ts, batches in batches.ts, metrics in evaluate.ts, checkpoints in
- * checkpoint.ts, packaging in package.ts, the training graph in graph.ts and AdamW in optim.ts.
+ * checkpoint.ts, packaging in package.ts, stacked diffs in stacked-base.ts, the training graph in graph.ts,
+ * AdamW in optim.ts; evaluation of a packaged composition with the engine in engine-eval.ts.
  * Example:
  *   const res = await train({ base, method: 'seq_bn', task: 'classification', train: data.examples, labels });
  *   await writeModulePackage(out, res.manifest, res.tensors);

@@ -43,7 +43,10 @@ export interface TrainOptions {
   labels?: string[];
   /** Module config overrides (AdapterHub / PEFT names). */
   config?: Record<string, unknown>;
-  /** Frozen modules stacked below the trained adapter (MAD-X: the language adapter). */
+  /**
+   * Frozen modules below the trained one: adapters / LoRA stay modules of the graph (MAD-X: the language
+   * adapter); diff modules are added to the base first (composable-sft: the language SFT), see stacked-base.ts.
+   */
   stackOn?: GivenModule[];
   /** AdapterFusion: the frozen adapters to fuse, in order. */
   fuse?: GivenModule[];
