@@ -76,3 +76,34 @@ test('task SFT: LayerNorms frozen by default; freeze none makes them eligible; m
   expect(res.tensors.has('head.out_proj.weight')).toBe(true);
   await expect(train({ base, method: 'bitfit', task: 'classification', train: clsData(16, 1), maxSteps: 1, threads: 1, freeze: ['embeddings'] })).rejects.toThrow(/'freeze' does not apply to method 'bitfit'/);
 });
+
+test('a frozen decoder is untied: word-embedding gradients reach only the rows of input tokens', async () => {
+  const { buildTrainGraph } = await import('../../server/train/graph');
+  const { batchMaker } = await import('../../server/train/batches');
+  const { Session } = await import('../../server/runtime/session');
+  const { Rng } = await import('../../server/model/random');
+  const base = await pretrainedTinyBase();
+  // a diff module without a head (what LT-SFT trains for mlm): the MLM head is the base's
+  const sft = await train({ base, method: 'lt-sft', task: 'mlm', train: mlmData(16, 1), maxSteps: 1, threads: 1, nnz: 10 });
+  await sft.release();
+  const mod = { manifest: sft.manifest, tensors: new Map(), trainable: true };
+  const b = await batchMaker({ base, objective: 'mlm', labelIndex: new Map(), maxLength: 32, mlmProbability: 0.15 })(mlmData(4, 3), new Rng(1));
+  const inputs = new Set(Array.from(b.feeds.input_ids.data as BigInt64Array, Number));
+  const D = base.config.hiddenSize;
+  const rowsTouched = async (untieDecoder: boolean) => {
+    const tg = buildTrainGraph({ base, modules: [mod], objective: 'mlm', trainableBase: ['embeddings.word'], untieDecoder });
+    const sess = await Session.create(tg.bytes, { threads: 1 });
+    const w = base.weights.get('embeddings.word')!;
+    const r = await sess.run({ ...b.feeds, ...tg.indexFeeds(b.B), 'base:embeddings.word': { type: 'float32', dims: [...w.shape], data: w.data as Float32Array } }, ['grad:base:embeddings.word']);
+    await sess.release();
+    const g = r['grad:base:embeddings.word'].data as Float32Array;
+    const rows = new Set<number>();
+    for (let i = 0; i < g.length; i++) if (g[i] !== 0) rows.add(Math.floor(i / D));
+    return rows;
+  };
+  const untied = await rowsTouched(true);
+  expect([...untied].every((r) => inputs.has(r))).toBe(true);
+  const tied = await rowsTouched(false);
+  // tied, the decoder's softmax reaches every row of the vocabulary
+  expect(tied.size).toBeGreaterThan(base.config.vocabSize / 2);
+});
