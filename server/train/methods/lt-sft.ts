@@ -30,6 +30,7 @@ export const ltSft = sparseMethod({
     }
     return deltas;
   },
-  // reset: phase 2 starts from θ₀
+  // reset: phase 2 starts from θ₀, the head from its initial values (composable-sft resets every parameter)
   start: (t0) => t0,
+  resetHead: true,
 });

@@ -57,6 +57,8 @@ export interface SparseSpec {
   phase1(ctx: MethodContext, sel: SftSelection): PhasePlan;
   /** Change of each candidate base tensor (canonical name) after phase 1. */
   deltas(ctx: MethodContext, p1: TrainResult, names: string[]): Map<string, Float32Array>;
+  /** Phase 2 starts the task head from its initial values instead of phase 1's (LT-SFT's reset). */
+  resetHead?: boolean;
   /** Phase 2's start value of a base tensor, from θ₀, its phase-1 change and its mask. */
   start(t0: Float32Array, delta: Float32Array | undefined, mask: Float32Array | undefined): Float32Array;
 }
@@ -98,10 +100,11 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
       for (const n of names) if (!masks.has(n)) masks.set(n, new Float32Array(base.weights.get(n)!.data.length));
       const start = new Map<string, Float32Array>();
       for (const n of names) start.set(n, spec.start(base.weights.get(n)!.data as Float32Array, deltas.get(n), masks.get(n)));
-      // phase 2: the head goes on from phase 1, base tensors from `start`, only the K selected entries change
-      // (the densely trained tensors, the MLM head, restart from θ₀ as composable-sft resets every parameter)
+      // phase 2: base tensors from `start`, only the K selected entries change; the task head goes on from
+      // phase 1 (Diff Pruning) or restarts from its initial values (LT-SFT: composable-sft resets every
+      // parameter, heads and the densely trained MLM head included, before the sparse phase)
       const mod = headOnlyModule(ctx, 'full');
-      for (const [k, t] of p1.tensors) if (k.startsWith('head.')) mod.tensors.set(k, t);
+      if (!spec.resetHead) for (const [k, t] of p1.tensors) if (k.startsWith('head.')) mod.tensors.set(k, t);
       phase(2, `training only the ${K} selected parameters${sel.dense.length ? ` (+ ${sel.dense.length} dense head tensors)` : ''}`);
       const p2 = await runPhase(
         ctx,
