@@ -9,7 +9,7 @@ import { sftGroups } from './sft-groups';
 import { sparseMethod } from './sparse';
 
 export const ltSft = sparseMethod({
-  defaults: { lr: 2e-5, config: { method: 'lt-sft', density: 0.01 }, what: 'LT-SFT: full fine-tune, keep the top 1% |change|, reset, train only those' },
+  defaults: { lr: 2e-5, config: { method: 'lt-sft', density: 0.01 }, what: 'LT-SFT: full fine-tune, keep the top 1% |change| of the eligible parameters (--freeze), reset, train only those' },
   uses: ['freeze'],
   select: (ctx) => sftGroups(ctx.base, ctx.task, ctx.o.freeze),
   // phase 1: full fine-tuning of the eligible tensors and the densely trained ones (composable-sft trains every
