@@ -4,16 +4,13 @@
  * frozen; what `modhub train --method seq_bn_inv --task mlm` does now): held-out perplexity of each language
  * under the bare base and under its language adapter. A language adapter must lower its language's perplexity.
  *
- * Data: Debian's package descriptions and their translations (`apt-get -o Acquire::Languages="en,de,fr,it"
- * update` fills /var/lib/apt/lists/*_i18n_Translation-*), read with apt-helper. Packages are split by a hash of
- * their name: held-out packages appear in no pretraining or adapter text, in any language.
+ * Data: Debian's package descriptions and their translations (bench/debian-text.ts); held-out packages appear
+ * in no pretraining or adapter text, in any language.
  * Base: a tiny BERT (vocabulary trained on the pretraining text, 2 layers × 64) MLM-pretrained from scratch with
  * our own trainer on all four languages.
  *
  *   npm run build:bench && node dist-bench/bench/madx-language.js [--threads N] [--json FILE]
  */
-import { spawnSync } from 'child_process';
-import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -24,6 +21,7 @@ import { runPhase } from '../server/train/loop';
 import { strategyOf } from '../server/train/methods';
 import { saveTrainedBase } from '../server/train/save-base';
 import { train, type MlmExample } from '../server/train/trainer';
+import { bucket, descriptions, heldOut } from './debian-text';
 
 const argv = process.argv.slice(2);
 const argOf = (k: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : undefined);
@@ -31,29 +29,6 @@ const THREADS = Number(argOf('--threads') ?? 1);
 const JSON_OUT = argOf('--json');
 const LANGS = ['en', 'de', 'fr', 'it'];
 const SIZES = { pretrain: 2500, adapter: 1200, heldOut: 300 };
-const LISTS = '/var/lib/apt/lists';
-
-/** package → description (short + long, one line) of one language's Translation file(s). */
-function descriptions(lang: string): Map<string, string> {
-  const files = fs.readdirSync(LISTS).filter((f) => f.includes(`_i18n_Translation-${lang}`) && !f.includes('security') && !f.includes('updates'));
-  if (!files.length) throw new Error(`no Translation-${lang} in ${LISTS}: run apt-get -o Acquire::Languages="${LANGS.join(',')}" update`);
-  const out = new Map<string, string>();
-  for (const f of files) {
-    const r = spawnSync('/usr/lib/apt/apt-helper', ['cat-file', path.join(LISTS, f)], { encoding: 'utf8', maxBuffer: 1 << 30 });
-    if (r.status !== 0) throw new Error(`apt-helper cat-file ${f}: ${r.stderr}`);
-    for (const block of r.stdout.split('\n\n')) {
-      const pkg = /^Package: (.+)$/m.exec(block)?.[1];
-      const m = new RegExp(`^Description-${lang}: (.*)$`, 'm').exec(block);
-      if (!pkg || !m) continue;
-      const body = block.slice(m.index + m[0].length).split('\n').map((l) => l.trim()).filter((l) => l && l !== '.');
-      out.set(pkg, [m[1], ...body].join(' ').slice(0, 400));
-    }
-  }
-  return out;
-}
-
-/** A deterministic split by package name: 0..99. */
-const bucket = (pkg: string) => createHash('sha256').update(pkg).digest().readUInt16BE(0) % 100;
 
 async function main() {
   const t0 = Date.now();
@@ -62,8 +37,8 @@ async function main() {
   const data = new Map<string, { pretrain: MlmExample[]; adapter: MlmExample[]; heldOut: MlmExample[] }>();
   for (const [l, d] of byLang) {
     const pkgs = [...d.keys()].sort();
-    const held = pkgs.filter((p) => bucket(p) < 10).slice(0, SIZES.heldOut);
-    const rest = pkgs.filter((p) => bucket(p) >= 10).sort((a, b) => bucket(a) - bucket(b) || (a < b ? -1 : 1));
+    const held = pkgs.filter(heldOut).slice(0, SIZES.heldOut);
+    const rest = pkgs.filter((p) => !heldOut(p)).sort((a, b) => bucket(a) - bucket(b) || (a < b ? -1 : 1));
     const text = (ps: string[]) => ps.map((p) => ({ text: d.get(p)! }));
     data.set(l, { heldOut: text(held), pretrain: text(rest.slice(0, SIZES.pretrain)), adapter: text(rest.slice(SIZES.pretrain, SIZES.pretrain + SIZES.adapter)) });
     console.log(`${l}: ${d.size} descriptions; pretrain ${SIZES.pretrain}, adapter ${SIZES.adapter}, held-out ${held.length}`);
