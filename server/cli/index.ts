@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { registerAuthCommands } from './auth';
 import { registerBaseCommands } from './base';
+import { registerEvalCommand } from './eval';
 import { registerHubCommands } from './hub';
 import { registerInferCommand } from './infer';
 import { registerModuleCommands } from './module';
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerAuthCommands(program);
   registerBaseCommands(program);
   registerModuleCommands(program);
+  registerEvalCommand(program);
 }

@@ -14,7 +14,9 @@ import { hubSettings } from './config';
 import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
-import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress } from '../train/trainer';
+import { applyStackedDiffs } from '../train/stacked-base';
+import { savedText } from '../train/loop';
+import { train, METHODS, METHOD_DEFAULTS, TASKS, type Method, type Task, type Progress, type PhaseMarker } from '../train/trainer';
 
 interface TrainFlags {
   method: Method;
@@ -39,12 +41,14 @@ interface TrainFlags {
   seed: string;
   evalEvery?: string;
   patience?: string;
+  keep?: 'best' | 'last';
   reductionFactor?: string;
   r?: string;
   alpha?: string;
   targets?: string;
   density?: string;
   nnz?: string;
+  freeze?: string;
   checkpoint?: string;
   threads?: string;
   push?: string;
@@ -64,6 +68,29 @@ function methodHelp(): string {
   return METHODS.map((m) => `  ${m.padEnd(14)} lr ${String(METHOD_DEFAULTS[m].lr).padEnd(6)} ${METHOD_DEFAULTS[m].what}`).join('\n');
 }
 
+const ADAPTERS: readonly Method[] = ['seq_bn', 'double_seq_bn', 'bapna', 'par_bn', 'seq_bn_inv'];
+/** Flags that configure one family of methods; given to another method they would do nothing, so they are errors. */
+const FLAG_METHODS: [keyof TrainFlags, string, readonly Method[]][] = [
+  ['reductionFactor', '--reduction-factor', ADAPTERS],
+  ['r', '--r', ['lora']],
+  ['alpha', '--alpha', ['lora']],
+  ['targets', '--targets', ['lora']],
+  ['saveBase', '--save-base', ['full']],
+  ['freeze', '--freeze', ['lt-sft']],
+];
+
+/** Refuses flags that cannot apply to this run before anything is loaded (the trainer checks its options too). */
+function checkFlags(f: TrainFlags): void {
+  for (const [key, flag, methods] of FLAG_METHODS) {
+    if (f[key] !== undefined && !methods.includes(f.method)) throw new RangeError(`'${flag}' applies to --method ${methods.join(' / ')}, not '${f.method}'`);
+  }
+  if (f.fuse?.length && f.method !== 'fusion') throw new RangeError(`'--fuse' applies to --method fusion, not '${f.method}'`);
+  if (!f.dev && f.evalEvery !== undefined) throw new RangeError("'--eval-every' needs '--dev' (the evaluation set)");
+  if (!f.dev && f.keep === 'best') throw new RangeError("'--keep best' needs '--dev' (the best evaluation is chosen on it)");
+  if (!f.dev && f.patience !== undefined) throw new RangeError("'--patience' needs '--dev' (early stopping evaluates on it)");
+  if (f.density !== undefined && f.nnz !== undefined) throw new RangeError("give '--density' or '--nnz', not both");
+}
+
 /** Adds `modhub train` to `program`. */
 export function registerTrainCommands(program: Command): void {
   program
@@ -79,7 +106,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--id <ns/name>', 'module id (default local/<method>-<task>)')
     .option('--version <semver>', 'module version', '0.1.0')
     .option('--language <code>', 'language code (MAD-X language adapters)')
-    .option('--stack-on <dirs...>', 'frozen adapter packages stacked below (MAD-X: the language adapter)')
+    .option('--stack-on <dirs...>', 'frozen modules stacked below: adapters / LoRA stay modules (MAD-X: the language adapter), diff packages are added to the base (LT-SFT: the language SFT)')
     .option('--fuse <dirs...>', 'fusion: the adapter packages to fuse, in order')
     .option('--epochs <n>', 'epochs', '3')
     .option('--batch-size <n>', 'batch size', '16')
@@ -92,12 +119,14 @@ export function registerTrainCommands(program: Command): void {
     .option('--seed <n>', 'random seed (runs are reproducible)', '0')
     .option('--eval-every <n>', 'evaluate every n optimiser steps (default: each epoch)')
     .option('--patience <n>', 'early stopping after n evaluations without improvement')
+    .addOption(new Option('--keep <which>', 'weights written (and --save-base): the best dev evaluation or the last step (default: best with --dev, else last)').choices(['best', 'last']))
     .option('--reduction-factor <n>', 'adapters: hidden / bottleneck size (preset default)')
     .option('--r <n>', 'LoRA rank (8)')
     .option('--alpha <n>', 'LoRA alpha (8)')
     .option('--targets <list>', 'LoRA targets: query,key,value,attn_output,ffn_in,ffn_out (query,value)')
-    .option('--density <x>', 'diff-pruning / lt-sft: fraction of base parameters kept (0.005 / 0.01)')
-    .option('--nnz <n>', 'diff-pruning / lt-sft: exact number of parameters kept')
+    .option('--density <x>', 'diff-pruning / lt-sft: fraction of the eligible parameters selected, rounded down (0.005 / 0.01; composable-sft ft_params_proportion)')
+    .option('--nnz <n>', 'diff-pruning / lt-sft: exact number of parameters selected (composable-sft ft_params_num)')
+    .option('--freeze <groups>', 'lt-sft: groups never selected, comma list of embeddings, layer_norm, decoder, head (mlm only), or none (default as composable-sft: layer_norm,decoder for mlm, layer_norm otherwise)')
     .option('--checkpoint <dir>', 'resumable checkpoints (resumes when the folder holds one)')
     .option('--threads <n>', 'onnxruntime threads (default: all cores)')
     .option('--push <hub>', 'publish the package to this hub URL when done')
@@ -106,6 +135,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--json', 'print the result (id, version, steps, dev metrics, files written, publish answer) as JSON')
     .addHelpText('after', `\nMethods and their default learning rates:\n${methodHelp()}\n\nTasks: classification (accuracy, macro-F1), token_classification (token F1), mlm (perplexity).`)
     .action(async (f: TrainFlags) => {
+      checkFlags(f);
       const base = await loadBase(f.base);
       let labels: string[] | undefined;
       let trainSet: Parameters<typeof train>[0]['train'];
@@ -153,6 +183,12 @@ export function registerTrainCommands(program: Command): void {
         ? new cliProgress.SingleBar({ format: ' train [{bar}] {value}/{total} steps | loss {loss} | {sps} step/s | {tps} tok/s | ETA {eta_formatted}', stream: process.stderr }, cliProgress.Presets.shades_classic)
         : null;
       let started = false;
+      const onPhase = (p: PhaseMarker) => {
+        // a new phase restarts the step count: close the bar of the previous one
+        if (started) bar?.stop();
+        started = false;
+        process.stderr.write(`phase ${p.index}/${p.count}: ${p.name}\n`);
+      };
       const onProgress = (p: Progress) => {
         const s = p.elapsedMs / 1000;
         const payload = { loss: p.loss.toFixed(4), sps: (p.step / s).toFixed(2), tps: Math.round(p.tokens / s) };
@@ -192,22 +228,31 @@ export function registerTrainCommands(program: Command): void {
         seed: num('seed', f.seed, true),
         evalEvery: f.evalEvery ? num('eval-every', f.evalEvery, true) : undefined,
         patience: f.patience ? num('patience', f.patience, true) : undefined,
+        keep: f.keep,
         density: f.density ? num('density', f.density) : undefined,
         nnz: f.nnz ? num('nnz', f.nnz, true) : undefined,
+        freeze: f.freeze === undefined ? undefined : f.freeze === 'none' ? [] : f.freeze.split(',').map((x) => x.trim()),
         checkpointDir: f.checkpoint,
         threads: f.threads ? num('threads', f.threads, true) : undefined,
         onProgress,
+        onPhase,
       });
       bar?.stop();
       await res.release();
       await writeModulePackage(f.out, res.manifest, res.tensors);
       if (f.saveBase) {
-        if (f.method !== 'full') throw new RangeError("'--save-base' needs '--method full'");
-        saveTrainedBase(base, res.tensors, f.saveBase);
-        if (!f.json) process.stdout.write(`wrote base ${f.saveBase}\n`);
+        // θ₀ here is the base the run trained on: with diffs in --stack-on, the base with them applied
+        saveTrainedBase(applyStackedDiffs(base, stackOn).base, res.tensors, f.saveBase);
+        if (!f.json) process.stdout.write(`wrote base ${f.saveBase} (the saved weights: ${savedText(res.saved)})\n`);
       }
-      const m = Object.entries(res.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
-      if (!f.json) process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
+      const fmt = (ms: Record<string, number>) => Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
+      const m = fmt(res.metrics);
+      if (!f.json) {
+        process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps, ${res.trainableParams} trainable parameters)${m ? `; dev: ${m}` : ''}\n`);
+        process.stdout.write(`saved: ${savedText(res.saved)}\n`);
+        if (res.before) process.stdout.write(`dev before training: ${fmt(res.before)}\n`);
+        process.stdout.write(`wrote ${f.out}\n`);
+      }
       let published: unknown = null;
       if (f.push) {
         const s = hubSettings({ hub: f.push, token: f.token });
@@ -216,7 +261,7 @@ export function registerTrainCommands(program: Command): void {
         if (!f.json) process.stdout.write(`published ${r.id}@${r.version} to ${s.hub}\n`);
       }
       if (f.json) {
-        const result = { id: res.manifest.id, version: res.manifest.version, method: f.method, steps: res.steps, metrics: res.metrics, out: f.out, base_out: f.saveBase ?? null, published };
+        const result = { id: res.manifest.id, version: res.manifest.version, method: f.method, steps: res.steps, trainable_params: res.trainableParams, saved: res.saved, metrics: res.metrics, before: res.before ?? null, out: f.out, base_out: f.saveBase ?? null, published };
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       }
     });

@@ -97,34 +97,55 @@ function checkInt(name: string, v: number, min: number): number {
   return v;
 }
 
+/** Continuation characters are trained as private-use code points (this offset + the character). */
+const CONTINUATION = 0xf0000;
+
 /**
- * Trains a raw BPE vocabulary in a child process. 'wordpiece' trains BPE under BERT's normaliser and
- * pre-tokenizer: the WordPiece trainer of `tokenizers` numbers its '##' pieces in hash-map order, so the same
- * corpus gives different vocabularies from run to run; BPE's ordering is deterministic and wordPieceTokenizer
- * turns its tokens into WordPiece ones. Runs in a child process: the `tokenizers` trainer draws a progress bar on stdout that
- * cannot be switched off from the node bindings, and the CLI's and tests' output should stay clean.
+ * Trains a raw vocabulary in a child process. 'bpe': byte-level BPE. 'wordpiece': a real WordPiece vocabulary
+ * (each piece once, as a word start or as a '##' continuation, as HF's WordPiece trainer learns it: BPE merges
+ * over words whose non-initial characters are marked) made deterministic: the `tokenizers` WordPiece trainer
+ * numbers its '##' pieces in hash-map order, so the corpus is normalised and pre-tokenised here with BERT's
+ * normaliser and pre-tokenizer, every non-initial character of a word is written as CONTINUATION + its code
+ * point, and a plain BPE trainer (whose alphabet is sorted and whose merges are ordered) learns the pieces;
+ * wordPieceTokenizer maps them back. Runs in a child process: the `tokenizers` trainer draws a progress bar on
+ * stdout that cannot be switched off from the node bindings, and the CLI's and tests' output should stay clean.
  * Returns the trained tokenizer.json object (vocab in id order, merges for BPE).
  */
 function trainRaw(kind: 'wordpiece' | 'bpe', corpusFile: string, outFile: string): { vocab: Record<string, number>; merges?: unknown[] } {
   const script = `
 const t = require(${JSON.stringify(require.resolve('tokenizers'))});
+const fs = require('fs');
 const [kind, corpus, out] = process.argv.slice(1);
 let tok;
+let file = corpus;
 if (kind === 'wordpiece') {
+  const norm = t.bertNormalizer({ lowercase: true });
+  const pre = t.bertPreTokenizer();
+  const mark = (w) => { const cs = [...w]; return cs[0] + cs.slice(1).map((c) => String.fromCodePoint(${CONTINUATION} + c.codePointAt(0))).join(''); };
+  const lines = fs.readFileSync(corpus, 'utf8').split('\\n').map((l) => pre.preTokenizeString(norm.normalizeString(l)).map(([w]) => mark(w)).join(' '));
+  file = corpus + '.marked';
+  fs.writeFileSync(file, lines.join('\\n') + '\\n');
   tok = new t.Tokenizer(t.BPE.empty());
-  tok.setNormalizer(t.bertNormalizer({ lowercase: true }));
-  tok.setPreTokenizer(t.bertPreTokenizer());
+  tok.setPreTokenizer(t.whitespaceSplitPreTokenizer());
 } else {
   tok = new t.Tokenizer(t.BPE.empty());
   tok.setPreTokenizer(t.byteLevelPreTokenizer(false, true));
 }
-tok.train([corpus]);
+tok.train([file]);
 tok.save(out);
 `;
   const r = spawnSync(process.execPath, ['-e', script, kind, corpusFile, outFile], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tokenizer training failed: ${r.stderr || r.error?.message || `exit ${r.status}`}`);
   const json = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { model: { vocab: Record<string, number>; merges?: unknown[] } };
   return json.model;
+}
+
+/** A trained marked piece as a WordPiece token: continuation characters back, '##' when it continues a word. */
+function unmark(piece: string): string {
+  const cs = [...piece];
+  const cont = (c: string) => c.codePointAt(0)! >= CONTINUATION;
+  const text = cs.map((c) => (cont(c) ? String.fromCodePoint(c.codePointAt(0)! - CONTINUATION) : c)).join('');
+  return cont(cs[0]) ? `##${text}` : text;
 }
 
 function idOrder(vocab: Record<string, number>): string[] {
@@ -137,14 +158,20 @@ function addedToken(id: number, content: string, lstrip = false): Record<string,
   return { id, content, single_word: false, lstrip, rstrip: false, normalized: false, special: true };
 }
 
-/** WordPiece (from trained BPE pieces, in BPE id order) + BERT normaliser / pre-tokenizer / post-processor; specials [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4. */
+/**
+ * WordPiece from the trained marked pieces (in BPE id order) + BERT normaliser / pre-tokenizer / post-processor;
+ * specials [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, then every character of the corpus as a word start and as a
+ * '##' continuation (so no word of known characters becomes [UNK]; only the alphabet is held twice), then the
+ * learned pieces in merge order, each once; `vocabSize` drops the last merges first.
+ */
 function wordPieceTokenizer(trained: string[], vocabSize: number | undefined): Record<string, unknown> {
   const sp = SPECIAL_TOKENS.bert;
   const specials = [sp.pad, sp.unk, sp.cls, sp.sep, sp.mask];
-  // Every BPE piece both as a word start and as a '##' continuation: any BPE split of a word is then a valid
-  // WordPiece split, so WordPiece's greedy longest match never falls back to [UNK] for trained characters.
-  const pieces = [...new Set(trained.filter((t) => !specials.includes(t)).flatMap((t) => [t, `##${t}`]))].filter((t) => !specials.includes(t));
-  let tokens = [...specials, ...pieces];
+  const pieces = trained.map(unmark);
+  const chars = pieces.filter((p) => [...p.replace(/^##/, '')].length === 1);
+  const starts = [...new Set(chars.map((p) => p.replace(/^##/, '')))].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
+  const conts = starts.map((c) => `##${c}`);
+  let tokens = [...new Set([...specials, ...starts, ...conts, ...pieces])];
   if (vocabSize !== undefined && tokens.length > vocabSize) tokens = tokens.slice(0, vocabSize); // drop the highest ids
   const vocab: Record<string, number> = {};
   tokens.forEach((t, i) => (vocab[t] = i));

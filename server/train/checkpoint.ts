@@ -26,6 +26,8 @@ export interface CheckpointState {
   bad: number;
   history: TrainResult['history'];
   best: { value: number; metrics: Metrics; step: number } | null;
+  /** Dev metrics before the first step (absent in checkpoints written before they were recorded). */
+  before?: Metrics;
 }
 
 /** One parameter group of the optimiser (server/train/optim.ts `ParamStore.groups`). */

@@ -65,6 +65,8 @@ export interface TrainGraphSpec {
   extraLoss?: (g: GraphBuilder) => Value | null;
   /** Extra trainable inputs created by `baseParam` / `extraLoss` (differentiated too). */
   extraTrainable?: () => Value[];
+  /** MLM with tied embeddings: the decoder reads θ₀'s word embeddings, frozen, even when they train (LT-SFT). */
+  untieDecoder?: boolean;
   /** Emit the backward (default true); false gives the evaluation graph (loss + logits). */
   grad?: boolean;
 }
@@ -215,7 +217,8 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
         const name = stem === 'mlm.decoder' ? (base.weights.has('mlm.decoder.weight') ? 'mlm.decoder.weight' : 'embeddings.word') : `${stem}.weight`;
         const t = baseTensor(name);
         let v: Value;
-        if (trainableBase.has(name) || spec.baseParam) v = g.transpose(raw(name), [1, 0]);
+        const frozenDecoder = spec.untieDecoder && stem === 'mlm.decoder' && name === 'embeddings.word';
+        if (!frozenDecoder && (trainableBase.has(name) || spec.baseParam)) v = g.transpose(raw(name), [1, 0]);
         else v = g.initializer(`wT:${name}`, { type: 'float32', dims: [t.shape[1], t.shape[0]], data: transpose(t.data, t.shape[0], t.shape[1]) });
         cache.set(key, v);
         return v;

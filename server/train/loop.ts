@@ -38,6 +38,23 @@ function paramSpecs(base: Base, plan: PhasePlan, params: readonly string[]): Par
   });
 }
 
+/** Scalars the optimiser changes: every entry of a trainable input, only the selected ones of a masked one. */
+function countTrainable(store: ParamStore, params: readonly string[]): number {
+  let n = 0;
+  for (const name of params) {
+    const v = store.views.get(name)!;
+    const mask = store.groups[v.group].mask;
+    if (!mask) n += v.data.length;
+    else for (let i = v.offset; i < v.offset + v.data.length; i++) n += mask[i] ? 1 : 0;
+  }
+  return n;
+}
+
+/** "best dev evaluation, step 500 of 710" / "last step (710)", for summaries and descriptions. */
+export function savedText(s: TrainResult['saved']): string {
+  return s.which === 'best' ? `best dev evaluation, step ${s.step} of ${s.of}` : `last step (${s.step})`;
+}
+
 /** Trains one phase of a method; see TrainOptions for the defaults. */
 export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: PhaseSettings): Promise<TrainResult> {
   const { o, base, task, labels, seed } = ctx;
@@ -57,7 +74,9 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
   const accum = o.gradAccum ?? 1;
   const epochs = o.epochs ?? 3;
   const stepsPerEpoch = Math.max(1, Math.floor(Math.ceil(o.train.length / batchSize) / accum));
-  const totalSteps = o.maxSteps ?? stepsPerEpoch * epochs;
+  // fractional epochs round up to whole steps (HF Trainer: ceil), so the last step is a whole number that the
+  // end-of-training evaluation below can recognise
+  const totalSteps = o.maxSteps ?? Math.max(1, Math.ceil(stepsPerEpoch * epochs));
   const warmup = Math.round((o.warmupRatio ?? 0.06) * totalSteps);
   const evalEvery = o.evalEvery ?? stepsPerEpoch;
   const metric = METRIC_OF[task];
@@ -73,6 +92,7 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
   const history: TrainResult['history'] = [];
   let best: { value: number; snap: Float32Array[]; metrics: Metrics; step: number } | null = null;
   let bad = 0;
+  let before: Metrics | undefined;
   const ckDir = settings.checkpointDir;
   const ck = ckDir ? readCheckpoint(ckDir, store.groups.map((g) => g.params.length)) : null;
   if (ck) {
@@ -86,10 +106,14 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
     bad = ck.state.bad;
     history.push(...ck.state.history);
     if (ck.state.best && ck.best) best = { ...ck.state.best, snap: ck.best };
+    before = ck.state.before;
   }
+  // the starting point's dev metrics, so the summary can show what training changed (MAD-X: a language
+  // module must lower its language's perplexity below the bare base's)
+  if (!ck && o.dev?.length) before = await ev.evaluate(o.dev);
   const saveCheckpoint = () => {
     if (!ckDir) return;
-    const state = { step, t: opt.t, bad, history, best: best && { value: best.value, metrics: best.metrics, step: best.step } };
+    const state = { step, t: opt.t, bad, history, best: best && { value: best.value, metrics: best.metrics, step: best.step }, before };
     writeCheckpoint(ckDir, { state, groups: store.groups, best: best?.snap });
   };
 
@@ -127,8 +151,29 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
     if (doEval && o.patience !== undefined && bad >= o.patience) break;
     if (o.stopAtStep !== undefined && step >= o.stopAtStep) break;
   }
-  if (best) store.restore(best.snap);
-  const metrics: Metrics = best ? { ...best.metrics } : o.dev?.length ? await ev.evaluate(o.dev) : {};
+  // the end of training always evaluates (an interruption by stopAtStep is not an end: the run resumes)
+  const interrupted = o.stopAtStep !== undefined && step >= o.stopAtStep && step < totalSteps;
+  const last = history[history.length - 1];
+  if (o.dev?.length && last && !last.eval && !interrupted) {
+    const m = await ev.evaluate(o.dev);
+    last.eval = m;
+    const v = m[metric.name];
+    if (!best || (metric.higher ? v > best.value : v < best.value)) best = { value: v, snap: store.snapshot(), metrics: m, step };
+    saveCheckpoint();
+  }
+  const keep = o.keep ?? (best ? 'best' : 'last');
+  if (keep === 'best' && !best) throw new RangeError("'keep: best' needs a dev set ('dev') to choose the best evaluation");
+  let metrics: Metrics;
+  let saved: TrainResult['saved'];
+  if (keep === 'best') {
+    store.restore(best!.snap);
+    metrics = { ...best!.metrics };
+    saved = { which: 'best', step: best!.step, of: step };
+  } else {
+    metrics = last?.eval ? { ...last.eval } : o.dev?.length ? await ev.evaluate(o.dev) : {};
+    saved = { which: 'last', step, of: step };
+  }
+  const trainableParams = countTrainable(store, tg.params);
 
   const { manifest, tensors } = packagePhase({
     base,
@@ -140,14 +185,18 @@ export async function runPhase(ctx: MethodContext, plan: PhasePlan, settings: Ph
     version: o.version,
     language: o.language,
     metrics,
-    description: `${settings.what}; trained by modhub for ${task} (${step} steps)`,
+    description: `${settings.what}; trained by modhub for ${task} (${step} steps; saved: ${savedText(saved)})`,
+    training: { steps: step, saved: saved.which, saved_step: saved.step, trainable_params: trainableParams, ...(before ? { dev_before: before } : {}) },
   });
   return {
     manifest,
     tensors,
     metrics,
+    before,
     history,
     steps: step,
+    saved,
+    trainableParams,
     predict: (examples) => ev.predict(examples),
     release: async () => {
       await stepSess.release();

@@ -13,6 +13,21 @@ import type { SlotModule } from './graph';
 import type { ParamStore } from './optim';
 import type { Metrics } from './types';
 
+/**
+ * The `training` field of a trained module's manifest (a documented extension field; manifests are open
+ * objects): optimiser steps, which weights were saved ('best' dev evaluation or 'last' step) and at which step,
+ * the number of trainable parameters (entries the optimiser changed), dev metrics before training.
+ */
+export interface TrainingRecord {
+  steps: number;
+  saved: 'best' | 'last';
+  saved_step: number;
+  trainable_params: number;
+  dev_before?: Metrics;
+  /** Two-phase methods: steps of each phase. */
+  phase_steps?: number[];
+}
+
 export function packagePhase(o: {
   base: Base;
   /** The graph's trainable inputs. */
@@ -27,6 +42,8 @@ export function packagePhase(o: {
   metrics: Metrics;
   /** `what (trained by modhub for task (n steps))` */
   description: string;
+  /** The manifest's `training` record (steps, which weights were saved, trainable parameter count). */
+  training: TrainingRecord;
 }): { manifest: Manifest; tensors: Map<string, Tensor> } {
   const { base, store, trained } = o;
   const tensors = new Map<string, Tensor>();
@@ -53,6 +70,7 @@ export function packagePhase(o: {
     version: o.version ?? trained.manifest.version,
     metrics: Object.fromEntries(Object.entries(o.metrics).filter(([, v]) => Number.isFinite(v))),
     description: o.description,
+    training: o.training,
     ...(o.language ? { language: o.language } : {}),
   });
   return { manifest, tensors };

@@ -43,14 +43,17 @@ export interface TrainOptions {
   labels?: string[];
   /** Module config overrides (AdapterHub / PEFT names). */
   config?: Record<string, unknown>;
-  /** Frozen modules stacked below the trained adapter (MAD-X: the language adapter). */
+  /**
+   * Frozen modules below the trained one: adapters / LoRA stay modules of the graph (MAD-X: the language
+   * adapter); diff modules are added to the base first (composable-sft: the language SFT), see stacked-base.ts.
+   */
   stackOn?: GivenModule[];
   /** AdapterFusion: the frozen adapters to fuse, in order. */
   fuse?: GivenModule[];
   id?: string;
   version?: string;
   language?: string;
-  /** default 3 */
+  /** default 3; fractions allowed (the step count rounds up) */
   epochs?: number;
   /** Stop after this many optimiser steps (default: epochs). */
   maxSteps?: number;
@@ -72,6 +75,11 @@ export interface TrainOptions {
   seed?: number;
   /** default 128 */
   maxLength?: number;
+  /**
+   * Which weights the result holds: 'best' (the best dev evaluation; default with a dev set) or 'last' (the
+   * last step; default without one). The end of training always evaluates on dev.
+   */
+  keep?: 'best' | 'last';
   /** Evaluate on dev every N optimiser steps (default: once per epoch). */
   evalEvery?: number;
   /** Stop after this many evaluations without improvement (default: off). */
@@ -83,9 +91,22 @@ export interface TrainOptions {
   /** Threads for onnxruntime (default: all). */
   threads?: number;
   onProgress?: (p: Progress) => void;
-  /** Sparse methods: fraction of base parameters kept (default: the method's) or an exact count. */
+  /** Called when a phase of a two-phase method starts. */
+  onPhase?: (p: PhaseMarker) => void;
+  /**
+   * Sparse methods: the number of parameters selected, as a fraction of the eligible ones (composable-sft's
+   * ft_params_proportion, rounded down; default the method's: 0.01 LT-SFT, 0.005 Diff Pruning) or exactly
+   * (ft_params_num). Not both.
+   */
   density?: number;
   nnz?: number;
+  /**
+   * LT-SFT: tensor groups that may not be selected (composable-sft's freeze_* flags): 'embeddings',
+   * 'layer_norm', and for task mlm 'decoder' (output embeddings untied, frozen) and 'head' (the MLM head).
+   * Default as composable-sft's scripts: ['layer_norm', 'decoder'] for mlm, ['layer_norm'] for other tasks;
+   * [] makes every group eligible. See server/train/methods/sft-groups.ts.
+   */
+  freeze?: string[];
   /** Diff Pruning L0 coefficient per parameter (default 1.25e-7, Guo et al.). */
   l0Lambda?: number;
 }
@@ -100,14 +121,28 @@ export interface Progress {
   eval?: Metrics;
 }
 
+/** The start of a phase of a two-phase method (Diff Pruning, LT-SFT); step counts restart in each phase. */
+export interface PhaseMarker {
+  index: number;
+  count: number;
+  /** What the phase does, for the progress output. */
+  name: string;
+}
+
 export type Metrics = Record<string, number>;
 
 export interface TrainResult {
   manifest: Manifest;
   tensors: Map<string, Tensor>;
   metrics: Metrics;
+  /** Dev metrics of the starting point (the base, or the base with the frozen stack), before any step. */
+  before?: Metrics;
   history: { step: number; loss: number; eval?: Metrics }[];
   steps: number;
+  /** Which weights the result holds: the best dev evaluation's or the last step's, at which step of how many. */
+  saved: { which: 'best' | 'last'; step: number; of: number };
+  /** Entries of the base / module the optimiser changed (the selected ones for sparse methods; heads included). */
+  trainableParams: number;
   /** Logits of `predict` on the dev set with the final (best) weights, for consistency checks. */
   predict: (examples: Example[]) => Promise<Float32Array[]>;
   release: () => Promise<void>;

@@ -248,6 +248,13 @@ describe('POST /v1/infer', () => {
       expect(out).toMatch(/^"one text" -> (sport|politics|tech) \(0\.\d{3}\)$/m);
       await expect(cli('infer', '--hub', url, '--compose', 'task/missing', 'x')).rejects.toThrow(/^MODULE_NOT_FOUND: /);
       await expect(cli('infer', '--hub', url, '--compose', '{"stack": [', 'x')).rejects.toThrow(/--compose' is not valid JSON/);
+      // --max-length truncates every input to that many tokens (specials included)
+      const long = 'one two three four five six seven eight';
+      const whole = JSON.parse(await cli('infer', '--hub', url, '--compose', 'task/ner', '--json', long));
+      const cut = JSON.parse(await cli('infer', '--hub', url, '--compose', 'task/ner', '--json', '--max-length', '4', long));
+      expect(whole.results[0].branches[0].tokens.length).toBeGreaterThan(4);
+      expect(cut.results[0].branches[0].tokens.length).toBeLessThanOrEqual(2);
+      await expect(cli('infer', '--hub', url, '--max-length', '0', 'x')).rejects.toThrow(/'--max-length' must be a positive integer, got '0'/);
     } finally {
       server.close();
     }

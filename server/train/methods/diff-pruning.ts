@@ -54,8 +54,10 @@ function gateValue(la: number): number {
 }
 
 export const diffPruning = sparseMethod({
+  uses: ['l0Lambda'],
   defaults: { lr: 1e-3, config: { method: 'diff-pruning', density: 0.005 }, what: 'Diff Pruning: hard-concrete L0 gates (Louizos 2017; beta 2/3, gamma -0.1, zeta 1.1, lambda 1.25e-7), magnitude projection to density 0.5%, fixed-mask fine-tuning' },
   phase1(ctx) {
+    // Guo et al. gate every encoder tensor; composable-sft's selection controls are LT-SFT's (sft-groups.ts)
     const { base, seed, o } = ctx;
     const plan = full.plan(ctx);
     // the encoder's tensors are gated (inputs dp.w / dp.la), not trained themselves; the MLM head is not gated

@@ -8,6 +8,7 @@ import { frozenStack } from './module-method';
 import type { MethodStrategy } from './strategy';
 
 export const fusion: MethodStrategy = {
+  uses: ['config', 'fuse'],
   defaults: { lr: 5e-5, config: { dynamic: true, temperature: 1 }, what: 'AdapterFusion over frozen adapters (--fuse), dynamic (query, key, value; value regularised to identity)' },
   plan(ctx) {
     const { o, base, task, labels, id, seed } = ctx;

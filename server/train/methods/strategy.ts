@@ -30,7 +30,7 @@ export interface MethodContext {
 }
 
 /** Extra terms of the training graph (regularisers, reparametrised base tensors); see TrainGraphSpec. */
-export type GraphTerms = Pick<TrainGraphSpec, 'baseParam' | 'extraLoss' | 'extraTrainable'>;
+export type GraphTerms = Pick<TrainGraphSpec, 'baseParam' | 'extraLoss' | 'extraTrainable' | 'untieDecoder'>;
 
 /** What one training phase trains. */
 export interface PhasePlan {
@@ -61,6 +61,8 @@ export type RunPhase = (ctx: MethodContext, plan: PhasePlan, settings: PhaseSett
 
 export interface MethodStrategy {
   readonly defaults: MethodDefaults;
+  /** The method-specific options it reads (`config`, `fuse`, `density`, …); others given are an error. */
+  readonly uses?: readonly (keyof TrainOptions)[];
   /** What the (first) phase trains. */
   plan(ctx: MethodContext): PhasePlan;
   /** Methods with phases run them here and package the result; without it the method is one phase of `plan`. */
