@@ -95,7 +95,7 @@ test('modhub train --method ia3 writes a trained package', async () => {
   } finally {
     errSpy.mockRestore();
   }
-  expect(said).toMatch(/trained topic\/ia3@0\.1\.0 \(ia3, \d+ steps\)/);
+  expect(said).toMatch(/trained topic\/ia3@0\.1\.0 \(ia3, \d+ steps, \d+ trainable parameters\)/);
   const pkg = await readModulePackage(path.join(tmp, 'cli-pkg'));
   expect(pkg.manifest.kind).toBe('ia3');
   const moved = [...parseSafetensors(pkg.files.get('weights.safetensors')!).tensors.values()].some((t) => t.shape.length === 2 && t.shape.includes(1) && Array.from(t.data as Float32Array).some((x) => x !== 1));

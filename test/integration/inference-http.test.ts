@@ -254,7 +254,7 @@ describe('POST /v1/infer', () => {
       const cut = JSON.parse(await cli('infer', '--hub', url, '--compose', 'task/ner', '--json', '--max-length', '4', long));
       expect(whole.results[0].branches[0].tokens.length).toBeGreaterThan(4);
       expect(cut.results[0].branches[0].tokens.length).toBeLessThanOrEqual(2);
-      await expect(cli('infer', '--hub', url, '--max-length', '0', 'x')).rejects.toThrow(/'--max-length' must be a positive integer, got '0'/);
+      await expect(cli('infer', '--hub', url, '--max-length', '0', 'x')).rejects.toThrow(/'--max-length' must be a whole number from 2 to 1000000, got '0'/);
     } finally {
       server.close();
     }
