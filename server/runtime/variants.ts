@@ -106,6 +106,7 @@ export function slotTable(numLayers: number, plans: RowPlan[], site: Site, slots
         fr.lnAfter.push(c && !preOnly ? +c.ln_after : null);
         fr.adResBeforeLn.push(c && !preOnly ? +c.adapter_residual_before_ln : 0);
         fr.parallel.push(c && !preOnly ? +c.is_parallel : null);
+        fr.parLast.push(c && !preOnly && c.is_parallel ? +(s < slots && isLastAdapter(p, l, site, s)) : null);
         rsRow.push(present && !preOnly ? (present.residualScale ?? 1) : 1);
       }
       rs.push(rsRow);
@@ -126,6 +127,13 @@ export function slotTable(numLayers: number, plans: RowPlan[], site: Site, slots
     finalLn.push(fin);
   }
   return { S, entry, flags, finalLn, resScale };
+}
+
+/** Whether stack slot s is the row's last adapter at this layer and site (no later slot present, no fusion after). */
+function isLastAdapter(p: RowPlan, l: number, site: Site, s: number): boolean {
+  if (p.fuse && p.fuse.fusion.layers[l][site]) return false;
+  for (let t = s + 1; t < p.adapters.length; t++) if (p.adapters[t].layers[l][site]) return false;
+  return true;
 }
 
 /** Mode of a switch over all its (layer, slot, row) values; null entries don't care. */

@@ -113,6 +113,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       lnAfter: adCfgs.map((x) => +x.ln_after),
       adResBeforeLn: adCfgs.map((x) => +x.adapter_residual_before_ln),
       parallel: adCfgs.map((x) => +x.is_parallel),
+      parLast: adCfgs.map((x, i) => +(x.is_parallel && i === adCfgs.length - 1)),
     };
     const acts = [...new Set(adCfgs.map((x) => x.non_linearity))];
     if (acts.length > 1) for (const a of ACTIVATIONS) perSlot[`act_${a}`] = adCfgs.map((x) => +(x.non_linearity === a));

@@ -162,6 +162,10 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     const mlmTargets = [...f.hfWeights].filter(([n]) => /^(cls\.predictions\.|lm_head\.|vocab_(transform|layer_norm|projector)\.)|embeddings\.word_embeddings\.weight$/.test(n)).map(([name, t]) => ({ name, shape: t.shape }));
     refs.sftMlm = add(f, makeDiffModule({ id: 'sft/mlm', base: b, targets: mlmTargets, density: 0.3, scale: 0.02, method: 'full', seed: 15 }));
     refs.fullMlm = add(f, makeDiffModule({ id: 'full/mlm', base: b, targets: mlmTargets.filter((t) => !/embeddings/.test(t.name)), dense: true, scale: 0.02, method: 'full', seed: 16 }));
+    refs.lnAfter = add(f, makeAdapterModule({ id: 'task/ln-after', base: b, preset: 'seq_bn', config: { reduction_factor: 4, ln_after: true }, seed: 21 }));
+    refs.lnBefore = add(f, makeAdapterModule({ id: 'task/ln-before', base: b, preset: 'seq_bn', config: { reduction_factor: 2, ln_before: true }, seed: 18 }));
+    refs.par = add(f, makeAdapterModule({ id: 'task/par', base: b, preset: 'par_bn', config: { reduction_factor: 4 }, seed: 19 }));
+    refs.parLn = add(f, makeAdapterModule({ id: 'task/par-ln', base: b, preset: 'par_bn', config: { reduction_factor: 2, ln_before: true, ln_after: true }, seed: 20 }));
   });
   afterAll(async () => {
     await f.engine.close();
@@ -185,6 +189,22 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
   });
   it('stack of 2 and of 3', async () => {
     await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));
+  });
+  // Issue 10, bug 1: with every row on the same stack the carried path runs on flattened [B*T, D] rows, where a
+  // per-row [B,1,1] switch broadcast to [B, B*T, D] (onnxruntime Reshape error at batch >= 2).
+  it('stack whose adapters differ in ln_before / ln_after, the same on every row (batch 2 and 3) and mixed', async () => {
+    await check(f, [{ stack: [refs.fa, refs.lnAfter] }, { stack: [refs.fa, refs.lnAfter] }], TEXTS.slice(0, 2));
+    await check(f, [{ stack: [refs.lnBefore, refs.fa, refs.lnAfter] }, { stack: [refs.lnBefore, refs.fa, refs.lnAfter] }, { stack: [refs.lnBefore, refs.fa, refs.lnAfter] }], TEXTS.slice(0, 3));
+    await check(f, [{ stack: [refs.fa, refs.lnAfter] }, { stack: [refs.lnAfter, refs.fa] }, refs.lnBefore], TEXTS.slice(0, 3));
+  });
+  // Issue 10, bug 4: AdapterHub's ParallelAdapter.pre_forward hands the sub-layer input on as the hidden state and
+  // post_forward adds the sub-layer output back, so in Stack(seq_bn, par_bn) the seq_bn output is discarded and
+  // in Stack(par_bn, seq_bn) the seq_bn adapter sees the parallel adapter's output without the sub-layer output.
+  it('par_bn inside a stack follows AdapterHub (first, last, with its own LayerNorms; uniform and mixed batches)', async () => {
+    for (const comp of [{ stack: [refs.fa, refs.par] }, { stack: [refs.par, refs.fa] }, { stack: [refs.lnAfter, refs.parLn] }, { stack: [refs.parLn, refs.par] }]) {
+      await check(f, [comp, comp], TEXTS.slice(0, 2));
+    }
+    await check(f, [{ stack: [refs.fa, refs.par] }, { stack: [refs.par, refs.fa] }, refs.par, { stack: [refs.parLn, refs.lnBefore] }], TEXTS);
   });
   it('sum of two diffs, and adapter + diff', async () => {
     await check(f, [{ sum: [refs.sftLang, refs.sftTask] }, { stack: [{ sum: [refs.sftLang] }, refs.pfeiffer] }], TEXTS.slice(0, 2));
