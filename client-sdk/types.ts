@@ -138,6 +138,8 @@ export interface InferRequest {
   inputs: { text: string; text_pair?: string }[];
   /** Omit for the bare base. */
   composition?: Composition | null;
+  /** The module whose head to use when the composition brings two heads of one kind (AdapterHub's active_head). */
+  head?: string;
   task?: 'auto' | 'embedding' | 'fill_mask';
   top_k?: number;
   max_length?: number;

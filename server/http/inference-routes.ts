@@ -22,6 +22,7 @@ const inferBody = z.object({
     .min(1)
     .max(MAX_INPUTS),
   composition: z.unknown().optional(),
+  head: z.string().min(1).max(300).optional(),
   task: z.enum(['auto', 'embedding', 'fill_mask']).optional(),
   top_k: z.number().int().min(1).max(1000).optional(),
   max_length: z.number().int().min(2).max(1_000_000).optional(),
@@ -100,6 +101,7 @@ export function inferenceRouter(deps: InferenceRouterDeps): Router {
                 properties: {
                   inputs: { type: 'array', maxItems: MAX_INPUTS, items: { type: 'object', required: ['text'], properties: { text: { type: 'string' }, text_pair: { type: 'string' } } } },
                   composition: {},
+                  head: { type: 'string', description: 'module (ns/name[@version]) whose head to use when the composition brings two heads of one kind' },
                   task: { type: 'string', enum: ['auto', 'embedding', 'fill_mask'] },
                   top_k: { type: 'integer', minimum: 1 },
                   max_length: { type: 'integer', minimum: 2 },
@@ -112,7 +114,7 @@ export function inferenceRouter(deps: InferenceRouterDeps): Router {
           '200': { description: '{results: [{branches: [prediction]}], modules: [[id@version]], took_ms}' },
           '400': { description: 'INVALID_BODY, INVALID_COMPOSITION, INVALID_INPUT' },
           '404': { description: 'MODULE_NOT_FOUND, VERSION_NOT_FOUND, TAG_NOT_FOUND' },
-          '422': { description: 'INCOMPATIBLE_BASE, INVALID_MODULE' },
+          '422': { description: 'INCOMPATIBLE_BASE, INVALID_MODULE, INVALID_HEAD (competing heads: name one with "head")' },
           '503': { description: 'SERVER_BUSY (queue full; Retry-After)' },
         },
       },

@@ -13,7 +13,7 @@ import { LORA_TARGETS, SITES, type LoraTarget, type Site } from './encoder-graph
 
 export class ModuleError extends Error {
   constructor(
-    readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION',
+    readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION' | 'INVALID_HEAD',
     message: string,
   ) {
     super(message);
@@ -129,6 +129,7 @@ class TensorReader {
 export function checkBase(manifest: Manifest, cfg: BaseConfig, fingerprint: string): void {
   const b = manifest.base;
   const id = `${manifest.id}@${manifest.version}`;
+  if (b.family !== cfg.family) throw new ModuleError('INCOMPATIBLE_BASE', `module '${id}' was trained for a ${b.family} base, but this server runs a ${cfg.family} base`);
   if (b.fingerprint !== fingerprint) {
     throw new ModuleError('INCOMPATIBLE_BASE', `module '${id}' was trained for base ${b.fingerprint}, but this server runs base ${fingerprint}`);
   }

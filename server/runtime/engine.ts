@@ -16,7 +16,7 @@
 import type { Manifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
-import { EMPTY_PLAN, type RowPlan } from '../model/composition';
+import { EMPTY_PLAN, type PlanOptions, type RowPlan } from '../model/composition';
 import { IO, type Variant } from '../model/encoder-graph';
 import type { EngineModule, HeadWeights } from '../model/modules';
 import type { EncodedBatch } from '../model/tokenizer';
@@ -125,9 +125,9 @@ export class Engine {
     return this.modules.add(manifest, tensors);
   }
 
-  /** Parses a composition (JSON) and resolves its modules into one RowPlan per output branch. */
-  plan(raw: unknown): Promise<RowPlan[]> {
-    return this.modules.plan(raw);
+  /** Parses a composition (JSON) and resolves its modules into one RowPlan per output branch; `opts.head` picks the head. */
+  plan(raw: unknown, opts: PlanOptions = {}): Promise<RowPlan[]> {
+    return this.modules.plan(raw, opts);
   }
 
   /** The graph variant a group of rows needs. */

@@ -22,6 +22,8 @@ export interface InferRequest {
   inputs: InferInput[];
   /** AdapterHub-style composition; null/absent = the bare base. */
   composition?: unknown;
+  /** The module whose head to use when the composition brings competing heads (AdapterHub's active_head). */
+  head?: string;
   /** What to return: 'auto' (the head's prediction, else an embedding), 'embedding', or 'fill_mask'. */
   task?: 'auto' | 'embedding' | 'fill_mask';
   /** Labels/tokens returned per prediction (default 1 for classification, 5 for fill_mask). */
@@ -111,7 +113,7 @@ export class InferenceService {
   async infer(req: InferRequest): Promise<InferResult> {
     const task = req.task ?? 'auto';
     if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new ModuleError('INVALID_COMPOSITION', "'inputs' must be a non-empty array of {text, text_pair?}");
-    const plans = await this.engine.plan(req.composition ?? null);
+    const plans = await this.engine.plan(req.composition ?? null, req.head === undefined ? {} : { head: req.head });
     const rows = req.inputs.length * plans.length;
     if (this.pending + rows > (this.opts.maxQueueRows ?? 4096)) {
       this.metrics?.rejected.inc();

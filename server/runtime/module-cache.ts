@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import type { Manifest } from '../../modules-store/manifest';
 import { parseSafetensors, type Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
-import { compositionRefs, parseComposition, planComposition, type Composition, type RowPlan } from '../model/composition';
+import { compositionRefs, parseComposition, planComposition, type Composition, type PlanOptions, type RowPlan } from '../model/composition';
 import { loadEngineModule, ModuleError, type EngineModule } from '../model/modules';
 import { canonicalShape } from '../model/weights';
 
@@ -68,7 +68,7 @@ export class ModuleCache {
   }
 
   /** Parses a composition (JSON) and resolves its modules into one RowPlan per output branch. */
-  async plan(raw: unknown): Promise<RowPlan[]> {
+  async plan(raw: unknown, opts: PlanOptions = {}): Promise<RowPlan[]> {
     const comp: Composition | null = parseComposition(raw);
     const refs = [...new Set(compositionRefs(comp))];
     const loaded = new Map<string, EngineModule>();
@@ -80,7 +80,7 @@ export class ModuleCache {
         loaded.set(r, local ?? (await this.resolveRef(r)));
       }),
     );
-    return planComposition(comp, (r) => loaded.get(r)!);
+    return planComposition(comp, (r) => loaded.get(r)!, opts);
   }
 
   private load(manifest: Manifest, tensors: Map<string, Tensor>): EngineModule {

@@ -158,6 +158,38 @@ describe('POST /v1/infer', () => {
     expect(fill.body.results[0].branches[0].type).toBe('fill_mask');
   });
 
+  // Issue 10, bug 2: [task/topic, lang/en] answered with a bare embedding (the MLM head of lang/en displaced the topic
+  // head) and [task/topic, task/sentiment] silently used one of the two heads.
+  it('keeps a prediction head next to an MLM head, refuses two competing heads with 422 naming them, and "head" chooses', async () => {
+    await publish(makeAdapterModule({ id: 'lang/en', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, head: { type: 'masked_lm' }, seed: 41 }));
+    await publish(makeAdapterModule({ id: 'task/sentiment', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 2, labels: ['negative', 'positive'] }, seed: 42 }));
+    const labelsOf = (res: request.Response) => res.body.results[0].branches[0].scores.map((x: { label: string }) => x.label).sort();
+    const mixed = await infer({ inputs: [{ text: 'hello world' }], composition: { stack: ['task/topic', 'lang/en'] } });
+    expect(mixed.status).toBe(200);
+    expect(mixed.body.results[0].branches[0].type).toBe('classification');
+    expect(labelsOf(mixed)).toEqual(['politics', 'sport', 'tech']);
+    const two = await infer({ inputs: [{ text: 'hello world' }], composition: { stack: ['task/topic', 'task/sentiment'] } });
+    expect(two.status).toBe(422);
+    expect(two.body.error.code).toBe('INVALID_HEAD');
+    expect(two.body.error.message).toMatch(/'task\/topic@1\.0\.0' \(classification\), 'task\/sentiment@1\.0\.0' \(classification\)/);
+    expect(two.body.error.message).toMatch(/AdapterHub would use the last one \('task\/sentiment@1\.0\.0'\)/);
+    expect(two.body.error.message).toMatch(/"head": "task\/topic" or "head": "task\/sentiment"/);
+    for (const [head, labels] of [['task/topic', ['politics', 'sport', 'tech']], ['task/sentiment@1.0.0', ['negative', 'positive']]] as const) {
+      const res = await infer({ inputs: [{ text: 'hello world' }], composition: { stack: ['task/topic', 'task/sentiment'] }, head });
+      expect(res.status).toBe(200);
+      expect(labelsOf(res)).toEqual(labels);
+    }
+    // The chosen head is the one the engine computes for that module alone in the same stack position.
+    const [chosen] = await engine.plan({ stack: ['task/topic', 'task/sentiment'] }, { head: 'task/topic' });
+    expect(chosen.head!.key).toBe('task/topic@1.0.0');
+    for (const [head, msg] of [['lang/de', /'lang\/de' brings no head; modules of the composition with a head: 'task\/topic'/], ['task/ner', /'task\/ner' is not a module of the composition/]] as const) {
+      const res = await infer({ inputs: [{ text: 'x' }], composition: { stack: ['lang/de', 'task/topic'] }, head });
+      expect(res.status).toBe(422);
+      expect(res.body.error.code).toBe('INVALID_HEAD');
+      expect(res.body.error.message).toMatch(msg);
+    }
+  });
+
   it('fills masks with the base MLM head', async () => {
     const res = await infer({ inputs: [{ text: `the ${base.tokenizer.maskToken} dog` }], task: 'fill_mask', top_k: 3 });
     expect(res.status).toBe(200);
