@@ -173,6 +173,11 @@ export class Registry {
     return this.changes;
   }
 
+  /** False once close() was called (the server's /readyz reads it). */
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
   readonly catalog: Catalog;
   readonly blobs: BlobStore;
   readonly limits: PackageLimits;

@@ -1,7 +1,8 @@
 /**
  * `modhub serve`: the hub (SQLite catalog + blob folder in --data) and the inference engine over one frozen base,
  * on one port. With no --base, a tiny random base is created in <data>/base on first start, so a fresh checkout
- * serves without downloading anything.
+ * serves without downloading anything. /readyz turns 200 after the warm-up run; on SIGTERM/SIGINT the server
+ * drains: new requests get 503, admitted ones finish (up to --drain-ms), then it closes.
  * Example: `modhub serve --data ./.modhub --port 8080` then `curl localhost:8080/v1/base`.
  */
 import * as fs from 'fs';
@@ -10,7 +11,7 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import client from 'prom-client';
 import { createHubServer } from '../http/app';
-import { inferenceRouter } from '../http/inference-routes';
+import { inferenceRouter, readinessRouter } from '../http/inference-routes';
 import { loadBase } from '../model/base';
 import { createTinyBase } from '../model/tiny';
 import { Engine } from '../runtime/engine';
@@ -26,12 +27,23 @@ export interface ServeOptions {
   threads: number;
   batchRows: number;
   batchWaitMs: number;
+  /** Padded tokens per engine batch (default 8192). */
+  batchTokens?: number;
+  /** Admitted, unfinished rows / tokens before 429 (defaults 4096 / 262144). */
+  queueRows?: number;
+  queueTokens?: number;
+  /** Deadline of a request without timeout_ms (default 30000). */
+  timeoutMs?: number;
+  /** Longest wait for admitted requests when stopping (default 30000). */
+  drainMs?: number;
+  /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
+  waitForWarmUp?: boolean;
   anonymousRead: boolean;
   allowUnknownBases?: boolean;
 }
 
 /** Starts the server; resolves with a stop function once listening. */
-export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void>; service: InferenceService }> {
   const logger = pino({ name: 'modhub' });
   const baseDir = o.base ?? path.join(o.data, 'base');
   if (!o.base && !fs.existsSync(path.join(baseDir, 'config.json'))) {
@@ -42,17 +54,30 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const engine = await Engine.create({ base, device: o.device, threads: o.threads });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
-  const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs, metrics });
+  const service = new InferenceService(engine, {
+    maxBatchRows: o.batchRows,
+    maxWaitMs: o.batchWaitMs,
+    maxBatchTokens: o.batchTokens,
+    maxQueueRows: o.queueRows,
+    maxQueueTokens: o.queueTokens,
+    defaultTimeoutMs: o.timeoutMs,
+    metrics,
+  });
   const auth = { anonymousRead: o.anonymousRead };
   const router = inferenceRouter({ service, auth, logger, metrics });
+  let registryOpen = (): boolean => false;
   const hub = await createHubServer({
     dataDir: o.data,
     logger,
     metrics,
     auth,
-    routers: [{ path: '/v1', router }],
+    routers: [
+      { path: '/v1', router },
+      { path: '/', router: readinessRouter({ service, registryOpen: () => registryOpen() }) },
+    ],
     allowUnknownBases: o.allowUnknownBases,
   });
+  registryOpen = () => hub.registry.isOpen;
   const c = base.config;
   await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
   engine.setResolver(hub.registry);
@@ -64,13 +89,30 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const addr = server.address();
   const url = `http://${o.host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
   logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device }, 'modhub listening');
+  const warm = service.warmUp().then(
+    () => logger.info('warm-up done: ready'),
+    (e: unknown) => logger.error({ err: e }, 'warm-up failed: /readyz stays 503'),
+  );
+  if (o.waitForWarmUp ?? true) await warm;
+  let stopping: Promise<void> | null = null;
   return {
     url,
-    stop: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await engine.close();
-      await hub.close();
-    },
+    service,
+    // Graceful: refuse new work (503), let admitted rows finish, stop accepting connections, then close.
+    stop: () =>
+      (stopping ??= (async () => {
+        const pending = service.batching.reserved.rows;
+        logger.info({ pendingRows: pending }, 'draining: refusing new requests, finishing admitted ones');
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const d = await service.drain(o.drainMs ?? 30_000);
+        logger.info(d, d.finished ? 'drained' : 'drain timed out; closing with rows unfinished');
+        server.closeIdleConnections?.();
+        if (!d.finished) server.closeAllConnections?.();
+        await closed;
+        await engine.close();
+        await hub.close();
+        logger.info('stopped');
+      })()),
   };
 }
 
@@ -94,13 +136,21 @@ export function registerServeCommand(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (0 = all cores)', int('threads'), 0)
     .option('--batch-rows <n>', 'most rows merged into one engine run', int('batch-rows'), 32)
     .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
+    .option('--batch-tokens <n>', 'most padded tokens (rows x longest) in one engine run', int('batch-tokens'), 8192)
+    .option('--queue-rows <n>', 'admitted, unfinished rows before requests get 429', int('queue-rows'), 4096)
+    .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
+    .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
+    .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw new RangeError(`'--device' must be cpu or cuda, got '${o.device}'`);
-      const { stop } = await serve(o);
+      const { stop } = await serve({ ...o, waitForWarmUp: false });
       const shutdown = () => {
-        void stop().then(() => process.exit(0));
+        void stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
       };
       process.once('SIGINT', shutdown);
       process.once('SIGTERM', shutdown);

@@ -57,6 +57,7 @@ beforeAll(async () => {
   engine.setResolver(registry);
   writeToken = (await registry.createToken({ scopes: ['write'] })).token;
   service = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 20 });
+  await service.warmUp();
   const logger = pino({ level: 'silent' });
   app = createApp({ registry, logger, routers: [{ path: '/v1', router: inferenceRouter({ service, auth: { anonymousRead: true }, logger }) }] });
   info = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
@@ -226,20 +227,21 @@ describe('POST /v1/infer', () => {
     expect((await infer({ inputs: [{ text: 'x' }], composition: 'task/topic' })).status).toBe(200);
   });
 
-  it('refuses work beyond the queue limit with 503 SERVER_BUSY and Retry-After, and reports batch metrics', async () => {
+  it('refuses a request larger than the whole queue with 413 REQUEST_TOO_LARGE, and reports batch metrics', async () => {
     const metrics = new client.Registry();
     const small = new InferenceService(engine, { maxQueueRows: 2, metrics });
+    await small.warmUp();
     const logger = pino({ level: 'silent' });
     const app2 = createApp({ registry, logger, metrics, routers: [{ path: '/v1', router: inferenceRouter({ service: small, auth: { anonymousRead: true }, logger }) }] });
-    const busy = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }, { text: 'c' }] });
-    expect(busy.status).toBe(503);
-    expect(busy.body.error.code).toBe('SERVER_BUSY');
-    expect(busy.headers['retry-after']).toBe('1');
+    const big = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }, { text: 'c' }] });
+    expect(big.status).toBe(413);
+    expect(big.body.error.code).toBe('REQUEST_TOO_LARGE');
+    expect(big.body.error.message).toMatch(/3 rows .* more than the server queues at once \(2 rows/);
     const ok = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }], composition: 'task/topic' });
     expect(ok.status).toBe(200);
     const text = (await request(app2).get('/metrics')).text;
     expect(text).toMatch(/modhub_infer_batch_rows_sum 2/);
-    expect(text).toMatch(/modhub_infer_rejected_total 1/);
+    expect(text).toMatch(/modhub_infer_batch_padding_ratio_count 1/);
   });
 
   it('answers over a real socket', async () => {
