@@ -105,6 +105,63 @@ describe('POST /v1/infer', () => {
     }
   });
 
+  it('groups token labels into word-level entities with each aggregation strategy, spans taken from the input', async () => {
+    const text = 'hello wonderful world again and again';
+    const isWordStart = (i: number) => i === 0 || text[i - 1] === ' ';
+    const isWordEnd = (i: number) => i === text.length || text[i] === ' ';
+    for (const aggregation_strategy of ['none', 'simple', 'first', 'average', 'max']) {
+      const res = await infer({ inputs: [{ text }], composition: 'task/ner', aggregation_strategy });
+      expect(res.status).toBe(200);
+      const p = res.body.results[0].branches[0];
+      expect(p.aggregation_strategy).toBe(aggregation_strategy);
+      const toks = p.tokens as { label: string; score: number; start: number; end: number }[];
+      const ents = p.entities as { entity?: string; entity_group?: string; word: string; start: number; end: number; score: number }[];
+      expect(ents.length).toBeGreaterThan(0);
+      for (const e of ents) {
+        expect(e.word).toBe(text.slice(e.start, e.end));
+        expect(e.score).toBeGreaterThan(0);
+        expect(e.score).toBeLessThanOrEqual(1);
+      }
+      if (aggregation_strategy === 'none') {
+        // one entity per non-O token, in order
+        expect(ents.map((e) => [e.entity, e.start, e.end])).toEqual(toks.filter((t) => t.label !== 'O').map((t) => [t.label, t.start, t.end]));
+      } else {
+        for (const e of ents) expect(e.entity_group).toBe('PER');
+        // word-level strategies never split a word
+        if (aggregation_strategy !== 'simple') for (const e of ents) expect([isWordStart(e.start), isWordEnd(e.end)]).toEqual([true, true]);
+      }
+    }
+    const bad = await infer({ inputs: [{ text }], composition: 'task/ner', aggregation_strategy: 'longest' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/aggregation_strategy/);
+  });
+
+  it('pools embeddings as asked (cls, mean, max) with optional L2 normalisation, from the engine\'s hidden states', async () => {
+    const text = 'pool these tokens';
+    const enc = await base.tokenizer.encodeBatch([text]);
+    const [o] = await engine.forward(enc, await engine.plan('lang/de'), { hidden: true });
+    const D = base.config.hiddenSize;
+    const T = enc.lengths[0];
+    const rows = Array.from({ length: T }, (_, t) => Array.from(o.hidden!.subarray(t * D, (t + 1) * D)));
+    const expected = {
+      cls: rows[0],
+      mean: rows[0].map((_, d) => rows.reduce((a, r) => a + r[d], 0) / T),
+      max: rows[0].map((_, d) => Math.max(...rows.map((r) => r[d]))),
+    };
+    for (const pooling of ['cls', 'mean', 'max'] as const) {
+      for (const normalize of [false, true]) {
+        const res = await infer({ inputs: [{ text }], composition: 'lang/de', task: 'embedding', pooling, normalize });
+        expect(res.status).toBe(200);
+        const p = res.body.results[0].branches[0];
+        expect([p.pooling, p.normalized]).toEqual([pooling, normalize]);
+        const norm = Math.hypot(...expected[pooling]);
+        const want = normalize ? expected[pooling].map((x) => x / norm) : expected[pooling];
+        (p.embedding as number[]).forEach((x, d) => expect(x).toBeCloseTo(want[d], 4));
+        if (normalize) expect(Math.hypot(...p.embedding)).toBeCloseTo(1, 5);
+      }
+    }
+  });
+
   it('batches concurrent requests with different compositions, each answering as if alone', async () => {
     const comps: unknown[] = [null, 'task/topic', { stack: ['lang/de', 'task/topic'] }, { stack: [{ sum: ['sft/de'] }, 'task/topic'] }, { parallel: ['task/topic', 'task/ner'] }];
     const texts = ['one two three', 'the fox', 'Der schnelle Fuchs', 'hello world', 'a b c'];
