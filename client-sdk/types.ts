@@ -143,13 +143,38 @@ export interface InferRequest {
   task?: 'auto' | 'embedding' | 'fill_mask';
   top_k?: number;
   max_length?: number;
+  /** Token classification: how tokens group into entities (HF pipelines; default 'simple'). */
+  aggregation_strategy?: 'none' | 'simple' | 'first' | 'average' | 'max';
+  /** Embeddings: pooling over the attended tokens (default 'mean'). */
+  pooling?: 'cls' | 'mean' | 'max';
+  /** Embeddings: unit L2 norm (default false). */
+  normalize?: boolean;
+  /** Deadline in ms; past it the server answers 504 DEADLINE_EXCEEDED. */
+  timeout_ms?: number;
+}
+
+/** An entity: `entity` (aggregation 'none') or `entity_group`, and the covered span of the input. */
+export interface Entity {
+  entity?: string;
+  entity_group?: string;
+  score: number;
+  word: string;
+  start: number;
+  end: number;
+  /** 1 when the span is in text_pair. */
+  sequence?: 1;
 }
 
 export type Prediction =
   | { type: 'classification'; label: string; score: number; scores: { label: string; score: number }[] }
-  | { type: 'token_classification'; tokens: { token: string; label: string; score: number; start: number; end: number }[] }
+  | {
+      type: 'token_classification';
+      tokens: { token: string; label: string; score: number; start: number; end: number }[];
+      entities: Entity[];
+      aggregation_strategy: 'none' | 'simple' | 'first' | 'average' | 'max';
+    }
   | { type: 'fill_mask'; masks: { position: number; candidates: { token: string; token_id: number; score: number }[] }[] }
-  | { type: 'embedding'; embedding: number[] };
+  | { type: 'embedding'; embedding: number[]; pooling: 'cls' | 'mean' | 'max'; normalized: boolean };
 
 export interface InferResponse {
   /** One entry per input, each with one prediction per branch (`parallel` gives several). */
