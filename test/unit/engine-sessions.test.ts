@@ -69,3 +69,31 @@ it('refuses a module whose tensor shape does not match its config, naming the te
   expect(() => engine.addModule(parseManifest(m.manifest), m.tensors)).toThrow(/layers\.0\.output\.adapter_down\.weight/);
   await engine.close();
 });
+
+it('memoises the plans of a composition while the registry generation stands, and re-plans when it moves', async () => {
+  const mods = new Map<string, ReturnType<typeof makeAdapterModule>>();
+  for (const seed of [7, 8]) mods.set(`task/p${seed}`, makeAdapterModule({ id: `task/p${seed}`, base: info, preset: 'seq_bn', seed }));
+  let target = 'task/p7';
+  let resolves = 0;
+  const resolver = {
+    generation: 0,
+    async resolve(ref: string) {
+      resolves++;
+      const m = mods.get(ref === 'task/alias' ? target : ref.split('@')[0])!;
+      return { manifest: parseManifest(m.manifest), readFile: async () => (await import('../../modules-store/safetensors')).serializeSafetensors(m.tensors) };
+    },
+  };
+  const engine = await Engine.create({ base, resolver });
+  const comp = { stack: ['task/alias'] };
+  const first = await engine.plan(comp);
+  expect(first[0].adapters[0].key).toBe('task/p7@1.0.0');
+  const n = resolves;
+  expect(await engine.plan(comp)).toBe(first); // the same plans, no resolution
+  expect(resolves).toBe(n);
+  target = 'task/p8'; // the tag moves: the registry's generation moves with it
+  resolver.generation++;
+  const moved = await engine.plan(comp);
+  expect(moved[0].adapters[0].key).toBe('task/p8@1.0.0');
+  expect(await run(engine, comp)).not.toEqual(await run(engine, 'task/p7@1.0.0'));
+  await engine.close();
+});
