@@ -1,6 +1,8 @@
 /**
  * `ModhubClient`: a typed client for the modhub hub API over fetch (Node 20+). Publishing reads a package folder
  * or archive from disk; downloads verify sha256 digests. Errors are `ModhubError` with the server's `code`.
+ * Answers are typed by the wire schemas (wire.ts); `validateResponses: true` also checks each one against its
+ * schema at run time (what the conformance test does; off by default so newer servers may add fields).
  * Example:
  *   const hub = new ModhubClient({ baseUrl: 'http://localhost:8080', token: process.env.MODHUB_TOKEN });
  *   await hub.publish('./my-module');
@@ -10,21 +12,25 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import type { z } from 'zod';
 import { ModhubError } from './errors';
+import * as W from './wire';
 import type {
   BaseInfo,
   BaseInput,
+  CreatedToken,
+  CreateTokenInput,
   InferRequest,
   InferResponse,
   ServedBase,
   ModuleInfo,
   PublishResult,
-  Scope,
   SearchPage,
   SearchParams,
   TokenInfo,
   VersionInfo,
-} from './types';
+  YankResult,
+} from './wire';
 
 export interface ClientOptions {
   /** Hub URL, e.g. http://localhost:8080 */
@@ -33,6 +39,8 @@ export interface ClientOptions {
   token?: string;
   /** fetch implementation (default: global fetch). */
   fetch?: typeof fetch;
+  /** Check every JSON answer against its wire schema; a mismatch throws ModhubError INVALID_RESPONSE (default false). */
+  validateResponses?: boolean;
 }
 
 /** What to publish: a path (folder or .tar / .tar.gz), archive bytes, or the package files. */
@@ -63,12 +71,14 @@ export class ModhubClient {
   readonly baseUrl: string;
   private readonly token?: string;
   private readonly fetchImpl: typeof fetch;
+  private readonly validate: boolean;
 
   constructor(opts: ClientOptions) {
     if (!opts.baseUrl) throw new TypeError("ModhubClient: 'baseUrl' is required");
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
     this.token = opts.token;
     this.fetchImpl = opts.fetch ?? fetch;
+    this.validate = opts.validateResponses ?? false;
   }
 
   // ---------------------------------------------------------------- transport
@@ -86,6 +96,7 @@ export class ModhubClient {
     if (res.ok || res.status === 304) return res;
     let code = `HTTP_${res.status}`;
     let message = `${method} ${urlPath} failed with HTTP ${res.status}`;
+    const requestId = res.headers.get('x-request-id') ?? undefined;
     const text = await res.text().catch(() => '');
     try {
       const body = JSON.parse(text) as { error?: unknown; code?: unknown };
@@ -100,13 +111,23 @@ export class ModhubClient {
     } catch {
       if (text) message += `: ${text.slice(0, 200)}`;
     }
-    throw new ModhubError(res.status, code, message);
+    throw new ModhubError(res.status, code, message, requestId);
   }
 
-  protected async json<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
+  /** Sends a JSON request and reads the JSON answer, typed (and, with validateResponses, checked) by `schema`. */
+  protected async json<S extends z.ZodType>(schema: S, method: string, urlPath: string, body?: unknown): Promise<z.output<S>> {
     const res = await this.request(method, urlPath, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
-    if (res.status === 204) return undefined as T;
-    return (await res.json()) as T;
+    return this.parse(schema, `${method} ${urlPath}`, await res.json());
+  }
+
+  private parse<S extends z.ZodType>(schema: S, what: string, data: unknown): z.output<S> {
+    if (!this.validate) return data as z.output<S>;
+    const r = schema.safeParse(data);
+    if (!r.success) {
+      const problems = r.error.issues.map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`).join('; ');
+      throw new ModhubError(0, 'INVALID_RESPONSE', `${what}: the answer does not match the wire schema: ${problems}`);
+    }
+    return r.data;
   }
 
   private async bytes(urlPath: string, headers: Record<string, string> = {}): Promise<{ data: Buffer; res: Response }> {
@@ -146,7 +167,7 @@ export class ModhubClient {
     }
     if (opts.allowUnknownBase) form.set('allow_unknown_base', 'true');
     const res = await this.request('POST', '/v1/modules', { body: form });
-    return (await res.json()) as PublishResult;
+    return this.parse(W.PublishResultSchema, 'POST /v1/modules', await res.json());
   }
 
   // ---------------------------------------------------------------- read
@@ -156,19 +177,19 @@ export class ModhubClient {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
     const s = q.toString();
-    return this.json('GET', `/v1/modules${s ? `?${s}` : ''}`);
+    return this.json(W.SearchPageSchema, 'GET', `/v1/modules${s ? `?${s}` : ''}`);
   }
 
   /** Module info with versions and tags. */
   async info(id: string): Promise<ModuleInfo> {
     const r = splitRef(id);
-    return this.json('GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}`);
+    return this.json(W.ModuleInfoSchema, 'GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}`);
   }
 
   /** One version (`ns/name@version`, `ns/name@tag`, or `ns/name` = latest) with its manifest. */
   async version(ref: string): Promise<VersionInfo> {
     const r = splitRef(ref);
-    return this.json('GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}`);
+    return this.json(W.VersionInfoSchema, 'GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}`);
   }
 
   /** The version's tar archive. */
@@ -229,19 +250,19 @@ export class ModhubClient {
   /** Points a tag at a version. */
   async setTag(id: string, tag: string, version: string): Promise<Record<string, string>> {
     const r = splitRef(id);
-    return (await this.json<{ tags: Record<string, string> }>('PUT', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`, { version })).tags;
+    return (await this.json(W.TagsSchema, 'PUT', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`, { version })).tags;
   }
 
   /** Removes a tag. */
   async removeTag(id: string, tag: string): Promise<Record<string, string>> {
     const r = splitRef(id);
-    return (await this.json<{ tags: Record<string, string> }>('DELETE', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`)).tags;
+    return (await this.json(W.TagsSchema, 'DELETE', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`)).tags;
   }
 
   /** Yanks `ns/name@version` (or restores it with `yanked: false`). */
-  async yank(ref: string, opts: { reason?: string; yanked?: boolean } = {}): Promise<{ id: string; version: string; yanked: boolean }> {
+  async yank(ref: string, opts: { reason?: string; yanked?: boolean } = {}): Promise<YankResult> {
     const r = splitRef(ref);
-    return this.json('POST', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/yank`, { yanked: opts.yanked ?? true, reason: opts.reason });
+    return this.json(W.YankResultSchema, 'POST', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/yank`, { yanked: opts.yanked ?? true, reason: opts.reason });
   }
 
   /** Deletes a version (`ns/name@version`) or a whole module (`ns/name`); admin only. */
@@ -254,12 +275,12 @@ export class ModhubClient {
   // ---------------------------------------------------------------- admin
 
   /** Creates a token (admin); the secret is in `token` and is shown only once. */
-  createToken(t: { scopes: Scope[]; namespace?: string | null; description?: string }): Promise<TokenInfo & { token: string }> {
-    return this.json('POST', '/v1/tokens', t);
+  createToken(t: CreateTokenInput): Promise<CreatedToken> {
+    return this.json(W.CreatedTokenSchema, 'POST', '/v1/tokens', t);
   }
 
   async listTokens(): Promise<TokenInfo[]> {
-    return (await this.json<{ tokens: TokenInfo[] }>('GET', '/v1/tokens')).tokens;
+    return (await this.json(W.TokenListSchema, 'GET', '/v1/tokens')).tokens;
   }
 
   async revokeToken(id: string): Promise<void> {
@@ -268,27 +289,27 @@ export class ModhubClient {
 
   /** Registers a base modules may be published against (admin). */
   registerBase(b: BaseInput): Promise<BaseInfo> {
-    return this.json('POST', '/v1/bases', b);
+    return this.json(W.BaseInfoSchema, 'POST', '/v1/bases', b);
   }
 
   async listBases(): Promise<BaseInfo[]> {
-    return (await this.json<{ bases: BaseInfo[] }>('GET', '/v1/bases')).bases;
+    return (await this.json(W.BaseListSchema, 'GET', '/v1/bases')).bases;
   }
 
   /** The token the client sends, as the server sees it (null when anonymous). */
   async whoami(): Promise<TokenInfo | null> {
-    return (await this.json<{ token: TokenInfo | null }>('GET', '/v1/whoami')).token;
+    return (await this.json(W.WhoamiSchema, 'GET', '/v1/whoami')).token;
   }
 
   // ---------------------------------------------------------------- inference
 
   /** Runs texts through the served base composed with hub modules (`POST /v1/infer`). */
   async infer(req: InferRequest): Promise<InferResponse> {
-    return this.json<InferResponse>('POST', '/v1/infer', req);
+    return this.json(W.InferResponseSchema, 'POST', '/v1/infer', req);
   }
 
   /** The base model the server runs (`GET /v1/base`). */
   async servedBase(): Promise<ServedBase> {
-    return this.json<ServedBase>('GET', '/v1/base');
+    return this.json(W.ServedBaseSchema, 'GET', '/v1/base');
   }
 }

@@ -1,4 +1,5 @@
-/** modhub client SDK: `ModhubClient`, `ModhubError` and the API's wire types. */
+/** modhub client SDK: `ModhubClient`, `ModhubError`, the error codes and the API's wire schemas and types. */
 export * from './client';
+export * from './codes';
 export * from './errors';
-export * from './types';
+export * from './wire';

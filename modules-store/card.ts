@@ -7,6 +7,7 @@
 import YAML from 'yaml';
 import { StoreError } from './errors';
 import type { Manifest } from './manifest';
+import { kindOf } from './kinds';
 
 export interface Card {
   /** The YAML front matter (empty when the card has none). */
@@ -45,7 +46,7 @@ export function cardDataFor(m: Manifest): Record<string, unknown> {
   if (m.language) data.language = [m.language];
   if (m.license) data.license = m.license;
   data.library_name = 'modhub';
-  data.tags = ['modhub', `modhub-${m.kind}`, m.task, ...(m.kind === 'bottleneck' ? ['adapters'] : m.kind === 'lora' ? ['lora', 'peft'] : [])];
+  data.tags = ['modhub', `modhub-${m.kind}`, m.task, ...kindOf(m.kind).cardTags];
   data.base_model = `${m.base.family} (${m.base.fingerprint})`;
   const head = m.head?.type;
   data.pipeline_tag =

@@ -1,10 +1,80 @@
 /**
- * Errors raised by the registry below HTTP. Each carries a stable `code` (the same codes the HTTP layer and
- * the SDK use), so callers branch on `err.code` rather than on message text.
- * Example: `catch (e) { if (e instanceof StoreError && e.code === 'MODULE_NOT_FOUND') ... }`.
+ * modhub's one error vocabulary: every code the registry, the engine, the HTTP API and the CLI report, each with
+ * the HTTP status it is answered with and what it means. The HTTP layer maps through this table only; the SDK
+ * carries a copy (client-sdk/codes.ts, checked equal by test/unit/error-codes.test.ts) because it may not import
+ * server code. It lives here, below both the server and the registry, so both import it without cycles.
+ * Example: `throw new StoreError('MODULE_NOT_FOUND', 'module lang/de does not exist')` → 404 MODULE_NOT_FOUND.
  */
 
-export type StoreErrorCode =
+/** Code → HTTP status and meaning. Keep client-sdk/codes.ts in step (a unit test compares them). */
+export const ERROR_CODES = {
+  // ---- the request itself
+  INVALID_JSON: { status: 400, meaning: 'the request body is not valid JSON' },
+  INVALID_BODY: { status: 400, meaning: 'the JSON body does not match the endpoint schema (the message names each field)' },
+  INVALID_QUERY: { status: 400, meaning: 'a query parameter is unknown, repeated or out of range' },
+  INVALID_MULTIPART: { status: 400, meaning: 'a multipart upload is malformed or has the wrong files' },
+  UNEXPECTED_FIELD: { status: 400, meaning: 'a multipart upload has a field the endpoint does not take' },
+  INVALID_REQUEST: { status: 400, meaning: 'the request is malformed in a way not covered by a more specific code' },
+  INVALID_INPUT: { status: 400, meaning: 'the inference inputs are well-formed but unusable (e.g. fill_mask without a mask token, max_length beyond the base)' },
+  INVALID_REF: { status: 400, meaning: 'a module reference is not ns/name, ns/name@version or ns/name@tag' },
+  INVALID_NAME: { status: 400, meaning: 'a namespace, module, tag or version name has characters that are not allowed' },
+  INVALID_ARGUMENT: { status: 400, meaning: 'an argument is out of range or of the wrong type (also: CLI usage errors)' },
+  DIGEST_MISMATCH: { status: 400, meaning: 'uploaded or downloaded bytes do not match the sha256 that came with them' },
+  INVALID_COMPOSITION: { status: 400, meaning: 'the composition is not valid AdapterHub block syntax, or its modules cannot be combined that way' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the Content-Type or Content-Encoding is not one the endpoint takes' },
+  TOO_LARGE: { status: 413, meaning: 'the body or a package file exceeds the size limit' },
+  RANGE_NOT_SATISFIABLE: { status: 416, meaning: 'the Range header lies outside the file' },
+  // ---- who is asking
+  UNAUTHORIZED: { status: 401, meaning: 'no bearer token, or an unknown or revoked one, where one is needed' },
+  FORBIDDEN: { status: 403, meaning: 'the token lacks the scope, or may not write to that namespace' },
+  // ---- what is asked for
+  ROUTE_NOT_FOUND: { status: 404, meaning: 'no endpoint has this method and path (see /openapi.json)' },
+  MODULE_NOT_FOUND: { status: 404, meaning: 'no module has this ns/name' },
+  VERSION_NOT_FOUND: { status: 404, meaning: 'the module has no such version (or no unyanked version for latest)' },
+  TAG_NOT_FOUND: { status: 404, meaning: 'the module has no such tag' },
+  FILE_NOT_FOUND: { status: 404, meaning: 'the version has no such file' },
+  TOKEN_NOT_FOUND: { status: 404, meaning: 'no token has this id' },
+  VERSION_EXISTS: { status: 409, meaning: 'this version is already published; versions are immutable, publish a new one' },
+  // ---- what is uploaded or composed
+  INVALID_MANIFEST: { status: 422, meaning: 'module.json does not match the module format (the message names the field)' },
+  INVALID_PACKAGE: { status: 422, meaning: 'the package has missing, extra or unreadable files' },
+  INVALID_ARCHIVE: { status: 422, meaning: 'the tar / tar.gz upload cannot be read or holds unsafe entries' },
+  INVALID_WEIGHTS: { status: 422, meaning: 'weights.safetensors is malformed or its tensors do not match the manifest' },
+  UNSUPPORTED_FORMAT_VERSION: { status: 422, meaning: 'the package is in a format version this hub does not read' },
+  UNKNOWN_BASE: { status: 422, meaning: 'the module names a base fingerprint this hub has not registered' },
+  BASE_MISMATCH: { status: 422, meaning: 'the manifest describes its base differently from the registered base' },
+  INCOMPATIBLE_BASE: { status: 422, meaning: 'the module was made for a different base than the one this server runs' },
+  INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
+  INVALID_HEAD: { status: 422, meaning: 'two heads of one kind compete for one output, or the head asked for ("head") or needed (masked-LM) is not there; the message names them and how to choose' },
+  REQUEST_TOO_LARGE: { status: 413, meaning: 'the inference request has more rows or tokens than the server queues at once; split it' },
+  // ---- the server
+  QUEUE_FULL: { status: 429, meaning: 'the inference queue holds as many rows or tokens as it may; retry after the Retry-After seconds (from the measured drain rate)' },
+  DEADLINE_EXCEEDED: { status: 504, meaning: 'the inference request did not finish within its timeout_ms' },
+  NOT_READY: { status: 503, meaning: 'the server is starting (base loading, warm-up); see /readyz' },
+  SHUTTING_DOWN: { status: 503, meaning: 'the server is draining for shutdown and takes no new requests' },
+  INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** True when `code` is one of ours. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}
+
+/** An error that carries one of our codes; the HTTP layer answers it with the code's status. */
+export class CodedError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'CodedError';
+    this.code = code;
+  }
+}
+
+/** The codes the registry raises. */
+export type StoreErrorCode = Extract<
+  ErrorCode,
   | 'MODULE_NOT_FOUND'
   | 'VERSION_NOT_FOUND'
   | 'TAG_NOT_FOUND'
@@ -22,17 +92,33 @@ export type StoreErrorCode =
   | 'BASE_MISMATCH'
   | 'VERSION_EXISTS'
   | 'DIGEST_MISMATCH'
-  | 'TOO_LARGE';
+  | 'TOO_LARGE'
+>;
 
-export class StoreError extends Error {
-  readonly code: StoreErrorCode;
+/**
+ * Errors raised by the registry below HTTP. Callers branch on `err.code` rather than on message text.
+ * Example: `catch (e) { if (e instanceof StoreError && e.code === 'MODULE_NOT_FOUND') ... }`.
+ */
+export class StoreError extends CodedError {
+  declare readonly code: StoreErrorCode;
   constructor(code: StoreErrorCode, message: string) {
-    super(message);
+    super(code, message);
     this.name = 'StoreError';
-    this.code = code;
   }
 }
 
 export function isStoreError(e: unknown): e is StoreError {
   return e instanceof StoreError;
+}
+
+/**
+ * A module that cannot run on this base or in this composition (raised while loading into the engine and while
+ * planning compositions; the HTTP layer maps the codes to 4xx).
+ */
+export class ModuleError extends CodedError {
+  declare readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION' | 'INVALID_HEAD';
+  constructor(code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION' | 'INVALID_HEAD', message: string) {
+    super(code, message);
+    this.name = 'ModuleError';
+  }
 }

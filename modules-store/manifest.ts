@@ -1,33 +1,26 @@
 /**
  * The `module.json` manifest of a module package (docs/module-format.md, format version 1): zod schema,
- * inferred types, name rules and module references (`ns/name`, `ns/name@1.2.0`, `ns/name@tag`).
+ * built from the kind registry (modules-store/kinds), inferred types; names and references live in refs.ts.
  * Example: `const m = parseManifest(JSON.parse(text)); const ref = parseRef('lang/de@1.0.0');`
  */
 import semver from 'semver';
 import { z } from 'zod';
 import { StoreError } from './errors';
+import { isValidName } from './refs';
+import { headSchema } from './kinds/heads';
+import { KINDS, MODULE_KINDS, type KindMap, type ModuleKind } from './kinds';
+
+export * from './refs';
+export { MODULE_KINDS, type ModuleKind } from './kinds';
+export { headSchema, type HeadConfig } from './kinds/heads';
+export { BOTTLENECK_PRESETS, type BottleneckConfigInput } from './kinds/bottleneck';
+export { LORA_TARGETS, type LoraConfig } from './kinds/lora';
+export type { DiffConfig } from './kinds/diff';
+export type { FusionConfig } from './kinds/fusion';
+export type { Ia3Config } from './kinds/ia3';
 
 /** The newest package format this code reads and writes. */
 export const FORMAT_VERSION = 1;
-
-/** One path segment of a module id (namespace or name), a tag name: lowercase, no leading punctuation. */
-export const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/;
-export const NAME_MAX = 64;
-
-export const MODULE_KINDS = ['bottleneck', 'lora', 'diff', 'fusion'] as const;
-export type ModuleKind = (typeof MODULE_KINDS)[number];
-
-/** True when `s` is a valid namespace, name or tag. */
-export function isValidName(s: string): boolean {
-  return s.length > 0 && s.length <= NAME_MAX && NAME_RE.test(s);
-}
-
-/** Throws INVALID_NAME naming `what` when `s` is not a valid name. */
-export function assertName(s: string, what: string): void {
-  if (!isValidName(s)) {
-    throw new StoreError('INVALID_NAME', `${what} '${s}' is invalid: use 1-${NAME_MAX} characters from [a-z0-9._-], starting with a letter or digit`);
-  }
-}
 
 const idSchema = z
   .string()
@@ -35,18 +28,6 @@ const idSchema = z
     const parts = s.split('/');
     return parts.length === 2 && parts.every(isValidName);
   }, 'must be namespace/name, each part matching [a-z0-9][a-z0-9._-]* (max 64 characters)');
-
-const headSchema = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('classification'),
-    num_labels: z.number().int().min(1).max(1_000_000),
-    layers: z.union([z.literal(1), z.literal(2)]).default(2),
-    activation: z.string().default('tanh'),
-  }),
-  z.object({ type: z.literal('token_classification'), num_labels: z.number().int().min(1).max(1_000_000) }),
-  z.object({ type: z.literal('masked_lm') }),
-]);
-export type HeadConfig = z.infer<typeof headSchema>;
 
 const baseSchema = z.looseObject({
   family: z.string().min(1).max(64),
@@ -58,59 +39,6 @@ const baseSchema = z.looseObject({
   intermediate_size: z.number().int().min(1).max(1 << 20).optional(),
 });
 export type BaseRef = z.infer<typeof baseSchema>;
-
-const layerList = z.array(z.number().int().min(0)).default([]);
-const reductionFactor = z.union([z.number().positive(), z.record(z.string(), z.number().positive())]);
-
-export const BOTTLENECK_PRESETS = ['seq_bn', 'pfeiffer', 'double_seq_bn', 'houlsby', 'par_bn', 'parallel', 'seq_bn_inv', 'double_seq_bn_inv'] as const;
-
-const bottleneckConfig = z.looseObject({
-  preset: z.enum(BOTTLENECK_PRESETS).optional(),
-  mh_adapter: z.boolean().optional(),
-  output_adapter: z.boolean().optional(),
-  reduction_factor: reductionFactor.optional(),
-  non_linearity: z.enum(['relu', 'gelu', 'swish', 'tanh']).optional(),
-  original_ln_before: z.boolean().optional(),
-  original_ln_after: z.boolean().optional(),
-  residual_before_ln: z.union([z.boolean(), z.literal('post_add')]).optional(),
-  adapter_residual_before_ln: z.boolean().optional(),
-  ln_before: z.boolean().optional(),
-  ln_after: z.boolean().optional(),
-  is_parallel: z.boolean().optional(),
-  scaling: z.number().optional(),
-  leave_out: layerList.optional(),
-  inv_adapter: z.union([z.literal('nice'), z.null()]).optional(),
-  inv_adapter_reduction_factor: z.number().positive().optional(),
-});
-export type BottleneckConfigInput = z.infer<typeof bottleneckConfig>;
-
-export const LORA_TARGETS = ['query', 'key', 'value', 'attn_output', 'ffn_in', 'ffn_out'] as const;
-const loraConfig = z.looseObject({
-  r: z.number().int().min(1).max(4096),
-  lora_alpha: z.number().positive().optional(),
-  target_modules: z.array(z.enum(LORA_TARGETS)).min(1),
-  leave_out: layerList.optional(),
-});
-export type LoraConfig = z.infer<typeof loraConfig>;
-
-const diffConfig = z.looseObject({
-  method: z.enum(['bitfit', 'diff-pruning', 'lt-sft', 'full', 'custom']),
-  density: z.number().gt(0).max(1).optional(),
-  nnz: z.number().int().min(0).optional(),
-});
-export type DiffConfig = z.infer<typeof diffConfig>;
-
-const fusionConfig = z.looseObject({
-  adapters: z.array(z.string().min(1)).min(1),
-  dynamic: z.boolean().optional(),
-  temperature: z.number().positive().optional(),
-  query_before_ln: z.boolean().optional(),
-  residual_before: z.boolean().optional(),
-  value_before_softmax: z.boolean().optional(),
-  sites: z.array(z.enum(['attention', 'output'])).min(1).optional(),
-  leave_out: layerList.optional(),
-});
-export type FusionConfig = z.infer<typeof fusionConfig>;
 
 const common = {
   format_version: z.number().int().min(1),
@@ -126,17 +54,21 @@ const common = {
   description: z.string().max(10_000).default(''),
 };
 
-export const manifestSchema = z.discriminatedUnion('kind', [
-  z.looseObject({ ...common, kind: z.literal('bottleneck'), config: bottleneckConfig }),
-  z.looseObject({ ...common, kind: z.literal('lora'), config: loraConfig }),
-  z.looseObject({ ...common, kind: z.literal('diff'), config: diffConfig }),
-  z.looseObject({ ...common, kind: z.literal('fusion'), config: fusionConfig }),
-]);
+const commonObject = z.looseObject(common);
+type Common = typeof commonObject;
+type ManifestOf<K extends ModuleKind> = z.output<Common> & { kind: K; config: z.output<KindMap[K]['config']> };
+type ManifestInputOf<K extends ModuleKind> = z.input<Common> & { kind: K; config: z.input<KindMap[K]['config']> };
 
-/** A validated manifest (defaults filled in). */
-export type Manifest = z.infer<typeof manifestSchema>;
+/** A validated manifest (defaults filled in): a union over the kinds in kinds/index.ts. */
+export type Manifest = { [K in ModuleKind]: ManifestOf<K> }[ModuleKind];
 /** What a writer supplies: defaults may be omitted. */
-export type ManifestInput = z.input<typeof manifestSchema>;
+export type ManifestInput = { [K in ModuleKind]: ManifestInputOf<K> }[ModuleKind];
+
+/** module.json: the common fields plus, discriminated by `kind`, that kind's config schema. */
+export const manifestSchema = z.discriminatedUnion(
+  'kind',
+  MODULE_KINDS.map((k) => z.looseObject({ ...common, kind: z.literal(k), config: KINDS[k].config })) as unknown as [z.ZodObject, ...z.ZodObject[]],
+) as unknown as z.ZodType<Manifest, ManifestInput>;
 
 /**
  * Validates a parsed `module.json`. A `format_version` newer than {@link FORMAT_VERSION} is refused with
@@ -173,44 +105,3 @@ export function parseManifestBytes(bytes: Buffer): Manifest {
   return parseManifest(raw);
 }
 
-/** Splits `ns/name` into its parts. */
-export function splitId(id: string): { namespace: string; name: string } {
-  const parts = id.split('/');
-  if (parts.length !== 2) throw new StoreError('INVALID_REF', `module id '${id}' must be namespace/name`);
-  assertName(parts[0], 'namespace');
-  assertName(parts[1], 'name');
-  return { namespace: parts[0], name: parts[1] };
-}
-
-/** A parsed module reference: an exact version, or a tag (`latest` when the ref names none). */
-export type ModuleRef =
-  | { namespace: string; name: string; kind: 'version'; version: string }
-  | { namespace: string; name: string; kind: 'tag'; tag: string };
-
-/** Parses `ns/name`, `ns/name@1.2.0` or `ns/name@tag`. */
-export function parseRef(ref: string): ModuleRef {
-  if (typeof ref !== 'string' || ref.length === 0 || ref.length > 256) {
-    throw new StoreError('INVALID_REF', `module reference '${String(ref)}' must be ns/name, ns/name@version or ns/name@tag`);
-  }
-  const at = ref.indexOf('@');
-  const id = at < 0 ? ref : ref.slice(0, at);
-  const rev = at < 0 ? '' : ref.slice(at + 1);
-  let parts: { namespace: string; name: string };
-  try {
-    parts = splitId(id);
-  } catch (e) {
-    throw new StoreError('INVALID_REF', `module reference '${ref}' is invalid: ${(e as Error).message}`);
-  }
-  if (at < 0) return { ...parts, kind: 'tag', tag: 'latest' };
-  if (semver.valid(rev) === rev) return { ...parts, kind: 'version', version: rev };
-  if (!isValidName(rev)) {
-    throw new StoreError('INVALID_REF', `module reference '${ref}': '${rev}' is neither a semver version nor a valid tag name`);
-  }
-  return { ...parts, kind: 'tag', tag: rev };
-}
-
-/** Validates a tag name: a valid name that is not itself a semver version (that would make refs ambiguous). */
-export function assertTagName(tag: string): void {
-  assertName(tag, 'tag');
-  if (semver.valid(tag)) throw new StoreError('INVALID_NAME', `tag '${tag}' looks like a version; tags must not be semver versions`);
-}

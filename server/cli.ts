@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
+import { configureProgram, runProgram } from './cli/errors';
 import { registerCommands } from './cli/index';
 
 /** The version in package.json (found from the sources or from dist/). */
@@ -17,7 +18,8 @@ function packageVersion(): string {
 }
 
 export function buildProgram(): Command {
-  const program = new Command();
+  // Before any command is added: subcommands inherit the error handling.
+  const program = configureProgram(new Command());
   program
     .name('modhub')
     .description('Hub, server, trainer and client for modular fine-tuning of transformer encoders')
@@ -30,10 +32,9 @@ export function buildProgram(): Command {
 }
 
 if (require.main === module) {
-  buildProgram()
-    .parseAsync(process.argv)
-    .catch((err: unknown) => {
-      process.stderr.write(`modhub: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(1);
-    });
+  // Exit at once on failure: a half-started command (e.g. `serve` whose port is taken) may hold handles open.
+  // On success leave the process alone: `serve` keeps running.
+  void runProgram(buildProgram(), process.argv).then((status) => {
+    if (status !== 0) process.exit(status);
+  });
 }

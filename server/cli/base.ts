@@ -11,11 +11,12 @@ import { importBase, loadBase, parameterCount } from '../model/base';
 import { FAMILIES, type Family } from '../model/config';
 import { createTinyBase } from '../model/tiny';
 import * as fs from 'fs';
+import { usage } from './errors';
 
 function intOption(name: string): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n)) throw new TypeError(`'--${name}' must be an integer, got '${v}'`);
+    if (!Number.isInteger(n)) throw usage(`'--${name}' must be an integer, got '${v}'`);
     return n;
   };
 }
@@ -38,11 +39,11 @@ export function registerBaseCommands(program: Command): void {
     .option('--seed <n>', 'random seed', intOption('seed'), 0)
     .option('--corpus <file>', 'training text for the vocabulary, one sentence per line (default: built-in multilingual sentences)')
     .action(async (o: { out: string; family: string; layers: number; hidden: number; heads: number; intermediate?: number; vocabSize?: number; maxPositions: number; seed: number; corpus?: string }) => {
-      if (!(FAMILIES as readonly string[]).includes(o.family)) throw new RangeError(`'--family' must be one of ${FAMILIES.join(', ')}, got '${o.family}'`);
+      if (!(FAMILIES as readonly string[]).includes(o.family)) throw usage(`'--family' must be one of ${FAMILIES.join(', ')}, got '${o.family}'`);
       let corpus: string[] | undefined;
       if (o.corpus) {
         corpus = fs.readFileSync(o.corpus, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
-        if (corpus.length === 0) throw new RangeError(`'--corpus' file ${o.corpus} has no non-empty lines`);
+        if (corpus.length === 0) throw usage(`'--corpus' file ${o.corpus} has no non-empty lines`);
       }
       const r = await createTinyBase({
         out: o.out,

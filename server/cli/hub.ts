@@ -1,13 +1,14 @@
 /**
  * Hub commands of the `modhub` CLI: push, pull, ls, info, tag, yank (talking to a hub through the SDK; `--hub`
  * or MODHUB_HUB, `--token` or MODHUB_TOKEN) and `token create` (opening a local data dir directly, which is how
- * the first admin token is made). Errors exit non-zero with the server's code and message.
+ * the first admin token is made). Failures reach the one CLI handler (errors.ts), which prints the server's code.
  * Example: `modhub token create --scope admin --data ./.modhub && modhub push ./my-module --token mh_...`.
  */
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
-import { ModhubClient, ModhubError, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk';
-import { openRegistry } from '../../modules-store';
+import { ModhubClient, type ModuleKind, type Scope, type SearchSort } from '../../client-sdk';
+import { MODULE_KINDS, openRegistry } from '../../modules-store';
+import { usage } from './errors';
 
 const DEFAULT_HUB = 'http://127.0.0.1:8080';
 
@@ -26,16 +27,6 @@ function clientOf(o: HubOpts): ModhubClient {
   return new ModhubClient({ baseUrl: o.hub ?? DEFAULT_HUB, token: o.token });
 }
 
-/** Turns SDK errors into one-line messages naming the code (the program's top-level handler prints them). */
-async function run(fn: () => Promise<void>): Promise<void> {
-  try {
-    await fn();
-  } catch (e) {
-    if (e instanceof ModhubError) throw new Error(`${e.code}: ${e.message}`);
-    throw e;
-  }
-}
-
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
@@ -52,12 +43,10 @@ export function registerHubCommands(program: Command): void {
       .description('publish a module package (folder or .tar / .tar.gz) to a hub')
       .argument('<path>', 'package folder or archive')
       .option('--allow-unknown-base', 'accept a base this hub has not registered (admin token)'),
-  ).action((p: string, o: HubOpts & { allowUnknownBase?: boolean }) =>
-    run(async () => {
-      const r = await clientOf(o).publish(p, { allowUnknownBase: o.allowUnknownBase });
-      out(`published ${r.id}@${r.version} (${human(r.size)}, ${r.digest})`);
-    }),
-  );
+  ).action(async (p: string, o: HubOpts & { allowUnknownBase?: boolean }) => {
+    const r = await clientOf(o).publish(p, { allowUnknownBase: o.allowUnknownBase });
+    out(`published ${r.id}@${r.version} (${human(r.size)}, ${r.digest})`);
+  });
 
   withHubOptions(
     program
@@ -65,31 +54,29 @@ export function registerHubCommands(program: Command): void {
       .description('download a module version into a folder (files verified by sha256)')
       .argument('<ref>', 'ns/name, ns/name@version or ns/name@tag')
       .requiredOption('--out <dir>', 'destination folder'),
-  ).action((ref: string, o: HubOpts & { out: string }) =>
-    run(async () => {
-      // A progress bar on a terminal (downloads can be hundreds of MB); nothing extra when piped.
-      const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: ' {file} [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
-      let current = '';
-      const v = await clientOf(o)
-        .pull(ref, o.out, bar ? (p) => {
-          if (p.file !== current) {
-            if (current) bar.stop();
-            current = p.file;
-            bar.start(p.total, 0, { file: p.file });
-          }
-          bar.update(p.received, { file: p.file });
-        } : undefined)
-        .finally(() => bar?.stop());
-      out(`pulled ${v.id}@${v.version} into ${o.out} (${v.files.map((f) => f.name).join(', ')})`);
-    }),
-  );
+  ).action(async (ref: string, o: HubOpts & { out: string }) => {
+    // A progress bar on a terminal (downloads can be hundreds of MB); nothing extra when piped.
+    const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ format: ' {file} [{bar}] {percentage}% {value}/{total} bytes', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
+    let current = '';
+    const v = await clientOf(o)
+      .pull(ref, o.out, bar ? (p) => {
+        if (p.file !== current) {
+          if (current) bar.stop();
+          current = p.file;
+          bar.start(p.total, 0, { file: p.file });
+        }
+        bar.update(p.received, { file: p.file });
+      } : undefined)
+      .finally(() => bar?.stop());
+    out(`pulled ${v.id}@${v.version} into ${o.out} (${v.files.map((f) => f.name).join(', ')})`);
+  });
 
   withHubOptions(
     program
       .command('ls')
       .description('search modules')
       .argument('[query]', 'free text over name and description')
-      .option('--kind <kind>', 'bottleneck | lora | diff | fusion')
+      .option('--kind <kind>', MODULE_KINDS.join(' | '))
       .option('--task <task>')
       .option('--language <code>')
       .option('--base <fingerprint>', 'base fingerprint sha256:<hex>')
@@ -98,34 +85,30 @@ export function registerHubCommands(program: Command): void {
       .option('--limit <n>', 'results per page (1-100)', '20')
       .option('--offset <n>', 'skip this many', '0')
       .option('--json', 'print the JSON page'),
-  ).action((query: string | undefined, o: HubOpts & Record<string, string | boolean | undefined>) =>
-    run(async () => {
-      const page = await clientOf(o).search({
-        q: query,
-        kind: o.kind as ModuleKind | undefined,
-        task: o.task as string | undefined,
-        language: o.language as string | undefined,
-        base: o.base as string | undefined,
-        namespace: o.namespace as string | undefined,
-        sort: o.sort as SearchSort,
-        limit: Number(o.limit),
-        offset: Number(o.offset),
-      });
-      if (o.json) return out(JSON.stringify(page, null, 2));
-      for (const m of page.items) out(`${m.id.padEnd(32)} ${m.kind.padEnd(10)} ${m.task.padEnd(24)} ${(m.language ?? '-').padEnd(5)} ${String(m.downloads).padStart(7)}  ${m.description}`);
-      out(`${page.offset + 1}-${page.offset + page.items.length} of ${page.total}`);
-    }),
-  );
+  ).action(async (query: string | undefined, o: HubOpts & Record<string, string | boolean | undefined>) => {
+    const page = await clientOf(o).search({
+      q: query,
+      kind: o.kind as ModuleKind | undefined,
+      task: o.task as string | undefined,
+      language: o.language as string | undefined,
+      base: o.base as string | undefined,
+      namespace: o.namespace as string | undefined,
+      sort: o.sort as SearchSort,
+      limit: Number(o.limit),
+      offset: Number(o.offset),
+    });
+    if (o.json) return out(JSON.stringify(page, null, 2));
+    for (const m of page.items) out(`${m.id.padEnd(32)} ${m.kind.padEnd(10)} ${m.task.padEnd(24)} ${(m.language ?? '-').padEnd(5)} ${String(m.downloads).padStart(7)}  ${m.description}`);
+    out(`${page.offset + 1}-${page.offset + page.items.length} of ${page.total}`);
+  });
 
-  withHubOptions(program.command('info').description('show a module with its versions and tags').argument('<id>', 'ns/name')).action((id: string, o: HubOpts) =>
-    run(async () => {
-      const m = await clientOf(o).info(id);
-      out(`${m.id}  ${m.kind}  ${m.task}${m.language ? `  ${m.language}` : ''}  downloads ${m.downloads}`);
-      if (m.description) out(m.description);
-      out(`tags: ${Object.entries(m.tags).map(([t, v]) => `${t}=${v}`).join(', ') || '-'}`);
-      for (const v of m.versions) out(`  ${v.version.padEnd(16)} ${human(v.size).padStart(10)}  ${v.createdAt}${v.yanked ? `  YANKED${v.yankReason ? ` (${v.yankReason})` : ''}` : ''}`);
-    }),
-  );
+  withHubOptions(program.command('info').description('show a module with its versions and tags').argument('<id>', 'ns/name')).action(async (id: string, o: HubOpts) => {
+    const m = await clientOf(o).info(id);
+    out(`${m.id}  ${m.kind}  ${m.task}${m.language ? `  ${m.language}` : ''}  downloads ${m.downloads}`);
+    if (m.description) out(m.description);
+    out(`tags: ${Object.entries(m.tags).map(([t, v]) => `${t}=${v}`).join(', ') || '-'}`);
+    for (const v of m.versions) out(`  ${v.version.padEnd(16)} ${human(v.size).padStart(10)}  ${v.created_at}${v.yanked ? `  YANKED${v.yank_reason ? ` (${v.yank_reason})` : ''}` : ''}`);
+  });
 
   withHubOptions(
     program
@@ -135,18 +118,16 @@ export function registerHubCommands(program: Command): void {
       .argument('<tag>', 'tag name')
       .argument('[version]', 'exact version (omit with --remove)')
       .option('--remove', 'remove the tag'),
-  ).action((id: string, tag: string, version: string | undefined, o: HubOpts & { remove?: boolean }) =>
-    run(async () => {
-      const c = clientOf(o);
-      if (o.remove) {
-        const tags = await c.removeTag(id, tag);
-        return out(`removed ${id}@${tag}; tags: ${JSON.stringify(tags)}`);
-      }
-      if (!version) throw new Error('tag: give the version to tag, or --remove');
-      const tags = await c.setTag(id, tag, version);
-      out(`${id}@${tag} -> ${version}; tags: ${JSON.stringify(tags)}`);
-    }),
-  );
+  ).action(async (id: string, tag: string, version: string | undefined, o: HubOpts & { remove?: boolean }) => {
+    const c = clientOf(o);
+    if (o.remove) {
+      const tags = await c.removeTag(id, tag);
+      return out(`removed ${id}@${tag}; tags: ${JSON.stringify(tags)}`);
+    }
+    if (!version) throw usage('tag: give the version to tag, or --remove');
+    const tags = await c.setTag(id, tag, version);
+    out(`${id}@${tag} -> ${version}; tags: ${JSON.stringify(tags)}`);
+  });
 
   withHubOptions(
     program
@@ -155,13 +136,11 @@ export function registerHubCommands(program: Command): void {
       .argument('<ref>', 'ns/name@version')
       .option('--reason <text>')
       .option('--undo', 'unyank'),
-  ).action((ref: string, o: HubOpts & { reason?: string; undo?: boolean }) =>
-    run(async () => {
-      if (!ref.includes('@')) throw new Error(`yank: '${ref}' must name an exact version (ns/name@1.2.3)`);
-      const r = await clientOf(o).yank(ref, { reason: o.reason, yanked: !o.undo });
-      out(`${r.id}@${r.version} ${r.yanked ? 'yanked' : 'restored'}`);
-    }),
-  );
+  ).action(async (ref: string, o: HubOpts & { reason?: string; undo?: boolean }) => {
+    if (!ref.includes('@')) throw usage(`yank: '${ref}' must name an exact version (ns/name@1.2.3)`);
+    const r = await clientOf(o).yank(ref, { reason: o.reason, yanked: !o.undo });
+    out(`${r.id}@${r.version} ${r.yanked ? 'yanked' : 'restored'}`);
+  });
 
   const token = program.command('token').description('manage API tokens');
   token
@@ -175,16 +154,13 @@ export function registerHubCommands(program: Command): void {
     .action(async (o: { scope: string[]; namespace?: string; description: string; data: string; json?: boolean }) => {
       const scopes = o.scope.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
       const bad = scopes.filter((s) => !['read', 'write', 'admin'].includes(s));
-      if (bad.length) throw new Error(`token create: unknown scope(s) ${bad.join(', ')}; use read, write or admin`);
+      if (bad.length) throw usage(`token create: unknown scope(s) ${bad.join(', ')}; use read, write or admin`);
       // sweep: false — a running server may be publishing into the same data dir.
       const reg = await openRegistry({ dataDir: o.data, sweep: false });
       try {
         const t = await reg.createToken({ scopes: scopes as Scope[], namespace: o.namespace ?? null, description: o.description });
         if (o.json) out(JSON.stringify({ token: t.token, ...t.info }));
         else out(`${t.token}\n(id ${t.info.id}, scopes ${t.info.scopes.join(',')}${t.info.namespace ? `, namespace ${t.info.namespace}` : ''}; shown once, store it now)`);
-      } catch (e) {
-        if (e instanceof Error && 'code' in e) throw new Error(`${(e as Error & { code: string }).code}: ${e.message}`);
-        throw e;
       } finally {
         await reg.close();
       }

@@ -3,7 +3,8 @@
  * Example: `modhub infer --compose '{"stack": ["lang/de", "task/topic"]}' "Der Hund schläft"`.
  */
 import { Option, type Command } from 'commander';
-import { ModhubClient, ModhubError, type Composition } from '../../client-sdk';
+import { ModhubClient, type Composition } from '../../client-sdk';
+import { usage } from './errors';
 
 interface InferFlags {
   hub: string;
@@ -23,7 +24,7 @@ function parseCompose(s: string | undefined): Composition | null {
   try {
     return JSON.parse(t) as Composition;
   } catch (e) {
-    throw new TypeError(`'--compose' is not valid JSON: ${(e as Error).message}`);
+    throw usage(`'--compose' is not valid JSON: ${(e as Error).message}`);
   }
 }
 
@@ -40,31 +41,26 @@ export function registerInferCommand(program: Command): void {
     .option('--top-k <n>', 'labels / tokens per prediction')
     .option('--json', 'print the raw JSON response')
     .action(async (texts: string[], f: InferFlags) => {
-      if (f.pair && f.pair.length !== texts.length) throw new RangeError(`'--pair' needs one text per input (${texts.length}), got ${f.pair.length}`);
+      if (f.pair && f.pair.length !== texts.length) throw usage(`'--pair' needs one text per input (${texts.length}), got ${f.pair.length}`);
       const client = new ModhubClient({ baseUrl: f.hub, token: f.token });
-      try {
-        const res = await client.infer({
-          inputs: texts.map((text, i) => ({ text, ...(f.pair ? { text_pair: f.pair[i] } : {}) })),
-          composition: parseCompose(f.compose),
-          task: f.task,
-          ...(f.topK ? { top_k: Number(f.topK) } : {}),
-        });
-        if (f.json) {
-          process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
-          return;
-        }
-        res.results.forEach((r, i) => {
-          r.branches.forEach((p, b) => {
-            const where = `${JSON.stringify(texts[i])}${r.branches.length > 1 ? ` [branch ${b}: ${res.modules[b].join(' + ') || 'base'}]` : ''}`;
-            if (p.type === 'classification') process.stdout.write(`${where} -> ${p.label} (${p.score.toFixed(3)})\n`);
-            else if (p.type === 'token_classification') process.stdout.write(`${where} -> ${p.tokens.map((t) => `${t.token}/${t.label}`).join(' ')}\n`);
-            else if (p.type === 'fill_mask') process.stdout.write(`${where} -> ${p.masks.map((m) => m.candidates.map((c) => `${c.token} (${c.score.toFixed(3)})`).join(', ')).join(' | ')}\n`);
-            else process.stdout.write(`${where} -> embedding[${p.embedding.length}] ${p.embedding.slice(0, 4).map((x) => x.toFixed(4)).join(' ')} ...\n`);
-          });
-        });
-      } catch (e) {
-        if (e instanceof ModhubError) throw new Error(`${e.code}: ${e.message}`);
-        throw e;
+      const res = await client.infer({
+        inputs: texts.map((text, i) => ({ text, ...(f.pair ? { text_pair: f.pair[i] } : {}) })),
+        composition: parseCompose(f.compose),
+        task: f.task,
+        ...(f.topK ? { top_k: Number(f.topK) } : {}),
+      });
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+        return;
       }
+      res.results.forEach((r, i) => {
+        r.branches.forEach((p, b) => {
+          const where = `${JSON.stringify(texts[i])}${r.branches.length > 1 ? ` [branch ${b}: ${res.modules[b].join(' + ') || 'base'}]` : ''}`;
+          if (p.type === 'classification') process.stdout.write(`${where} -> ${p.label} (${p.score.toFixed(3)})\n`);
+          else if (p.type === 'token_classification') process.stdout.write(`${where} -> ${p.tokens.map((t) => `${t.token}/${t.label}`).join(' ')}\n`);
+          else if (p.type === 'fill_mask') process.stdout.write(`${where} -> ${p.masks.map((m) => m.candidates.map((c) => `${c.token} (${c.score.toFixed(3)})`).join(', ')).join(' | ')}\n`);
+          else process.stdout.write(`${where} -> embedding[${p.embedding.length}] ${p.embedding.slice(0, 4).map((x) => x.toFixed(4)).join(' ')} ...\n`);
+        });
+      });
     });
 }

@@ -5,8 +5,10 @@
  */
 import type { Command } from 'commander';
 import { writeModulePackage, type ManifestInput } from '../../modules-store';
+import { MODULE_KINDS, type ModuleKind } from '../../modules-store/kinds';
 import { loadBase } from '../model/base';
 import { initModule } from '../model/module-init';
+import { usage } from './errors';
 
 interface InitFlags {
   base: string;
@@ -27,9 +29,12 @@ interface InitFlags {
   seed: string;
 }
 
+/** Kinds a fresh package can be written for (diffs come from training base parameters). */
+const INIT_KINDS = MODULE_KINDS.filter((k): k is Exclude<ModuleKind, 'diff'> => k !== 'diff');
+
 function num(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new RangeError(`'--${name}' must be a positive number, got '${v}'`);
+  if (!Number.isFinite(n) || n <= 0) throw usage(`'--${name}' must be a positive number, got '${v}'`);
   return n;
 }
 
@@ -39,7 +44,7 @@ export function registerModuleCommands(program: Command): void {
     .command('init')
     .description('write an untrained module package for a base (AdapterHub / PEFT initialisation)')
     .requiredOption('--base <dir>', 'base model folder')
-    .requiredOption('--kind <kind>', 'bottleneck | lora | fusion')
+    .requiredOption('--kind <kind>', INIT_KINDS.join(' | '))
     .requiredOption('--id <ns/name>', 'module id')
     .requiredOption('--out <dir>', 'output folder')
     .option('--version <semver>', 'module version', '0.1.0')
@@ -47,7 +52,7 @@ export function registerModuleCommands(program: Command): void {
     .option('--reduction-factor <n>', 'bottleneck reduction factor (preset default otherwise)')
     .option('--r <n>', 'LoRA rank (default 8)')
     .option('--alpha <n>', 'LoRA alpha (default 8)')
-    .option('--targets <list>', 'LoRA targets, comma-separated: query,key,value,attn_output,ffn_in,ffn_out (default query,value)')
+    .option('--targets <list>', 'LoRA / IA³ targets, comma-separated: query,key,value,attn_output,ffn_in,ffn_out (default LoRA query,value; IA³ key,value,ffn_in)')
     .option('--adapters <list>', 'fusion: ids of the fused adapters, comma-separated')
     .option('--head <type>', 'classification | token_classification | masked_lm')
     .option('--labels <list>', 'head labels, comma-separated')
@@ -55,25 +60,28 @@ export function registerModuleCommands(program: Command): void {
     .option('--task <name>', 'task name for the manifest')
     .option('--seed <n>', 'random seed', '0')
     .action(async (f: InitFlags) => {
-      if (!['bottleneck', 'lora', 'fusion'].includes(f.kind)) throw new RangeError(`'--kind' must be bottleneck, lora or fusion, got '${f.kind}' (diffs come from training)`);
+      const kind = INIT_KINDS.find((k) => k === f.kind);
+      if (!kind) throw usage(`'--kind' must be one of ${INIT_KINDS.join(', ')}, got '${f.kind}' (diffs come from training)`);
       const base = await loadBase(f.base);
       const config: Record<string, unknown> = {};
-      if (f.kind === 'bottleneck') {
+      if (kind === 'bottleneck') {
         config.preset = f.preset;
         if (f.reductionFactor) config.reduction_factor = num('reduction-factor', f.reductionFactor);
-      } else if (f.kind === 'lora') {
+      } else if (kind === 'lora') {
         if (f.r) config.r = num('r', f.r);
         if (f.alpha) config.lora_alpha = num('alpha', f.alpha);
         if (f.targets) config.target_modules = f.targets.split(',').map((s) => s.trim());
+      } else if (kind === 'ia3') {
+        if (f.targets) config.target_modules = f.targets.split(',').map((s) => s.trim());
       } else {
-        if (!f.adapters) throw new RangeError("'--adapters' is required for a fusion module");
+        if (!f.adapters) throw usage("'--adapters' is required for a fusion module");
         config.adapters = f.adapters.split(',').map((s) => s.trim());
       }
       const headTypes = ['classification', 'token_classification', 'masked_lm'];
-      if (f.head && !headTypes.includes(f.head)) throw new RangeError(`'--head' must be one of ${headTypes.join(', ')}, got '${f.head}'`);
+      if (f.head && !headTypes.includes(f.head)) throw usage(`'--head' must be one of ${headTypes.join(', ')}, got '${f.head}'`);
       const labels = f.labels ? f.labels.split(',').map((s) => s.trim()) : undefined;
       const m = initModule(base, {
-        kind: f.kind as 'bottleneck' | 'lora' | 'fusion',
+        kind,
         id: f.id,
         version: f.version,
         config,

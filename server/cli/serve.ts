@@ -17,6 +17,7 @@ import { createTinyBase } from '../model/tiny';
 import { Engine } from '../runtime/engine';
 import { InferenceService } from '../runtime/inference';
 import type { Device } from '../runtime/session';
+import { usage } from './errors';
 
 export interface ServeOptions {
   data: string;
@@ -61,6 +62,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     maxQueueRows: o.queueRows,
     maxQueueTokens: o.queueTokens,
     defaultTimeoutMs: o.timeoutMs,
+    requireWarmUp: true,
     metrics,
   });
   const auth = { anonymousRead: o.anonymousRead };
@@ -75,6 +77,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
       { path: '/v1', router },
       { path: '/', router: readinessRouter({ service, registryOpen: () => registryOpen() }) },
     ],
+    inference: service,
     allowUnknownBases: o.allowUnknownBases,
   });
   registryOpen = () => hub.registry.isOpen;
@@ -119,7 +122,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
 function int(name: string) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new TypeError(`'--${name}' must be a non-negative integer, got '${v}'`);
+    if (!Number.isInteger(n) || n < 0) throw usage(`'--${name}' must be a non-negative integer, got '${v}'`);
     return n;
   };
 }
@@ -144,7 +147,7 @@ export function registerServeCommand(program: Command): void {
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
     .action(async (o: ServeOptions) => {
-      if (o.device !== 'cpu' && o.device !== 'cuda') throw new RangeError(`'--device' must be cpu or cuda, got '${o.device}'`);
+      if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
       const { stop } = await serve({ ...o, waitForWarmUp: false });
       const shutdown = () => {
         void stop().then(

@@ -1,6 +1,7 @@
 /**
- * The express app factory. `createApp(deps)` wires the hub API (/v1), the HF-compatible read paths, /healthz,
- * /metrics, /openapi.json, any extra routers (the engine's inference routes), and ONE final error handler.
+ * The express app factory. `createApp(deps)` wires the request id, the hub API (/v1), the HF-compatible read
+ * paths, /healthz, /metrics, /openapi.json (generated from the docs of every router it mounts), any extra routers
+ * (the engine's inference routes), and ONE final error handler.
  * `createHubServer(options)` opens the registry in a data dir and returns the app plus a close function — what
  * the `serve` command needs.
  * Example:
@@ -12,11 +13,14 @@ import pino, { type Logger } from 'pino';
 import client from 'prom-client';
 import { openRegistry, type OpenRegistryOptions, type Registry } from '../../modules-store';
 import { authenticate, type AuthConfig } from './auth';
-import { errorHandler, notFound } from './errors';
+import { HealthSchema, type Health } from '../../client-sdk/wire';
+import { errorHandler, notFound, requestId } from './errors';
 import { hfRouter } from './hf-routes';
 import { hubRouter } from './hub-routes';
 import { httpMetrics } from './metrics';
-import { openapi } from './openapi';
+import { buildOpenApi, type RouteDoc, type RouterDocs } from './openapi';
+import { webRouter } from './web';
+import type { InferenceService } from '../runtime/inference';
 
 export interface AppDeps {
   registry: Registry;
@@ -26,9 +30,18 @@ export interface AppDeps {
   logger?: Logger;
   /** Prometheus registry served at /metrics (default: a fresh one with Node default metrics). */
   metrics?: client.Registry;
-  /** Extra routers mounted after the hub's routes, before the 404 and error handlers. */
-  routers?: Array<{ path: string; router: Router }>;
+  /** Extra routers mounted after the hub's routes, before the 404 and error handlers (documented when they carry `docs`). */
+  routers?: Array<{ path: string; router: Router & { docs?: RouterDocs } }>;
+  /** The inference service, when this server runs the engine (the web pages' "Try it" and base panel). */
+  inference?: InferenceService;
 }
+
+/** The app's own routes, for /openapi.json. */
+const SERVICE_ROUTE_DOCS: RouteDoc[] = [
+  { method: 'get', path: '/healthz', summary: 'Liveness', access: 'public', responses: { '200': { description: 'ok', schema: HealthSchema } } },
+  { method: 'get', path: '/metrics', summary: 'Prometheus metrics', access: 'public', responses: { '200': { description: 'text exposition format', bytes: 'text/plain' } } },
+  { method: 'get', path: '/openapi.json', summary: 'This document (OpenAPI 3.1)', access: 'public', responses: { '200': { description: 'OpenAPI 3.1', bytes: 'application/json' } } },
+];
 
 export function createApp(deps: AppDeps): Express {
   const logger = deps.logger ?? pino({ name: 'modhub' });
@@ -42,24 +55,38 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.set('etag', false); // downloads set their own strong ETags
+  app.use(requestId());
   app.use(httpMetrics(metrics));
 
   app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    const answer: Health = { status: 'ok' };
+    res.json(answer);
   });
   const promRegistry = metrics;
   app.get('/metrics', async (_req, res) => {
     res.setHeader('Content-Type', promRegistry.contentType);
     res.send(await promRegistry.metrics());
   });
+  const hub = hubRouter({ registry: deps.registry, auth, logger });
+  const hf = hfRouter({ registry: deps.registry, auth, logger });
+  const extra = deps.routers ?? [];
+  for (const x of extra) if (!x.router.docs) logger.warn({ path: x.path }, 'a router without docs is mounted: its routes are missing from /openapi.json (see documented())');
+  let openapi: unknown = null; // built on first request: the routers are all known by then
   app.get('/openapi.json', (_req, res) => {
+    openapi ??= buildOpenApi([
+      { prefix: '', docs: { routes: SERVICE_ROUTE_DOCS } },
+      { prefix: '/v1', docs: hub.docs },
+      ...extra.filter((x) => x.router.docs).map((x) => ({ prefix: x.path.replace(/\/$/, ''), docs: x.router.docs! })),
+      { prefix: '', docs: hf.docs },
+    ]);
     res.json(openapi);
   });
 
   app.use(authenticate(deps.registry));
-  app.use('/v1', hubRouter({ registry: deps.registry, auth, logger }));
-  for (const { path, router } of deps.routers ?? []) app.use(path, router);
-  app.use(hfRouter({ registry: deps.registry, auth, logger }));
+  app.use('/v1', hub);
+  for (const { path, router } of extra) app.use(path, router);
+  app.use(hf);
+  app.use(webRouter({ registry: deps.registry, auth, logger, inference: deps.inference }));
 
   app.use((req) => {
     throw notFound('ROUTE_NOT_FOUND', `no route for ${req.method} ${req.path}; see /openapi.json`);
@@ -75,8 +102,8 @@ export interface HubServerOptions extends Omit<OpenRegistryOptions, 'dataDir'>, 
 
 /** Opens the registry in `dataDir` (sweeping leftovers of a crash) and builds the app around it. */
 export async function createHubServer(options: HubServerOptions): Promise<{ app: Express; registry: Registry; close: () => Promise<void> }> {
-  const { auth, logger, metrics, routers, ...regOpts } = options;
+  const { auth, logger, metrics, routers, inference, ...regOpts } = options;
   const registry = await openRegistry(regOpts);
-  const app = createApp({ registry, auth, logger, metrics, routers });
+  const app = createApp({ registry, auth, logger, metrics, routers, inference });
   return { app, registry, close: () => registry.close() };
 }

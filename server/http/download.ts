@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { archiveLayout, type ArchiveSegment, type FileRow, type Registry } from '../../modules-store';
-import { HttpError } from './errors';
+import { rangeNotSatisfiable } from './errors';
 
 export type Segment = ArchiveSegment<FileRow>;
 
@@ -42,13 +42,13 @@ export function parseRange(header: string | undefined, size: number): { start: n
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!m || (m[1] === '' && m[2] === '')) {
     if (/^bytes=.*,/.test(header)) return null; // multiple ranges: RFC 9110 allows answering with the whole body
-    throw new HttpError(416, 'RANGE_NOT_SATISFIABLE', `Range '${header}' is not a single 'bytes=start-end' range`, { 'Content-Range': `bytes */${size}` });
+    throw rangeNotSatisfiable(`Range '${header}' is not a single 'bytes=start-end' range`, size);
   }
   let start: number;
   let end: number;
   if (m[1] === '') {
     const suffix = Number(m[2]);
-    if (suffix === 0) throw new HttpError(416, 'RANGE_NOT_SATISFIABLE', 'a zero-length suffix range selects nothing', { 'Content-Range': `bytes */${size}` });
+    if (suffix === 0) throw rangeNotSatisfiable('a zero-length suffix range selects nothing', size);
     start = Math.max(0, size - suffix);
     end = size - 1;
   } else {
@@ -56,7 +56,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
     end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
   }
   if (start >= size || start > end) {
-    throw new HttpError(416, 'RANGE_NOT_SATISFIABLE', `Range '${header}' lies outside the ${size}-byte body`, { 'Content-Range': `bytes */${size}` });
+    throw rangeNotSatisfiable(`Range '${header}' lies outside the ${size}-byte body`, size);
   }
   return { start, end };
 }

@@ -9,18 +9,36 @@
  * Errors here use HF's body shape `{"error": "<message>", "code"}` (HF clients print `error` as the message).
  * Example: `downloadFile({ repo: 'lang/de', path: 'module.json', revision: '1.0.0', hubUrl: 'http://localhost:8080' })`.
  */
-import express, { type Request, type Router } from 'express';
+import express, { type Request } from 'express';
 import type { Logger } from 'pino';
-import { parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
+import { z } from 'zod';
+import { MODULE_KINDS, parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
 import { requireRead, type AuthConfig } from './auth';
 import { filePayload, sendPayload } from './download';
-import { badRequest, HttpError } from './errors';
-import { downloadCounter, qint, qstr } from './hub-routes';
+import { badRequest, httpError } from './errors';
+import { downloadCounter } from './hub-routes';
+import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
 
 export interface HfRouterDeps {
   registry: Registry;
   auth: AuthConfig;
   logger: Logger;
+}
+
+/** A string query parameter (first value), or undefined. Arrays and objects are refused. */
+function qstr(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw badRequest('INVALID_QUERY', `query parameter '${name}' must be given once, as a string`);
+  return v;
+}
+
+/** An integer query parameter within [min, max]. */
+function qint(req: Request, name: string, def: number, min: number, max: number): number {
+  const s = qstr(req, name);
+  if (s === undefined || s === '') return def;
+  if (!/^\d+$/.test(s) || Number(s) < min || Number(s) > max) throw badRequest('INVALID_QUERY', `query parameter '${name}' must be an integer from ${min} to ${max}, got '${s}'`);
+  return Number(s);
 }
 
 /** The HF "commit" of a version: the first 40 hex digits of its content digest. */
@@ -37,7 +55,7 @@ function p(req: Request, name: string): string {
 function hfError(e: unknown): never {
   if (e instanceof StoreError) {
     const xcode = e.code === 'MODULE_NOT_FOUND' ? 'RepoNotFound' : e.code === 'FILE_NOT_FOUND' ? 'EntryNotFound' : e.code === 'VERSION_NOT_FOUND' ? 'RevisionNotFound' : null;
-    if (xcode) throw new HttpError(404, e.code, e.message, { 'X-Error-Code': xcode, 'X-Error-Message': e.message.replace(/[^\x20-\x7e]/g, '?') });
+    if (xcode) throw httpError(e.code, e.message, { 'X-Error-Code': xcode, 'X-Error-Message': e.message.replace(/[^\x20-\x7e]/g, '?') });
   }
   throw e;
 }
@@ -53,7 +71,7 @@ async function resolveHf(registry: Registry, namespace: string, name: string, re
   return registry.resolve(`${namespace}/${name}@${rev}`);
 }
 
-export function hfRouter(deps: HfRouterDeps): Router {
+export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
   const { registry, logger } = deps;
   const r = express.Router();
   const hfShape: express.RequestHandler = (_req, res, next) => {
@@ -110,8 +128,8 @@ export function hfRouter(deps: HfRouterDeps): Router {
     const page = await registry.search({
       q: qstr(req, 'search'),
       namespace: qstr(req, 'author'),
-      kind: filter && ['bottleneck', 'lora', 'diff', 'fusion'].includes(filter) ? filter : undefined,
-      task: filter && !['bottleneck', 'lora', 'diff', 'fusion'].includes(filter) ? filter : undefined,
+      kind: filter && (MODULE_KINDS as string[]).includes(filter) ? filter : undefined,
+      task: filter && !(MODULE_KINDS as string[]).includes(filter) ? filter : undefined,
       sort: sort ? sortMap[sort] : 'downloads',
       limit,
       offset,
@@ -196,5 +214,58 @@ export function hfRouter(deps: HfRouterDeps): Router {
     r.get(`/:ns/:name/${kind}/:rev/*file`, ...read, file);
     r.head(`/:ns/:name/${kind}/:rev/*file`, ...read, file);
   }
-  return r;
+  return documented(r, { routes: HF_ROUTE_DOCS, schemas: HF_SCHEMAS });
 }
+
+// ---------------------------------------------------------------- documentation
+// These paths speak the HF Hub's own JSON (camelCase and all), which @huggingface/hub parses; the schemas name
+// the fields modhub fills and let the rest through.
+
+const HF_SCHEMAS = {
+  HfError: z.object({ error: z.string(), code: z.string() }).meta({ description: "the HF Hub's error shape; X-Error-Code carries RepoNotFound / EntryNotFound / RevisionNotFound" }),
+  HfModelList: z.array(z.looseObject({ id: z.string(), modelId: z.string(), author: z.string(), downloads: z.number(), lastModified: z.string(), tags: z.array(z.string()) })),
+  HfModelInfo: z.looseObject({
+    id: z.string(),
+    sha: z.string().meta({ description: 'the first 40 hex digits of the version digest' }),
+    siblings: z.array(z.looseObject({ rfilename: z.string(), size: z.number() })),
+    cardData: z.record(z.string(), z.unknown()),
+    tags: z.array(z.string()),
+    downloads: z.number(),
+  }),
+  HfTree: z.array(z.looseObject({ type: z.literal('file'), path: z.string(), oid: z.string(), size: z.number() })),
+  HfPathsInfoBody: z.object({ paths: z.union([z.array(z.string()), z.string()]), expand: z.union([z.boolean(), z.string()]).optional() }),
+};
+
+const HF_NOT_FOUND = ['INVALID_NAME', 'INVALID_REF', 'MODULE_NOT_FOUND', 'VERSION_NOT_FOUND', 'TAG_NOT_FOUND'] as const;
+const hf = (d: Omit<RouteDoc, 'access' | 'errorSchema'>): RouteDoc => ({ ...d, access: 'read', errorSchema: HF_SCHEMAS.HfError });
+const hfFile = (method: 'get' | 'head', kind: string): RouteDoc =>
+  hf({
+    method,
+    path: `/{ns}/{name}/${kind}/{rev}/{file}`,
+    summary: `HF-compatible file ${method === 'head' ? 'metadata' : 'download'} (${kind})`,
+    headers: { Range: 'a single byte range', 'If-None-Match': '304 when it matches the ETag' },
+    responses: {
+      '200': { description: 'file bytes', ...(method === 'get' ? { bytes: 'application/octet-stream' } : {}), headers: { ETag: 'sha256 of the file', 'X-Repo-Commit': 'the 40-hex commit' } },
+      '206': { description: 'part of it' },
+      '304': { description: 'not modified' },
+    },
+    errors: [...HF_NOT_FOUND, 'FILE_NOT_FOUND', 'RANGE_NOT_SATISFIABLE'],
+  });
+
+/** What the HF-compatible router serves (mounted at the root), for /openapi.json. */
+export const HF_ROUTE_DOCS: RouteDoc[] = [
+  hf({ method: 'get', path: '/api/models', summary: 'HF-compatible model list (search, author, filter, sort, limit, offset)', responses: { '200': { description: 'models; Link rel="next" pages', schema: HF_SCHEMAS.HfModelList } }, errors: ['INVALID_QUERY', 'INVALID_ARGUMENT'] }),
+  hf({ method: 'get', path: '/api/models/{ns}/{name}', summary: 'HF-compatible model info (latest)', responses: { '200': { description: 'HF model info', schema: HF_SCHEMAS.HfModelInfo } }, errors: [...HF_NOT_FOUND] }),
+  hf({ method: 'get', path: '/api/models/{ns}/{name}/revision/{rev}', summary: 'HF-compatible model info at a revision', responses: { '200': { description: 'HF model info', schema: HF_SCHEMAS.HfModelInfo } }, errors: [...HF_NOT_FOUND] }),
+  hf({ method: 'get', path: '/api/models/{ns}/{name}/tree/{rev}', summary: 'HF-compatible file list (packages are flat)', responses: { '200': { description: 'entries', schema: HF_SCHEMAS.HfTree } }, errors: [...HF_NOT_FOUND] }),
+  hf({ method: 'get', path: '/api/models/{ns}/{name}/tree/{rev}/{path}', summary: 'HF-compatible folder listing: always 404 (packages have no folders)', responses: {}, errors: [...HF_NOT_FOUND, 'FILE_NOT_FOUND'] }),
+  hf({
+    method: 'post',
+    path: '/api/models/{ns}/{name}/paths-info/{rev}',
+    summary: 'HF-compatible paths info (downloadFileToCacheDir)',
+    body: { 'application/json': HF_SCHEMAS.HfPathsInfoBody, 'application/x-www-form-urlencoded': HF_SCHEMAS.HfPathsInfoBody },
+    responses: { '200': { description: 'entries for the paths that exist', schema: HF_SCHEMAS.HfTree } },
+    errors: [...HF_NOT_FOUND, 'INVALID_BODY', 'INVALID_JSON'],
+  }),
+  ...['resolve', 'raw'].flatMap((kind) => [hfFile('get', kind), hfFile('head', kind)]),
+];

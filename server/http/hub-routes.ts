@@ -1,15 +1,21 @@
 /**
  * The hub's JSON API under /v1: upload (multipart or a raw tar / tar.gz body), search, module and version info,
- * downloads (archive and single files), tags, yank, delete, tokens and bases. Documented in openapi.ts.
+ * downloads (archive and single files), tags, yank, delete, tokens and bases. Bodies and queries are validated
+ * with the wire schemas (client-sdk/wire.ts) and answers built by the explicit row mappers in wire.ts; each route
+ * is described in HUB_ROUTE_DOCS below, from which /openapi.json is generated.
  * Example: `app.use('/v1', hubRouter({ registry, auth: { anonymousRead: true } }))`.
  */
-import express, { type Request, type Router } from 'express';
+import express, { type Request } from 'express';
 import multer from 'multer';
 import type { Logger } from 'pino';
-import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule, type Scope, type SearchSort } from '../../modules-store';
+import { z } from 'zod';
+import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
+import * as W from '../../client-sdk/wire';
 import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthConfig } from './auth';
 import { archivePayload, filePayload, sendPayload } from './download';
 import { badRequest, forbidden, notFound, unsupportedMediaType } from './errors';
+import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
+import { baseJson, fileJson, moduleInfoJson, moduleSummaryJson, parseBody, parseQuery, tokenJson, versionInfoJson } from './wire';
 
 export interface HubRouterDeps {
   registry: Registry;
@@ -18,24 +24,6 @@ export interface HubRouterDeps {
 }
 
 const RAW_TYPES = ['application/x-tar', 'application/tar', 'application/gzip', 'application/x-gzip', 'application/octet-stream'];
-const SORTS: readonly SearchSort[] = ['downloads', 'recent', 'name'];
-const SCOPES: readonly Scope[] = ['read', 'write', 'admin'];
-
-/** A string query parameter (first value), or undefined. Arrays and objects are refused. */
-export function qstr(req: Request, name: string): string | undefined {
-  const v = req.query[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw badRequest('INVALID_QUERY', `query parameter '${name}' must be given once, as a string`);
-  return v;
-}
-
-/** An integer query parameter within [min, max]. */
-export function qint(req: Request, name: string, def: number, min: number, max: number): number {
-  const s = qstr(req, name);
-  if (s === undefined || s === '') return def;
-  if (!/^\d+$/.test(s) || Number(s) < min || Number(s) > max) throw badRequest('INVALID_QUERY', `query parameter '${name}' must be an integer from ${min} to ${max}, got '${s}'`);
-  return Number(s);
-}
 
 function param(req: Request, name: string): string {
   const v = req.params[name];
@@ -65,7 +53,7 @@ export function downloadCounter(registry: Registry, logger: Logger, m: ResolvedM
   return () => void registry.recordDownload(m.namespace, m.name, m.version).catch((err: unknown) => logger.warn({ err }, 'could not count a download'));
 }
 
-export function hubRouter(deps: HubRouterDeps): Router {
+export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
   const { registry, logger } = deps;
   const r = express.Router();
   const read = requireRead(deps.auth);
@@ -121,30 +109,24 @@ export function hubRouter(deps: HubRouterDeps): Router {
         authorize: (m) => assertCanWrite(res, splitId(m.id).namespace),
       });
       logger.info({ id: result.id, version: result.version, digest: result.digest, size: result.size }, 'module published');
-      res.status(201).location(`/v1/modules/${result.id}/versions/${result.version}`).json({
-        id: result.id,
-        version: result.version,
-        digest: result.digest,
-        size: result.size,
-        files: result.files,
-      });
+      const answer: W.PublishResult = { id: result.id, version: result.version, digest: result.digest, size: result.size, files: result.files.map(fileJson) };
+      res.status(201).location(`/v1/modules/${result.id}/versions/${result.version}`).json(answer);
     },
   );
 
   // ---- search ----
   r.get('/modules', read, async (req, res) => {
-    const sort = qstr(req, 'sort') ?? 'downloads';
-    if (!SORTS.includes(sort as SearchSort)) throw badRequest('INVALID_QUERY', `sort must be one of ${SORTS.join(', ')}, got '${sort}'`);
+    const q = parseQuery(W.SearchQuerySchema, req);
     const page = await registry.search({
-      q: qstr(req, 'q'),
-      kind: qstr(req, 'kind'),
-      task: qstr(req, 'task'),
-      language: qstr(req, 'language'),
-      baseFingerprint: qstr(req, 'base'),
-      namespace: qstr(req, 'namespace'),
-      sort: sort as SearchSort,
-      limit: qint(req, 'limit', 20, 1, 100),
-      offset: qint(req, 'offset', 0, 0, 1e9),
+      q: q.q,
+      kind: q.kind,
+      task: q.task,
+      language: q.language,
+      baseFingerprint: q.base,
+      namespace: q.namespace,
+      sort: q.sort,
+      limit: q.limit,
+      offset: q.offset,
     });
     if (page.offset + page.items.length < page.total) {
       const next = new URLSearchParams(req.query as Record<string, string>);
@@ -152,13 +134,14 @@ export function hubRouter(deps: HubRouterDeps): Router {
       next.set('limit', String(page.limit));
       res.setHeader('Link', `</v1/modules?${next.toString()}>; rel="next"`);
     }
-    res.json(page);
+    const answer: W.SearchPage = { total: page.total, limit: page.limit, offset: page.offset, items: page.items.map(moduleSummaryJson) };
+    res.json(answer);
   });
 
   // ---- info ----
   r.get('/modules/:ns/:name', read, async (req, res) => {
     const { namespace, name } = moduleParams(req);
-    res.json(await registry.info(namespace, name));
+    res.json(moduleInfoJson(await registry.info(namespace, name)));
   });
 
   r.get('/modules/:ns/:name/versions/:rev', read, async (req, res) => {
@@ -166,7 +149,7 @@ export function hubRouter(deps: HubRouterDeps): Router {
     const m = await resolveRevision(registry, namespace, name, param(req, 'rev'));
     const v = (await registry.info(namespace, name)).versions.find((x) => x.version === m.version)!;
     res.setHeader('ETag', `"${m.digest.slice(7)}"`);
-    res.json({ id: m.id, ...v, manifest: m.manifest });
+    res.json(versionInfoJson(m.id, v, m.manifest));
   });
 
   // ---- downloads ----
@@ -192,29 +175,29 @@ export function hubRouter(deps: HubRouterDeps): Router {
   r.put('/modules/:ns/:name/tags/:tag', jsonBody, async (req, res) => {
     const { namespace, name } = moduleParams(req);
     assertCanWrite(res, namespace);
-    const version = (req.body as { version?: unknown } | undefined)?.version;
-    if (typeof version !== 'string') throw badRequest('INVALID_BODY', 'send {"version": "<exact version>"} as JSON');
+    const { version } = parseBody(W.SetTagBodySchema, req.body);
     await registry.setTag(namespace, name, param(req, 'tag'), version);
-    res.json({ tags: (await registry.info(namespace, name)).tags });
+    const answer: W.Tags = { tags: (await registry.info(namespace, name)).tags };
+    res.json(answer);
   });
 
   r.delete('/modules/:ns/:name/tags/:tag', async (req, res) => {
     const { namespace, name } = moduleParams(req);
     assertCanWrite(res, namespace);
     await registry.removeTag(namespace, name, param(req, 'tag'));
-    res.json({ tags: (await registry.info(namespace, name)).tags });
+    const answer: W.Tags = { tags: (await registry.info(namespace, name)).tags };
+    res.json(answer);
   });
 
   // ---- yank ----
   r.post('/modules/:ns/:name/versions/:rev/yank', jsonBody, async (req, res) => {
     const { namespace, name } = moduleParams(req);
     assertCanWrite(res, namespace);
-    const b = (req.body ?? {}) as { yanked?: unknown; reason?: unknown };
-    if (b.yanked !== undefined && typeof b.yanked !== 'boolean') throw badRequest('INVALID_BODY', "'yanked' must be true or false");
-    if (b.reason !== undefined && (typeof b.reason !== 'string' || b.reason.length > 1000)) throw badRequest('INVALID_BODY', "'reason' must be a string of at most 1000 characters");
+    const b = parseBody(W.YankBodySchema, req.body);
     const yanked = b.yanked ?? true;
-    await registry.yank(namespace, name, param(req, 'rev'), yanked, (b.reason as string | undefined) ?? null);
-    res.json({ id: `${namespace}/${name}`, version: param(req, 'rev'), yanked });
+    await registry.yank(namespace, name, param(req, 'rev'), yanked, b.reason ?? null);
+    const answer: W.YankResult = { id: `${namespace}/${name}`, version: param(req, 'rev'), yanked };
+    res.json(answer);
   });
 
   // ---- delete (admin) ----
@@ -232,18 +215,15 @@ export function hubRouter(deps: HubRouterDeps): Router {
 
   // ---- tokens (admin) ----
   r.post('/tokens', requireScope('admin'), jsonBody, async (req, res) => {
-    const b = (req.body ?? {}) as { scopes?: unknown; namespace?: unknown; description?: unknown };
-    if (!Array.isArray(b.scopes) || !b.scopes.every((s) => SCOPES.includes(s as Scope))) {
-      throw badRequest('INVALID_BODY', `'scopes' must be a non-empty array of ${SCOPES.join(', ')}`);
-    }
-    if (b.namespace !== undefined && b.namespace !== null && typeof b.namespace !== 'string') throw badRequest('INVALID_BODY', "'namespace' must be a string or null");
-    if (b.description !== undefined && typeof b.description !== 'string') throw badRequest('INVALID_BODY', "'description' must be a string");
-    const t = await registry.createToken({ scopes: b.scopes as Scope[], namespace: (b.namespace as string | null | undefined) ?? null, description: b.description as string | undefined });
-    res.status(201).json({ token: t.token, ...t.info });
+    const b = parseBody(W.CreateTokenBodySchema, req.body);
+    const t = await registry.createToken({ scopes: b.scopes, namespace: b.namespace ?? null, description: b.description });
+    const answer: W.CreatedToken = { ...tokenJson(t.info), token: t.token };
+    res.status(201).json(answer);
   });
 
   r.get('/tokens', requireScope('admin'), async (_req, res) => {
-    res.json({ tokens: await registry.listTokens() });
+    const answer: W.TokenList = { tokens: (await registry.listTokens()).map(tokenJson) };
+    res.json(answer);
   });
 
   r.delete('/tokens/:id', requireScope('admin'), async (req, res) => {
@@ -253,27 +233,106 @@ export function hubRouter(deps: HubRouterDeps): Router {
 
   // ---- bases ----
   r.get('/bases', read, async (_req, res) => {
-    res.json({ bases: await registry.listBases() });
+    const answer: W.BaseList = { bases: (await registry.listBases()).map(baseJson) };
+    res.json(answer);
   });
 
   r.post('/bases', requireScope('admin'), jsonBody, async (req, res) => {
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    for (const k of ['fingerprint', 'family']) if (typeof b[k] !== 'string') throw badRequest('INVALID_BODY', `'${k}' must be a string`);
-    for (const k of ['hidden_size', 'num_layers', 'vocab_size']) if (typeof b[k] !== 'number') throw badRequest('INVALID_BODY', `'${k}' must be a number`);
-    const row = await registry.registerBase({
-      fingerprint: b.fingerprint as string,
-      family: b.family as string,
-      hidden_size: b.hidden_size as number,
-      num_layers: b.num_layers as number,
-      vocab_size: b.vocab_size as number,
-      description: typeof b.description === 'string' ? b.description : undefined,
-    });
-    res.status(201).json(row);
+    const b = parseBody(W.RegisterBaseBodySchema, req.body);
+    res.status(201).json(baseJson(await registry.registerBase(b)));
   });
 
   r.get('/whoami', (_req, res) => {
-    res.json({ token: authOf(res).token });
+    const { token } = authOf(res);
+    const answer: W.Whoami = { token: token ? tokenJson(token) : null };
+    res.json(answer);
   });
 
-  return r;
+  return documented(r, { routes: HUB_ROUTE_DOCS, schemas: { ArchiveBytes: ARCHIVE_BYTES } });
 }
+
+/** A raw upload body: the package as tar or tar.gz bytes. */
+const ARCHIVE_BYTES = z.string().meta({ format: 'binary', description: 'the package as a tar or tar.gz archive' });
+const NAME_ERRORS = ['INVALID_NAME', 'MODULE_NOT_FOUND'] as const;
+const REV_ERRORS = [...NAME_ERRORS, 'INVALID_REF', 'VERSION_NOT_FOUND', 'TAG_NOT_FOUND'] as const;
+const BODY_ERRORS = ['INVALID_JSON', 'INVALID_BODY', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'] as const;
+const DOWNLOAD_HEADERS = { Range: 'a single byte range, e.g. bytes=0-1023 (206 with Content-Range; 416 outside)', 'If-None-Match': '304 when it matches the ETag', 'If-Range': 'serve the range only while the ETag still matches' };
+const BYTES_HEADERS = { ETag: 'strong ETag: the sha256 of the file, or of the version for archives', 'Accept-Ranges': 'bytes', 'X-Module-Version': 'the resolved version', 'X-Module-Digest': 'the version digest' };
+
+/** What the hub serves under /v1, for /openapi.json. */
+export const HUB_ROUTE_DOCS: RouteDoc[] = [
+  {
+    method: 'post',
+    path: '/modules',
+    summary: 'Publish a module version',
+    description: `multipart/form-data (one 'archive' file, or module.json + weights.safetensors + README.md, with optional sha256 fields) or a raw ${RAW_TYPES.join(' / ')} body (X-Content-Sha256 checked when sent; ?allow_unknown_base=true for admins).`,
+    access: 'write',
+    body: { 'multipart/form-data': W.PublishFormSchema, ...Object.fromEntries(RAW_TYPES.map((t) => [t, ARCHIVE_BYTES])) },
+    headers: { 'X-Content-Sha256': 'sha256 hex of a raw body, checked' },
+    responses: { '201': { description: 'published', schema: W.PublishResultSchema, headers: { Location: 'the new version' } } },
+    errors: ['INVALID_MULTIPART', 'UNEXPECTED_FIELD', 'DIGEST_MISMATCH', 'INVALID_ARGUMENT', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'VERSION_EXISTS', 'INVALID_MANIFEST', 'INVALID_PACKAGE', 'INVALID_ARCHIVE', 'INVALID_WEIGHTS', 'UNSUPPORTED_FORMAT_VERSION', 'UNKNOWN_BASE', 'BASE_MISMATCH'],
+  },
+  {
+    method: 'get',
+    path: '/modules',
+    summary: 'Search modules',
+    access: 'read',
+    query: W.SearchQuerySchema,
+    responses: { '200': { description: 'one page; a Link header (rel="next") points at the next', schema: W.SearchPageSchema, headers: { Link: 'next page' } } },
+    errors: ['INVALID_QUERY', 'INVALID_ARGUMENT'],
+  },
+  { method: 'get', path: '/modules/{ns}/{name}', summary: 'A module with its versions and tags', access: 'read', responses: { '200': { description: 'module', schema: W.ModuleInfoSchema } }, errors: [...NAME_ERRORS] },
+  {
+    method: 'get',
+    path: '/modules/{ns}/{name}/versions/{rev}',
+    summary: 'One version (exact or by tag) with its manifest',
+    access: 'read',
+    responses: { '200': { description: 'version', schema: W.VersionInfoSchema, headers: { ETag: 'the version digest' } } },
+    errors: [...REV_ERRORS],
+  },
+  {
+    method: 'get',
+    path: '/modules/{ns}/{name}/versions/{rev}/archive',
+    summary: "The version's files as an uncompressed tar",
+    access: 'read',
+    headers: DOWNLOAD_HEADERS,
+    responses: { '200': { description: 'tar', bytes: 'application/x-tar', headers: BYTES_HEADERS }, '206': { description: 'part of it', bytes: 'application/x-tar' }, '304': { description: 'not modified' } },
+    errors: [...REV_ERRORS, 'RANGE_NOT_SATISFIABLE'],
+  },
+  {
+    method: 'get',
+    path: '/modules/{ns}/{name}/versions/{rev}/files/{file}',
+    summary: 'One file of a version',
+    access: 'read',
+    headers: DOWNLOAD_HEADERS,
+    responses: { '200': { description: 'file bytes', bytes: 'application/octet-stream', headers: BYTES_HEADERS }, '206': { description: 'part of it', bytes: 'application/octet-stream' }, '304': { description: 'not modified' } },
+    errors: [...REV_ERRORS, 'FILE_NOT_FOUND', 'RANGE_NOT_SATISFIABLE'],
+  },
+  {
+    method: 'put',
+    path: '/modules/{ns}/{name}/tags/{tag}',
+    summary: 'Point a tag at a version',
+    access: 'write',
+    body: { 'application/json': W.SetTagBodySchema },
+    responses: { '200': { description: "the module's tags", schema: W.TagsSchema } },
+    errors: [...NAME_ERRORS, ...BODY_ERRORS, 'VERSION_NOT_FOUND'],
+  },
+  { method: 'delete', path: '/modules/{ns}/{name}/tags/{tag}', summary: 'Remove a tag', access: 'write', responses: { '200': { description: "the module's tags", schema: W.TagsSchema } }, errors: [...NAME_ERRORS, 'TAG_NOT_FOUND'] },
+  {
+    method: 'post',
+    path: '/modules/{ns}/{name}/versions/{rev}/yank',
+    summary: 'Yank a version (hidden from tags and latest, still downloadable by exact version), or restore it',
+    access: 'write',
+    body: { 'application/json': W.YankBodySchema },
+    responses: { '200': { description: 'new state', schema: W.YankResultSchema } },
+    errors: [...NAME_ERRORS, ...BODY_ERRORS, 'VERSION_NOT_FOUND'],
+  },
+  { method: 'delete', path: '/modules/{ns}/{name}/versions/{rev}', summary: 'Delete a version', access: 'admin', responses: { '204': { description: 'deleted' } }, errors: [...NAME_ERRORS, 'VERSION_NOT_FOUND'] },
+  { method: 'delete', path: '/modules/{ns}/{name}', summary: 'Delete a module and all its versions', access: 'admin', responses: { '204': { description: 'deleted' } }, errors: [...NAME_ERRORS] },
+  { method: 'post', path: '/tokens', summary: 'Create a token (the secret is shown once)', access: 'admin', body: { 'application/json': W.CreateTokenBodySchema }, responses: { '201': { description: 'created', schema: W.CreatedTokenSchema } }, errors: [...BODY_ERRORS, 'INVALID_ARGUMENT', 'INVALID_NAME'] },
+  { method: 'get', path: '/tokens', summary: 'List tokens (never their secrets)', access: 'admin', responses: { '200': { description: 'tokens', schema: W.TokenListSchema } } },
+  { method: 'delete', path: '/tokens/{id}', summary: 'Revoke a token', access: 'admin', responses: { '204': { description: 'revoked' } }, errors: ['TOKEN_NOT_FOUND'] },
+  { method: 'get', path: '/bases', summary: 'Registered bases modules may be published against', access: 'read', responses: { '200': { description: 'bases', schema: W.BaseListSchema } } },
+  { method: 'post', path: '/bases', summary: 'Register (or update) a base', access: 'admin', body: { 'application/json': W.RegisterBaseBodySchema }, responses: { '201': { description: 'registered', schema: W.BaseInfoSchema } }, errors: [...BODY_ERRORS, 'INVALID_ARGUMENT'] },
+  { method: 'get', path: '/whoami', summary: 'The token of this request (null when anonymous)', access: 'public', responses: { '200': { description: 'token', schema: W.WhoamiSchema } }, errors: ['UNAUTHORIZED'] },
+];

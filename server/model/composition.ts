@@ -5,7 +5,7 @@
  * `parseComposition` validates the JSON shape; `planComposition` turns a tree whose leaves are loaded modules
  * into one `RowPlan` per output branch (parallel gives several), which is what the engine batches.
  */
-import { ModuleError, type AdapterModule, type DiffModule, type EngineModule, type FusionModule, type HeadWeights, type LoraModule, type AdapterSiteWeights } from './modules';
+import { ModuleError, type AdapterModule, type DiffModule, type EngineModule, type FusionModule, type HeadWeights, type Ia3Module, type LoraModule, type AdapterSiteWeights } from './modules';
 import { SITES, type Site } from './encoder-graph';
 
 export type Composition =
@@ -93,6 +93,8 @@ export interface RowPlan {
   adapters: AdapterModule[];
   fuse: { adapters: AdapterModule[]; fusion: FusionModule } | null;
   loras: LoraModule[];
+  /** IA³ modules in stack order; several multiply their scaling vectors. */
+  ia3s: Ia3Module[];
   invertible: AdapterModule | null;
   /** The composition's head: its prediction head (classification, token classification), else its masked-LM head. */
   head: PlanHead | null;
@@ -106,7 +108,7 @@ export interface PlanHead {
   weights: HeadWeights;
 }
 
-export const EMPTY_PLAN: RowPlan = { key: '', diffs: [], adapters: [], fuse: null, loras: [], invertible: null, head: null, mlmHead: null };
+export const EMPTY_PLAN: RowPlan = { key: '', diffs: [], adapters: [], fuse: null, loras: [], ia3s: [], invertible: null, head: null, mlmHead: null };
 
 /** Options of planComposition. */
 export interface PlanOptions {
@@ -160,12 +162,13 @@ interface PlanParts {
   adapters: AdapterModule[];
   fuse: { adapters: AdapterModule[]; fusion: FusionModule } | null;
   loras: LoraModule[];
+  ia3s: Ia3Module[];
   heads: PlanHead[];
   keys: string[];
 }
 
 function empty(): PlanParts {
-  return { diffs: [], adapters: [], fuse: null, loras: [], heads: [], keys: [] };
+  return { diffs: [], adapters: [], fuse: null, loras: [], ia3s: [], heads: [], keys: [] };
 }
 
 function build(c: Composition, lookup: (ref: string) => EngineModule, path: string): PlanParts {
@@ -184,6 +187,9 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
       case 'diff':
         p.diffs.push(m);
         break;
+      case 'ia3':
+        p.ia3s.push(m);
+        break;
       case 'fusion':
         throw bad(path, `${describe(m)} is an AdapterFusion module: use {"fuse": [adapters...], "fusion": "${m.manifest.id}"}`);
     }
@@ -195,10 +201,12 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
     kids.forEach((k, i) => {
       const sub = build(k, lookup, `${path}.${kind}[${i}]`);
       if (kind === 'sum' && sub.adapters.length) throw bad(`${path}.sum[${i}]`, `sum adds parameter differences (diff, lora); ${describe(sub.adapters[0])} is a bottleneck adapter: use stack or average`);
+      if (kind === 'sum' && sub.ia3s.length) throw bad(`${path}.sum[${i}]`, `sum adds parameter differences (diff, lora); ${describe(sub.ia3s[0])} is an IA³ module, which scales activations: put it in a stack (several IA³ modules in a stack multiply)`);
       if (p.fuse && (sub.adapters.length || sub.fuse)) throw bad(`${path}.${kind}[${i}]`, 'a fuse block must come last in a stack');
       p.diffs.push(...sub.diffs);
       p.adapters.push(...sub.adapters);
       p.loras.push(...sub.loras);
+      p.ia3s.push(...sub.ia3s);
       p.heads.push(...sub.heads);
       p.keys.push(`${kind}:${sub.keys.join(',')}`);
       if (sub.fuse) p.fuse = sub.fuse;
@@ -225,8 +233,10 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
     const p2 = empty();
     p2.fuse = { adapters, fusion };
     p2.keys.push(`fuse:${fusion.key}:${adapters.map((a) => a.key).join(',')}`);
-    for (const a of adapters) if (a.head) p2.heads.push({ key: a.key, weights: a.head });
+    // The fused output is what the fusion module's head was trained on: with one, the fused adapters' own heads
+    // (their single tasks' heads) are not candidates for this output; without one, theirs compete as usual.
     if (fusion.head) p2.heads.push({ key: fusion.key, weights: fusion.head });
+    else for (const a of adapters) if (a.head) p2.heads.push({ key: a.key, weights: a.head });
     return p2;
   }
   if ('average' in c) return average(c, lookup, path);
@@ -251,7 +261,7 @@ function finish(p: PlanParts, chosen: string | null, path: string): RowPlan {
   const prediction = pick(distinct.filter((h) => !isMlm(h)), 'prediction');
   const head = prediction ?? mlmHead;
   const key = p.keys.join('|') + (chosen && distinct.length > 1 ? `|head:${chosen}` : '');
-  return { key, diffs: p.diffs, adapters: p.adapters, fuse: p.fuse, loras: p.loras, invertible, head, mlmHead };
+  return { key, diffs: p.diffs, adapters: p.adapters, fuse: p.fuse, loras: p.loras, ia3s: p.ia3s, invertible, head, mlmHead };
 }
 
 /**

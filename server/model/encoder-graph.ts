@@ -12,21 +12,15 @@
  */
 import type { BaseConfig } from './config';
 import { GraphBuilder, unknownDim, type Value } from './graph/builder';
+import { ia3Scales, type Ia3Target } from '../../modules-store/kinds/ia3';
 
-export const SITES = ['attention', 'output'] as const;
-export type Site = (typeof SITES)[number];
-export const LORA_TARGETS = ['query', 'key', 'value', 'attn_output', 'ffn_in', 'ffn_out'] as const;
-export type LoraTarget = (typeof LORA_TARGETS)[number];
-export const ACTIVATIONS = ['relu', 'gelu', 'swish', 'tanh'] as const;
-export type Activation = (typeof ACTIVATIONS)[number];
-
-/**
- * Per-row switches of one adapter slot; each is 0/1 per (layer, slot, row). `parLast`: a parallel adapter that is
- * the row's last adapter at this layer and site, whose output gets the sub-layer output added back
- * (AdapterHub ParallelAdapter.post_forward).
- */
-export const ADAPTER_FLAGS = ['obf', 'resPost', 'resPostAdd', 'lnBefore', 'lnAfter', 'adResBeforeLn', 'parallel', 'parLast'] as const;
-export type AdapterFlag = (typeof ADAPTER_FLAGS)[number];
+// Sites, targets, activations and the per-slot adapter switches are defined by the module kinds.
+export { SITES, ACTIVATIONS, ADAPTER_FLAGS, type Site, type Activation, type AdapterFlag } from '../../modules-store/kinds/bottleneck';
+export { LORA_TARGETS, type LoraTarget } from '../../modules-store/kinds/lora';
+export { IA3_TARGETS, type Ia3Target } from '../../modules-store/kinds/ia3';
+import type { Activation, AdapterFlag, Site } from '../../modules-store/kinds/bottleneck';
+import { ACTIVATIONS } from '../../modules-store/kinds/bottleneck';
+import type { LoraTarget } from '../../modules-store/kinds/lora';
 /** 'off': 0 for every row (op omitted); 'on': 1 for every row (no mixing); 'mixed': fed per row. */
 export type FlagMode = 'off' | 'on' | 'mixed';
 
@@ -54,6 +48,10 @@ export interface Variant {
   lora: LoraTarget[];
   /** Every row uses the same LoRA set (one [in, R] / [R, out] pair per layer, no per-row gather). */
   loraUniform?: boolean;
+  /** Linear layers some row scales with IA³ (absent = none). */
+  ia3?: Ia3Target[];
+  /** Every row uses the same IA³ set (one product vector per layer fed directly, no per-row gather). */
+  ia3Uniform?: boolean;
   invertible: boolean;
   /** Every row uses the same invertible adapter (its weights fed directly, no per-row gathers). */
   invUniform?: boolean;
@@ -134,6 +132,10 @@ export const POOL = {
   /** Uniform batches feed each layer's (and slot's) entry directly, without pool + index gathers. */
   adapterSlot: (site: Site, part: string, l: number, s: number) => `ad.${site}.${part}@${l}.${s}`,
   loraLayer: (target: LoraTarget, part: 'A' | 'B', l: number) => `lora.${target}.${part}@${l}`,
+  /** IA³: per-row pool [L·P, 1, n] of scaling vectors (entry 0 = ones) and its row index [L, B]. */
+  ia3: (target: Ia3Target, part: 's' | 'idx') => `ia3.${target}.${part}`,
+  /** IA³, uniform batches: layer l's product vector [n]. */
+  ia3Layer: (target: Ia3Target, l: number) => `ia3.${target}.s@${l}`,
   inv: (part: string) => `inv.${part}`,
   fuse: (site: Site, part: string) => `fuse.${site}.${part}`,
   head: (part: string) => `head.${part}`,
@@ -201,11 +203,25 @@ class EncoderEmitter {
   }
 
   // ---- encoder layer ----------------------------------------------------------------------------------
-  private linear(x: Value, l: number, stem: string, target?: LoraTarget): Value {
+  /**
+   * A base Linear with its module terms: IA³ input scaling (ffn_out) before the product, LoRA's delta added,
+   * IA³ output scaling of the whole result (base + LoRA) last.
+   */
+  private linear(input: Value, l: number, stem: string, target?: LoraTarget): Value {
     const { g } = this;
+    const ia3 = target && this.v.ia3?.includes(target) ? ia3Scales(target) : null;
+    const x = ia3 === 'input' ? g.mul(input, this.ia3Scale(l, target!)) : input;
     let y = g.add(g.matmul(x, this.p.linearT(`layers.${l}.${stem}`)), this.p.tensor(`layers.${l}.${stem}.bias`));
     if (target && this.v.lora.includes(target)) y = g.add(y, this.loraDelta(x, l, target));
+    if (ia3 === 'output') y = g.mul(y, this.ia3Scale(l, target!));
     return y;
+  }
+
+  /** IA³ scaling vector of layer l at a target: [n] when uniform, else gathered per row [B, 1, n] (entry 0 = ones). */
+  private ia3Scale(l: number, target: Ia3Target): Value {
+    if (this.v.ia3Uniform) return this.poolInput(POOL.ia3Layer(target, l), ['?n']);
+    const pool = this.poolInput(POOL.ia3(target, 's'), ['LP', 1, '?n']);
+    return this.g.gather(pool, this.layerIndex(POOL.ia3(target, 'idx'), l));
   }
 
   /** Per-row LoRA: (x · A[idx]) · B[idx], scaling folded into B; pool entry 0 is zeros. */

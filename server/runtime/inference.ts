@@ -2,7 +2,8 @@
  * Inference service: texts + a composition in, predictions out. A request is planned and tokenised, admitted
  * into the queue (queue.ts: capacity in rows and tokens, deadlines, dropped when the client leaves), batched with
  * whatever else waits — compositions may differ, the engine serves mixed batches — and its rows' outputs become
- * predictions (outputs.ts). Lifecycle: not ready until `warmUp`, refuses new work once `drain` began.
+ * predictions (outputs.ts). Lifecycle: with `requireWarmUp` not ready until `warmUp`; refuses new work once `drain`
+ * began.
  * Example:
  *   const svc = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 5 });
  *   await svc.warmUp();
@@ -11,7 +12,7 @@
 import client from 'prom-client';
 import { EMPTY_PLAN, type RowPlan } from '../model/composition';
 import type { EncodedBatch } from '../model/tokenizer';
-import { ModuleError } from '../model/modules';
+import { CodedError } from '../../modules-store/errors';
 import type { Engine, RowOutput } from './engine';
 import { pool, softmax, tokenClassification, topIndices, type Aggregation, type Entity, type Pooling, type TokenLabel } from './outputs';
 import { BatchQueue, ClientGoneError, DeadlineError, type QueueJob, type QueueOptions } from './queue';
@@ -61,17 +62,19 @@ export interface InferResult {
 export interface BatcherOptions extends QueueOptions {
   /** Deadline of a request without `timeout_ms` (default 30000 ms). */
   defaultTimeoutMs?: number;
+  /** Answer 503 NOT_READY until `warmUp()` ran (what `modhub serve` does; default false: ready at once). */
+  requireWarmUp?: boolean;
   /** Prometheus registry for queue, batch and run metrics (optional). */
   metrics?: client.Registry;
 }
 
-/** The service cannot take work now: not warmed up yet, or draining for shutdown (HTTP 503). */
-export class UnavailableError extends Error {
+/** The service cannot take work now: not warmed up yet, or draining for shutdown (503 NOT_READY / SHUTTING_DOWN). */
+export class UnavailableError extends CodedError {
   constructor(
     readonly reason: 'starting' | 'draining',
     message: string,
   ) {
-    super(message);
+    super(reason === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', message);
     this.name = 'UnavailableError';
   }
 }
@@ -113,12 +116,13 @@ interface Job extends QueueJob {
 export class InferenceService {
   private readonly queue: BatchQueue<Job>;
   private readonly metrics: InferenceMetrics | null;
-  private state: 'starting' | 'ready' | 'draining' = 'starting';
+  private state: 'starting' | 'ready' | 'draining';
 
   constructor(
     readonly engine: Engine,
     private readonly opts: BatcherOptions = {},
   ) {
+    this.state = opts.requireWarmUp ? 'starting' : 'ready';
     this.metrics = opts.metrics ? inferenceMetrics(opts.metrics) : null;
     this.queue = new BatchQueue<Job>(opts, (jobs) => this.runJobs(jobs));
     this.queue.onBatch = (b) => {
@@ -176,7 +180,7 @@ export class InferenceService {
       throw new UnavailableError(this.state, this.state === 'starting' ? 'the server is starting (loading the base, warming up); retry shortly' : 'the server is shutting down and takes no new requests');
     }
     const task = req.task ?? 'auto';
-    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new ModuleError('INVALID_COMPOSITION', "'inputs' must be a non-empty array of {text, text_pair?}");
+    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new CodedError('INVALID_INPUT', "'inputs' must be a non-empty array of {text, text_pair?}");
     const timeoutMs = req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 30_000;
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(new DeadlineError(timeoutMs)), timeoutMs);
@@ -189,7 +193,11 @@ export class InferenceService {
       const texts = req.inputs.map((i) => i.text);
       const hasPairs = req.inputs.some((i) => i.text_pair !== undefined);
       if (hasPairs && !req.inputs.every((i) => typeof i.text_pair === 'string')) {
-        throw new ModuleError('INVALID_COMPOSITION', "either every input has a 'text_pair' or none does");
+        throw new CodedError('INVALID_INPUT', "either every input has a 'text_pair' or none does");
+      }
+      const minLength = tok.numSpecialTokens(hasPairs) + (hasPairs ? 2 : 1);
+      if (req.max_length !== undefined && !(Number.isInteger(req.max_length) && req.max_length >= minLength && req.max_length <= tok.defaultMaxLength)) {
+        throw new CodedError('INVALID_INPUT', `'max_length' must be an integer from ${minLength} to ${tok.defaultMaxLength} (this base's position table), got ${req.max_length}`);
       }
       const enc = await tok.encodeBatch(texts, hasPairs ? req.inputs.map((i) => i.text_pair!) : undefined, req.max_length ? { maxLength: req.max_length } : {});
       if (ctl.signal.aborted) throw ctl.signal.reason;
@@ -250,7 +258,7 @@ export class InferenceService {
           candidates: topIndices(probs, req.top_k ?? 5).map((id) => ({ token: tok.idToToken(id) ?? '', token_id: id, score: probs[id] })),
         });
       }
-      if (!masks.length) throw new ModuleError('INVALID_COMPOSITION', `fill_mask needs at least one '${tok.maskToken}' token in every input`);
+      if (!masks.length) throw new CodedError('INVALID_INPUT', `fill_mask needs at least one '${tok.maskToken}' token in every input`);
       return { type: 'fill_mask', masks };
     }
     if (task === 'auto' && h?.type === 'classification' && o.clsLogits) {
@@ -283,7 +291,7 @@ export class InferenceService {
 }
 
 function moduleKeys(p: RowPlan): string[] {
-  const keys = [...p.diffs, ...p.adapters, ...p.loras].map((m) => m.key);
+  const keys = [...p.diffs, ...p.adapters, ...p.loras, ...p.ia3s].map((m) => m.key);
   if (p.fuse) keys.push(...p.fuse.adapters.map((a) => a.key), p.fuse.fusion.key);
   return keys;
 }

@@ -6,10 +6,11 @@
  *   const p = tokenClassification(logits, numLabels, labels, row, { aggregation: 'simple' });
  */
 
-export type Aggregation = 'none' | 'simple' | 'first' | 'average' | 'max';
-export const AGGREGATIONS: readonly Aggregation[] = ['none', 'simple', 'first', 'average', 'max'];
-export type Pooling = 'cls' | 'mean' | 'max';
-export const POOLINGS: readonly Pooling[] = ['cls', 'mean', 'max'];
+import { AGGREGATIONS, POOLINGS } from '../../client-sdk/wire';
+
+export { AGGREGATIONS, POOLINGS };
+export type Aggregation = (typeof AGGREGATIONS)[number];
+export type Pooling = (typeof POOLINGS)[number];
 
 /** One token's label, as before grouping. */
 export interface TokenLabel {

@@ -3,8 +3,8 @@
  * base) and one entry per distinct module of the batch, rank- and label-padded, plus per-row indices into it,
  * or, when every row uses the same module, that module's tensors fed directly. Built once per distinct batch of
  * compositions and kept in a byte-bounded LRU (module versions are immutable); an evicted batch's shared feeds
- * leave the session worker too. Adapters and fusion: adapter-pools.ts; heads: head-pools.ts; LoRA and the
- * invertible adapter here.
+ * leave the session worker too. Adapters and fusion: adapter-pools.ts; heads: head-pools.ts; IA³: ia3-pools.ts;
+ * LoRA and the invertible adapter here.
  * Example:
  *   const pools = new BatchPools(base, (name, diffs) => diffWeights.effective(name, diffs), 'e0');
  *   Object.assign(feeds, pools.get(variant, plans));
@@ -15,6 +15,7 @@ import type { BaseConfig } from '../model/config';
 import type { RowPlan } from '../model/composition';
 import { ACTIVATIONS, POOL, SITES, variantKey, type LoraTarget, type Variant } from '../model/encoder-graph';
 import { adapterPools } from './adapter-pools';
+import { ia3Pools } from './ia3-pools';
 import type { DiffSet } from './diff-weights';
 import { BaseMlmHead, headPools } from './head-pools';
 import { Session, type HostTensor } from './session';
@@ -65,6 +66,7 @@ export class BatchPools {
       if (sv) Object.assign(pools, adapterPools(cfg, this.effective, site, sv, plans));
     }
     for (const t of v.lora) Object.assign(pools, loraPools(cfg, t, plans, v.loraUniform ?? false));
+    for (const t of v.ia3 ?? []) Object.assign(pools, ia3Pools(cfg, t, plans, v.ia3Uniform ?? false));
     if (v.invertible) Object.assign(pools, invertiblePools(cfg.hiddenSize, v, plans));
     Object.assign(pools, headPools(cfg, v, plans, this.mlmHead));
     return pools;

@@ -14,29 +14,31 @@
  *   q.reserve(rows, tokens); const p = q.push(job);
  */
 
-/** Refused at admission: the queue holds as many rows or tokens as it may (HTTP 429 with Retry-After). */
-export class QueueFullError extends Error {
+import { CodedError } from '../../modules-store/errors';
+
+/** Refused at admission: the queue holds as many rows or tokens as it may (429 QUEUE_FULL with Retry-After). */
+export class QueueFullError extends CodedError {
   constructor(
     message: string,
     readonly retryAfterSeconds: number,
   ) {
-    super(message);
+    super('QUEUE_FULL', message);
     this.name = 'QueueFullError';
   }
 }
 
-/** A request larger than the whole queue may hold: retrying cannot help (HTTP 413). */
-export class RequestTooLargeError extends Error {
+/** A request larger than the whole queue may hold: retrying cannot help (413 REQUEST_TOO_LARGE). */
+export class RequestTooLargeError extends CodedError {
   constructor(message: string) {
-    super(message);
+    super('REQUEST_TOO_LARGE', message);
     this.name = 'RequestTooLargeError';
   }
 }
 
-/** The request's deadline (`timeout_ms`) passed before its rows finished (HTTP 504). */
-export class DeadlineError extends Error {
+/** The request's deadline (`timeout_ms`) passed before its rows finished (504 DEADLINE_EXCEEDED). */
+export class DeadlineError extends CodedError {
   constructor(readonly timeoutMs: number) {
-    super(`the request did not finish within its deadline of ${timeoutMs} ms (timeout_ms); retry with a larger timeout_ms or fewer inputs`);
+    super('DEADLINE_EXCEEDED', `the request did not finish within its deadline of ${timeoutMs} ms (timeout_ms); retry with a larger timeout_ms or fewer inputs`);
     this.name = 'DeadlineError';
   }
 }

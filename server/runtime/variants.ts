@@ -7,7 +7,8 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type Variant } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type Variant } from '../model/encoder-graph';
+import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
 /** The graph variant a group of rows needs; `mlm` asks for masked-LM logits. */
@@ -38,10 +39,14 @@ export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean)
   const heads = plans.map((p) => p.head?.weights.config.type ?? null);
   const clsDense = plans.map((p) => (p.head?.weights.config.type === 'classification' ? (p.head.weights.clsDenseT ? 1 : 0) : null));
   const loraKeys = new Set(plans.map((p) => p.loras.map((m) => m.key).join('+')));
+  const ia3 = IA3_TARGETS.filter((t) => plans.some((p) => p.ia3s.some((m) => m.layers.some((ly) => ly[t]))));
+  const ia3Keys = new Set(plans.map((p) => p.ia3s.map((m) => m.key).join('*')));
   return {
     sites,
     lora,
     loraUniform: loraKeys.size === 1,
+    // absent unless some row scales with IA³, so the variants (and sessions) of other batches are unchanged
+    ...(ia3.length ? { ia3, ia3Uniform: ia3Keys.size === 1 } : {}),
     invertible: invSet.size > 0,
     invUniform: invSet.size > 0 && new Set(plans.map((p) => p.invertible?.key ?? null)).size === 1,
     invAct: invSet.size <= 1 ? ([...invSet][0] ?? 'relu') : 'mixed',
@@ -98,15 +103,10 @@ export function slotTable(numLayers: number, plans: RowPlan[], site: Site, slots
         }
         const present = a && (preOnly || a.layers[l][site]) ? a : null;
         row.push(present && !preOnly ? present : null);
-        const c = present?.config;
-        fr.obf.push(c ? +c.original_ln_before : null);
-        fr.resPost.push(c ? +(c.residual_before_ln === false) : 0);
-        fr.resPostAdd.push(c ? +(c.residual_before_ln === 'post_add') : 0);
-        fr.lnBefore.push(c && !preOnly ? +c.ln_before : null);
-        fr.lnAfter.push(c && !preOnly ? +c.ln_after : null);
-        fr.adResBeforeLn.push(c && !preOnly ? +c.adapter_residual_before_ln : 0);
-        fr.parallel.push(c && !preOnly ? +c.is_parallel : null);
-        fr.parLast.push(c && !preOnly && c.is_parallel ? +(s < slots && isLastAdapter(p, l, site, s)) : null);
+        // AdapterHub's switches of this slot, as the bottleneck descriptor derives them (the trainer uses the same);
+        // parLast: a parallel adapter that is the row's last adapter here (post_forward adds the sub-layer output)
+        const sw = adapterSwitches(present?.config ?? null, preOnly, s < slots && isLastAdapter(p, l, site, s));
+        for (const f of ADAPTER_FLAGS) fr[f].push(sw[f]);
         rsRow.push(present && !preOnly ? (present.residualScale ?? 1) : 1);
       }
       rs.push(rsRow);

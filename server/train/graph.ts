@@ -5,7 +5,8 @@
  *
  * The emitter reads modules from per-row pools; here each pool is assembled IN the graph from the module
  * tensors (transpose to [in, out], fold the scaling, pad the rank, stack per layer), so gradients reach the
- * module tensors directly. Frozen tensors become initializers, trainable ones graph inputs named
+ * module tensors directly. Tensor names, AdapterHub switches and which tensors train come from the kind
+ * descriptors (modules-store/kinds). Frozen tensors become initializers, trainable ones graph inputs named
  * `m{slot}:{tensor}` (module) or `base:{canonical}` (base).
  *
  * Shape letters: B rows, T tokens, D hidden, L layers, S stack slots, C labels, V vocab, R rank.
@@ -14,7 +15,7 @@
  *   const session = await Session.create(tg.bytes);
  */
 import type { Base } from '../model/base';
-import { ACTIVATIONS, ADAPTER_FLAGS, IO, POOL, SITES, buildEncoderGraph, type AdapterFlag, type FlagMode, type LoraTarget, type ParamProvider, type Site, type SiteVariant, type Variant, type Activation } from '../model/encoder-graph';
+import { ACTIVATIONS, ADAPTER_FLAGS, IO, POOL, SITES, buildEncoderGraph, type AdapterFlag, type FlagMode, type ParamProvider, type SiteVariant, type Variant, type Activation, type Ia3Target } from '../model/encoder-graph';
 import { GraphBuilder, type Value, type TensorInit } from '../model/graph/builder';
 import { gradients } from '../model/graph/autodiff';
 import { logSoftmax, gatherElements } from '../model/graph/vjp';
@@ -22,7 +23,25 @@ import { transpose } from '../model/modules';
 import type { Manifest } from '../../modules-store/manifest';
 import type { HostTensor } from '../runtime/session';
 import type { Tensor } from '../../modules-store/safetensors';
-import { resolveBottleneckConfig, bottleneckSize } from '../../modules-store/validate';
+import {
+  BN,
+  FUSE,
+  HEAD,
+  IA3,
+  LORA,
+  adapterSwitches,
+  bottleneckSize,
+  fusionSites,
+  ia3Shape,
+  kindOf,
+  loraScaling,
+  resolveBottleneckConfig,
+  targetDims,
+  trainableHead,
+  type FusionConfig,
+  type Ia3Config,
+  type LoraConfig,
+} from '../../modules-store/kinds';
 
 export type Objective = 'cls' | 'tok' | 'mlm';
 
@@ -35,7 +54,7 @@ export interface SlotModule {
 
 export interface TrainGraphSpec {
   base: Base;
-  /** Modules in stack order (bottleneck adapters stack; at most one LoRA module). */
+  /** Modules in stack order (bottleneck adapters stack; IA³ modules multiply; at most one LoRA module). */
   modules: SlotModule[];
   objective: Objective;
   /** Canonical base tensors to train (full FT, BitFit, LT-SFT); others are initializers. */
@@ -63,8 +82,6 @@ export interface TrainGraph {
   indexFeeds(B: number): Record<string, HostTensor>;
 }
 
-const LORA_HF: Record<LoraTarget, string> = { query: 'query', key: 'key', value: 'value', attn_output: 'attn_output', ffn_in: 'ffn_in', ffn_out: 'ffn_out' };
-
 function f32(t: Tensor): Float32Array {
   if (!(t.data instanceof Float32Array)) throw new TypeError(`tensor must be float32`);
   return t.data;
@@ -80,7 +97,10 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   const cfg = base.config;
   const D = cfg.hiddenSize;
   const L = cfg.numLayers;
+  const dims = { hidden: D, layers: L, vocab: cfg.vocabSize, ffn: cfg.intermediateSize };
   const trainableBase = new Set(spec.trainableBase ?? []);
+  // What each trainable module trains: its descriptor's trainable tensors and its head's (modules-store/kinds).
+  const trainableNames = spec.modules.map((m) => (m.trainable ? new Set([...kindOf(m.manifest.kind).trainable(m.manifest.config, dims), ...trainableHead(m.manifest.head, dims)]) : new Set<string>()));
 
   const adapters = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'bottleneck');
   const loras = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'lora');
@@ -92,7 +112,8 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   // slots 1..N the fused adapters; without, the slots are the stack.
   const slotAds = fusionMod ? [adapters[adapters.length - 1], ...adapters] : adapters;
   const adCfgs = slotAds.map((a) => resolveBottleneckConfig(a.manifest.config as never));
-  const fusionCfg = fusionMod?.manifest.config as { sites?: Site[]; dynamic?: boolean; temperature?: number } | undefined;
+  const ia3Mods = spec.modules.map((m, i) => ({ ...m, slot: i })).filter((m) => m.manifest.kind === 'ia3');
+  const fusionCfg = fusionMod?.manifest.config as FusionConfig | undefined;
   const headMod = [...spec.modules.map((m, i) => ({ ...m, slot: i }))].reverse().find((m) => m.manifest.head);
   const invIdx = adCfgs.findIndex((c) => c.inv_adapter === 'nice');
 
@@ -102,22 +123,19 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   for (const site of SITES) {
     const present = adCfgs.filter((c) => (site === 'attention' ? c.mh_adapter : c.output_adapter));
     if (!present.length) continue;
-    if (fusionMod && !(fusionCfg?.sites ?? ['output']).includes(site)) continue;
+    if (fusionMod && !fusionSites(fusionCfg!).includes(site)) continue;
     const c = adCfgs[adCfgs.length - 1];
-    // per-slot values of each AdapterHub switch; uniform → 'on'/'off', else 'mixed' with a fed [L, S, B] flag
-    const perSlot: Record<string, number[]> = {
-      obf: adCfgs.map((x) => +x.original_ln_before),
-      resPost: adCfgs.map((x) => +(x.residual_before_ln === false)),
-      resPostAdd: adCfgs.map((x) => +(x.residual_before_ln === 'post_add')),
-      lnBefore: adCfgs.map((x) => +x.ln_before),
-      lnAfter: adCfgs.map((x) => +x.ln_after),
-      adResBeforeLn: adCfgs.map((x) => +x.adapter_residual_before_ln),
-      parallel: adCfgs.map((x) => +x.is_parallel),
-      parLast: adCfgs.map((x, i) => +(x.is_parallel && i === adCfgs.length - 1)),
-    };
+    // Per-slot values of each AdapterHub switch (the bottleneck descriptor's adapterSwitches, as the engine uses);
+    // with fusion, slot 0 only runs the pre-step. Uniform → 'on'/'off', else 'mixed' with a fed [L, S, B] flag.
+    const switches = adCfgs.map((x, i) => adapterSwitches(x, !!fusionMod && i === 0, i === adCfgs.length - 1));
+    const perSlot: Record<string, (number | null)[]> = {};
+    for (const f of ADAPTER_FLAGS) perSlot[f] = switches.map((sw) => sw[f]);
     const acts = [...new Set(adCfgs.map((x) => x.non_linearity))];
     if (acts.length > 1) for (const a of ACTIVATIONS) perSlot[`act_${a}`] = adCfgs.map((x) => +(x.non_linearity === a));
-    const mode = (v: number[]) => (v.every((x) => x === 1) ? 'on' : v.every((x) => x === 0) ? 'off' : 'mixed') as FlagMode;
+    const mode = (v: (number | null)[]) => {
+      const set = new Set(v.filter((x) => x !== null));
+      return (set.size === 2 ? 'mixed' : set.has(1) ? 'on' : 'off') as FlagMode;
+    };
     const flags = {} as Record<AdapterFlag, FlagMode>;
     for (const f of ADAPTER_FLAGS) flags[f] = mode(perSlot[f]);
     const fedFlags = Object.keys(perSlot).filter((f) => f.startsWith('act_') || flags[f as AdapterFlag] === 'mixed');
@@ -127,7 +145,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
         for (const f of fedFlags) {
           const S = adCfgs.length;
           const data = new Float32Array(L * S * B);
-          for (let l = 0; l < L; l++) for (let s = 0; s < S; s++) data.fill(perSlot[f][s], (l * S + s) * B, (l * S + s + 1) * B);
+          for (let l = 0; l < L; l++) for (let s = 0; s < S; s++) data.fill(perSlot[f][s] ?? 0, (l * S + s) * B, (l * S + s + 1) * B);
           out[POOL.adapterFlag(site, f)] = { type: 'float32', dims: [L, S, B], data };
         }
         return out;
@@ -143,11 +161,13 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
     };
     sites[site] = sv;
   }
-  const loraCfg = loras[0]?.manifest.config as { r: number; lora_alpha?: number; target_modules: LoraTarget[] } | undefined;
+  const loraCfg = loras[0]?.manifest.config as LoraConfig | undefined;
+  const ia3Targets = [...new Set(ia3Mods.flatMap((m) => (m.manifest.config as Ia3Config).target_modules))] as Ia3Target[];
   const headCfg = headMod?.manifest.head ?? null;
   const variant: Variant = {
     sites,
-    lora: loraCfg ? [...loraCfg.target_modules] : [],
+    lora: loraCfg ? [...new Set(loraCfg.target_modules)] : [],
+    ...(ia3Targets.length ? { ia3: ia3Targets, ia3Uniform: true } : {}),
     invertible: invIdx >= 0,
     invAct: invIdx >= 0 ? (adCfgs[invIdx].non_linearity as Activation) : 'relu',
     heads: { cls: objective === 'cls', tok: objective === 'tok', mlm: objective === 'mlm' },
@@ -212,9 +232,9 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
     const m = spec.modules[slot];
     const t = m.tensors.get(name);
     if (!t) return null;
-    const dims = [...t.shape];
-    if (m.trainable) return { v: trainInput(g, `m${slot}:${name}`, dims), dims, data: f32(t) };
-    return { v: g.initializer(`m${slot}c:${name}`, { type: 'float32', dims, data: f32(t) }), dims, data: f32(t) };
+    const shape = [...t.shape];
+    if (trainableNames[slot].has(name)) return { v: trainInput(g, `m${slot}:${name}`, shape), dims: shape, data: f32(t) };
+    return { v: g.initializer(`m${slot}c:${name}`, { type: 'float32', dims: shape, data: f32(t) }), dims: shape, data: f32(t) };
   };
   type Entry = { v: Value | null; shape: number[] }; // v null = zeros
   /** Stacks entries [P, ...shape] (all the same shape). */
@@ -253,16 +273,15 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       for (let i = 0; i < S; i++) for (let l = 0; l < L; l++) entries.push({ v: fusionMod && i === 0 ? null : make(slotAds[i], i, l), shape });
       return stack(entries, shape);
     };
-    const p = (l: number) => `layers.${l}.${site}`;
     const sc = (i: number) => adCfgs[i].scaling;
     const rOf = (i: number, l: number) => bottleneckSize(adCfgs[i], D, l);
-    pools.set(POOL.adapter(site, 'down_w'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_down.weight`); return t && linT(t.v, rOf(i, l), D, R, 1); }, [D, R]));
-    pools.set(POOL.adapter(site, 'down_b'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_down.bias`); return t && vecPad(t.v, rOf(i, l), R); }, [1, R]));
-    pools.set(POOL.adapter(site, 'up_w'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_up.weight`); return t && linT(t.v, D, rOf(i, l), R, 0, sc(i)); }, [R, D]));
-    pools.set(POOL.adapter(site, 'up_b'), E((a, i, l) => { const t = modTensor(a.slot, `${p(l)}.adapter_up.bias`); return t && vecPad(t.v, D, D, sc(i)); }, [1, D]));
-    for (const [part, name, def] of [['lnb_g', 'ln_before.weight', 1], ['lnb_b', 'ln_before.bias', 0], ['lna_g', 'ln_after.weight', 1], ['lna_b', 'ln_after.bias', 0]] as const) {
+    pools.set(POOL.adapter(site, 'down_w'), E((a, i, l) => { const t = modTensor(a.slot, `${BN.down(l, site)}.weight`); return t && linT(t.v, rOf(i, l), D, R, 1); }, [D, R]));
+    pools.set(POOL.adapter(site, 'down_b'), E((a, i, l) => { const t = modTensor(a.slot, `${BN.down(l, site)}.bias`); return t && vecPad(t.v, rOf(i, l), R); }, [1, R]));
+    pools.set(POOL.adapter(site, 'up_w'), E((a, i, l) => { const t = modTensor(a.slot, `${BN.up(l, site)}.weight`); return t && linT(t.v, D, rOf(i, l), R, 0, sc(i)); }, [R, D]));
+    pools.set(POOL.adapter(site, 'up_b'), E((a, i, l) => { const t = modTensor(a.slot, `${BN.up(l, site)}.bias`); return t && vecPad(t.v, D, D, sc(i)); }, [1, D]));
+    for (const [part, ln, which, def] of [['lnb_g', BN.lnBefore, 'weight', 1], ['lnb_b', BN.lnBefore, 'bias', 0], ['lna_g', BN.lnAfter, 'weight', 1], ['lna_b', BN.lnAfter, 'bias', 0]] as const) {
       pools.set(POOL.adapter(site, part), E((a, _i, l) => {
-        const t = modTensor(a.slot, `${p(l)}.${name}`);
+        const t = modTensor(a.slot, `${ln(l, site)}.${which}`);
         if (t) return g.reshape(t.v, [1, D]);
         return def === 1 ? g.constFloat(new Array(D).fill(1), [1, D]) : null;
       }, [1, D]));
@@ -281,7 +300,8 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       const E = (part: string, shape: number[], bias: boolean) =>
         stack(
           Array.from({ length: L }, (_, l) => {
-            const t = modTensor(fs, `layers.${l}.${site}.${part}`);
+            const [lin, which] = part.split('.') as ['query' | 'key' | 'value', string];
+            const t = modTensor(fs, `${FUSE[lin](l, site)}.${which}`);
             return { v: t && (bias ? g.reshape(t.v, [1, D]) : g.transpose(t.v, [1, 0])), shape };
           }),
           shape,
@@ -308,15 +328,14 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
     const lm = loras[0];
     const c = loraCfg!;
     const R = c.r;
-    const scaling = (c.lora_alpha ?? R) / R;
+    const scaling = loraScaling(c);
     for (const target of variant.lora) {
-      const inDim = target === 'ffn_out' ? cfg.intermediateSize : D;
-      const outDim = target === 'ffn_in' ? cfg.intermediateSize : D;
+      const { inDim, outDim } = targetDims(target, dims);
       const A: Entry[] = [];
       const Bm: Entry[] = [];
       for (let l = 0; l < L; l++) {
-        const a = modTensor(lm.slot, `layers.${l}.${LORA_HF[target]}.lora_A`);
-        const b = modTensor(lm.slot, `layers.${l}.${LORA_HF[target]}.lora_B`);
+        const a = modTensor(lm.slot, LORA.A(l, target));
+        const b = modTensor(lm.slot, LORA.B(l, target));
         A.push({ v: a && linT(a.v, R, inDim, R, 1), shape: [inDim, R] });
         Bm.push({ v: b && linT(b.v, outDim, R, R, 0, scaling), shape: [R, outDim] });
       }
@@ -329,16 +348,30 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       });
     }
   }
+  // IA³: per layer the product of every IA³ module's vector (ones where none scales), fed as the uniform input.
+  for (const target of ia3Targets) {
+    const { n } = ia3Shape(target, dims);
+    for (let l = 0; l < L; l++) {
+      let v: Value | null = null;
+      for (const m of ia3Mods) {
+        const t = modTensor(m.slot, IA3.l(l, target));
+        if (!t) continue;
+        const flat = g.reshape(t.v, [n]);
+        v = v ? g.mul(v, flat) : flat;
+      }
+      pools.set(POOL.ia3Layer(target, l), v ?? g.constFloat(new Array(n).fill(1), [n]));
+    }
+  }
   if (invIdx >= 0) {
     const slot = adapters[invIdx].slot;
     const n = Math.floor(D / 2);
     for (const w of ['F', 'G'] as const) {
-      const dw = modTensor(slot, `invertible.${w}.down.weight`)!;
+      const dw = modTensor(slot, `${BN.inv(w, 'down')}.weight`)!;
       const m = dw.dims[0];
       pools.set(POOL.inv(`${w}.down_w`), stack([{ v: g.transpose(dw.v, [1, 0]), shape: [n, m] }], [n, m]));
-      pools.set(POOL.inv(`${w}.down_b`), stack([{ v: g.reshape(modTensor(slot, `invertible.${w}.down.bias`)!.v, [1, m]), shape: [1, m] }], [1, m]));
-      pools.set(POOL.inv(`${w}.up_w`), stack([{ v: g.transpose(modTensor(slot, `invertible.${w}.up.weight`)!.v, [1, 0]), shape: [m, D - n] }], [m, D - n]));
-      pools.set(POOL.inv(`${w}.up_b`), stack([{ v: g.reshape(modTensor(slot, `invertible.${w}.up.bias`)!.v, [1, D - n]), shape: [1, D - n] }], [1, D - n]));
+      pools.set(POOL.inv(`${w}.down_b`), stack([{ v: g.reshape(modTensor(slot, `${BN.inv(w, 'down')}.bias`)!.v, [1, m]), shape: [1, m] }], [1, m]));
+      pools.set(POOL.inv(`${w}.up_w`), stack([{ v: g.transpose(modTensor(slot, `${BN.inv(w, 'up')}.weight`)!.v, [1, 0]), shape: [m, D - n] }], [m, D - n]));
+      pools.set(POOL.inv(`${w}.up_b`), stack([{ v: g.reshape(modTensor(slot, `${BN.inv(w, 'up')}.bias`)!.v, [1, D - n]), shape: [1, D - n] }], [1, D - n]));
     }
     indexFeeds.push((B) => ({ [POOL.inv('idx')]: { type: 'int64', dims: [B], data: new BigInt64Array(B) } }));
   }
@@ -347,14 +380,14 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
   if (objective === 'cls' || objective === 'tok') {
     const hs = headMod!.slot;
     const C = headMod!.manifest.labels.length;
-    const outW = modTensor(hs, 'head.out_proj.weight')!;
-    const outB = modTensor(hs, 'head.out_proj.bias')!;
+    const outW = modTensor(hs, `${HEAD.outProj}.weight`)!;
+    const outB = modTensor(hs, `${HEAD.outProj}.bias`)!;
     const pre = objective === 'cls' ? 'cls' : 'tok';
     pools.set(POOL.head(`${pre}_out_w`), one(g.transpose(outW.v, [1, 0]), [D, C]));
     pools.set(POOL.head(`${pre}_out_b`), one(g.reshape(outB.v, [1, C]), [1, C]));
     if (objective === 'cls' && variant.clsDense === 'on') {
-      pools.set(POOL.head('cls_dense_w'), one(g.transpose(modTensor(hs, 'head.dense.weight')!.v, [1, 0]), [D, D]));
-      pools.set(POOL.head('cls_dense_b'), one(g.reshape(modTensor(hs, 'head.dense.bias')!.v, [1, D]), [1, D]));
+      pools.set(POOL.head('cls_dense_w'), one(g.transpose(modTensor(hs, `${HEAD.clsDense}.weight`)!.v, [1, 0]), [D, D]));
+      pools.set(POOL.head('cls_dense_b'), one(g.reshape(modTensor(hs, `${HEAD.clsDense}.bias`)!.v, [1, D]), [1, D]));
     }
   } else {
     // masked LM: a module head when the trained/stacked module has one, else the base's own head
@@ -365,11 +398,11 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
       if (trainableBase.has(baseName)) return trainInput(g, `base:${baseName}`, t.shape);
       return g.initializer(`w:${baseName}`, { type: 'float32', dims: t.shape, data: t.data });
     };
-    pools.set(POOL.head('mlm_dense_w'), one(g.transpose(get('head.transform.dense.weight', 'mlm.dense.weight'), [1, 0]), [D, D]));
-    pools.set(POOL.head('mlm_dense_b'), one(g.reshape(get('head.transform.dense.bias', 'mlm.dense.bias'), [1, D]), [1, D]));
-    pools.set(POOL.head('mlm_ln_g'), one(g.reshape(get('head.transform.layer_norm.weight', 'mlm.ln.weight'), [1, D]), [1, D]));
-    pools.set(POOL.head('mlm_ln_b'), one(g.reshape(get('head.transform.layer_norm.bias', 'mlm.ln.bias'), [1, D]), [1, D]));
-    pools.set(POOL.head('mlm_bias'), one(g.reshape(get('head.decoder.bias', 'mlm.decoder.bias'), [1, cfg.vocabSize]), [1, cfg.vocabSize]));
+    pools.set(POOL.head('mlm_dense_w'), one(g.transpose(get(`${HEAD.mlmDense}.weight`, 'mlm.dense.weight'), [1, 0]), [D, D]));
+    pools.set(POOL.head('mlm_dense_b'), one(g.reshape(get(`${HEAD.mlmDense}.bias`, 'mlm.dense.bias'), [1, D]), [1, D]));
+    pools.set(POOL.head('mlm_ln_g'), one(g.reshape(get(`${HEAD.mlmLn}.weight`, 'mlm.ln.weight'), [1, D]), [1, D]));
+    pools.set(POOL.head('mlm_ln_b'), one(g.reshape(get(`${HEAD.mlmLn}.bias`, 'mlm.ln.bias'), [1, D]), [1, D]));
+    pools.set(POOL.head('mlm_bias'), one(g.reshape(get(HEAD.mlmBias, 'mlm.decoder.bias'), [1, cfg.vocabSize]), [1, cfg.vocabSize]));
   }
   indexFeeds.push((B) => ({ [POOL.head('idx')]: { type: 'int64', dims: [B], data: new BigInt64Array(B) } }));
 
@@ -394,7 +427,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
     for (const site of SITES) {
       if (!sites[site]) continue;
       for (let l = 0; l < L; l++) {
-        const v = paramInputs.get(`m${fusionMod.slot}:layers.${l}.${site}.value.weight`);
+        const v = paramInputs.get(`m${fusionMod.slot}:${FUSE.value(l, site)}.weight`);
         if (!v) continue;
         const d = g.sub(eye, v);
         const r = g.mul(g.reduce('ReduceSum', g.mul(d, d), [0, 1], false), g.constFloat(0.01));

@@ -49,6 +49,7 @@ const DEFAULT_CONFIG: Record<ModuleKind, Record<string, unknown>> = {
   lora: { r: 2, lora_alpha: 4, target_modules: ['query', 'value'] },
   diff: { method: 'lt-sft' },
   fusion: { adapters: ['lang/de@1.0.0', 'task/topic'] },
+  ia3: { target_modules: ['key', 'value', 'ffn_in'] },
 };
 
 /** A manifest input (not yet validated) for a tiny module. */

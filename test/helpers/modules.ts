@@ -247,6 +247,38 @@ export function makeLoraModule(o: LoraOpts): RefModule {
   return { manifest: manifest(o, 'lora', config), tensors: t };
 }
 
+export interface Ia3Opts extends CommonOpts {
+  /** Default AdapterHub's placement: key, value, ffn_in. */
+  target_modules?: LoraTarget[];
+  leave_out?: number[];
+}
+
+/**
+ * An `ia3` module: vectors 1 + N(0, scale²) (not the identity init, so every scaling is visible); stored in
+ * PEFT's shapes, [out, 1] for output-scaled targets and [1, in] for ffn_out (input-scaled).
+ */
+export function makeIa3Module(o: Ia3Opts): RefModule {
+  const targets = o.target_modules ?? ['key', 'value', 'ffn_in'];
+  const leaveOut = o.leave_out ?? [];
+  const D = o.base.hidden_size;
+  const F = o.base.intermediate_size ?? 4 * D;
+  const rnd = normalSampler(o.seed);
+  const s = o.scale ?? 0.1;
+  const t = new Map<string, Tensor>();
+  for (const tg of targets) {
+    if (!(LORA_TARGETS as readonly string[]).includes(tg)) throw new RangeError(`makeIa3Module: unknown target '${tg}'`);
+    const shape = tg === 'ffn_out' ? [1, F] : [tg === 'ffn_in' ? F : D, 1];
+    for (let l = 0; l < o.base.num_layers; l++) {
+      if (leaveOut.includes(l)) continue;
+      t.set(`layers.${l}.${tg}.ia3_l`, randomTensor(shape, rnd, s, 1));
+    }
+  }
+  headTensors(o, rnd, t);
+  const config: Record<string, unknown> = { target_modules: targets };
+  if (leaveOut.length) config.leave_out = leaveOut;
+  return { manifest: manifest(o, 'ia3', config), tensors: t };
+}
+
 export interface DiffTarget {
   /** HF name of the base parameter, e.g. 'bert.encoder.layer.0.attention.self.query.weight'. */
   name: string;

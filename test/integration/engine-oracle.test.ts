@@ -12,8 +12,8 @@ import { Engine, type RowOutput } from '../../server/runtime/engine';
 import { parseSafetensors, serializeSafetensors } from '../../modules-store/safetensors';
 import { parseManifest } from '../../modules-store/manifest';
 import { referenceForward, type RefComposition, type RefModule, type RefOutputs } from '../reference/encoder';
-import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeFusionModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
-import type { RowPlan } from '../../server/model/composition';
+import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import { EMPTY_PLAN, type RowPlan } from '../../server/model/composition';
 
 const TEXTS = ['the quick brown fox', 'Der schnelle braune Fuchs springt über den faulen Hund', 'hello world', 'a test of tokenization and more words here'];
 
@@ -157,6 +157,9 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     refs.fa = add(f, makeAdapterModule({ id: 'fuse/a', base: b, preset: 'seq_bn', config: { reduction_factor: 4 }, seed: 11 }));
     refs.fb = add(f, makeAdapterModule({ id: 'fuse/b', base: b, preset: 'seq_bn', config: { reduction_factor: 8 }, seed: 12 }));
     refs.fusion = add(f, makeFusionModule({ id: 'fuse/ab', base: b, adapters: ['fuse/a', 'fuse/b'], head: { type: 'classification', num_labels: 2 }, seed: 13 }));
+    refs.ia3 = add(f, makeIa3Module({ id: 'task/ia3', base: b, target_modules: ['query', 'key', 'value', 'attn_output', 'ffn_in', 'ffn_out'], head: { type: 'classification', num_labels: 3 }, scale: 0.3, seed: 15 }));
+    refs.ia3Peft = add(f, makeIa3Module({ id: 'lang/ia3-peft', base: b, target_modules: ['key', 'value', 'ffn_out'], leave_out: [0], scale: 0.3, seed: 16 }));
+    refs.ia3Hub = add(f, makeIa3Module({ id: 'lang/ia3-hub', base: b, scale: 0.3, seed: 17 }));
     // What `train --method full --task mlm` writes: differences on the MLM head (dense, LayerNorm, decoder bias) and
     // the word embeddings the decoder is tied to. Names and shapes come from the checkpoint itself.
     const mlmTargets = [...f.hfWeights].filter(([n]) => /^(cls\.predictions\.|lm_head\.|vocab_(transform|layer_norm|projector)\.)|embeddings\.word_embeddings\.weight$/.test(n)).map(([name, t]) => ({ name, shape: t.shape }));
@@ -220,6 +223,28 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
   });
   it('average of two adapters', async () => {
     await check(f, [{ average: [refs.fa, refs.fb], weights: [0.7, 0.3] }, { average: [refs.fa, refs.fb] }], TEXTS.slice(0, 2));
+  });
+  it('IA³ alone and stacked with IA³, adapters, LoRA and diffs (every row the same: direct feeds)', async () => {
+    await check(f, [refs.ia3, refs.ia3], TEXTS.slice(0, 2));
+    await check(f, [{ stack: [refs.ia3Peft, refs.ia3] }, { stack: [refs.ia3Peft, refs.ia3] }], TEXTS.slice(0, 2));
+    await check(f, [{ stack: [refs.lang, refs.ia3Hub, refs.pfeiffer] }], TEXTS.slice(0, 1));
+    await check(f, [{ stack: [refs.ia3Hub, refs.lora] }], TEXTS.slice(1, 2));
+    await check(f, [{ stack: [{ sum: [refs.sftLang] }, refs.ia3Peft, refs.houlsby] }], TEXTS.slice(2, 3));
+  });
+  it('a mixed batch with IA³ rows (per-row vectors) and a row without modules, which equals the bare base', async () => {
+    const comps: Comp[] = [null, refs.ia3, { stack: [refs.ia3Peft, refs.ia3] }, { stack: [refs.ia3Hub, refs.lora] }, { stack: [refs.lang, refs.ia3Hub, refs.pfeiffer] }, refs.pfeiffer];
+    const texts = comps.map((_, i) => TEXTS[i % TEXTS.length]);
+    await check(f, comps, texts);
+    const { enc } = await encode(f, texts);
+    const mixed = await f.engine.forward(enc, await Promise.all(comps.map(async (c) => (await f.engine.plan(c))[0])), { hidden: true });
+    const bare = await f.engine.forward(enc, comps.map(() => EMPTY_PLAN), { hidden: true });
+    let worst = 0;
+    mixed[0].hidden!.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - bare[0].hidden![i]))));
+    expect(worst).toBeLessThan(1e-6);
+  });
+  it('refuses IA³ where it makes no sense', async () => {
+    await expect(f.engine.plan({ sum: [refs.sftLang, refs.ia3Hub] })).rejects.toThrow(/IA³ module, which scales activations: put it in a stack/);
+    await expect(f.engine.plan({ average: [refs.fa, refs.ia3Hub] })).rejects.toThrow(/'lang\/ia3-hub@1\.0\.0' \(ia3\) is not a bottleneck adapter/);
   });
   it('parallel gives one output per branch, equal to each branch alone', async () => {
     const { enc, ids, mask, types } = await encode(f, TEXTS.slice(0, 1));

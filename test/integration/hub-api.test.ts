@@ -220,7 +220,7 @@ describe('search and info', () => {
     expect(p2.headers.link).toBeUndefined();
   });
   it('refuses bad query parameters', async () => {
-    for (const q of ['sort=stars', 'limit=0', 'limit=101', 'limit=abc', 'offset=-1', 'q=a&q=b']) {
+    for (const q of ['sort=stars', 'limit=0', 'limit=101', 'limit=abc', 'limit=0x10', 'limit=1e1', 'offset=-1', 'q=a&q=b', 'page=2', 'baseFingerprint=x']) {
       const res = await request(app).get(`/v1/modules?${q}`);
       expect({ q, status: res.status, code: errorOf(res).code }).toEqual({ q, status: 400, code: 'INVALID_QUERY' });
     }
@@ -329,7 +329,7 @@ describe('tags, yank, delete', () => {
     expect(y.body).toEqual({ id: 'lang/de', version: '1.1.0', yanked: true });
     expect((await request(app).get('/v1/modules/lang/de/versions/latest')).body.version).toBe('1.0.0');
     expect((await binary(request(app).get('/v1/modules/lang/de/versions/1.1.0/archive'))).status).toBe(200);
-    expect((await request(app).get('/v1/modules/lang/de')).body.versions[0]).toMatchObject({ version: '1.1.0', yanked: true, yankReason: 'broken' });
+    expect((await request(app).get('/v1/modules/lang/de')).body.versions[0]).toMatchObject({ version: '1.1.0', yanked: true, yank_reason: 'broken' });
     await request(app).post('/v1/modules/lang/de/versions/1.1.0/yank').set(...auth(writer)).send({ yanked: false }).expect(200);
     expect((await request(app).get('/v1/modules/lang/de/versions/latest')).body.version).toBe('1.1.0');
     expect(errorOf(await request(app).post('/v1/modules/lang/de/versions/1.1.0/yank').set(...auth(writer)).send({ yanked: 'yes' }).expect(400)).code).toBe('INVALID_BODY');
@@ -356,7 +356,7 @@ describe('tokens and bases over HTTP', () => {
     expect((await request(app).post('/v1/tokens').set(...auth(writer)).send({ scopes: ['read'] })).status).toBe(403);
     const c = await request(app).post('/v1/tokens').set(...auth(admin)).send({ scopes: ['write'], namespace: 'task', description: 'ci' });
     expect(c.status).toBe(201);
-    expect(c.body).toMatchObject({ token: expect.stringMatching(/^mh_/), scopes: ['write'], namespace: 'task' });
+    expect(c.body).toEqual({ token: expect.stringMatching(/^mh_/), id: expect.any(String), scopes: ['write'], namespace: 'task', description: 'ci', created_at: expect.any(String) });
     await publishModule(app, 'task/topic', '1.0.0', c.body.token).expect(201);
     const list = await request(app).get('/v1/tokens').set(...auth(admin));
     expect(list.body.tokens).toHaveLength(4);
@@ -372,10 +372,15 @@ describe('tokens and bases over HTTP', () => {
     const fp = `sha256:${'5'.repeat(64)}`;
     expect((await request(app).post('/v1/bases').set(...auth(writer)).send({ ...TEST_BASE, fingerprint: fp })).status).toBe(403);
     expect((await publishModule(app, 'lang/y', '1.0.0', writer, { base: { fingerprint: fp } })).status).toBe(422);
-    await request(app).post('/v1/bases').set(...auth(admin)).send({ ...TEST_BASE, fingerprint: fp }).expect(201);
+    const created = await request(app).post('/v1/bases').set(...auth(admin)).send({ ...TEST_BASE, fingerprint: fp }).expect(201);
+    // Answered in the same snake_case it was sent in (catalog rows are mapped, not passed through).
+    expect(created.body).toEqual({ fingerprint: fp, family: 'bert', hidden_size: 8, num_layers: 2, vocab_size: 32, description: '', created_at: expect.any(String) });
     expect((await publishModule(app, 'lang/y', '1.0.0', writer, { base: { fingerprint: fp } })).status).toBe(201);
     expect((await request(app).get('/v1/bases')).body.bases).toHaveLength(2);
     expect(errorOf(await request(app).post('/v1/bases').set(...auth(admin)).send({ family: 'bert' }).expect(400)).code).toBe('INVALID_BODY');
+    const camel = errorOf(await request(app).post('/v1/bases').set(...auth(admin)).send({ ...TEST_BASE, fingerprint: fp, hiddenSize: 8 }).expect(400));
+    expect(camel).toMatchObject({ code: 'INVALID_BODY', message: expect.stringContaining('Unrecognized key: "hiddenSize"') });
+    expect(errorOf(await request(app).post('/v1/bases').set(...auth(admin)).send({ ...TEST_BASE, fingerprint: fp, hidden_size: 0 }).expect(400)).message).toMatch(/^request body is invalid: hidden_size: /);
   });
 });
 
@@ -430,7 +435,21 @@ describe('configuration and extension', () => {
     expect((await request(a2).get('/v1/engine/ok')).body).toEqual({ ok: true });
     const boom = await request(a2).get('/v1/engine/boom');
     expect(boom.status).toBe(500);
-    expect(boom.body).toEqual({ error: { code: 'INTERNAL', message: 'internal server error' } });
-    expect(JSON.stringify(logged)).toContain('secret internals');
+    const id = boom.headers['x-request-id'];
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(boom.body).toEqual({ error: { code: 'INTERNAL', message: `internal server error (request id ${id}; the server log has the details)`, request_id: id } });
+    expect(JSON.stringify(boom.body)).not.toContain('secret');
+    // The log line has the stack and the same request id, so a user's report finds it.
+    expect(logged).toContainEqual(expect.objectContaining({ request_id: id, msg: 'unexpected error', err: expect.objectContaining({ message: 'secret internals' }) }));
+    // A caller's own request id is kept (and a malformed one replaced).
+    const mine = await request(a2).get('/v1/engine/boom').set('X-Request-Id', 'trace-42');
+    expect([mine.headers['x-request-id'], mine.body.error.request_id]).toEqual(['trace-42', 'trace-42']);
+    const bad = await request(a2).get('/v1/engine/boom').set('X-Request-Id', 'no spaces allowed');
+    expect(bad.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    // Plain TypeErrors / RangeErrors are bugs, not bad input: 500 too.
+    extra.get('/range', () => {
+      throw new RangeError("'x' must be positive");
+    });
+    expect((await request(a2).get('/v1/engine/range')).status).toBe(500);
   });
 });

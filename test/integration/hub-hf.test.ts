@@ -74,7 +74,9 @@ describe('@huggingface/hub against modhub', () => {
   it('fileExists, modelInfo and listModels work', async () => {
     expect(await fileExists({ repo: 'lang/de', path: 'README.md', hubUrl })).toBe(true);
     expect(await fileExists({ repo: 'lang/de', path: 'missing.txt', hubUrl })).toBe(false);
-    const mi = await modelInfo({ name: 'lang/de', hubUrl, additionalFields: ['cardData', 'siblings' as 'cardData', 'library_name'] });
+    // 'siblings' is sent as expand=siblings like the others; the package's types do not list it as expandable.
+    const fields = ['cardData', 'siblings', 'library_name'] as unknown as ('cardData' | 'library_name')[];
+    const mi = await modelInfo({ name: 'lang/de', hubUrl, additionalFields: fields });
     expect(mi).toMatchObject({ name: 'lang/de', private: false, library_name: 'modhub' });
     expect((mi as unknown as { siblings: { rfilename: string }[] }).siblings.map((s) => s.rfilename)).toEqual(['module.json', 'weights.safetensors', 'README.md']);
     expect((mi as unknown as { cardData: Record<string, unknown> }).cardData).toMatchObject({ library_name: 'modhub' });

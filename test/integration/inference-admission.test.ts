@@ -44,7 +44,7 @@ afterAll(async () => {
 });
 
 async function appWith(opts: BatcherOptions, warm = true): Promise<{ app: Express; service: InferenceService }> {
-  const service = new InferenceService(engine, opts);
+  const service = new InferenceService(engine, { ...opts, requireWarmUp: true });
   if (warm) await service.warmUp();
   const app = createApp({
     registry,

@@ -265,13 +265,26 @@ describe('POST /v1/infer', () => {
     [{ inputs: [{ text: 'x' }], composition: 'Not A Ref' }, 400, 'INVALID_COMPOSITION'],
     [{ inputs: [{ text: 'x' }], composition: 'task/missing' }, 404, 'MODULE_NOT_FOUND'],
     [{ inputs: [{ text: 'x' }], composition: 'task/topic@9.9.9' }, 404, 'VERSION_NOT_FOUND'],
-    [{ inputs: [{ text: 'no mask here' }], task: 'fill_mask' }, 400, 'INVALID_COMPOSITION'],
+    [{ inputs: [{ text: 'no mask here' }], task: 'fill_mask' }, 400, 'INVALID_INPUT'],
     [{ inputs: [{ text: 'x' }], task: 'translate' }, 400, 'INVALID_BODY'],
+    [{ inputs: [{ text: 'x', text_pair: 'y' }, { text: 'z' }] }, 400, 'INVALID_INPUT'],
+    [{ inputs: [{ text: 'x' }], max_length: 100_000 }, 400, 'INVALID_INPUT'],
+    [{ inputs: [{ text: 'x', text_pair: 'y' }], max_length: 3 }, 400, 'INVALID_INPUT'],
+    [{ inputs: [{ text: 'x' }], top_k: 0 }, 400, 'INVALID_BODY'],
+    [{ inputs: [{ text: 'x', lang: 'de' }] }, 400, 'INVALID_BODY'],
   ])('refuses %j with %i %s', async (body, status, code) => {
     const res = await infer(body);
     expect(res.status).toBe(status);
     expect(res.body.error.code).toBe(code);
     expect(res.body.error.message.length).toBeGreaterThan(10);
+    // Messages name fields as the client sends them (snake_case), and carry the request id.
+    expect(res.body.error.message).not.toMatch(/maxLength|topK|textPair/);
+    expect(res.body.error.request_id).toBe(res.headers['x-request-id']);
+  });
+
+  it("names 'max_length' with the base's limit", async () => {
+    const res = await infer({ inputs: [{ text: 'x' }], max_length: 100_000 });
+    expect(res.body.error.message).toBe(`'max_length' must be an integer from 3 to ${base.config.maxSequenceLength} (this base's position table), got 100000`);
   });
 
   it('refuses a module trained for another base with 422 INCOMPATIBLE_BASE', async () => {

@@ -14,6 +14,7 @@ import { liveTinyBase, clsData } from '../helpers/train-fixtures';
 const cases: [Method, Record<string, unknown>][] = [
   ['seq_bn', { reduction_factor: 4 }],
   ['lora', { r: 4, lora_alpha: 8, target_modules: ['query', 'value'] }],
+  ['ia3', { target_modules: ['key', 'value', 'ffn_in', 'ffn_out'] }],
   ['bitfit', {}],
   ['lt-sft', {}],
   ['diff-pruning', {}],

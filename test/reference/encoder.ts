@@ -16,6 +16,7 @@ import { Mat, activate, layerNorm, linear } from './ops';
 import {
   BnAdapter,
   FusionModule,
+  Ia3Module,
   LoraModule,
   LoraTarget,
   ParamDiff,
@@ -25,11 +26,13 @@ import {
   SiteNode,
   adapterSite,
   applyDiff,
+  applyIa3,
   applyLoras,
   f64,
   invertibleForward,
   loadBottleneck,
   loadFusion,
+  loadIa3,
   loadLora,
   readDiffs,
 } from './modules';
@@ -263,6 +266,8 @@ export function expandParallel(c: RefComposition): RefComposition[] {
 interface Branch {
   root: SiteNode;
   loras: LoraModule[];
+  /** IA³ modules of the branch; several scaling the same layer multiply. */
+  ia3s: Ia3Module[];
   diffs: { owner: string; ds: ParamDiff[] }[];
   /** The first bottleneck module (depth-first) that has an invertible adapter (docs/module-format.md, stack). */
   inv: BnAdapter | null;
@@ -286,7 +291,7 @@ function noteHead(b: Branch, m: RefModule): void {
 }
 
 function resolveBranch(c: RefComposition, cfg: EncoderConfig, dims: (t: LoraTarget) => [number, number]): Branch {
-  const b: Branch = { root: { kind: 'none' }, loras: [], diffs: [], inv: null, headModule: null, mlmModule: null };
+  const b: Branch = { root: { kind: 'none' }, loras: [], ia3s: [], diffs: [], inv: null, headModule: null, mlmModule: null };
   const cache = new Map<RefModule, BnAdapter | FusionModule | LoraModule>();
   const visit = (node: RefComposition, inside: 'top' | 'sum' | 'fuse' | 'average'): SiteNode => {
     if (isModule(node)) {
@@ -305,6 +310,10 @@ function resolveBranch(c: RefComposition, cfg: EncoderConfig, dims: (t: LoraTarg
           return { kind: 'none' };
         case 'diff':
           b.diffs.push({ owner: node.manifest.id, ds: readDiffs(node) });
+          return { kind: 'none' };
+        case 'ia3':
+          if (inside !== 'top') throw new RangeError(`composition: IA³ module '${node.manifest.id}' inside '${inside}' is not supported (it belongs in a stack)`);
+          b.ia3s.push(loadIa3(node, cfg.L, dims));
           return { kind: 'none' };
         case 'fusion':
           throw new RangeError(`composition: fusion module '${node.manifest.id}' must be given as the 'fusion' of a 'fuse' block`);
@@ -382,10 +391,14 @@ function embeddings(cfg: EncoderConfig, W: BaseWeights, ids: number[][], types: 
   return layerNorm(x, B * T, D, W.get('embeddings.LayerNorm.weight', [D]), W.get('embeddings.LayerNorm.bias', [D]), cfg.eps);
 }
 
-/** A base linear layer with the branch's LoRAs on it: `x·Wᵀ + b + Σ scaling·(x·Aᵀ)·Bᵀ`. */
-function baseLinear(W: BaseWeights, stem: string, x: Mat, N: number, I: number, O: number, loras: LoraModule[], layer: number, target: LoraTarget): Mat {
+/**
+ * A base linear layer with the branch's modules on it: IA³ input scaling x' = x ⊙ l (ffn_out), then
+ * `x'·Wᵀ + b + Σ scaling·(x'·Aᵀ)·Bᵀ`, then IA³ output scaling ⊙ l of that sum (docs/module-format.md, ia3).
+ */
+function baseLinear(W: BaseWeights, stem: string, x0: Mat, N: number, I: number, O: number, br: Branch, layer: number, target: LoraTarget): Mat {
+  const x = applyIa3(x0, N, I, br.ia3s, layer, target, 'input');
   const y = linear(x, N, I, W.get(stem + '.weight', [O, I]), W.get(stem + '.bias', [O]), O);
-  return applyLoras(y, x, N, loras, layer, target);
+  return applyIa3(applyLoras(y, x, N, br.loras, layer, target), N, O, br.ia3s, layer, target, 'output');
 }
 
 /**
@@ -439,15 +452,15 @@ function layer(cfg: EncoderConfig, W: BaseWeights, br: Branch, l: number, x: Mat
   const { D, F } = cfg;
   const N = B * T;
   const n = layerParamNames(cfg.family, l);
-  const q = baseLinear(W, n.query, x, N, D, D, br.loras, l, 'query');
-  const k = baseLinear(W, n.key, x, N, D, D, br.loras, l, 'key');
-  const v = baseLinear(W, n.value, x, N, D, D, br.loras, l, 'value');
+  const q = baseLinear(W, n.query, x, N, D, D, br, l, 'query');
+  const k = baseLinear(W, n.key, x, N, D, D, br, l, 'key');
+  const v = baseLinear(W, n.value, x, N, D, D, br, l, 'value');
   const ctx = selfAttention(cfg, q, k, v, mask, B, T);
-  const attnDense = baseLinear(W, n.attn_output, ctx, N, D, D, br.loras, l, 'attn_output');
+  const attnDense = baseLinear(W, n.attn_output, ctx, N, D, D, br, l, 'attn_output');
   const ln = (stem: string) => (h: Mat) => layerNorm(h, N, D, W.get(stem + '.weight', [D]), W.get(stem + '.bias', [D]), cfg.eps);
   const attnOut = adapterSite(br.root, attnDense, x, { N, D, layer: l, site: 'attention', ln: ln(n.attn_ln), average: avg });
-  const inter = activate(baseLinear(W, n.ffn_in, attnOut, N, D, F, br.loras, l, 'ffn_in'), cfg.act);
-  const ffnDense = baseLinear(W, n.ffn_out, inter, N, F, D, br.loras, l, 'ffn_out');
+  const inter = activate(baseLinear(W, n.ffn_in, attnOut, N, D, F, br, l, 'ffn_in'), cfg.act);
+  const ffnDense = baseLinear(W, n.ffn_out, inter, N, F, D, br, l, 'ffn_out');
   return adapterSite(br.root, ffnDense, attnOut, { N, D, layer: l, site: 'output', ln: ln(n.out_ln), average: avg });
 }
 
@@ -548,7 +561,7 @@ function forwardBranch(args: RefForwardArgs, cfg: EncoderConfig, comp: RefCompos
   const { D, F } = cfg;
   const N = B * T;
   const dims = (t: LoraTarget): [number, number] => (t === 'ffn_in' ? [D, F] : t === 'ffn_out' ? [F, D] : [D, D]);
-  const br: Branch = comp ? resolveBranch(comp, cfg, dims) : { root: { kind: 'none' }, loras: [], diffs: [], inv: null, headModule: null, mlmModule: null };
+  const br: Branch = comp ? resolveBranch(comp, cfg, dims) : { root: { kind: 'none' }, loras: [], ia3s: [], diffs: [], inv: null, headModule: null, mlmModule: null };
   const W = new BaseWeights(args.weights);
   for (const { owner, ds } of br.diffs) W.addDiffs(owner, ds);
 

@@ -14,7 +14,7 @@ import { Mat, activate, add, concatCols, layerNorm, linear, scale, sliceCols, so
 // Module package types (docs/module-format.md). Deliberately minimal and local: the oracle does not import
 // the store's zod schema, so that a mistake there cannot hide behind the same mistake here.
 
-export type ModuleKind = 'bottleneck' | 'lora' | 'diff' | 'fusion';
+export type ModuleKind = 'bottleneck' | 'lora' | 'diff' | 'fusion' | 'ia3';
 
 export interface RefHeadConfig {
   type: 'classification' | 'token_classification' | 'masked_lm';
@@ -669,6 +669,53 @@ export function applyLoras(y: Mat, x: Mat, N: number, loras: LoraModule[], layer
     if (!s) continue;
     const xa = linear(x, N, s.in, s.A, null, s.r);
     out = add(out, scale(linear(xa, N, s.r, s.B, null, s.out), lo.scaling));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// IA³.
+
+export interface Ia3Module {
+  id: string;
+  /** Per `${layer}.${target}`: the learned vector and whether it scales the layer's input or output. */
+  sites: Map<string, { l: Mat; scales: 'input' | 'output' }>;
+}
+
+/**
+ * (IA)³, written from AdapterHub (methods/lora.py, IA3Config: composition_mode "scale", r = alpha = 1, so
+ * `y = y ⊙ lora_B`; default attn_matrices k, v and intermediate_lora = output of intermediate.dense) and PEFT
+ * (tuners/ia3/layer.py: non-feedforward `y = base(x) ⊙ ia3_l`, ia3_l [out, 1]; feedforward `y = base(x ⊙ ia3_l)`,
+ * ia3_l [1, in]). modhub's ffn_out (output.dense) is PEFT's feedforward module; every other target is scaled
+ * at its output. `dims(target)` gives [in, out].
+ */
+export function loadIa3(mod: RefModule, L: number, dims: (t: LoraTarget) => [number, number]): Ia3Module {
+  if (mod.manifest.kind !== 'ia3') throw new TypeError(`module '${mod.manifest.id}' is a '${mod.manifest.kind}', expected 'ia3'`);
+  const c = mod.manifest.config;
+  const targets = (c.target_modules as string[] | undefined) ?? ['key', 'value', 'ffn_in'];
+  const leaveOut = (c.leave_out as number[] | undefined) ?? [];
+  const sites: Ia3Module['sites'] = new Map();
+  for (const t of targets) {
+    if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new RangeError(`ia3 config: unknown target '${t}', expected ${LORA_TARGETS.join(', ')}`);
+    const [I, O] = dims(t as LoraTarget);
+    const input = t === 'ffn_out';
+    for (let l = 0; l < L; l++) {
+      if (leaveOut.includes(l)) continue;
+      sites.set(`${l}.${t}`, { l: need(mod, `layers.${l}.${t}.ia3_l`, input ? [1, I] : [O, 1]), scales: input ? 'input' : 'output' });
+    }
+  }
+  return { id: mod.manifest.id, sites };
+}
+
+/** x [N, n] with each column multiplied by the vector of every IA³ module scaling `${layer}.${target}` at `where`. */
+export function applyIa3(x: Mat, N: number, n: number, mods: Ia3Module[], layer: number, target: LoraTarget, where: 'input' | 'output'): Mat {
+  let out = x;
+  for (const m of mods) {
+    const s = m.sites.get(`${layer}.${target}`);
+    if (!s || s.scales !== where) continue;
+    const next = new Float64Array(N * n);
+    for (let i = 0; i < N; i++) for (let j = 0; j < n; j++) next[i * n + j] = out[i * n + j] * s.l[j];
+    out = next;
   }
   return out;
 }

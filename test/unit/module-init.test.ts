@@ -1,6 +1,6 @@
 /**
- * Untrained modules from `initModule` are valid packages the engine loads; PEFT's LoRA init (B = 0) leaves the
- * base unchanged, while AdapterHub's "bert" init for bottleneck adapters does not.
+ * Untrained modules from `initModule` are valid packages the engine loads; PEFT's LoRA init (B = 0) and the IA³
+ * init (ones) leave the base unchanged, while AdapterHub's "bert" init for bottleneck adapters does not.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -32,6 +32,8 @@ it.each([
   ['bottleneck', { preset: 'seq_bn_inv' }],
   ['bottleneck', { preset: 'double_seq_bn', ln_before: true, ln_after: true }],
   ['lora', { target_modules: ['query', 'value', 'ffn_in', 'ffn_out'] }],
+  ['ia3', {}],
+  ['ia3', { target_modules: ['query', 'key', 'value', 'attn_output', 'ffn_in', 'ffn_out'] }],
 ] as const)('a fresh %s module %j is a valid package the engine runs', async (kind, config) => {
   const m = initModule(base, { kind, id: 'test/fresh', config: { ...config }, head: { type: 'classification', labels: ['a', 'b'] } });
   const pkg = validatePackage(new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]));
@@ -42,12 +44,13 @@ it.each([
   const h = await hidden('test/fresh@0.1.0');
   const bare = await hidden(null);
   const maxDiff = h.reduce((a, x, i) => Math.max(a, Math.abs(x - bare[i])), 0);
-  // B = 0: the base up to float rounding (the LoRA variant's graph fuses ops differently).
-  if (kind === 'lora') expect(maxDiff).toBeLessThan(1e-5);
+  // LoRA B = 0 and IA³ ones: the base up to float rounding (their variants' graphs fuse ops differently).
+  if (kind === 'lora' || kind === 'ia3') expect(maxDiff).toBeLessThan(1e-5);
   else expect(maxDiff).toBeGreaterThan(1e-4);
 });
 
 it('refuses heads without labels and fusion without adapters', () => {
   expect(() => initModule(base, { kind: 'bottleneck', id: 'a/b', head: { type: 'classification' } })).toThrow(/labels/);
   expect(() => initModule(base, { kind: 'fusion', id: 'a/b' })).toThrow(/adapters/);
+  expect(() => initModule(base, { kind: 'ia3', id: 'a/b', config: { target_modules: ['k'] } })).toThrow(/invalid ia3 config: config\.target_modules\.0/);
 });

@@ -8,6 +8,7 @@ import type { Base } from '../../model/base';
 import { initModule } from '../../model/module-init';
 import type { Manifest, ManifestInput } from '../../../modules-store/manifest';
 import { parseManifest } from '../../../modules-store/manifest';
+import { isHeadTensor } from '../../../modules-store/kinds/heads';
 import type { SlotModule } from '../graph';
 import type { Task } from '../types';
 import type { MethodContext } from './strategy';
@@ -33,7 +34,7 @@ export function headOnlyModule(ctx: MethodContext, method: string): SlotModule {
     return { manifest: m, tensors: new Map(), trainable: true };
   }
   const init = initModule(base, { kind: 'lora', id, config: { r: 1, lora_alpha: 1, target_modules: ['query'], leave_out: [...Array(base.config.numLayers).keys()] }, head: headConfig(task, labels), seed });
-  const tensors = new Map([...init.tensors].filter(([k]) => k.startsWith('head.')));
+  const tensors = new Map([...init.tensors].filter(([k]) => isHeadTensor(k)));
   const manifest = parseManifest(diffManifestInput(base, id, '0.1.0', method, init.manifest.head, labels, task));
   return { manifest, tensors, trainable: true };
 }

@@ -7,6 +7,7 @@ import { bitfit } from './bitfit';
 import { diffPruning } from './diff-pruning';
 import { full } from './full';
 import { fusion } from './fusion';
+import { ia3 } from './ia3';
 import { lora } from './lora';
 import { ltSft } from './lt-sft';
 import type { MethodDefaults, MethodStrategy } from './strategy';
@@ -18,6 +19,7 @@ export const STRATEGIES = {
   par_bn: parBn,
   seq_bn_inv: seqBnInv,
   lora,
+  ia3,
   bitfit,
   'diff-pruning': diffPruning,
   'lt-sft': ltSft,

@@ -8,6 +8,7 @@
 import * as path from 'path';
 import { parseManifest } from '../../../modules-store/manifest';
 import type { Tensor } from '../../../modules-store/safetensors';
+import { isHeadTensor } from '../../../modules-store/kinds/heads';
 import type { TrainResult } from '../types';
 import { full } from './full';
 import { headOnlyModule, trainableBaseNames } from './head-only';
@@ -80,7 +81,7 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
       for (const n of names) start.set(n, spec.start(base.weights.get(n)!.data as Float32Array, deltas.get(n), masks.get(n)));
       // phase 2: the head goes on from phase 1, base tensors from `start`, only the K selected entries change
       const mod = headOnlyModule(ctx, 'full');
-      for (const [k, t] of p1.tensors) if (k.startsWith('head.')) mod.tensors.set(k, t);
+      for (const [k, t] of p1.tensors) if (isHeadTensor(k)) mod.tensors.set(k, t);
       const p2 = await runPhase(
         ctx,
         {
@@ -96,7 +97,7 @@ export function sparseMethod(spec: SparseSpec): MethodStrategy {
       );
 
       // final diff = (start − θ₀) + phase-2 change, kept at the K selected entries: P.index / P.values
-      const tensors = new Map<string, Tensor>([...p2.tensors].filter(([k]) => k.startsWith('head.')));
+      const tensors = new Map<string, Tensor>([...p2.tensors].filter(([k]) => isHeadTensor(k)));
       let nnz = 0;
       for (const n of names) {
         const m = masks.get(n)!;

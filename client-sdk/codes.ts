@@ -1,0 +1,62 @@
+/**
+ * The error codes a modhub server answers with, each with its HTTP status and meaning: the SDK's copy of the
+ * server's table (modules-store/errors.ts), since the SDK imports no server code. test/unit/error-codes.test.ts
+ * fails when the two differ. `CLIENT_ERROR_CODES` are raised by the SDK itself.
+ * Example: `if (e instanceof ModhubError && ERROR_CODES[e.code as ErrorCode]?.status === 404) ...`.
+ */
+
+export const ERROR_CODES = {
+  // ---- the request itself
+  INVALID_JSON: { status: 400, meaning: 'the request body is not valid JSON' },
+  INVALID_BODY: { status: 400, meaning: 'the JSON body does not match the endpoint schema (the message names each field)' },
+  INVALID_QUERY: { status: 400, meaning: 'a query parameter is unknown, repeated or out of range' },
+  INVALID_MULTIPART: { status: 400, meaning: 'a multipart upload is malformed or has the wrong files' },
+  UNEXPECTED_FIELD: { status: 400, meaning: 'a multipart upload has a field the endpoint does not take' },
+  INVALID_REQUEST: { status: 400, meaning: 'the request is malformed in a way not covered by a more specific code' },
+  INVALID_INPUT: { status: 400, meaning: 'the inference inputs are well-formed but unusable (e.g. fill_mask without a mask token, max_length beyond the base)' },
+  INVALID_REF: { status: 400, meaning: 'a module reference is not ns/name, ns/name@version or ns/name@tag' },
+  INVALID_NAME: { status: 400, meaning: 'a namespace, module, tag or version name has characters that are not allowed' },
+  INVALID_ARGUMENT: { status: 400, meaning: 'an argument is out of range or of the wrong type (also: CLI usage errors)' },
+  DIGEST_MISMATCH: { status: 400, meaning: 'uploaded or downloaded bytes do not match the sha256 that came with them' },
+  INVALID_COMPOSITION: { status: 400, meaning: 'the composition is not valid AdapterHub block syntax, or its modules cannot be combined that way' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the Content-Type or Content-Encoding is not one the endpoint takes' },
+  TOO_LARGE: { status: 413, meaning: 'the body or a package file exceeds the size limit' },
+  RANGE_NOT_SATISFIABLE: { status: 416, meaning: 'the Range header lies outside the file' },
+  // ---- who is asking
+  UNAUTHORIZED: { status: 401, meaning: 'no bearer token, or an unknown or revoked one, where one is needed' },
+  FORBIDDEN: { status: 403, meaning: 'the token lacks the scope, or may not write to that namespace' },
+  // ---- what is asked for
+  ROUTE_NOT_FOUND: { status: 404, meaning: 'no endpoint has this method and path (see /openapi.json)' },
+  MODULE_NOT_FOUND: { status: 404, meaning: 'no module has this ns/name' },
+  VERSION_NOT_FOUND: { status: 404, meaning: 'the module has no such version (or no unyanked version for latest)' },
+  TAG_NOT_FOUND: { status: 404, meaning: 'the module has no such tag' },
+  FILE_NOT_FOUND: { status: 404, meaning: 'the version has no such file' },
+  TOKEN_NOT_FOUND: { status: 404, meaning: 'no token has this id' },
+  VERSION_EXISTS: { status: 409, meaning: 'this version is already published; versions are immutable, publish a new one' },
+  // ---- what is uploaded or composed
+  INVALID_MANIFEST: { status: 422, meaning: 'module.json does not match the module format (the message names the field)' },
+  INVALID_PACKAGE: { status: 422, meaning: 'the package has missing, extra or unreadable files' },
+  INVALID_ARCHIVE: { status: 422, meaning: 'the tar / tar.gz upload cannot be read or holds unsafe entries' },
+  INVALID_WEIGHTS: { status: 422, meaning: 'weights.safetensors is malformed or its tensors do not match the manifest' },
+  UNSUPPORTED_FORMAT_VERSION: { status: 422, meaning: 'the package is in a format version this hub does not read' },
+  UNKNOWN_BASE: { status: 422, meaning: 'the module names a base fingerprint this hub has not registered' },
+  BASE_MISMATCH: { status: 422, meaning: 'the manifest describes its base differently from the registered base' },
+  INCOMPATIBLE_BASE: { status: 422, meaning: 'the module was made for a different base than the one this server runs' },
+  INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
+  INVALID_HEAD: { status: 422, meaning: 'two heads of one kind compete for one output, or the head asked for ("head") or needed (masked-LM) is not there; the message names them and how to choose' },
+  REQUEST_TOO_LARGE: { status: 413, meaning: 'the inference request has more rows or tokens than the server queues at once; split it' },
+  // ---- the server
+  QUEUE_FULL: { status: 429, meaning: 'the inference queue holds as many rows or tokens as it may; retry after the Retry-After seconds (from the measured drain rate)' },
+  DEADLINE_EXCEEDED: { status: 504, meaning: 'the inference request did not finish within its timeout_ms' },
+  NOT_READY: { status: 503, meaning: 'the server is starting (base loading, warm-up); see /readyz' },
+  SHUTTING_DOWN: { status: 503, meaning: 'the server is draining for shutdown and takes no new requests' },
+  INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Codes the SDK raises without a server answer (status 0), or for answers it cannot use. */
+export const CLIENT_ERROR_CODES = {
+  NETWORK_ERROR: 'the server could not be reached',
+  INVALID_RESPONSE: 'an answer does not match the wire schema (validateResponses)',
+} as const;

@@ -1,0 +1,144 @@
+/**
+ * Kind `diff`: sparse (or dense) parameter differences θ = θ₀ + δ (BitFit, Diff Pruning, LT-SFT, full
+ * fine-tuning). Tensor names follow the base checkpoint's HF parameter names: `{param}.index` (I64/I32, sorted
+ * flat indices into the HF-layout tensor) + `{param}.values`, or `{param}.dense` (the whole δ). So the check is
+ * structural, and loading remaps indices to the engine's canonical, transposed layout.
+ * Diffs are made by the trainer from base parameters, never initialised fresh.
+ * Example: `layers.0.attention.self.query.bias.index` + `.values` = a BitFit difference on one bias.
+ */
+import { z } from 'zod';
+import { ModuleError, StoreError } from '../errors';
+import { decodeTensor, numel, toIndexArray, type SafetensorsHeader } from '../safetensors';
+import { isHeadTensor } from './heads';
+import { FLOAT, INDEX, type KindDescriptor, type LoadedCommon } from './types';
+
+const configSchema = z.looseObject({
+  method: z.enum(['bitfit', 'diff-pruning', 'lt-sft', 'full', 'custom']),
+  density: z.number().gt(0).max(1).optional(),
+  nnz: z.number().int().min(0).optional(),
+});
+export type DiffConfig = z.infer<typeof configSchema>;
+
+const PART_RE = /^(.+)\.(index|values|dense)$/;
+
+/** Tensor names of one parameter's difference (package layout). */
+export const DIFF = {
+  index: (param: string) => `${param}.index`,
+  values: (param: string) => `${param}.values`,
+  dense: (param: string) => `${param}.dense`,
+  /** The parameter a diff tensor belongs to, or null when the name is not a diff tensor. */
+  paramOf: (name: string): string | null => PART_RE.exec(name)?.[1] ?? null,
+};
+
+export interface DiffLayout {
+  kind: 'diff';
+  /** Per canonical parameter: flat indices in the ENGINE layout (linear weights transposed) and values. */
+  params: Map<string, { indices: Int32Array; values: Float32Array }>;
+}
+export type DiffModule = LoadedCommon & DiffLayout;
+
+function fmt(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+function checkWeights(c: DiffConfig, buf: Buffer, h: SafetensorsHeader): void {
+  const params = new Map<string, { index?: string; values?: string; dense?: string }>();
+  for (const name of h.entries.keys()) {
+    if (isHeadTensor(name)) continue;
+    const mm = PART_RE.exec(name);
+    if (!mm) throw new StoreError('INVALID_WEIGHTS', `diff tensor '${name}' must end in .index, .values or .dense`);
+    const slot = params.get(mm[1]) ?? {};
+    slot[mm[2] as 'index' | 'values' | 'dense'] = name;
+    params.set(mm[1], slot);
+  }
+  if (params.size === 0) throw new StoreError('INVALID_WEIGHTS', 'a diff module must touch at least one base parameter');
+  let nnz = 0;
+  for (const [p, s] of params) {
+    if (s.dense && (s.index || s.values)) throw new StoreError('INVALID_WEIGHTS', `parameter '${p}' has both a dense diff and a sparse diff`);
+    if (s.dense) {
+      const e = h.entries.get(s.dense)!;
+      if (!FLOAT.includes(e.dtype)) throw new StoreError('INVALID_WEIGHTS', `'${s.dense}' must be F32/F16/BF16, got ${e.dtype}`);
+      nnz += numel(e.shape);
+      continue;
+    }
+    if (!s.index || !s.values) throw new StoreError('INVALID_WEIGHTS', `parameter '${p}' needs both '${p}.index' and '${p}.values'`);
+    const ie = h.entries.get(s.index)!;
+    const ve = h.entries.get(s.values)!;
+    if (!INDEX.includes(ie.dtype)) throw new StoreError('INVALID_WEIGHTS', `'${s.index}' must be I64 or I32, got ${ie.dtype}`);
+    if (!FLOAT.includes(ve.dtype)) throw new StoreError('INVALID_WEIGHTS', `'${s.values}' must be F32/F16/BF16, got ${ve.dtype}`);
+    if (ie.shape.length !== 1 || ie.shape.length !== ve.shape.length || ie.shape[0] !== ve.shape[0]) {
+      throw new StoreError('INVALID_WEIGHTS', `'${s.index}' ${fmt(ie.shape)} and '${s.values}' ${fmt(ve.shape)} must be 1-D of the same length`);
+    }
+    const idx = decodeTensor(buf, h, s.index).data as Int32Array | BigInt64Array;
+    let prev = -1;
+    for (let i = 0; i < idx.length; i++) {
+      const v = Number(idx[i]);
+      if (v <= prev) throw new StoreError('INVALID_WEIGHTS', `'${s.index}' must hold sorted, unique, non-negative indices (position ${i}: ${v} after ${prev})`);
+      prev = v;
+    }
+    nnz += idx.length;
+  }
+  if (c.nnz !== undefined && c.nnz !== nnz) {
+    throw new StoreError('INVALID_WEIGHTS', `config.nnz is ${c.nnz}, but the tensors hold ${nnz} differences`);
+  }
+}
+
+export const diff: KindDescriptor<'diff', typeof configSchema, DiffLayout> = {
+  kind: 'diff',
+  summary: 'sparse or dense parameter differences (BitFit, Diff Pruning, LT-SFT, full fine-tuning)',
+  cardTags: [],
+  config: configSchema,
+  initConfig: (config) => config,
+  expected: () => null,
+  checkWeights,
+  init() {
+    throw new RangeError("a diff module is made by training base parameters: use 'modhub train --method bitfit|diff-pruning|lt-sft|full'");
+  },
+  load(_c, ctx) {
+    const { id, reader: t } = ctx;
+    const params = new Map<string, { indices: Int32Array; values: Float32Array }>();
+    const names = new Set<string>();
+    for (const name of t.tensors.keys()) {
+      if (isHeadTensor(name)) continue;
+      const p = DIFF.paramOf(name);
+      if (!p) throw new ModuleError('INVALID_MODULE', `module '${id}': diff tensor '${name}' must end in .index, .values or .dense`);
+      names.add(p);
+    }
+    for (const hfName of names) {
+      const canonical = ctx.canonical(hfName);
+      if (!canonical) throw new ModuleError('INCOMPATIBLE_BASE', `module '${id}': diff names '${hfName}', which is not a parameter of this ${ctx.family} base`);
+      const shape = ctx.shapeOf(canonical);
+      const size = numel(shape);
+      let indices: Int32Array;
+      let values: Float32Array;
+      if (t.has(DIFF.dense(hfName))) {
+        values = t.f32(DIFF.dense(hfName), shape);
+        indices = new Int32Array(size);
+        for (let i = 0; i < size; i++) indices[i] = i;
+      } else {
+        const idxT = t.tensors.get(DIFF.index(hfName));
+        if (!idxT || !t.has(DIFF.values(hfName))) throw new ModuleError('INVALID_MODULE', `module '${id}': '${hfName}' needs both .index and .values (or .dense)`);
+        const raw = toIndexArray(idxT);
+        values = t.f32(DIFF.values(hfName), [raw.length]);
+        indices = new Int32Array(raw.length);
+        for (let i = 0; i < raw.length; i++) {
+          const k = raw[i];
+          if (!(k >= 0 && k < size)) throw new ModuleError('INVALID_MODULE', `module '${id}': '${hfName}.index' holds ${k}, outside [0, ${size})`);
+          indices[i] = k;
+        }
+      }
+      if (ctx.linearWeight(canonical)) {
+        // HF [out, in] flat index o*in + i → engine [in, out] flat index i*out + o.
+        const [out, inn] = shape;
+        for (let i = 0; i < indices.length; i++) {
+          const k = indices[i];
+          indices[i] = (k % inn) * out + Math.floor(k / inn);
+        }
+      }
+      params.set(canonical, { indices, values });
+    }
+    return { kind: 'diff', params };
+  },
+  // The trainer trains base parameters for diffs (see server/train), not module tensors.
+  trainable: () => [],
+};
