@@ -26,6 +26,7 @@
  * is not changed).
  * Cold start: a fresh server whose modules were never requested; K modules from the unpopular end, one request
  * at a time: first-request latency minus the latency of the same request once the module is loaded.
+ * Split row: N=max with `serve --split-compositions` (each composition of a batch runs as its own uniform group).
  * Naive row: an HTTP server in this process that keeps one Engine (= its own session) per composition in an LRU
  * of `--naive-cache` compositions (default 8, the engine's own maxSessions), builds one on a miss, and runs each
  * request alone: what "one merged session per composition" costs without merging's accuracy caveats.
@@ -600,10 +601,10 @@ interface Config {
  * Starts a server for one configuration and warms it up (graph variants for single rows and mixed batches); with
  * `touchAll` every one of its N modules gets one request before timing (steady state).
  */
-async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true): Promise<Config> {
+async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
   engines = [];
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions });
   const engine = engines[engines.length - 1];
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
@@ -784,6 +785,8 @@ async function main(): Promise<void> {
     for (const n of NS) configs.push(await startConfig(`N=${n}`, n, BATCH_ROWS, 0, ctx));
     const nobatch = await startConfig(`N=${NOBATCH_N}, batching off`, NOBATCH_N, 1, 0, ctx);
     configs.push(nobatch);
+    // The same traffic with each composition of a batch run as its own uniform group (serve --split-compositions).
+    configs.push(await startConfig(`N=${maxN}, split by composition`, maxN, BATCH_ROWS, 0, ctx, true, true));
     const naive = await startNaive(`N=${maxN}, naive: session per composition (LRU ${NAIVE_CACHE})`, maxN, NAIVE_CACHE, ctx);
     configs.push(naive);
     // What-if rows: the same traffic with ref resolution memoised until the registry changes (see resolveCacheMs).

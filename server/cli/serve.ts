@@ -37,6 +37,8 @@ export interface ServeOptions {
   timeoutMs?: number;
   /** Longest wait for admitted requests when stopping (default 30000). */
   drainMs?: number;
+  /** Run each composition of a batch as its own uniform group (Engine splitCompositions; default false). */
+  splitCompositions?: boolean;
   /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
   waitForWarmUp?: boolean;
   anonymousRead: boolean;
@@ -52,7 +54,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {
@@ -143,6 +145,7 @@ export function registerServeCommand(program: Command): void {
     .option('--queue-rows <n>', 'admitted, unfinished rows before requests get 429', int('queue-rows'), 4096)
     .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
     .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
+    .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')

@@ -49,6 +49,12 @@ export interface EngineOptions {
    * memory; the least recently used idle session is released first, never one a running batch uses.
    */
   maxSessions?: number;
+  /**
+   * Run the rows of each composition of a batch as their own uniform group instead of one mixed run (default
+   * false). On a small CPU the uniform graph (one adapter for all rows: folded 2-D GEMMs) can beat the per-row
+   * gathers of a mixed batch by more than the extra runs cost; bench:serve measures both.
+   */
+  splitCompositions?: boolean;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -140,7 +146,7 @@ export class Engine {
     if (plans.length !== batch.batch) throw new RangeError(`'plans' has ${plans.length} entries for a batch of ${batch.batch} rows`);
     const groups = new Map<string, number[]>();
     plans.forEach((p, i) => {
-      const key = diffSetKey(p.diffs);
+      const key = this.options.splitCompositions ? `${p.key}#${p.head?.key ?? ''}#${p.mlmHead?.key ?? ''}` : diffSetKey(p.diffs);
       const g = groups.get(key);
       if (g) g.push(i);
       else groups.set(key, [i]);

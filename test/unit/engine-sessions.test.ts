@@ -97,3 +97,24 @@ it('memoises the plans of a composition while the registry generation stands, an
   expect(await run(engine, comp)).not.toEqual(await run(engine, 'task/p7@1.0.0'));
   await engine.close();
 });
+
+it('splitCompositions runs each composition of a batch as its own group, with the same results as one mixed run', async () => {
+  const mixed = await Engine.create({ base });
+  const split = await Engine.create({ base, splitCompositions: true });
+  const mods = [makeAdapterModule({ id: 'task/s1', base: info, preset: 'seq_bn', seed: 11 }), makeAdapterModule({ id: 'task/s2', base: info, preset: 'seq_bn', config: { ln_after: true }, seed: 12 }), makeLoraModule({ id: 'task/s3', base: info, r: 2, seed: 13 })];
+  for (const e of [mixed, split]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const comps = ['task/s1@1.0.0', 'task/s2@1.0.0', 'task/s1@1.0.0', 'task/s3@1.0.0', null];
+  const enc = await base.tokenizer.encodeBatch(['one', 'two words', 'three more words', 'four', 'five']);
+  const run = async (e: Engine) => {
+    const plans = await Promise.all(comps.map(async (c) => (await e.plan(c))[0]));
+    const before = e.stats.runs;
+    const out = await e.forward(enc, plans, { hidden: true });
+    return { out: out.map((o) => Array.from(o.hidden!)), runs: e.stats.runs - before };
+  };
+  const a = await run(mixed);
+  const b = await run(split);
+  expect([a.runs, b.runs]).toEqual([1, 4]);
+  a.out.forEach((row, i) => row.forEach((x, j) => expect(b.out[i][j]).toBeCloseTo(x, 4)));
+  await mixed.close();
+  await split.close();
+});
