@@ -1,15 +1,17 @@
 # modhub server image: hub (SQLite + blob files under /data) and inference on one port.
 #   docker build -t modhub .            # CPU
-#   docker build --build-arg ORT_INSTALL=cuda12 -t modhub:cuda .   # fetch onnxruntime's CUDA files (needs network to them)
+#   docker build --build-arg ORT_INSTALL=cuda -t modhub:cuda .   # fetch onnxruntime's CUDA files (npm run install:cuda; needs network to them)
 #   docker run -p 8080:8080 -v modhub-data:/data modhub [--base /data/base]
+# At scale (replicas sharing PostgreSQL + an S3 bucket): set MODHUB_DATABASE_URL, MODHUB_BLOB_URL and MODHUB_S3_*; see
+# docs/scale.md and deploy/.
 FROM node:20-bookworm-slim AS build
 # sqlite3 builds from source with node-gyp when no prebuilt binary matches.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ARG ORT_INSTALL=skip
-ENV ONNXRUNTIME_NODE_INSTALL=${ORT_INSTALL}
-COPY package.json package-lock.json .npmrc ./
-RUN npm ci
+COPY package.json package-lock.json ./
+# package.json's allowScripts denies onnxruntime-node's CUDA download; the CUDA image asks for it explicitly.
+RUN npm ci && if [ "$ORT_INSTALL" = cuda ]; then npm run install:cuda; fi
 COPY tsconfig.json ./
 COPY server ./server
 COPY modules-store ./modules-store

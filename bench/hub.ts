@@ -11,7 +11,7 @@
  *   npm run build && node dist/bench/hub.js [--quick] [--rounds N] [--modules N] [--json FILE]
  *   --quick   10,000 modules, 2 rounds (< 1 minute)
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,8 +20,9 @@ import * as path from 'node:path';
 import pino from 'pino';
 import client from 'prom-client';
 import { ModhubClient } from '../client-sdk';
-import { packArchive, serializeSafetensors, type NewVersion, type Tensor } from '../modules-store';
+import { packArchive, serializeSafetensors, type Tensor } from '../modules-store';
 import { createHubServer } from '../server/http/app';
+import { catalogRows, FINGERPRINT, QUERIES } from './search-fixture';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -35,7 +36,6 @@ const JSON_OUT = argOf('--json');
 
 const D = 768;
 const L = 12;
-const FINGERPRINT = `sha256:${'be'.repeat(32)}`;
 const MB = 1e6;
 
 function median(xs: number[]): number {
@@ -134,51 +134,6 @@ async function rawHttp(bytes: Buffer): Promise<{ get: number; post: number }> {
   await new Promise((r) => srv.close(r));
   return { get: median(g), post: median(p) };
 }
-
-const WORDS = ['german', 'french', 'topic', 'ner', 'sentiment', 'news', 'legal', 'medical', 'adapter', 'lora', 'sparse', 'qa'];
-const KINDS = ['bottleneck', 'lora', 'diff', 'fusion'];
-const TASKS = ['mlm', 'topic-classification', 'ner', 'pos', 'sentiment', 'nli', 'qa'];
-const LANGS = ['de', 'fr', 'en', 'es', 'it', 'sw', 'fi', 'ja', 'zh', 'ar'];
-
-function catalogRows(n: number): NewVersion[] {
-  const rows: NewVersion[] = [];
-  const t0 = Date.UTC(2025, 0, 1);
-  for (let i = 0; i < n; i++) {
-    const ns = `ns${i % 500}`;
-    const name = `${WORDS[i % WORDS.length]}-${i}`;
-    const hex = createHash('sha256').update(String(i)).digest('hex');
-    rows.push({
-      namespace: ns,
-      name,
-      version: '1.0.0',
-      manifest: '{}',
-      kind: KINDS[i % 4],
-      task: TASKS[i % TASKS.length],
-      language: LANGS[i % LANGS.length],
-      baseFingerprint: i % 3 === 0 ? FINGERPRINT : `sha256:${hex}`,
-      description: `${WORDS[(i * 7) % WORDS.length]} ${WORDS[(i * 3) % WORDS.length]} module number ${i}`,
-      digest: `sha256:${hex}`,
-      size: 1000,
-      files: [{ name: 'module.json', digest: `sha256:${hex}`, size: 1000 }],
-      createdAt: new Date(t0 + i * 60_000).toISOString(),
-    });
-  }
-  return rows;
-}
-
-const QUERIES = [
-  'sort=downloads',
-  'sort=recent',
-  'sort=name&offset=50000',
-  'kind=lora',
-  'task=ner&language=de',
-  `base=${FINGERPRINT}`,
-  'namespace=ns42',
-  'q=medical',
-  'q=legal-1230',
-  'q=zzz-no-match',
-  'kind=diff&q=legal&sort=recent',
-];
 
 async function main(): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-bench-'));

@@ -1,50 +1,89 @@
 /**
- * `ModhubClient`: a typed client for the modhub hub API over fetch (Node 20+). Publishing reads a package folder
- * or archive from disk; downloads verify sha256 digests. Errors are `ModhubError` with the server's `code`.
- * Answers are typed by the wire schemas (wire.ts); `validateResponses: true` also checks each one against its
- * schema at run time (what the conformance test does; off by default so newer servers may add fields).
+ * `ModhubClient`: the typed client for a modhub hub and inference server. It runs wherever `fetch` runs (Node ≥ 20,
+ * browsers, Deno, Bun): sha256 through Web Crypto, bodies as Blob / ReadableStream, no Node imports (the
+ * file-system helpers live in ./node.ts, `@modhub/client/node`). Every call takes `signal` and `timeoutMs`; 429 /
+ * 503 answers are retried (transport.ts); errors are ModhubError with the server's code and request id; answers
+ * are typed by the wire schemas (wire.ts), and `validateResponses: true` also checks them at run time.
  * Example:
- *   const hub = new ModhubClient({ baseUrl: 'http://localhost:8080', token: process.env.MODHUB_TOKEN });
- *   await hub.publish('./my-module');
- *   const page = await hub.search({ q: 'german', kind: 'bottleneck' });
- *   await hub.pull('lang/de@1.0.0', './modules/lang-de');
+ *   const hub = new ModhubClient({ baseUrl: 'http://localhost:8080', token });
+ *   const [p] = await hub.classify(['Bayern gewinnt'], { composition: stack('lang/de', 'task/topic') });
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import type { z } from 'zod';
 import { ModhubError } from './errors';
+import { predictionsOf, type ClassificationPrediction, type FillMaskPrediction, type TokenClassificationPrediction } from './results';
+import { arrayBufferView, sha256Hex, type BytesLike } from './sha256';
+import { Transport, type CallOptions, type RequestBody, type RetryOptions } from './transport';
 import * as W from './wire';
 import type {
   BaseInfo,
   BaseInput,
+  Composition,
   CreatedToken,
   CreateTokenInput,
   InferRequest,
   InferResponse,
-  ServedBase,
   ModuleInfo,
   PublishResult,
   SearchPage,
   SearchParams,
+  ServedBase,
   TokenInfo,
   VersionInfo,
   YankResult,
 } from './wire';
+
+export type { CallOptions, RetryOptions };
 
 export interface ClientOptions {
   /** Hub URL, e.g. http://localhost:8080 */
   baseUrl: string;
   /** Bearer token (mh_...). */
   token?: string;
-  /** fetch implementation (default: global fetch). */
+  /** fetch implementation (default: the global fetch). */
   fetch?: typeof fetch;
+  /** Milliseconds one attempt may take, body included (default 60000; 0 = no limit). Per call: `timeoutMs`. */
+  timeoutMs?: number;
+  /** Retries on 429 / 503 (default 3, backoff from 250 ms, Retry-After honoured up to 30 s). */
+  retry?: RetryOptions;
   /** Check every JSON answer against its wire schema; a mismatch throws ModhubError INVALID_RESPONSE (default false). */
   validateResponses?: boolean;
 }
 
-/** What to publish: a path (folder or .tar / .tar.gz), archive bytes, or the package files. */
-export type PublishSource = string | { archive: Uint8Array } | { files: Record<string, Uint8Array> };
+/** Progress of an upload or download: bytes so far, and the total when known (else 0). */
+export interface Progress {
+  loaded: number;
+  total: number;
+}
+
+/** What to publish: a tar / tar.gz archive, or the package files by name (module.json, weights.safetensors, README.md). */
+export type PublishSource = { archive: BytesLike } | { files: Record<string, BytesLike> };
+
+export interface PublishOptions extends CallOptions {
+  /** Accept a base the hub has not registered (admin token). */
+  allowUnknownBase?: boolean;
+  /**
+   * Upload progress. The body is then streamed (`duplex: 'half'`), which Node and Deno do over HTTP/1.1;
+   * Chromium streams request bodies only over HTTP/2, so in a browser leave this out for an HTTP/1.1 hub.
+   */
+  onProgress?: (p: Progress) => void;
+  /** sha256 hex per file (or of the archive, key `archive`) when already known; computed otherwise. */
+  digests?: Record<string, string>;
+}
+
+export interface DownloadOptions extends CallOptions {
+  /** An inclusive byte range; a ranged answer is not digest-checked (the whole file is). */
+  range?: { start: number; end?: number };
+  onProgress?: (p: Progress) => void;
+}
+
+/** What the typed inference calls take: texts (or text pairs) and the composition. */
+export interface PredictOptions extends CallOptions {
+  /** Modules to run, e.g. `stack('lang/de', 'task/topic')`; absent = the bare base. */
+  composition?: Composition | null;
+  top_k?: number;
+  max_length?: number;
+}
+export type TextInput = string | { text: string; text_pair?: string };
 
 /** The files a package folder may hold (format version 1). */
 export const PACKAGE_FILES = ['module.json', 'weights.safetensors', 'README.md'] as const;
@@ -61,63 +100,74 @@ export function splitRef(ref: string): { id: string; namespace: string; name: st
   return { id, namespace: parts[0], name: parts[1], rev };
 }
 
-function sha256Hex(b: Uint8Array): string {
-  return createHash('sha256').update(b).digest('hex');
+const enc = encodeURIComponent;
+
+function blobOf(b: BytesLike): Blob {
+  return b instanceof Blob ? b : new Blob([arrayBufferView(b)]);
 }
 
-const enc = encodeURIComponent;
+/** Reads a body whole, reporting progress per chunk. */
+export async function readBody(res: Response, onProgress?: (p: Progress) => void): Promise<Uint8Array<ArrayBuffer>> {
+  if (!onProgress || !res.body) return new Uint8Array(await res.arrayBuffer());
+  const total = Number(res.headers.get('content-length') ?? 0);
+  const parts: Uint8Array[] = [];
+  let loaded = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    loaded += value.byteLength;
+    onProgress({ loaded, total });
+  }
+  const out = new Uint8Array(loaded);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** Bytes per progress step of an upload. */
+const UPLOAD_STEP = 64 * 1024;
+
+/** `blob` as a stream of pieces of at most UPLOAD_STEP bytes, reporting how much of it the reader (fetch) has taken. */
+function countingStream(blob: Blob, onProgress: (p: Progress) => void): ReadableStream<Uint8Array> {
+  let loaded = 0;
+  return blob.stream().pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        for (let at = 0; at < chunk.byteLength; at += UPLOAD_STEP) {
+          const piece = chunk.subarray(at, at + UPLOAD_STEP);
+          ctl.enqueue(piece);
+          loaded += piece.byteLength;
+          onProgress({ loaded, total: blob.size });
+        }
+      },
+    }),
+  );
+}
 
 export class ModhubClient {
   readonly baseUrl: string;
-  private readonly token?: string;
-  private readonly fetchImpl: typeof fetch;
+  protected readonly transport: Transport;
   private readonly validate: boolean;
 
   constructor(opts: ClientOptions) {
-    if (!opts.baseUrl) throw new TypeError("ModhubClient: 'baseUrl' is required");
-    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
-    this.token = opts.token;
-    this.fetchImpl = opts.fetch ?? fetch;
+    if (!opts || !opts.baseUrl) throw new TypeError("ModhubClient: 'baseUrl' is required, e.g. { baseUrl: 'http://localhost:8080' }");
+    this.transport = new Transport(opts);
+    this.baseUrl = this.transport.baseUrl;
     this.validate = opts.validateResponses ?? false;
   }
 
   // ---------------------------------------------------------------- transport
 
-  /** Sends a request; throws ModhubError for non-2xx answers (with the server's code when it sent one). */
-  protected async request(method: string, urlPath: string, init: { body?: RequestInit['body']; headers?: Record<string, string> } = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...init.headers };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    let res: Response;
-    try {
-      res = await this.fetchImpl(`${this.baseUrl}${urlPath}`, { method, headers, body: init.body });
-    } catch (e) {
-      throw new ModhubError(0, 'NETWORK_ERROR', `cannot reach ${this.baseUrl}: ${(e as Error).message}`);
-    }
-    if (res.ok || res.status === 304) return res;
-    let code = `HTTP_${res.status}`;
-    let message = `${method} ${urlPath} failed with HTTP ${res.status}`;
-    const requestId = res.headers.get('x-request-id') ?? undefined;
-    const text = await res.text().catch(() => '');
-    try {
-      const body = JSON.parse(text) as { error?: unknown; code?: unknown };
-      if (body.error && typeof body.error === 'object') {
-        const e = body.error as { code?: unknown; message?: unknown };
-        if (typeof e.code === 'string') code = e.code;
-        if (typeof e.message === 'string') message = e.message;
-      } else if (typeof body.error === 'string') {
-        message = body.error;
-        if (typeof body.code === 'string') code = body.code;
-      }
-    } catch {
-      if (text) message += `: ${text.slice(0, 200)}`;
-    }
-    throw new ModhubError(res.status, code, message, requestId);
-  }
-
   /** Sends a JSON request and reads the JSON answer, typed (and, with validateResponses, checked) by `schema`. */
-  protected async json<S extends z.ZodType>(schema: S, method: string, urlPath: string, body?: unknown): Promise<z.output<S>> {
-    const res = await this.request(method, urlPath, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
-    return this.parse(schema, `${method} ${urlPath}`, await res.json());
+  protected async json<S extends z.ZodType>(schema: S, method: string, urlPath: string, body?: unknown, o: CallOptions = {}): Promise<z.output<S>> {
+    const init = body === undefined ? {} : { body: () => JSON.stringify(body), headers: { 'Content-Type': 'application/json' } };
+    const data = await this.transport.send(method, urlPath, { ...o, ...init }, (res) => res.json() as Promise<unknown>);
+    return this.parse(schema, `${method} ${urlPath}`, data);
   }
 
   private parse<S extends z.ZodType>(schema: S, what: string, data: unknown): z.output<S> {
@@ -130,186 +180,183 @@ export class ModhubClient {
     return r.data;
   }
 
-  private async bytes(urlPath: string, headers: Record<string, string> = {}): Promise<{ data: Buffer; res: Response }> {
-    const res = await this.request('GET', urlPath, { headers });
-    return { data: Buffer.from(await res.arrayBuffer()), res };
+  protected versionPath(ref: string): string {
+    const r = splitRef(ref);
+    return `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}`;
   }
 
   // ---------------------------------------------------------------- publish
 
-  /** Publishes a package (folder, .tar/.tar.gz path, archive bytes or files); sends sha256 digests the server checks. */
-  async publish(source: PublishSource, opts: { allowUnknownBase?: boolean } = {}): Promise<PublishResult> {
+  /** Publishes a package (archive bytes or its files), with sha256 digests the server checks. */
+  async publish(source: PublishSource, opts: PublishOptions = {}): Promise<PublishResult> {
     const form = new FormData();
-    let src = source;
-    if (typeof src === 'string') {
-      const st = await fsp.stat(src).catch(() => null);
-      if (!st) throw new ModhubError(400, 'INVALID_PACKAGE', `'${src}' does not exist`);
-      if (st.isDirectory()) {
-        const files: Record<string, Uint8Array> = {};
-        for (const n of PACKAGE_FILES) {
-          const b = await fsp.readFile(path.join(src, n)).catch(() => null);
-          if (b) files[n] = b;
-        }
-        if (!files['module.json']) throw new ModhubError(400, 'INVALID_PACKAGE', `'${src}' has no module.json`);
-        src = { files };
-      } else {
-        src = { archive: await fsp.readFile(src) };
-      }
-    }
-    if ('archive' in src) {
-      form.set('sha256', sha256Hex(src.archive));
-      form.set('archive', new Blob([src.archive]), 'module.tar');
+    if ('archive' in source) {
+      form.set('sha256', opts.digests?.archive ?? (await sha256Hex(source.archive)));
+      form.set('archive', blobOf(source.archive), 'module.tar');
     } else {
-      for (const [n, b] of Object.entries(src.files)) {
-        form.set(`sha256.${n}`, sha256Hex(b));
-        form.set(n, new Blob([b]), n);
+      if (!source.files['module.json']) throw new ModhubError(0, 'INVALID_PACKAGE', "the package has no 'module.json' file");
+      for (const [n, b] of Object.entries(source.files)) {
+        form.set(`sha256.${n}`, opts.digests?.[n] ?? (await sha256Hex(b)));
+        form.set(n, blobOf(b), n);
       }
     }
     if (opts.allowUnknownBase) form.set('allow_unknown_base', 'true');
-    const res = await this.request('POST', '/v1/modules', { body: form });
-    return this.parse(W.PublishResultSchema, 'POST /v1/modules', await res.json());
+    let body: () => RequestBody = () => form;
+    let headers: Record<string, string> | undefined;
+    const onProgress = opts.onProgress;
+    if (onProgress) {
+      // The multipart bytes once, so each attempt can stream them again and the total is exact.
+      const req = new Request('http://modhub.invalid/', { method: 'POST', body: form });
+      headers = { 'Content-Type': req.headers.get('content-type')! };
+      const blob = await req.blob();
+      body = () => countingStream(blob, onProgress);
+    }
+    const data = await this.transport.send('POST', '/v1/modules', { ...opts, body, headers, duplex: onProgress ? 'half' : undefined }, (res) => res.json() as Promise<unknown>);
+    return this.parse(W.PublishResultSchema, 'POST /v1/modules', data);
   }
 
   // ---------------------------------------------------------------- read
 
   /** Searches modules. */
-  async search(params: SearchParams = {}): Promise<SearchPage> {
+  async search(params: SearchParams = {}, o: CallOptions = {}): Promise<SearchPage> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
     const s = q.toString();
-    return this.json(W.SearchPageSchema, 'GET', `/v1/modules${s ? `?${s}` : ''}`);
+    return this.json(W.SearchPageSchema, 'GET', `/v1/modules${s ? `?${s}` : ''}`, undefined, o);
   }
 
   /** Module info with versions and tags. */
-  async info(id: string): Promise<ModuleInfo> {
+  async info(id: string, o: CallOptions = {}): Promise<ModuleInfo> {
     const r = splitRef(id);
-    return this.json(W.ModuleInfoSchema, 'GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}`);
+    return this.json(W.ModuleInfoSchema, 'GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}`, undefined, o);
   }
 
   /** One version (`ns/name@version`, `ns/name@tag`, or `ns/name` = latest) with its manifest. */
-  async version(ref: string): Promise<VersionInfo> {
-    const r = splitRef(ref);
-    return this.json(W.VersionInfoSchema, 'GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}`);
+  async version(ref: string, o: CallOptions = {}): Promise<VersionInfo> {
+    return this.json(W.VersionInfoSchema, 'GET', this.versionPath(ref), undefined, o);
   }
 
-  /** The version's tar archive. */
-  async downloadArchive(ref: string): Promise<Buffer> {
-    const r = splitRef(ref);
-    return (await this.bytes(`/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/archive`)).data;
+  /** The version's tar archive (its files are digest-checked by the server on publish; check them with `version()`). */
+  async downloadArchive(ref: string, o: DownloadOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+    return this.download(`${this.versionPath(ref)}/archive`, `the archive of ${ref}`, o, false);
   }
 
-  /** One file of a version; `range` (inclusive) asks for part of it. Whole files are checked against their ETag digest. */
-  async downloadFile(ref: string, file: string, range?: { start: number; end?: number }, onProgress?: (received: number, total: number) => void): Promise<Buffer> {
-    const r = splitRef(ref);
-    const headers: Record<string, string> = range ? { Range: `bytes=${range.start}-${range.end ?? ''}` } : {};
-    const res = await this.request('GET', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/files/${enc(file)}`, { headers });
-    const total = Number(res.headers.get('content-length') ?? 0);
-    let data: Buffer;
-    if (onProgress && res.body) {
-      const parts: Buffer[] = [];
-      let received = 0;
-      const reader = res.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        parts.push(Buffer.from(value));
-        received += value.length;
-        onProgress(received, total);
+  /** One file of a version; a whole file is checked against its sha256 (the ETag), a `range` is not. */
+  async downloadFile(ref: string, file: string, o: DownloadOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+    return this.download(`${this.versionPath(ref)}/files/${enc(file)}`, `'${file}' of ${ref}`, o, true);
+  }
+
+  /** `etagIsDigest`: a file's ETag is its sha256; an archive's is the version digest, not that of the tar bytes. */
+  private async download(urlPath: string, what: string, o: DownloadOptions, etagIsDigest: boolean): Promise<Uint8Array<ArrayBuffer>> {
+    const r = o.range;
+    if (r && (!Number.isInteger(r.start) || r.start < 0 || (r.end !== undefined && (!Number.isInteger(r.end) || r.end < r.start)))) {
+      throw new RangeError(`'range' must be whole numbers with 0 <= start <= end, got ${JSON.stringify(r)}`);
+    }
+    const headers: Record<string, string> = r ? { Range: `bytes=${r.start}-${r.end ?? ''}` } : {};
+    return this.transport.send('GET', urlPath, { ...o, headers }, async (res) => {
+      const data = await readBody(res, o.onProgress);
+      const etag = res.headers.get('etag')?.replace(/"/g, '');
+      if (etagIsDigest && res.status === 200 && etag && /^[0-9a-f]{64}$/.test(etag) && (await sha256Hex(data)) !== etag) {
+        throw new ModhubError(502, 'DIGEST_MISMATCH', `downloaded ${what} does not match its sha256 ${etag}`);
       }
-      data = Buffer.concat(parts);
-    } else {
-      data = Buffer.from(await res.arrayBuffer());
-    }
-    const etag = res.headers.get('etag')?.replace(/"/g, '');
-    if (!range && etag && /^[0-9a-f]{64}$/.test(etag) && sha256Hex(data) !== etag) {
-      throw new ModhubError(502, 'DIGEST_MISMATCH', `downloaded '${file}' of ${ref} does not match its sha256 ${etag}`);
-    }
-    return data;
-  }
-
-  /**
-   * Downloads every file of a version into `outDir` (created), each verified against its sha256 and written via a
-   * temp name then renamed; `onProgress` sees the bytes received per file. Returns the resolved version.
-   */
-  async pull(ref: string, outDir: string, onProgress?: (p: { file: string; received: number; total: number }) => void): Promise<VersionInfo> {
-    const v = await this.version(ref);
-    await fsp.mkdir(outDir, { recursive: true });
-    for (const f of v.files) {
-      if (!/^[A-Za-z0-9._-]+$/.test(f.name) || f.name.startsWith('.')) throw new ModhubError(502, 'INVALID_PACKAGE', `server listed an unsafe file name '${f.name}'`);
-      const data = await this.downloadFile(`${v.id}@${v.version}`, f.name, undefined, onProgress && ((received, total) => onProgress({ file: f.name, received, total })));
-      if (`sha256:${sha256Hex(data)}` !== f.digest) throw new ModhubError(502, 'DIGEST_MISMATCH', `'${f.name}' does not match its digest ${f.digest}`);
-      const tmp = path.join(outDir, `.${f.name}.${randomBytes(4).toString('hex')}.part`);
-      await fsp.writeFile(tmp, data);
-      await fsp.rename(tmp, path.join(outDir, f.name));
-    }
-    return v;
+      return data;
+    });
   }
 
   // ---------------------------------------------------------------- write
 
   /** Points a tag at a version. */
-  async setTag(id: string, tag: string, version: string): Promise<Record<string, string>> {
+  async setTag(id: string, tag: string, version: string, o: CallOptions = {}): Promise<Record<string, string>> {
     const r = splitRef(id);
-    return (await this.json(W.TagsSchema, 'PUT', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`, { version })).tags;
+    return (await this.json(W.TagsSchema, 'PUT', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`, { version }, o)).tags;
   }
 
   /** Removes a tag. */
-  async removeTag(id: string, tag: string): Promise<Record<string, string>> {
+  async removeTag(id: string, tag: string, o: CallOptions = {}): Promise<Record<string, string>> {
     const r = splitRef(id);
-    return (await this.json(W.TagsSchema, 'DELETE', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`)).tags;
+    return (await this.json(W.TagsSchema, 'DELETE', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/tags/${enc(tag)}`, undefined, o)).tags;
   }
 
   /** Yanks `ns/name@version` (or restores it with `yanked: false`). */
-  async yank(ref: string, opts: { reason?: string; yanked?: boolean } = {}): Promise<YankResult> {
-    const r = splitRef(ref);
-    return this.json(W.YankResultSchema, 'POST', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}/versions/${enc(r.rev)}/yank`, { yanked: opts.yanked ?? true, reason: opts.reason });
+  async yank(ref: string, opts: { reason?: string; yanked?: boolean } & CallOptions = {}): Promise<YankResult> {
+    return this.json(W.YankResultSchema, 'POST', `${this.versionPath(ref)}/yank`, { yanked: opts.yanked ?? true, reason: opts.reason }, opts);
   }
 
   /** Deletes a version (`ns/name@version`) or a whole module (`ns/name`); admin only. */
-  async delete(ref: string): Promise<void> {
+  async delete(ref: string, o: CallOptions = {}): Promise<void> {
     const r = splitRef(ref);
     const whole = !ref.includes('@');
-    await this.request('DELETE', `/v1/modules/${enc(r.namespace)}/${enc(r.name)}${whole ? '' : `/versions/${enc(r.rev)}`}`);
+    await this.transport.send('DELETE', whole ? `/v1/modules/${enc(r.namespace)}/${enc(r.name)}` : this.versionPath(ref), o, async (res) => void (await res.body?.cancel()));
   }
 
   // ---------------------------------------------------------------- admin
 
   /** Creates a token (admin); the secret is in `token` and is shown only once. */
-  createToken(t: CreateTokenInput): Promise<CreatedToken> {
-    return this.json(W.CreatedTokenSchema, 'POST', '/v1/tokens', t);
+  createToken(t: CreateTokenInput, o: CallOptions = {}): Promise<CreatedToken> {
+    return this.json(W.CreatedTokenSchema, 'POST', '/v1/tokens', t, o);
   }
 
-  async listTokens(): Promise<TokenInfo[]> {
-    return (await this.json(W.TokenListSchema, 'GET', '/v1/tokens')).tokens;
+  async listTokens(o: CallOptions = {}): Promise<TokenInfo[]> {
+    return (await this.json(W.TokenListSchema, 'GET', '/v1/tokens', undefined, o)).tokens;
   }
 
-  async revokeToken(id: string): Promise<void> {
-    await this.request('DELETE', `/v1/tokens/${enc(id)}`);
+  async revokeToken(id: string, o: CallOptions = {}): Promise<void> {
+    await this.transport.send('DELETE', `/v1/tokens/${enc(id)}`, o, async (res) => void (await res.body?.cancel()));
   }
 
   /** Registers a base modules may be published against (admin). */
-  registerBase(b: BaseInput): Promise<BaseInfo> {
-    return this.json(W.BaseInfoSchema, 'POST', '/v1/bases', b);
+  registerBase(b: BaseInput, o: CallOptions = {}): Promise<BaseInfo> {
+    return this.json(W.BaseInfoSchema, 'POST', '/v1/bases', b, o);
   }
 
-  async listBases(): Promise<BaseInfo[]> {
-    return (await this.json(W.BaseListSchema, 'GET', '/v1/bases')).bases;
+  async listBases(o: CallOptions = {}): Promise<BaseInfo[]> {
+    return (await this.json(W.BaseListSchema, 'GET', '/v1/bases', undefined, o)).bases;
   }
 
   /** The token the client sends, as the server sees it (null when anonymous). */
-  async whoami(): Promise<TokenInfo | null> {
-    return (await this.json(W.WhoamiSchema, 'GET', '/v1/whoami')).token;
+  async whoami(o: CallOptions = {}): Promise<TokenInfo | null> {
+    return (await this.json(W.WhoamiSchema, 'GET', '/v1/whoami', undefined, o)).token;
   }
 
   // ---------------------------------------------------------------- inference
 
-  /** Runs texts through the served base composed with hub modules (`POST /v1/infer`). */
-  async infer(req: InferRequest): Promise<InferResponse> {
-    return this.json(W.InferResponseSchema, 'POST', '/v1/infer', req);
+  /** Runs texts through the served base composed with hub modules (`POST /v1/infer`): every kind of answer. */
+  async infer(req: InferRequest, o: CallOptions = {}): Promise<InferResponse> {
+    return this.json(W.InferResponseSchema, 'POST', '/v1/infer', req, o);
+  }
+
+  private request(inputs: TextInput[], o: PredictOptions, task?: InferRequest['task']): InferRequest {
+    if (!Array.isArray(inputs) || inputs.length === 0) throw new TypeError("'inputs' must be a non-empty array of texts or { text, text_pair }");
+    const req: InferRequest = { inputs: inputs.map((t) => (typeof t === 'string' ? { text: t } : t)) };
+    if (o.composition != null) req.composition = o.composition;
+    if (task) req.task = task;
+    if (o.top_k !== undefined) req.top_k = o.top_k;
+    if (o.max_length !== undefined) req.max_length = o.max_length;
+    return req;
+  }
+
+  /** One classification per input (label, score, top scores); the composition must end in a classification head. */
+  async classify(inputs: TextInput[], o: PredictOptions = {}): Promise<ClassificationPrediction[]> {
+    return predictionsOf(await this.infer(this.request(inputs, o), o), 'classification');
+  }
+
+  /** Per-token labels per input; the composition must end in a token-classification head. */
+  async tagTokens(inputs: TextInput[], o: PredictOptions = {}): Promise<TokenClassificationPrediction[]> {
+    return predictionsOf(await this.infer(this.request(inputs, o), o), 'token_classification');
+  }
+
+  /** Candidates for each mask token per input. */
+  async fillMask(inputs: TextInput[], o: PredictOptions = {}): Promise<FillMaskPrediction[]> {
+    return predictionsOf(await this.infer(this.request(inputs, o, 'fill_mask'), o), 'fill_mask');
+  }
+
+  /** One sentence embedding per input. */
+  async embed(inputs: TextInput[], o: PredictOptions = {}): Promise<number[][]> {
+    return predictionsOf(await this.infer(this.request(inputs, o, 'embedding'), o), 'embedding').map((p) => p.embedding);
   }
 
   /** The base model the server runs (`GET /v1/base`). */
-  async servedBase(): Promise<ServedBase> {
-    return this.json(W.ServedBaseSchema, 'GET', '/v1/base');
+  async servedBase(o: CallOptions = {}): Promise<ServedBase> {
+    return this.json(W.ServedBaseSchema, 'GET', '/v1/base', undefined, o);
   }
 }

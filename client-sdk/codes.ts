@@ -48,8 +48,8 @@ export const ERROR_CODES = {
   // ---- the server
   QUEUE_FULL: { status: 429, meaning: 'the inference queue holds as many rows or tokens as it may; retry after the Retry-After seconds (from the measured drain rate)' },
   DEADLINE_EXCEEDED: { status: 504, meaning: 'the inference request did not finish within its timeout_ms' },
-  NOT_READY: { status: 503, meaning: 'the server is starting (base loading, warm-up); see /readyz' },
-  SHUTTING_DOWN: { status: 503, meaning: 'the server is draining for shutdown and takes no new requests' },
+  SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
+  NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, warming up, shutting down); see /readyz' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
@@ -59,4 +59,8 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export const CLIENT_ERROR_CODES = {
   NETWORK_ERROR: 'the server could not be reached',
   INVALID_RESPONSE: 'an answer does not match the wire schema (validateResponses)',
+  ABORTED: "the caller's AbortSignal ended the call",
+  TIMEOUT: "an attempt took longer than 'timeoutMs'",
+  UNEXPECTED_PREDICTION: 'the composition answered another kind of prediction than the typed call asked for (classify, tagTokens, ...)',
+  UNSUPPORTED_RUNTIME: 'the JavaScript runtime lacks something the SDK needs (Web Crypto, fetch)',
 } as const;

@@ -1,5 +1,12 @@
-/** modhub client SDK: `ModhubClient`, `ModhubError`, the error codes and the API's wire schemas and types. */
+/**
+ * @modhub/client: `ModhubClient` (runs wherever fetch runs), the composition builder, typed results, `ModhubError`,
+ * the error codes and the API's wire schemas and types. File-system helpers: `@modhub/client/node` (node.ts).
+ */
 export * from './client';
 export * from './codes';
+export * from './compose';
 export * from './errors';
+export * from './results';
+export { sha256Hex, arrayBufferView, type BytesLike } from './sha256';
+export { retryAfterMs, type CallOptions, type RetryOptions } from './transport';
 export * from './wire';

@@ -1,7 +1,8 @@
 /**
- * The catalog interface: module, version, file, tag, token and base rows. The SQLite implementation is in
- * catalog-sqlite.ts; a PostgreSQL one can implement the same interface (and run the same conformance tests,
- * test/unit/store-catalog.test.ts). Every method is atomic; `publishVersion` is one transaction.
+ * The catalog interface: module, version, file, tag, token and base rows. Implementations: SQLite
+ * (catalog-sqlite.ts, the embedded default) and PostgreSQL (catalog-pg.ts, shared by server replicas); both run
+ * the same conformance tests (test/unit/store-catalog.test.ts). Every method is atomic; `publishVersion` is one
+ * transaction.
  */
 
 export interface FileRow {
@@ -142,4 +143,21 @@ export interface Catalog {
   getBase(fingerprint: string): Promise<BaseRow | null>;
   listBases(): Promise<BaseRow[]>;
   close(): Promise<void>;
+
+  // ---- shared catalogs only (several processes over one database: PostgreSQL). An embedded catalog omits these.
+
+  /**
+   * Calls `listener` whenever any process committed a change that can alter what a ref resolves to (publish,
+   * tag, yank, delete); returns an unsubscribe function. The registry moves its generation on each call.
+   */
+  watchChanges?(listener: () => void): () => void;
+  /** A counter every such change increases (committed with the change): one cheap read tells whether anything moved. */
+  changeCount?(): Promise<number>;
+  /**
+   * Pins blob digests for an in-flight publish so that no process's collector deletes them before the publish
+   * commits; resolves once pinned, with the function that releases the pin. Pinned digests count as referenced.
+   */
+  pinBlobs?(digests: string[]): Promise<() => Promise<void>>;
+  /** Runs a collection (reference check + blob deletes) exclusively against every process's pins. */
+  collectBlobs?<T>(fn: () => Promise<T>): Promise<T>;
 }

@@ -50,8 +50,8 @@ export const ERROR_CODES = {
   // ---- the server
   QUEUE_FULL: { status: 429, meaning: 'the inference queue holds as many rows or tokens as it may; retry after the Retry-After seconds (from the measured drain rate)' },
   DEADLINE_EXCEEDED: { status: 504, meaning: 'the inference request did not finish within its timeout_ms' },
-  NOT_READY: { status: 503, meaning: 'the server is starting (base loading, warm-up); see /readyz' },
-  SHUTTING_DOWN: { status: 503, meaning: 'the server is draining for shutdown and takes no new requests' },
+  SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
+  NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, warming up, shutting down); see /readyz' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 

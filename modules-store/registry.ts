@@ -173,11 +173,6 @@ export class Registry {
     return this.changes;
   }
 
-  /** False once close() was called (the server's /readyz reads it). */
-  get isOpen(): boolean {
-    return !this.closed;
-  }
-
   readonly catalog: Catalog;
   readonly blobs: BlobStore;
   readonly limits: PackageLimits;
@@ -196,6 +191,51 @@ export class Registry {
     this.allowUnknownBases = opts.allowUnknownBases ?? false;
     this.now = opts.now ?? (() => new Date());
     this.onClose = opts.onClose;
+    // A shared catalog reports other processes' changes too: move the generation so resolutions cached against
+    // it (the engine's) are dropped on the next request.
+    this.unwatch = this.catalog.watchChanges?.(() => {
+      this.changes++;
+    });
+  }
+
+  private readonly unwatch?: () => void;
+  /** The shared catalog's change count when last checked (sync). */
+  private seenCount: number | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncQueued: Promise<void> | null = null;
+
+  /**
+   * On a shared catalog: reads its change count and moves the generation when another process changed anything
+   * since the last look (a no-op on an embedded catalog). Notifications usually got there first, but arrive a
+   * few ms after the writer's commit is acknowledged — a client can be faster. Strict, and one query per burst:
+   * a caller joins a check that starts after it called (never one already in flight, which may predate the change
+   * the caller knows about), so concurrent requests share one round trip.
+   */
+  sync(): Promise<void> {
+    const changeCount = this.catalog.changeCount?.bind(this.catalog);
+    if (!changeCount) return Promise.resolve();
+    if (!this.syncing) {
+      this.syncing = changeCount()
+        .then((n) => {
+          if (this.seenCount !== null && n !== this.seenCount) this.changes++;
+          this.seenCount = n;
+        })
+        // Database unreachable: serve from what is cached (lookups that need the catalog fail on their own).
+        .catch(() => undefined)
+        .finally(() => {
+          this.syncing = null;
+        });
+      return this.syncing;
+    }
+    if (!this.syncQueued) {
+      this.syncQueued = this.syncing
+        .catch(() => undefined)
+        .then(() => {
+          this.syncQueued = null;
+          return this.sync();
+        });
+    }
+    return this.syncQueued;
   }
 
   /** Largest upload (archive or sum of files) this registry accepts, in bytes. */
@@ -232,10 +272,22 @@ export class Registry {
     return readPackageFiles(input.path, this.limits);
   }
 
-  private pin(digests: string[]): Promise<void> {
-    return this.gcLock.lock(async () => {
+  /** Pins digests here and, on a shared catalog, for every other process's collector; returns the shared release. */
+  private async pin(digests: string[]): Promise<(() => Promise<void>) | undefined> {
+    await this.gcLock.lock(async () => {
       for (const d of digests) this.pinned.set(d, (this.pinned.get(d) ?? 0) + 1);
     });
+    try {
+      return await this.catalog.pinBlobs?.(digests);
+    } catch (e) {
+      this.unpin(digests);
+      throw e;
+    }
+  }
+
+  /** Runs a collection under the catalog's cross-process lock when it has one (else only under this process's). */
+  private collecting<T>(fn: () => Promise<T>): Promise<T> {
+    return this.gcLock.lock(() => (this.catalog.collectBlobs ? this.catalog.collectBlobs(fn) : fn()));
   }
 
   private unpin(digests: string[]): void {
@@ -249,7 +301,7 @@ export class Registry {
   /** Deletes the given blobs unless a version references them or an in-flight publish pinned them. */
   private collect(digests: string[]): Promise<void> {
     if (digests.length === 0) return Promise.resolve();
-    return this.gcLock.lock(async () => {
+    return this.collecting(async () => {
       const candidates = [...new Set(digests)].filter((d) => !this.pinned.has(d));
       const kept = await this.catalog.referencedDigests(candidates);
       for (const d of candidates) if (!kept.has(d)) await this.blobs.delete(d);
@@ -290,7 +342,7 @@ export class Registry {
     const entries = orderedFiles(pkg.files);
     const files: FileRow[] = entries.map(([fname, bytes]) => ({ name: fname, digest: sha256Digest(bytes), size: bytes.length }));
     const digests = files.map((f) => f.digest);
-    await this.pin(digests);
+    const releaseShared = await this.pin(digests);
     let committed = false;
     try {
       for (const [i, [, bytes]] of entries.entries()) await this.blobs.put(bytes, files[i].digest);
@@ -316,6 +368,7 @@ export class Registry {
       return { id: m.id, version: m.version, digest, size, files, manifest: m };
     } finally {
       this.unpin(digests);
+      await releaseShared?.().catch(() => undefined);
       if (!committed) await this.collect(digests).catch(() => undefined);
     }
   }
@@ -531,7 +584,7 @@ export class Registry {
   async sweep(): Promise<{ tempFiles: number; orphanBlobs: number }> {
     const tempFiles = await this.blobs.sweepTemp();
     let orphanBlobs = 0;
-    await this.gcLock.lock(async () => {
+    await this.collecting(async () => {
       const referenced = await this.catalog.allDigests();
       for (const d of await this.blobs.list()) {
         if (!referenced.has(d) && !this.pinned.has(d)) {
@@ -546,6 +599,7 @@ export class Registry {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch?.();
     await this.catalog.close();
     await this.onClose?.();
   }

@@ -38,7 +38,8 @@ export function registerBaseCommands(program: Command): void {
     .option('--max-positions <n>', 'max_position_embeddings', intOption('max-positions'), 128)
     .option('--seed <n>', 'random seed', intOption('seed'), 0)
     .option('--corpus <file>', 'training text for the vocabulary, one sentence per line (default: built-in multilingual sentences)')
-    .action(async (o: { out: string; family: string; layers: number; hidden: number; heads: number; intermediate?: number; vocabSize?: number; maxPositions: number; seed: number; corpus?: string }) => {
+    .option('--json', 'print the summary as JSON')
+    .action(async (o: { out: string; family: string; layers: number; hidden: number; heads: number; intermediate?: number; vocabSize?: number; maxPositions: number; seed: number; corpus?: string; json?: boolean }) => {
       if (!(FAMILIES as readonly string[]).includes(o.family)) throw usage(`'--family' must be one of ${FAMILIES.join(', ')}, got '${o.family}'`);
       let corpus: string[] | undefined;
       if (o.corpus) {
@@ -58,6 +59,11 @@ export function registerBaseCommands(program: Command): void {
         corpus,
       });
       const c = r.config;
+      if (o.json) {
+        const summary = { dir: r.dir, family: c.family, layers: c.numLayers, hidden_size: c.hiddenSize, heads: c.numHeads, intermediate_size: c.intermediateSize, vocab_size: c.vocabSize, parameters: r.parameters };
+        process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+        return;
+      }
       process.stdout.write(`wrote ${c.family} base to ${r.dir}: L=${c.numLayers} D=${c.hiddenSize} H=${c.numHeads} F=${c.intermediateSize} V=${c.vocabSize}, ${r.parameters} parameters\n`);
     });
 

@@ -19,9 +19,10 @@ export function usage(message: string): CodedError {
 export function cliErrorLine(err: unknown): string {
   if (err instanceof CodedError || err instanceof ModhubError) return `${err.code}: ${err.message}`;
   if (err instanceof CommanderError) return `INVALID_ARGUMENT: ${err.message.replace(/^error: /, '')}`;
-  const sys = err as NodeJS.ErrnoException;
-  if (err instanceof Error && typeof sys.code === 'string' && typeof sys.syscall === 'string') {
-    return err.message.startsWith(`${sys.code}:`) ? err.message : `${sys.code}: ${err.message}`;
+  // Duck-typed, not `instanceof Error`: Node's system errors may come from another realm (vm, jest).
+  const sys = (err ?? {}) as NodeJS.ErrnoException;
+  if (typeof sys.message === 'string' && typeof sys.code === 'string' && typeof sys.syscall === 'string') {
+    return sys.message.startsWith(`${sys.code}:`) ? sys.message : `${sys.code}: ${sys.message}`;
   }
   if (err instanceof RangeError || err instanceof TypeError) return `INVALID_ARGUMENT: ${err.message}`;
   return `INTERNAL: ${err instanceof Error ? err.message : String(err)}`;

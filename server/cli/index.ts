@@ -1,5 +1,6 @@
 /** Registers every command group; each group lives in its own file so that they evolve independently. */
 import type { Command } from 'commander';
+import { registerAuthCommands } from './auth';
 import { registerBaseCommands } from './base';
 import { registerHubCommands } from './hub';
 import { registerInferCommand } from './infer';
@@ -12,6 +13,7 @@ export function registerCommands(program: Command): void {
   registerTrainCommands(program);
   registerInferCommand(program);
   registerHubCommands(program);
+  registerAuthCommands(program);
   registerBaseCommands(program);
   registerModuleCommands(program);
 }

@@ -8,6 +8,7 @@ import { writeModulePackage, type ManifestInput } from '../../modules-store';
 import { MODULE_KINDS, type ModuleKind } from '../../modules-store/kinds';
 import { loadBase } from '../model/base';
 import { initModule } from '../model/module-init';
+import { registerInteropCommands } from './interop';
 import { usage } from './errors';
 
 interface InitFlags {
@@ -27,6 +28,7 @@ interface InitFlags {
   language?: string;
   task?: string;
   seed: string;
+  json?: boolean;
 }
 
 /** Kinds a fresh package can be written for (diffs come from training base parameters). */
@@ -59,6 +61,7 @@ export function registerModuleCommands(program: Command): void {
     .option('--language <code>', 'language code for the manifest')
     .option('--task <name>', 'task name for the manifest')
     .option('--seed <n>', 'random seed', '0')
+    .option('--json', 'print the written manifest and files as JSON')
     .action(async (f: InitFlags) => {
       const kind = INIT_KINDS.find((k) => k === f.kind);
       if (!kind) throw usage(`'--kind' must be one of ${INIT_KINDS.join(', ')}, got '${f.kind}' (diffs come from training)`);
@@ -91,6 +94,11 @@ export function registerModuleCommands(program: Command): void {
         seed: num('seed', String(Number(f.seed) + 1)) - 1,
       });
       const pkg = await writeModulePackage(f.out, m.manifest as ManifestInput, m.tensors);
+      if (f.json) {
+        process.stdout.write(`${JSON.stringify({ out: f.out, files: [...pkg.files.keys()], tensors: m.tensors.size, manifest: m.manifest }, null, 2)}\n`);
+        return;
+      }
       process.stdout.write(`wrote ${m.manifest.id}@${m.manifest.version} (${m.manifest.kind}, ${m.tensors.size} tensors) to ${f.out}: ${[...pkg.files.keys()].join(', ')}\n`);
     });
+  registerInteropCommands(mod);
 }

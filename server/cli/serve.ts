@@ -1,8 +1,11 @@
 /**
  * `modhub serve`: the hub (SQLite catalog + blob folder in --data) and the inference engine over one frozen base,
  * on one port. With no --base, a tiny random base is created in <data>/base on first start, so a fresh checkout
- * serves without downloading anything. /readyz turns 200 after the warm-up run; on SIGTERM/SIGINT the server
- * drains: new requests get 503, admitted ones finish (up to --drain-ms), then it closes.
+ * serves without downloading anything. At scale, --database-url (PostgreSQL) and --blob-url (s3://bucket/prefix)
+ * — or MODHUB_DATABASE_URL / MODHUB_BLOB_URL — let several replicas share one catalog and one bucket; a database
+ * or bucket that cannot be reached stops the start with a message naming it.
+ * /readyz turns 200 after the warm-up run; on SIGTERM/SIGINT the server drains: new requests get 503, admitted ones
+ * finish (up to --drain-ms), then it closes.
  * Example: `modhub serve --data ./.modhub --port 8080` then `curl localhost:8080/v1/base`.
  */
 import * as fs from 'fs';
@@ -11,7 +14,7 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import client from 'prom-client';
 import { createHubServer } from '../http/app';
-import { inferenceRouter, readinessRouter } from '../http/inference-routes';
+import { inferenceRouter } from '../http/inference-routes';
 import { loadBase } from '../model/base';
 import { createTinyBase } from '../model/tiny';
 import { Engine } from '../runtime/engine';
@@ -43,6 +46,12 @@ export interface ServeOptions {
   waitForWarmUp?: boolean;
   anonymousRead: boolean;
   allowUnknownBases?: boolean;
+  /** Origins whose pages may call the API (CORS); none by default. */
+  corsOrigin?: string[];
+  /** PostgreSQL catalog URL (default MODHUB_DATABASE_URL; none = SQLite in --data). */
+  databaseUrl?: string;
+  /** `s3://bucket/prefix` blob store (default MODHUB_BLOB_URL; none = files in --data). */
+  blobUrl?: string;
 }
 
 /** Starts the server; resolves with a stop function once listening. */
@@ -69,20 +78,23 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   });
   const auth = { anonymousRead: o.anonymousRead };
   const router = inferenceRouter({ service, auth, logger, metrics });
-  let registryOpen = (): boolean => false;
   const hub = await createHubServer({
     dataDir: o.data,
     logger,
     metrics,
     auth,
-    routers: [
-      { path: '/v1', router },
-      { path: '/', router: readinessRouter({ service, registryOpen: () => registryOpen() }) },
-    ],
+    routers: [{ path: '/v1', router }],
     inference: service,
     allowUnknownBases: o.allowUnknownBases,
+    corsOrigins: o.corsOrigin,
+    databaseUrl: o.databaseUrl,
+    blobUrl: o.blobUrl,
+  }).catch(async (e: unknown) => {
+    // An unreachable database or bucket: stop the engine's worker so the process can exit with the error.
+    await engine.close().catch(() => undefined);
+    throw e;
   });
-  registryOpen = () => hub.registry.isOpen;
+  logger.info({ catalog: hub.store.catalog, blobs: hub.store.blobs }, hub.store.shared ? 'shared store (replicas see each other\'s changes)' : 'store');
   const c = base.config;
   await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
   engine.setResolver(hub.registry);
@@ -132,7 +144,7 @@ function int(name: string) {
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('run the hub and the inference server (SQLite + local blob files in --data)')
+    .description('run the hub and the inference server (SQLite + local blob files in --data, or PostgreSQL + S3 shared by replicas)')
     .option('--data <dir>', 'data folder (catalog.sqlite, blobs/, and base/ when --base is not given)', process.env.MODHUB_DATA ?? '.modhub')
     .option('--base <dir>', 'base model folder in HF layout (config.json, model.safetensors, tokenizer.json)')
     .option('--port <n>', 'port (0 = any free port)', int('port'), Number(process.env.PORT ?? 8080))
@@ -149,8 +161,13 @@ export function registerServeCommand(program: Command): void {
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
+    .option('--cors-origin <origins...>', "let pages on these origins call the API from a browser (the SDK); '*' = any", process.env.MODHUB_CORS_ORIGINS?.split(',').filter(Boolean))
+    .option('--database-url <url>', 'PostgreSQL catalog shared by replicas, postgres://user:pass@host/db (default: env MODHUB_DATABASE_URL, else SQLite in --data)')
+    .option('--blob-url <url>', 's3://bucket/prefix blob store shared by replicas (default: env MODHUB_BLOB_URL, else files in --data); S3 settings: MODHUB_S3_ENDPOINT, MODHUB_S3_REGION, MODHUB_S3_FORCE_PATH_STYLE, MODHUB_S3_ACCESS_KEY_ID/SECRET_ACCESS_KEY')
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
+      const badOrigin = o.corsOrigin?.find((x) => x !== '*' && !/^https?:\/\/[^/\s]+$/.test(x));
+      if (badOrigin) throw usage(`'--cors-origin' takes '*' or scheme://host[:port] without a path, got '${badOrigin}'`);
       const { stop } = await serve({ ...o, waitForWarmUp: false });
       const shutdown = () => {
         void stop().then(

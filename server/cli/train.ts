@@ -9,7 +9,8 @@
 import * as cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { writeModulePackage, readModulePackage, parseSafetensors } from '../../modules-store';
-import { ModhubClient } from '../../client-sdk';
+import { NodeModhubClient as ModhubClient } from '../../client-sdk/node';
+import { hubSettings } from './config';
 import { loadBase } from '../model/base';
 import { readTextClassification, readTokenTagging, readPlainText } from '../train/data';
 import { saveTrainedBase } from '../train/save-base';
@@ -49,6 +50,8 @@ interface TrainFlags {
   push?: string;
   saveBase?: string;
   token?: string;
+  json?: boolean;
+  format?: string;
 }
 
 function num(name: string, v: string, integer = false): number {
@@ -70,6 +73,7 @@ export function registerTrainCommands(program: Command): void {
     .addOption(new Option('--task <task>', 'objective').choices([...TASKS]).makeOptionMandatory())
     .requiredOption('--base <dir>', 'base model folder')
     .requiredOption('--data <file>', 'training data: JSONL/CSV/TSV (text[,text_pair],label), CoNLL/JSONL (tokens), plain text (mlm)')
+    .option('--format <format>', 'format of --data and --dev when the extension does not tell: jsonl, csv, tsv (classification); conll, jsonl (token_classification)')
     .option('--dev <file>', 'dev data (same format) for periodic evaluation and best-checkpoint selection')
     .requiredOption('--out <dir>', 'output module package folder')
     .option('--id <ns/name>', 'module id (default local/<method>-<task>)')
@@ -99,22 +103,31 @@ export function registerTrainCommands(program: Command): void {
     .option('--push <hub>', 'publish the package to this hub URL when done')
     .option('--save-base <dir>', "method 'full': also write θ₀ + δ as a new base folder (MLM pretraining of a base)")
     .addOption(new Option('--token <token>', 'hub token for --push').env('MODHUB_TOKEN'))
+    .option('--json', 'print the result (id, version, steps, dev metrics, files written, publish answer) as JSON')
     .addHelpText('after', `\nMethods and their default learning rates:\n${methodHelp()}\n\nTasks: classification (accuracy, macro-F1), token_classification (token F1), mlm (perplexity).`)
     .action(async (f: TrainFlags) => {
       const base = await loadBase(f.base);
       let labels: string[] | undefined;
       let trainSet: Parameters<typeof train>[0]['train'];
       let dev: Parameters<typeof train>[0]['train'] | undefined;
+      // The readers name their option 'format'; the user typed '--format'.
+      const flagTerms = (e: unknown): never => {
+        if (e instanceof RangeError) throw new RangeError(e.message.replace(/'format'/g, "'--format'"));
+        throw e;
+      };
+      if (f.format !== undefined && f.task === 'mlm') throw new RangeError("'--format' applies to classification and token_classification data; mlm reads plain text");
       if (f.task === 'classification') {
-        const d = await readTextClassification(f.data);
+        const format = f.format as 'jsonl' | 'csv' | 'tsv' | undefined;
+        const d = await readTextClassification(f.data, { format }).catch(flagTerms);
         labels = d.labels.labels;
         trainSet = d.examples;
-        if (f.dev) dev = (await readTextClassification(f.dev, { labels })).examples;
+        if (f.dev) dev = (await readTextClassification(f.dev, { labels, format }).catch(flagTerms)).examples;
       } else if (f.task === 'token_classification') {
-        const d = await readTokenTagging(f.data);
+        const format = f.format as 'conll' | 'jsonl' | undefined;
+        const d = await readTokenTagging(f.data, { format }).catch(flagTerms);
         labels = d.labels.labels;
         trainSet = d.sentences;
-        if (f.dev) dev = (await readTokenTagging(f.dev, { labels })).sentences;
+        if (f.dev) dev = (await readTokenTagging(f.dev, { labels, format }).catch(flagTerms)).sentences;
       } else {
         trainSet = await readPlainText(f.data);
         if (f.dev) dev = await readPlainText(f.dev);
@@ -191,13 +204,20 @@ export function registerTrainCommands(program: Command): void {
       if (f.saveBase) {
         if (f.method !== 'full') throw new RangeError("'--save-base' needs '--method full'");
         saveTrainedBase(base, res.tensors, f.saveBase);
-        process.stdout.write(`wrote base ${f.saveBase}\n`);
+        if (!f.json) process.stdout.write(`wrote base ${f.saveBase}\n`);
       }
       const m = Object.entries(res.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
-      process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
+      if (!f.json) process.stdout.write(`trained ${res.manifest.id}@${res.manifest.version} (${f.method}, ${res.steps} steps)${m ? `; dev: ${m}` : ''}\nwrote ${f.out}\n`);
+      let published: unknown = null;
       if (f.push) {
-        const r = await new ModhubClient({ baseUrl: f.push, token: f.token }).publish(f.out, {});
-        process.stdout.write(`published ${r.id}@${r.version} to ${f.push}\n`);
+        const s = hubSettings({ hub: f.push, token: f.token });
+        const r = await new ModhubClient({ baseUrl: s.hub, token: s.token }).publish(f.out, {});
+        published = r;
+        if (!f.json) process.stdout.write(`published ${r.id}@${r.version} to ${s.hub}\n`);
+      }
+      if (f.json) {
+        const result = { id: res.manifest.id, version: res.manifest.version, method: f.method, steps: res.steps, metrics: res.metrics, out: f.out, base_out: f.saveBase ?? null, published };
+        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       }
     });
 }

@@ -11,10 +11,11 @@
 import express, { type Express, type Router } from 'express';
 import pino, { type Logger } from 'pino';
 import client from 'prom-client';
-import { openRegistry, type OpenRegistryOptions, type Registry } from '../../modules-store';
+import { openStore, type OpenStoreOptions, type Registry, type StoreDescription } from '../../modules-store';
 import { authenticate, type AuthConfig } from './auth';
+import { corsFor } from './cors';
 import { HealthSchema, type Health } from '../../client-sdk/wire';
-import { errorHandler, notFound, requestId } from './errors';
+import { errorHandler, httpError, notFound, requestId } from './errors';
 import { hfRouter } from './hf-routes';
 import { hubRouter } from './hub-routes';
 import { httpMetrics } from './metrics';
@@ -34,11 +35,14 @@ export interface AppDeps {
   routers?: Array<{ path: string; router: Router & { docs?: RouterDocs } }>;
   /** The inference service, when this server runs the engine (the web pages' "Try it" and base panel). */
   inference?: InferenceService;
+  /** Origins whose pages may call the API from a browser (cors.ts); none by default. */
+  corsOrigins?: string[];
 }
 
 /** The app's own routes, for /openapi.json. */
 const SERVICE_ROUTE_DOCS: RouteDoc[] = [
   { method: 'get', path: '/healthz', summary: 'Liveness', access: 'public', responses: { '200': { description: 'ok', schema: HealthSchema } } },
+  { method: 'get', path: '/readyz', summary: 'Readiness: the catalog answers; with the engine, warm-up done and not draining', access: 'public', errors: ['NOT_READY'], responses: { '200': { description: 'ready', bytes: 'application/json' } } },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', access: 'public', responses: { '200': { description: 'text exposition format', bytes: 'text/plain' } } },
   { method: 'get', path: '/openapi.json', summary: 'This document (OpenAPI 3.1)', access: 'public', responses: { '200': { description: 'OpenAPI 3.1', bytes: 'application/json' } } },
 ];
@@ -55,12 +59,26 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.set('etag', false); // downloads set their own strong ETags
+  if (deps.corsOrigins?.length) app.use(corsFor(deps.corsOrigins));
   app.use(requestId());
   app.use(httpMetrics(metrics));
 
   app.get('/healthz', (_req, res) => {
     const answer: Health = { status: 'ok' };
     res.json(answer);
+  });
+  // Readiness: the catalog answers (a replica whose database is unreachable leaves the load balancer's rotation)
+  // and, on a server that runs the engine, the base is loaded and warmed up and the server is not draining.
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await deps.registry.listBases();
+    } catch (e) {
+      throw httpError('NOT_READY', `the catalog is unreachable: ${(e as Error).message}`);
+    }
+    const inference = deps.inference;
+    if (inference?.draining) throw httpError('NOT_READY', 'the server is draining for shutdown', { 'Retry-After': '5' });
+    if (inference && !inference.ready) throw httpError('NOT_READY', 'the inference engine is warming up', { 'Retry-After': '1' });
+    res.json({ status: 'ready' });
   });
   const promRegistry = metrics;
   app.get('/metrics', async (_req, res) => {
@@ -95,15 +113,20 @@ export function createApp(deps: AppDeps): Express {
   return app;
 }
 
-export interface HubServerOptions extends Omit<OpenRegistryOptions, 'dataDir'>, Omit<AppDeps, 'registry'> {
-  /** Folder holding catalog.sqlite and blobs/ (created when missing). */
+export interface HubServerOptions extends Omit<OpenStoreOptions, 'dataDir'>, Omit<AppDeps, 'registry'> {
+  /** Folder holding catalog.sqlite and blobs/ (created when missing; unused parts when PostgreSQL / S3 are configured). */
   dataDir: string;
 }
 
-/** Opens the registry in `dataDir` (sweeping leftovers of a crash) and builds the app around it. */
-export async function createHubServer(options: HubServerOptions): Promise<{ app: Express; registry: Registry; close: () => Promise<void> }> {
-  const { auth, logger, metrics, routers, inference, ...regOpts } = options;
-  const registry = await openRegistry(regOpts);
-  const app = createApp({ registry, auth, logger, metrics, routers, inference });
-  return { app, registry, close: () => registry.close() };
+/**
+ * Opens the registry (in `dataDir`, or on the PostgreSQL database / S3 bucket the options or environment name;
+ * sweeping leftovers of a crash) and builds the app around it.
+ */
+export async function createHubServer(
+  options: HubServerOptions,
+): Promise<{ app: Express; registry: Registry; store: StoreDescription; close: () => Promise<void> }> {
+  const { auth, logger, metrics, routers, inference, corsOrigins, ...regOpts } = options;
+  const registry = await openStore(regOpts);
+  const app = createApp({ registry, auth, logger, metrics, routers, inference, corsOrigins });
+  return { app, registry, store: registry.description, close: () => registry.close() };
 }

@@ -43,7 +43,6 @@ export const rangeNotSatisfiable = (message: string, size: number): HttpError =>
 /** Headers a code always comes with. */
 const CODE_HEADERS: Partial<Record<ErrorCode, Record<string, string>>> = {
   NOT_READY: { 'Retry-After': '1' },
-  SHUTTING_DOWN: { 'Retry-After': '5' },
 };
 
 const MULTER_MESSAGES: Record<string, [ErrorCode, string]> = {

@@ -6,6 +6,8 @@
  *   GET|HEAD /{ns}/{name}/resolve/{rev}/{file}        file bytes with ETag, X-Repo-Commit, Content-Length, Range
  *   GET|HEAD /{ns}/{name}/raw/{rev}/{file}            the same (modhub stores no LFS pointers)
  * A revision is a version, a tag, `main`/`HEAD` (= latest) or the 40-hex commit id (first 40 hex of the version digest).
+ * Virtual revisions `adapterhub[-<rev>]` / `peft[-<rev>]` (and their commits) serve the module as an AdapterHub or PEFT
+ * folder (hf-interop.ts), so Python's adapters / peft load it with HF_ENDPOINT pointed at the hub (docs/interop.md).
  * Errors here use HF's body shape `{"error": "<message>", "code"}` (HF clients print `error` as the message).
  * Example: `downloadFile({ repo: 'lang/de', path: 'module.json', revision: '1.0.0', hubUrl: 'http://localhost:8080' })`.
  */
@@ -14,10 +16,12 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { MODULE_KINDS, parseCard, splitId, StoreError, type Registry, type ResolvedModule } from '../../modules-store';
 import { requireRead, type AuthConfig } from './auth';
-import { filePayload, sendPayload } from './download';
+import { filePayload, parseRange, sendPayload } from './download';
 import { badRequest, httpError } from './errors';
 import { downloadCounter } from './hub-routes';
+import { findVirtualCommit, splitVirtualRev, virtualCommit, virtualFiles, type VirtualCache } from './hf-interop';
 import { documented, type DocumentedRouter, type RouteDoc } from './openapi';
+import type { ExportFormat } from '../../modules-store/interop';
 
 export interface HfRouterDeps {
   registry: Registry;
@@ -71,9 +75,21 @@ async function resolveHf(registry: Registry, namespace: string, name: string, re
   return registry.resolve(`${namespace}/${name}@${rev}`);
 }
 
+/** A revision that may be virtual (`peft`, `adapterhub-1.0.0`, or such a revision's commit; see hf-interop.ts). */
+async function resolveAny(registry: Registry, namespace: string, name: string, rev: string): Promise<{ m: ResolvedModule; format: ExportFormat | null }> {
+  const v = splitVirtualRev(rev);
+  if (v) return { m: await resolveHf(registry, namespace, name, v.rev), format: v.format };
+  if (/^[0-9a-f]{40}$/.test(rev)) {
+    const hit = await findVirtualCommit(registry, namespace, name, rev);
+    if (hit) return { m: await registry.resolve(`${namespace}/${name}@${hit.version}`), format: hit.format };
+  }
+  return { m: await resolveHf(registry, namespace, name, rev), format: null };
+}
+
 export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
   const { registry, logger } = deps;
   const r = express.Router();
+  const virtualCache: VirtualCache = new Map();
   const hfShape: express.RequestHandler = (_req, res, next) => {
     res.locals.hfErrorShape = true;
     next();
@@ -159,7 +175,12 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
 
   const info = async (req: Request, rev: string): Promise<Record<string, unknown>> => {
     const { namespace, name } = splitId(`${p(req, 'ns')}/${p(req, 'name')}`);
-    return modelJson(await resolveHf(registry, namespace, name, rev).catch(hfError));
+    const { m, format } = await resolveAny(registry, namespace, name, rev).catch(hfError);
+    const json = await modelJson(m);
+    if (!format) return json;
+    const files = await virtualFiles(m, format, virtualCache).catch(hfError);
+    const sha = virtualCommit(m.digest, format);
+    return { ...json, _id: sha, sha, library_name: format === 'peft' ? 'peft' : 'adapter-transformers', siblings: files.map((f) => ({ rfilename: f.name, size: f.bytes.length, lfs: { sha256: f.sha256, size: f.bytes.length } })) };
   };
   r.get('/api/models/:ns/:name', ...read, async (req, res) => {
     res.json(await info(req, 'main'));
@@ -169,8 +190,19 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
   });
 
   /** HF tree / paths-info entries: `lfs.oid` is the sha256 (the cache key HF clients use), `lastCommit` the version. */
-  const entries = async (m: ResolvedModule, expand: boolean): Promise<Record<string, unknown>[]> => {
+  const entries = async ({ m, format }: { m: ResolvedModule; format: ExportFormat | null }, expand: boolean): Promise<Record<string, unknown>[]> => {
     const createdAt = expand ? (await registry.info(m.namespace, m.name)).versions.find((v) => v.version === m.version)?.createdAt : undefined;
+    if (format) {
+      const sha = virtualCommit(m.digest, format);
+      return (await virtualFiles(m, format, virtualCache).catch(hfError)).map((f) => ({
+        type: 'file',
+        path: f.name,
+        oid: f.sha256,
+        size: f.bytes.length,
+        lfs: { oid: f.sha256, size: f.bytes.length, pointerSize: 0 },
+        ...(expand ? { lastCommit: { id: sha, title: `${m.id}@${m.version} (${format})`, date: createdAt } } : {}),
+      }));
+    }
     return m.files.map((f) => ({
       type: 'file',
       path: f.name,
@@ -180,16 +212,16 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
       ...(expand ? { lastCommit: { id: commitOf(m.digest), title: `${m.id}@${m.version}`, date: createdAt } } : {}),
     }));
   };
-  const moduleOf = async (req: Request): Promise<ResolvedModule> => {
+  const moduleOf = async (req: Request): Promise<{ m: ResolvedModule; format: ExportFormat | null }> => {
     const { namespace, name } = splitId(`${p(req, 'ns')}/${p(req, 'name')}`);
-    return resolveHf(registry, namespace, name, p(req, 'rev')).catch(hfError);
+    return resolveAny(registry, namespace, name, p(req, 'rev')).catch(hfError);
   };
   // listFiles / snapshotDownload: packages are flat, so the tree is the file list and has no sub-folders.
   r.get('/api/models/:ns/:name/tree/:rev', ...read, async (req, res) => {
     res.json(await entries(await moduleOf(req), req.query.expand === 'true'));
   });
   r.get('/api/models/:ns/:name/tree/:rev/*path', ...read, async (req) => {
-    const m = await moduleOf(req);
+    const { m } = await moduleOf(req);
     hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no folder '${p(req, 'path')}' (module packages are flat)`));
   });
   // pathsInfo / downloadFileToCacheDir
@@ -203,8 +235,14 @@ export function hfRouter(deps: HfRouterDeps): DocumentedRouter {
 
   const file = async (req: Request, res: express.Response): Promise<void> => {
     const { namespace, name } = splitId(`${p(req, 'ns')}/${p(req, 'name')}`);
-    const m = await resolveHf(registry, namespace, name, p(req, 'rev')).catch(hfError);
+    const { m, format } = await resolveAny(registry, namespace, name, p(req, 'rev')).catch(hfError);
     const fname = p(req, 'file');
+    if (format) {
+      const vf = (await virtualFiles(m, format, virtualCache).catch(hfError)).find((x) => x.name === fname);
+      if (!vf) hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no file '${fname}' in its ${format} form`));
+      sendVirtual(req, res, vf, { 'X-Repo-Commit': virtualCommit(m.digest, format), 'X-Module-Version': m.version });
+      return;
+    }
     const f = m.files.find((x) => x.name === fname);
     if (!f) hfError(new StoreError('FILE_NOT_FOUND', `${m.id}@${m.version} has no file '${fname}'`));
     const counter = f.name === 'weights.safetensors' ? downloadCounter(registry, logger, m) : undefined;
@@ -243,6 +281,7 @@ const hfFile = (method: 'get' | 'head', kind: string): RouteDoc =>
     method,
     path: `/{ns}/{name}/${kind}/{rev}/{file}`,
     summary: `HF-compatible file ${method === 'head' ? 'metadata' : 'download'} (${kind})`,
+    description: 'rev: a version, tag, main / HEAD, a 40-hex commit, or a virtual revision adapterhub[-<rev>] / peft[-<rev>] serving the AdapterHub / PEFT files of the module (404 EntryNotFound when it has no such form)',
     headers: { Range: 'a single byte range', 'If-None-Match': '304 when it matches the ETag' },
     responses: {
       '200': { description: 'file bytes', ...(method === 'get' ? { bytes: 'application/octet-stream' } : {}), headers: { ETag: 'sha256 of the file', 'X-Repo-Commit': 'the 40-hex commit' } },
@@ -269,3 +308,22 @@ export const HF_ROUTE_DOCS: RouteDoc[] = [
   }),
   ...['resolve', 'raw'].flatMap((kind) => [hfFile('get', kind), hfFile('head', kind)]),
 ];
+
+/** A built (virtual) file: whole body or a single range, strong ETag, If-None-Match, HEAD. */
+function sendVirtual(req: Request, res: express.Response, f: { name: string; bytes: Buffer; sha256: string }, headers: Record<string, string>): void {
+  const etag = `"${f.sha256}"`;
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  res.setHeader('ETag', etag);
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('Content-Type', f.name.endsWith('.json') ? 'application/json' : 'application/octet-stream');
+  if (req.headers['if-none-match'] === etag) {
+    res.status(304).end();
+    return;
+  }
+  const range = parseRange(req.headers.range, f.bytes.length);
+  const body = range ? f.bytes.subarray(range.start, range.end + 1) : f.bytes;
+  if (range) res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${f.bytes.length}`);
+  res.setHeader('Content-Length', String(body.length));
+  if (req.method === 'HEAD') res.end();
+  else res.end(body);
+}

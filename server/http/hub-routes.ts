@@ -10,6 +10,7 @@ import multer from 'multer';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { assertName, PACKAGE_FILES, splitId, type PublishInput, type Registry, type ResolvedModule } from '../../modules-store';
+import { foreignPublishInput } from '../../modules-store/interop/upload';
 import * as W from '../../client-sdk/wire';
 import { assertCanWrite, authOf, hasScope, requireRead, requireScope, type AuthConfig } from './auth';
 import { archivePayload, filePayload, sendPayload } from './download';
@@ -103,6 +104,8 @@ export function hubRouter(deps: HubRouterDeps): DocumentedRouter {
           input = { files, sha256: sha };
         }
       }
+      // AdapterHub / PEFT / composable-sft folders (with ?id=&version=[&base=]) become a modhub package here.
+      input = await foreignPublishInput(input, req.query, await registry.listBases(), maxBytes);
       if (allowUnknown && !hasScope(authOf(res).token, 'admin')) throw forbidden('allow_unknown_base needs an admin token');
       const result = await registry.publish(input, {
         allowUnknownBase: allowUnknown || undefined,
@@ -265,7 +268,7 @@ export const HUB_ROUTE_DOCS: RouteDoc[] = [
     method: 'post',
     path: '/modules',
     summary: 'Publish a module version',
-    description: `multipart/form-data (one 'archive' file, or module.json + weights.safetensors + README.md, with optional sha256 fields) or a raw ${RAW_TYPES.join(' / ')} body (X-Content-Sha256 checked when sent; ?allow_unknown_base=true for admins).`,
+    description: `multipart/form-data (one 'archive' file, or module.json + weights.safetensors + README.md, with optional sha256 fields) or a raw ${RAW_TYPES.join(' / ')} body (X-Content-Sha256 checked when sent; ?allow_unknown_base=true for admins). An AdapterHub (adapter + head, or AdapterFusion), PEFT or composable-sft folder as an archive is converted on upload when the query names ?id=ns/name&version=X (optional base=<fingerprint>, needed when several bases are registered; adapters=<ids> for a fusion; task, language); see docs/interop.md.`,
     access: 'write',
     body: { 'multipart/form-data': W.PublishFormSchema, ...Object.fromEntries(RAW_TYPES.map((t) => [t, ARCHIVE_BYTES])) },
     headers: { 'X-Content-Sha256': 'sha256 hex of a raw body, checked' },

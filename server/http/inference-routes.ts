@@ -1,14 +1,12 @@
 /**
  * Inference API: `POST /v1/infer` runs texts through the base with a composition of hub modules, `GET /v1/base`
- * describes the loaded base; `readinessRouter` serves `GET /readyz`. Mounted by `modhub serve` through createApp's
- * `routers`. The body is validated with the wire schema (client-sdk/wire.ts); every error the engine and the queue
+ * describes the loaded base. Mounted by `modhub serve` through createApp's `routers`. The body is validated with the wire schema (client-sdk/wire.ts); every error the engine and the queue
  * raise is typed (ModuleError, CodedError) and mapped in errors.ts — there is no mapper here, so a bug surfaces as
  * a logged 500, not as a 400. A client that closes its connection aborts its request: rows still waiting are
  * dropped unrun, and nothing is answered.
  * Example body: {"inputs": [{"text": "Hallo Welt"}], "composition": {"stack": ["lang/de", "task/topic"]}}
  */
 import express from 'express';
-import { z } from 'zod';
 import type { Logger } from 'pino';
 import type client from 'prom-client';
 import * as W from '../../client-sdk/wire';
@@ -78,42 +76,6 @@ export const INFERENCE_ROUTE_DOCS: RouteDoc[] = [
     access: 'read',
     body: { 'application/json': W.InferRequestSchema },
     responses: { '200': { description: 'one result per input, one prediction per branch', schema: W.InferResponseSchema } },
-    errors: ['INVALID_JSON', 'INVALID_BODY', 'TOO_LARGE', 'INVALID_INPUT', 'INVALID_COMPOSITION', 'INVALID_REF', 'MODULE_NOT_FOUND', 'VERSION_NOT_FOUND', 'TAG_NOT_FOUND', 'INCOMPATIBLE_BASE', 'INVALID_MODULE', 'INVALID_HEAD', 'REQUEST_TOO_LARGE', 'QUEUE_FULL', 'DEADLINE_EXCEEDED', 'NOT_READY', 'SHUTTING_DOWN'],
+    errors: ['INVALID_JSON', 'INVALID_BODY', 'TOO_LARGE', 'INVALID_INPUT', 'INVALID_COMPOSITION', 'INVALID_REF', 'MODULE_NOT_FOUND', 'VERSION_NOT_FOUND', 'TAG_NOT_FOUND', 'INCOMPATIBLE_BASE', 'INVALID_MODULE', 'INVALID_HEAD', 'REQUEST_TOO_LARGE', 'QUEUE_FULL', 'DEADLINE_EXCEEDED', 'NOT_READY'],
   },
 ];
-
-export interface ReadinessDeps {
-  service: InferenceService;
-  /** Whether the module registry is open. */
-  registryOpen: () => boolean;
-}
-
-const ReadinessSchema = z
-  .strictObject({
-    status: z.enum(['ready', 'not_ready', 'draining']),
-    checks: z.strictObject({ base_loaded: z.boolean(), registry_open: z.boolean(), warmed_up: z.boolean(), draining: z.boolean() }),
-  })
-;
-
-/** `GET /readyz`: 200 once the base is loaded, the registry open and the warm-up done; 503 otherwise and while draining. */
-export function readinessRouter(deps: ReadinessDeps): DocumentedRouter {
-  const r = express.Router();
-  r.get('/readyz', (_req, res) => {
-    const checks = { base_loaded: true, registry_open: deps.registryOpen(), warmed_up: deps.service.ready || deps.service.draining, draining: deps.service.draining };
-    const ready = checks.registry_open && deps.service.ready;
-    const answer: z.infer<typeof ReadinessSchema> = { status: ready ? 'ready' : checks.draining ? 'draining' : 'not_ready', checks };
-    res.status(ready ? 200 : 503).json(answer);
-  });
-  return documented(r, {
-    routes: [
-      {
-        method: 'get',
-        path: '/readyz',
-        summary: 'Readiness: base loaded, registry open, warm-up done, not draining',
-        access: 'public',
-        responses: { '200': { description: 'ready', schema: ReadinessSchema }, '503': { description: 'not ready, or draining for shutdown', schema: ReadinessSchema } },
-      },
-    ],
-    schemas: { Readiness: ReadinessSchema },
-  });
-}

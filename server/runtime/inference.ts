@@ -68,13 +68,13 @@ export interface BatcherOptions extends QueueOptions {
   metrics?: client.Registry;
 }
 
-/** The service cannot take work now: not warmed up yet, or draining for shutdown (503 NOT_READY / SHUTTING_DOWN). */
+/** The service cannot take work now: not warmed up yet, or draining for shutdown (503 NOT_READY). */
 export class UnavailableError extends CodedError {
   constructor(
     readonly reason: 'starting' | 'draining',
     message: string,
   ) {
-    super(reason === 'starting' ? 'NOT_READY' : 'SHUTTING_DOWN', message);
+    super('NOT_READY', message);
     this.name = 'UnavailableError';
   }
 }

@@ -19,6 +19,11 @@ export interface ModuleResolver {
   resolve(ref: string): Promise<{ manifest: Manifest; readFile(name: string): Promise<Buffer> }>;
   /** Moves whenever a resolution may change; while it stands still the engine reuses its ref → module map. */
   readonly generation?: number;
+  /**
+   * Brings `generation` up to date with changes other processes made (a shared catalog); awaited before the memo
+   * is used, so a change committed before a request arrived is seen by that request.
+   */
+  sync?(): Promise<void>;
 }
 
 export class ModuleCache {
@@ -98,6 +103,7 @@ export class ModuleCache {
   private async planUncached(raw: unknown, opts: PlanOptions): Promise<RowPlan[]> {
     const comp: Composition | null = parseComposition(raw);
     const refs = [...new Set(compositionRefs(comp))];
+    if (refs.length && this.resolver?.sync) await this.resolver.sync();
     const loaded = new Map<string, EngineModule>();
     await Promise.all(
       refs.map(async (r) => {

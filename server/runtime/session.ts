@@ -26,7 +26,7 @@ export interface HostTensor {
 }
 
 export interface SessionOptions {
-  /** 'cpu' (default) or 'cuda' (needs onnxruntime-node's CUDA files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm install`). */
+  /** 'cpu' (default) or 'cuda' (needs onnxruntime-node's CUDA files: `npm run install:cuda`). */
   device?: Device;
   /** Intra-op threads; 0 or unset: one per CPU the process may use. */
   threads?: number;
@@ -47,7 +47,7 @@ export function int64(dims: readonly number[], data: BigInt64Array | ArrayLike<n
 function cudaHint(message: string): Error {
   return new Error(
     `device 'cuda' is not available (${message.split('\n')[0]}). ` +
-      `Install onnxruntime-node with its CUDA files on a CUDA host: ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node, ` +
+      `Fetch onnxruntime-node's CUDA files on a CUDA host with \`npm run install:cuda\`, ` +
       `or run with --device cpu.`,
   );
 }

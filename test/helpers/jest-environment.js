@@ -3,6 +3,9 @@
  * `instanceof Float32Array` checks inside the test realm. This environment shares the host's typed-array and
  * buffer constructors with the test realm.
  */
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const NodeEnvironment = require('jest-environment-node').TestEnvironment;
 
 class SharedTypedArraysEnvironment extends NodeEnvironment {
@@ -14,6 +17,9 @@ class SharedTypedArraysEnvironment extends NodeEnvironment {
     ]) {
       this.global[name] = globalThis[name];
     }
+    // `modhub login` writes under XDG_CONFIG_HOME (server/cli/config.ts): tests get an empty one of their own,
+    // never the developer's token.
+    this.global.process.env.XDG_CONFIG_HOME = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-config-'));
   }
 }
 

@@ -7,8 +7,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import client from 'prom-client';
-import { ModhubClient, ModhubError } from '../../client-sdk';
+import { NodeModhubClient as ModhubClient, ModhubError } from '../../client-sdk/node';
 import { packArchive } from '../../modules-store';
+import { registerAuthCommands } from '../../server/cli/auth';
 import { registerHubCommands } from '../../server/cli/hub';
 import { createHubServer } from '../../server/http/app';
 import { makePackageFiles, registerTestBase, TEST_BASE } from '../helpers/hub';
@@ -27,7 +28,10 @@ async function writePkg(dir: string, id: string, version: string, o = {}): Promi
 
 /** Runs the hub CLI in-process; returns stdout, or rejects with the error the top-level handler would print. */
 async function cli(...args: string[]): Promise<string> {
-  return runCommand(registerHubCommands, args);
+  return runCommand((p) => {
+    registerHubCommands(p);
+    registerAuthCommands(p);
+  }, args);
 }
 
 beforeAll(async () => {
@@ -91,14 +95,14 @@ describe('SDK', () => {
     expect(info.tags.latest).toBe('1.0.1');
     expect((await hub.version('task/topic@1.0.0')).manifest.kind).toBe('lora');
     const w = files['weights.safetensors'];
-    expect((await hub.downloadFile('task/topic@1.0.0', 'weights.safetensors')).equals(w)).toBe(true);
-    expect((await hub.downloadFile('task/topic@1.0.0', 'weights.safetensors', { start: 0, end: 7 })).equals(w.subarray(0, 8))).toBe(true);
+    expect(Buffer.from(await hub.downloadFile('task/topic@1.0.0', 'weights.safetensors')).equals(w)).toBe(true);
+    expect(Buffer.from(await hub.downloadFile('task/topic@1.0.0', 'weights.safetensors', { range: { start: 0, end: 7 } })).equals(w.subarray(0, 8))).toBe(true);
     expect((await hub.downloadArchive('task/topic')).length % 512).toBe(0);
-    const seen: { file: string; received: number; total: number }[] = [];
+    const seen: { file: string; loaded: number; total: number }[] = [];
     const out = path.join(dataDir, 'pull-progress');
-    await hub.pull('task/topic@1.0.0', out, (p) => seen.push(p));
+    await hub.pull('task/topic@1.0.0', out, { onProgress: (p) => seen.push(p) });
     const last = seen.filter((p) => p.file === 'weights.safetensors').pop()!;
-    expect(last).toEqual({ file: 'weights.safetensors', received: w.length, total: w.length });
+    expect(last).toEqual({ file: 'weights.safetensors', loaded: w.length, total: w.length });
     expect((await fsp.readFile(path.join(out, 'weights.safetensors'))).equals(w)).toBe(true);
     expect((await fsp.readdir(out)).sort()).toEqual(['README.md', 'module.json', 'weights.safetensors']);
   });
@@ -123,5 +127,37 @@ describe('SDK', () => {
     expect(e).toMatchObject({ status: 409, code: 'VERSION_EXISTS' });
     await expect(new ModhubClient({ baseUrl: 'http://127.0.0.1:1' }).search()).rejects.toMatchObject({ code: 'NETWORK_ERROR' });
     await expect(hub.info('no-slash')).rejects.toMatchObject({ code: 'INVALID_REF' });
+  });
+
+  it('downloads to a file resumably: a partial <dest>.part is completed by a Range request; a corrupt one is refused and removed', async () => {
+    const files = Object.fromEntries(makePackageFiles({ id: 'res/ume', version: '1.0.0' }));
+    await hub.publish({ files });
+    const w = files['weights.safetensors'];
+    expect(w.length).toBeGreaterThan(100);
+    const asked: { range: string | null; status: number }[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (String(input).includes('/files/')) asked.push({ range: new Headers(init?.headers).get('range'), status: res.status });
+      return res;
+    };
+    const c = new ModhubClient({ baseUrl: url, fetch: recording });
+    const dir = path.join(dataDir, 'resume');
+    await fsp.mkdir(dir, { recursive: true });
+    const dest = path.join(dir, 'weights.safetensors');
+    await fsp.writeFile(`${dest}.part`, w.subarray(0, 100));
+    const seen: number[] = [];
+    await c.downloadToFile('res/ume@1.0.0', 'weights.safetensors', dest, { onProgress: (p) => seen.push(p.loaded) });
+    expect(asked).toEqual([{ range: 'bytes=100-', status: 206 }]);
+    expect(seen[seen.length - 1]).toBe(w.length);
+    expect((await fsp.readFile(dest)).equals(w)).toBe(true);
+    expect(await fsp.readdir(dir)).toEqual(['weights.safetensors']);
+
+    await fsp.writeFile(`${dest}.part`, Buffer.alloc(100, 7));
+    await expect(c.downloadToFile('res/ume', 'weights.safetensors', dest)).rejects.toMatchObject({ code: 'DIGEST_MISMATCH', message: expect.stringContaining('the partial file was removed') });
+    expect(await fsp.readdir(dir)).toEqual(['weights.safetensors']);
+    expect((await fsp.readFile(dest)).equals(w)).toBe(true);
+    await c.downloadToFile('res/ume', 'weights.safetensors', dest);
+    expect(asked[asked.length - 1]).toEqual({ range: null, status: 200 });
+    await expect(c.downloadToFile('res/ume', 'nope.bin', dest)).rejects.toMatchObject({ code: 'FILE_NOT_FOUND', message: expect.stringContaining('module.json') });
   });
 });

@@ -12,7 +12,7 @@ import request from 'supertest';
 import pino from 'pino';
 import type { Express } from 'express';
 import { createApp } from '../../server/http/app';
-import { inferenceRouter, readinessRouter } from '../../server/http/inference-routes';
+import { inferenceRouter } from '../../server/http/inference-routes';
 import { loadBase, type Base } from '../../server/model/base';
 import { createTinyBase } from '../../server/model/tiny';
 import { Engine } from '../../server/runtime/engine';
@@ -49,10 +49,8 @@ async function appWith(opts: BatcherOptions, warm = true): Promise<{ app: Expres
   const app = createApp({
     registry,
     logger,
-    routers: [
-      { path: '/v1', router: inferenceRouter({ service, auth: { anonymousRead: true }, logger }) },
-      { path: '/', router: readinessRouter({ service, registryOpen: () => registry.isOpen }) },
-    ],
+    routers: [{ path: '/v1', router: inferenceRouter({ service, auth: { anonymousRead: true }, logger }) }],
+    inference: service,
   });
   return { app, service };
 }
@@ -187,19 +185,23 @@ describe('lifecycle', () => {
     const { app, service } = await appWith({ maxWaitMs: 250 }, false);
     const cold = await request(app).get('/readyz');
     expect(cold.status).toBe(503);
-    expect(cold.body).toEqual({ status: 'not_ready', checks: { base_loaded: true, registry_open: true, warmed_up: false, draining: false } });
+    expect(cold.body.error).toMatchObject({ code: 'NOT_READY', message: 'the inference engine is warming up' });
     const early = await request(app).post('/v1/infer').send({ inputs: [{ text: 'x' }] });
     expect(early.status).toBe(503);
     expect(early.body.error.code).toBe('NOT_READY');
+    expect(early.body.error.message).toMatch(/starting/);
     await service.warmUp();
-    expect((await request(app).get('/readyz')).body.status).toBe('ready');
+    const warm = await request(app).get('/readyz');
+    expect([warm.status, warm.body]).toEqual([200, { status: 'ready' }]);
     const inFlight = request(app).post('/v1/infer').send({ inputs: [{ text: 'admitted before the drain' }] }).then((r) => r);
     await sleep(80);
     const drained = service.drain(5000);
     const refused = await request(app).post('/v1/infer').send({ inputs: [{ text: 'after the drain began' }] });
     expect(refused.status).toBe(503);
-    expect(refused.body.error.code).toBe('SHUTTING_DOWN');
-    expect((await request(app).get('/readyz')).body.status).toBe('draining');
+    expect(refused.body.error.code).toBe('NOT_READY');
+    expect(refused.body.error.message).toMatch(/shutting down/);
+    const draining = await request(app).get('/readyz');
+    expect([draining.status, draining.body.error.message]).toEqual([503, 'the server is draining for shutdown']);
     expect((await inFlight).status).toBe(200);
     expect(await drained).toEqual({ finished: true, pendingRows: 0 });
   });

@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import request from 'supertest';
+import { Readable } from 'stream';
 import pino from 'pino';
 import client from 'prom-client';
 import type { Express } from 'express';
@@ -339,6 +340,37 @@ describe('POST /v1/infer', () => {
       await expect(cli('infer', '--hub', url, '--compose', 'task/missing', 'x')).rejects.toThrow(/^MODULE_NOT_FOUND: /);
       await expect(cli('infer', '--hub', url, '--compose', '{"stack": [', 'x')).rejects.toThrow(/--compose' is not valid JSON/);
     } finally {
+      server.close();
+    }
+  });
+
+  it('the infer command: --pair takes one value per text and leaves the texts alone; texts from --file or stdin; flags named in errors', async () => {
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const stdin = Object.getOwnPropertyDescriptor(process, 'stdin')!;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-infer-cli-'));
+    try {
+      const sdk = new ModhubClient({ baseUrl: url });
+      const want = await sdk.infer({ inputs: [{ text: 'one', text_pair: 'p1' }, { text: 'two', text_pair: 'p2' }], composition: 'task/topic' });
+      const json = (args: string[]) => cli('infer', '--hub', url, '--compose', 'task/topic', '--json', ...args).then((o) => JSON.parse(o).results as unknown);
+      expect(await json(['--pair', 'p1', 'one', '--pair', 'p2', 'two'])).toEqual(want.results);
+      expect(await json(['one', 'two', '--pair', 'p1', '--pair', 'p2'])).toEqual(want.results);
+      const file = path.join(dir, 'texts.txt');
+      fs.writeFileSync(file, 'one\tp1\n\ntwo\tp2\n');
+      expect(await json(['--file', file])).toEqual(want.results);
+      Object.defineProperty(process, 'stdin', { value: Readable.from(['one\tp1\n', 'two\tp2\n']), configurable: true });
+      expect(await json(['-'])).toEqual(want.results);
+      Object.defineProperty(process, 'stdin', { value: Readable.from(['one\n']), configurable: true });
+      expect(await cli('infer', '--hub', url, '--compose', 'task/topic', '--file', '-')).toMatch(/^"one" -> (sport|politics|tech) /);
+      await expect(cli('infer', '--hub', url, '--pair', 'p1', 'one', 'two')).rejects.toThrow(/^INVALID_ARGUMENT: '--pair' needs one value per text \(2\), got 1$/);
+      await expect(cli('infer', '--hub', url, '--top-k', '0', 'x')).rejects.toThrow(/^INVALID_ARGUMENT: '--top-k' must be a whole number from 1 to 1000, got '0'$/);
+      await expect(cli('infer', '--hub', url, '--max-length', '100000', 'x')).rejects.toThrow(/^INVALID_INPUT: '--max-length' must be/);
+      await expect(cli('infer', '--hub', url)).rejects.toThrow(/^INVALID_ARGUMENT: give texts as arguments, '-' to read them from stdin, or '--file <path>'$/);
+      await expect(cli('infer', '--hub', url, '--file', path.join(dir, 'none.txt'))).rejects.toThrow(/^ENOENT: /);
+    } finally {
+      Object.defineProperty(process, 'stdin', stdin);
+      fs.rmSync(dir, { recursive: true, force: true });
       server.close();
     }
   });

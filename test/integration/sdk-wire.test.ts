@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { Express } from 'express';
 import pino from 'pino';
 import client from 'prom-client';
-import { ERROR_CODES, ErrorBodySchema, HealthSchema, ModhubClient, ModhubError } from '../../client-sdk';
+import { ERROR_CODES, ErrorBodySchema, HealthSchema, ModhubClient as CoreClient, NodeModhubClient as ModhubClient, ModhubError, parallel } from '../../client-sdk/node';
 import { openMemoryRegistry, type Registry } from '../../modules-store';
 import { serializeSafetensors } from '../../modules-store/safetensors';
 import { createApp } from '../../server/http/app';
@@ -138,9 +138,11 @@ describe('every SDK method against a live server, each answer checked against it
     expect(m.tags).toEqual({ latest: '1.1.0' });
     const v = await anon.version('task/topic@1.0.0');
     expect(v).toMatchObject({ id: 'task/topic', version: '1.0.0', yank_reason: null, manifest: { id: 'task/topic', kind: 'bottleneck' } });
-    expect((await anon.downloadArchive('task/topic@1.0.0')).subarray(0, 11).toString()).toBe('module.json');
-    expect((await anon.downloadFile('task/topic@1.0.0', 'module.json')).toString()).toContain('"task/topic"');
+    expect(Buffer.from((await anon.downloadArchive('task/topic@1.0.0')).subarray(0, 11)).toString()).toBe('module.json');
+    expect(Buffer.from(await anon.downloadFile('task/topic@1.0.0', 'module.json')).toString()).toContain('"task/topic"');
     expect((await anon.pull('task/topic@1.0.0', path.join(root, 'pulled'))).version).toBe('1.0.0');
+    await anon.downloadToFile('task/topic@1.0.0', 'module.json', path.join(root, 'one.json'));
+    expect(JSON.parse(await fsp.readFile(path.join(root, 'one.json'), 'utf8'))).toMatchObject({ id: 'task/topic', version: '1.0.0' });
 
     expect(await hub.setTag('task/topic', 'stable', '1.0.0')).toEqual({ latest: '1.1.0', stable: '1.0.0' });
     expect(await hub.removeTag('task/topic', 'stable')).toEqual({ latest: '1.1.0' });
@@ -162,6 +164,13 @@ describe('every SDK method against a live server, each answer checked against it
     expect(fill.results[0].branches[0]).toMatchObject({ type: 'fill_mask', masks: [{ candidates: expect.any(Array) }] });
     const emb = await anon.infer({ inputs: [{ text: 'a', text_pair: 'b' }], task: 'embedding', max_length: 8 });
     expect(emb.results[0].branches[0]).toMatchObject({ type: 'embedding' });
+    // The typed calls: one prediction per input, of the kind asked for, or UNEXPECTED_PREDICTION.
+    const cls = await anon.classify(['hello', 'a second text'], { composition: 'task/topic', top_k: 2 });
+    expect(cls.map((p) => [p.type, p.scores.length])).toEqual([['classification', 2], ['classification', 2]]);
+    expect((await anon.tagTokens(['hello world'], { composition: 'task/ner' }))[0].tokens.length).toBeGreaterThan(0);
+    expect((await anon.fillMask([`hello ${base.tokenizer.maskToken}`], { top_k: 3 }))[0].masks[0].candidates).toHaveLength(3);
+    expect((await anon.embed(['a', 'b']))[1]).toHaveLength(base.config.hiddenSize);
+    await expect(anon.classify(['hello'], { composition: parallel('task/ner') })).rejects.toMatchObject({ code: 'UNEXPECTED_PREDICTION', message: expect.stringContaining('task/ner@1.0.0 answered token_classification') });
     await sdk(admin).delete('lang/mlm');
     await expect(anon.info('lang/mlm')).rejects.toMatchObject({ status: 404, code: 'MODULE_NOT_FOUND' });
   });
@@ -196,8 +205,8 @@ describe('every SDK method against a live server, each answer checked against it
   });
 
   it('every public SDK method was called, and every /v1 operation was reached through the SDK', async () => {
-    const internal = new Set(['constructor', 'request', 'json', 'bytes', 'parse']);
-    const methods = Object.getOwnPropertyNames(ModhubClient.prototype).filter((n) => !internal.has(n));
+    const internal = new Set(['constructor', 'request', 'json', 'parse', 'versionPath', 'download']);
+    const methods = [...new Set([...Object.getOwnPropertyNames(CoreClient.prototype), ...Object.getOwnPropertyNames(ModhubClient.prototype)])].filter((n) => !internal.has(n));
     expect(methods.filter((n) => !called.has(n))).toEqual([]);
     const doc = (await (await fetch(`${url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const ops = Object.entries(doc.paths)

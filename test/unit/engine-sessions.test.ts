@@ -57,7 +57,7 @@ it('keeps at most maxSessions sessions and rebuilds an evicted one with the same
 });
 
 it("device 'cuda' without the CUDA provider fails with a hint on how to install it", async () => {
-  await expect(Engine.create({ base, device: 'cuda' })).rejects.toThrow(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+  await expect(Engine.create({ base, device: 'cuda' })).rejects.toThrow(/npm run install:cuda/);
 });
 
 it('refuses a module whose tensor shape does not match its config, naming the tensor', async () => {

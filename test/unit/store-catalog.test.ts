@@ -1,11 +1,15 @@
 /**
  * Catalog conformance suite: one set of behaviours run against every Catalog backend (SQLite in memory and on
- * disk today; a PostgreSQL catalog runs the same function).
+ * disk, PostgreSQL on a throw-away server), plus what only a shared PostgreSQL catalog does: publishes racing
+ * from two connections, concurrent migrations, change notifications across processes.
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SqliteCatalog, type Catalog, type NewVersion } from '../../modules-store';
+import pg from 'pg';
+import { FsBlobStore, Registry, SqliteCatalog, type Catalog, type NewVersion } from '../../modules-store';
+import { PgCatalog } from '../../modules-store/catalog-pg';
+import { describeWithPg, startPg, type PgServer } from '../helpers/pg-server';
 
 function nv(ns: string, name: string, version: string, extra: Partial<NewVersion> = {}): NewVersion {
   return {
@@ -49,6 +53,7 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       await expect(c.publishMany([nv('a', 'x', '1.0.0'), nv('a', 'y', '1.0.0'), nv('a', 'x', '1.0.0')])).rejects.toMatchObject({ code: 'VERSION_EXISTS' });
       expect(await c.getModule('a', 'x')).toBeNull();
       expect(await c.getModule('a', 'y')).toBeNull();
+      expect((await c.search({ limit: 10, offset: 0 })).total).toBe(0);
     });
     it('keeps search fields from the highest version and lists versions highest first', async () => {
       await c.publishVersion(nv('lang', 'de', '1.0.0'));
@@ -67,8 +72,10 @@ export function catalogConformance(label: string, open: () => Promise<{ catalog:
       expect(await c.deleteVersion('t', 'm', '1.1.0')).toHaveLength(1);
       expect(await c.listTags('t', 'm')).toEqual([]);
       expect(await c.removeTag('t', 'm', 'stable')).toBe(false);
+      expect((await c.search({ limit: 10, offset: 0 })).total).toBe(1);
       expect(await c.deleteVersion('t', 'm', '1.0.0')).not.toBeNull();
       expect(await c.getModule('t', 'm')).toBeNull();
+      expect((await c.search({ limit: 10, offset: 0 })).total).toBe(0);
       await expect(c.publishVersion(nv('t', 'm', '1.1.0'))).rejects.toMatchObject({ code: 'VERSION_EXISTS', message: expect.stringContaining('never reused') });
       await c.publishVersion(nv('t', 'm', '1.2.0'));
     });
@@ -168,6 +175,167 @@ describe('SqliteCatalog migrations', () => {
       await expect(SqliteCatalog.open(file)).rejects.toThrow(/schema version 99 is newer.*upgrade modhub/);
     } finally {
       await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeWithPg('PostgreSQL catalog', () => {
+  let server: PgServer;
+  beforeAll(async () => {
+    server = await startPg();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  catalogConformance('PostgreSQL', async () => ({ catalog: await PgCatalog.open(await server.createDatabase()), cleanup: async () => undefined }));
+
+  it('lets exactly one of many racing publishes of one version win, across separate connections', async () => {
+    const url = await server.createDatabase();
+    const a = await PgCatalog.open(url);
+    const b = await PgCatalog.open(url);
+    try {
+      for (let round = 0; round < 5; round++) {
+        const version = `1.0.${round}`;
+        const attempts = [a, b, a, b, a, b].map((c, i) => c.publishVersion(nv('race', 'm', version, { manifest: JSON.stringify({ by: i }) })));
+        const results = await Promise.allSettled(attempts);
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+        for (const r of results) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'VERSION_EXISTS' });
+        const winner = results.findIndex((r) => r.status === 'fulfilled');
+        expect(JSON.parse((await b.getVersion('race', 'm', version))!.manifest)).toEqual({ by: winner });
+        expect((await a.getVersion('race', 'm', version))!.files).toHaveLength(1);
+      }
+      expect((await a.listVersions('race', 'm')).map((v) => v.version)).toEqual(['1.0.4', '1.0.3', '1.0.2', '1.0.1', '1.0.0']);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('keeps the search fields of the highest version when versions of one module are published at once', async () => {
+    const url = await server.createDatabase();
+    const cs = await Promise.all([PgCatalog.open(url), PgCatalog.open(url), PgCatalog.open(url)]);
+    try {
+      await Promise.all(['1.0.0', '3.0.0', '2.0.0'].map((v, i) => cs[i].publishVersion(nv('par', 'm', v, { task: `t${v}` }))));
+      expect((await cs[0].getModule('par', 'm'))?.task).toBe('t3.0.0');
+    } finally {
+      for (const c of cs) await c.close();
+    }
+  });
+
+  it('migrates once when several processes open a fresh database together, and refuses a newer schema', async () => {
+    const url = await server.createDatabase();
+    const opened = await Promise.all(Array.from({ length: 4 }, () => PgCatalog.open(url)));
+    await opened[0].publishVersion(nv('a', 'b', '1.0.0'));
+    for (const c of opened) await c.close();
+    const again = await PgCatalog.open(url);
+    expect(await again.getModule('a', 'b')).not.toBeNull();
+    await again.close();
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query('UPDATE modhub_schema SET version = 99');
+    await admin.end();
+    await expect(PgCatalog.open(url)).rejects.toThrow(/schema version 99 is newer.*upgrade modhub/);
+  });
+
+  it('refuses an unreachable server with a message naming it (password masked)', async () => {
+    const url = `postgres://modhub:s3cret@127.0.0.1:${server.port + 1000}/nope`;
+    const err = await PgCatalog.open(url, { connectTimeoutMs: 2000 }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toContain('PostgreSQL catalog at postgres://modhub:***@127.0.0.1:');
+    expect((err as Error).message).not.toContain('s3cret');
+  });
+
+  it('tells every process about changes that move resolutions (and not about downloads)', async () => {
+    const url = await server.createDatabase();
+    const writer = await PgCatalog.open(url);
+    const reader = await PgCatalog.open(url, { pollMs: 60_000 });
+    let seen = 0;
+    let wake: (() => void) | null = null;
+    const next = (): Promise<void> => new Promise<void>((r) => (wake = r));
+    let first = next();
+    reader.watchChanges(() => {
+      seen++;
+      wake?.();
+    });
+    try {
+      await first; // the listener fires once when LISTEN is established
+      const step = async (what: () => Promise<unknown>): Promise<void> => {
+        const before = seen;
+        first = next();
+        await what();
+        await first;
+        expect(seen).toBeGreaterThan(before);
+      };
+      await step(() => writer.publishVersion(nv('n', 'm', '1.0.0')));
+      await step(() => writer.setTag('n', 'm', 'stable', '1.0.0', 'now'));
+      await step(() => writer.setYanked('n', 'm', '1.0.0', true, 'bad'));
+      await step(() => writer.removeTag('n', 'm', 'stable'));
+      await step(() => writer.deleteVersion('n', 'm', '1.0.0'));
+      const before = seen;
+      await writer.insertToken({ id: 'tok_x', hash: 'hx', scopes: ['read'], namespace: null, description: '', createdAt: 'now' });
+      await writer.publishVersion(nv('n', 'other', '1.0.0'));
+      await first;
+      await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toBe(before + 1); // the publish, not the token
+    } finally {
+      await writer.close();
+      await reader.close();
+    }
+  });
+
+  it("moves a registry's generation on another process's change by the next sync, one query per burst of callers", async () => {
+    const url = await server.createDatabase();
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'modhub-cat-sync-'));
+    const writer = await PgCatalog.open(url);
+    const readerCatalog = await PgCatalog.open(url, { pollMs: 60_000 });
+    // Without notifications: only sync() can move this registry's generation.
+    (readerCatalog as { watchChanges?: unknown }).watchChanges = undefined;
+    const reader = new Registry({ catalog: readerCatalog, blobs: await FsBlobStore.open(dir) });
+    try {
+      let queries = 0;
+      const count = readerCatalog.changeCount.bind(readerCatalog);
+      readerCatalog.changeCount = () => {
+        queries++;
+        return count();
+      };
+      await reader.sync();
+      const g0 = reader.generation;
+      await writer.publishVersion(nv('s', 'm', '1.0.0'));
+      await reader.sync(); // no waiting for the notification: the count read sees the commit
+      expect(reader.generation).toBeGreaterThan(g0);
+      const g1 = reader.generation;
+      await reader.sync();
+      expect(reader.generation).toBe(g1); // nothing changed since
+      queries = 0;
+      await Promise.all(Array.from({ length: 20 }, () => reader.sync()));
+      expect(queries).toBeLessThanOrEqual(2);
+      expect(queries).toBeGreaterThanOrEqual(1);
+    } finally {
+      await writer.close();
+      await reader.close();
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('falls back to polling the change counter when notifications do not arrive', async () => {
+    const url = await server.createDatabase();
+    const writer = await PgCatalog.open(url);
+    const reader = await PgCatalog.open(url, { pollMs: 100 });
+    let seen = 0;
+    reader.watchChanges(() => seen++);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      const before = seen;
+      await admin.query('UPDATE changes SET n = n + 1'); // a change whose NOTIFY nobody sends
+      await admin.end();
+      for (let i = 0; i < 50 && seen === before; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(seen).toBeGreaterThan(before);
+    } finally {
+      await writer.close();
+      await reader.close();
     }
   });
 });

@@ -72,8 +72,9 @@ export function snippetsFor(o: SnippetInput): Snippet[] {
       title: 'TypeScript SDK',
       language: 'ts',
       code:
-        `import { ModhubClient } from './client-sdk'; // modhub's client-sdk/ folder\n\n` +
-        `const hub = new ModhubClient({ baseUrl: ${JSON.stringify(o.origin)}, token: process.env.MODHUB_TOKEN });\n` +
+        `// npm install @modhub/client (from a modhub checkout: npm run pack:sdk)\n` +
+        `import { NodeModhubClient } from '@modhub/client/node';\n\n` +
+        `const hub = new NodeModhubClient({ baseUrl: ${JSON.stringify(o.origin)}, token: process.env.MODHUB_TOKEN });\n` +
         `await hub.pull(${JSON.stringify(ref)}, ${JSON.stringify(`./${dir}`)});\n` +
         `const res = await hub.infer({ inputs: [{ text: ${JSON.stringify(o.sample)} }], composition: ${JSON.stringify(o.composition)} });\n` +
         `console.log(res.results[0].branches[0]);`,
