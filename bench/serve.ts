@@ -1,16 +1,20 @@
 /**
  * S-LoRA-style serving benchmark over the REAL HTTP server on loopback: how throughput and latency change as
- * the number of distinct modules in the traffic grows (N = 1, 20, 100, 1000), with cross-composition batching on
- * and (one row) off.
+ * the number of distinct modules in the traffic grows (N = 1, 100, 1000), with cross-composition batching on
+ * and (one row) off, against the naive design (a dedicated session per composition, LRU-cached, no batching
+ * across compositions) in the same run, plus the cold-start cost of a module not yet in memory.
  *
  * Setup: a small random BERT base (4 layers, hidden 256, 4 heads) in a fresh temp data dir; max(N) modules
- * (seq_bn bottleneck adapters, reduction 16, each with its own 2-layer classification head; `--lora-frac F`
- * makes a fraction of them LoRA r=8 on query/value instead) published into that dir's registry before the
- * server starts. Every configuration gets its own `serve()` on 127.0.0.1:0 (own engine, module cache and /metrics),
- * all started up front with a short warm-up that builds the graph variants and touches only the 4 most popular
- * modules. Measurement runs in rounds (4, or 2 with --quick); each round runs every configuration once, in a
- * rotated order, so load from other processes hits all configurations alike. Per configuration and round, two
- * phases driven from this same process:
+ * published into that dir's registry before the server starts. `--kinds mixed` (default) cycles the module kinds
+ * by popularity rank: seq_bn adapter, LoRA r=8 (q,v), a MAD-X stack [lang adapter (one of 10, seq_bn_inv),
+ * task adapter], a sparse diff (BitFit or LT-SFT at 1% density on the encoder weights); every task module has a
+ * 2-layer classification head; rank 0 (the N=1 configuration) is an adapter. `--kinds adapters` publishes only
+ * seq_bn adapters (`--lora-frac F` makes a fraction of them LoRA). Every configuration gets its own `serve()` on
+ * 127.0.0.1:0 (own engine, module cache and /metrics), all started up front; before timing, each touches every
+ * one of its N modules once (steady state: nothing is loaded during the timed phases — cold start is measured
+ * apart, see below). Measurement runs in rounds (4, or 2 with --quick); each round runs every configuration once,
+ * in a rotated order, so load from other processes hits all configurations alike. Per configuration and round,
+ * two phases driven from this same process:
  *   1. open loop: Poisson arrivals at a fixed rate (the same rate for every configuration; by default 75% of the
  *      N=1 closed-loop capacity measured first, or `--rate`). Latency is counted from each request's SCHEDULED
  *      send time, so a busy event loop that sends late is charged to the server (no coordinated omission).
@@ -20,13 +24,19 @@
  * Batch rows come from /metrics (`modhub_infer_batch_rows` sum/count deltas over the phase); module loads, and
  * where the server's time goes, from wrapping Engine/Registry/Session methods in this process (the server code
  * is not changed).
+ * Cold start: a fresh server whose modules were never requested; K modules from the unpopular end, one request
+ * at a time: first-request latency minus the latency of the same request once the module is loaded.
+ * Split row: N=max with `serve --split-compositions` (each composition of a batch runs as its own uniform group).
+ * Naive row: an HTTP server in this process that keeps one Engine (= its own session) per composition in an LRU
+ * of `--naive-cache` compositions (default 8, the engine's own maxSessions), builds one on a miss, and runs each
+ * request alone: what "one merged session per composition" costs without merging's accuracy caveats.
  *
- *   npm run bench:serve -- [--quick] [--json FILE] [--rate R] [--requests K] [--seconds S] [--ns 1,20,100,1000]
- *                          [--lora-frac F] [--concurrency C] [--threads T] [--batch-wait-ms W] [--what-if | --no-what-if]
- *   --quick        N in {1, 20, 100}, 150 requests per phase, no what-if rows (< 1 minute)
- *   --what-if      (default without --quick) two more rows, N=1 and N=max with Registry.resolve memoised per ref in
- *                  this process: what an engine-side resolution cache (invalidated when the registry changes) would
- *                  buy; the server code is unchanged
+ *   npm run bench:serve -- [--quick] [--json FILE] [--rate R] [--requests K] [--seconds S] [--ns 1,100,1000]
+ *                          [--kinds mixed|adapters] [--lora-frac F] [--concurrency C] [--threads T]
+ *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if]
+ *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
+ *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
+ *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
 import * as fs from 'fs';
 import * as http from 'http';
@@ -42,6 +52,7 @@ import { Rng } from '../server/model/random';
 import { BUILTIN_CORPUS, createTinyBase } from '../server/model/tiny';
 import { BaseTokenizer } from '../server/model/tokenizer';
 import { Engine } from '../server/runtime/engine';
+import { makeBitfitModule, makeDiffModule, baseParamShapes, type BaseInfo } from '../test/helpers/modules';
 import { BatchPools } from '../server/runtime/pools';
 import { Session } from '../server/runtime/session';
 
@@ -60,7 +71,7 @@ const numArg = (k: string, def: number): number => {
   return n;
 };
 const JSON_OUT = argOf('--json');
-const NS = (argOf('--ns') ?? (QUICK ? '1,20,100' : '1,20,100,1000')).split(',').map((s) => {
+const NS = (argOf('--ns') ?? (QUICK ? '1,100' : '1,100,1000')).split(',').map((s) => {
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`'--ns' must list positive integers, got '${s}'`);
   return n;
@@ -75,7 +86,12 @@ const CONCURRENCY = numArg('--concurrency', 64);
 const THREADS = numArg('--threads', 0);
 const BATCH_ROWS = 32;
 const BATCH_WAIT_MS = numArg('--batch-wait-ms', 5);
-const WHAT_IF = argv.includes('--what-if') || (!QUICK && !argv.includes('--no-what-if'));
+const WHAT_IF = argv.includes('--what-if');
+const KINDS = argOf('--kinds') ?? 'mixed';
+if (KINDS !== 'mixed' && KINDS !== 'adapters') throw new RangeError(`'--kinds' must be mixed or adapters, got '${KINDS}'`);
+const NAIVE_CACHE = numArg('--naive-cache', 8);
+const COLD = numArg('--cold', QUICK ? 8 : 20);
+const LANGS = 10;
 const NOBATCH_N = NS.includes(100) ? 100 : NS[NS.length - 1];
 const ZIPF_ALPHA = 1;
 const ROUNDS = QUICK ? 2 : 4;
@@ -221,6 +237,11 @@ async function batchRowsMetric(url: string): Promise<{ sum: number; count: numbe
 
 // ---- workload ----------------------------------------------------------------------------------------------
 const moduleId = (i: number) => `bench/m${String(i).padStart(4, '0')}`;
+const langId = (k: number) => `bench/lang${k}`;
+/** Kind of the module at popularity rank i (`--kinds mixed`): adapter, LoRA, MAD-X stack, sparse diff, in turn. */
+const kindOf = (i: number): 'adapter' | 'lora' | 'stack' | 'diff' => (KINDS === 'adapters' ? 'adapter' : (['adapter', 'lora', 'stack', 'diff'] as const)[i % 4]);
+/** The composition a request for module i sends. */
+const compositionOf = (i: number): unknown => (kindOf(i) === 'stack' ? { stack: [langId(i % LANGS), moduleId(i)] } : moduleId(i));
 
 /** Zipf(alpha) sampler over ranks 0..n-1 (rank 0 most popular). */
 function zipf(n: number, alpha: number, rng: Rng): () => number {
@@ -279,7 +300,7 @@ interface Workload {
 function workload(texts: string[]): Workload {
   return {
     texts,
-    body: (m, t) => JSON.stringify({ inputs: [{ text: texts[t] }], composition: moduleId(m) }),
+    body: (m, t) => JSON.stringify({ inputs: [{ text: texts[t] }], composition: compositionOf(m) }),
   };
 }
 
@@ -314,10 +335,10 @@ class Phase {
   busyMs = 0;
   timers: Record<string, Timer> = {};
 
-  async measure(url: string, engine: Engine, drive: () => Promise<DriveResult>): Promise<void> {
+  async measure(url: string, loads: () => number, drive: () => Promise<DriveResult>): Promise<void> {
     resetAgent();
     const m0 = await batchRowsMetric(url);
-    const loads0 = engine.stats.moduleLoads;
+    const loads0 = loads();
     const t0 = snapshotTimers();
     const cpu0 = process.cpuUsage();
     const elu0 = performance.eventLoopUtilization();
@@ -333,7 +354,7 @@ class Phase {
     this.seconds += r.seconds;
     this.batchRowsSum += m1.sum - m0.sum;
     this.batches += m1.count - m0.count;
-    this.moduleLoads += engine.stats.moduleLoads - loads0;
+    this.moduleLoads += loads() - loads0;
     for (const m of r.modules) this.modules.add(m);
     this.cpuMs += (cpu.user + cpu.system) / 1000;
     this.busyMs += elu.active;
@@ -501,12 +522,28 @@ async function publishModules(dataDir: string, base: Base, count: number, loraFr
   const labels = ['negative', 'neutral', 'positive'];
   // LoRA modules are spread evenly over popularity ranks (every k-th), never rank 0.
   const loraEvery = loraFrac > 0 ? Math.max(2, Math.round(1 / loraFrac)) : 0;
+  const info: BaseInfo = { family: c.family, fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
+  // LT-SFT-style sparse diffs touch the encoder's weight matrices (not the embeddings).
+  const sftTargets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   try {
+    if (KINDS === 'mixed') {
+      for (let k = 0; k < Math.min(LANGS, count); k++) {
+        const m = initModule(base, { kind: 'bottleneck', id: langId(k), version: '1.0.0', config: { preset: 'seq_bn_inv', reduction_factor: 16 }, seed: 900 + k });
+        await reg.publish({ files: new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]) });
+      }
+    }
     const one = async (i: number) => {
-      const isLora = loraEvery > 0 && i % loraEvery === loraEvery - 1;
-      const m = isLora
-        ? initModule(base, { kind: 'lora', id: moduleId(i), version: '1.0.0', config: { r: 8, lora_alpha: 16, target_modules: ['query', 'value'] }, head: { type: 'classification', labels }, seed: 1000 + i })
-        : initModule(base, { kind: 'bottleneck', id: moduleId(i), version: '1.0.0', config: { preset: 'seq_bn', reduction_factor: 16 }, head: { type: 'classification', labels }, seed: 1000 + i });
+      const kind = kindOf(i);
+      const isLora = kind === 'lora' || (loraEvery > 0 && i % loraEvery === loraEvery - 1);
+      const head = { type: 'classification' as const, num_labels: 3, labels };
+      const m =
+        kind === 'diff'
+          ? i % 8 === 3
+            ? makeBitfitModule({ id: moduleId(i), base: info, head, seed: 1000 + i, scale: 0.02 })
+            : makeDiffModule({ id: moduleId(i), base: info, targets: sftTargets, density: 0.01, method: 'lt-sft', head, seed: 1000 + i, scale: 0.02 })
+          : isLora
+            ? initModule(base, { kind: 'lora', id: moduleId(i), version: '1.0.0', config: { r: 8, lora_alpha: 16, target_modules: ['query', 'value'] }, head: { type: 'classification', labels }, seed: 1000 + i })
+            : initModule(base, { kind: 'bottleneck', id: moduleId(i), version: '1.0.0', config: { preset: 'seq_bn', reduction_factor: 16 }, head: { type: 'classification', labels }, seed: 1000 + i });
       if (isLora) {
         lora++;
         // PEFT initialises B = 0 (the module starts as the base); give it values so the run is not degenerate.
@@ -552,27 +589,147 @@ interface Config {
   batchRows: number;
   resolveCacheMs: number;
   url: string;
-  engine: Engine;
+  /** Modules loaded so far by this configuration's server. */
+  loads: () => number;
   stop: () => Promise<void>;
   startSeconds: number;
   open: Phase;
   closed: Phase;
 }
 
-/** Starts a server for one configuration and warms it up (graph variants for single rows and mixed batches). */
-async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<Config> {
+/**
+ * Starts a server for one configuration and warms it up (graph variants for single rows and mixed batches); with
+ * `touchAll` every one of its N modules gets one request before timing (steady state).
+ */
+async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
   engines = [];
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions });
   const engine = engines[engines.length - 1];
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
-  const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, engine, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
+  const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
   await withConfig(c, async () => {
-    const warm = Math.min(n, 4); // the most popular modules only: the cache stays cold for the rest
+    const warm = Math.min(n, 4);
     for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 40 }, (_, j) => request(`${c.url}/v1/infer`, 'POST', ctx.w.body(j % warm, j))));
     for (let i = 0; i < 5; i++) await request(`${c.url}/v1/infer`, 'POST', ctx.w.body(0, i));
+    if (touchAll) {
+      const t1 = nowMs();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (next < n) {
+            const i = next++;
+            const r = await request(`${c.url}/v1/infer`, 'POST', ctx.w.body(i, i % ctx.w.texts.length));
+            if (r.status !== 200) throw new Error(`bench: touching module ${i} of ${name}: ${r.status} ${r.text.slice(0, 200)}`);
+          }
+        }),
+      );
+      log(`${name}: touched all ${n} modules in ${((nowMs() - t1) / 1000).toFixed(1)} s (${engine.stats.moduleLoads} loaded)`);
+    }
   });
   return c;
+}
+
+/**
+ * The naive design as an HTTP server in this process: one Engine (its own session, module tensors in it) per
+ * composition, at most `cache` of them (LRU; a miss builds one, the evicted one is closed), each request run
+ * alone in arrival order; more than 64 waiting requests are refused (429) so the open loop cannot pile up.
+ */
+async function startNaive(name: string, n: number, cache: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<Config> {
+  const t0 = nowMs();
+  const base = await loadBase(ctx.baseDir);
+  const reg = await openRegistry({ dataDir: ctx.dataDir });
+  const lru = new Map<string, Promise<Engine>>();
+  let loads = 0;
+  let batches = 0;
+  let waiting = 0;
+  let chain: Promise<unknown> = Promise.resolve();
+  const engineFor = async (key: string): Promise<Engine> => {
+    const hit = lru.get(key);
+    if (hit) {
+      lru.delete(key);
+      lru.set(key, hit);
+      return hit;
+    }
+    const made = Engine.create({ base, resolver: reg, threads: THREADS, maxSessions: 2 });
+    lru.set(key, made);
+    if (lru.size > cache) {
+      const [oldKey, old] = lru.entries().next().value as [string, Promise<Engine>];
+      lru.delete(oldKey);
+      void old.then((e) => e.close());
+    }
+    return made;
+  };
+  const handle = async (body: string): Promise<string> => {
+    const req = JSON.parse(body) as { inputs: { text: string }[]; composition: unknown };
+    const key = JSON.stringify(req.composition);
+    const e = await engineFor(key);
+    const before = e.stats.moduleLoads;
+    const plans = await e.plan(req.composition);
+    const enc = await base.tokenizer.encodeBatch(req.inputs.map((i) => i.text));
+    const out = await e.forward(enc, req.inputs.map(() => plans[0]));
+    loads += e.stats.moduleLoads - before;
+    batches++;
+    return JSON.stringify({ results: out.map((o) => ({ label: o.clsLogits ? Array.from(o.clsLogits).indexOf(Math.max(...o.clsLogits)) : null })) });
+  };
+  const server = http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/metrics') {
+      res.end(`modhub_infer_batch_rows_sum ${batches}\nmodhub_infer_batch_rows_count ${batches}\n`);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (waiting >= 64) {
+        res.writeHead(429, { 'retry-after': '1' }).end('{"error":{"code":"QUEUE_FULL"}}');
+        return;
+      }
+      waiting++;
+      const run = chain.then(() => handle(Buffer.concat(chunks).toString('utf8')));
+      chain = run.catch(() => undefined);
+      run.then(
+        (text) => res.writeHead(200, { 'content-type': 'application/json' }).end(text),
+        (err: Error) => res.writeHead(500).end(JSON.stringify({ error: { message: err.message } })),
+      ).finally(() => waiting--);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const stop = async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    for (const e of lru.values()) await (await e).close();
+    await reg.close();
+  };
+  // Warm-up as for the others: the most popular compositions only (it cannot hold N of them anyway).
+  for (let i = 0; i < 5; i++) await request(`${url}/v1/infer`, 'POST', ctx.w.body(i % Math.min(n, cache), i));
+  return { name, n, batchRows: 1, resolveCacheMs: 0, url, loads: () => loads, stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
+}
+
+/** First-request cost of modules not in memory: fresh server, `k` never-requested modules, one request at a time. */
+async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<{ kind: string; coldMs: number; warmMs: number }[]> {
+  engines = [];
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true });
+  const out: { kind: string; coldMs: number; warmMs: number }[] = [];
+  try {
+    resetAgent();
+    // Warm the graph variants of every kind with the most popular modules (ranks 0-3 cover the four kinds).
+    for (let r = 0; r < 3; r++) for (let i = 0; i < Math.min(n, 4); i++) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, r));
+    for (let j = 0; j < k; j++) {
+      const i = n - 1 - j; // the unpopular end: never requested before
+      const time = async () => {
+        const t0 = nowMs();
+        const r = await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, 0));
+        if (r.status !== 200) throw new Error(`bench: cold request for module ${i}: ${r.status} ${r.text.slice(0, 200)}`);
+        return nowMs() - t0;
+      };
+      const coldMs = await time();
+      const warm = [await time(), await time(), await time()].sort((a, b) => a - b);
+      out.push({ kind: kindOf(i), coldMs, warmMs: warm[1] });
+    }
+  } finally {
+    await srv.stop();
+  }
+  return out;
 }
 
 /** Runs `fn` with the what-if switch of configuration `c`. */
@@ -628,6 +785,10 @@ async function main(): Promise<void> {
     for (const n of NS) configs.push(await startConfig(`N=${n}`, n, BATCH_ROWS, 0, ctx));
     const nobatch = await startConfig(`N=${NOBATCH_N}, batching off`, NOBATCH_N, 1, 0, ctx);
     configs.push(nobatch);
+    // The same traffic with each composition of a batch run as its own uniform group (serve --split-compositions).
+    configs.push(await startConfig(`N=${maxN}, split by composition`, maxN, BATCH_ROWS, 0, ctx, true, true));
+    const naive = await startNaive(`N=${maxN}, naive: session per composition (LRU ${NAIVE_CACHE})`, maxN, NAIVE_CACHE, ctx);
+    configs.push(naive);
     // What-if rows: the same traffic with ref resolution memoised until the registry changes (see resolveCacheMs).
     if (WHAT_IF) for (const n of [1, maxN]) configs.push(await startConfig(`N=${n}, what-if: resolve cached`, n, BATCH_ROWS, Infinity, ctx));
     log(`${configs.length} servers started (${configs.map((c) => `${c.startSeconds.toFixed(1)} s`).join(', ')})`);
@@ -638,7 +799,7 @@ async function main(): Promise<void> {
       else {
         // Calibration on N=1 (not part of the results): closed-loop capacity; the open-loop rate is a fraction of it.
         const cal = new Phase();
-        await cal.measure(configs[0].url, configs[0].engine, closedLoop(configs[0].url, w, 1, CONCURRENCY, QUICK ? 100 : 200, MAX_SECONDS, SEED + 99));
+        await cal.measure(configs[0].url, configs[0].loads, closedLoop(configs[0].url, w, 1, CONCURRENCY, QUICK ? 100 : 200, MAX_SECONDS, SEED + 99));
         const cap = cal.result().throughput;
         rate = Math.max(1, Math.round(cap * RATE_FRACTION));
         log(`calibration: N=1 closed-loop capacity ${cap.toFixed(1)} req/s -> open-loop rate ${rate} req/s for every configuration`);
@@ -651,8 +812,8 @@ async function main(): Promise<void> {
           await withConfig(c, async () => {
             // MAX_SECONDS bounds a configuration's whole measurement: both phases, all rounds.
             const cap = MAX_SECONDS / rounds / 2;
-            await c.open.measure(c.url, c.engine, openLoop(c.url, w, c.n, rate, perRound, cap, SEED + 10 * r));
-            await c.closed.measure(c.url, c.engine, closedLoop(c.url, w, c.n, CONCURRENCY, perRound, cap, SEED + 10 * r + 1));
+            await c.open.measure(c.url, c.loads, openLoop(c.url, w, c.n, rate, perRound, cap, SEED + 10 * r));
+            await c.closed.measure(c.url, c.loads, closedLoop(c.url, w, c.n, CONCURRENCY, perRound, cap, SEED + 10 * r + 1));
           });
         }
         log(`round ${r + 1}/${rounds} done (${((nowMs() - began) / 1000).toFixed(0)} s)`);
@@ -665,6 +826,9 @@ async function main(): Promise<void> {
       for (const c of configs) await c.stop();
     }
     const nobatchResult = results[configs.indexOf(nobatch)];
+    const naiveResult = results[configs.indexOf(naive)];
+    log(`cold start: ${COLD} never-requested modules on a fresh server`);
+    const cold = await coldStart(maxN, COLD, ctx);
 
     // ---- tables --------------------------------------------------------------------------------------------
     const ref = results[0];
@@ -673,7 +837,11 @@ async function main(): Promise<void> {
     const out: string[] = [];
     out.push('');
     out.push(`modhub serving benchmark: real HTTP server on 127.0.0.1, base bert 4L/256H (${base.fingerprint.slice(0, 15)}…), ${os.cpus().length} cores, onnxruntime threads ${THREADS || 'all'}`);
-    out.push(`modules: seq_bn adapters (reduction 16) + 2-layer classification heads${pub.lora ? `, ${pub.lora} of ${maxN} LoRA r=8 (q,v)` : ''}; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules`);
+    out.push(
+      KINDS === 'mixed'
+        ? `modules: mixed kinds by rank (seq_bn adapter, LoRA r=8 q/v, MAD-X stack [lang seq_bn_inv (1 of ${LANGS}), task seq_bn], sparse diff BitFit / LT-SFT 1%), each with a 2-layer classification head; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules; steady state (every module requested once before timing)`
+        : `modules: seq_bn adapters (reduction 16) + 2-layer classification heads${pub.lora ? `, ${pub.lora} of ${maxN} LoRA r=8 (q,v)` : ''}; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules; steady state`,
+    );
     out.push(`batching: up to ${BATCH_ROWS} rows, wait ${BATCH_WAIT_MS} ms; open loop: Poisson at ${rate} req/s (${FIXED_RATE === null ? `${RATE_FRACTION * 100}% of N=1 closed-loop capacity` : 'fixed by --rate'}), ≤${REQUESTS} requests per phase or ${MAX_SECONDS} s per configuration, in ${Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)))} interleaved rounds; closed loop: ${CONCURRENCY} clients`);
     out.push(`SLO: latency ≤ 5 × N=1 open-loop p50 = ${f(slo)} ms (latency counted from the scheduled send time)`);
     out.push('');
@@ -730,8 +898,22 @@ async function main(): Promise<void> {
     out.push('S-LoRA (Sheng et al. 2023) reports 8.05 req/s with 5 adapters and 7.61 req/s with 2000 (0.945×) on A100 for Llama-7B;');
     const last = results[NS.length - 1];
     out.push(
-      `here N=${last.n} keeps ${f(last.closed.throughput / ref.closed.throughput, 3)}× of N=1's saturated throughput and ${f(last.open.throughput / ref.open.throughput, 3)}× of its open-loop throughput; ` +
-        `batching off at N=${NOBATCH_N} keeps ${f(nobatchResult.closed.throughput / ref.closed.throughput, 3)}×.`,
+      `here N=${last.n} keeps ${f(last.closed.throughput / ref.closed.throughput, 3)}× of N=1's saturated throughput and ${f(last.open.throughput / ref.open.throughput, 3)}× of its open-loop throughput ` +
+        `(p99 at the fixed rate ${f(last.open.p99 / ref.open.p99, 2)}× N=1's); batching off at N=${NOBATCH_N} keeps ${f(nobatchResult.closed.throughput / ref.closed.throughput, 3)}×; ` +
+        `the naive design at N=${maxN} keeps ${f(naiveResult.closed.throughput / ref.closed.throughput, 3)}×.`,
+    );
+    out.push('');
+    out.push(`Cold start (fresh server, ${COLD} modules never requested before, one request at a time; extra = first request − same request once loaded)`);
+    const byKind = [...new Set(cold.map((x) => x.kind))];
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    out.push(
+      table(
+        ['kind', 'modules', 'first ms (median)', 'loaded ms (median)', 'extra ms (median)', 'extra ms (max)'],
+        [...byKind, 'all'].map((k) => {
+          const xs = cold.filter((x) => k === 'all' || x.kind === k);
+          return [k, String(xs.length), f(med(xs.map((x) => x.coldMs))), f(med(xs.map((x) => x.warmMs))), f(med(xs.map((x) => x.coldMs - x.warmMs))), f(Math.max(...xs.map((x) => x.coldMs - x.warmMs)))];
+        }),
+      ),
     );
     process.stdout.write(out.join('\n') + '\n');
     log(`total ${((nowMs() - began) / 1000).toFixed(0)} s`);
@@ -751,6 +933,8 @@ async function main(): Promise<void> {
         modules: { count: maxN, lora: pub.lora, publishSeconds: pub.seconds, bytes: pub.bytes },
         workload: { meanTokens, zipfAlpha: ZIPF_ALPHA, requests: REQUESTS, rounds: Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50))), maxSeconds: MAX_SECONDS, rate, rateFraction: FIXED_RATE === null ? RATE_FRACTION : null, concurrency: CONCURRENCY, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS },
         sloMs: slo,
+        kinds: KINDS,
+        coldStart: cold,
         results: results.map((r) => ({ name: r.name, n: r.n, batchRows: r.batchRows, startSeconds: r.startSeconds, open: strip(r.open), closed: strip(r.closed) })),
         seconds: (nowMs() - began) / 1000,
       };

@@ -220,6 +220,11 @@ const compositionDoc =
   'AdapterHub blocks: a module ref ("ns/name", "ns/name@1.0.0", "ns/name@tag"), {"stack": [...]}, {"sum": [...]}, ' +
   '{"fuse": [...], "fusion": "ns/f"}, {"parallel": [...]}, {"average": [...], "weights": [...]}; null or absent = the bare base';
 
+/** Token classification: entity grouping strategies (HF TokenClassificationPipeline's aggregation_strategy). */
+export const AGGREGATIONS = ['none', 'simple', 'first', 'average', 'max'] as const;
+/** Embedding pooling over the attended tokens. */
+export const POOLINGS = ['cls', 'mean', 'max'] as const;
+
 export const InferRequestSchema = z
   .strictObject({
     inputs: z
@@ -231,21 +236,37 @@ export const InferRequestSchema = z
     task: z.enum(['auto', 'embedding', 'fill_mask']).optional(),
     top_k: z.number().int().min(1).max(INFER_LIMITS.maxTopK).optional(),
     max_length: z.number().int().min(2).optional().meta({ description: "longest tokenised input; at most the base's max_length (GET /v1/base)" }),
+    head: z.string().min(1).max(300).optional().meta({ description: 'the module (ns/name[@version]) whose head to use when the composition brings two heads of one kind (AdapterHub active_head)' }),
+    aggregation_strategy: z.enum(AGGREGATIONS).optional().meta({ description: 'token classification: how tokens group into entities, as HF pipelines (default simple)' }),
+    pooling: z.enum(POOLINGS).optional().meta({ description: 'embeddings: cls, mean (default) or max over the attended tokens' }),
+    normalize: z.boolean().optional().meta({ description: 'embeddings: scale to unit L2 norm (default false)' }),
+    timeout_ms: z.number().int().min(1).max(3_600_000).optional().meta({ description: 'deadline from arrival; past it 504 DEADLINE_EXCEEDED (default: serve --timeout-ms)' }),
   });
 
 const scored = z.strictObject({ label: z.string(), score: z.number() });
+const EntitySchema = z.strictObject({
+  entity: z.string().optional().meta({ description: "the token's label (aggregation none)" }),
+  entity_group: z.string().optional().meta({ description: 'the label without B-/I- (other aggregations)' }),
+  score: z.number(),
+  word: z.string().meta({ description: 'the covered span of the input text' }),
+  start: z.number().int(),
+  end: z.number().int(),
+  sequence: z.literal(1).optional().meta({ description: 'present when the span is in text_pair' }),
+});
 export const PredictionSchema = z
   .discriminatedUnion('type', [
     z.strictObject({ type: z.literal('classification'), label: z.string(), score: z.number(), scores: z.array(scored) }),
     z.strictObject({
       type: z.literal('token_classification'),
       tokens: z.array(z.strictObject({ token: z.string(), label: z.string(), score: z.number(), start: z.number().int(), end: z.number().int() })),
+      entities: z.array(EntitySchema),
+      aggregation_strategy: z.enum(AGGREGATIONS),
     }),
     z.strictObject({
       type: z.literal('fill_mask'),
       masks: z.array(z.strictObject({ position: z.number().int(), candidates: z.array(z.strictObject({ token: z.string(), token_id: z.number().int(), score: z.number() })) })),
     }),
-    z.strictObject({ type: z.literal('embedding'), embedding: z.array(z.number()) }),
+    z.strictObject({ type: z.literal('embedding'), embedding: z.array(z.number()), pooling: z.enum(POOLINGS), normalized: z.boolean() }),
   ]);
 
 export const InferResponseSchema = z

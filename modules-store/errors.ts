@@ -47,11 +47,15 @@ export const ERROR_CODES = {
   BASE_MISMATCH: { status: 422, meaning: 'the manifest describes its base differently from the registered base' },
   INCOMPATIBLE_BASE: { status: 422, meaning: 'the module was made for a different base than the one this server runs' },
   INVALID_MODULE: { status: 422, meaning: 'a stored module cannot be loaded (tensor missing, wrong shape, index out of range)' },
+  INVALID_HEAD: { status: 422, meaning: 'two heads of one kind compete for one output, or the head asked for ("head") or needed (masked-LM) is not there; the message names them and how to choose' },
+  REQUEST_TOO_LARGE: { status: 413, meaning: 'the inference request has more rows or tokens than the server queues at once; split it' },
   // ---- the server
   STORAGE_FULL: { status: 507, meaning: 'the hub\'s disk (or database) is full: an admin frees space (DELETE works on a full disk) or grows the volume' },
   STORAGE_READ_ONLY: { status: 507, meaning: 'the hub\'s data directory is read-only (mounted read-only, or served read-only): downloads and inference work, writes do not' },
+  QUEUE_FULL: { status: 429, meaning: 'the inference queue holds as many rows or tokens as it may; retry after the Retry-After seconds (from the measured drain rate)' },
+  DEADLINE_EXCEEDED: { status: 504, meaning: 'the inference request did not finish within its timeout_ms' },
   SERVER_BUSY: { status: 503, meaning: 'the inference queue is full; retry after the Retry-After seconds' },
-  NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, shutting down)' },
+  NOT_READY: { status: 503, meaning: 'the server cannot serve yet or any more (catalog unreachable, starting up, warming up, shutting down); see /readyz' },
   INTERNAL: { status: 500, meaning: 'an unexpected error; it is logged on the server under the request id in the answer' },
 } as const satisfies Record<string, { status: number; meaning: string }>;
 
@@ -120,8 +124,8 @@ export function isStoreError(e: unknown): e is StoreError {
  * planning compositions; the HTTP layer maps the codes to 4xx).
  */
 export class ModuleError extends CodedError {
-  declare readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION';
-  constructor(code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION', message: string) {
+  declare readonly code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION' | 'INVALID_HEAD';
+  constructor(code: 'INCOMPATIBLE_BASE' | 'INVALID_MODULE' | 'INVALID_COMPOSITION' | 'INVALID_HEAD', message: string) {
     super(code, message);
     this.name = 'ModuleError';
   }

@@ -140,7 +140,7 @@ export function invertibleDims(c: ResolvedBottleneckConfig, hidden: number): { n
 // ---- AdapterHub switches per stack slot --------------------------------------------------------------------
 
 /** Per-slot switches of AdapterHub's bottleneck forward that the engine's graph reads (encoder-graph.ts). */
-export const ADAPTER_FLAGS = ['obf', 'resPost', 'resPostAdd', 'lnBefore', 'lnAfter', 'adResBeforeLn', 'parallel'] as const;
+export const ADAPTER_FLAGS = ['obf', 'resPost', 'resPostAdd', 'lnBefore', 'lnAfter', 'adResBeforeLn', 'parallel', 'parLast'] as const;
 export type AdapterFlag = (typeof ADAPTER_FLAGS)[number];
 
 /**
@@ -148,9 +148,11 @@ export type AdapterFlag = (typeof ADAPTER_FLAGS)[number];
  * slot only runs AdapterHub's pre-forward (the fusion pre-step). `null` values mean "don't care" (the op is
  * skipped for this row anyway), so they never force a per-row flag. obf = original_ln_before; resPost = the
  * residual is taken after the original LN (residual_before_ln false); resPostAdd = residual_before_ln
- * 'post_add'; adResBeforeLn = adapter_residual_before_ln; parallel = is_parallel.
+ * 'post_add'; adResBeforeLn = adapter_residual_before_ln; parallel = is_parallel; parLast = a parallel adapter
+ * that is its row's last adapter at this layer and site (`last`): AdapterHub's ParallelAdapter.post_forward adds
+ * the sub-layer output back after it (encoder-graph.ts adapterSlot).
  */
-export function adapterSwitches(c: ResolvedBottleneckConfig | null, preOnly = false): Record<AdapterFlag, number | null> {
+export function adapterSwitches(c: ResolvedBottleneckConfig | null, preOnly = false, last = true): Record<AdapterFlag, number | null> {
   const own = c && !preOnly;
   return {
     obf: c ? +c.original_ln_before : null,
@@ -160,6 +162,7 @@ export function adapterSwitches(c: ResolvedBottleneckConfig | null, preOnly = fa
     lnAfter: own ? +c.ln_after : null,
     adResBeforeLn: own ? +c.adapter_residual_before_ln : 0,
     parallel: own ? +c.is_parallel : null,
+    parLast: own && c.is_parallel ? +last : null,
   };
 }
 

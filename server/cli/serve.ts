@@ -4,6 +4,8 @@
  * serves without downloading anything. At scale, --database-url (PostgreSQL) and --blob-url (s3://bucket/prefix)
  * — or MODHUB_DATABASE_URL / MODHUB_BLOB_URL — let several replicas share one catalog and one bucket; a database
  * or bucket that cannot be reached stops the start with a message naming it.
+ * /readyz turns 200 after the warm-up run; on SIGTERM/SIGINT the server drains: new requests get 503, admitted ones
+ * finish (up to --drain-ms), then it closes.
  * Example: `modhub serve --data ./.modhub --port 8080` then `curl localhost:8080/v1/base`.
  */
 import * as fs from 'fs';
@@ -30,6 +32,19 @@ export interface ServeOptions {
   threads: number;
   batchRows: number;
   batchWaitMs: number;
+  /** Padded tokens per engine batch (default 8192). */
+  batchTokens?: number;
+  /** Admitted, unfinished rows / tokens before 429 (defaults 4096 / 262144). */
+  queueRows?: number;
+  queueTokens?: number;
+  /** Deadline of a request without timeout_ms (default 30000). */
+  timeoutMs?: number;
+  /** Longest wait for admitted requests when stopping (default 30000). */
+  drainMs?: number;
+  /** Run each composition of a batch as its own uniform group (Engine splitCompositions; default false). */
+  splitCompositions?: boolean;
+  /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
+  waitForWarmUp?: boolean;
   anonymousRead: boolean;
   allowUnknownBases?: boolean;
   /** Origins whose pages may call the API (CORS); none by default. */
@@ -43,7 +58,7 @@ export interface ServeOptions {
 }
 
 /** Starts the server; resolves with a stop function once listening. */
-export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void> }> {
+export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void>; service: InferenceService }> {
   const logger = pino({ name: 'modhub' });
   const baseDir = o.base ?? path.join(o.data, 'base');
   if (!o.base && !fs.existsSync(path.join(baseDir, 'config.json'))) {
@@ -51,10 +66,19 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
-  const service = new InferenceService(engine, { maxBatchRows: o.batchRows, maxWaitMs: o.batchWaitMs, metrics });
+  const service = new InferenceService(engine, {
+    maxBatchRows: o.batchRows,
+    maxWaitMs: o.batchWaitMs,
+    maxBatchTokens: o.batchTokens,
+    maxQueueRows: o.queueRows,
+    maxQueueTokens: o.queueTokens,
+    defaultTimeoutMs: o.timeoutMs,
+    requireWarmUp: true,
+    metrics,
+  });
   const auth = { anonymousRead: o.anonymousRead };
   const router = inferenceRouter({ service, auth, logger, metrics });
   let listenUrl: string | undefined;
@@ -90,13 +114,30 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const url = `http://${o.host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
   listenUrl = url;
   logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device }, 'modhub listening');
+  const warm = service.warmUp().then(
+    () => logger.info('warm-up done: ready'),
+    (e: unknown) => logger.error({ err: e }, 'warm-up failed: /readyz stays 503'),
+  );
+  if (o.waitForWarmUp ?? true) await warm;
+  let stopping: Promise<void> | null = null;
   return {
     url,
-    stop: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await engine.close();
-      await hub.close();
-    },
+    service,
+    // Graceful: refuse new work (503), let admitted rows finish, stop accepting connections, then close.
+    stop: () =>
+      (stopping ??= (async () => {
+        const pending = service.batching.reserved.rows;
+        logger.info({ pendingRows: pending }, 'draining: refusing new requests, finishing admitted ones');
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const d = await service.drain(o.drainMs ?? 30_000);
+        logger.info(d, d.finished ? 'drained' : 'drain timed out; closing with rows unfinished');
+        server.closeIdleConnections?.();
+        if (!d.finished) server.closeAllConnections?.();
+        await closed;
+        await engine.close();
+        await hub.close();
+        logger.info('stopped');
+      })()),
   };
 }
 
@@ -120,6 +161,12 @@ export function registerServeCommand(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (0 = all cores)', int('threads'), 0)
     .option('--batch-rows <n>', 'most rows merged into one engine run', int('batch-rows'), 32)
     .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
+    .option('--batch-tokens <n>', 'most padded tokens (rows x longest) in one engine run', int('batch-tokens'), 8192)
+    .option('--queue-rows <n>', 'admitted, unfinished rows before requests get 429', int('queue-rows'), 4096)
+    .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
+    .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
+    .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
+    .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
     .option('--cors-origin <origins...>', "let pages on these origins call the API from a browser (the SDK); '*' = any", process.env.MODHUB_CORS_ORIGINS?.split(',').filter(Boolean))
@@ -137,9 +184,12 @@ export function registerServeCommand(program: Command): void {
           throw usage((e as Error).message);
         }
       }
-      const { stop } = await serve(o);
+      const { stop } = await serve({ ...o, waitForWarmUp: false });
       const shutdown = () => {
-        void stop().then(() => process.exit(0));
+        void stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
       };
       process.once('SIGINT', shutdown);
       process.once('SIGTERM', shutdown);

@@ -64,7 +64,7 @@ export function normalizePublicUrl(raw: string): string {
 /** The app's own routes, for /openapi.json. */
 const SERVICE_ROUTE_DOCS: RouteDoc[] = [
   { method: 'get', path: '/healthz', summary: 'Liveness', access: 'public', responses: { '200': { description: 'ok', schema: HealthSchema } } },
-  { method: 'get', path: '/readyz', summary: 'Readiness: the catalog answers', access: 'public', errors: ['NOT_READY'], responses: { '200': { description: 'ready', bytes: 'application/json' } } },
+  { method: 'get', path: '/readyz', summary: 'Readiness: the catalog answers; with the engine, warm-up done and not draining', access: 'public', errors: ['NOT_READY'], responses: { '200': { description: 'ready', bytes: 'application/json' } } },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics (needs a read token when anonymous reads are off)', access: 'read', responses: { '200': { description: 'text exposition format', bytes: 'text/plain' } } },
   { method: 'get', path: '/openapi.json', summary: 'This document (OpenAPI 3.1)', access: 'public', responses: { '200': { description: 'OpenAPI 3.1', bytes: 'application/json' } } },
 ];
@@ -93,14 +93,18 @@ export function createApp(deps: AppDeps): Express {
     const answer: Health = { status: 'ok' };
     res.json(answer);
   });
-  // Readiness: the catalog answers (a replica whose database is unreachable leaves the load balancer's rotation).
+  // Readiness: the catalog answers (a replica whose database is unreachable leaves the load balancer's rotation)
+  // and, on a server that runs the engine, the base is loaded and warmed up and the server is not draining.
   app.get('/readyz', async (_req, res) => {
     try {
       await deps.registry.listBases();
-      res.json({ status: 'ready' });
     } catch (e) {
       throw httpError('NOT_READY', `the catalog is unreachable: ${(e as Error).message}`);
     }
+    const inference = deps.inference;
+    if (inference?.draining) throw httpError('NOT_READY', 'the server is draining for shutdown', { 'Retry-After': '5' });
+    if (inference && !inference.ready) throw httpError('NOT_READY', 'the inference engine is warming up', { 'Retry-After': '1' });
+    res.json({ status: 'ready' });
   });
   const promRegistry = metrics;
   // Metrics name modules and traffic: behind --no-anonymous-read they need a read token like everything else.

@@ -43,7 +43,7 @@ export const rangeNotSatisfiable = (message: string, size: number): HttpError =>
 
 /** Headers a code always comes with. */
 const CODE_HEADERS: Partial<Record<ErrorCode, Record<string, string>>> = {
-  SERVER_BUSY: { 'Retry-After': '1' },
+  NOT_READY: { 'Retry-After': '1' },
 };
 
 const MULTER_MESSAGES: Record<string, [ErrorCode, string]> = {
@@ -59,7 +59,11 @@ const MULTER_MESSAGES: Record<string, [ErrorCode, string]> = {
 /** Converts anything thrown into an HttpError, or null when it is unexpected (a bug or an I/O failure). */
 export function toHttpError(err: unknown): HttpError | null {
   if (err instanceof HttpError) return err;
-  if (err instanceof CodedError) return httpError(err.code, err.message, CODE_HEADERS[err.code]);
+  if (err instanceof CodedError) {
+    // A full inference queue says when to come back, from its measured drain rate (runtime/queue.ts).
+    const retry: Record<string, string> = 'retryAfterSeconds' in err && typeof err.retryAfterSeconds === 'number' ? { 'Retry-After': String(err.retryAfterSeconds) } : {};
+    return httpError(err.code, err.message, { ...CODE_HEADERS[err.code], ...retry });
+  }
   const storage = storageErrorOf(err);
   if (storage) return httpError(storage.code, storage.message);
   if (err instanceof multer.MulterError) {

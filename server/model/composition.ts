@@ -98,20 +98,65 @@ export interface RowPlan {
   /** IA³ modules in stack order; several multiply their scaling vectors. */
   ia3s: Ia3Module[];
   invertible: AdapterModule | null;
-  head: { key: string; weights: HeadWeights } | null;
+  /** The composition's head: its prediction head (classification, token classification), else its masked-LM head. */
+  head: PlanHead | null;
+  /** The masked-LM head fill-mask output uses; null: the base checkpoint's own. */
+  mlmHead: PlanHead | null;
 }
 
-export const EMPTY_PLAN: RowPlan = { key: '', diffs: [], adapters: [], fuse: null, loras: [], ia3s: [], invertible: null, head: null };
+/** A head and the module (`id@version`) that brings it. */
+export interface PlanHead {
+  key: string;
+  weights: HeadWeights;
+}
+
+export const EMPTY_PLAN: RowPlan = { key: '', diffs: [], adapters: [], fuse: null, loras: [], ia3s: [], invertible: null, head: null, mlmHead: null };
+
+/** Options of planComposition. */
+export interface PlanOptions {
+  /**
+   * The module whose head to use (`ns/name`, `ns/name@version` or a ref as written in the composition), like
+   * AdapterHub's active_head: other heads of the same kind (prediction or masked-LM) are then ignored.
+   */
+  head?: string;
+}
+
+/** Head errors: a 422 that names the heads and how to choose. */
+function headError(msg: string): ModuleError {
+  return new ModuleError('INVALID_HEAD', msg);
+}
 
 function describe(m: EngineModule): string {
   return `'${m.key}' (${m.kind})`;
 }
 
-/** Builds the row plans (one per parallel branch) of a composition whose refs resolve through `lookup`. */
-export function planComposition(c: Composition | null, lookup: (ref: string) => EngineModule): RowPlan[] {
-  if (c === null) return [EMPTY_PLAN];
-  if (typeof c !== 'string' && 'parallel' in c) return c.parallel.map((b) => finish(build(b, lookup, '.parallel')));
-  return [finish(build(c, lookup, ''))];
+/**
+ * Builds the row plans (one per parallel branch) of a composition whose refs resolve through `lookup`.
+ * Heads: a prediction head (classification, token classification) and a masked-LM head serve different outputs
+ * and may come together (a MAD-X language adapter with its MLM head under a task adapter); two heads of one kind
+ * compete for one output and are refused (HEAD_CONFLICT) unless `opts.head` names the module whose head to use.
+ */
+export function planComposition(c: Composition | null, lookup: (ref: string) => EngineModule, opts: PlanOptions = {}): RowPlan[] {
+  const chosen = opts.head === undefined ? null : chosenHead(opts.head, c, lookup);
+  if (c === null) {
+    if (chosen) throw headError(`"head": '${opts.head}' names a module, but the request has no composition`);
+    return [EMPTY_PLAN];
+  }
+  const parts = typeof c !== 'string' && 'parallel' in c ? c.parallel.map((b, i) => ({ p: build(b, lookup, '.parallel'), path: `.parallel[${i}]` })) : [{ p: build(c, lookup, ''), path: '' }];
+  return parts.map(({ p, path }) => finish(p, chosen, path));
+}
+
+/** The module key `opts.head` names; it must be in the composition and bring a head. */
+function chosenHead(ref: string, c: Composition | null, lookup: (ref: string) => EngineModule): string {
+  const refs = compositionRefs(c);
+  const mods = refs.map((r) => ({ r, m: lookup(r) }));
+  const hit = mods.find(({ r, m }) => r === ref || m.key === ref || m.manifest.id === ref);
+  if (!hit) throw headError(`"head": '${ref}' is not a module of the composition (its modules: ${mods.map(({ m }) => `'${m.manifest.id}'`).join(', ') || 'none'})`);
+  if (!hit.m.head) {
+    const withHeads = mods.filter(({ m }) => m.head).map(({ m }) => `'${m.manifest.id}'`);
+    throw headError(`"head": '${ref}' brings no head; modules of the composition with a head: ${withHeads.join(', ') || 'none'}`);
+  }
+  return hit.m.key;
 }
 
 interface PlanParts {
@@ -120,7 +165,7 @@ interface PlanParts {
   fuse: { adapters: AdapterModule[]; fusion: FusionModule } | null;
   loras: LoraModule[];
   ia3s: Ia3Module[];
-  heads: { key: string; weights: HeadWeights }[];
+  heads: PlanHead[];
   keys: string[];
 }
 
@@ -190,18 +235,35 @@ function build(c: Composition, lookup: (ref: string) => EngineModule, path: stri
     const p2 = empty();
     p2.fuse = { adapters, fusion };
     p2.keys.push(`fuse:${fusion.key}:${adapters.map((a) => a.key).join(',')}`);
-    for (const a of adapters) if (a.head) p2.heads.push({ key: a.key, weights: a.head });
+    // The fused output is what the fusion module's head was trained on: with one, the fused adapters' own heads
+    // (their single tasks' heads) are not candidates for this output; without one, theirs compete as usual.
     if (fusion.head) p2.heads.push({ key: fusion.key, weights: fusion.head });
+    else for (const a of adapters) if (a.head) p2.heads.push({ key: a.key, weights: a.head });
     return p2;
   }
   if ('average' in c) return average(c, lookup, path);
   throw bad(path, 'parallel must be the outermost block');
 }
 
-function finish(p: PlanParts): RowPlan {
+function finish(p: PlanParts, chosen: string | null, path: string): RowPlan {
   const invertible = p.adapters.find((a) => a.invertible) ?? null;
-  const head = p.heads.length ? p.heads[p.heads.length - 1] : null;
-  return { key: p.keys.join('|'), diffs: p.diffs, adapters: p.adapters, fuse: p.fuse, loras: p.loras, ia3s: p.ia3s, invertible, head };
+  const distinct = [...new Map(p.heads.map((h) => [h.key, h])).values()];
+  const isMlm = (h: PlanHead) => h.weights.config.type === 'masked_lm';
+  const pick = (kind: PlanHead[], what: string): PlanHead | null => {
+    const named = kind.find((h) => h.key === chosen);
+    if (named) return named;
+    if (kind.length <= 1) return kind[0] ?? null;
+    const list = kind.map((h) => `'${h.key}' (${h.weights.config.type})`).join(', ');
+    const ids = kind.map((h) => `"head": "${h.key.split('@')[0]}"`).join(' or ');
+    throw headError(
+      `composition${path}: ${kind.length} modules bring a ${what} head for one output: ${list}. AdapterHub would use the last one ('${kind[kind.length - 1].key}') and ignore the others; say which to use with ${ids} in the request`,
+    );
+  };
+  const mlmHead = pick(distinct.filter(isMlm), 'masked-LM');
+  const prediction = pick(distinct.filter((h) => !isMlm(h)), 'prediction');
+  const head = prediction ?? mlmHead;
+  const key = p.keys.join('|') + (chosen && distinct.length > 1 ? `|head:${chosen}` : '');
+  return { key, diffs: p.diffs, adapters: p.adapters, fuse: p.fuse, loras: p.loras, ia3s: p.ia3s, invertible, head, mlmHead };
 }
 
 /**

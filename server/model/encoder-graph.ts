@@ -299,7 +299,11 @@ class EncoderEmitter {
     return idx;
   }
 
-  /** A per-row 0/1 flag as [B,1,1] for layer l and slot s (input [L, S, B]). */
+  /**
+   * A per-row 0/1 flag as [B,1,1] for layer l and slot s (input [L, S, B]). At a uniform site every row has the
+   * same value, and the slots may run on flattened [B*T, D] rows (carriedSite), where a [B,1,1] factor would
+   * broadcast to [B, B*T, D]: there the flag is row 0's value as [1,1], which broadcasts against either layout.
+   */
   private flag(site: Site, flag: string, l: number, s: number): Value {
     const key = `${site}.${flag}#${l}#${s}`;
     const hit = this.flagCache.get(key);
@@ -307,7 +311,8 @@ class EncoderEmitter {
     const { g } = this;
     const name = POOL.adapterFlag(site, flag);
     const input = g.inputs.find((i) => i.name === name) ?? g.input(name, 'float32', [this.L, unknownDim(), 'B']);
-    const f = g.unsqueeze(g.gather(g.gather(input, g.constInt64([l], []), 0), g.constInt64([s], []), 0), [1, 2]);
+    const perRow = g.gather(g.gather(input, g.constInt64([l], []), 0), g.constInt64([s], []), 0); // [B]
+    const f = this.v.sites[site]?.uniform ? g.unsqueeze(g.slice(perRow, 0, 0, 1), [1]) : g.unsqueeze(perRow, [1, 2]);
     this.flagCache.set(key, f);
     return f;
   }
@@ -341,7 +346,7 @@ class EncoderEmitter {
     let fuseQuery: Value | null = null;
     let fuseResidual: Value | null = null;
     for (let s = 0; s < sv.slots; s++) {
-      const step = this.adapterSlot(site, sv, l, s, cur, x, siteLn);
+      const step = this.adapterSlot(site, sv, l, s, cur, x, h, siteLn);
       cur = step.out;
     }
     if (sv.fuse > 0) {
@@ -435,22 +440,36 @@ class EncoderEmitter {
     return { ln, residual };
   }
 
-  private adapterSlot(site: Site, sv: SiteVariant, l: number, s: number, cur: Value, x: Value, siteLn: (t: Value) => Value): { out: Value } {
+  /**
+   * One stack slot. Sequential adapters (AdapterHub Adapter): pre_forward, then out = ln_after(up) + residual (or
+   * ln_after(up + residual)). Parallel adapters (ParallelAdapter): pre_forward hands the sub-layer *input* x on
+   * (bottleneck reads x), forward gives ln_after(up) with no residual, and post_forward adds the sub-layer output
+   * h back, which only the row's last adapter at this site does (parLast); so in Stack(seq_bn, par_bn) the seq_bn
+   * output is discarded, as in AdapterHub.
+   */
+  private adapterSlot(site: Site, sv: SiteVariant, l: number, s: number, cur: Value, x: Value, h: Value, siteLn: (t: Value) => Value): { out: Value } {
     const { g } = this;
     const f = (name: AdapterFlag) => () => this.flag(site, name, l, s);
-    const pre = this.preStep(site, sv, l, s, cur, x, siteLn);
-    const { ln } = pre;
-    const residual = sv.resScale === 'mixed' ? g.mul(pre.residual, this.flag(site, 'resScale', l, s)) : pre.residual;
-    const up = this.bottleneck(site, sv, l, s, ln, x);
     const lnAfter = (t: Value) => this.rowLayerNorm(t, this.slotParam(site, sv, 'lna_g', l, s, [1, this.D]), this.slotParam(site, sv, 'lna_b', l, s, [1, this.D]));
-    // Default (adapter_residual_before_ln = false): out = ln_after(up) + residual.
-    const afterThenAdd = () => g.add(this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(up), up), residual);
-    const addThenAfter = () => {
-      const sum = g.add(up, residual);
-      return this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(sum), sum);
+    const sequential = (up: Value, pre: { residual: Value }) => {
+      const residual = sv.resScale === 'mixed' ? g.mul(pre.residual, this.flag(site, 'resScale', l, s)) : pre.residual;
+      // Default (adapter_residual_before_ln = false): out = ln_after(up) + residual.
+      const afterThenAdd = () => g.add(this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(up), up), residual);
+      const addThenAfter = () => {
+        const sum = g.add(up, residual);
+        return this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(sum), sum);
+      };
+      return sv.flags.adResBeforeLn === 'off' ? afterThenAdd() : this.mix(sv.flags.adResBeforeLn, f('adResBeforeLn'), addThenAfter, afterThenAdd());
     };
-    const out = sv.flags.adResBeforeLn === 'off' ? afterThenAdd() : this.mix(sv.flags.adResBeforeLn, f('adResBeforeLn'), addThenAfter, afterThenAdd());
-    return { out };
+    const parallel = (up: Value) => {
+      const o = this.mix(sv.flags.lnAfter, f('lnAfter'), () => lnAfter(up), up);
+      return this.mix(sv.flags.parLast, f('parLast'), () => g.add(o, h), o);
+    };
+    if (sv.flags.parallel === 'on') return { out: parallel(this.bottleneck(site, sv, l, s, cur, x)) };
+    const pre = this.preStep(site, sv, l, s, cur, x, siteLn);
+    const up = this.bottleneck(site, sv, l, s, pre.ln, x);
+    if (sv.flags.parallel === 'off') return { out: sequential(up, pre) };
+    return { out: this.mix('mixed', f('parallel'), () => parallel(up), sequential(up, pre)) };
   }
 
   /** up(act(down(a))) · scaling for slot s (scaling folded into up at pool build time). Returns [B,T,D]. */

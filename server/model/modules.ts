@@ -20,6 +20,7 @@ export { LORA_TARGETS } from '../../modules-store/kinds';
 export function checkBase(manifest: Manifest, cfg: BaseConfig, fingerprint: string): void {
   const b = manifest.base;
   const id = `${manifest.id}@${manifest.version}`;
+  if (b.family !== cfg.family) throw new ModuleError('INCOMPATIBLE_BASE', `module '${id}' was trained for a ${b.family} base, but this server runs a ${cfg.family} base`);
   if (b.fingerprint !== fingerprint) {
     throw new ModuleError('INCOMPATIBLE_BASE', `module '${id}' was trained for base ${b.fingerprint}, but this server runs base ${fingerprint}`);
   }

@@ -16,7 +16,7 @@
 import type { Manifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
-import { EMPTY_PLAN, type RowPlan } from '../model/composition';
+import { EMPTY_PLAN, type PlanOptions, type RowPlan } from '../model/composition';
 import { IO, type Variant } from '../model/encoder-graph';
 import type { EngineModule, HeadWeights } from '../model/modules';
 import type { EncodedBatch } from '../model/tokenizer';
@@ -49,6 +49,12 @@ export interface EngineOptions {
    * memory; the least recently used idle session is released first, never one a running batch uses.
    */
   maxSessions?: number;
+  /**
+   * Run the rows of each composition of a batch as their own uniform group instead of one mixed run (default
+   * false). On a small CPU the uniform graph (one adapter for all rows: folded 2-D GEMMs) can beat the per-row
+   * gathers of a mixed batch by more than the extra runs cost; bench:serve measures both.
+   */
+  splitCompositions?: boolean;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -125,9 +131,9 @@ export class Engine {
     return this.modules.add(manifest, tensors);
   }
 
-  /** Parses a composition (JSON) and resolves its modules into one RowPlan per output branch. */
-  plan(raw: unknown): Promise<RowPlan[]> {
-    return this.modules.plan(raw);
+  /** Parses a composition (JSON) and resolves its modules into one RowPlan per output branch; `opts.head` picks the head. */
+  plan(raw: unknown, opts: PlanOptions = {}): Promise<RowPlan[]> {
+    return this.modules.plan(raw, opts);
   }
 
   /** The graph variant a group of rows needs. */
@@ -140,7 +146,7 @@ export class Engine {
     if (plans.length !== batch.batch) throw new RangeError(`'plans' has ${plans.length} entries for a batch of ${batch.batch} rows`);
     const groups = new Map<string, number[]>();
     plans.forEach((p, i) => {
-      const key = diffSetKey(p.diffs);
+      const key = this.options.splitCompositions ? `${p.key}#${p.head?.key ?? ''}#${p.mlmHead?.key ?? ''}` : diffSetKey(p.diffs);
       const g = groups.get(key);
       if (g) g.push(i);
       else groups.set(key, [i]);

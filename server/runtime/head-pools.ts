@@ -12,6 +12,9 @@ import { ModuleError, type HeadWeights } from '../model/modules';
 import type { DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
 
+/** Stands in for a row that has only a masked-LM head (no prediction parts). */
+const ZERO_HEAD = { config: { type: 'masked_lm' }, labels: [] } as unknown as HeadWeights;
+
 /** An MLM head in engine layout (dense weight [in, out]). */
 export type MlmHead = NonNullable<HeadWeights['mlm']>;
 
@@ -30,7 +33,7 @@ export class BaseMlmHead {
   get(diffs: DiffSet): MlmHead {
     if (!diffs.length && this.plain) return this.plain;
     const param = (n: string) => {
-      if (!this.base.weights.has(n)) throw new ModuleError('INVALID_COMPOSITION', `masked-LM output needs an MLM head: the base checkpoint has no '${n}' and the composition's modules bring none`);
+      if (!this.base.weights.has(n)) throw new ModuleError('INVALID_HEAD', `masked-LM output needs an MLM head: the base checkpoint has none (no '${n}') and the composition brings no module with a masked_lm head; add one (e.g. a language adapter trained with --task mlm)`);
       return this.effective(n, diffs);
     };
     const head = {
@@ -50,10 +53,13 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
   const D = cfg.hiddenSize;
   const V = cfg.vocabSize;
   const pools: Pools = {};
-  // Entry 0 is the zero head (or the base's own MLM head); then each distinct module head.
-  const heads = [...new Map(plans.filter((p) => p.head).map((p) => [p.head!.key, p.head!.weights])).entries()];
+  // Entry 0 is the zero head (with the base's own MLM head); then each distinct (head, masked-LM head) pair of the
+  // rows, the prediction parts from the row's head and the masked-LM parts from its MLM head (or the base's).
+  const entryKey = (p: RowPlan) => `${p.head?.key ?? ''}|${p.mlmHead?.key ?? ''}`;
+  const distinct = [...new Map(plans.filter((p) => p.head || p.mlmHead).map((p) => [entryKey(p), p])).entries()];
+  const heads = distinct.map(([k, p]) => [k, p.head?.weights ?? ZERO_HEAD] as const);
   const P = heads.length + 1;
-  const entryOf = plans.map((p) => (p.head ? heads.findIndex(([k]) => k === p.head!.key) + 1 : 0));
+  const entryOf = plans.map((p) => (p.head || p.mlmHead ? distinct.findIndex(([k]) => k === entryKey(p)) + 1 : 0));
   pools[POOL.head('idx')] = { type: 'int64', dims: [plans.length], data: BigInt64Array.from(entryOf.map(BigInt)) };
   if (v.heads.cls) {
     const C = Math.max(1, ...heads.map(([, h]) => (h.config.type === 'classification' ? h.config.num_labels : 0)));
@@ -98,10 +104,12 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
     const lg = new Float32Array(P * D);
     const lb = new Float32Array(P * D);
     const bias = new Float32Array(P * V);
-    const baseHead = baseMlm.get(plans[0].diffs); // every row of a group has the same diffs
+    // The base's own head only where some row has no MLM head of its own: a base without one serves modules that bring theirs.
+    const needsBase = plans.some((p) => !p.mlmHead);
+    const baseHead = needsBase ? baseMlm.get(plans[0].diffs) : null; // every row of a group has the same diffs
     for (let e = 0; e < P; e++) {
-      const h = e === 0 ? null : heads[e - 1][1].mlm;
-      const src = h ?? baseHead;
+      const src = e === 0 ? baseHead : (distinct[e - 1][1].mlmHead?.weights.mlm ?? baseHead);
+      if (!src) continue; // an entry no row uses stays zero
       dW.set(src.denseT, e * D * D);
       dB.set(src.denseB, e * D);
       lg.set(src.lnG, e * D);

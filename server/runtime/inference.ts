@@ -1,17 +1,23 @@
 /**
- * Inference service: texts + a composition in, predictions out. Requests arriving within a few milliseconds of
- * each other are merged into one engine batch even when their compositions differ (the engine serves mixed
- * batches); results are turned into labels, scores, token labels with character offsets, fill-mask tokens or
- * embeddings.
+ * Inference service: texts + a composition in, predictions out. A request is planned and tokenised, admitted
+ * into the queue (queue.ts: capacity in rows and tokens, deadlines, dropped when the client leaves), batched with
+ * whatever else waits — compositions may differ, the engine serves mixed batches — and its rows' outputs become
+ * predictions (outputs.ts). Lifecycle: with `requireWarmUp` not ready until `warmUp`; refuses new work once `drain`
+ * began.
  * Example:
  *   const svc = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 5 });
+ *   await svc.warmUp();
  *   const res = await svc.infer({ inputs: [{ text: 'Hallo Welt' }], composition: { stack: ['lang/de', 'task/topic'] } });
  */
 import client from 'prom-client';
-import type { RowPlan } from '../model/composition';
+import { EMPTY_PLAN, type RowPlan } from '../model/composition';
 import type { EncodedBatch } from '../model/tokenizer';
 import { CodedError } from '../../modules-store/errors';
 import type { Engine, RowOutput } from './engine';
+import { pool, softmax, tokenClassification, topIndices, type Aggregation, type Entity, type Pooling, type TokenLabel } from './outputs';
+import { BatchQueue, ClientGoneError, DeadlineError, type QueueJob, type QueueOptions } from './queue';
+
+export { ClientGoneError, DeadlineError, QueueFullError, RequestTooLargeError } from './queue';
 
 export interface InferInput {
   text: string;
@@ -22,19 +28,29 @@ export interface InferRequest {
   inputs: InferInput[];
   /** AdapterHub-style composition; null/absent = the bare base. */
   composition?: unknown;
+  /** The module whose head to use when the composition brings competing heads (AdapterHub's active_head). */
+  head?: string;
   /** What to return: 'auto' (the head's prediction, else an embedding), 'embedding', or 'fill_mask'. */
   task?: 'auto' | 'embedding' | 'fill_mask';
   /** Labels/tokens returned per prediction (default 1 for classification, 5 for fill_mask). */
   top_k?: number;
   /** Longest tokenised input (default: the base's maximum). */
   max_length?: number;
+  /** Token classification: how tokens group into entities (HF pipelines' aggregation_strategy; default 'simple'). */
+  aggregation_strategy?: Aggregation;
+  /** Embeddings: 'cls', 'mean' (default) or 'max' over the attended tokens. */
+  pooling?: Pooling;
+  /** Embeddings: scale to unit L2 norm (default false). */
+  normalize?: boolean;
+  /** Deadline in ms from arrival (default: the service's `defaultTimeoutMs`); past it the request fails with DeadlineError. */
+  timeout_ms?: number;
 }
 
 export type Prediction =
   | { type: 'classification'; label: string; score: number; scores: { label: string; score: number }[] }
-  | { type: 'token_classification'; tokens: { token: string; label: string; score: number; start: number; end: number }[] }
+  | { type: 'token_classification'; tokens: TokenLabel[]; entities: Entity[]; aggregation_strategy: Aggregation }
   | { type: 'fill_mask'; masks: { position: number; candidates: { token: string; token_id: number; score: number }[] }[] }
-  | { type: 'embedding'; embedding: number[] };
+  | { type: 'embedding'; embedding: number[]; pooling: Pooling; normalized: boolean };
 
 export interface InferResult {
   /** One entry per input; each holds one prediction per output branch (parallel gives several). */
@@ -43,21 +59,23 @@ export interface InferResult {
   modules: string[][];
 }
 
-export interface BatcherOptions {
-  /** Most rows merged into one engine run (default 32). */
-  maxBatchRows?: number;
-  /** How long the first queued request waits for company (default 5 ms). */
-  maxWaitMs?: number;
-  /** Rows allowed to wait; beyond it requests are refused with ServerBusyError (default 4096). */
-  maxQueueRows?: number;
+export interface BatcherOptions extends QueueOptions {
+  /** Deadline of a request without `timeout_ms` (default 30000 ms). */
+  defaultTimeoutMs?: number;
+  /** Answer 503 NOT_READY until `warmUp()` ran (what `modhub serve` does; default false: ready at once). */
+  requireWarmUp?: boolean;
   /** Prometheus registry for queue, batch and run metrics (optional). */
   metrics?: client.Registry;
 }
 
-/** The queue is full: the HTTP layer answers 503 with Retry-After. */
-export class ServerBusyError extends CodedError {
-  constructor(readonly queued: number) {
-    super('SERVER_BUSY', `the server has ${queued} rows waiting; retry shortly`);
+/** The service cannot take work now: not warmed up yet, or draining for shutdown (503 NOT_READY). */
+export class UnavailableError extends CodedError {
+  constructor(
+    readonly reason: 'starting' | 'draining',
+    message: string,
+  ) {
+    super('NOT_READY', message);
+    this.name = 'UnavailableError';
   }
 }
 
@@ -65,8 +83,10 @@ interface InferenceMetrics {
   queueSeconds: client.Histogram<string>;
   runSeconds: client.Histogram<string>;
   batchRows: client.Histogram<string>;
+  batchPadding: client.Histogram<string>;
   queued: client.Gauge<string>;
   rejected: client.Counter<string>;
+  dropped: client.Counter<string>;
 }
 
 function inferenceMetrics(reg: client.Registry): InferenceMetrics {
@@ -76,163 +96,169 @@ function inferenceMetrics(reg: client.Registry): InferenceMetrics {
     queueSeconds: get('modhub_infer_queue_seconds', () => new client.Histogram({ name: 'modhub_infer_queue_seconds', help: 'Time a row waits before its batch runs', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers })),
     runSeconds: get('modhub_infer_run_seconds', () => new client.Histogram({ name: 'modhub_infer_run_seconds', help: 'Engine time per batch', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers })),
     batchRows: get('modhub_infer_batch_rows', () => new client.Histogram({ name: 'modhub_infer_batch_rows', help: 'Rows per engine batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers })),
-    queued: get('modhub_infer_queued_rows', () => new client.Gauge({ name: 'modhub_infer_queued_rows', help: 'Rows waiting for a batch', registers })),
+    batchPadding: get('modhub_infer_batch_padding_ratio', () => new client.Histogram({ name: 'modhub_infer_batch_padding_ratio', help: 'Padded tokens / real tokens per batch', buckets: [1, 1.1, 1.25, 1.5, 2, 3, 5], registers })),
+    queued: get('modhub_infer_queued_rows', () => new client.Gauge({ name: 'modhub_infer_queued_rows', help: 'Rows admitted and not finished', registers })),
     rejected: get('modhub_infer_rejected_total', () => new client.Counter({ name: 'modhub_infer_rejected_total', help: 'Requests refused because the queue was full', registers })),
+    dropped: get('modhub_infer_dropped_rows_total', () => new client.Counter({ name: 'modhub_infer_dropped_rows_total', help: 'Rows dropped before running (client gone or deadline passed)', labelNames: ['reason'], registers })),
   };
 }
 
-interface Job {
+interface Job extends QueueJob {
   enc: EncodedBatch;
   row: number;
   plan: RowPlan;
   wantHidden: boolean;
   wantMlm: boolean;
   enqueued: bigint;
-  resolve: (o: RowOutput) => void;
-  reject: (e: unknown) => void;
+  out?: RowOutput;
 }
 
 export class InferenceService {
-  private queue: Job[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private busy = false;
-  /** Rows queued or running. */
-  private pending = 0;
-  readonly stats = { batches: 0, rows: 0 };
+  private readonly queue: BatchQueue<Job>;
   private readonly metrics: InferenceMetrics | null;
+  private state: 'starting' | 'ready' | 'draining';
 
   constructor(
     readonly engine: Engine,
     private readonly opts: BatcherOptions = {},
   ) {
+    this.state = opts.requireWarmUp ? 'starting' : 'ready';
     this.metrics = opts.metrics ? inferenceMetrics(opts.metrics) : null;
+    this.queue = new BatchQueue<Job>(opts, (jobs) => this.runJobs(jobs));
+    this.queue.onBatch = (b) => {
+      this.metrics?.batchRows.observe(b.rows);
+      this.metrics?.batchPadding.observe(b.paddedTokens / Math.max(1, b.tokens));
+    };
   }
 
-  async infer(req: InferRequest): Promise<InferResult> {
-    const task = req.task ?? 'auto';
-    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new CodedError('INVALID_INPUT', "'inputs' must be a non-empty array of {text, text_pair?}");
-    const plans = await this.engine.plan(req.composition ?? null);
-    const rows = req.inputs.length * plans.length;
-    if (this.pending + rows > (this.opts.maxQueueRows ?? 4096)) {
-      this.metrics?.rejected.inc();
-      throw new ServerBusyError(this.pending);
-    }
-    const tok = this.engine.base.tokenizer;
-    const texts = req.inputs.map((i) => i.text);
-    const hasPairs = req.inputs.some((i) => i.text_pair !== undefined);
-    if (hasPairs && !req.inputs.every((i) => typeof i.text_pair === 'string')) {
-      throw new CodedError('INVALID_INPUT', "either every input has a 'text_pair' or none does");
-    }
-    const minLength = tok.numSpecialTokens(hasPairs) + (hasPairs ? 2 : 1);
-    if (req.max_length !== undefined && !(Number.isInteger(req.max_length) && req.max_length >= minLength && req.max_length <= tok.defaultMaxLength)) {
-      throw new CodedError('INVALID_INPUT', `'max_length' must be an integer from ${minLength} to ${tok.defaultMaxLength} (this base's position table), got ${req.max_length}`);
-    }
-    const enc = await tok.encodeBatch(texts, hasPairs ? req.inputs.map((i) => i.text_pair!) : undefined, req.max_length ? { maxLength: req.max_length } : {});
-    const wantMlm = task === 'fill_mask';
-    // 'auto' answers with the head's prediction; branches without a classification head give an embedding.
-    const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head || p.head.weights.config.type === 'masked_lm'));
-    const outs = await Promise.all(
-      req.inputs.flatMap((_, row) => plans.map((plan) => this.enqueue({ enc, row, plan, wantHidden, wantMlm }))),
-    );
-    const results = req.inputs.map((_, row) => ({
-      branches: plans.map((_, b) => this.predict(outs[row * plans.length + b], enc, row, task, req.top_k)),
-    }));
-    return { results, modules: plans.map((p) => moduleKeys(p)) };
+  /** Batches run, rows run, rows dropped before running, requests refused, high-water marks of admitted rows/tokens. */
+  get stats(): BatchQueue<Job>['stats'] {
+    return this.queue.stats;
   }
 
-  private enqueue(j: Omit<Job, 'resolve' | 'reject' | 'enqueued'>): Promise<RowOutput> {
-    this.pending++;
-    this.metrics?.queued.set(this.pending);
-    return new Promise<RowOutput>((resolve, reject) => {
-      const done = () => {
-        this.pending--;
-        this.metrics?.queued.set(this.pending);
-      };
-      this.queue.push({
-        ...j,
-        enqueued: process.hrtime.bigint(),
-        resolve: (o) => {
-          done();
-          resolve(o);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-      });
-      this.schedule();
-    });
+  /** The queue (limits, reserved capacity, drain rate, batch hook). */
+  get batching(): BatchQueue<Job> {
+    return this.queue;
+  }
+
+  /** Whether the service takes requests (warmed up and not draining). */
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  get draining(): boolean {
+    return this.state === 'draining';
+  }
+
+  /** Runs one bare-base row through the engine (builds the sessions the first requests need) and marks ready. */
+  async warmUp(): Promise<void> {
+    const enc = await this.engine.base.tokenizer.encodeBatch(['warm up']);
+    await this.engine.forward(enc, [EMPTY_PLAN], { hidden: true });
+    if (this.state === 'starting') this.state = 'ready';
+  }
+
+  /** Marks the service ready without a warm-up run (tests, embedders that warmed the engine themselves). */
+  markReady(): void {
+    if (this.state === 'starting') this.state = 'ready';
+  }
+
+  /** Refuses new requests from now on and resolves once every admitted row has finished (or `timeoutMs` passed). */
+  async drain(timeoutMs = 30_000): Promise<{ finished: boolean; pendingRows: number }> {
+    this.state = 'draining';
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([this.queue.idle().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
+    clearTimeout(timer);
+    return { finished, pendingRows: this.queue.reserved.rows };
   }
 
   /**
-   * Batch formation: while the engine runs, arrivals wait and the next batch takes everything waiting (up to
-   * maxBatchRows) the moment it is free; an idle engine waits maxWaitMs for company before running a lone row.
+   * Answers one request. `signal` aborts it (the HTTP layer aborts with ClientGoneError when the client leaves);
+   * the deadline (`timeout_ms`) aborts it with DeadlineError. Aborted rows that still wait are dropped unrun.
    */
-  private schedule(): void {
-    if (this.busy) return;
-    const max = this.opts.maxBatchRows ?? 32;
-    if (this.queue.length >= max) return this.runNext();
-    if (!this.timer) this.timer = setTimeout(() => this.runNext(), this.opts.maxWaitMs ?? 5);
-  }
-
-  private runNext(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.busy || !this.queue.length) return;
-    const jobs = this.queue.splice(0, this.opts.maxBatchRows ?? 32);
-    this.busy = true;
-    void this.runJobs(jobs).finally(() => {
-      this.busy = false;
-      if (this.queue.length) {
-        // Whatever arrived during the run goes next, at once.
-        if (this.queue.length >= (this.opts.maxBatchRows ?? 32)) this.runNext();
-        else setImmediate(() => this.runNext());
+  async infer(req: InferRequest, signal?: AbortSignal): Promise<InferResult> {
+    if (this.state !== 'ready') {
+      throw new UnavailableError(this.state, this.state === 'starting' ? 'the server is starting (loading the base, warming up); retry shortly' : 'the server is shutting down and takes no new requests');
+    }
+    const task = req.task ?? 'auto';
+    if (!Array.isArray(req.inputs) || req.inputs.length === 0) throw new CodedError('INVALID_INPUT', "'inputs' must be a non-empty array of {text, text_pair?}");
+    const timeoutMs = req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 30_000;
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new DeadlineError(timeoutMs)), timeoutMs);
+    const onAbort = () => ctl.abort(signal!.reason ?? new ClientGoneError());
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const plans = await this.engine.plan(req.composition ?? null, req.head === undefined ? {} : { head: req.head });
+      const tok = this.engine.base.tokenizer;
+      const texts = req.inputs.map((i) => i.text);
+      const hasPairs = req.inputs.some((i) => i.text_pair !== undefined);
+      if (hasPairs && !req.inputs.every((i) => typeof i.text_pair === 'string')) {
+        throw new CodedError('INVALID_INPUT', "either every input has a 'text_pair' or none does");
       }
-    });
+      const minLength = tok.numSpecialTokens(hasPairs) + (hasPairs ? 2 : 1);
+      if (req.max_length !== undefined && !(Number.isInteger(req.max_length) && req.max_length >= minLength && req.max_length <= tok.defaultMaxLength)) {
+        throw new CodedError('INVALID_INPUT', `'max_length' must be an integer from ${minLength} to ${tok.defaultMaxLength} (this base's position table), got ${req.max_length}`);
+      }
+      const enc = await tok.encodeBatch(texts, hasPairs ? req.inputs.map((i) => i.text_pair!) : undefined, req.max_length ? { maxLength: req.max_length } : {});
+      if (ctl.signal.aborted) throw ctl.signal.reason;
+      const wantMlm = task === 'fill_mask';
+      // 'auto' answers with the head's prediction; branches without a classification head give an embedding.
+      const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head || p.head.weights.config.type === 'masked_lm'));
+      const jobs: Job[] = req.inputs.flatMap((_, row) =>
+        plans.map((plan) => ({ enc, row, plan, wantHidden, wantMlm, tokens: enc.lengths[row], group: `${wantHidden}:${wantMlm}`, signal: ctl.signal, enqueued: process.hrtime.bigint() })),
+      );
+      // Admission after tokenisation, in rows and tokens, reserved in the same step as the check.
+      try {
+        this.queue.reserve(jobs.length, jobs.reduce((a, j) => a + j.tokens, 0));
+      } catch (e) {
+        this.metrics?.rejected.inc();
+        throw e;
+      }
+      this.metrics?.queued.set(this.queue.reserved.rows);
+      const settled = await Promise.allSettled(jobs.map((j) => this.queue.push(j)));
+      this.metrics?.queued.set(this.queue.reserved.rows);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        const dropped = settled.filter((r) => r.status === 'rejected').length;
+        if (failed.reason instanceof DeadlineError) this.metrics?.dropped.inc({ reason: 'deadline' }, dropped);
+        else if (failed.reason instanceof ClientGoneError) this.metrics?.dropped.inc({ reason: 'client_gone' }, dropped);
+        throw failed.reason;
+      }
+      const results = req.inputs.map((_, row) => ({
+        branches: plans.map((_, b) => this.predict(jobs[row * plans.length + b].out!, enc, row, task, req)),
+      }));
+      return { results, modules: plans.map((p) => moduleKeys(p)) };
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   private async runJobs(jobs: Job[]): Promise<void> {
-    // Rows that need MLM logits or hidden states run with those outputs; others skip the cost.
-    const groups = new Map<string, Job[]>();
-    for (const j of jobs) {
-      const k = `${j.wantHidden}:${j.wantMlm}`;
-      const g = groups.get(k);
-      if (g) g.push(j);
-      else groups.set(k, [j]);
-    }
-    for (const group of groups.values()) {
-      try {
-        const started = process.hrtime.bigint();
-        for (const j of group) this.metrics?.queueSeconds.observe(Number(started - j.enqueued) / 1e9);
-        const batch = mergeRows(group.map((j) => ({ enc: j.enc, row: j.row })), this.engine.base.tokenizer.padId, this.engine.base.config.positionOffset);
-        const out = await this.engine.forward(batch, group.map((j) => j.plan), { hidden: group[0].wantHidden, mlm: group[0].wantMlm });
-        this.stats.batches++;
-        this.stats.rows += group.length;
-        this.metrics?.runSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        this.metrics?.batchRows.observe(group.length);
-        group.forEach((j, i) => j.resolve(out[i]));
-      } catch (e) {
-        group.forEach((j) => j.reject(e));
-      }
-    }
+    const started = process.hrtime.bigint();
+    for (const j of jobs) this.metrics?.queueSeconds.observe(Number(started - j.enqueued) / 1e9);
+    const batch = mergeRows(jobs.map((j) => ({ enc: j.enc, row: j.row })), this.engine.base.tokenizer.padId, this.engine.base.config.positionOffset);
+    const out = await this.engine.forward(batch, jobs.map((j) => j.plan), { hidden: jobs[0].wantHidden, mlm: jobs[0].wantMlm });
+    this.metrics?.runSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    jobs.forEach((j, i) => (j.out = out[i]));
   }
 
-  private predict(o: RowOutput, enc: EncodedBatch, row: number, task: string, topK?: number): Prediction {
+  private predict(o: RowOutput, enc: EncodedBatch, row: number, task: string, req: InferRequest): Prediction {
     const T = enc.length;
     const h = o.head?.config;
+    const tok = this.engine.base.tokenizer;
     if (task === 'fill_mask') {
       const V = this.engine.base.config.vocabSize;
-      const maskId = this.engine.base.tokenizer.maskId;
       const masks: { position: number; candidates: { token: string; token_id: number; score: number }[] }[] = [];
       for (let t = 0; t < o.length; t++) {
-        if (enc.inputIds[row * T + t] !== maskId) continue;
+        if (enc.inputIds[row * T + t] !== tok.maskId) continue;
         const probs = softmax(o.mlmLogits!.subarray(t * V, (t + 1) * V));
         masks.push({
           position: t,
-          candidates: topIndices(probs, topK ?? 5).map((id) => ({ token: this.engine.base.tokenizer.idToToken(id) ?? '', token_id: id, score: probs[id] })),
+          candidates: topIndices(probs, req.top_k ?? 5).map((id) => ({ token: tok.idToToken(id) ?? '', token_id: id, score: probs[id] })),
         });
       }
-      if (!masks.length) throw new CodedError('INVALID_INPUT', `fill_mask needs at least one '${this.engine.base.tokenizer.maskToken}' token in every input`);
+      if (!masks.length) throw new CodedError('INVALID_INPUT', `fill_mask needs at least one '${tok.maskToken}' token in every input`);
       return { type: 'fill_mask', masks };
     }
     if (task === 'auto' && h?.type === 'classification' && o.clsLogits) {
@@ -240,31 +266,27 @@ export class InferenceService {
       const labels = o.head!.labels;
       const name = (i: number) => labels[i] ?? `LABEL_${i}`;
       const best = topIndices(probs, 1)[0];
-      return { type: 'classification', label: name(best), score: probs[best], scores: topIndices(probs, topK ?? probs.length).map((i) => ({ label: name(i), score: probs[i] })) };
+      return { type: 'classification', label: name(best), score: probs[best], scores: topIndices(probs, req.top_k ?? probs.length).map((i) => ({ label: name(i), score: probs[i] })) };
     }
     if (task === 'auto' && h?.type === 'token_classification' && o.tokLogits) {
-      const C = h.num_labels;
-      const labels = o.head!.labels;
-      const tokens: { token: string; label: string; score: number; start: number; end: number }[] = [];
-      for (let t = 0; t < o.length; t++) {
-        if (enc.specialTokensMask[row * T + t]) continue;
-        const probs = softmax(o.tokLogits.subarray(t * C, (t + 1) * C));
-        const best = topIndices(probs, 1)[0];
-        const [start, end] = enc.offsets[row][t] ?? [0, 0];
-        tokens.push({ token: enc.tokens[row][t], label: labels[best] ?? `LABEL_${best}`, score: probs[best], start, end });
-      }
-      return { type: 'token_classification', tokens };
+      const aggregation = req.aggregation_strategy ?? 'simple';
+      const input = req.inputs[row];
+      const rowTokens = {
+        length: o.length,
+        tokens: enc.tokens[row],
+        offsets: enc.offsets[row],
+        wordIds: enc.wordIds[row],
+        sequenceIds: enc.sequenceIds[row],
+        special: enc.specialTokensMask.subarray(row * T, (row + 1) * T),
+        texts: [input.text, input.text_pair] as [string, string | undefined],
+      };
+      const { tokens, entities } = tokenClassification(o.tokLogits, h.num_labels, o.head!.labels, rowTokens, aggregation);
+      return { type: 'token_classification', tokens, entities, aggregation_strategy: aggregation };
     }
-    // Embedding: mean of the real tokens' last hidden states.
+    const pooling = req.pooling ?? 'mean';
+    const normalized = req.normalize ?? false;
     const D = this.engine.base.config.hiddenSize;
-    const emb = new Float64Array(D);
-    let n = 0;
-    for (let t = 0; t < o.length; t++) {
-      if (!enc.attentionMask[row * T + t]) continue;
-      n++;
-      for (let d = 0; d < D; d++) emb[d] += o.hidden![t * D + d];
-    }
-    return { type: 'embedding', embedding: Array.from(emb, (x) => x / Math.max(1, n)) };
+    return { type: 'embedding', embedding: pool(o.hidden!, D, enc.attentionMask.subarray(row * T, (row + 1) * T), o.length, pooling, normalized), pooling, normalized };
   }
 }
 
@@ -309,18 +331,3 @@ export function mergeRows(rows: { enc: EncodedBatch; row: number }[], padId: num
   };
 }
 
-function softmax(x: ArrayLike<number>): Float64Array {
-  let m = -Infinity;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, x[i]);
-  const out = new Float64Array(x.length);
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += out[i] = Math.exp(x[i] - m);
-  for (let i = 0; i < x.length; i++) out[i] /= s;
-  return out;
-}
-
-function topIndices(p: ArrayLike<number>, k: number): number[] {
-  return Array.from({ length: p.length }, (_, i) => i)
-    .sort((a, b) => p[b] - p[a])
-    .slice(0, Math.max(1, Math.min(k, p.length)));
-}

@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import type { Manifest } from '../../modules-store/manifest';
 import { parseSafetensors, type Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
-import { compositionRefs, parseComposition, planComposition, type Composition, type RowPlan } from '../model/composition';
+import { compositionRefs, parseComposition, planComposition, type Composition, type PlanOptions, type RowPlan } from '../model/composition';
 import { loadEngineModule, ModuleError, type EngineModule } from '../model/modules';
 import { canonicalShape } from '../model/weights';
 
@@ -32,6 +32,13 @@ export class ModuleCache {
   /** ref → `id@version` it resolved to, while the registry's generation stands (the module itself stays in the LRU). */
   private refs = new Map<string, string>();
   private refsGeneration: number | undefined = undefined;
+  /**
+   * Composition (as sent) → its row plans, while the registry's generation stands and no module left the LRU: a
+   * hot composition costs one map lookup per request instead of parse + resolve + plan. Bounded; plans hold their
+   * modules, so the memo is dropped whenever the LRU evicts one (memory stays within the byte budget).
+   */
+  private plans = new Map<string, RowPlan[]>();
+  private plansGeneration: number | undefined = undefined;
 
   /** `maxBytes` bounds the loaded modules kept; `stats.moduleLoads` counts loads. */
   constructor(
@@ -40,7 +47,7 @@ export class ModuleCache {
     maxBytes: number,
     private readonly stats: { moduleLoads: number },
   ) {
-    this.modules = new LRUCache<string, EngineModule>({ maxSize: maxBytes, sizeCalculation: (m) => Math.max(1, m.bytes) });
+    this.modules = new LRUCache<string, EngineModule>({ maxSize: maxBytes, sizeCalculation: (m) => Math.max(1, m.bytes), dispose: () => this.plans.clear() });
   }
 
   /** Resolves and loads one module (cached by `id@version`). */
@@ -69,11 +76,31 @@ export class ModuleCache {
   add(manifest: Manifest, tensors: Map<string, Tensor>): EngineModule {
     const m = this.load(manifest, tensors);
     this.modules.set(m.key, m);
+    this.plans.clear(); // a ref may now resolve to this module
     return m;
   }
 
   /** Parses a composition (JSON) and resolves its modules into one RowPlan per output branch. */
-  async plan(raw: unknown): Promise<RowPlan[]> {
+  async plan(raw: unknown, opts: PlanOptions = {}): Promise<RowPlan[]> {
+    const gen = this.resolver ? this.resolver.generation : -1;
+    const memoKey = gen === undefined ? null : `${JSON.stringify(raw ?? null)}\u0000${opts.head ?? ''}`;
+    if (memoKey !== null) {
+      if (gen !== this.plansGeneration) {
+        this.plans.clear();
+        this.plansGeneration = gen;
+      }
+      const hit = this.plans.get(memoKey);
+      if (hit) return hit;
+    }
+    const plans = await this.planUncached(raw, opts);
+    if (memoKey !== null && this.plansGeneration === gen && (this.resolver ? this.resolver.generation : -1) === gen) {
+      if (this.plans.size >= 4096) this.plans.delete(this.plans.keys().next().value as string);
+      this.plans.set(memoKey, plans);
+    }
+    return plans;
+  }
+
+  private async planUncached(raw: unknown, opts: PlanOptions): Promise<RowPlan[]> {
     const comp: Composition | null = parseComposition(raw);
     const refs = [...new Set(compositionRefs(comp))];
     if (refs.length && this.resolver?.sync) await this.resolver.sync();
@@ -86,7 +113,7 @@ export class ModuleCache {
         loaded.set(r, local ?? (await this.resolveRef(r)));
       }),
     );
-    return planComposition(comp, (r) => loaded.get(r)!);
+    return planComposition(comp, (r) => loaded.get(r)!, opts);
   }
 
   private load(manifest: Manifest, tensors: Map<string, Tensor>): EngineModule {

@@ -103,8 +103,9 @@ export function slotTable(numLayers: number, plans: RowPlan[], site: Site, slots
         }
         const present = a && (preOnly || a.layers[l][site]) ? a : null;
         row.push(present && !preOnly ? present : null);
-        // AdapterHub's switches of this slot, as the bottleneck descriptor derives them (the trainer uses the same)
-        const sw = adapterSwitches(present?.config ?? null, preOnly);
+        // AdapterHub's switches of this slot, as the bottleneck descriptor derives them (the trainer uses the same);
+        // parLast: a parallel adapter that is the row's last adapter here (post_forward adds the sub-layer output)
+        const sw = adapterSwitches(present?.config ?? null, preOnly, s < slots && isLastAdapter(p, l, site, s));
         for (const f of ADAPTER_FLAGS) fr[f].push(sw[f]);
         rsRow.push(present && !preOnly ? (present.residualScale ?? 1) : 1);
       }
@@ -126,6 +127,13 @@ export function slotTable(numLayers: number, plans: RowPlan[], site: Site, slots
     finalLn.push(fin);
   }
   return { S, entry, flags, finalLn, resScale };
+}
+
+/** Whether stack slot s is the row's last adapter at this layer and site (no later slot present, no fusion after). */
+function isLastAdapter(p: RowPlan, l: number, site: Site, s: number): boolean {
+  if (p.fuse && p.fuse.fusion.layers[l][site]) return false;
+  for (let t = s + 1; t < p.adapters.length; t++) if (p.adapters[t].layers[l][site]) return false;
+  return true;
 }
 
 /** Mode of a switch over all its (layer, slot, row) values; null entries don't care. */

@@ -129,7 +129,7 @@ export function buildTrainGraph(spec: TrainGraphSpec): TrainGraph {
     const c = adCfgs[adCfgs.length - 1];
     // Per-slot values of each AdapterHub switch (the bottleneck descriptor's adapterSwitches, as the engine uses);
     // with fusion, slot 0 only runs the pre-step. Uniform → 'on'/'off', else 'mixed' with a fed [L, S, B] flag.
-    const switches = adCfgs.map((x, i) => adapterSwitches(x, !!fusionMod && i === 0));
+    const switches = adCfgs.map((x, i) => adapterSwitches(x, !!fusionMod && i === 0, i === adCfgs.length - 1));
     const perSlot: Record<string, (number | null)[]> = {};
     for (const f of ADAPTER_FLAGS) perSlot[f] = switches.map((sw) => sw[f]);
     const acts = [...new Set(adCfgs.map((x) => x.non_linearity))];

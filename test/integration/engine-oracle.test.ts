@@ -9,7 +9,7 @@ import * as path from 'path';
 import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine, type RowOutput } from '../../server/runtime/engine';
-import { parseSafetensors } from '../../modules-store/safetensors';
+import { parseSafetensors, serializeSafetensors } from '../../modules-store/safetensors';
 import { parseManifest } from '../../modules-store/manifest';
 import { referenceForward, type RefComposition, type RefModule, type RefOutputs } from '../reference/encoder';
 import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
@@ -167,6 +167,10 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     const mlmTargets = [...f.hfWeights].filter(([n]) => /^(cls\.predictions\.|lm_head\.|vocab_(transform|layer_norm|projector)\.)|embeddings\.word_embeddings\.weight$/.test(n)).map(([name, t]) => ({ name, shape: t.shape }));
     refs.sftMlm = add(f, makeDiffModule({ id: 'sft/mlm', base: b, targets: mlmTargets, density: 0.3, scale: 0.02, method: 'full', seed: 15 }));
     refs.fullMlm = add(f, makeDiffModule({ id: 'full/mlm', base: b, targets: mlmTargets.filter((t) => !/embeddings/.test(t.name)), dense: true, scale: 0.02, method: 'full', seed: 16 }));
+    refs.lnAfter = add(f, makeAdapterModule({ id: 'task/ln-after', base: b, preset: 'seq_bn', config: { reduction_factor: 4, ln_after: true }, seed: 21 }));
+    refs.lnBefore = add(f, makeAdapterModule({ id: 'task/ln-before', base: b, preset: 'seq_bn', config: { reduction_factor: 2, ln_before: true }, seed: 18 }));
+    refs.par = add(f, makeAdapterModule({ id: 'task/par', base: b, preset: 'par_bn', config: { reduction_factor: 4 }, seed: 19 }));
+    refs.parLn = add(f, makeAdapterModule({ id: 'task/par-ln', base: b, preset: 'par_bn', config: { reduction_factor: 2, ln_before: true, ln_after: true }, seed: 20 }));
   });
   afterAll(async () => {
     await f.engine.close();
@@ -190,6 +194,28 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
   });
   it('stack of 2 and of 3', async () => {
     await check(f, [{ stack: [refs.lang, refs.pfeiffer] }, { stack: [refs.lang, refs.lang2, refs.houlsby] }], TEXTS.slice(0, 2));
+  });
+  // Issue 10, bug 1: with every row on the same stack the carried path runs on flattened [B*T, D] rows, where a
+  // per-row [B,1,1] switch broadcast to [B, B*T, D] (onnxruntime Reshape error at batch >= 2).
+  it('stack whose adapters differ in ln_before / ln_after, the same on every row (batch 2 and 3) and mixed', async () => {
+    await check(f, [{ stack: [refs.fa, refs.lnAfter] }, { stack: [refs.fa, refs.lnAfter] }], TEXTS.slice(0, 2));
+    await check(f, [{ stack: [refs.lnBefore, refs.fa, refs.lnAfter] }, { stack: [refs.lnBefore, refs.fa, refs.lnAfter] }, { stack: [refs.lnBefore, refs.fa, refs.lnAfter] }], TEXTS.slice(0, 3));
+    await check(f, [{ stack: [refs.fa, refs.lnAfter] }, { stack: [refs.lnAfter, refs.fa] }, refs.lnBefore], TEXTS.slice(0, 3));
+  });
+  // Issue 10, bug 4: AdapterHub's ParallelAdapter.pre_forward hands the sub-layer input on as the hidden state and
+  // post_forward adds the sub-layer output back, so in Stack(seq_bn, par_bn) the seq_bn output is discarded and
+  // in Stack(par_bn, seq_bn) the seq_bn adapter sees the parallel adapter's output without the sub-layer output.
+  it('par_bn inside a stack follows AdapterHub (first, last, with its own LayerNorms; uniform and mixed batches)', async () => {
+    for (const comp of [{ stack: [refs.fa, refs.par] }, { stack: [refs.par, refs.fa] }, { stack: [refs.lnAfter, refs.parLn] }, { stack: [refs.parLn, refs.par] }]) {
+      await check(f, [comp, comp], TEXTS.slice(0, 2));
+    }
+    await check(f, [{ stack: [refs.fa, refs.par] }, { stack: [refs.par, refs.fa] }, refs.par, { stack: [refs.parLn, refs.lnBefore] }], TEXTS);
+  });
+  // Issue 10, bug 5: only fingerprint and dimensions were compared.
+  it("refuses a module whose base.family is not the base's family", () => {
+    const other = family === 'bert' ? 'roberta' : 'bert';
+    const m = makeAdapterModule({ id: 'task/other-family', base: { ...f.info, family: other }, preset: 'seq_bn', seed: 22 });
+    expect(() => f.engine.addModule(parseManifest(m.manifest), m.tensors)).toThrow(new RegExp(`trained for a ${other} base, but this server runs a ${family} base`));
   });
   it('sum of two diffs, and adapter + diff', async () => {
     await check(f, [{ sum: [refs.sftLang, refs.sftTask] }, { stack: [{ sum: [refs.sftLang] }, refs.pfeiffer] }], TEXTS.slice(0, 2));
@@ -252,6 +278,39 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     ];
     const texts = comps.map((_, i) => TEXTS[i % TEXTS.length]);
     await check(f, comps, texts);
+  });
+});
+
+// Issue 10, bug 3: a base checkpoint without an MLM head serves masked-LM output from a module's own masked_lm head
+// (it failed with "the base checkpoint has no 'mlm.dense.weight' and the composition's modules bring none").
+describe('masked-LM output on a base without an MLM head', () => {
+  let f: Fixture;
+  let lang: string;
+  let task: string;
+  beforeAll(async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-oracle-nomlm-'));
+    await createTinyBase({ out: dir, family: 'bert', layers: 2, hidden: 16, heads: 2, intermediate: 24, seed: 9, maxPositions: 64 });
+    const file = path.join(dir, 'model.safetensors');
+    const all = parseSafetensors(fs.readFileSync(file)).tensors;
+    const kept = new Map([...all].filter(([n]) => !n.startsWith('cls.predictions.')));
+    expect(kept.size).toBeLessThan(all.size);
+    fs.writeFileSync(file, serializeSafetensors(kept));
+    const base = await loadBase(dir);
+    const engine = await Engine.create({ base });
+    const info: BaseInfo = { family: 'bert', fingerprint: base.fingerprint, hidden_size: 16, num_layers: 2, vocab_size: base.config.vocabSize, intermediate_size: 24 };
+    f = { base, engine, info, hfWeights: kept, rawConfig: JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), modules: new Map() };
+    lang = add(f, makeAdapterModule({ id: 'lang/it', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, head: { type: 'masked_lm' }, seed: 3 }));
+    task = add(f, makeAdapterModule({ id: 'task/topic', base: info, preset: 'seq_bn', config: { reduction_factor: 4 }, head: { type: 'classification', num_labels: 2 }, seed: 4 }));
+  });
+  afterAll(async () => {
+    await f.engine.close();
+  });
+  it("uses the module's masked_lm head, alone and under a task adapter with a classification head", async () => {
+    await check(f, [lang, { stack: [lang, task] }, { stack: [task, lang] }], TEXTS.slice(0, 3), { mlm: true });
+  });
+  it('refuses masked-LM output when neither the base nor a module brings an MLM head, saying what to add', async () => {
+    const { enc } = await encode(f, TEXTS.slice(0, 1));
+    await expect(f.engine.forward(enc, await f.engine.plan(task), { mlm: true })).rejects.toThrow(/base checkpoint has none .*no module with a masked_lm head/);
   });
 });
 

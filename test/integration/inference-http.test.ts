@@ -58,6 +58,7 @@ beforeAll(async () => {
   engine.setResolver(registry);
   writeToken = (await registry.createToken({ scopes: ['write'] })).token;
   service = new InferenceService(engine, { maxBatchRows: 32, maxWaitMs: 20 });
+  await service.warmUp();
   const logger = pino({ level: 'silent' });
   app = createApp({ registry, logger, routers: [{ path: '/v1', router: inferenceRouter({ service, auth: { anonymousRead: true }, logger }) }] });
   info = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
@@ -102,6 +103,63 @@ describe('POST /v1/infer', () => {
     for (const t of toks) {
       expect(['O', 'B-PER']).toContain(t.label);
       expect(text.slice(t.start, t.end).toLowerCase()).toBe(t.token.replace(/^##/, ''));
+    }
+  });
+
+  it('groups token labels into word-level entities with each aggregation strategy, spans taken from the input', async () => {
+    const text = 'hello wonderful world again and again';
+    const isWordStart = (i: number) => i === 0 || text[i - 1] === ' ';
+    const isWordEnd = (i: number) => i === text.length || text[i] === ' ';
+    for (const aggregation_strategy of ['none', 'simple', 'first', 'average', 'max']) {
+      const res = await infer({ inputs: [{ text }], composition: 'task/ner', aggregation_strategy });
+      expect(res.status).toBe(200);
+      const p = res.body.results[0].branches[0];
+      expect(p.aggregation_strategy).toBe(aggregation_strategy);
+      const toks = p.tokens as { label: string; score: number; start: number; end: number }[];
+      const ents = p.entities as { entity?: string; entity_group?: string; word: string; start: number; end: number; score: number }[];
+      expect(ents.length).toBeGreaterThan(0);
+      for (const e of ents) {
+        expect(e.word).toBe(text.slice(e.start, e.end));
+        expect(e.score).toBeGreaterThan(0);
+        expect(e.score).toBeLessThanOrEqual(1);
+      }
+      if (aggregation_strategy === 'none') {
+        // one entity per non-O token, in order
+        expect(ents.map((e) => [e.entity, e.start, e.end])).toEqual(toks.filter((t) => t.label !== 'O').map((t) => [t.label, t.start, t.end]));
+      } else {
+        for (const e of ents) expect(e.entity_group).toBe('PER');
+        // word-level strategies never split a word
+        if (aggregation_strategy !== 'simple') for (const e of ents) expect([isWordStart(e.start), isWordEnd(e.end)]).toEqual([true, true]);
+      }
+    }
+    const bad = await infer({ inputs: [{ text }], composition: 'task/ner', aggregation_strategy: 'longest' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/aggregation_strategy/);
+  });
+
+  it('pools embeddings as asked (cls, mean, max) with optional L2 normalisation, from the engine\'s hidden states', async () => {
+    const text = 'pool these tokens';
+    const enc = await base.tokenizer.encodeBatch([text]);
+    const [o] = await engine.forward(enc, await engine.plan('lang/de'), { hidden: true });
+    const D = base.config.hiddenSize;
+    const T = enc.lengths[0];
+    const rows = Array.from({ length: T }, (_, t) => Array.from(o.hidden!.subarray(t * D, (t + 1) * D)));
+    const expected = {
+      cls: rows[0],
+      mean: rows[0].map((_, d) => rows.reduce((a, r) => a + r[d], 0) / T),
+      max: rows[0].map((_, d) => Math.max(...rows.map((r) => r[d]))),
+    };
+    for (const pooling of ['cls', 'mean', 'max'] as const) {
+      for (const normalize of [false, true]) {
+        const res = await infer({ inputs: [{ text }], composition: 'lang/de', task: 'embedding', pooling, normalize });
+        expect(res.status).toBe(200);
+        const p = res.body.results[0].branches[0];
+        expect([p.pooling, p.normalized]).toEqual([pooling, normalize]);
+        const norm = Math.hypot(...expected[pooling]);
+        const want = normalize ? expected[pooling].map((x) => x / norm) : expected[pooling];
+        (p.embedding as number[]).forEach((x, d) => expect(x).toBeCloseTo(want[d], 4));
+        if (normalize) expect(Math.hypot(...p.embedding)).toBeCloseTo(1, 5);
+      }
     }
   });
 
@@ -159,6 +217,38 @@ describe('POST /v1/infer', () => {
     expect(fill.body.results[0].branches[0].type).toBe('fill_mask');
   });
 
+  // Issue 10, bug 2: [task/topic, lang/en] answered with a bare embedding (the MLM head of lang/en displaced the topic
+  // head) and [task/topic, task/sentiment] silently used one of the two heads.
+  it('keeps a prediction head next to an MLM head, refuses two competing heads with 422 naming them, and "head" chooses', async () => {
+    await publish(makeAdapterModule({ id: 'lang/en', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 2 }, head: { type: 'masked_lm' }, seed: 41 }));
+    await publish(makeAdapterModule({ id: 'task/sentiment', base: info, preset: 'seq_bn', config: { reduction_factor: 2 }, head: { type: 'classification', num_labels: 2, labels: ['negative', 'positive'] }, seed: 42 }));
+    const labelsOf = (res: request.Response) => res.body.results[0].branches[0].scores.map((x: { label: string }) => x.label).sort();
+    const mixed = await infer({ inputs: [{ text: 'hello world' }], composition: { stack: ['task/topic', 'lang/en'] } });
+    expect(mixed.status).toBe(200);
+    expect(mixed.body.results[0].branches[0].type).toBe('classification');
+    expect(labelsOf(mixed)).toEqual(['politics', 'sport', 'tech']);
+    const two = await infer({ inputs: [{ text: 'hello world' }], composition: { stack: ['task/topic', 'task/sentiment'] } });
+    expect(two.status).toBe(422);
+    expect(two.body.error.code).toBe('INVALID_HEAD');
+    expect(two.body.error.message).toMatch(/'task\/topic@1\.0\.0' \(classification\), 'task\/sentiment@1\.0\.0' \(classification\)/);
+    expect(two.body.error.message).toMatch(/AdapterHub would use the last one \('task\/sentiment@1\.0\.0'\)/);
+    expect(two.body.error.message).toMatch(/"head": "task\/topic" or "head": "task\/sentiment"/);
+    for (const [head, labels] of [['task/topic', ['politics', 'sport', 'tech']], ['task/sentiment@1.0.0', ['negative', 'positive']]] as const) {
+      const res = await infer({ inputs: [{ text: 'hello world' }], composition: { stack: ['task/topic', 'task/sentiment'] }, head });
+      expect(res.status).toBe(200);
+      expect(labelsOf(res)).toEqual(labels);
+    }
+    // The chosen head is the one the engine computes for that module alone in the same stack position.
+    const [chosen] = await engine.plan({ stack: ['task/topic', 'task/sentiment'] }, { head: 'task/topic' });
+    expect(chosen.head!.key).toBe('task/topic@1.0.0');
+    for (const [head, msg] of [['lang/de', /'lang\/de' brings no head; modules of the composition with a head: 'task\/topic'/], ['task/ner', /'task\/ner' is not a module of the composition/]] as const) {
+      const res = await infer({ inputs: [{ text: 'x' }], composition: { stack: ['lang/de', 'task/topic'] }, head });
+      expect(res.status).toBe(422);
+      expect(res.body.error.code).toBe('INVALID_HEAD');
+      expect(res.body.error.message).toMatch(msg);
+    }
+  });
+
   it('fills masks with the base MLM head', async () => {
     const res = await infer({ inputs: [{ text: `the ${base.tokenizer.maskToken} dog` }], task: 'fill_mask', top_k: 3 });
     expect(res.status).toBe(200);
@@ -208,20 +298,21 @@ describe('POST /v1/infer', () => {
     expect((await infer({ inputs: [{ text: 'x' }], composition: 'task/topic' })).status).toBe(200);
   });
 
-  it('refuses work beyond the queue limit with 503 SERVER_BUSY and Retry-After, and reports batch metrics', async () => {
+  it('refuses a request larger than the whole queue with 413 REQUEST_TOO_LARGE, and reports batch metrics', async () => {
     const metrics = new client.Registry();
     const small = new InferenceService(engine, { maxQueueRows: 2, metrics });
+    await small.warmUp();
     const logger = pino({ level: 'silent' });
     const app2 = createApp({ registry, logger, metrics, routers: [{ path: '/v1', router: inferenceRouter({ service: small, auth: { anonymousRead: true }, logger }) }] });
-    const busy = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }, { text: 'c' }] });
-    expect(busy.status).toBe(503);
-    expect(busy.body.error.code).toBe('SERVER_BUSY');
-    expect(busy.headers['retry-after']).toBe('1');
+    const big = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }, { text: 'c' }] });
+    expect(big.status).toBe(413);
+    expect(big.body.error.code).toBe('REQUEST_TOO_LARGE');
+    expect(big.body.error.message).toMatch(/3 rows .* more than the server queues at once \(2 rows/);
     const ok = await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }, { text: 'b' }], composition: 'task/topic' });
     expect(ok.status).toBe(200);
     const text = (await request(app2).get('/metrics')).text;
     expect(text).toMatch(/modhub_infer_batch_rows_sum 2/);
-    expect(text).toMatch(/modhub_infer_rejected_total 1/);
+    expect(text).toMatch(/modhub_infer_batch_padding_ratio_count 1/);
   });
 
   it('answers over a real socket', async () => {

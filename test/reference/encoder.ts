@@ -78,7 +78,7 @@ export interface RefOutputs {
   /** The composition's head: classification [B, C], token_classification [B, T, C], masked_lm [B, T, V]. */
   head?: Tensor;
   headType?: RefHeadConfig['type'];
-  /** Masked-LM logits [B, T, V]: the module's masked_lm head when the head module has one, else the base's. */
+  /** Masked-LM logits [B, T, V]: the composition's masked_lm head when a module brings one, else the base's. */
   mlm?: Tensor;
 }
 
@@ -271,16 +271,31 @@ interface Branch {
   diffs: { owner: string; ds: ParamDiff[] }[];
   /** The first bottleneck module (depth-first) that has an invertible adapter (docs/module-format.md, stack). */
   inv: BnAdapter | null;
-  /** The last module (depth-first; a fuse's fusion module after its children) with a head. */
+  /**
+   * The composition's head: the last module (depth-first; a fuse's fusion module after its children) with a
+   * prediction head (classification, token classification), else the last with a masked-LM head.
+   */
   headModule: RefModule | null;
+  /** The last module with a masked-LM head: fill-mask output uses it; without one, the base's own MLM head. */
+  mlmModule: RefModule | null;
+}
+
+/** Records a module's head: prediction heads and masked-LM heads serve different outputs and don't displace each other. */
+function noteHead(b: Branch, m: RefModule): void {
+  const h = m.manifest.head;
+  if (!h) return;
+  if (h.type === 'masked_lm') {
+    b.mlmModule = m;
+    if (!b.headModule || b.headModule.manifest.head?.type === 'masked_lm') b.headModule = m;
+  } else b.headModule = m;
 }
 
 function resolveBranch(c: RefComposition, cfg: EncoderConfig, dims: (t: LoraTarget) => [number, number]): Branch {
-  const b: Branch = { root: { kind: 'none' }, loras: [], ia3s: [], diffs: [], inv: null, headModule: null };
+  const b: Branch = { root: { kind: 'none' }, loras: [], ia3s: [], diffs: [], inv: null, headModule: null, mlmModule: null };
   const cache = new Map<RefModule, BnAdapter | FusionModule | LoraModule>();
   const visit = (node: RefComposition, inside: 'top' | 'sum' | 'fuse' | 'average'): SiteNode => {
     if (isModule(node)) {
-      if (node.manifest.head) b.headModule = node;
+      noteHead(b, node);
       switch (node.manifest.kind) {
         case 'bottleneck': {
           if (inside === 'sum') throw new RangeError(`composition: 'sum' takes diff modules, '${node.manifest.id}' is a bottleneck`);
@@ -310,7 +325,7 @@ function resolveBranch(c: RefComposition, cfg: EncoderConfig, dims: (t: LoraTarg
     if ('sum' in node) return { kind: 'stack', children: node.sum.map((ch) => visit(ch, 'sum')) };
     if ('fuse' in node) {
       const children = node.fuse.map((ch) => visit(ch, 'fuse'));
-      if (node.fusion.manifest.head) b.headModule = node.fusion;
+      noteHead(b, node.fusion);
       return { kind: 'fuse', children, fusion: loadFusion(node.fusion, cfg.D, cfg.L) };
     }
     if ('average' in node) {
@@ -546,7 +561,7 @@ function forwardBranch(args: RefForwardArgs, cfg: EncoderConfig, comp: RefCompos
   const { D, F } = cfg;
   const N = B * T;
   const dims = (t: LoraTarget): [number, number] => (t === 'ffn_in' ? [D, F] : t === 'ffn_out' ? [F, D] : [D, D]);
-  const br: Branch = comp ? resolveBranch(comp, cfg, dims) : { root: { kind: 'none' }, loras: [], ia3s: [], diffs: [], inv: null, headModule: null };
+  const br: Branch = comp ? resolveBranch(comp, cfg, dims) : { root: { kind: 'none' }, loras: [], ia3s: [], diffs: [], inv: null, headModule: null, mlmModule: null };
   const W = new BaseWeights(args.weights);
   for (const { owner, ds } of br.diffs) W.addDiffs(owner, ds);
 
@@ -569,7 +584,7 @@ function forwardBranch(args: RefForwardArgs, cfg: EncoderConfig, comp: RefCompos
     }
   }
   if (args.outputs.includes('mlm')) {
-    out.mlm = toTensor([B, T, cfg.V], mlmLogits(cfg, W, x, N, br, head?.type === 'masked_lm' ? br.headModule : null));
+    out.mlm = toTensor([B, T, cfg.V], mlmLogits(cfg, W, x, N, br, br.mlmModule));
   }
   return out;
 }

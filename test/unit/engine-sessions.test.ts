@@ -69,3 +69,52 @@ it('refuses a module whose tensor shape does not match its config, naming the te
   expect(() => engine.addModule(parseManifest(m.manifest), m.tensors)).toThrow(/layers\.0\.output\.adapter_down\.weight/);
   await engine.close();
 });
+
+it('memoises the plans of a composition while the registry generation stands, and re-plans when it moves', async () => {
+  const mods = new Map<string, ReturnType<typeof makeAdapterModule>>();
+  for (const seed of [7, 8]) mods.set(`task/p${seed}`, makeAdapterModule({ id: `task/p${seed}`, base: info, preset: 'seq_bn', seed }));
+  let target = 'task/p7';
+  let resolves = 0;
+  const resolver = {
+    generation: 0,
+    async resolve(ref: string) {
+      resolves++;
+      const m = mods.get(ref === 'task/alias' ? target : ref.split('@')[0])!;
+      return { manifest: parseManifest(m.manifest), readFile: async () => (await import('../../modules-store/safetensors')).serializeSafetensors(m.tensors) };
+    },
+  };
+  const engine = await Engine.create({ base, resolver });
+  const comp = { stack: ['task/alias'] };
+  const first = await engine.plan(comp);
+  expect(first[0].adapters[0].key).toBe('task/p7@1.0.0');
+  const n = resolves;
+  expect(await engine.plan(comp)).toBe(first); // the same plans, no resolution
+  expect(resolves).toBe(n);
+  target = 'task/p8'; // the tag moves: the registry's generation moves with it
+  resolver.generation++;
+  const moved = await engine.plan(comp);
+  expect(moved[0].adapters[0].key).toBe('task/p8@1.0.0');
+  expect(await run(engine, comp)).not.toEqual(await run(engine, 'task/p7@1.0.0'));
+  await engine.close();
+});
+
+it('splitCompositions runs each composition of a batch as its own group, with the same results as one mixed run', async () => {
+  const mixed = await Engine.create({ base });
+  const split = await Engine.create({ base, splitCompositions: true });
+  const mods = [makeAdapterModule({ id: 'task/s1', base: info, preset: 'seq_bn', seed: 11 }), makeAdapterModule({ id: 'task/s2', base: info, preset: 'seq_bn', config: { ln_after: true }, seed: 12 }), makeLoraModule({ id: 'task/s3', base: info, r: 2, seed: 13 })];
+  for (const e of [mixed, split]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const comps = ['task/s1@1.0.0', 'task/s2@1.0.0', 'task/s1@1.0.0', 'task/s3@1.0.0', null];
+  const enc = await base.tokenizer.encodeBatch(['one', 'two words', 'three more words', 'four', 'five']);
+  const run = async (e: Engine) => {
+    const plans = await Promise.all(comps.map(async (c) => (await e.plan(c))[0]));
+    const before = e.stats.runs;
+    const out = await e.forward(enc, plans, { hidden: true });
+    return { out: out.map((o) => Array.from(o.hidden!)), runs: e.stats.runs - before };
+  };
+  const a = await run(mixed);
+  const b = await run(split);
+  expect([a.runs, b.runs]).toEqual([1, 4]);
+  a.out.forEach((row, i) => row.forEach((x, j) => expect(b.out[i][j]).toBeCloseTo(x, 4)));
+  await mixed.close();
+  await split.close();
+});

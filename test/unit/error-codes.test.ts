@@ -9,7 +9,7 @@ import { ERROR_CODES as SDK_CODES, MODULE_KINDS as SDK_KINDS } from '../../clien
 import { CodedError, ERROR_CODES, MODULE_KINDS, StoreError, type ErrorCode } from '../../modules-store';
 import { ModuleError } from '../../server/model/modules';
 import { toHttpError } from '../../server/http/errors';
-import { ServerBusyError } from '../../server/runtime/inference';
+import { QueueFullError } from '../../server/runtime/queue';
 
 test('the SDK carries the same code table as the server', () => {
   expect(SDK_CODES).toEqual(ERROR_CODES);
@@ -32,8 +32,8 @@ test('typed errors map to their table status; anything else is unexpected', () =
   expect(toHttpError(new StoreError('VERSION_EXISTS', 'x'))?.status).toBe(409);
   expect(toHttpError(new ModuleError('INVALID_COMPOSITION', 'x'))?.status).toBe(400);
   expect(toHttpError(new ModuleError('INCOMPATIBLE_BASE', 'x'))?.status).toBe(422);
-  const busy = toHttpError(new ServerBusyError(7));
-  expect([busy?.status, busy?.code, busy?.headers['Retry-After']]).toEqual([503, 'SERVER_BUSY', '1']);
+  const busy = toHttpError(new QueueFullError('full', 7));
+  expect([busy?.status, busy?.code, busy?.headers['Retry-After']]).toEqual([429, 'QUEUE_FULL', '7']);
   // Below HTTP these mean a bug (or an argument the HTTP layer should have checked): never a 4xx.
   expect(toHttpError(new RangeError("'rank' must be <= 64, got 128"))).toBeNull();
   expect(toHttpError(new TypeError("Cannot read properties of undefined (reading 'x')"))).toBeNull();

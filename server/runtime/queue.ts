@@ -1,0 +1,305 @@
+/**
+ * The request queue between HTTP and the engine: admission, deadlines and batch formation (TEI's
+ * router/queue.rs in spirit). Knows rows and token counts, not models.
+ *  - Admission reserves capacity atomically (no await between the check and the reservation), counted in rows
+ *    AND tokens, after tokenisation; a full queue refuses with QueueFullError whose `retryAfterSeconds` comes
+ *    from the measured drain rate (rows/s and tokens/s of recent batches).
+ *  - A job whose signal aborts (client gone, deadline passed) is removed while it waits, so it never runs; its
+ *    promise rejects with the abort reason at once, and its capacity is released when it leaves the queue (or
+ *    when the batch it is in ends).
+ *  - Batches: the oldest job's group (jobs that need the same engine outputs), its neighbours by token length
+ *    (so rows of one batch pad little), within `maxBatchRows` rows and `maxBatchTokens` padded tokens.
+ * Example:
+ *   const q = new BatchQueue<MyJob>({ maxBatchRows: 32 }, async (jobs) => { ... settle each job ... });
+ *   q.reserve(rows, tokens); const p = q.push(job);
+ */
+
+import { CodedError } from '../../modules-store/errors';
+
+/** Refused at admission: the queue holds as many rows or tokens as it may (429 QUEUE_FULL with Retry-After). */
+export class QueueFullError extends CodedError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('QUEUE_FULL', message);
+    this.name = 'QueueFullError';
+  }
+}
+
+/** A request larger than the whole queue may hold: retrying cannot help (413 REQUEST_TOO_LARGE). */
+export class RequestTooLargeError extends CodedError {
+  constructor(message: string) {
+    super('REQUEST_TOO_LARGE', message);
+    this.name = 'RequestTooLargeError';
+  }
+}
+
+/** The request's deadline (`timeout_ms`) passed before its rows finished (504 DEADLINE_EXCEEDED). */
+export class DeadlineError extends CodedError {
+  constructor(readonly timeoutMs: number) {
+    super('DEADLINE_EXCEEDED', `the request did not finish within its deadline of ${timeoutMs} ms (timeout_ms); retry with a larger timeout_ms or fewer inputs`);
+    this.name = 'DeadlineError';
+  }
+}
+
+/** The client went away; its work is dropped (no response is sent). */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('the client closed the connection before its request was answered');
+    this.name = 'ClientGoneError';
+  }
+}
+
+export interface QueueOptions {
+  /** Most rows merged into one engine run (default 32). */
+  maxBatchRows?: number;
+  /** Most padded tokens (rows × longest row) in one engine run (default 8192); a single longer row runs alone. */
+  maxBatchTokens?: number;
+  /** How long the oldest waiting job waits for company before a lone row runs (default 5 ms). */
+  maxWaitMs?: number;
+  /** Rows admitted and not finished (default 4096). */
+  maxQueueRows?: number;
+  /** Tokens of admitted, unfinished rows (default 262144). */
+  maxQueueTokens?: number;
+}
+
+/** What a job needs from the queue. */
+export interface QueueJob {
+  /** Real tokens of the row. */
+  tokens: number;
+  /** Jobs batch only with jobs of the same group (e.g. the engine outputs they need). */
+  group: string;
+  signal?: AbortSignal;
+}
+
+/** One formed batch, for metrics and tests. */
+export interface BatchInfo {
+  rows: number;
+  tokens: number;
+  /** rows × the longest row's tokens: what the engine computes. */
+  paddedTokens: number;
+  lengths: number[];
+}
+
+interface Entry<J extends QueueJob> {
+  job: J;
+  enqueued: number;
+  state: 'queued' | 'running' | 'done';
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Exponentially weighted throughput of the engine (per second of engine time) and its queue. */
+export class DrainRate {
+  rowsPerSecond = 0;
+  tokensPerSecond = 0;
+
+  constructor(private readonly weight = 0.3) {}
+
+  /** Records one finished batch of `rows` rows / `tokens` tokens that took `seconds`. */
+  observe(rows: number, tokens: number, seconds: number): void {
+    if (!(seconds > 0)) return;
+    const w = this.rowsPerSecond === 0 ? 1 : this.weight;
+    this.rowsPerSecond += w * (rows / seconds - this.rowsPerSecond);
+    this.tokensPerSecond += w * (tokens / seconds - this.tokensPerSecond);
+  }
+
+  /**
+   * Seconds until `excessRows` rows and `excessTokens` tokens have drained at the measured rate, rounded up and
+   * clamped to [1, 60]; 1 before any batch was measured.
+   */
+  retryAfter(excessRows: number, excessTokens: number): number {
+    if (this.rowsPerSecond <= 0) return 1;
+    const s = Math.max(excessRows / this.rowsPerSecond, excessTokens / Math.max(1e-9, this.tokensPerSecond));
+    return Math.min(60, Math.max(1, Math.ceil(s)));
+  }
+}
+
+export class BatchQueue<J extends QueueJob> {
+  /** Waiting entries, oldest first. */
+  private waiting: Entry<J>[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private reservedRows = 0;
+  private reservedTokens = 0;
+  private idleWaiters: (() => void)[] = [];
+  readonly rate = new DrainRate();
+  readonly stats = { batches: 0, rows: 0, dropped: 0, rejected: 0, maxReservedRows: 0, maxReservedTokens: 0 };
+  /** Called for every batch formed (metrics). */
+  onBatch: ((b: BatchInfo) => void) | null = null;
+
+  constructor(
+    private readonly opts: QueueOptions,
+    /** Runs a batch; must settle nothing itself: the returned promise resolving means every job ran. */
+    private readonly run: (jobs: J[]) => Promise<void>,
+  ) {}
+
+  get limits(): Required<QueueOptions> {
+    return {
+      maxBatchRows: this.opts.maxBatchRows ?? 32,
+      maxBatchTokens: this.opts.maxBatchTokens ?? 8192,
+      maxWaitMs: this.opts.maxWaitMs ?? 5,
+      maxQueueRows: this.opts.maxQueueRows ?? 4096,
+      maxQueueTokens: this.opts.maxQueueTokens ?? 262_144,
+    };
+  }
+
+  /** Rows and tokens admitted and not finished. */
+  get reserved(): { rows: number; tokens: number } {
+    return { rows: this.reservedRows, tokens: this.reservedTokens };
+  }
+
+  /**
+   * Admits `rows` rows of `tokens` tokens in all, or throws (QueueFullError, RequestTooLargeError). Synchronous:
+   * the check and the reservation happen in one step. The caller must push exactly those rows next (each push
+   * gives back its row and tokens when it settles) or call `release` for what it does not push.
+   */
+  reserve(rows: number, tokens: number): void {
+    const l = this.limits;
+    if (rows > l.maxQueueRows || tokens > l.maxQueueTokens) {
+      throw new RequestTooLargeError(`the request has ${rows} rows / ${tokens} tokens, more than the server queues at once (${l.maxQueueRows} rows / ${l.maxQueueTokens} tokens); split it`);
+    }
+    const excessRows = this.reservedRows + rows - l.maxQueueRows;
+    const excessTokens = this.reservedTokens + tokens - l.maxQueueTokens;
+    if (excessRows > 0 || excessTokens > 0) {
+      this.stats.rejected++;
+      const after = this.rate.retryAfter(Math.max(0, excessRows), Math.max(0, excessTokens));
+      const rate = this.rate.rowsPerSecond > 0 ? `; it drains about ${this.rate.rowsPerSecond.toFixed(0)} rows/s` : '';
+      throw new QueueFullError(`the server has ${this.reservedRows} rows / ${this.reservedTokens} tokens queued (limit ${l.maxQueueRows} / ${l.maxQueueTokens})${rate}; retry after ${after} s`, after);
+    }
+    this.reservedRows += rows;
+    this.reservedTokens += tokens;
+    this.stats.maxReservedRows = Math.max(this.stats.maxReservedRows, this.reservedRows);
+    this.stats.maxReservedTokens = Math.max(this.stats.maxReservedTokens, this.reservedTokens);
+  }
+
+  /** Gives back reserved capacity that will not be pushed. */
+  release(rows: number, tokens: number): void {
+    this.reservedRows -= rows;
+    this.reservedTokens -= tokens;
+    this.notifyIdle();
+  }
+
+  /** Queues one reserved row; resolves when its batch ran, rejects with the abort reason if its signal aborts first. */
+  push(job: J): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const e: Entry<J> = { job, enqueued: performance.now(), state: 'queued', resolve, reject };
+      const settleEarly = () => {
+        if (e.state === 'queued') {
+          const i = this.waiting.indexOf(e);
+          if (i >= 0) this.waiting.splice(i, 1);
+          this.stats.dropped++;
+          this.finish(e);
+        }
+        // A running row's capacity comes back when its batch ends; the caller is answered now.
+        reject(job.signal!.reason);
+      };
+      if (job.signal?.aborted) {
+        e.state = 'done';
+        this.stats.dropped++;
+        this.release(1, job.tokens);
+        reject(job.signal.reason);
+        return;
+      }
+      job.signal?.addEventListener('abort', settleEarly, { once: true });
+      e.resolve = () => {
+        job.signal?.removeEventListener('abort', settleEarly);
+        resolve();
+      };
+      e.reject = (err) => {
+        job.signal?.removeEventListener('abort', settleEarly);
+        reject(err);
+      };
+      this.waiting.push(e);
+      this.schedule();
+    });
+  }
+
+  /** Resolves once nothing is reserved, waiting or running. */
+  idle(): Promise<void> {
+    if (this.reservedRows === 0 && !this.running && !this.waiting.length) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private finish(e: Entry<J>): void {
+    if (e.state === 'done') return;
+    e.state = 'done';
+    this.release(1, e.job.tokens);
+  }
+
+  private notifyIdle(): void {
+    if (this.reservedRows !== 0 || this.running || this.waiting.length) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const r of w) r();
+  }
+
+  /**
+   * While the engine runs, arrivals wait and the next batch forms the moment it is free; an idle engine waits
+   * maxWaitMs for company unless a full batch (rows or padded tokens) is already waiting.
+   */
+  private schedule(): void {
+    if (this.running) return;
+    const l = this.limits;
+    const tokens = this.waiting.reduce((a, e) => a + e.job.tokens, 0);
+    if (this.waiting.length >= l.maxBatchRows || tokens >= l.maxBatchTokens) return this.runNext();
+    if (!this.timer) this.timer = setTimeout(() => this.runNext(), l.maxWaitMs);
+  }
+
+  /** The oldest job and its nearest neighbours by length in its group, within the row and padded-token budget. */
+  private form(): Entry<J>[] {
+    const l = this.limits;
+    const anchor = this.waiting[0];
+    const same = this.waiting.filter((e) => e.job.group === anchor.job.group).sort((a, b) => a.job.tokens - b.job.tokens || a.enqueued - b.enqueued);
+    let lo = same.indexOf(anchor);
+    let hi = lo;
+    const fits = (n: number, longest: number) => n <= l.maxBatchRows && n * longest <= l.maxBatchTokens;
+    for (;;) {
+      const n = hi - lo + 2;
+      const down = lo > 0 && fits(n, same[hi].job.tokens) ? anchor.job.tokens - same[lo - 1].job.tokens : Infinity;
+      const up = hi + 1 < same.length && fits(n, same[hi + 1].job.tokens) ? same[hi + 1].job.tokens - anchor.job.tokens : Infinity;
+      if (down === Infinity && up === Infinity) break;
+      if (up <= down) hi++;
+      else lo--;
+    }
+    const picked = same.slice(lo, hi + 1);
+    const set = new Set(picked);
+    this.waiting = this.waiting.filter((e) => !set.has(e));
+    return picked;
+  }
+
+  private runNext(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.running || !this.waiting.length) return;
+    const batch = this.form();
+    for (const e of batch) e.state = 'running';
+    this.running = true;
+    const tokens = batch.reduce((a, e) => a + e.job.tokens, 0);
+    const lengths = batch.map((e) => e.job.tokens);
+    this.onBatch?.({ rows: batch.length, tokens, paddedTokens: batch.length * Math.max(...lengths), lengths });
+    const started = performance.now();
+    void this.run(batch.map((e) => e.job))
+      .then(
+        () => {
+          this.stats.batches++;
+          this.stats.rows += batch.length;
+          this.rate.observe(batch.length, tokens, (performance.now() - started) / 1000);
+          for (const e of batch) e.resolve();
+        },
+        (err) => {
+          for (const e of batch) e.reject(err);
+        },
+      )
+      .finally(() => {
+        for (const e of batch) this.finish(e);
+        this.running = false;
+        if (this.waiting.length) {
+          // Whatever arrived during the run goes next, at once (after pending I/O callbacks).
+          setImmediate(() => this.runNext());
+        }
+        this.notifyIdle();
+      });
+  }
+}
