@@ -7,6 +7,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -138,6 +139,54 @@ describe('uploadResumable', () => {
     const cut = /cut (\d+)\+(\d+)/.exec(faults[0])!;
     expect(steps.map((s) => s.loaded)).toContain(Number(cut[1]) + Number(cut[2]));
     await expectDownloadsEqual(hubClient(), 'up/flaky@1.0.0', files);
+  });
+
+  it('resumes after a TCP proxy drops the connection in the middle of a PATCH body', async () => {
+    const files = makePackageFiles({ id: 'up/proxy', version: '1.0.0', seed: 4, weightsBytes: 20_000 });
+    const archive = packArchive(files, true);
+    const target = new URL(url);
+    let upstreamBytes = 0;
+    let dropped = 0;
+    const sockets = new Set<net.Socket>();
+    // forwards bytes both ways; once 9000 request bytes have passed (inside the third 4 KiB chunk), kills that connection
+    const proxy = net.createServer((c) => {
+      const up = net.connect(Number(target.port), target.hostname);
+      sockets.add(c).add(up);
+      c.on('data', (d: Buffer) => {
+        upstreamBytes += d.length;
+        if (!dropped && upstreamBytes > 9000) {
+          dropped++;
+          up.write(d.subarray(0, d.length >> 1), () => {
+            up.destroy();
+            c.destroy();
+          });
+          return;
+        }
+        up.write(d);
+      });
+      up.on('data', (d: Buffer) => c.write(d));
+      const end = () => {
+        up.destroy();
+        c.destroy();
+      };
+      c.on('error', end).on('close', end);
+      up.on('error', end).on('close', end);
+    });
+    const port = await listenInRange(proxy as unknown as Server);
+    try {
+      const hub = new NodeModhubClient({ baseUrl: `http://127.0.0.1:${port}`, token, retry: { retries: 0 } });
+      const steps: Progress[] = [];
+      const from = seen.length;
+      const r = await hub.uploadResumable(archive, { chunkBytes: 4096, onProgress: (p) => steps.push(p) });
+      expect(r).toMatchObject({ id: 'up/proxy', version: '1.0.0' });
+      expect(dropped).toBe(1);
+      expect(count(/^GET \/v1\/uploads\/up_/, from)).toBeGreaterThanOrEqual(1);
+      expectMonotone(steps, archive.length);
+      await expectDownloadsEqual(hubClient(), 'up/proxy@1.0.0', files);
+    } finally {
+      for (const x of sockets) x.destroy();
+      await new Promise((res) => proxy.close(res));
+    }
   });
 
   it('a wrong digest is DIGEST_MISMATCH and the session it opened is cancelled', async () => {
