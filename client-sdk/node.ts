@@ -70,7 +70,8 @@ export class NodeModhubClient extends ModhubClient {
     const size = Object.values(files).reduce((n, b) => n + b.size, 0);
     if (size > (opts.resumableAbove ?? DEFAULT_RESUMABLE_ABOVE)) {
       const tar = tarBlob(files);
-      return super.publish({ archive: tar }, { ...opts, resumableAbove: Math.min(opts.resumableAbove ?? DEFAULT_RESUMABLE_ABOVE, size), digests: { archive: await sha256Blob(tar) } });
+      // The tar is bigger than its files, so ModhubClient.publish sends it resumably too.
+      return super.publish({ archive: tar }, { ...opts, digests: { archive: await sha256Blob(tar) } });
     }
     const digests: Record<string, string> = {};
     for (const n of Object.keys(files)) digests[n] = await sha256File(path.join(source, n));

@@ -169,7 +169,7 @@ export class ResumableUploader {
         throw new ModhubError(413, 'TOO_LARGE', `the archive is ${blob.size} bytes, more than the ${session.max_bytes} bytes this hub accepts`);
       }
       if (blob && offset > blob.size) {
-        throw new ModhubError(416, 'UPLOAD_RANGE_MISMATCH', `upload ${id} already holds ${offset} bytes, more than the ${blob.size} bytes of this archive: is it another archive's session?`);
+        throw new ModhubError(0, 'UPLOAD_SESSION_MISMATCH', `upload ${id} already holds ${offset} bytes, more than the ${blob.size} bytes of this archive: is it another archive's session?`);
       }
       progress(offset);
       if (blob) {
@@ -180,7 +180,7 @@ export class ResumableUploader {
         }
       } else {
         const s = stream!;
-        if ((await s.skip(offset)) < offset) throw new ModhubError(416, 'UPLOAD_RANGE_MISMATCH', `upload ${id} holds ${offset} bytes, more than the stream has`);
+        if ((await s.skip(offset)) < offset) throw new ModhubError(0, 'UPLOAD_SESSION_MISMATCH', `upload ${id} holds ${offset} bytes, more than the stream has: is it another archive's session?`);
         for (;;) {
           const buf = await s.read(chunkBytes);
           if (buf.byteLength === 0) break;
@@ -228,7 +228,7 @@ export class ResumableUploader {
         continue;
       }
       if (offset < start || offset > end) {
-        throw new ModhubError(416, 'UPLOAD_RANGE_MISMATCH', `the upload session holds ${offset} bytes, but this chunk covers bytes ${start}-${end - 1}: the session changed under this upload; start a new one`);
+        throw new ModhubError(0, 'UPLOAD_SESSION_MISMATCH', `the upload session holds ${offset} bytes, but this chunk covers bytes ${start}-${end - 1}: the session changed under this upload; start a new one`);
       }
       if (offset > before) failures = 0;
       progress(offset);

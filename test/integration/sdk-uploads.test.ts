@@ -225,10 +225,15 @@ describe('uploadResumable', () => {
     await expectDownloadsEqual(hub, 'up/stream@1.0.0', files);
   });
 
-  it('openUpload / cancelUpload', async () => {
+  it('openUpload / cancelUpload; resumeFrom a session holding more than the archive is UPLOAD_SESSION_MISMATCH', async () => {
     const hub = hubClient();
     const s = await hub.openUpload();
     expect(s).toMatchObject({ id: expect.stringMatching(/^up_/), offset: 0, max_bytes: expect.any(Number) });
+    const put = await fetch(`${url}/v1/uploads/${s.id}`, { method: 'PATCH', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/octet-stream', 'Content-Range': 'bytes 0-4999/*' }, body: new Uint8Array(5000) });
+    expect(put.status).toBe(202);
+    await expect(hub.uploadResumable(new Uint8Array(100), { resumeFrom: s.id })).rejects.toMatchObject({ status: 0, code: 'UPLOAD_SESSION_MISMATCH', message: expect.stringContaining('holds 5000 bytes, more than the 100 bytes') });
+    // a session the call did not open is left to its owner
+    expect((await hub.uploadStatus(s.id)).offset).toBe(5000);
     await hub.cancelUpload(s.id);
     await expect(hub.uploadStatus(s.id)).rejects.toMatchObject({ code: 'UPLOAD_NOT_FOUND' });
   });
