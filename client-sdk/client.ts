@@ -12,7 +12,9 @@ import type { z } from 'zod';
 import { ModhubError } from './errors';
 import { predictionsOf, type ClassificationPrediction, type FillMaskPrediction, type TokenClassificationPrediction } from './results';
 import { arrayBufferView, sha256Hex, type BytesLike } from './sha256';
+import { tarBlob } from './tar';
 import { Transport, type CallOptions, type RequestBody, type RetryOptions } from './transport';
+import { DEFAULT_RESUMABLE_ABOVE, ResumableUploader, type ResumableSource, type ResumableUploadOptions } from './uploads';
 import * as W from './wire';
 import type {
   BaseInfo,
@@ -28,11 +30,12 @@ import type {
   SearchParams,
   ServedBase,
   TokenInfo,
+  UploadSession,
   VersionInfo,
   YankResult,
 } from './wire';
 
-export type { CallOptions, RetryOptions };
+export type { CallOptions, RetryOptions, ResumableSource, ResumableUploadOptions };
 
 export interface ClientOptions {
   /** Hub URL, e.g. http://localhost:8080 */
@@ -68,6 +71,13 @@ export interface PublishOptions extends CallOptions {
   onProgress?: (p: Progress) => void;
   /** sha256 hex per file (or of the archive, key `archive`) when already known; computed otherwise. */
   digests?: Record<string, string>;
+  /**
+   * Packages bigger than this many bytes go through a resumable upload (chunks that survive a dropped
+   * connection; files are sent as one tar) instead of one POST (default 64 MiB; 0 = always, Infinity = never).
+   */
+  resumableAbove?: number;
+  /** Bytes per chunk of a resumable upload (default 8 MiB). */
+  chunkBytes?: number;
 }
 
 export interface DownloadOptions extends CallOptions {
@@ -153,12 +163,14 @@ export class ModhubClient {
   readonly baseUrl: string;
   protected readonly transport: Transport;
   private readonly validate: boolean;
+  private readonly uploads: ResumableUploader;
 
   constructor(opts: ClientOptions) {
     if (!opts || !opts.baseUrl) throw new TypeError("ModhubClient: 'baseUrl' is required, e.g. { baseUrl: 'http://localhost:8080' }");
     this.transport = new Transport(opts);
     this.baseUrl = this.transport.baseUrl;
     this.validate = opts.validateResponses ?? false;
+    this.uploads = new ResumableUploader(this.transport, (schema, what, data) => this.parse(schema, what, data));
   }
 
   // ---------------------------------------------------------------- transport
@@ -187,8 +199,24 @@ export class ModhubClient {
 
   // ---------------------------------------------------------------- publish
 
-  /** Publishes a package (archive bytes or its files), with sha256 digests the server checks. */
+  /**
+   * Publishes a package (archive bytes or its files), with sha256 digests the server checks. Above
+   * `resumableAbove` bytes (default 64 MiB) it goes through a resumable upload (uploadResumable).
+   */
   async publish(source: PublishSource, opts: PublishOptions = {}): Promise<PublishResult> {
+    const above = opts.resumableAbove ?? DEFAULT_RESUMABLE_ABOVE;
+    if (typeof above !== 'number' || Number.isNaN(above) || above < 0) throw new RangeError(`'resumableAbove' must be a number of bytes >= 0 (Infinity = never), got ${String(above)}`);
+    const resumable = { ...opts, digest: opts.digests?.archive };
+    if ('archive' in source) {
+      const blob = blobOf(source.archive);
+      if (blob.size > above) return this.uploadResumable(blob, resumable);
+    } else {
+      const blobs = Object.fromEntries(Object.entries(source.files).map(([n, b]) => [n, blobOf(b)]));
+      if (Object.values(blobs).reduce((n, b) => n + b.size, 0) > above) {
+        if (!blobs['module.json']) throw new ModhubError(0, 'INVALID_PACKAGE', "the package has no 'module.json' file");
+        return this.uploadResumable(tarBlob(blobs), { ...resumable, digest: undefined });
+      }
+    }
     const form = new FormData();
     if ('archive' in source) {
       form.set('sha256', opts.digests?.archive ?? (await sha256Hex(source.archive)));
@@ -213,6 +241,31 @@ export class ModhubClient {
     }
     const data = await this.transport.send('POST', '/v1/modules', { ...opts, body, headers, duplex: onProgress ? 'half' : undefined }, (res) => res.json() as Promise<unknown>);
     return this.parse(W.PublishResultSchema, 'POST /v1/modules', data);
+  }
+
+  /**
+   * Publishes a tar / tar.gz archive through a resumable upload (`/v1/uploads`): chunks of `chunkBytes`, resumed
+   * from the hub's offset after a dropped connection, a timeout or a range mismatch, then a commit the hub checks
+   * against the archive's sha256 (`digest`, computed by reading a Blob once when absent; required for a stream).
+   * An error the upload can go on from names the session to pass as `resumeFrom`.
+   */
+  uploadResumable(source: ResumableSource, opts: ResumableUploadOptions = {}): Promise<PublishResult> {
+    return this.uploads.upload(source, opts);
+  }
+
+  /** Opens an upload session by hand (`POST /v1/uploads`); uploadResumable opens its own unless `resumeFrom`. */
+  openUpload(o: CallOptions = {}): Promise<UploadSession> {
+    return this.uploads.open(o);
+  }
+
+  /** Where an upload session ends (`offset`): resume from there. Takes the id or the session's Location. */
+  uploadStatus(id: string, o: CallOptions = {}): Promise<UploadSession> {
+    return this.uploads.status(id, o);
+  }
+
+  /** Cancels an upload session and drops its bytes. */
+  cancelUpload(id: string, o: CallOptions = {}): Promise<void> {
+    return this.uploads.cancel(id, o);
   }
 
   // ---------------------------------------------------------------- read

@@ -67,4 +67,5 @@ export const CLIENT_ERROR_CODES = {
   TIMEOUT: "an attempt took longer than 'timeoutMs'",
   UNEXPECTED_PREDICTION: 'the composition answered another kind of prediction than the typed call asked for (classify, tagTokens, ...)',
   UNSUPPORTED_RUNTIME: 'the JavaScript runtime lacks something the SDK needs (Web Crypto, fetch)',
+  UPLOAD_SESSION_MISMATCH: "an upload session holds bytes that cannot be this archive's (resumeFrom named another archive's session, or the session changed under the upload)",
 } as const;

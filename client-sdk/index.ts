@@ -8,5 +8,7 @@ export * from './compose';
 export * from './errors';
 export * from './results';
 export { sha256Hex, arrayBufferView, type BytesLike } from './sha256';
+export { tarBlob } from './tar';
+export { DEFAULT_CHUNK_BYTES, DEFAULT_RESUMABLE_ABOVE, sessionIdOf } from './uploads';
 export { retryAfterMs, type CallOptions, type RetryOptions } from './transport';
 export * from './wire';

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, openAsBlob } from 'node:fs';
 import * as path from 'node:path';
-import { ModhubClient, ModhubError, PACKAGE_FILES, type CallOptions, type Progress, type PublishOptions, type PublishResult, type PublishSource, type VersionInfo } from './index';
+import { DEFAULT_RESUMABLE_ABOVE, ModhubClient, ModhubError, PACKAGE_FILES, tarBlob, type CallOptions, type Progress, type PublishOptions, type PublishResult, type PublishSource, type VersionInfo } from './index';
 
 export * from './index';
 
@@ -19,6 +19,18 @@ export * from './index';
 export async function sha256File(file: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** sha256 hex of a Blob, streamed (Web Crypto would need the whole archive in memory). */
+export async function sha256Blob(blob: Blob): Promise<string> {
+  const h = createHash('sha256');
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    h.update(value);
+  }
   return h.digest('hex');
 }
 
@@ -36,7 +48,10 @@ const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
 export class NodeModhubClient extends ModhubClient {
   /**
    * Publishes a package: a folder (module.json, weights.safetensors, README.md), a .tar / .tar.gz path, or what
-   * ModhubClient.publish takes. Files are sent from disk as Blobs, their digests streamed.
+   * ModhubClient.publish takes. Files are sent from disk as Blobs, their digests streamed. A package above
+   * `resumableAbove` (default 64 MiB) goes through a resumable upload: an archive file as it is, a folder as a
+   * tar put together from the files on disk (nothing is copied), so a dropped connection resumes from the hub's
+   * offset instead of starting over.
    */
   override async publish(source: string | PublishSource, opts: PublishOptions = {}): Promise<PublishResult> {
     if (typeof source !== 'string') return super.publish(source, opts);
@@ -46,14 +61,20 @@ export class NodeModhubClient extends ModhubClient {
       return super.publish({ archive: (await openAsBlob(source)) as Blob }, { ...opts, digests: { archive: await sha256File(source) } });
     }
     const files: Record<string, Blob> = {};
-    const digests: Record<string, string> = {};
     for (const n of PACKAGE_FILES) {
       const p = path.join(source, n);
       if (!(await fsp.stat(p).catch(() => null))?.isFile()) continue;
       files[n] = (await openAsBlob(p)) as Blob;
-      digests[n] = await sha256File(p);
     }
     if (!files['module.json']) throw new ModhubError(0, 'INVALID_PACKAGE', `'${source}' has no module.json: is it a module package folder?`);
+    const size = Object.values(files).reduce((n, b) => n + b.size, 0);
+    if (size > (opts.resumableAbove ?? DEFAULT_RESUMABLE_ABOVE)) {
+      const tar = tarBlob(files);
+      // The tar is bigger than its files, so ModhubClient.publish sends it resumably too.
+      return super.publish({ archive: tar }, { ...opts, digests: { archive: await sha256Blob(tar) } });
+    }
+    const digests: Record<string, string> = {};
+    for (const n of Object.keys(files)) digests[n] = await sha256File(path.join(source, n));
     return super.publish({ files }, { ...opts, digests });
   }
 

@@ -53,7 +53,7 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | u
   return Number.isNaN(t) ? undefined : Math.max(0, t - now);
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new ModhubError(0, 'ABORTED', 'the request was aborted'));
     const onAbort = () => {

@@ -16,6 +16,14 @@ function whole(name: string, v: string, min: number, max: number): number {
   return Number(v);
 }
 
+/** A byte count from a flag: digits with an optional binary suffix (`8M` = 8 MiB; K, M, G), checked here so the error names the flag. */
+export function byteCount(name: string, v: string, min: number): number {
+  const m = /^(\d+)\s*([kmg]?)(?:i?b)?$/i.exec(v.trim());
+  const n = m ? Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw usage(`'--${name}' must be a byte count of at least ${min} (digits, optionally with K, M or G: '8M'), got '${v}'`);
+  return n;
+}
+
 /** Adds the hub commands to `program`. */
 export function registerHubCommands(program: Command): void {
   withJson(
@@ -24,12 +32,16 @@ export function registerHubCommands(program: Command): void {
         .command('push')
         .description('publish a module package (folder or .tar / .tar.gz) to a hub; a progress bar on a terminal')
         .argument('<path>', 'package folder or archive')
-        .option('--allow-unknown-base', 'accept a base this hub has not registered (admin token)'),
+        .option('--allow-unknown-base', 'accept a base this hub has not registered (admin token)')
+        .option('--resumable-above <bytes>', 'packages bigger than this go up in resumable chunks that survive a dropped connection (default 64M; 0 = always)')
+        .option('--chunk-size <bytes>', 'bytes per chunk of a resumable upload (default 8M)'),
     ),
-  ).action(async (p: string, o: HubOpts & { allowUnknownBase?: boolean }, cmd: Command) => {
+  ).action(async (p: string, o: HubOpts & { allowUnknownBase?: boolean; resumableAbove?: string; chunkSize?: string }, cmd: Command) => {
+    const resumableAbove = o.resumableAbove === undefined ? undefined : byteCount('resumable-above', o.resumableAbove, 0);
+    const chunkBytes = o.chunkSize === undefined ? undefined : byteCount('chunk-size', o.chunkSize, 1);
     const bar = byteBar(o, ' upload [{bar}] {percentage}% {value}/{total} bytes');
     const r = await clientOf(o, cmd)
-      .publish(p, { allowUnknownBase: o.allowUnknownBase, onProgress: bar ? (x) => bar.update(p, x.loaded, x.total) : undefined })
+      .publish(p, { allowUnknownBase: o.allowUnknownBase, resumableAbove, chunkBytes, onProgress: bar ? (x) => bar.update(p, x.loaded, x.total) : undefined })
       .finally(() => bar?.stop());
     print(o, r, () => `published ${r.id}@${r.version} (${human(r.size)}, ${r.digest})`);
   });
