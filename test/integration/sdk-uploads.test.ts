@@ -91,7 +91,7 @@ describe('uploadResumable', () => {
     expectMonotone(steps, archive.length);
     await expectDownloadsEqual(hub, 'up/multi@1.0.0', files);
     // the identical archive again is the idempotent success of a retried publish (200, the stored record)
-    expect(await hub.uploadResumable(archive, { chunkBytes: 4096 })).toEqual(r);
+    expect(await hub.uploadResumable(archive, { chunkBytes: 4096 })).toEqual({ ...r, existing: true });
   });
 
   it('resumes from the hub offset after a PATCH cut off midway, one lost before the hub, and one whose answer was lost (416)', async () => {
