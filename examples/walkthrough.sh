@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README walk-through, end to end: a tiny base pretrained with MLM on the example corpus, MAD-X language
 # adapters for English and German, a topic adapter trained stacked on English, all published to a running
-# modhub server, then composed per request. Runs in about 30 s on 2 cores. Needs `npm install` first.
+# modhub server, then composed per request. Runs in about 40 s on 2 cores. Needs `npm install` first.
 #   bash examples/walkthrough.sh            (work files in ./demo, server on port 8099)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ modhub train --method seq_bn_inv --task mlm --base demo/base --data examples/de.
   --language de --lr 1e-3 --epochs 2 --out demo/lang-de --push "$MODHUB_HUB" 2>> demo/train.log | tail -n 1
 modhub train --method seq_bn --task classification --base demo/base --data examples/topic/train.jsonl \
   --dev examples/topic/dev.jsonl --stack-on demo/lang-en --id task/topic --version 1.0.0 --lr 1e-2 --epochs 5 \
-  --out demo/topic --push "$MODHUB_HUB" 2>> demo/train.log | tail -n 2
+  --out demo/topic --push "$MODHUB_HUB" 2>> demo/train.log | grep -E '^(trained|saved|dev before|published)'
 
 # 4. compose per request
 modhub ls
