@@ -19,11 +19,19 @@ COPY client-sdk ./client-sdk
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
+# tini reaps zombies and forwards SIGTERM, so the server's graceful drain runs on `docker stop`.
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 ENV MODHUB_DATA=/data NODE_ENV=production
+RUN mkdir -p /data && chown node:node /data
+# The image's unprivileged `node` user runs the server; /data is its volume.
+USER node
 VOLUME /data
 EXPOSE 8080
-ENTRYPOINT ["node", "dist/server/cli.js", "serve", "--host", "0.0.0.0", "--port", "8080", "--data", "/data"]
+# Ready = catalog reachable, base loaded and warmed up, not draining (GET /readyz).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/server/cli.js", "serve", "--host", "0.0.0.0", "--port", "8080", "--data", "/data"]
