@@ -19,6 +19,7 @@ import semver from 'semver';
 import { StoreError } from './errors';
 import type { BaseRow, Catalog, FileRow, ModuleRow, NewVersion, Scope, SearchQuery, SearchResult, TagRow, TokenRow, VersionRow } from './catalog';
 import { MIGRATIONS, PG_SCHEMA_VERSION } from './catalog-pg-schema';
+import { likeEscape, moduleRow, type ModuleDb } from './catalog-rows';
 
 export { PG_SCHEMA_VERSION };
 
@@ -28,39 +29,6 @@ const BLOB_GC_LOCK = 0x6d687562_02;
 const CHANNEL = 'modhub_changes';
 /** How long an in-flight publish's pins protect its blobs if its process dies without releasing them. */
 const PIN_TTL_SECONDS = 6 * 3600;
-
-interface ModuleDb {
-  id: number;
-  namespace: string;
-  name: string;
-  kind: string;
-  task: string;
-  language: string | null;
-  base_fingerprint: string;
-  description: string;
-  downloads: number;
-  created_at: string;
-  updated_at: string;
-}
-
-function moduleRow(r: ModuleDb): ModuleRow {
-  return {
-    namespace: r.namespace,
-    name: r.name,
-    kind: r.kind,
-    task: r.task,
-    language: r.language,
-    baseFingerprint: r.base_fingerprint,
-    description: r.description,
-    downloads: r.downloads,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-function likeEscape(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
 
 /** BIGINT columns as JS numbers (counts and byte sizes stay far below 2^53), per pool, not process-wide. */
 const types = {

@@ -9,6 +9,7 @@ import semver from 'semver';
 import sqlite3 from 'sqlite3';
 import { StoreError } from './errors';
 import type { BaseRow, Catalog, FileRow, ModuleRow, NewVersion, Scope, SearchQuery, SearchResult, TagRow, TokenRow, VersionRow } from './catalog';
+import { likeEscape, moduleRow, type ModuleDb } from './catalog-rows';
 
 type Param = string | number | null;
 
@@ -126,19 +127,6 @@ const MIGRATIONS: string[] = [
 /** The schema version this code expects. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-interface ModuleDb {
-  id: number;
-  namespace: string;
-  name: string;
-  kind: string;
-  task: string;
-  language: string | null;
-  base_fingerprint: string;
-  description: string;
-  downloads: number;
-  created_at: string;
-  updated_at: string;
-}
 interface VersionDb {
   id: number;
   version: string;
@@ -149,25 +137,6 @@ interface VersionDb {
   yank_reason: string | null;
   downloads: number;
   created_at: string;
-}
-
-function moduleRow(r: ModuleDb): ModuleRow {
-  return {
-    namespace: r.namespace,
-    name: r.name,
-    kind: r.kind,
-    task: r.task,
-    language: r.language,
-    baseFingerprint: r.base_fingerprint,
-    description: r.description,
-    downloads: r.downloads,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-function likeEscape(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 export class SqliteCatalog implements Catalog {
