@@ -51,13 +51,36 @@ function joinChunks(chunks: Buffer[], source: Buffer): Buffer {
   return Buffer.from(source.buffer, first.byteOffset, end - first.byteOffset);
 }
 
+/**
+ * Checks one tar entry against the package rules (regular files at the root, each once) and the limits, counting
+ * it in `seen`; returns its file name, or null for a root folder entry, which the caller skips.
+ */
+function admitEntry(header: { name: string; type?: string | null; size?: number | null }, seen: { entries: number; total: number }, limits: UnpackLimits, maxEntries: number, files: { has(name: string): boolean }): string | null {
+  seen.entries++;
+  if (seen.entries > maxEntries) throw new StoreError('INVALID_ARCHIVE', `archive holds more than ${maxEntries} entries`);
+  const name = safeEntryName(header.name);
+  if (header.type === 'directory') {
+    if (name !== null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a folder; package files must sit at the archive root`);
+    return null;
+  }
+  if (header.type !== 'file' && header.type !== 'contiguous-file') {
+    throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a ${header.type}; only regular files are allowed (no links)`);
+  }
+  if (name === null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' has no file name`);
+  if (files.has(name)) throw new StoreError('INVALID_ARCHIVE', `archive holds '${name}' twice`);
+  const size = header.size ?? 0;
+  if (size > limits.maxFileBytes) throw new StoreError('TOO_LARGE', `'${name}' is ${size} bytes, over the ${limits.maxFileBytes}-byte file limit`);
+  seen.total += size;
+  if (seen.total > limits.maxTotalBytes) throw new StoreError('TOO_LARGE', `archive contents exceed the ${limits.maxTotalBytes}-byte package limit`);
+  return name;
+}
+
 /** Unpacks a tar or tar.gz buffer into name → bytes, enforcing the rules above. */
 export async function unpackArchive(buf: Buffer, limits: UnpackLimits): Promise<Map<string, Buffer>> {
   const maxEntries = limits.maxEntries ?? 16;
   const files = new Map<string, Buffer>();
   const extract = tar.extract();
-  let total = 0;
-  let entries = 0;
+  const seen = { entries: 0, total: 0 };
   const source = Readable.from([buf]);
   let input: NodeJS.ReadableStream = source;
   if (isGzip(buf)) {
@@ -83,24 +106,12 @@ export async function unpackArchive(buf: Buffer, limits: UnpackLimits): Promise<
     };
     extract.on('entry', (header, stream, next) => {
       try {
-        entries++;
-        if (entries > maxEntries) throw new StoreError('INVALID_ARCHIVE', `archive holds more than ${maxEntries} entries`);
-        const name = safeEntryName(header.name);
-        if (header.type === 'directory') {
-          if (name !== null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a folder; package files must sit at the archive root`);
+        const name = admitEntry(header, seen, limits, maxEntries, files);
+        if (name === null) {
           stream.resume();
           stream.on('end', next);
           return;
         }
-        if (header.type !== 'file' && header.type !== 'contiguous-file') {
-          throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a ${header.type}; only regular files are allowed (no links)`);
-        }
-        if (name === null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' has no file name`);
-        if (files.has(name)) throw new StoreError('INVALID_ARCHIVE', `archive holds '${name}' twice`);
-        const size = header.size ?? 0;
-        if (size > limits.maxFileBytes) throw new StoreError('TOO_LARGE', `'${name}' is ${size} bytes, over the ${limits.maxFileBytes}-byte file limit`);
-        total += size;
-        if (total > limits.maxTotalBytes) throw new StoreError('TOO_LARGE', `archive contents exceed the ${limits.maxTotalBytes}-byte package limit`);
         const chunks: Buffer[] = [];
         stream.on('data', (c: unknown) => chunks.push(c as Buffer));
         stream.on('error', fail);
@@ -172,8 +183,7 @@ export async function unpackArchiveFile(file: string, limits: UnpackFileLimits):
     input = source.pipe(gz);
   }
   const extract = tar.extract();
-  let total = 0;
-  let entries = 0;
+  const seen = { entries: 0, total: 0 };
   try {
     await new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -188,26 +198,14 @@ export async function unpackArchiveFile(file: string, limits: UnpackFileLimits):
       };
       extract.on('entry', (header, stream, next) => {
         try {
-          entries++;
-          if (entries > maxEntries) throw new StoreError('INVALID_ARCHIVE', `archive holds more than ${maxEntries} entries`);
-          const name = safeEntryName(header.name);
-          if (header.type === 'directory') {
-            if (name !== null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a folder; package files must sit at the archive root`);
+          const name = admitEntry(header, seen, limits, maxEntries, files);
+          if (name === null) {
             stream.resume();
             stream.on('end', next);
             return;
           }
-          if (header.type !== 'file' && header.type !== 'contiguous-file') {
-            throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' is a ${header.type}; only regular files are allowed (no links)`);
-          }
-          if (name === null) throw new StoreError('INVALID_ARCHIVE', `archive entry '${header.name}' has no file name`);
-          if (files.has(name)) throw new StoreError('INVALID_ARCHIVE', `archive holds '${name}' twice`);
-          const size = header.size ?? 0;
-          if (size > limits.maxFileBytes) throw new StoreError('TOO_LARGE', `'${name}' is ${size} bytes, over the ${limits.maxFileBytes}-byte file limit`);
-          total += size;
-          if (total > limits.maxTotalBytes) throw new StoreError('TOO_LARGE', `archive contents exceed the ${limits.maxTotalBytes}-byte package limit`);
           // A bomb usually declares its size: refuse at the header, before inflating anything.
-          if (gunzip && total > byRatio) throw new StoreError('TOO_LARGE', `archive declares ${total} bytes of files, ${ratioWhy}`);
+          if (gunzip && seen.total > byRatio) throw new StoreError('TOO_LARGE', `archive declares ${seen.total} bytes of files, ${ratioWhy}`);
           stageStream(stream as unknown as Readable, { dir: limits.dir, maxBytes: limits.maxFileBytes, what: `'${name}'` }).then(
             (staged) => {
               files.set(name, staged);
