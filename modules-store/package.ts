@@ -51,15 +51,24 @@ function limitFor(name: string, l: PackageLimits): number {
   return name === WEIGHTS_FILE ? l.maxWeightsBytes : name === MANIFEST_FILE ? l.maxManifestBytes : l.maxCardBytes;
 }
 
+/** Files that mark an AdapterHub, PEFT or composable-sft folder (modules-store/interop/ converts those). */
+const FOREIGN_MARKERS = ['adapter_config.json', 'adapter_fusion_config.json', 'adapter.safetensors', 'pytorch_adapter.bin', 'adapter_model.safetensors', 'adapter_model.bin', 'pytorch_diff.bin'];
+
+/** INVALID_PACKAGE for a file a modhub package does not hold, with the way in when it belongs to a foreign format. */
+function unexpectedFile(name: string): StoreError {
+  const hint = FOREIGN_MARKERS.includes(name)
+    ? `; '${name}' belongs to an AdapterHub / PEFT / composable-sft folder: upload it with ?id=ns/name&version=X (and base= when the hub has several bases), or convert it with 'modhub module import'`
+    : '';
+  return new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}${hint}`);
+}
+
 /**
  * Validates a set of package files (name → bytes): only known names, sizes within limits, manifest schema and
  * format version, weights against the kind's config, card front matter. Generates README.md when absent.
  */
 export function validatePackage(files: Map<string, Buffer>, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS, opts: ValidateOptions = {}): ModulePackage {
   for (const [name, bytes] of files) {
-    if (!PACKAGE_FILES.includes(name)) {
-      throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
-    }
+    if (!PACKAGE_FILES.includes(name)) throw unexpectedFile(name);
     if (bytes.length > limitFor(name, limits)) {
       throw new StoreError('TOO_LARGE', `'${name}' is ${bytes.length} bytes, over the ${limitFor(name, limits)}-byte limit`);
     }
@@ -91,7 +100,7 @@ export async function validateStagedPackage(
   opts: ValidateOptions = {},
 ): Promise<{ manifest: Manifest; generatedCard: Buffer | null }> {
   for (const [name, f] of files) {
-    if (!PACKAGE_FILES.includes(name)) throw new StoreError('INVALID_PACKAGE', `unexpected file '${name}': a package holds only ${PACKAGE_FILES.join(', ')}`);
+    if (!PACKAGE_FILES.includes(name)) throw unexpectedFile(name);
     if (f.size > limitFor(name, limits)) throw new StoreError('TOO_LARGE', `'${name}' is ${f.size} bytes, over the ${limitFor(name, limits)}-byte limit`);
   }
   const mFile = files.get(MANIFEST_FILE);

@@ -84,6 +84,9 @@ describe('foreign uploads', () => {
     const refused = await request(app).post('/v1/modules?id=task/x&version=1.0.0').set('Authorization', `Bearer ${admin}`).set('Content-Type', 'application/x-tar').send(packArchive(gated));
     expect(refused.status).toBe(422);
     expect(refused.body.error).toMatchObject({ code: 'INVALID_PACKAGE', message: expect.stringMatching(/config\.use_gating = true/) });
+    const noId = await request(app).post('/v1/modules').set('Authorization', `Bearer ${admin}`).set('Content-Type', 'application/x-tar').send(packArchive(ahFiles));
+    expect(noId.status).toBe(422);
+    expect(noId.body.error).toMatchObject({ code: 'INVALID_PACKAGE', message: expect.stringMatching(/AdapterHub \/ PEFT \/ composable-sft folder: upload it with \?id=ns\/name&version=X/) });
     const anonymous = await request(app).post('/v1/modules?id=task/x&version=1.0.0').set('Content-Type', 'application/x-tar').send(packArchive(ahFiles));
     expect(anonymous.status).toBe(401);
   });
