@@ -132,8 +132,10 @@ export class ModuleError extends CodedError {
 }
 
 /** errno / SQLite codes that mean the storage has no room, or cannot be written at all. */
-const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
-const READ_ONLY_CODES = new Set(['EROFS', 'SQLITE_READONLY']);
+// Node's file-system codes, SQLite's, and PostgreSQL's SQLSTATEs (53100 disk_full; 25006 read_only_sql_transaction,
+// which a hot standby or default_transaction_read_only gives).
+const FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
+const READ_ONLY_CODES = new Set(['EROFS', 'SQLITE_READONLY', '25006']);
 
 /**
  * The coded error an I/O failure of the storage means (STORAGE_FULL, STORAGE_READ_ONLY), or null for any other

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ERROR_CODES as SDK_CODES, MODULE_KINDS as SDK_KINDS } from '../../client-sdk';
-import { CodedError, ERROR_CODES, MODULE_KINDS, StoreError, type ErrorCode } from '../../modules-store';
+import { CodedError, ERROR_CODES, MODULE_KINDS, StoreError, storageErrorOf, type ErrorCode } from '../../modules-store';
 import { ModuleError } from '../../server/model/modules';
 import { toHttpError } from '../../server/http/errors';
 import { QueueFullError } from '../../server/runtime/queue';
@@ -38,4 +38,13 @@ test('typed errors map to their table status; anything else is unexpected', () =
   expect(toHttpError(new RangeError("'rank' must be <= 64, got 128"))).toBeNull();
   expect(toHttpError(new TypeError("Cannot read properties of undefined (reading 'x')"))).toBeNull();
   expect(toHttpError(new Error('boom'))).toBeNull();
+});
+
+describe('storageErrorOf', () => {
+  it('maps file-system, SQLite and PostgreSQL storage failures to the 507 codes, and nothing else', () => {
+    const err = (code: string) => Object.assign(new Error(`failed: ${code}`), { code });
+    for (const c of ['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']) expect(storageErrorOf(err(c))?.code).toBe('STORAGE_FULL');
+    for (const c of ['EROFS', 'SQLITE_READONLY', '25006']) expect(storageErrorOf(err(c))?.code).toBe('STORAGE_READ_ONLY');
+    for (const c of ['ENOENT', '23505', 'SQLITE_BUSY']) expect(storageErrorOf(err(c))).toBeNull();
+  });
 });
