@@ -209,11 +209,22 @@ export function exportPeft(m: Manifest, tensors: Map<string, Tensor>): Map<strin
   const targets = [...new Set(m.config.target_modules)];
   const head = exportHead(m, tensors, family);
   const w = new Map<string, Tensor>(head?.tensors ?? []);
-  for (const [k, t] of tensors) {
-    const mm = /^layers\.(\d+)\.([a-z_]+)\.(lora_A|lora_B|ia3_l)$/.exec(k);
-    if (!mm) continue;
-    const p = `${WRAP}${linearPath(family, Number(mm[1]), mm[2] as LinearTarget)}`;
-    w.set(mm[3] === 'ia3_l' ? `${p}.ia3_l` : `${p}.${mm[3]}.weight`, t);
+  // The module's tensors by the descriptors' own names (kinds/lora.ts, kinds/ia3.ts), under PEFT's module paths.
+  const take = (name: string): Tensor => {
+    const t = tensors.get(name);
+    if (!t) throw new StoreError('INVALID_WEIGHTS', `${m.id}: weights.safetensors lacks '${name}'`);
+    return t;
+  };
+  for (const l of layers) {
+    for (const t of targets) {
+      const p = `${WRAP}${linearPath(family, l, t)}`;
+      if (m.kind === 'lora') {
+        w.set(`${p}.lora_A.weight`, take(LORA.A(l, t)));
+        w.set(`${p}.lora_B.weight`, take(LORA.B(l, t)));
+      } else {
+        w.set(`${p}.ia3_l`, take(IA3.l(l, t)));
+      }
+    }
   }
   const common = {
     base_model_name_or_path: null,
