@@ -9,7 +9,7 @@
  * `<namespace of the fusion id>/<name>`.
  * Example: `importAdapterHubFusion(files, base, 'fuse/ab', ['task/a', 'task/b'])`.
  */
-import type { Family } from '../../server/model/config';
+import type { Family } from '../hf-names';
 import { StoreError } from '../errors';
 import { FUSE } from '../kinds/fusion';
 import type { Site } from '../kinds/bottleneck';

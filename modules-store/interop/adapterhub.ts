@@ -15,7 +15,7 @@
  * Keys carry the model's base prefix (`bert.`, `roberta.`, `distilbert.`) when saved from an AdapterModel.
  * Example: `importAdapterHub(files, base)`; `exportAdapterHub(manifest, tensors)` → Map of file name → bytes.
  */
-import type { Family } from '../../server/model/config';
+import type { Family } from '../hf-names';
 import { StoreError } from '../errors';
 import { ACTIVATIONS, BN, bottleneckSize, invertibleDims, resolveBottleneckConfig, sitesOf, type Site } from '../kinds/bottleneck';
 import { HEAD, type HeadConfig } from '../kinds/heads';

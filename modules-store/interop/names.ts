@@ -1,12 +1,11 @@
 /**
  * Foreign tensor names ↔ modhub's, per base family (bert, roberta, xlm-roberta, distilbert), built on the engine's
- * one name map (server/model/weights.ts: canonicalToHf / hfToCanonical, a pure table with no runtime imports), so
+ * one name map (modules-store/hf-names.ts: canonicalToHf / hfToCanonical, which the engine uses too), so
  * DistilBERT's q_lin / k_lin / v_lin / out_lin / ffn.lin1 / ffn.lin2 and BERT's attention.self.query / ... are
  * spelled in one place. Also the shared helpers of the format files: JSON parsing and refusals that name the field.
  * Example: `linearOf('distilbert', 'distilbert.transformer.layer.1.ffn.lin2')` → `{ layer: 1, target: 'ffn_out' }`.
  */
-import { canonicalToHf, hfToCanonical } from '../../server/model/weights';
-import type { Family } from '../../server/model/config';
+import { canonicalToHf, hfToCanonical, type Family } from '../hf-names';
 import { StoreError } from '../errors';
 import type { LinearTarget } from '../kinds/lora';
 import type { BaseRef } from '../manifest';

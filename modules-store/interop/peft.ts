@@ -12,7 +12,7 @@
  * token-classification head.
  * Example: `importPeft(files, base)`; `exportPeft(manifest, tensors)`.
  */
-import type { Family } from '../../server/model/config';
+import type { Family } from '../hf-names';
 import { StoreError } from '../errors';
 import { HEAD, type HeadConfig } from '../kinds/heads';
 import { ia3Scales, IA3 } from '../kinds/ia3';

@@ -8,7 +8,7 @@
  * tensors are refused (modhub stores differences, and a hub has no base weights to subtract).
  * Example: `importSft(files, base)` → a `diff` module with `method: "lt-sft"`.
  */
-import { hfToCanonical } from '../../server/model/weights';
+import { hfToCanonical } from '../hf-names';
 import { StoreError } from '../errors';
 import { DIFF } from '../kinds/diff';
 import { HEAD } from '../kinds/heads';

@@ -5,8 +5,9 @@
  */
 import * as fs from 'fs';
 
-export const FAMILIES = ['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const;
-export type Family = (typeof FAMILIES)[number];
+import { FAMILIES, type Family } from '../../modules-store/hf-names';
+
+export { FAMILIES, type Family };
 
 /** 'gelu' = exact erf form; 'gelu_new' = tanh approximation; 'relu'. */
 export type HiddenAct = 'gelu' | 'gelu_new' | 'relu';
