@@ -12,7 +12,6 @@
  * The server half runs as `node dist-bench/bench/hub-memory.js --serve DATA_DIR` (started by the bench itself).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync, promises as fsp } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
@@ -20,20 +19,18 @@ import * as path from 'node:path';
 import { createGzip } from 'node:zlib';
 import pino from 'pino';
 import client from 'prom-client';
-import { openRegistry, packArchive, serializeSafetensors, ustarHeader, type Tensor } from '../modules-store';
+import { openRegistry, packArchive, ustarHeader } from '../modules-store';
+import { BIG_BASE, bigPackage } from './search-fixture';
 import { createApp } from '../server/http/app';
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes('--json') ? argv[argv.indexOf('--json') + 1] : undefined;
-const D = 768;
-const L = 12;
-const FINGERPRINT = `sha256:${'be'.repeat(32)}`;
 const MB = 1 << 20;
 
 /** Server half: a hub on an ephemeral port; prints `LISTENING <port> <admin token>`. */
 async function serve(dataDir: string): Promise<void> {
   const registry = await openRegistry({ dataDir });
-  await registry.registerBase({ fingerprint: FINGERPRINT, family: 'bert', hidden_size: D, num_layers: L, vocab_size: 30522 });
+  await registry.registerBase(BIG_BASE);
   const { token } = await registry.createToken({ scopes: ['admin'] });
   const app = createApp({ registry, logger: pino({ level: 'warn' }, pino.destination(2)), metrics: new client.Registry() });
   const server = app.listen(0, '127.0.0.1', () => process.stdout.write(`LISTENING ${(server.address() as AddressInfo).port} ${token}\n`));
@@ -43,36 +40,9 @@ async function serve(dataDir: string): Promise<void> {
   process.on('SIGTERM', () => server.close(() => void registry.close().then(() => process.exit(0))));
 }
 
-/** A valid bottleneck package of about `layers` × 4.7 MB (random weights; `seed` makes it unique). */
+/** A valid bottleneck package of about `layers` × 4.7 MB as a tar (random weights: each one is new). */
 function bigArchive(version: string, layers: number): Buffer {
-  const tensors = new Map<string, Tensor>();
-  const rand = (n: number): Float32Array => {
-    const a = new Float32Array(n);
-    const bytes = randomBytes(n);
-    for (let i = 0; i < n; i++) a[i] = (bytes[i] - 128) / 1280;
-    return a;
-  };
-  for (let l = 0; l < L; l++) {
-    if (l >= layers) continue;
-    const p = `layers.${l}.output`;
-    tensors.set(`${p}.adapter_down.weight`, { dtype: 'F32', shape: [D, D], data: rand(D * D) });
-    tensors.set(`${p}.adapter_down.bias`, { dtype: 'F32', shape: [D], data: rand(D) });
-    tensors.set(`${p}.adapter_up.weight`, { dtype: 'F32', shape: [D, D], data: rand(D * D) });
-    tensors.set(`${p}.adapter_up.bias`, { dtype: 'F32', shape: [D], data: rand(D) });
-  }
-  const manifest = {
-    format_version: 1,
-    id: `bench/mem${layers}`,
-    version,
-    kind: 'bottleneck',
-    config: { preset: 'seq_bn', reduction_factor: 1, leave_out: Array.from({ length: L - layers }, (_, i) => layers + i) },
-    head: null,
-    task: 'mlm',
-    labels: [],
-    base: { family: 'bert', fingerprint: FINGERPRINT, hidden_size: D, num_layers: L, vocab_size: 30522 },
-    description: 'memory benchmark module',
-  };
-  return packArchive(new Map([['module.json', Buffer.from(JSON.stringify(manifest))], ['weights.safetensors', serializeSafetensors(tensors)]]));
+  return packArchive(bigPackage({ id: `bench/mem${layers}`, version, layers }));
 }
 
 /** The issue's bomb: a tar.gz declaring weights.safetensors as 1e9 bytes of zeros (~1 MB compressed). */

@@ -8,7 +8,7 @@
  * 2. Search latency p50/p99 over a catalog of 100,000 modules (rows inserted through Catalog.publishMany in one
  *    transaction), for a mix of queries (filters, free text, sorts, deep pages), over HTTP and in-process.
  *
- *   npm run build && node dist/bench/hub.js [--quick] [--rounds N] [--modules N] [--json FILE]
+ *   npm run build:bench && node dist-bench/bench/hub.js [--quick] [--rounds N] [--modules N] [--json FILE]
  *   --quick   10,000 modules, 2 rounds (< 1 minute)
  */
 import { randomBytes } from 'node:crypto';
@@ -20,9 +20,9 @@ import * as path from 'node:path';
 import pino from 'pino';
 import client from 'prom-client';
 import { ModhubClient } from '../client-sdk';
-import { packArchive, serializeSafetensors, type Tensor } from '../modules-store';
+import { packArchive } from '../modules-store';
 import { createHubServer } from '../server/http/app';
-import { catalogRows, FINGERPRINT, QUERIES } from './search-fixture';
+import { BIG_BASE, bigPackage, catalogRows, QUERIES, searchParamsOf } from './search-fixture';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -34,8 +34,6 @@ const ROUNDS = Number(argOf('--rounds') ?? (QUICK ? 2 : 5));
 const MODULES = Number(argOf('--modules') ?? (QUICK ? 10_000 : 100_000));
 const JSON_OUT = argOf('--json');
 
-const D = 768;
-const L = 12;
 const MB = 1e6;
 
 function median(xs: number[]): number {
@@ -47,41 +45,6 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
-
-/** A valid ~57 MB bottleneck package (random weights, so each version stores new blobs). */
-function bigPackage(version: string): Map<string, Buffer> {
-  const tensors = new Map<string, Tensor>();
-  const rand = (n: number): Float32Array => {
-    const a = new Float32Array(n);
-    const bytes = randomBytes(n);
-    for (let i = 0; i < n; i++) a[i] = (bytes[i] - 128) / 1280;
-    return a;
-  };
-  for (let l = 0; l < L; l++) {
-    const p = `layers.${l}.output`;
-    tensors.set(`${p}.adapter_down.weight`, { dtype: 'F32', shape: [D, D], data: rand(D * D) });
-    tensors.set(`${p}.adapter_down.bias`, { dtype: 'F32', shape: [D], data: rand(D) });
-    tensors.set(`${p}.adapter_up.weight`, { dtype: 'F32', shape: [D, D], data: rand(D * D) });
-    tensors.set(`${p}.adapter_up.bias`, { dtype: 'F32', shape: [D], data: rand(D) });
-  }
-  const manifest = {
-    format_version: 1,
-    id: 'bench/big',
-    version,
-    kind: 'bottleneck',
-    config: { preset: 'seq_bn', reduction_factor: 1 },
-    head: null,
-    task: 'mlm',
-    language: 'de',
-    labels: [],
-    base: { family: 'bert', fingerprint: FINGERPRINT, hidden_size: D, num_layers: L, vocab_size: 30522 },
-    description: 'benchmark module',
-  };
-  return new Map([
-    ['module.json', Buffer.from(JSON.stringify(manifest))],
-    ['weights.safetensors', serializeSafetensors(tensors)],
-  ]);
-}
 
 async function rawCopies(dir: string, bytes: Buffer): Promise<{ copyFile: number; writeFsync: number }> {
   const src = path.join(dir, 'raw-src.bin');
@@ -148,7 +111,7 @@ async function main(): Promise<void> {
   process.once('exit', cleanup);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGPIPE'] as const) process.once(sig, () => process.exit(130));
   const hub = await createHubServer({ dataDir: path.join(dir, 'data'), logger: pino({ level: 'silent' }), metrics: new client.Registry() });
-  await hub.registry.registerBase({ fingerprint: FINGERPRINT, family: 'bert', hidden_size: D, num_layers: L, vocab_size: 30522 });
+  await hub.registry.registerBase(BIG_BASE);
   const token = (await hub.registry.createToken({ scopes: ['admin'] })).token;
   const server = await new Promise<Server>((resolve) => {
     const s = hub.app.listen(0, '127.0.0.1', () => resolve(s));
@@ -163,7 +126,7 @@ async function main(): Promise<void> {
   const downFile: number[] = [];
   let size = 0;
   for (let r = 0; r < ROUNDS; r++) {
-    const files = bigPackage(`1.0.${r}`);
+    const files = bigPackage({ id: 'bench/big', version: `1.0.${r}`, language: 'de' });
     const archive = packArchive(files);
     size = archive.length;
     let t0 = process.hrtime.bigint();
@@ -217,7 +180,7 @@ async function main(): Promise<void> {
     const http: number[] = [];
     const inproc: number[] = [];
     let total = 0;
-    const params = Object.fromEntries(new URLSearchParams(q));
+    const params = searchParamsOf(q);
     for (let i = 0; i < REPS; i++) {
       t0 = process.hrtime.bigint();
       const res = await fetch(`${url}/v1/modules?${q}`);
@@ -225,16 +188,7 @@ async function main(): Promise<void> {
       http.push(ms(t0));
       total = body.total;
       t0 = process.hrtime.bigint();
-      await hub.registry.search({
-        q: params.q,
-        kind: params.kind,
-        task: params.task,
-        language: params.language,
-        baseFingerprint: params.base,
-        namespace: params.namespace,
-        sort: params.sort as 'downloads' | 'recent' | 'name' | undefined,
-        offset: params.offset ? Number(params.offset) : 0,
-      });
+      await hub.registry.search(params);
       inproc.push(ms(t0));
     }
     allHttp.push(...http);

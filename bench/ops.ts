@@ -6,7 +6,7 @@
  * our graphs becomes), MeanVarianceNormalization, a thin adapter GEMM pair (down [D, R], up [R, D], residual),
  * and one folded adapter slot exactly as the engine emits it (13 nodes; see carriedSite in encoder-graph.ts).
  *
- *   npm run build && node dist/bench/ops.js [--rows 128,4096] [--hidden 256,768]     (about a minute)
+ *   npm run build:bench && node dist-bench/bench/ops.js [--rows 128,4096] [--hidden 256,768]     (about a minute)
  */
 import * as os from 'os';
 import { foldedSlotDown } from '../server/model/encoder-graph';

@@ -13,7 +13,7 @@
  *    nginx, closed loop with a fixed number of concurrent clients; baselines: 1 replica without nginx, and 1
  *    embedded server (SQLite + files, no change-count check per request) without nginx.
  *
- *   npm run build && node dist/bench/scale.js [--quick] [--only search|blobs|inference] [--modules N] [--seconds S] [--json FILE]
+ *   npm run build:bench && node dist-bench/bench/scale.js [--quick] [--only search|blobs|inference] [--modules N] [--seconds S] [--json FILE]
  *   --quick   10,000 modules, 16 MB blobs, 5 s per inference setting
  * The machine these run on is shared: the load average is printed with the results; compare within one run.
  */
@@ -32,7 +32,7 @@ import { makeAdapterModule } from '../test/helpers/modules';
 import { findPgBinaries, startPg, type PgServer } from '../test/helpers/pg-server';
 import { findNginx, startNginx, startReplica, type Replica } from '../test/helpers/replicas';
 import { startS3, type S3Server } from '../test/helpers/s3-server';
-import { catalogRows, QUERIES } from './search-fixture';
+import { catalogRows, QUERIES, searchParamsOf } from './search-fixture';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -71,21 +71,12 @@ async function searchOn(label: string, catalog: Catalog, afterLoad?: () => Promi
   const all: number[] = [];
   const perQuery: Record<string, { p50: number; p99: number; total: number }> = {};
   for (const q of QUERIES) {
-    const params = Object.fromEntries(new URLSearchParams(q));
+    const params = searchParamsOf(q);
     const times: number[] = [];
     let total = 0;
     for (let i = 0; i < REPS; i++) {
       t0 = process.hrtime.bigint();
-      const r = await reg.search({
-        q: params.q,
-        kind: params.kind,
-        task: params.task,
-        language: params.language,
-        baseFingerprint: params.base,
-        namespace: params.namespace,
-        sort: params.sort as 'downloads' | 'recent' | 'name' | undefined,
-        offset: params.offset ? Number(params.offset) : 0,
-      });
+      const r = await reg.search(params);
       times.push(ms(t0));
       total = r.total;
     }

@@ -7,7 +7,7 @@
  * the matrix products only: forward 2·tokens·(linear params) + attention 4·B·T²·D per layer; backward adds
  * 2× the forward for full fine-tuning (dX and dW) and 1× (dX only, adapters' dW is negligible) for adapters.
  *
- *   npm run build && node dist/bench/train.js [--quick] [--json FILE] [--threads N] [--batch B] [--steps N]
+ *   npm run build:bench && node dist-bench/bench/train.js [--quick] [--json FILE] [--threads N] [--batch B] [--steps N]
  *   --quick   a 4-layer, 256-wide base (seconds), for CI smoke runs
  */
 import * as fs from 'fs';
