@@ -7,14 +7,10 @@
  */
 import { ModuleError, type AdapterModule, type DiffModule, type EngineModule, type FusionModule, type HeadWeights, type Ia3Module, type LoraModule, type AdapterSiteWeights } from './modules';
 import { SITES, type Site } from './encoder-graph';
+import type { Composition } from '../../client-sdk/wire';
 
-export type Composition =
-  | string
-  | { stack: Composition[] }
-  | { sum: Composition[] }
-  | { fuse: Composition[]; fusion: string }
-  | { parallel: Composition[] }
-  | { average: Composition[]; weights?: number[]; normalize_weights?: boolean };
+// The wire type (client-sdk/wire.ts) is the one definition; parseComposition checks raw JSON against it.
+export type { Composition };
 
 const MAX_NODES = 64;
 /** Largest |weight| of an `average` block, before and after normalising: beyond it float32 module tensors overflow. */
