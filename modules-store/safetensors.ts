@@ -1,7 +1,8 @@
 /**
  * safetensors codec (https://github.com/huggingface/safetensors format): 8-byte little-endian header length,
  * a JSON header `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`, then the bytes.
- * Reads F32, F16, BF16 (widened to F32), I64, I32, I8, U8, BOOL; writes F32, I32, I64.
+ * Reads F32, F16, BF16 (widened to F32), I64, I32, I8, U8, BOOL; writes F32, I32, I64, and F32 tensors as F16
+ * on request (`floats: 'F16'`, round to nearest even).
  * Example: `const st = parseSafetensors(buf); st.tensors.get('head.out_proj.weight')!.data`.
  */
 import { readSync } from 'node:fs';
@@ -312,8 +313,54 @@ export function toIndexArray(t: Tensor): Int32Array | Float64Array {
   throw new TypeError(`expected an integer tensor, got ${t.dtype}`);
 }
 
-/** Serialises tensors (sorted by name, 8-byte aligned offsets) with optional string metadata. */
-export function serializeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Buffer {
+/** IEEE half-precision bits of each value, rounded to nearest even; a value beyond the F16 range is refused. */
+export function f32ToF16Bits(values: Float32Array, what = 'tensor'): Uint16Array {
+  const out = new Uint16Array(values.length);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i];
+    const x = u[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 31) throw new RangeError(`safetensors: ${what} holds ${values[i]} at element ${i}, beyond the F16 range (±65504)`);
+    let h: number;
+    if (e <= 0) {
+      // subnormal (or zero) in F16: shift the implicit-1 mantissa into place, round to nearest even
+      if (e < -10) h = 0;
+      else {
+        const m = mant | 0x800000;
+        const shift = 14 - e;
+        h = m >>> shift;
+        const rem = m & ((1 << shift) - 1);
+        const half = 1 << (shift - 1);
+        if (rem > half || (rem === half && h & 1)) h++;
+      }
+    } else {
+      h = (e << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is the right rounding
+      if (h >= 0x7c00) throw new RangeError(`safetensors: ${what} holds ${values[i]} at element ${i}, beyond the F16 range (±65504)`);
+    }
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+/** `values` rounded to the nearest F16 value (what writing them as F16 and reading them back gives). */
+export function roundToF16(values: Float32Array, what?: string): Float32Array {
+  return f16ToF32(f32ToF16Bits(values, what));
+}
+
+/** Serialises tensors (sorted by name, 8-byte aligned offsets) with optional string metadata; `floats: 'F16'`
+ * writes the F32 tensors in half precision (the size of a shipped base halves; values round to nearest even). */
+export function serializeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>, opts: { floats?: 'F32' | 'F16' } = {}): Buffer {
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
   const names = [...map.keys()].sort();
   const header: Record<string, unknown> = {};
@@ -325,8 +372,10 @@ export function serializeSafetensors(tensors: Map<string, Tensor> | Record<strin
     if (!(t.dtype === 'F32' || t.dtype === 'I32' || t.dtype === 'I64')) throw new TypeError(`safetensors: cannot write dtype ${t.dtype} ('${name}')`);
     const expected = numel(t.shape);
     if (t.data.length !== expected) throw new RangeError(`safetensors: '${name}' has ${t.data.length} elements, shape [${t.shape}] needs ${expected}`);
-    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    const half = opts.floats === 'F16' && t.dtype === 'F32';
+    const data = half ? f32ToF16Bits(t.data as Float32Array, `'${name}'`) : t.data;
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    header[name] = { dtype: half ? 'F16' : t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     parts.push(bytes);
     offset += bytes.length;
   }

@@ -5,7 +5,7 @@
  * `modhub base import ./bert-base-uncased --out ./bases/bert-base` (config.json + model.safetensors or sharded
  * model-0000x-of-0000y.safetensors with model.safetensors.index.json + tokenizer.json).
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { importBase, loadBase, parameterCount } from '../model/base';
 import { FAMILIES, type Family } from '../model/config';
@@ -69,18 +69,20 @@ export function registerBaseCommands(program: Command): void {
 
   base
     .command('import')
-    .description('import a Hugging Face checkpoint folder (safetensors, single or sharded; F32/F16/BF16) into a clean F32 base folder')
+    .description('import a Hugging Face checkpoint folder (safetensors, single or sharded; F32/F16/BF16) into a clean F32 (or --dtype f16) base folder')
     .argument('<src>', 'checkpoint folder: config.json, model.safetensors (or model.safetensors.index.json + shards), tokenizer.json')
     .requiredOption('--out <dir>', 'output base folder (new or empty)')
     .option('--force', 'write into a non-empty --out folder, replacing its base files')
+    .addOption(new Option('--dtype <dtype>', 'precision of the written weights: f16 halves the folder (rounded once; the fingerprint is the rounded weights\'), e.g. to ship a base').choices(['f32', 'f16']).default('f32'))
     .option('--json', 'print the summary as JSON')
-    .action(async (src: string, o: { out: string; force?: boolean; json?: boolean }) => {
+    .action(async (src: string, o: { out: string; force?: boolean; dtype: 'f32' | 'f16'; json?: boolean }) => {
       const bar = process.stderr.isTTY && !o.json ? new cliProgress.SingleBar({ format: 'reading weights [{bar}] {value}/{total} {file}', stream: process.stderr }, cliProgress.Presets.shades_classic) : null;
       let started = false;
       let r;
       try {
         r = await importBase(src, o.out, {
           force: o.force,
+          dtype: o.dtype === 'f16' ? 'F16' : 'F32',
           onProgress: (e) => {
             if (!bar) return;
             if (!started) bar.start(e.total, e.done, { file: e.file });

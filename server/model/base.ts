@@ -9,7 +9,7 @@
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { decodeTensor, parseSafetensors, parseSafetensorsHeader, serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
+import { decodeTensor, parseSafetensors, parseSafetensorsHeader, roundToF16, serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
 import { readConfig, type BaseConfig } from './config';
 import { BaseTokenizer } from './tokenizer';
 import { fromHf, hfToCanonical, type F32Tensor } from './weights';
@@ -137,6 +137,9 @@ export interface ImportBaseOptions {
   force?: boolean;
   /** Called as each weight file is read (for a progress bar). */
   onProgress?: (e: { file: string; done: number; total: number }) => void;
+  /** Precision of the written model.safetensors (default F32). F16 halves the folder; the weights are rounded
+   * once, here, and the fingerprint is that of the rounded weights, so modules trained on the F16 folder match it. */
+  dtype?: 'F32' | 'F16';
 }
 
 export interface ImportBaseResult {
@@ -315,13 +318,19 @@ export async function importBase(src: string, out: string, opts: ImportBaseOptio
       throw e;
     }
   };
+  const dtype = opts.dtype ?? 'F32';
+  if (dtype !== 'F32' && dtype !== 'F16') throw new RangeError(`'dtype' must be F32 or F16, got '${String(dtype)}'`);
+  if (dtype === 'F16') {
+    for (const [canonical, t] of weights) weights.set(canonical, { ...t, data: roundToF16(t.data as Float32Array, `'${hfNames.get(canonical)}'`) });
+    notes.push('rounded every weight to F16');
+  }
   const kept = new Map<string, Tensor>();
   for (const [canonical, t] of weights) kept.set(hfNames.get(canonical)!, t);
-  const st = serializeSafetensors(kept, { format: 'pt' });
+  const st = serializeSafetensors(kept, { format: 'pt' }, { floats: dtype });
   // A fingerprint cache or index left by an earlier base in `out` must not survive.
   for (const stale of [FINGERPRINT_FILE, INDEX_FILE]) fs.rmSync(path.join(out, stale), { force: true });
   writeAtomic('model.safetensors', st);
-  const rawConfig = { ...config.raw, torch_dtype: 'float32' };
+  const rawConfig = { ...config.raw, torch_dtype: dtype === 'F16' ? 'float16' : 'float32' };
   writeAtomic('config.json', JSON.stringify(rawConfig, null, 2) + '\n');
   writeAtomic('tokenizer.json', fs.readFileSync(tokFile));
   for (const f of KEPT_FILES) {

@@ -11,7 +11,7 @@ import { registerBaseCommands } from '../../server/cli/base';
 import { fingerprintWeights, importBase, loadBase, FINGERPRINT_FILE } from '../../server/model/base';
 import { createTinyBase } from '../../server/model/tiny';
 import { hfToCanonical, type F32Tensor } from '../../server/model/weights';
-import { parseSafetensors, parseSafetensorsHeader } from '../../modules-store/safetensors';
+import { parseSafetensors, parseSafetensorsHeader, serializeSafetensors } from '../../modules-store/safetensors';
 
 type Half = 'F16' | 'BF16';
 
@@ -192,6 +192,36 @@ describe('importBase', () => {
     expect(r.dropped).toEqual([]);
   });
 
+  it('writes an F16 base (dtype F16): half the bytes, every weight the nearest F16 value, the fingerprint of the rounded weights', async () => {
+    const out = path.join(root, 'out-f16');
+    const r = await importBase(tiny, out, { dtype: 'F16' });
+    const original = await loadBase(tiny);
+    const written = parseSafetensorsHeader(fs.readFileSync(path.join(out, 'model.safetensors')));
+    expect(new Set([...written.entries.values()].map((e) => e.dtype))).toEqual(new Set(['F16']));
+    expect(fs.statSync(path.join(out, 'model.safetensors')).size).toBeLessThan(0.55 * fs.statSync(path.join(tiny, 'model.safetensors')).size);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).torch_dtype).toBe('float16');
+    const rounded = new Map<string, F32Tensor>();
+    for (const [name, t] of original.weights) rounded.set(name, { ...t, data: Float32Array.from(t.data, (x) => fromF16Bits(toF16Bits(x))) });
+    expect(r.fingerprint).toBe(fingerprintWeights(rounded));
+    expect(r.fingerprint).not.toBe(original.fingerprint);
+    const back = await loadBase(out);
+    for (const [name, t] of rounded) expect(back.weights.get(name)!.data).toEqual(t.data);
+    // rounding is idempotent: an F16 base imported again as F16 keeps its fingerprint (modules trained on it still fit)
+    expect((await importBase(out, path.join(root, 'out-f16-again'), { dtype: 'F16' })).fingerprint).toBe(r.fingerprint);
+    expect((await importBase(out, path.join(root, 'out-f16-wide'))).fingerprint).toBe(r.fingerprint);
+  });
+
+  it('refuses F16 for weights beyond the F16 range, naming the tensor', async () => {
+    const dir = path.join(root, 'huge');
+    fs.cpSync(tiny, dir, { recursive: true });
+    const st = parseSafetensors(fs.readFileSync(path.join(tiny, 'model.safetensors'))).tensors;
+    const w = st.get('bert.embeddings.word_embeddings.weight')!;
+    (w.data as Float32Array)[3] = 1e6;
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), serializeSafetensors(st));
+    fs.rmSync(path.join(dir, FINGERPRINT_FILE), { force: true });
+    await expect(importBase(dir, path.join(root, 'out-huge'), { dtype: 'F16' })).rejects.toThrow(/'bert\.embeddings\.word_embeddings\.weight' holds 1000000 at element 3, beyond the F16 range/);
+  });
+
   it('names the missing file, shard or tensor', async () => {
     const { dir } = await checkpoint('broken', 'F16', 2);
     const out = path.join(root, 'out-broken');
@@ -278,5 +308,8 @@ describe('modhub base import', () => {
     const info = JSON.parse(await cli(['base', 'info', out, '--json']));
     expect(info.fingerprint).toBe(expected);
     await expect(cli(['base', 'import', dir, '--out', out])).rejects.toThrow(/is not empty/);
+    const half = JSON.parse(await cli(['base', 'import', dir, '--out', path.join(root, 'out-cli-f16'), '--dtype', 'f16', '--json']));
+    expect(half.notes).toContain('rounded every weight to F16');
+    await expect(cli(['base', 'import', dir, '--out', path.join(root, 'out-cli-f8'), '--dtype', 'f8'])).rejects.toThrow(/--dtype.*f8.*f32, f16|f8/);
   });
 });
