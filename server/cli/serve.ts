@@ -1,7 +1,8 @@
 /**
  * `modhub serve`: the hub (SQLite catalog + blob folder in --data) and the inference engine over one frozen base,
- * on one port. With no --base, a tiny random base is created in <data>/base on first start, so a fresh checkout
- * serves without downloading anything. At scale, --database-url (PostgreSQL) and --blob-url (s3://bucket/prefix)
+ * on one port. With no --base, the demo base shipped in demo/ (a small multilingual BERT trained by
+ * examples/multilingual) is served and the hub seeded with its modules (idempotently), so a fresh checkout answers
+ * real predictions without downloading anything; --no-demo (or no demo/) serves a tiny random base in <data>/base. At scale, --database-url (PostgreSQL) and --blob-url (s3://bucket/prefix)
  * — or MODHUB_DATABASE_URL / MODHUB_BLOB_URL — let several replicas share one catalog and one bucket; a database
  * or bucket that cannot be reached stops the start with a message naming it.
  * /readyz turns 200 after the warm-up run; on SIGTERM/SIGINT the server drains: new requests get 503, admitted ones
@@ -17,6 +18,7 @@ import { createHubServer, normalizePublicUrl } from '../http/app';
 import { inferenceRouter } from '../http/inference-routes';
 import { loadBase } from '../model/base';
 import { createTinyBase } from '../model/tiny';
+import { findDemo, readDemo, seedDemo } from '../demo';
 import { hfParameterShapes } from '../model/weights';
 import { Engine } from '../runtime/engine';
 import { InferenceService } from '../runtime/inference';
@@ -55,13 +57,18 @@ export interface ServeOptions {
   blobUrl?: string;
   /** The URL clients reach the hub at (absolute links); default: the address it listens on. */
   publicUrl?: string;
+  /** Without --base, serve the shipped demo base and seed its modules (default true: the demo/ above the code; a
+   * folder: that demo; false, --no-demo: a tiny random base in <data>/base). */
+  demo?: boolean | string;
 }
 
 /** Starts the server; resolves with a stop function once listening. */
 export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void>; service: InferenceService }> {
   const logger = pino({ name: 'modhub' });
-  const baseDir = o.base ?? path.join(o.data, 'base');
-  if (!o.base && !fs.existsSync(path.join(baseDir, 'config.json'))) {
+  // no --base: the shipped demo base (demo/, trained by examples/multilingual), else a tiny random one in <data>/base
+  const demo = o.demo === false ? null : typeof o.demo === 'string' ? readDemo(o.demo) : findDemo();
+  const baseDir = o.base ?? demo?.base ?? path.join(o.data, 'base');
+  if (!o.base && !demo && !fs.existsSync(path.join(baseDir, 'config.json'))) {
     logger.info({ baseDir }, 'no --base given and none in the data folder: creating a tiny random BERT base (demo only)');
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
@@ -104,6 +111,8 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const c = base.config;
   if (hub.registry.readOnly) logger.warn({ dataDir: o.data }, 'the data directory is read-only: serving downloads and inference; writes answer 507 STORAGE_READ_ONLY');
   else await hub.registry.registerBase({ fingerprint: base.fingerprint, family: c.family, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, description: `served from ${baseDir}` });
+  // the demo modules were trained on the demo base: seed them when that is the base served (idempotent)
+  if (demo && !hub.registry.readOnly && path.resolve(baseDir) === path.resolve(demo.base)) await seedDemo(hub.registry, demo, logger);
   engine.setResolver(hub.registry);
   const server = hub.app.listen(o.port, o.host);
   await new Promise<void>((resolve, reject) => {
@@ -154,7 +163,8 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('run the hub and the inference server (SQLite + local blob files in --data, or PostgreSQL + S3 shared by replicas)')
     .option('--data <dir>', 'data folder (catalog.sqlite, blobs/, and base/ when --base is not given)', process.env.MODHUB_DATA ?? '.modhub')
-    .option('--base <dir>', 'base model folder in HF layout (config.json, model.safetensors, tokenizer.json)')
+    .option('--base <dir>', 'base model folder in HF layout (config.json, model.safetensors, tokenizer.json); default: the shipped demo base (demo/base), whose modules are seeded into the hub')
+    .option('--no-demo', 'without --base, serve a tiny random base in <data>/base instead of the demo base, and seed nothing')
     .option('--port <n>', 'port (0 = any free port)', int('port'), Number(process.env.PORT ?? 8080))
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--device <device>', "'cpu' or 'cuda' (needs onnxruntime-node's CUDA files)", 'cpu')
