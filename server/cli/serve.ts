@@ -3,8 +3,9 @@
  * on one port. With no --base, the demo base shipped in demo/ (a small multilingual BERT trained by
  * examples/multilingual) is served and the hub seeded with its modules (idempotently), so a fresh checkout answers
  * real predictions without downloading anything; --no-demo (or no demo/) serves a tiny random base in <data>/base.
- * At scale, --database-url (PostgreSQL) and --blob-url (s3://bucket/prefix) — or MODHUB_DATABASE_URL / MODHUB_BLOB_URL — let several replicas share one catalog and one bucket; a database
- * or bucket that cannot be reached stops the start with a message naming it.
+ * At scale, --database-url (PostgreSQL) and --blob-url (s3://bucket/prefix) — or MODHUB_DATABASE_URL /
+ * MODHUB_BLOB_URL — let several replicas share one catalog and one bucket; a database or bucket that cannot be
+ * reached stops the start with a message naming it.
  * /readyz turns 200 after the warm-up run; on SIGTERM/SIGINT the server drains: new requests get 503, admitted ones
  * finish (up to --drain-ms), then it closes.
  * Example: `modhub serve --data ./.modhub --port 8080` then `curl localhost:8080/v1/base`.
