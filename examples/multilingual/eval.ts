@@ -2,7 +2,8 @@
  * Scores compositions of hub modules on a labelled JSONL file ({"text", "label"}) through a running modhub server
  * (the client SDK, one `parallel` request per batch, so every composition sees the same rows): accuracy and
  * macro-F1 per composition, plus the majority-class baseline (the most frequent label of --train). Appends one
- * JSON line per composition to --out. Stands in for the `modhub eval` command the CLI does not have yet.
+ * JSON line per composition to --out. Unlike `modhub eval` (one composition, local base), it scores through the
+ * served hub, the way users reach the modules, many compositions per request.
  * Run:
  *   node -r ./test/helpers/register-ts.js examples/multilingual/eval.ts --hub http://127.0.0.1:18700 \
  *     --data .data/multilingual/task/de.test.jsonl --train .data/multilingual/task/en.train.jsonl --lang de \

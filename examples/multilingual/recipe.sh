@@ -155,5 +155,7 @@ for seed in $SEEDS; do
   done
 done
 ts examples/multilingual/report.ts "$WORK" | tee "$WORK/report.md"
+# 7. the full run's artefacts are the demo that `modhub serve` serves by default (SHIP=0 keeps demo/ as it is)
+if [ "$BUDGET" = full ] && [ "${SHIP:-1}" = 1 ]; then bash examples/multilingual/ship.sh "$WORK"; fi
 exit
 }
