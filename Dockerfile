@@ -25,6 +25,8 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+# the demo base and modules `serve` serves and seeds by default (trained by examples/multilingual/recipe.sh)
+COPY demo ./demo
 ENV MODHUB_DATA=/data NODE_ENV=production
 RUN mkdir -p /data && chown node:node /data
 # The image's unprivileged `node` user runs the server; /data is its volume.
