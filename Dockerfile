@@ -10,8 +10,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 make g+
 WORKDIR /app
 ARG ORT_INSTALL=skip
 COPY package.json package-lock.json ./
-# package.json's allowScripts denies onnxruntime-node's CUDA download; the CUDA image asks for it explicitly.
-RUN npm ci && if [ "$ORT_INSTALL" = cuda ]; then npm run install:cuda; fi
+# onnxruntime-node's postinstall fetches CUDA files from api.nuget.org (the CPU binaries ship in the package).
+# package.json's allowScripts denies that only where npm reads allowScripts (recent npm 11); node:20 ships npm
+# 10.8.2, which ignores it and runs the script (the build fails where nuget is unreachable, or the image gains
+# the CUDA files). So skip it here; the CUDA image asks for it (install:cuda sets ONNXRUNTIME_NODE_INSTALL=true).
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci && if [ "$ORT_INSTALL" = cuda ]; then npm run install:cuda; fi
 COPY tsconfig.json ./
 COPY server ./server
 COPY modules-store ./modules-store

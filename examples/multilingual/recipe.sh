@@ -42,8 +42,8 @@ case "$BUDGET" in
       TASK_LINES=1000 TASK_EPOCHS=10 ADAPTER_LR=1e-2 SFT_LR=1e-3 FULL_LR=1e-3 TEST_LINES=300; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
   full) # the shipped run: a 4-layer, 128-wide base; every MLM line once; every English training example; every test row
     for kv in LAYERS=4 HIDDEN=128 HEADS=4 VOCAB=16000 MAXLEN=64 TLM_MAXLEN=128 BATCH=32 VOCAB_LINES=20000 PRE_LINES=1000000 PRE_EPOCHS=1 PRE_LR=1e-3 \
-      TLM_LINES=3000 TLM_EPOCHS=1 TLM_LR=5e-4 LANG_LINES=10000 LANG_EPOCHS=1 LANG_LR=1e-3 SFT_LANG_LR=1e-4 DEV_LINES=500 \
-      TASK_LINES=1000000 TASK_EPOCHS=5 ADAPTER_LR=1e-3 SFT_LR=1e-4 FULL_LR=1e-4 TEST_LINES=1000000; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
+      TLM_LINES=3000 TLM_EPOCHS=1 TLM_LR=5e-4 LANG_LINES=5000 LANG_EPOCHS=1 LANG_LR=1e-3 SFT_LANG_LR=1e-4 DEV_LINES=500 \
+      TASK_LINES=1000000 TASK_EPOCHS=3 ADAPTER_LR=1e-3 SFT_LR=1e-4 FULL_LR=1e-4 TEST_LINES=1000000; do set_default "${kv%%=*}" "${kv#*=}"; done ;;
   *) echo "BUDGET must be tiny or full, got '$BUDGET'" >&2; exit 2 ;;
 esac
 modhub() { nice -n "$NICE" node dist/server/cli.js "$@"; }
