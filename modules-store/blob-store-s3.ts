@@ -185,11 +185,7 @@ export class S3BlobStore implements BlobStore {
     } else {
       await this.multipart(key, data, meta);
     }
-    // The object must be there, whole, before the catalog may reference it.
-    const stored = await this.stat(digest);
-    if (!stored || stored.size !== data.length) {
-      throw new Error(`blob ${digest}: the bucket holds ${stored ? `${stored.size} bytes` : 'nothing'} after uploading ${data.length}`);
-    }
+    await this.confirmStored(digest, data.length);
     return { digest, size: data.length };
   }
 
@@ -258,9 +254,23 @@ export class S3BlobStore implements BlobStore {
       if (uploadId) await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
       throw e;
     }
-    const stored = await this.stat(expected);
-    if (!stored || stored.size !== size) throw new Error(`blob ${expected}: the bucket holds ${stored ? `${stored.size} bytes` : 'nothing'} after uploading ${size}`);
+    await this.confirmStored(expected, size);
     return { digest: expected, size };
+  }
+
+  /**
+   * The object must be there, whole, before the catalog may reference it. A store whose read-after-write lags
+   * (seen with s3rver under load: HEAD answered 0 bytes right after a PUT it had accepted with a matching
+   * Content-MD5) gets a few short retries before the upload counts as failed.
+   */
+  private async confirmStored(digest: string, size: number): Promise<void> {
+    let stored: BlobInfo | null = null;
+    for (let attempt = 0; attempt < 6; attempt++) {
+      if (attempt) await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+      stored = await this.stat(digest);
+      if (stored && stored.size === size) return;
+    }
+    throw new Error(`blob ${digest}: the bucket holds ${stored ? `${stored.size} bytes` : 'nothing'} after uploading ${size}`);
   }
 
   private async multipart(key: string, data: Buffer, meta: Record<string, string>): Promise<void> {
