@@ -1,6 +1,6 @@
 /**
  * `importBase` / `modhub base import`: HF checkpoint folders (sharded, half precision, with other task heads)
- * become clean F32 base folders whose fingerprint is that of the widened original; bad folders fail naming the
+ * become clean F32 (or, asked, F16) base folders whose fingerprint is that of the widened original; bad folders fail naming the
  * missing file or tensor; pickle checkpoints are refused.
  */
 import { runCommand } from '../helpers/cli';
