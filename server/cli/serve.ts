@@ -163,7 +163,7 @@ export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('run the hub and the inference server (SQLite + local blob files in --data, or PostgreSQL + S3 shared by replicas)')
-    .option('--data <dir>', 'data folder (catalog.sqlite, blobs/, and base/ when --base is not given)', process.env.MODHUB_DATA ?? '.modhub')
+    .option('--data <dir>', 'data folder (catalog.sqlite, blobs/, and base/ with --no-demo when --base is not given)', process.env.MODHUB_DATA ?? '.modhub')
     .option('--base <dir>', 'base model folder in HF layout (config.json, model.safetensors, tokenizer.json); default: the shipped demo base (demo/base), whose modules are seeded into the hub')
     .option('--no-demo', 'without --base, serve a tiny random base in <data>/base instead of the demo base, and seed nothing')
     .option('--port <n>', 'port (0 = any free port)', int('port'), Number(process.env.PORT ?? 8080))
