@@ -174,7 +174,7 @@ function instrument(): void {
   timeAsync(Registry.prototype, 'resolve', 'registry.resolve (async, catalog lookups)');
   timeAsync(Engine.prototype, 'plan', 'engine.plan (async: resolve + load on miss)');
   timeAsync(BaseTokenizer.prototype, 'encodeBatch', 'tokenizer.encodeBatch (async)');
-  timeSync(BatchPools.prototype, 'build', 'engine.buildPools (sync, main thread)');
+  timeSync(BatchPools.prototype, 'acquire', 'engine.pools.acquire (sync, main thread)');
   timeSync(Engine.prototype, 'variantFor', 'engine.variantFor (sync, main thread)');
   timeAsync(Session.prototype, 'run', 'session.run (onnxruntime)');
   timeAsync(Engine.prototype, 'forward', 'engine.forward (pools + run)');

@@ -98,6 +98,11 @@ export interface RowPlan {
   head: PlanHead | null;
   /** The masked-LM head fill-mask output uses; null: the base checkpoint's own. */
   mlmHead: PlanHead | null;
+  /**
+   * Sparse diffs that change only biases (BitFit), set by the engine in place of `diffs`: their sums are per-row
+   * bias vectors of the batch's own run instead of a "weights as inputs" group (engine.ts, rowBiasDiffs).
+   */
+  rowBias?: DiffModule[];
 }
 
 /** A head and the module (`id@version`) that brings it. */

@@ -59,6 +59,19 @@ export interface Variant {
   heads: { cls: boolean; tok: boolean; mlm: boolean };
   /** Classification heads with a dense+tanh layer before out_proj ('mixed' when rows differ). */
   clsDense: FlagMode;
+  /** Some row brings bias-only diffs (RowPlan.rowBias): every Linear bias and LayerNorm shift is per row (absent = none). */
+  rowBias?: boolean;
+}
+
+/**
+ * Parameters a row's bias-only diffs may change in the batch's own run: Linear biases (fed per row as b + Σδ)
+ * and the shifts of the embedding and site LayerNorms (Σδ added to their output).
+ */
+export const ROW_BIAS_PARAM = /^(layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out|attn_ln|ffn_ln)|embeddings\.ln)\.bias$/;
+
+/** Whether a row-bias parameter is a LayerNorm shift (added after the LayerNorm) rather than a Linear bias. */
+export function isLayerNormShift(name: string): boolean {
+  return /(_ln|\.ln)\.bias$/.test(name);
 }
 
 /**
@@ -139,6 +152,8 @@ export const POOL = {
   inv: (part: string) => `inv.${part}`,
   fuse: (site: Site, part: string) => `fuse.${site}.${part}`,
   head: (part: string) => `head.${part}`,
+  /** Bias-only diffs: per-row pool [P, 1, n] of one parameter (Linear: b + Σδ; LayerNorm shift: Σδ), and the row index [B]. */
+  rowBias: (name: string) => `bias.${name}`,
 };
 
 /** nn.LayerNorm's default epsilon, used by AdapterHub's adapter LayerNorms. */
@@ -190,7 +205,7 @@ class EncoderEmitter {
       const tt = g.input(IO.tokenTypeIds, 'int64', ['B', 'T']);
       x = g.add(x, g.gather(this.p.tensor('embeddings.token_type'), tt));
     }
-    x = g.layerNorm(x, this.p.tensor('embeddings.ln.weight'), this.p.tensor('embeddings.ln.bias'), this.eps);
+    x = this.shifted(g.layerNorm(x, this.p.tensor('embeddings.ln.weight'), this.p.tensor('embeddings.ln.bias'), this.eps), 'embeddings.ln.bias');
     if (v.invertible) x = this.invertible(x, false);
 
     // Additive attention mask [B,1,1,T]: 0 for tokens, a large negative for padding (HF uses dtype min).
@@ -211,7 +226,8 @@ class EncoderEmitter {
     const { g } = this;
     const ia3 = target && this.v.ia3?.includes(target) ? ia3Scales(target) : null;
     const x = ia3 === 'input' ? g.mul(input, this.ia3Scale(l, target!)) : input;
-    let y = g.add(g.matmul(x, this.p.linearT(`layers.${l}.${stem}`)), this.p.tensor(`layers.${l}.${stem}.bias`));
+    const bias = `layers.${l}.${stem}.bias`;
+    let y = g.add(g.matmul(x, this.p.linearT(`layers.${l}.${stem}`)), this.v.rowBias ? this.rowBias(bias) : this.p.tensor(bias));
     if (target && this.v.lora.includes(target)) y = g.add(y, this.loraDelta(x, l, target));
     if (ia3 === 'output') y = g.mul(y, this.ia3Scale(l, target!));
     return y;
@@ -248,10 +264,25 @@ class EncoderEmitter {
     const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), g.constFloat(1 / Math.sqrt(dh))), addMask);
     const ctx = g.reshape(g.transpose(g.matmul(g.softmax(scores, -1), val), [0, 2, 1, 3]), [0, 0, D]);
     const attnOut = this.linear(ctx, l, 'attn.o', 'attn_output');
-    const a = this.site('attention', l, attnOut, x, `layers.${l}.attn_ln`);
+    const a = this.shifted(this.site('attention', l, attnOut, x, `layers.${l}.attn_ln`), `layers.${l}.attn_ln.bias`);
     const inter = this.hiddenAct(this.linear(a, l, 'ffn_in', 'ffn_in'));
     const ffnOut = this.linear(inter, l, 'ffn_out', 'ffn_out');
-    return this.site('output', l, ffnOut, a, `layers.${l}.ffn_ln`);
+    return this.shifted(this.site('output', l, ffnOut, a, `layers.${l}.ffn_ln`), `layers.${l}.ffn_ln.bias`);
+  }
+
+  /** A row's bias vector [B, 1, n] from the row-bias pool of one parameter. */
+  private rowBias(name: string): Value {
+    const { g } = this;
+    const idx = g.inputs.find((i) => i.name === POOL.rowBias('idx')) ?? g.input(POOL.rowBias('idx'), 'int64', ['B']);
+    return g.gather(this.poolInput(POOL.rowBias(name), ['P', 1, '?n']), idx);
+  }
+
+  /**
+   * A LayerNorm's output with the rows' shift deltas added (rows with bias-only diffs; exact: the engine gives
+   * such diffs on site LayerNorms only to rows without adapters there, whose site output is that LayerNorm's).
+   */
+  private shifted(x: Value, name: string): Value {
+    return this.v.rowBias ? this.g.add(x, this.rowBias(name)) : x;
   }
 
   private hiddenAct(x: Value): Value {

@@ -1,10 +1,11 @@
 /**
- * Pools of the bottleneck adapters at one site (attention or output) and of AdapterFusion there: per layer a
- * zero entry plus each distinct adapter's down/up projections (rank-padded to the largest R) and LayerNorms,
- * per (layer, slot, row) an index and the AdapterHub switches that differ between rows. When every row uses the
- * same adapter in each slot, that slot's weights are fed directly; a slot the graph folds with the site's
- * original LayerNorm (foldedSlot in encoder-graph.ts) gets the folded weights, computed from the LayerNorm's
- * effective parameters (a row group's sparse diffs may change them).
+ * Pools of the bottleneck adapters at one site (attention or output) and of AdapterFusion there. Mixed sites: each
+ * distinct adapter's down/up projections (rank-padded) and LayerNorms sit in the site's resident space
+ * (pool-space.ts; slot 0 is the zero adapter), and per (layer, slot, row) the batch feeds an index and the
+ * AdapterHub switches that differ between rows. When every row uses the same adapter in each slot, that slot's
+ * weights are fed directly; a slot the graph folds with the site's original LayerNorm (foldedSlot in
+ * encoder-graph.ts) gets the folded weights, computed from the LayerNorm's effective parameters (a row group's
+ * sparse diffs may change them).
  */
 import type { RowPlan } from '../model/composition';
 import type { BaseConfig } from '../model/config';
@@ -12,83 +13,63 @@ import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, type Site, type SiteVaria
 import type { AdapterModule, AdapterSiteWeights } from '../model/modules';
 import type { DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
+import type { PartSpec, PoolSpaces } from './pool-space';
 import { slotTable } from './variants';
 
-/** Adapter (and, with `sv.fuse`, fusion) pools of one site for the rows' plans. */
-export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: Site, sv: SiteVariant, plans: RowPlan[]): Pools {
+/**
+ * Adapter (and, with `sv.fuse`, fusion) pools of one site for the rows' plans. A uniform site feeds each slot's
+ * entry directly; a mixed one gathers per row from the site's resident space (pool-space.ts), where each
+ * adapter is written once.
+ */
+export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: Site, sv: SiteVariant, plans: RowPlan[], spaces: PoolSpaces): Pools {
   const L = cfg.numLayers;
   const D = cfg.hiddenSize;
   const B = plans.length;
   const table = slotTable(L, plans, site, sv.slots, sv.fuse);
   const S = table.S;
-  // Distinct adapters at this site; entry 0 is the zero adapter.
-  const mods: AdapterModule[] = [];
-  const index = new Map<string, number>();
-  for (const l of table.entry) for (const s of l) for (const a of s) if (a && !index.has(a.key)) index.set(a.key, mods.push(a));
-  const P = mods.length + 1;
+  // Distinct adapters at this site.
+  const mods = new Map<string, AdapterModule>();
+  for (const l of table.entry) for (const s of l) for (const a of s) if (a && !mods.has(a.key)) mods.set(a.key, a);
   let R = 1;
-  for (const m of mods) for (const ly of m.layers) if (ly[site]) R = Math.max(R, ly[site]!.r);
-  const downW = new Float32Array(L * P * D * R);
-  const downB = new Float32Array(L * P * R);
-  const upW = new Float32Array(L * P * R * D);
-  const upB = new Float32Array(L * P * D);
-  const wantLnb = sv.flags.lnBefore !== 'off';
-  const wantLna = sv.flags.lnAfter !== 'off';
-  const lnbG = wantLnb ? new Float32Array(L * P * D) : null;
-  const lnbB = wantLnb ? new Float32Array(L * P * D) : null;
-  const lnaG = wantLna ? new Float32Array(L * P * D) : null;
-  const lnaB = wantLna ? new Float32Array(L * P * D) : null;
-  for (let l = 0; l < L; l++) {
-    mods.forEach((m, i) => {
-      const w: AdapterSiteWeights | undefined = m.layers[l][site];
-      if (!w) return;
-      const e = l * P + i + 1;
-      for (let d = 0; d < D; d++) downW.set(w.downT.subarray(d * w.r, (d + 1) * w.r), (e * D + d) * R);
-      downB.set(w.downB, e * R);
-      upW.set(w.upT, e * R * D); // rows r..R stay zero
-      upB.set(w.upB, e * D);
-      if (lnbG && w.lnBefore) {
-        lnbG.set(w.lnBefore.g, e * D);
-        lnbB!.set(w.lnBefore.b, e * D);
-      }
-      if (lnaG && w.lnAfter) {
-        lnaG.set(w.lnAfter.g, e * D);
-        lnaB!.set(w.lnAfter.b, e * D);
-      }
-    });
-  }
-  const idx = new BigInt64Array(L * S * B);
-  for (let l = 0; l < L; l++)
-    for (let s = 0; s < S; s++)
-      for (let b = 0; b < B; b++) {
-        const a = table.entry[l][s][b];
-        idx[(l * S + s) * B + b] = BigInt(l * P + (a ? index.get(a.key)! : 0));
-      }
-  const parts: [string, Float32Array, number[]][] = [
-    ['down_w', downW, [D, R]],
-    ['down_b', downB, [1, R]],
-    ['up_w', upW, [R, D]],
-    ['up_b', upB, [1, D]],
-  ];
-  if (lnbG) parts.push(['lnb_g', lnbG, [1, D]], ['lnb_b', lnbB!, [1, D]]);
-  if (lnaG) parts.push(['lna_g', lnaG, [1, D]], ['lna_b', lnaB!, [1, D]]);
+  for (const m of mods.values()) for (const ly of m.layers) if (ly[site]) R = Math.max(R, ly[site]!.r);
+  const parts = adapterParts(D, R);
+  const wanted = ['down_w', 'down_b', 'up_w', 'up_b', ...(sv.flags.lnBefore !== 'off' ? ['lnb_g', 'lnb_b'] : []), ...(sv.flags.lnAfter !== 'off' ? ['lna_g', 'lna_b'] : [])];
   const pools: Pools = {};
   if (sv.uniform) {
-    // Every row shares each slot's entry: feed that entry's views directly (no copies, no gathers in-graph).
+    // Every row shares each slot's entry: feed that entry's own tensors directly (plain GEMMs, no gathers in-graph).
     for (let l = 0; l < L; l++)
       for (let s = 0; s < S; s++) {
         const a = table.entry[l][s][0];
-        const e = l * P + (a ? index.get(a.key)! : 0);
+        const entry = adapterEntry(a?.layers[l][site], D, R);
         const folded = foldedSlot(sv, s);
-        if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, downW.subarray(e * D * R, (e + 1) * D * R), downB.subarray(e * R, (e + 1) * R), upW.subarray(e * R * D, (e + 1) * R * D), upB.subarray(e * D, (e + 1) * D), R));
-        else
-          for (const [part, arr, dims] of parts) {
-            const n = dims[0] * dims[1];
-            pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims, data: arr.subarray(e * n, (e + 1) * n) };
-          }
+        if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, entry.down_w, entry.down_b, entry.up_w, entry.up_b, R));
+        else for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part] };
       }
   } else {
-    for (const [part, arr, dims] of parts) pools[POOL.adapter(site, part)] = { type: 'float32', dims: [L * P, ...dims], data: arr };
+    const space = spaces.space(`adapter.${site}`, L, parts);
+    const Rp = space.dims('down_w')[1];
+    const slotOf = new Map<string, number>();
+    for (const [key, m] of mods)
+      slotOf.set(
+        key,
+        space.slot(key, (slot) => {
+          for (let l = 0; l < L; l++) {
+            const w = m.layers[l][site];
+            if (!w) continue;
+            const entry = adapterEntry(w, D, Rp);
+            const e = space.entry(slot, l);
+            for (const p of space.parts) space.array(p.name).set(entry[p.name], e * entry[p.name].length);
+          }
+        }),
+      );
+    const idx = new BigInt64Array(L * S * B);
+    for (let l = 0; l < L; l++)
+      for (let s = 0; s < S; s++)
+        for (let b = 0; b < B; b++) {
+          const a = table.entry[l][s][b];
+          idx[(l * S + s) * B + b] = BigInt(space.entry(a ? slotOf.get(a.key)! : 0, l));
+        }
+    for (const part of wanted) pools[POOL.adapter(site, part)] = space.feed(part);
     pools[POOL.adapter(site, 'idx')] = { type: 'int64', dims: [L, S, B], data: idx };
   }
   const flagTensor = (vals: (number | null)[][][], S2: number, fill: number) => {
@@ -107,6 +88,48 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
   }
   if (sv.fuse > 0) Object.assign(pools, fusionPools(cfg, site, plans));
   return pools;
+}
+
+/** Per-entry shapes of a site's adapter pool parts at padded rank R. */
+function adapterParts(D: number, R: number): PartSpec[] {
+  return [
+    { name: 'down_w', dims: [D, R] },
+    { name: 'down_b', dims: [1, R] },
+    { name: 'up_w', dims: [R, D] },
+    { name: 'up_b', dims: [1, D] },
+    { name: 'lnb_g', dims: [1, D] },
+    { name: 'lnb_b', dims: [1, D] },
+    { name: 'lna_g', dims: [1, D] },
+    { name: 'lna_b', dims: [1, D] },
+  ];
+}
+
+/** One adapter at one layer and site as pool entries, rank-padded to R (all zeros where it has none). */
+function adapterEntry(w: AdapterSiteWeights | undefined, D: number, R: number): Record<string, Float32Array> {
+  const e: Record<string, Float32Array> = {
+    down_w: new Float32Array(D * R),
+    down_b: new Float32Array(R),
+    up_w: new Float32Array(R * D),
+    up_b: new Float32Array(D),
+    lnb_g: new Float32Array(D),
+    lnb_b: new Float32Array(D),
+    lna_g: new Float32Array(D),
+    lna_b: new Float32Array(D),
+  };
+  if (!w) return e;
+  for (let d = 0; d < D; d++) e.down_w.set(w.downT.subarray(d * w.r, (d + 1) * w.r), d * R);
+  e.down_b.set(w.downB);
+  e.up_w.set(w.upT); // rows r..R stay zero
+  e.up_b.set(w.upB);
+  if (w.lnBefore) {
+    e.lnb_g.set(w.lnBefore.g);
+    e.lnb_b.set(w.lnBefore.b);
+  }
+  if (w.lnAfter) {
+    e.lna_g.set(w.lnAfter.g);
+    e.lna_b.set(w.lnAfter.b);
+  }
+  return e;
 }
 
 /**

@@ -2,11 +2,12 @@
  * The inference engine: one frozen base, modules as run-time data, batches that mix compositions.
  *
  * A batch of rows (each with its own RowPlan) becomes: a Variant (which features some row uses; picks one of a
- * few cached sessions), per-batch pools (a zero entry + each distinct module's tensors, rank-padded) and per-row
- * indices into them. Rows whose sparse diffs differ run as separate groups on the "weights as inputs" session,
- * fed with materialised θ₀+δ tensors cached per diff set (see README, design: sparse diffs).
+ * few cached sessions), pools (a zero entry + each distinct module's tensors, rank-padded; for mixed batches the
+ * slots of resident pools, pool-space.ts) and per-row indices into them. Rows whose sparse diffs differ run as
+ * separate groups on the "weights as inputs" session, fed with materialised θ₀+δ tensors cached per diff set
+ * (see README, design: sparse diffs).
  * `Engine` coordinates; each concern has its own file: module-cache.ts (resolve, load, LRU), variants.ts
- * (variant choice), session-cache.ts (sessions per variant), pools.ts (+ adapter-pools.ts, head-pools.ts),
+ * (variant choice), session-cache.ts (sessions per variant), pools.ts (+ adapter-pools.ts, head-pools.ts, pool-space.ts),
  * diff-weights.ts (θ₀+δ), base-params.ts (base weights in engine layout).
  * Example:
  *   const engine = await Engine.create({ base, resolver: registry });
@@ -17,7 +18,7 @@ import type { Manifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
 import { EMPTY_PLAN, type PlanOptions, type RowPlan } from '../model/composition';
-import { IO, type Variant } from '../model/encoder-graph';
+import { IO, ROW_BIAS_PARAM, isLayerNormShift, type Variant } from '../model/encoder-graph';
 import type { EngineModule, HeadWeights } from '../model/modules';
 import type { EncodedBatch } from '../model/tokenizer';
 import { BaseParams } from './base-params';
@@ -39,6 +40,11 @@ export interface EngineOptions {
   moduleCacheBytes?: number;
   /** Byte budget of materialised θ₀+δ tensors (default 2 GiB). */
   diffCacheBytes?: number;
+  /**
+   * Byte budget of the resident pools mixed batches gather from (default 1 GiB; pool-space.ts): past it, the
+   * least recently used module slots are reused. With `worker` the worker holds a second copy.
+   */
+  residentPoolBytes?: number;
   /**
    * Run onnxruntime in a worker thread so the event loop stays free during a batch (default true). Repeated large
    * feeds (base weights of diff groups, cached pools) cross to the worker once.
@@ -99,7 +105,7 @@ export class Engine {
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
     this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId);
     this.sessions = new SessionCache(base.config, params, options, this.stats);
-    this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId);
+    this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes);
   }
 
   /** Creates an engine over a loaded base; sessions are built lazily per variant (the bare one eagerly). */
@@ -144,6 +150,7 @@ export class Engine {
   /** Runs a tokenised batch; `plans[i]` is row i's composition. Rows with different diff sets run as groups. */
   async forward(batch: EncodedBatch, plans: RowPlan[], opts: ForwardOptions = {}): Promise<RowOutput[]> {
     if (plans.length !== batch.batch) throw new RangeError(`'plans' has ${plans.length} entries for a batch of ${batch.batch} rows`);
+    plans = plans.map(rowBiasPlan);
     const groups = new Map<string, number[]>();
     plans.forEach((p, i) => {
       const key = this.options.splitCompositions ? `${p.key}#${p.head?.key ?? ''}#${p.mlmHead?.key ?? ''}` : diffSetKey(p.diffs);
@@ -162,6 +169,7 @@ export class Engine {
   /** Frees all sessions. */
   async close(): Promise<void> {
     await this.sessions.close();
+    await this.pools.close();
     await Session.forgetShared(`${this.shareId}:`);
   }
 
@@ -198,7 +206,8 @@ export class Engine {
       for (let t = 0; t < T; t++) mask[j * T + t] = batch.attentionMask[r * T + t];
     });
     feeds[IO.attentionMask] = { type: 'float32', dims: [B, T], data: mask };
-    Object.assign(feeds, this.pools.get(variant, plans));
+    const batchFeeds = this.pools.acquire(variant, plans);
+    Object.assign(feeds, batchFeeds.pools);
     if (diffs.length) Object.assign(feeds, this.diffs.feeds(diffs));
 
     const wanted: string[] = [];
@@ -207,7 +216,12 @@ export class Engine {
     if (variant.heads.tok) wanted.push(IO.tokLogits);
     if (variant.heads.mlm) wanted.push(IO.mlmLogits);
     if (!wanted.length) wanted.push(IO.hidden);
-    const res = await session.run(feeds, wanted);
+    let res: Record<string, HostTensor>;
+    try {
+      res = await session.run(feeds, wanted);
+    } finally {
+      batchFeeds.done();
+    }
     this.stats.runs++;
     return plans.map((plan, j) => {
       const o: RowOutput = { length: batch.lengths[rows[j]], head: plan.head?.weights ?? null };
@@ -229,6 +243,18 @@ export class Engine {
       return o;
     });
   }
+}
+
+/**
+ * A row whose diffs change only biases (BitFit) runs in the batch's own run with per-row bias vectors instead of
+ * a group of its own: its diffs move to `rowBias`. A diff on a site LayerNorm's shift qualifies only for a row
+ * without bottleneck adapters (its site output is then that LayerNorm's, which the shift is added to).
+ */
+function rowBiasPlan(p: RowPlan): RowPlan {
+  if (!p.diffs.length) return p;
+  const noAdapters = !p.adapters.length && !p.fuse;
+  for (const d of p.diffs) for (const name of d.params.keys()) if (!ROW_BIAS_PARAM.test(name) || (!noAdapters && name.startsWith('layers.') && isLayerNormShift(name))) return p;
+  return { ...p, diffs: [], rowBias: p.diffs };
 }
 
 /** Token logits of a head with `c` labels out of a pool padded to `C`. */

@@ -11,6 +11,8 @@ import { POOL, type Variant } from '../model/encoder-graph';
 import { ModuleError, type HeadWeights } from '../model/modules';
 import type { DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
+import type { PoolSpaces } from './pool-space';
+import type { HostTensor } from './session';
 
 /** Stands in for a row that has only a masked-LM head (no prediction parts). */
 const ZERO_HEAD = { config: { type: 'masked_lm' }, labels: [] } as unknown as HeadWeights;
@@ -48,8 +50,12 @@ export class BaseMlmHead {
   }
 }
 
-/** Head pools for the heads the variant has. */
-export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm: BaseMlmHead): Pools {
+/**
+ * Head pools for the heads the variant has. Without masked-LM output the heads sit in the resident 'head' space
+ * (pool-space.ts), one slot per (head, masked-LM head) pair, written once; with it (its entry 0 depends on the
+ * row group's diffs) they are built for the batch.
+ */
+export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm: BaseMlmHead, spaces: PoolSpaces): Pools {
   const D = cfg.hiddenSize;
   const V = cfg.vocabSize;
   const pools: Pools = {};
@@ -58,11 +64,45 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
   const entryKey = (p: RowPlan) => `${p.head?.key ?? ''}|${p.mlmHead?.key ?? ''}`;
   const distinct = [...new Map(plans.filter((p) => p.head || p.mlmHead).map((p) => [entryKey(p), p])).entries()];
   const heads = distinct.map(([k, p]) => [k, p.head?.weights ?? ZERO_HEAD] as const);
+  const labels = (type: string) => Math.max(1, ...heads.map(([, h]) => (h.config.type === type && 'num_labels' in h.config ? h.config.num_labels : 0)));
+  if (!v.heads.mlm) {
+    const space = spaces.space('head', 1, [
+      { name: 'cls_dense_w', dims: [D, D] },
+      { name: 'cls_dense_b', dims: [1, D] },
+      { name: 'cls_out_w', dims: [D, labels('classification')] },
+      { name: 'cls_out_b', dims: [1, labels('classification')] },
+      { name: 'tok_out_w', dims: [D, labels('token_classification')] },
+      { name: 'tok_out_b', dims: [1, labels('token_classification')] },
+    ]);
+    const slotOf = new Map<string, number>();
+    for (const [k, h] of heads)
+      slotOf.set(
+        k,
+        space.slot(k, (slot) => {
+          const type = h.config.type;
+          if (type !== 'classification' && type !== 'token_classification') return;
+          const pre = type === 'classification' ? 'cls' : 'tok';
+          const C = space.dims(`${pre}_out_b`)[1];
+          const c = h.config.num_labels;
+          if (type === 'classification' && h.clsDenseT) {
+            space.array('cls_dense_w').set(h.clsDenseT, slot * D * D);
+            space.array('cls_dense_b').set(h.clsDenseB!, slot * D);
+          }
+          for (let d = 0; d < D; d++) space.array(`${pre}_out_w`).set(h.outT!.subarray(d * c, (d + 1) * c), (slot * D + d) * C);
+          space.array(`${pre}_out_b`).set(h.outB!, slot * C);
+        }),
+      );
+    pools[POOL.head('idx')] = { type: 'int64', dims: [plans.length], data: BigInt64Array.from(plans.map((p) => BigInt(p.head || p.mlmHead ? slotOf.get(entryKey(p))! : 0))) };
+    const parts = [...(v.heads.cls ? ['cls_dense_w', 'cls_dense_b', 'cls_out_w', 'cls_out_b'] : []), ...(v.heads.tok ? ['tok_out_w', 'tok_out_b'] : [])];
+    for (const part of parts) pools[POOL.head(part)] = space.feed(part);
+    if (v.heads.cls && v.clsDense === 'mixed') pools[POOL.head('cls_dense')] = clsDenseFlags(plans);
+    return pools;
+  }
   const P = heads.length + 1;
   const entryOf = plans.map((p) => (p.head || p.mlmHead ? distinct.findIndex(([k]) => k === entryKey(p)) + 1 : 0));
   pools[POOL.head('idx')] = { type: 'int64', dims: [plans.length], data: BigInt64Array.from(entryOf.map(BigInt)) };
   if (v.heads.cls) {
-    const C = Math.max(1, ...heads.map(([, h]) => (h.config.type === 'classification' ? h.config.num_labels : 0)));
+    const C = labels('classification');
     const dW = new Float32Array(P * D * D);
     const dB = new Float32Array(P * D);
     const oW = new Float32Array(P * D * C);
@@ -82,10 +122,10 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
     pools[POOL.head('cls_dense_b')] = { type: 'float32', dims: [P, 1, D], data: dB };
     pools[POOL.head('cls_out_w')] = { type: 'float32', dims: [P, D, C], data: oW };
     pools[POOL.head('cls_out_b')] = { type: 'float32', dims: [P, 1, C], data: oB };
-    if (v.clsDense === 'mixed') pools[POOL.head('cls_dense')] = { type: 'float32', dims: [plans.length], data: Float32Array.from(plans.map((p) => +!!p.head?.weights.clsDenseT)) };
+    if (v.clsDense === 'mixed') pools[POOL.head('cls_dense')] = clsDenseFlags(plans);
   }
   if (v.heads.tok) {
-    const C = Math.max(1, ...heads.map(([, h]) => (h.config.type === 'token_classification' ? h.config.num_labels : 0)));
+    const C = labels('token_classification');
     const oW = new Float32Array(P * D * C);
     const oB = new Float32Array(P * C);
     heads.forEach(([, h], i) => {
@@ -123,4 +163,9 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
     pools[POOL.head('mlm_bias')] = { type: 'float32', dims: [P, 1, V], data: bias };
   }
   return pools;
+}
+
+/** Per row: 1 where the row's classification head has its dense layer. */
+function clsDenseFlags(plans: RowPlan[]): HostTensor {
+  return { type: 'float32', dims: [plans.length], data: Float32Array.from(plans.map((p) => +!!p.head?.weights.clsDenseT)) };
 }

@@ -13,11 +13,12 @@ import { LRUCache } from 'lru-cache';
 import type { Base } from '../model/base';
 import type { BaseConfig } from '../model/config';
 import type { RowPlan } from '../model/composition';
-import { ACTIVATIONS, POOL, SITES, variantKey, type LoraTarget, type Variant } from '../model/encoder-graph';
+import { ACTIVATIONS, POOL, ROW_BIAS_PARAM, SITES, isLayerNormShift, variantKey, type LoraTarget, type Variant } from '../model/encoder-graph';
 import { adapterPools } from './adapter-pools';
 import { ia3Pools } from './ia3-pools';
-import type { DiffSet } from './diff-weights';
+import { diffSetKey, type DiffSet } from './diff-weights';
 import { BaseMlmHead, headPools } from './head-pools';
+import { PoolSpaces, type Touch } from './pool-space';
 import { Session, type HostTensor } from './session';
 
 /** Feeds by pool input name (POOL in encoder-graph.ts). */
@@ -26,55 +27,134 @@ export type Pools = Record<string, HostTensor>;
 /** A base parameter in engine layout as a row group's diff set changes it (θ₀+Σδ; θ₀ when `diffs` is empty). */
 export type EffectiveParam = (name: string, diffs: DiffSet) => Float32Array;
 
+/** A batch's feeds; `done()` after its run unpins its resident slots. */
+export interface BatchFeeds {
+  pools: Pools;
+  done(): void;
+}
+
 export class BatchPools {
   private seq = 0;
-  /** Recently used per-batch pools (bounded by bytes); evicted ones leave the worker too. */
-  private readonly cache = new LRUCache<string, { id: number; pools: Pools }>({
+  /**
+   * Recently built feeds per batch of compositions (bounded by their own bytes; resident arrays are not counted),
+   * keyed with `spaces.epoch` so that feeds whose slots or arrays moved are never reused; evicted ones leave the
+   * worker too.
+   */
+  private readonly cache = new LRUCache<string, { id: number; pools: Pools; touched: Touch[] }>({
     maxSize: 256 * 2 ** 20,
-    sizeCalculation: (p) => Math.max(1, Object.values(p.pools).reduce((a, t) => a + t.data.byteLength, 0)),
+    sizeCalculation: (p) => Math.max(1, Object.values(p.pools).reduce((a, t) => a + (isResident(t) ? 0 : t.data.byteLength), 0)),
     dispose: (p) => void Session.forgetShared(`${this.shareId}:pool:${p.id}:`),
   });
   private readonly mlmHead: BaseMlmHead;
+  /** Resident per-family pools (pool-space.ts) that mixed batches gather from. */
+  readonly spaces: PoolSpaces;
+  /** The base's parameters bias-only diffs may change per row (ROW_BIAS_PARAM), in checkpoint order. */
+  private readonly rowBiasParams: string[];
 
-  /** `shareId` prefixes this engine's shared worker feeds. */
+  /** `shareId` prefixes this engine's shared worker feeds; `residentBytes` bounds the resident pools. */
   constructor(
     private readonly base: Base,
     private readonly effective: EffectiveParam,
     private readonly shareId: string,
+    residentBytes = 2 ** 30,
   ) {
     this.mlmHead = new BaseMlmHead(base, effective);
+    this.spaces = new PoolSpaces(shareId, residentBytes);
+    this.rowBiasParams = [...base.weights.keys()].filter((n) => ROW_BIAS_PARAM.test(n));
   }
 
-  /** Pools for a batch, reused while the same rows' compositions repeat (module versions are immutable). */
-  get(v: Variant, plans: RowPlan[]): Pools {
-    const key = `${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
-    const hit = this.cache.get(key);
-    if (hit) return hit.pools;
-    const id = this.seq++;
-    const pools = this.build(v, plans);
-    for (const [name, t] of Object.entries(pools)) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
-    this.cache.set(key, { id, pools });
-    return pools;
+  /**
+   * Feeds for a batch, reused while the same rows' compositions repeat (module versions are immutable) and the
+   * resident slots they point at stay put. The slots stay pinned until `done()`.
+   */
+  acquire(v: Variant, plans: RowPlan[]): BatchFeeds {
+    const seq = this.spaces.begin();
+    const done = () => this.spaces.end(seq);
+    try {
+      const key = `${this.spaces.epoch}|${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
+      const hit = this.cache.get(key);
+      if (hit && hit.touched.every(([space, k]) => space.touch(k) !== null)) return { pools: hit.pools, done };
+      const touched: Touch[] = [];
+      this.spaces.record = touched;
+      const pools = this.build(v, plans);
+      this.spaces.record = null;
+      const id = this.seq++;
+      for (const [name, t] of Object.entries(pools)) if (!isResident(t)) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
+      this.cache.set(key, { id, pools, touched });
+      return { pools, done };
+    } catch (e) {
+      this.spaces.record = null;
+      done();
+      throw e;
+    }
   }
 
-  /** Builds a batch's pools (uncached; `get` caches). */
-  build(v: Variant, plans: RowPlan[]): Pools {
+  /** Builds a batch's feeds (uncached; `acquire` caches). Call inside `acquire` (resident slots need a batch in flight). */
+  private build(v: Variant, plans: RowPlan[]): Pools {
     const cfg = this.base.config;
     const pools: Pools = {};
     for (const site of SITES) {
       const sv = v.sites[site];
-      if (sv) Object.assign(pools, adapterPools(cfg, this.effective, site, sv, plans));
+      if (sv) Object.assign(pools, adapterPools(cfg, this.effective, site, sv, plans, this.spaces));
     }
-    for (const t of v.lora) Object.assign(pools, loraPools(cfg, t, plans, v.loraUniform ?? false));
+    for (const t of v.lora) Object.assign(pools, loraPools(cfg, t, plans, v.loraUniform ?? false, this.spaces));
     for (const t of v.ia3 ?? []) Object.assign(pools, ia3Pools(cfg, t, plans, v.ia3Uniform ?? false));
-    if (v.invertible) Object.assign(pools, invertiblePools(cfg.hiddenSize, v, plans));
-    Object.assign(pools, headPools(cfg, v, plans, this.mlmHead));
+    if (v.invertible) Object.assign(pools, invertiblePools(cfg.hiddenSize, v, plans, this.spaces));
+    Object.assign(pools, headPools(cfg, v, plans, this.mlmHead, this.spaces));
+    if (v.rowBias) Object.assign(pools, rowBiasPools(this.effective, this.rowBiasParams, plans, this.spaces));
     return pools;
+  }
+
+  async close(): Promise<void> {
+    this.cache.clear();
+    await this.spaces.close();
   }
 }
 
-/** LoRA: one pool entry per distinct LoRA set of a row, ranks concatenated (Σ of deltas = concat of ranks). */
-function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], uniform: boolean): Pools {
+/** A feed that is a whole resident array (sent once per space generation, then patched, never per batch). */
+function isResident(t: HostTensor): boolean {
+  return t.updates !== undefined;
+}
+
+/**
+ * Bias-only diffs (RowPlan.rowBias) as per-row vectors, one resident slot per diff set ('' = rows without):
+ * for each Linear bias b + Σδ, for each LayerNorm shift Σδ (added after the LayerNorm; see ROW_BIAS_PARAM).
+ */
+function rowBiasPools(effective: EffectiveParam, names: string[], plans: RowPlan[], spaces: PoolSpaces): Pools {
+  const sets = new Map<string, DiffSet>([['', []]]);
+  const rowKey = plans.map((p) => {
+    const k = diffSetKey(p.rowBias ?? []);
+    if (!sets.has(k)) sets.set(k, p.rowBias!);
+    return k;
+  });
+  const space = spaces.space('bias', 1, names.map((n) => ({ name: n, dims: [1, effective(n, []).length] })));
+  const slotOf = new Map<string, number>();
+  for (const [k, set] of sets)
+    slotOf.set(
+      k,
+      space.slot(k, (slot) => {
+        for (const name of names) {
+          const n = space.dims(name)[1];
+          const dst = space.array(name).subarray(slot * n, (slot + 1) * n);
+          if (!isLayerNormShift(name)) dst.set(effective(name, []));
+          for (const d of set) {
+            const delta = d.params.get(name);
+            if (delta) for (let i = 0; i < delta.indices.length; i++) dst[delta.indices[i]] += delta.values[i];
+          }
+        }
+      }),
+    );
+  const pools: Pools = {};
+  for (const name of names) pools[POOL.rowBias(name)] = space.feed(name);
+  pools[POOL.rowBias('idx')] = { type: 'int64', dims: [plans.length], data: BigInt64Array.from(rowKey.map((k) => BigInt(slotOf.get(k)!))) };
+  return pools;
+}
+
+/**
+ * LoRA: one entry per distinct LoRA set of a row, ranks concatenated (Σ of deltas = concat of ranks). Every row the
+ * same set: its [in, R] / [R, out] per layer fed directly; else the sets' slots in the target's resident space.
+ */
+function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], uniform: boolean, spaces: PoolSpaces): Pools {
   const L = cfg.numLayers;
   const B = plans.length;
   const inDim = target === 'ffn_out' ? cfg.intermediateSize : cfg.hiddenSize;
@@ -85,52 +165,64 @@ function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], unifor
     if (k && !sets.has(k)) sets.set(k, p.loras);
     return k;
   });
-  const keys = [...sets.keys()];
-  const P = keys.length + 1;
   let R = 1;
   for (const set of sets.values()) for (let l = 0; l < L; l++) R = Math.max(R, set.reduce((a, m) => a + (m.layers[l][target] ? m.r : 0), 0));
-  const A = new Float32Array(L * P * inDim * R);
-  const Bm = new Float32Array(L * P * R * outDim);
-  for (let l = 0; l < L; l++)
-    keys.forEach((k, i) => {
-      const e = l * P + i + 1;
-      let off = 0;
-      for (const m of sets.get(k)!) {
-        const w = m.layers[l][target];
-        if (!w) continue;
-        for (let d = 0; d < inDim; d++) A.set(w.AT.subarray(d * m.r, (d + 1) * m.r), (e * inDim + d) * R + off);
-        Bm.set(w.BT, (e * R + off) * outDim);
-        off += m.r;
-      }
-    });
+  /** Writes a set's layer-l factors into A [in, Rp] and B [Rp, out] (zeros beyond its ranks). */
+  const write = (set: RowPlan['loras'], l: number, A: Float32Array, Bm: Float32Array, Rp: number) => {
+    let off = 0;
+    for (const m of set) {
+      const w = m.layers[l][target];
+      if (!w) continue;
+      for (let d = 0; d < inDim; d++) A.set(w.AT.subarray(d * m.r, (d + 1) * m.r), d * Rp + off);
+      Bm.set(w.BT, off * outDim);
+      off += m.r;
+    }
+  };
   if (uniform) {
     const pools: Pools = {};
-    const p = rowKey[0] ? keys.indexOf(rowKey[0]) + 1 : 0;
+    const set = rowKey[0] ? sets.get(rowKey[0])! : [];
     for (let l = 0; l < L; l++) {
-      const e = l * P + p;
-      pools[POOL.loraLayer(target, 'A', l)] = { type: 'float32', dims: [inDim, R], data: A.subarray(e * inDim * R, (e + 1) * inDim * R) };
-      pools[POOL.loraLayer(target, 'B', l)] = { type: 'float32', dims: [R, outDim], data: Bm.subarray(e * R * outDim, (e + 1) * R * outDim) };
+      const A = new Float32Array(inDim * R);
+      const Bm = new Float32Array(R * outDim);
+      write(set, l, A, Bm, R);
+      pools[POOL.loraLayer(target, 'A', l)] = { type: 'float32', dims: [inDim, R], data: A };
+      pools[POOL.loraLayer(target, 'B', l)] = { type: 'float32', dims: [R, outDim], data: Bm };
     }
     return pools;
   }
+  const space = spaces.space(`lora.${target}`, L, [
+    { name: 'A', dims: [inDim, R] },
+    { name: 'B', dims: [R, outDim] },
+  ]);
+  const Rp = space.dims('A')[1];
+  const slotOf = new Map<string, number>();
+  for (const [k, set] of sets)
+    slotOf.set(
+      k,
+      space.slot(k, (slot) => {
+        for (let l = 0; l < L; l++) {
+          const e = space.entry(slot, l);
+          write(set, l, space.array('A').subarray(e * inDim * Rp, (e + 1) * inDim * Rp), space.array('B').subarray(e * Rp * outDim, (e + 1) * Rp * outDim), Rp);
+        }
+      }),
+    );
   const idx = new BigInt64Array(L * B);
-  for (let l = 0; l < L; l++) rowKey.forEach((k, b) => (idx[l * B + b] = BigInt(l * P + (k ? keys.indexOf(k) + 1 : 0))));
+  for (let l = 0; l < L; l++) rowKey.forEach((k, b) => (idx[l * B + b] = BigInt(space.entry(k ? slotOf.get(k)! : 0, l))));
   return {
-    [POOL.lora(target, 'A')]: { type: 'float32', dims: [L * P, inDim, R], data: A },
-    [POOL.lora(target, 'B')]: { type: 'float32', dims: [L * P, R, outDim], data: Bm },
+    [POOL.lora(target, 'A')]: space.feed('A'),
+    [POOL.lora(target, 'B')]: space.feed('B'),
     [POOL.lora(target, 'idx')]: { type: 'int64', dims: [L, B], data: idx },
   };
 }
 
-/** The invertible (NICE) adapter's F and G networks: per-row entries, or one shared adapter padded to full width. */
-function invertiblePools(D: number, v: Variant, plans: RowPlan[]): Pools {
+/** The invertible (NICE) adapter's F and G networks: per-row slots of the resident space, or one shared adapter padded to full width. */
+function invertiblePools(D: number, v: Variant, plans: RowPlan[], spaces: PoolSpaces): Pools {
   const n = Math.floor(D / 2);
   const mods = [...new Map(plans.filter((p) => p.invertible).map((p) => [p.invertible!.key, p.invertible!])).values()];
-  const P = mods.length + 1;
   const M = Math.max(1, ...mods.map((m) => m.invertible!.m));
   const pools: Pools = {};
-  for (const which of ['F', 'G'] as const) {
-    if (v.invUniform) {
+  if (v.invUniform) {
+    for (const which of ['F', 'G'] as const) {
       // every row shares one adapter (entry 1): weights padded to the full width (sharedInvertible in encoder-graph.ts)
       const w = mods[0].invertible![which];
       const mm = mods[0].invertible!.m;
@@ -145,28 +237,36 @@ function invertiblePools(D: number, v: Variant, plans: RowPlan[]): Pools {
       pools[POOL.inv(`${which}.down_wp@shared`)] = { type: 'float32', dims: [D, mm], data: dwp };
       pools[POOL.inv(`${which}.down_b@shared`)] = { type: 'float32', dims: [1, mm], data: Float32Array.from(w.downB) };
       pools[POOL.inv(`${which}.up_wbp@shared`)] = { type: 'float32', dims: [mm + 1, D], data: uwp };
-      continue;
     }
-    const dw = new Float32Array(P * n * M);
-    const db = new Float32Array(P * M);
-    const uw = new Float32Array(P * M * (D - n));
-    const ub = new Float32Array(P * (D - n));
-    mods.forEach((m, i) => {
-      const w = m.invertible![which];
-      const mm = m.invertible!.m;
-      const e = i + 1;
-      for (let d = 0; d < n; d++) dw.set(w.downT.subarray(d * mm, (d + 1) * mm), (e * n + d) * M);
-      db.set(w.downB, e * M);
-      uw.set(w.upT, e * M * (D - n));
-      ub.set(w.upB, e * (D - n));
-    });
-    pools[POOL.inv(`${which}.down_w`)] = { type: 'float32', dims: [P, n, M], data: dw };
-    pools[POOL.inv(`${which}.down_b`)] = { type: 'float32', dims: [P, 1, M], data: db };
-    pools[POOL.inv(`${which}.up_w`)] = { type: 'float32', dims: [P, M, D - n], data: uw };
-    pools[POOL.inv(`${which}.up_b`)] = { type: 'float32', dims: [P, 1, D - n], data: ub };
+    return pools;
   }
-  if (v.invUniform) return pools;
-  const idx = BigInt64Array.from(plans.map((p) => BigInt(p.invertible ? mods.findIndex((m) => m.key === p.invertible!.key) + 1 : 0)));
+  // the graph's per-row shapes (invertible in encoder-graph.ts): down [n, M], up [M, D - n]
+  const parts = (['F', 'G'] as const).flatMap((which) => [
+    { name: `${which}.down_w`, dims: [n, M] },
+    { name: `${which}.down_b`, dims: [1, M] },
+    { name: `${which}.up_w`, dims: [M, D - n] },
+    { name: `${which}.up_b`, dims: [1, D - n] },
+  ]);
+  const space = spaces.space('inv', 1, parts);
+  const Mp = space.dims('F.down_b')[1];
+  const slotOf = new Map<string, number>();
+  for (const m of mods)
+    slotOf.set(
+      m.key,
+      space.slot(m.key, (slot) => {
+        const mm = m.invertible!.m;
+        for (const which of ['F', 'G'] as const) {
+          const w = m.invertible![which];
+          for (let d = 0; d < n; d++) space.array(`${which}.down_w`).set(w.downT.subarray(d * mm, (d + 1) * mm), (slot * n + d) * Mp);
+          space.array(`${which}.down_b`).set(w.downB, slot * Mp);
+          // [mm, D - n] rows; rows mm..Mp stay zero
+          space.array(`${which}.up_w`).set(w.upT, slot * Mp * (D - n));
+          space.array(`${which}.up_b`).set(w.upB, slot * (D - n));
+        }
+      }),
+    );
+  for (const p of parts) pools[POOL.inv(p.name)] = space.feed(p.name);
+  const idx = BigInt64Array.from(plans.map((p) => BigInt(p.invertible ? slotOf.get(p.invertible.key)! : 0)));
   pools[POOL.inv('idx')] = { type: 'int64', dims: [plans.length], data: idx };
   if (v.invAct === 'mixed') {
     for (const a of ACTIVATIONS) {

@@ -23,6 +23,11 @@ export interface HostTensor {
   data: HostData;
   /** Worker sessions: a stable identity of `data`; it is sent to the worker once and reused after that. */
   shareKey?: string;
+  /**
+   * With `shareKey`: takes the element ranges of `data` changed since the last call; a worker that already holds
+   * the key gets just those ranges, written into its copy in place (resident pools, pool-space.ts).
+   */
+  updates?: () => { offset: number; length: number }[];
 }
 
 export interface SessionOptions {
@@ -89,7 +94,10 @@ class MainThreadSession implements SessionImpl {
   }
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(v.type, v.data as never, v.dims as number[]);
+    for (const [k, v] of Object.entries(feeds)) {
+      v.updates?.(); // this thread reads `data` itself: nothing to patch
+      ortFeeds[k] = new ort.Tensor(v.type, v.data as never, v.dims as number[]);
+    }
     // onnxruntime writes pre-allocated fetches in place: no output copy (the trainer's gradients and AdamW state)
     const fetches: Record<string, ort.Tensor | null> = {};
     for (const name of outputs) {
@@ -126,6 +134,11 @@ function tensor(f) {
   if (f.key !== undefined) shared.set(f.key, t);
   return t;
 }
+function patch(f) {
+  const t = tensor(f);
+  for (const p of f.patches) t.data.set(p.data, p.offset);
+  return t;
+}
 parentPort.on('message', async (m) => {
   try {
     if (m.type === 'create') {
@@ -134,7 +147,7 @@ parentPort.on('message', async (m) => {
       parentPort.postMessage({ seq: m.seq, inputNames: s.inputNames, outputNames: s.outputNames });
     } else if (m.type === 'run') {
       const feeds = {};
-      for (const name of Object.keys(m.feeds)) feeds[name] = tensor(m.feeds[name]);
+      for (const name of Object.keys(m.feeds)) feeds[name] = m.feeds[name].patches ? patch(m.feeds[name]) : tensor(m.feeds[name]);
       const res = await sessions.get(m.id).run(feeds, m.outputs);
       const outputs = {};
       const transfer = [];
@@ -242,10 +255,13 @@ class WorkerSession implements SessionImpl {
   }
 
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
-    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string }> = {};
+    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; patches?: { offset: number; data: HostData }[] }> = {};
     for (const [name, f] of Object.entries(feeds)) {
-      if (f.shareKey !== undefined && this.w.sent.has(f.shareKey)) msg[name] = { type: f.type, dims: f.dims, key: f.shareKey };
-      else {
+      const ups = f.updates?.() ?? [];
+      if (f.shareKey !== undefined && this.w.sent.has(f.shareKey)) {
+        msg[name] = { type: f.type, dims: f.dims, key: f.shareKey };
+        if (ups.length) msg[name].patches = ups.map((u) => ({ offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) }));
+      } else {
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
         if (f.shareKey !== undefined) this.w.sent.add(f.shareKey);
       }

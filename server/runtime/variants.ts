@@ -52,6 +52,8 @@ export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean)
     invAct: invSet.size <= 1 ? ([...invSet][0] ?? 'relu') : 'mixed',
     heads: { cls: heads.includes('classification'), tok: heads.includes('token_classification'), mlm },
     clsDense: heads.includes('classification') ? modeOf([clsDense]) : 'off',
+    // absent unless some row has bias-only diffs, so other batches keep their variants (and sessions)
+    ...(plans.some((p) => p.rowBias?.length) ? { rowBias: true } : {}),
   };
 }
 

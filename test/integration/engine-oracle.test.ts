@@ -156,6 +156,8 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     refs.sftLang = add(f, makeDiffModule({ id: 'sft/lang', base: b, targets: shapes, density: 0.05, method: 'lt-sft', seed: 8 }));
     refs.sftTask = add(f, makeDiffModule({ id: 'sft/task', base: b, targets: shapes.filter((s) => !/embeddings/.test(s.name)), density: 0.1, method: 'lt-sft', head: { type: 'classification', num_labels: 2 }, seed: 9 }));
     refs.bitfit = add(f, makeBitfitModule({ id: 'task/bitfit', base: b, head: { type: 'classification', num_labels: 2 }, seed: 10 }));
+    refs.bitfitNoLn = add(f, makeBitfitModule({ id: 'task/bitfit-noln', base: b, layerNormBiases: false, seed: 17 }));
+    refs.bitfitLn = add(f, makeBitfitModule({ id: 'task/bitfit-ln', base: b, seed: 18 }));
     refs.fa = add(f, makeAdapterModule({ id: 'fuse/a', base: b, preset: 'seq_bn', config: { reduction_factor: 4 }, seed: 11 }));
     refs.fb = add(f, makeAdapterModule({ id: 'fuse/b', base: b, preset: 'seq_bn', config: { reduction_factor: 8 }, seed: 12 }));
     refs.fusion = add(f, makeFusionModule({ id: 'fuse/ab', base: b, adapters: ['fuse/a', 'fuse/b'], head: { type: 'classification', num_labels: 2 }, seed: 13 }));
@@ -262,6 +264,14 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     expect(ref.branches).toHaveLength(2);
     compareRow(out[0], ref.branches![0], enc.length, f.base.config.hiddenSize, 'parallel branch 0', mask[0]);
     compareRow(out[1], ref.branches![1], enc.length, f.base.config.hiddenSize, 'parallel branch 1', mask[0]);
+  });
+  // Bias-only diffs (BitFit) join the batch's own run as per-row bias vectors; a LayerNorm shift under a bottleneck
+  // adapter would change the adapter's input, so that row keeps its own "weights as inputs" group.
+  it('bias-only diffs run per row in the batch\'s own run, mixed with adapters, LoRA and other rows', async () => {
+    const comps: Comp[] = [null, refs.bitfit, refs.pfeiffer, { stack: [{ sum: [refs.bitfitNoLn] }, refs.pfeiffer] }, { stack: [{ sum: [refs.bitfitLn] }, refs.lora] }, { stack: [{ sum: [refs.bitfitLn] }, refs.pfeiffer] }];
+    const runs = f.engine.stats.runs;
+    await check(f, comps, comps.map((_, i) => TEXTS[i % TEXTS.length]));
+    expect(f.engine.stats.runs - runs).toBe(2);
   });
   it('a mixed batch of 10 rows, each with a different composition, equals each row run alone', async () => {
     const comps: Comp[] = [

@@ -1,0 +1,165 @@
+/**
+ * Resident pools (server/runtime/pool-space.ts): slots are written once and kept while capacity grows, the least
+ * recently used slot is reused past the byte budget but never one a batch in flight uses, a wider module moves
+ * the family to a wider space, and a worker session sees slots written after it got the arrays (patches).
+ * Then the engine end to end: mixed batches over many modules with a tiny budget (constant slot reuse and
+ * growth) give every row what the row gives alone, in a worker and on the main thread.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { PoolSpaces } from '../../server/runtime/pool-space';
+import { GraphBuilder } from '../../server/model/graph/builder';
+import { Session } from '../../server/runtime/session';
+import { createTinyBase } from '../../server/model/tiny';
+import { loadBase, type Base } from '../../server/model/base';
+import { Engine } from '../../server/runtime/engine';
+import { parseManifest } from '../../modules-store/manifest';
+import { makeAdapterModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
+
+const parts = (r: number) => [{ name: 'w', dims: [2, r] }];
+const fill = (space: ReturnType<PoolSpaces['space']>, key: string, v: number) =>
+  space.slot(key, (s) => {
+    const n = 2 * space.dims('w')[1];
+    space.array('w').fill(v, s * n, s * n + n);
+  });
+
+describe('PoolSpace', () => {
+  it('writes a slot once, keeps it when capacity grows, and slot 0 stays zero', () => {
+    const spaces = new PoolSpaces('t', 2 ** 30);
+    const seq = spaces.begin();
+    const space = spaces.space('f', 1, parts(3));
+    let writes = 0;
+    const slots = new Map<string, number>();
+    for (let i = 0; i < 40; i++) slots.set(`m${i}`, space.slot(`m${i}`, (s) => (writes++, space.array('w').fill(i + 1, s * 6, s * 6 + 6))));
+    expect(writes).toBe(40);
+    expect(space.slot('m7', () => writes++)).toBe(slots.get('m7'));
+    expect(writes).toBe(40);
+    for (const [k, s] of slots) expect(Array.from(space.array('w').subarray(s * 6, s * 6 + 6))).toEqual(Array(6).fill(Number(k.slice(1)) + 1));
+    expect(Array.from(space.array('w').subarray(0, 6))).toEqual(Array(6).fill(0));
+    expect(space.feed('w').dims[0]).toBeGreaterThanOrEqual(41);
+    spaces.end(seq);
+  });
+
+  it('past the budget reuses the least recently used slot, zeroed, and never one a batch in flight uses', () => {
+    // the first 4 slots × 2·1 floats = 32 bytes: a budget of 32 allows no growth
+    const spaces = new PoolSpaces('t', 32);
+    let seq = spaces.begin();
+    const space = spaces.space('f', 1, parts(1));
+    for (let i = 1; i <= 3; i++) fill(space, `m${i}`, i);
+    spaces.end(seq);
+    seq = spaces.begin();
+    space.touch('m1'); // m1 is now the most recent; m2 the oldest
+    const epoch = spaces.epoch;
+    const s4 = space.slot('m4', (s) => expect(Array.from(space.array('w').subarray(s * 2, s * 2 + 2))).toEqual([0, 0]));
+    expect(spaces.epoch).toBe(epoch + 1);
+    expect(space.touch('m2')).toBeNull();
+    expect(space.touch('m1')).not.toBeNull();
+    expect(s4).toBeGreaterThan(0);
+    // every slot is now used by the batch in flight: a new key grows the space instead of evicting
+    space.touch('m3');
+    const before = space.bytes;
+    fill(space, 'm5', 5);
+    expect(space.bytes).toBe(2 * before);
+    for (const k of ['m1', 'm3', 'm4', 'm5']) expect(space.touch(k)).not.toBeNull();
+    spaces.end(seq);
+  });
+
+  it('a wider entry moves the family to a new space with the larger dims', () => {
+    const spaces = new PoolSpaces('t', 2 ** 30);
+    const seq = spaces.begin();
+    const a = spaces.space('f', 1, parts(4));
+    expect(spaces.space('f', 1, parts(2))).toBe(a);
+    const epoch = spaces.epoch;
+    const b = spaces.space('f', 1, parts(8));
+    expect(b).not.toBe(a);
+    expect(b.dims('w')).toEqual([2, 8]);
+    expect(spaces.epoch).toBe(epoch + 1);
+    spaces.end(seq);
+  });
+
+  it('a worker session reads slots written after it first got the arrays', async () => {
+    const g = new GraphBuilder('gather');
+    const pool = g.input('pool', 'float32', ['P', 2]);
+    const idx = g.input('idx', 'int64', ['B']);
+    g.output(g.gather(pool, idx), 'y');
+    const session = await Session.create(g.toBytes(), { worker: true });
+    try {
+      const spaces = new PoolSpaces(`t${Date.now()}`, 2 ** 30);
+      const space = spaces.space('f', 1, [{ name: 'w', dims: [2] }]);
+      const run = async (keys: string[]) => {
+        const seq = spaces.begin();
+        const slots = keys.map((k) => space.slot(k, (s) => space.array('w').fill(Number(k.slice(1)), s * 2, s * 2 + 2)));
+        const r = await session.run({ pool: space.feed('w'), idx: { type: 'int64', dims: [keys.length], data: BigInt64Array.from(slots.map(BigInt)) } }, ['y']);
+        spaces.end(seq);
+        return Array.from(r.y.data as Float32Array);
+      };
+      expect(await run(['m1', 'm2'])).toEqual([1, 1, 2, 2]);
+      expect(await run(['m3', 'm1'])).toEqual([3, 3, 1, 1]); // m3 written after the worker got the array
+      const keys = Array.from({ length: 20 }, (_, i) => `m${i + 4}`); // growth: a new generation, sent whole
+      expect(await run(keys)).toEqual(keys.flatMap((k) => [Number(k.slice(1)), Number(k.slice(1))]));
+      expect(await run(['m2', 'm23'])).toEqual([2, 2, 23, 23]);
+      await spaces.close();
+    } finally {
+      await session.release();
+    }
+  });
+});
+
+describe('engine over resident pools', () => {
+  let base: Base;
+  let info: BaseInfo;
+  beforeAll(async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-pool-space-'));
+    await createTinyBase({ out: dir, layers: 2, hidden: 16, heads: 2, seed: 4 });
+    base = await loadBase(dir);
+    const c = base.config;
+    info = { family: 'bert', fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
+  });
+
+  it.each([true, false])('mixed batches with constant slot reuse equal each row alone (worker %s)', async (worker) => {
+    const mods = [];
+    for (let i = 0; i < 12; i++) {
+      const head = { type: 'classification' as const, num_labels: 2 + (i % 3) };
+      mods.push(
+        i % 3 === 2
+          ? makeLoraModule({ id: `t/m${i}`, base: info, r: 2 + (i % 4), target_modules: ['query', 'value'], head, seed: 10 + i })
+          : makeAdapterModule({ id: `t/m${i}`, base: info, preset: i % 3 === 0 ? 'seq_bn' : 'double_seq_bn', config: { reduction_factor: i % 2 ? 4 : 8 }, head, seed: 10 + i }),
+      );
+    }
+    // a budget of a few slots: batches keep evicting, reusing and growing
+    const engine = await Engine.create({ base, worker, residentPoolBytes: 4096 });
+    const alone = await Engine.create({ base });
+    try {
+      for (const m of mods) {
+        engine.addModule(parseManifest(m.manifest), m.tensors);
+        alone.addModule(parseManifest(m.manifest), m.tensors);
+      }
+      const texts = ['the cat sat', 'a dog ran far away', 'hello', 'one two three four five'];
+      const enc = await base.tokenizer.encodeBatch(texts);
+      const expected = new Map<string, Float32Array[]>();
+      for (let i = 0; i < mods.length; i++) {
+        const plan = (await alone.plan(`t/m${i}@1.0.0`))[0];
+        const rows = [];
+        for (let t = 0; t < texts.length; t++) {
+          const one = await base.tokenizer.encodeBatch([texts[t]]);
+          rows.push(Float32Array.from((await alone.forward(one, [plan]))[0].clsLogits!));
+        }
+        expected.set(`t/m${i}`, rows);
+      }
+      for (let round = 0; round < 6; round++) {
+        const ids = texts.map((_, t) => (round * 5 + t * 7) % mods.length);
+        const plans = await Promise.all(ids.map(async (i) => (await engine.plan(`t/m${i}@1.0.0`))[0]));
+        const out = await engine.forward(enc, plans);
+        out.forEach((o, t) => {
+          const want = expected.get(`t/m${ids[t]}`)![t];
+          expect(o.clsLogits!.length).toBe(want.length);
+          o.clsLogits!.forEach((v, j) => expect(v).toBeCloseTo(want[j], 4));
+        });
+      }
+    } finally {
+      await engine.close();
+      await alone.close();
+    }
+  });
+});
