@@ -66,9 +66,9 @@ export interface EngineOptions {
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
 export interface RowOutput {
   length: number;
-  hidden?: Float32Array; // [T, D]
+  hidden?: Float32Array; // [T, D], T = the longest row of the row's group (positions past the row's length are padding)
   clsLogits?: Float32Array; // [C]
-  tokLogits?: Float32Array; // [T, C]
+  tokLogits?: Float32Array; // [T, C], T as for hidden
   mlmLogits?: Float32Array; // [T, V]
   head: HeadWeights | null;
 }
@@ -187,14 +187,17 @@ export class Engine {
   private async runOn(session: Session, batch: EncodedBatch, rows: number[], plans: RowPlan[], variant: Variant, opts: ForwardOptions): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
-    const T = batch.length;
+    // A group runs only as long as its own longest row (a diff group of one short row in a batch padded to a long
+    // one would otherwise pay for the padding): rows are right-padded, and masked keys add exactly 0 in attention.
+    const T = groupLength(batch, rows);
     const D = cfg.hiddenSize;
     const diffs = plans[0].diffs;
     const feeds: Record<string, HostTensor> = {};
+    const stride = batch.length;
     const pick = (src: Int32Array) => {
       const o = new BigInt64Array(B * T);
       rows.forEach((r, j) => {
-        for (let t = 0; t < T; t++) o[j * T + t] = BigInt(src[r * T + t]);
+        for (let t = 0; t < T; t++) o[j * T + t] = BigInt(src[r * stride + t]);
       });
       return o;
     };
@@ -203,7 +206,7 @@ export class Engine {
     if (cfg.typeVocabSize > 0) feeds[IO.tokenTypeIds] = { type: 'int64', dims: [B, T], data: pick(batch.tokenTypeIds) };
     const mask = new Float32Array(B * T);
     rows.forEach((r, j) => {
-      for (let t = 0; t < T; t++) mask[j * T + t] = batch.attentionMask[r * T + t];
+      for (let t = 0; t < T; t++) mask[j * T + t] = batch.attentionMask[r * stride + t];
     });
     feeds[IO.attentionMask] = { type: 'float32', dims: [B, T], data: mask };
     const batchFeeds = this.pools.acquire(variant, plans);
@@ -255,6 +258,17 @@ function rowBiasPlan(p: RowPlan): RowPlan {
   const noAdapters = !p.adapters.length && !p.fuse;
   for (const d of p.diffs) for (const name of d.params.keys()) if (!ROW_BIAS_PARAM.test(name) || (!noAdapters && name.startsWith('layers.') && isLayerNormShift(name))) return p;
   return { ...p, diffs: [], rowBias: p.diffs };
+}
+
+/** Positions up to a group's last attended token (at least 1): the length its run needs. */
+function groupLength(batch: EncodedBatch, rows: number[]): number {
+  const T = batch.length;
+  let n = 1;
+  for (const r of rows) for (let t = T - 1; t >= n; t--) if (batch.attentionMask[r * T + t]) {
+    n = t + 1;
+    break;
+  }
+  return n;
 }
 
 /** Token logits of a head with `c` labels out of a pool padded to `C`. */
