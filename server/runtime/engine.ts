@@ -159,15 +159,10 @@ export class Engine {
       else groups.set(key, [i]);
     });
     const out: RowOutput[] = new Array(plans.length);
-    // All groups are handed to onnxruntime at once: awaiting each before posting the next left the session worker
-    // idle while a busy event loop got round to it (measured: 0.5 ms per request at N=1000 in bench:serve). The
-    // worker still runs them one after another (a run blocks its thread).
-    await Promise.all(
-      [...groups.values()].map(async (rows) => {
-        const res = await this.runGroup(batch, rows, rows.map((i) => plans[i]), opts);
-        rows.forEach((r, j) => (out[r] = res[j]));
-      }),
-    );
+    for (const rows of groups.values()) {
+      const res = await this.runGroup(batch, rows, rows.map((i) => plans[i]), opts);
+      rows.forEach((r, j) => (out[r] = res[j]));
+    }
     return out;
   }
 
