@@ -4,7 +4,7 @@
  * and (one row) off, against the naive design (a dedicated session per composition, LRU-cached, no batching
  * across compositions) in the same run, plus the cold-start cost of a module not yet in memory.
  *
- * Setup: a small random BERT base (4 layers, hidden 256, 4 heads) in a fresh temp data dir; max(N) modules
+ * Setup: a small random BERT base (4 layers, hidden 256, 4 heads; `--shape bert-base`: 12 layers, 768) in a fresh temp data dir; max(N) modules
  * published into that dir's registry before the server starts. `--kinds mixed` (default) cycles the module kinds
  * by popularity rank: seq_bn adapter, LoRA r=8 (q,v), a MAD-X stack [lang adapter (one of 10, seq_bn_inv),
  * task adapter], a sparse diff (BitFit or LT-SFT at 1% density on the encoder weights); every task module has a
@@ -33,8 +33,10 @@
  *
  *   npm run bench:serve -- [--quick] [--json FILE] [--rate R] [--requests K] [--seconds S] [--ns 1,100,1000]
  *                          [--kinds mixed|adapters] [--lora-frac F] [--concurrency C] [--threads T]
- *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if]
+ *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
+ *                          [--rounds R] [--cold-only]
  *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
+ *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -91,10 +93,16 @@ const KINDS = argOf('--kinds') ?? 'mixed';
 if (KINDS !== 'mixed' && KINDS !== 'adapters') throw new RangeError(`'--kinds' must be mixed or adapters, got '${KINDS}'`);
 const NAIVE_CACHE = numArg('--naive-cache', 8);
 const COLD = numArg('--cold', QUICK ? 8 : 20);
+/** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
+const COLD_ONLY = argv.includes('--cold-only');
 const LANGS = 10;
 const NOBATCH_N = NS.includes(100) ? 100 : NS[NS.length - 1];
 const ZIPF_ALPHA = 1;
-const ROUNDS = QUICK ? 2 : 4;
+const ROUNDS = numArg('--rounds', QUICK ? 2 : 4);
+/** Base shape: the small default, or BERT-base's (12 layers, 768 wide, 12 heads, FFN 3072; random weights). */
+const SHAPE = argOf('--shape') ?? 'small';
+if (SHAPE !== 'small' && SHAPE !== 'bert-base') throw new RangeError(`'--shape' must be small or bert-base, got '${SHAPE}'`);
+const BASE_SHAPE = SHAPE === 'bert-base' ? { layers: 12, hidden: 768, heads: 12 } : { layers: 4, hidden: 256, heads: 4 };
 const SEED = 7;
 
 const log = (s: string) => process.stderr.write(`[bench:serve] ${s}\n`);
@@ -747,6 +755,22 @@ function configResult(c: Config): ConfigResult {
 }
 
 // ---- report ------------------------------------------------------------------------------------------------
+/** The cold-start table, per kind and over all. */
+function coldTable(cold: { kind: string; coldMs: number; warmMs: number }[]): string[] {
+  const byKind = [...new Set(cold.map((x) => x.kind))];
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  return [
+    `Cold start (fresh server, ${COLD} modules never requested before, one request at a time; extra = first request − same request once loaded)`,
+    table(
+      ['kind', 'modules', 'first ms (median)', 'loaded ms (median)', 'extra ms (median)', 'extra ms (max)'],
+      [...byKind, 'all'].map((k) => {
+        const xs = cold.filter((x) => k === 'all' || x.kind === k);
+        return [k, String(xs.length), f(med(xs.map((x) => x.coldMs))), f(med(xs.map((x) => x.warmMs))), f(med(xs.map((x) => x.coldMs - x.warmMs))), f(Math.max(...xs.map((x) => x.coldMs - x.warmMs)))];
+      }),
+    ),
+  ];
+}
+
 function pad(s: string, w: number, left = false): string {
   return left ? s.padEnd(w) : s.padStart(w);
 }
@@ -766,8 +790,8 @@ async function main(): Promise<void> {
   const baseDir = path.join(root, 'base');
   const dataDir = path.join(root, 'data');
   try {
-    log(`base: bert 4L/256H/4 heads in ${root}`);
-    await createTinyBase({ out: baseDir, family: 'bert', layers: 4, hidden: 256, heads: 4, seed: 0 });
+    log(`base: bert ${BASE_SHAPE.layers}L/${BASE_SHAPE.hidden}H/${BASE_SHAPE.heads} heads in ${root}`);
+    await createTinyBase({ out: baseDir, family: 'bert', ...BASE_SHAPE, seed: 0 });
     const base = await loadBase(baseDir);
     const maxN = Math.max(...NS);
     const pub = await publishModules(dataDir, base, maxN, LORA_FRAC);
@@ -776,6 +800,10 @@ async function main(): Promise<void> {
     const { texts, meanTokens } = await makeSentences(base, 512, rng);
     log(`${texts.length} sentences, mean ${meanTokens.toFixed(1)} tokens`);
     const w = workload(texts);
+    if (COLD_ONLY) {
+      process.stdout.write(`modhub serving benchmark, cold start only: base bert ${BASE_SHAPE.layers}L/${BASE_SHAPE.hidden}H, ${maxN} modules published\n` + coldTable(await coldStart(maxN, COLD, { dataDir, baseDir, w })).join('\n') + '\n');
+      return;
+    }
 
     // Every configuration gets its own server, all started up front; the measurement runs in ROUNDS, each
     // round running every configuration once in a rotated order, so that load from other processes on this
@@ -836,7 +864,7 @@ async function main(): Promise<void> {
     const attain = (p: PhaseResult) => (100 * p.latencies.filter((x) => x <= slo).length) / Math.max(1, p.requests);
     const out: string[] = [];
     out.push('');
-    out.push(`modhub serving benchmark: real HTTP server on 127.0.0.1, base bert 4L/256H (${base.fingerprint.slice(0, 15)}…), ${os.cpus().length} cores, onnxruntime threads ${THREADS || 'all'}`);
+    out.push(`modhub serving benchmark: real HTTP server on 127.0.0.1, base bert ${BASE_SHAPE.layers}L/${BASE_SHAPE.hidden}H (${base.fingerprint.slice(0, 15)}…), ${os.cpus().length} cores, onnxruntime threads ${THREADS || 'all'}`);
     out.push(
       KINDS === 'mixed'
         ? `modules: mixed kinds by rank (seq_bn adapter, LoRA r=8 q/v, MAD-X stack [lang seq_bn_inv (1 of ${LANGS}), task seq_bn], sparse diff BitFit / LT-SFT 1%), each with a 2-layer classification head; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules; steady state (every module requested once before timing)`
@@ -903,18 +931,7 @@ async function main(): Promise<void> {
         `the naive design at N=${maxN} keeps ${f(naiveResult.closed.throughput / ref.closed.throughput, 3)}×.`,
     );
     out.push('');
-    out.push(`Cold start (fresh server, ${COLD} modules never requested before, one request at a time; extra = first request − same request once loaded)`);
-    const byKind = [...new Set(cold.map((x) => x.kind))];
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-    out.push(
-      table(
-        ['kind', 'modules', 'first ms (median)', 'loaded ms (median)', 'extra ms (median)', 'extra ms (max)'],
-        [...byKind, 'all'].map((k) => {
-          const xs = cold.filter((x) => k === 'all' || x.kind === k);
-          return [k, String(xs.length), f(med(xs.map((x) => x.coldMs))), f(med(xs.map((x) => x.warmMs))), f(med(xs.map((x) => x.coldMs - x.warmMs))), f(Math.max(...xs.map((x) => x.coldMs - x.warmMs)))];
-        }),
-      ),
-    );
+    out.push(...coldTable(cold));
     process.stdout.write(out.join('\n') + '\n');
     log(`total ${((nowMs() - began) / 1000).toFixed(0)} s`);
 
@@ -929,7 +946,7 @@ async function main(): Promise<void> {
         quick: QUICK,
         date: new Date().toISOString(),
         cores: os.cpus().length,
-        base: { family: 'bert', layers: 4, hidden: 256, heads: 4, fingerprint: base.fingerprint },
+        base: { family: 'bert', ...BASE_SHAPE, fingerprint: base.fingerprint },
         modules: { count: maxN, lora: pub.lora, publishSeconds: pub.seconds, bytes: pub.bytes },
         workload: { meanTokens, zipfAlpha: ZIPF_ALPHA, requests: REQUESTS, rounds: Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50))), maxSeconds: MAX_SECONDS, rate, rateFraction: FIXED_RATE === null ? RATE_FRACTION : null, concurrency: CONCURRENCY, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS },
         sloMs: slo,

@@ -1,0 +1,121 @@
+/**
+ * Where a mixed batch's time goes, engine only (no HTTP, no tokenizer in the timing): batches of B rows (default 24)
+ * drawn by Zipf(1) over 1000 modules of the bench:serve kinds (seq_bn adapter, LoRA r=8 q/v, MAD-X stack
+ * [lang seq_bn_inv, task seq_bn], sparse diff: BitFit or LT-SFT 1%), each timed against the same rows all on the
+ * rank-0 adapter (the N=1 configuration), in one process, 3 interleaved rounds (best of 3 reported):
+ *   uniform, uniLora, uniStack, uniBitfit, uniLtsft   every row on one module of that kind (the kinds' own cost)
+ *   zipf                                              the mixed batches as drawn
+ *   zipfNoDiff / zipfNoLtsft / zipfAdaptersOnly       the same with diff / LT-SFT / non-adapter rows on rank 0
+ * `runs/batch` counts onnxruntime runs (each distinct LT-SFT set is its own "weights as inputs" group).
+ *
+ *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY)
+ *   L=4 H=256 (default) is bench:serve's small base; MINW/SPANW set the sentence lengths in words.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { performance } from 'perf_hooks';
+import { parseManifest } from '../modules-store/manifest';
+import type { RowPlan } from '../server/model/composition';
+import { loadBase } from '../server/model/base';
+import { initModule } from '../server/model/module-init';
+import { Rng } from '../server/model/random';
+import { createTinyBase } from '../server/model/tiny';
+import { Engine } from '../server/runtime/engine';
+import { baseParamShapes, makeBitfitModule, makeDiffModule, type BaseInfo } from '../test/helpers/modules';
+
+const env = (k: string, def: number) => (process.env[k] === undefined ? def : Number(process.env[k]));
+const N = 1000;
+const B = env('B', 24);
+const BATCHES = env('BATCHES', 30);
+const LAYERS = env('L', 4);
+const HIDDEN = env('H', 256);
+const MIN_WORDS = env('MINW', 10);
+const SPAN_WORDS = env('SPANW', 30);
+const ONLY = process.env.ONLY?.split(',');
+
+/** Kind of the module at popularity rank i, as bench:serve cycles them. */
+const kindOf = (i: number) => (['adapter', 'lora', 'stack', 'diff'] as const)[i % 4];
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-bench-mixed-'));
+  await createTinyBase({ out: dir, family: 'bert', layers: LAYERS, hidden: HIDDEN, heads: HIDDEN / 64, seed: 0 });
+  const base = await loadBase(dir);
+  const engine = await Engine.create({ base, worker: true });
+  const c = base.config;
+  const info: BaseInfo = { family: c.family, fingerprint: base.fingerprint, hidden_size: c.hiddenSize, num_layers: c.numLayers, vocab_size: c.vocabSize, intermediate_size: c.intermediateSize };
+  const sftTargets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const labels = ['a', 'b', 'c'];
+  const head = { type: 'classification' as const, num_labels: 3, labels };
+  for (let k = 0; k < 10; k++) {
+    const m = initModule(base, { kind: 'bottleneck', id: `b/lang${k}`, version: '1.0.0', config: { preset: 'seq_bn_inv', reduction_factor: 16 }, seed: 900 + k });
+    engine.addModule(m.manifest, m.tensors);
+  }
+  // Zipf(1) batches over N ranks
+  const cdf: number[] = [];
+  let sum = 0;
+  for (let k = 0; k < N; k++) cdf.push((sum += 1 / (k + 1)));
+  const rng = new Rng(7);
+  const pick = () => {
+    const u = rng.next() * sum;
+    const i = cdf.findIndex((x) => x >= u);
+    return i < 0 ? N - 1 : i;
+  };
+  const batches = Array.from({ length: BATCHES }, () => Array.from({ length: B }, pick));
+  const used = new Set([0, 1, 2, 3, 7, ...batches.flat()]);
+  for (const i of used) {
+    const id = `b/m${i}`;
+    const kind = kindOf(i);
+    if (kind === 'diff') {
+      const m = i % 8 === 3 ? makeBitfitModule({ id, base: info, head, seed: 1000 + i, scale: 0.02 }) : makeDiffModule({ id, base: info, targets: sftTargets, density: 0.01, method: 'lt-sft', head, seed: 1000 + i, scale: 0.02 });
+      engine.addModule(parseManifest(m.manifest), m.tensors);
+    } else {
+      const m =
+        kind === 'lora'
+          ? initModule(base, { kind: 'lora', id, version: '1.0.0', config: { r: 8, lora_alpha: 16, target_modules: ['query', 'value'] }, head: { type: 'classification', labels }, seed: 1000 + i })
+          : initModule(base, { kind: 'bottleneck', id, version: '1.0.0', config: { preset: 'seq_bn', reduction_factor: 16 }, head: { type: 'classification', labels }, seed: 1000 + i });
+      engine.addModule(m.manifest, m.tensors);
+    }
+  }
+  const plans = new Map<number, RowPlan>();
+  for (const i of used) plans.set(i, (await engine.plan(kindOf(i) === 'stack' ? { stack: [`b/lang${i % 10}@1.0.0`, `b/m${i}@1.0.0`] } : `b/m${i}@1.0.0`))[0]);
+  const words = 'the quick brown fox jumps over lazy dog while a cat sleeps on warm mat near old house'.split(' ');
+  const text = (n: number) => Array.from({ length: n }, (_, k) => words[(k * 7 + n) % words.length]).join(' ');
+  const enc = await base.tokenizer.encodeBatch(Array.from({ length: B }, (_, j) => text(MIN_WORDS + ((j * 13) % SPAN_WORDS))));
+  const scenarios: Record<string, (b: number[]) => number[]> = {
+    uniform: (b) => b.map(() => 0),
+    uniLora: (b) => b.map(() => 1),
+    uniStack: (b) => b.map(() => 2),
+    uniBitfit: (b) => b.map(() => 3),
+    uniLtsft: (b) => b.map(() => 7),
+    zipf: (b) => b,
+    zipfNoDiff: (b) => b.map((i) => (kindOf(i) === 'diff' ? 0 : i)),
+    zipfNoLtsft: (b) => b.map((i) => (kindOf(i) === 'diff' && i % 8 === 7 ? 0 : i)),
+    zipfAdaptersOnly: (b) => b.map((i) => (kindOf(i) === 'adapter' ? i : 0)),
+  };
+  const names = Object.keys(scenarios).filter((n) => !ONLY || ONLY.includes(n));
+  const forward = (f: (b: number[]) => number[], b: number[]) => engine.forward(enc, f(b).map((i) => plans.get(i)!));
+  for (const n of names) for (const b of batches) await forward(scenarios[n], b); // warm: sessions, pools, θ₀+δ
+  const ms: Record<string, number[]> = {};
+  const runs: Record<string, number> = {};
+  for (let round = 0; round < 3; round++)
+    for (const n of names) {
+      const r0 = engine.stats.runs;
+      const t0 = performance.now();
+      for (const b of batches) await forward(scenarios[n], b);
+      (ms[n] ??= []).push((performance.now() - t0) / batches.length);
+      runs[n] = (engine.stats.runs - r0) / batches.length;
+    }
+  const ref = ms.uniform ? Math.min(...ms.uniform) : NaN;
+  console.log(`base ${LAYERS}L/${HIDDEN}H, ${B} rows x ${BATCHES} batches, T=${enc.length}; ratio = uniform rank-0 adapter time / scenario time`);
+  for (const n of names) {
+    const best = Math.min(...ms[n]);
+    console.log(`${n.padEnd(18)} ms/batch ${ms[n].map((x) => x.toFixed(1)).join(' ')}  best ${best.toFixed(1)}  ratio ${(ref / best).toFixed(3)}  runs/batch ${runs[n].toFixed(2)}`);
+  }
+  await engine.close();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
