@@ -1,13 +1,15 @@
 /**
- * Per-batch pools: the module tensors a session variant reads as inputs. Each pool holds a zero entry (the bare
- * base) and one entry per distinct module of the batch, rank- and label-padded, plus per-row indices into it,
- * or, when every row uses the same module, that module's tensors fed directly. Built once per distinct batch of
- * compositions and kept in a byte-bounded LRU (module versions are immutable); an evicted batch's shared feeds
- * leave the session worker too. Adapters and fusion: adapter-pools.ts; heads: head-pools.ts; IA³: ia3-pools.ts;
- * LoRA and the invertible adapter here.
+ * Module pools: the module tensors a session variant reads as inputs. A pool holds a zero entry (the bare base)
+ * and one entry per distinct module, rank- and label-padded, plus per-row indices into it; when every row uses
+ * the same module, that module's tensors are fed directly. Mixed batches index the resident spaces
+ * (pool-space.ts), where each module is written once; the rest is built per distinct batch of compositions and
+ * kept in a byte-bounded LRU (module versions are immutable), whose evicted feeds leave the session worker too.
+ * Adapters and fusion: adapter-pools.ts; heads: head-pools.ts; IA³: ia3-pools.ts; LoRA, the invertible adapter
+ * and bias-only diffs here.
  * Example:
  *   const pools = new BatchPools(base, (name, diffs) => diffWeights.effective(name, diffs), 'e0');
- *   Object.assign(feeds, pools.get(variant, plans));
+ *   const batch = pools.acquire(variant, plans);
+ *   Object.assign(feeds, batch.pools); // run, then batch.done()
  */
 import { LRUCache } from 'lru-cache';
 import type { Base } from '../model/base';
@@ -223,7 +225,7 @@ function invertiblePools(D: number, v: Variant, plans: RowPlan[], spaces: PoolSp
   const pools: Pools = {};
   if (v.invUniform) {
     for (const which of ['F', 'G'] as const) {
-      // every row shares one adapter (entry 1): weights padded to the full width (sharedInvertible in encoder-graph.ts)
+      // every row shares one adapter: its weights padded to the full width (sharedInvertible in encoder-graph.ts)
       const w = mods[0].invertible![which];
       const mm = mods[0].invertible!.m;
       const [inOff, outOff] = which === 'F' ? [n, 0] : [0, n]; // F reads x2, writes the first half; G the reverse
