@@ -46,6 +46,8 @@ export interface ServeOptions {
   drainMs?: number;
   /** Run each composition of a batch as its own uniform group (Engine splitCompositions; default false). */
   splitCompositions?: boolean;
+  /** MiB of resident module pools mixed batches gather from (Engine residentPoolBytes; default 1024). */
+  poolMemoryMb?: number;
   /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
   waitForWarmUp?: boolean;
   anonymousRead: boolean;
@@ -74,7 +76,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20 });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {
@@ -177,6 +179,7 @@ export function registerServeCommand(program: Command): void {
     .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
     .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
+    .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
