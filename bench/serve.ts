@@ -599,6 +599,8 @@ interface Config {
   url: string;
   /** Modules loaded so far by this configuration's server. */
   loads: () => number;
+  /** Engine counters (sessions built, onnxruntime runs) for the log line after the timed phases. */
+  engineStats: () => { sessionsBuilt: number; runs: number };
   stop: () => Promise<void>;
   startSeconds: number;
   open: Phase;
@@ -615,7 +617,7 @@ async function startConfig(name: string, n: number, batchRows: number, resolveCa
   const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions });
   const engine = engines[engines.length - 1];
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
-  const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
+  const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
   await withConfig(c, async () => {
     const warm = Math.min(n, 4);
     for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 40 }, (_, j) => request(`${c.url}/v1/infer`, 'POST', ctx.w.body(j % warm, j))));
@@ -710,7 +712,7 @@ async function startNaive(name: string, n: number, cache: number, ctx: { dataDir
   };
   // Warm-up as for the others: the most popular compositions only (it cannot hold N of them anyway).
   for (let i = 0; i < 5; i++) await request(`${url}/v1/infer`, 'POST', ctx.w.body(i % Math.min(n, cache), i));
-  return { name, n, batchRows: 1, resolveCacheMs: 0, url, loads: () => loads, stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
+  return { name, n, batchRows: 1, resolveCacheMs: 0, url, loads: () => loads, engineStats: () => ({ sessionsBuilt: 0, runs: batches }), stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
 }
 
 /** First-request cost of modules not in memory: fresh server, `k` never-requested modules, one request at a time. */
@@ -834,6 +836,7 @@ async function main(): Promise<void> {
       }
       const rounds = Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)));
       const perRound = Math.ceil(REQUESTS / rounds);
+      const stats0 = configs.map((c) => ({ ...c.engineStats() }));
       for (let r = 0; r < rounds; r++) {
         for (let k = 0; k < configs.length; k++) {
           const c = configs[(k + r) % configs.length];
@@ -847,6 +850,11 @@ async function main(): Promise<void> {
         log(`round ${r + 1}/${rounds} done (${((nowMs() - began) / 1000).toFixed(0)} s)`);
       }
       results = configs.map(configResult);
+      configs.forEach((c, i) => {
+        const s = c.engineStats();
+        const reqs = c.open.ok + c.closed.ok;
+        log(`${c.name}: ${s.sessionsBuilt - stats0[i].sessionsBuilt} sessions built while timed, ${((s.runs - stats0[i].runs) / Math.max(1, c.open.batches + c.closed.batches)).toFixed(2)} onnxruntime runs per batch (${reqs} requests)`);
+      });
       for (const r of results) {
         log(`${r.name}: open ${r.open.throughput.toFixed(1)} req/s p50 ${r.open.p50.toFixed(1)} ms p99 ${r.open.p99.toFixed(1)} ms, rows/batch ${r.open.batchRowsMean.toFixed(1)}; closed ${r.closed.throughput.toFixed(1)} req/s, rows/batch ${r.closed.batchRowsMean.toFixed(1)}`);
       }

@@ -178,13 +178,14 @@ export class Engine {
     const diffs = plans[0].diffs;
     const entry = this.sessions.acquire(variant, diffs.length > 0);
     try {
-      return await this.runOn(await entry.session, batch, rows, plans, variant, opts);
+      return await this.runOn(await entry.session, batch, rows, plans, entry.variant, opts, variant);
     } finally {
       this.sessions.done(entry);
     }
   }
 
-  private async runOn(session: Session, batch: EncodedBatch, rows: number[], plans: RowPlan[], variant: Variant, opts: ForwardOptions): Promise<RowOutput[]> {
+  /** `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */
+  private async runOn(session: Session, batch: EncodedBatch, rows: number[], plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
     // A group runs only as long as its own longest row (a diff group of one short row in a batch padded to a long
@@ -215,9 +216,9 @@ export class Engine {
 
     const wanted: string[] = [];
     if (opts.hidden) wanted.push(IO.hidden);
-    if (variant.heads.cls) wanted.push(IO.clsLogits);
-    if (variant.heads.tok) wanted.push(IO.tokLogits);
-    if (variant.heads.mlm) wanted.push(IO.mlmLogits);
+    if (needed.heads.cls) wanted.push(IO.clsLogits);
+    if (needed.heads.tok) wanted.push(IO.tokLogits);
+    if (needed.heads.mlm) wanted.push(IO.mlmLogits);
     if (!wanted.length) wanted.push(IO.hidden);
     let res: Record<string, HostTensor>;
     try {

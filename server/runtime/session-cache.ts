@@ -2,20 +2,33 @@
  * The sessions of one engine, one per graph variant (and per "weights as inputs" or prepacked base weights),
  * built on first use and bounded by `maxSessions`: each holds its own copy of the base weights, so the least
  * recently used idle session is released first, never one a running batch still uses (`inUse` > 0).
+ * Mixed batches vary in which features they need (a LoRA row or not, a stack or not, ...), and every such
+ * combination used to be a session of its own: with 1000 modules in the traffic, sessions were built (100+ ms
+ * each on the small base, seconds at BERT-base) and evicted while serving. So a mixed variant is served by any
+ * cached session whose graph covers it (variants.ts coversVariant), and a mixed miss builds the join of its
+ * variant and the most recently used mixed one: the mixed sessions grow into one envelope of what the traffic
+ * needs. A uniform batch (every row one composition) keeps its own faster graph, but until it has missed
+ * UNIFORM_BUILD_AFTER times it runs on a covering session instead of building one (a lone request to a rare kind).
  * Example:
- *   const entry = sessions.acquire(variant, false);
+ *   const entry = sessions.acquire(variant, false);   // build the run's feeds for entry.variant
  *   try { await (await entry.session).run(feeds, outputs); } finally { sessions.done(entry); }
  */
 import type { BaseConfig } from '../model/config';
-import { buildEncoderGraph, variantKey, type Variant } from '../model/encoder-graph';
+import { buildEncoderGraph, type Variant } from '../model/encoder-graph';
 import type { BaseParams } from './base-params';
 import { Session, type Device } from './session';
+import { canonicalKey, coversVariant, joinVariants } from './variants';
 
 export interface SessionEntry {
   session: Promise<Session>;
+  /** The variant the session's graph was built for: the one asked for, or one that covers it. */
+  variant: Variant;
   lastUsed: number;
   inUse: number;
 }
+
+/** Misses of a uniform variant served by a covering session before its own session is built. */
+export const UNIFORM_BUILD_AFTER = 3;
 
 export interface SessionCacheOptions {
   device?: Device;
@@ -29,6 +42,8 @@ export interface SessionCacheOptions {
 export class SessionCache {
   private readonly sessions = new Map<string, SessionEntry>();
   private useClock = 0;
+  /** Uniform variants served by a covering session so far (bounded). */
+  private readonly uniformMisses = new Map<string, number>();
 
   constructor(
     private readonly config: BaseConfig,
@@ -37,21 +52,58 @@ export class SessionCache {
     private readonly stats: { sessionsBuilt: number; sessionsReleased: number },
   ) {}
 
-  /** The session of a variant, marked in use: call `done(entry)` when the run is over. */
+  /**
+   * A session that serves `variant`, marked in use: call `done(entry)` when the run is over, and build the
+   * run's feeds for `entry.variant` (it may cover more than was asked for).
+   */
   acquire(variant: Variant, weightsAsInputs: boolean): SessionEntry {
-    const key = `${weightsAsInputs ? 'inputs' : 'init'}:${variantKey(variant)}`;
+    const kind = weightsAsInputs ? 'inputs' : 'init';
+    const key = `${kind}:${canonicalKey(variant)}`;
     let entry = this.sessions.get(key);
     if (!entry) {
-      this.evict();
-      const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, weightsAsInputs));
-      const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads, worker: this.options.worker ?? true });
-      session.then(() => this.stats.sessionsBuilt++).catch(() => this.sessions.delete(key));
-      entry = { session, lastUsed: 0, inUse: 0 };
-      this.sessions.set(key, entry);
+      const cover = this.cover(kind, variant);
+      const uniform = isUniform(variant);
+      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER)) entry = cover;
+      else {
+        const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant));
+        const grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
+        entry = this.build(`${kind}:${canonicalKey(grown)}`, grown, weightsAsInputs);
+      }
     }
     entry.lastUsed = ++this.useClock;
     entry.inUse++;
     return entry;
+  }
+
+  private build(key: string, variant: Variant, weightsAsInputs: boolean): SessionEntry {
+    const have = this.sessions.get(key);
+    if (have) return have;
+    this.evict();
+    const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, weightsAsInputs));
+    const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads, worker: this.options.worker ?? true });
+    session.then(() => this.stats.sessionsBuilt++).catch(() => this.sessions.delete(key));
+    const entry: SessionEntry = { session, variant, lastUsed: 0, inUse: 0 };
+    this.sessions.set(key, entry);
+    return entry;
+  }
+
+  /** The most recently used mixed session of this kind whose graph covers `variant`. */
+  private cover(kind: string, variant: Variant): SessionEntry | undefined {
+    return this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant) && coversVariant(e.variant, variant));
+  }
+
+  private latest(pred: (key: string, e: SessionEntry) => boolean): SessionEntry | undefined {
+    let best: SessionEntry | undefined;
+    for (const [k, e] of this.sessions) if (pred(k, e) && (!best || e.lastUsed > best.lastUsed)) best = e;
+    return best;
+  }
+
+  /** Counts a uniform variant's miss; returns the misses before this one. */
+  private missUniform(key: string): number {
+    const n = this.uniformMisses.get(key) ?? 0;
+    if (this.uniformMisses.size >= 1024) this.uniformMisses.clear();
+    this.uniformMisses.set(key, n + 1);
+    return n;
   }
 
   /** Marks one use of `entry` (from `acquire`) as over. */
@@ -78,4 +130,9 @@ export class SessionCache {
       void e.session.then((s) => s.release()).catch(() => undefined);
     }
   }
+}
+
+/** Whether a variant's graph is one composition's own (uniform weights everywhere): it serves no other batch. */
+function isUniform(v: Variant): boolean {
+  return Object.values(v.sites).every((sv) => sv.uniform) && (!v.lora.length || !!v.loraUniform) && (!v.invertible || !!v.invUniform) && (!v.ia3?.length || !!v.ia3Uniform);
 }

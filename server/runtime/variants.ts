@@ -7,7 +7,7 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type Variant } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type SiteVariant, type Variant } from '../model/encoder-graph';
 import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
@@ -145,4 +145,70 @@ function modeOf(vals: (number | null)[][][] | (number | null)[][] | (number | nu
   if (set.size === 0) return 'off';
   if (set.size === 2) return 'mixed';
   return set.has(1) ? 'on' : 'off';
+}
+
+/**
+ * The smallest variant whose graph serves the rows of both `a` and `b` (null when none is kept: fusion widths or
+ * masked-LM outputs differ, AdapterFusion or IA³ is involved). Every per-row choice becomes a per-row feed ('mixed', gathers
+ * instead of uniform weights), features are united (stack depth, sites, LoRA targets, the invertible adapter,
+ * heads, per-row biases). Exact for any rows either side's plans allow: a row without a feature gets its zero
+ * slot (identity: zero LoRA factors, an empty adapter slot, zero invertible weights, its own biases).
+ */
+export function joinVariants(a: Variant, b: Variant): Variant | null {
+  if (a.heads.mlm !== b.heads.mlm || a.ia3?.length || b.ia3?.length) return null;
+  if ([a, b].some((v) => Object.values(v.sites).some((sv) => sv.fuse > 0))) return null;
+  const sites: Variant['sites'] = {};
+  for (const site of SITES) {
+    const x = a.sites[site];
+    const y = b.sites[site];
+    if (!x && !y) continue;
+    if (!x || !y) {
+      const only = (x ?? y)!;
+      // rows of the other side have no adapter here: their switches don't care, but their site-final LN is on
+      sites[site] = { ...only, flags: { ...only.flags }, finalLn: only.finalLn === 'on' ? 'on' : 'mixed', act: actArray(only), uniform: false };
+      continue;
+    }
+    const flags = {} as Record<AdapterFlag, FlagMode>;
+    for (const f of ADAPTER_FLAGS) flags[f] = joinMode(x.flags[f], y.flags[f]);
+    const slots = Math.max(x.slots, y.slots);
+    const ax = actArray(x);
+    const ay = actArray(y);
+    const act = Array.from({ length: slots }, (_, s) => (ax[s] === undefined ? ay[s] : ay[s] === undefined || ax[s] === ay[s] ? ax[s] : 'mixed'));
+    sites[site] = { slots, flags, finalLn: joinMode(x.finalLn, y.finalLn), act, fuse: 0, resScale: x.resScale === 'off' && y.resScale === 'off' ? 'off' : 'mixed', uniform: false };
+  }
+  const lora = LORA_TARGETS.filter((t) => a.lora.includes(t) || b.lora.includes(t));
+  const invertible = a.invertible || b.invertible;
+  const invAct = !a.invertible ? b.invAct : !b.invertible || a.invAct === b.invAct ? a.invAct : 'mixed';
+  const clsDense = !a.heads.cls ? b.clsDense : !b.heads.cls ? a.clsDense : joinMode(a.clsDense, b.clsDense);
+  return {
+    sites,
+    lora,
+    loraUniform: lora.length === 0,
+    invertible,
+    invUniform: false,
+    invAct: invertible ? invAct : 'relu',
+    heads: { cls: a.heads.cls || b.heads.cls, tok: a.heads.tok || b.heads.tok, mlm: a.heads.mlm },
+    clsDense: a.heads.cls || b.heads.cls ? clsDense : 'off',
+    ...(a.rowBias || b.rowBias ? { rowBias: true } : {}),
+  };
+}
+
+/** Whether the graph of `e` serves every batch `v` describes (joining `v` into `e` changes nothing). */
+export function coversVariant(e: Variant, v: Variant): boolean {
+  const j = joinVariants(e, v);
+  return j !== null && canonicalKey(j) === canonicalKey(e);
+}
+
+/** A variant as JSON with sorted keys (variants built by different code paths compare equal). */
+export function canonicalKey(v: Variant): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : 1))) : x));
+}
+
+/** A per-row switch over two batches: the same mode stays, differing modes become 'mixed'. */
+function joinMode(x: FlagMode, y: FlagMode): FlagMode {
+  return x === y ? x : 'mixed';
+}
+
+function actArray(sv: SiteVariant): (Activation | 'mixed')[] {
+  return Array.isArray(sv.act) ? [...sv.act] : Array.from({ length: sv.slots }, () => sv.act as Activation | 'mixed');
 }

@@ -273,6 +273,28 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     await check(f, comps, comps.map((_, i) => TEXTS[i % TEXTS.length]));
     expect(f.engine.stats.runs - runs).toBe(2);
   });
+  // Mixed batches needing different features (a stack or not, LoRA or not, per-row biases or not, ...) run on one
+  // session whose graph covers them all (session-cache.ts): rows missing a feature get its identity slot.
+  it('mixed batches needing different features share one covering session, every row equal to the reference', async () => {
+    const all: Comp[] = [refs.pfeiffer, refs.lora, { stack: [refs.lang, refs.houlsby] }, refs.bitfit, refs.parallel, refs.bapna, null, { stack: [refs.lang, refs.lang2, refs.pfeiffer] }];
+    const subsets: Comp[][] = [
+      [refs.pfeiffer, refs.lora],
+      [{ stack: [refs.lang, refs.pfeiffer] }, null],
+      [refs.bitfit, refs.houlsby, refs.pfeiffer],
+      [refs.lora, refs.parallel],
+      [refs.lang2, refs.bapna],
+      [refs.bitfit, null],
+      [refs.houlsby, refs.houlsby, refs.lora],
+    ];
+    // Each batch the envelope does not cover yet grows it (switches on in one batch and off in another become
+    // per-row); once it covers the traffic, nothing more is built.
+    const built0 = f.engine.stats.sessionsBuilt;
+    for (const comps of [...subsets, all]) await check(f, comps, comps.map((_, i) => TEXTS[(i + 1) % TEXTS.length]));
+    const built = f.engine.stats.sessionsBuilt;
+    expect(built - built0).toBeLessThanOrEqual(6);
+    for (const comps of [...subsets].reverse()) await check(f, comps, comps.map((_, i) => TEXTS[(i + 2) % TEXTS.length]));
+    expect(f.engine.stats.sessionsBuilt).toBe(built);
+  });
   it('a mixed batch of 10 rows, each with a different composition, equals each row run alone', async () => {
     const comps: Comp[] = [
       null,

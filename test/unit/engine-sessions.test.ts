@@ -1,5 +1,6 @@
 /**
  * Engine lifecycle: switching compositions reuses sessions, the session cache is bounded (idle LRU released),
+ * mixed batches share covering sessions (joinVariants) and a rare uniform batch borrows one before it gets its own,
  * 'cuda' without onnxruntime's CUDA files fails with an install hint, and malformed modules are refused by name.
  */
 import * as fs from 'fs';
@@ -8,6 +9,8 @@ import * as path from 'path';
 import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
+import { UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
+import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
 import { makeAdapterModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
@@ -53,6 +56,44 @@ it('keeps at most maxSessions sessions and rebuilds an evicted one with the same
   await run(engine, 'task/l@1.0.0'); // a third variant: the LRU idle one goes
   expect(engine.stats.sessionsReleased).toBeGreaterThanOrEqual(1);
   expect(await run(engine, 'task/a@1.0.0')).toEqual(first);
+  await engine.close();
+});
+
+it('a uniform batch runs on a covering mixed session until it has missed UNIFORM_BUILD_AFTER times, then gets its own', async () => {
+  const engine = await Engine.create({ base });
+  const a = makeAdapterModule({ id: 'task/ua', base: info, preset: 'seq_bn', seed: 11 });
+  const l = makeLoraModule({ id: 'task/ul', base: info, r: 2, seed: 12 });
+  engine.addModule(parseManifest(a.manifest), a.tensors);
+  engine.addModule(parseManifest(l.manifest), l.tensors);
+  const enc = await base.tokenizer.encodeBatch(['hello world', 'hello world']);
+  const mixed = await engine.forward(enc, [...(await engine.plan('task/ua@1.0.0')), ...(await engine.plan('task/ul@1.0.0'))], { hidden: true });
+  const built = engine.stats.sessionsBuilt;
+  const alone: Float32Array[] = [];
+  for (let i = 0; i < UNIFORM_BUILD_AFTER; i++) alone.push(await run(engine, 'task/ua@1.0.0'));
+  expect(engine.stats.sessionsBuilt).toBe(built); // served by the mixed session
+  const own = await run(engine, 'task/ua@1.0.0');
+  expect(engine.stats.sessionsBuilt).toBe(built + 1);
+  for (const x of [...alone, Float32Array.from(mixed[0].hidden!)]) for (let i = 0; i < own.length; i++) expect(Math.abs(x[i] - own[i])).toBeLessThan(1e-5);
+  await engine.close();
+});
+
+it('joinVariants covers both sides and refuses what one graph cannot serve', async () => {
+  const engine = await Engine.create({ base });
+  const a = makeAdapterModule({ id: 'task/ja', base: info, preset: 'seq_bn', seed: 13 });
+  const h = makeAdapterModule({ id: 'task/jh', base: info, preset: 'double_seq_bn', seed: 14 });
+  const l = makeLoraModule({ id: 'task/jl', base: info, r: 2, seed: 15 });
+  for (const m of [a, h, l]) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const plan = async (r: string) => (await engine.plan(r))[0];
+  const [pa, ph, pl] = [await plan('task/ja@1.0.0'), await plan('task/jh@1.0.0'), await plan('task/jl@1.0.0')];
+  const v1 = engine.variantFor([pa, pl], {});
+  const v2 = engine.variantFor([ph, pa], {});
+  const j = joinVariants(v1, v2)!;
+  expect(coversVariant(j, v1) && coversVariant(j, v2)).toBe(true);
+  expect(coversVariant(v1, v2)).toBe(false);
+  expect(j.sites.output!.flags.obf).toBe('mixed'); // on for seq_bn, off for double_seq_bn: per row
+  expect(j.lora).toEqual(v1.lora);
+  expect(coversVariant(j, engine.variantFor([pa], {}))).toBe(true); // a uniform batch can run on it too
+  expect(joinVariants(v1, engine.variantFor([pa, pl], { mlm: true }))).toBeNull(); // masked-LM output differs
   await engine.close();
 });
 
