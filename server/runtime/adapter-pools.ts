@@ -39,11 +39,14 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
     // Every row shares each slot's entry: feed that entry's own tensors directly (plain GEMMs, no gathers in-graph).
     for (let l = 0; l < L; l++)
       for (let s = 0; s < S; s++) {
-        const a = table.entry[l][s][0];
-        const entry = adapterEntry(a?.layers[l][site], D, R);
+        const w = table.entry[l][s][0]?.layers[l][site];
         const folded = foldedSlot(sv, s);
-        if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, entry.down_w, entry.down_b, entry.up_w, entry.up_b, R));
-        else for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part] };
+        // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12 layers)
+        if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, w, R));
+        else {
+          const entry = adapterEntry(w, D, R);
+          for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part] };
+        }
       }
   } else {
     const space = spaces.space(`adapter.${site}`, L, parts);
@@ -138,26 +141,34 @@ function adapterEntry(w: AdapterSiteWeights | undefined, D: number, R: number): 
  * up_wb = [Wu; bu]; with `biasColumn` the down projection gets a column of weight 0 and bias 1 (relu(1) = 1 is
  * the ones column that carries bu).
  */
-function foldedSlotFeeds(D: number, effective: EffectiveParam, site: Site, diffs: DiffSet, l: number, s: number, biasColumn: boolean, downT: Float32Array, downB: Float32Array, upT: Float32Array, upB: Float32Array, R: number): Pools {
+function foldedSlotFeeds(D: number, effective: EffectiveParam, site: Site, diffs: DiffSet, l: number, s: number, biasColumn: boolean, w: AdapterSiteWeights | undefined, R: number): Pools {
   const ln = `layers.${l}.${site === 'attention' ? 'attn_ln' : 'ffn_ln'}`;
   const gamma = effective(`${ln}.weight`, diffs);
   const beta = effective(`${ln}.bias`, diffs);
   const R1 = biasColumn ? R + 1 : R;
   const wf = new Float32Array(D * R1);
   const bf = new Float32Array(R1);
-  const colMean = new Float64Array(R);
-  for (let d = 0; d < D; d++)
-    for (let r = 0; r < R; r++) {
-      const w = downT[d * R + r];
-      colMean[r] += (gamma[d] * w) / D;
-      bf[r] += beta[d] * w;
-    }
-  for (let d = 0; d < D; d++) for (let r = 0; r < R; r++) wf[d * R1 + r] = gamma[d] * downT[d * R + r] - colMean[r];
-  for (let r = 0; r < R; r++) bf[r] += downB[r];
-  if (biasColumn) bf[R] = 1;
   const wb = new Float32Array((R + 1) * D);
-  wb.set(upT);
-  wb.set(upB, R * D);
+  if (w) {
+    // the module's own rank r ≤ R: columns r..R of wf, rows r..R of wb stay zero (padding)
+    const r0 = w.r;
+    const downT = w.downT;
+    const colMean = new Float64Array(r0);
+    for (let d = 0; d < D; d++) {
+      const g = gamma[d];
+      const b = beta[d];
+      for (let r = 0; r < r0; r++) {
+        const x = downT[d * r0 + r];
+        colMean[r] += (g * x) / D;
+        bf[r] += b * x;
+      }
+    }
+    for (let d = 0; d < D; d++) for (let r = 0; r < r0; r++) wf[d * R1 + r] = gamma[d] * downT[d * r0 + r] - colMean[r];
+    for (let r = 0; r < r0; r++) bf[r] += w.downB[r];
+    wb.set(w.upT);
+    wb.set(w.upB, R * D);
+  }
+  if (biasColumn) bf[R] = 1;
   return {
     [POOL.adapterSlot(site, 'down_wf', l, s)]: { type: 'float32', dims: [D, R1], data: wf },
     [POOL.adapterSlot(site, 'down_bf', l, s)]: { type: 'float32', dims: [1, R1], data: bf },

@@ -10,10 +10,11 @@
  *
  * Layout: part `name` of a space is [capacity·layers, ...dims]; module slot s, layer l is entry s·layers + l;
  * slot 0 is all zeros (rows without a module there). Capacity doubles as modules arrive (the entries keep their
- * offsets); past the byte budget the least recently used slot that no batch in flight uses is reused. Padded
- * dims (rank, labels) only grow: a module wider than the space moves the family to a new, wider space.
- * `epoch` changes whenever a slot is reused or the arrays are replaced, so a cache of built feeds knows when the
- * slots and arrays it holds are stale.
+ * offsets, so the worker extends its copy instead of receiving the whole space again); past the byte budget the
+ * least recently used slot that no batch in flight uses is reused. Padded dims (rank, labels) only grow: a module
+ * wider than the space moves the family to a new, wider space. `epoch` changes whenever a slot is reused or a
+ * family moves, so a cache of built feeds knows when the slots it indexes are stale; after growth a cached
+ * batch's indices still hold, and its resident feeds are refreshed (`HostTensor.current`).
  * Example:
  *   const space = spaces.space('lora.query', L, [{ name: 'A', dims: [D, R] }, { name: 'B', dims: [R, D] }]);
  *   const slot = space.slot(set.key, (s) => writeLora(space, s));
@@ -132,7 +133,16 @@ export class PoolSpace {
       this.pending.set(part, []);
       return list;
     };
-    return { type: 'float32', dims: [this.capacity * this.layers, ...this.dims(part)], data: this.array(part), shareKey: this.sharePrefix() + part, updates };
+    return {
+      type: 'float32',
+      dims: [this.capacity * this.layers, ...this.dims(part)],
+      data: this.array(part),
+      shareKey: this.sharePrefix(generation) + part,
+      // growth keeps every entry's offset: a worker holding the previous generation extends its own copy
+      ...(generation > 0 ? { grownFrom: this.sharePrefix(generation - 1) + part } : {}),
+      updates,
+      current: () => this.feed(part),
+    };
   }
 
   /** Drops the worker's copy of these arrays' handles (the memory goes once nothing references it). */
@@ -140,8 +150,8 @@ export class PoolSpace {
     return Session.forgetShared(`${this.owner.shareId}:space:${this.id}:`);
   }
 
-  private sharePrefix(): string {
-    return `${this.owner.shareId}:space:${this.id}:${this.generation}:`;
+  private sharePrefix(generation: number): string {
+    return `${this.owner.shareId}:space:${this.id}:${generation}:`;
   }
 
   /** A free slot: an unused one, else one more capacity, else the least recently used slot no batch in flight uses. */
@@ -177,10 +187,11 @@ export class PoolSpace {
     // slot 0 stays the zero entry; hand out low slots first
     for (let s = capacity - 1; s >= Math.max(1, old); s--) this.free.push(s);
     if (old > 0) {
-      void this.forget();
+      // The worker's copy of the previous generation becomes the prefix of the next one (sent as `grownFrom`,
+      // with the ranges written since as patches: `pending` carries over), so growth does not re-post the whole
+      // space (38 MB for 16 heads at BERT-base). The generation before that one is no longer needed.
+      if (this.generation > 0) void Session.forgetShared(this.sharePrefix(this.generation - 1));
       this.generation++;
-      this.pending = new Map(); // the new generation is sent whole
-      this.owner.bumpEpoch();
     }
   }
 }
@@ -197,7 +208,7 @@ export class PoolSpaces {
   private inFlight = new Set<number>();
   /** Sequence number of the batch being built (slots record it as their last use). */
   seq = 0;
-  /** Changes when any slot is reused or any arrays replaced (built feeds holding slots are stale then). */
+  /** Changes when any slot is reused or a family moves to a wider space (built feeds' slot indices are stale then). */
   epoch = 0;
 
   constructor(

@@ -39,8 +39,8 @@ export class BatchPools {
   private seq = 0;
   /**
    * Recently built feeds per batch of compositions (bounded by their own bytes; resident arrays are not counted),
-   * keyed with `spaces.epoch` so that feeds whose slots or arrays moved are never reused; evicted ones leave the
-   * worker too.
+   * keyed with `spaces.epoch` so that feeds whose slots moved are never reused (resident arrays that grew are
+   * refreshed on a hit); evicted ones leave the worker too.
    */
   private readonly cache = new LRUCache<string, { id: number; pools: Pools; touched: Touch[] }>({
     maxSize: 256 * 2 ** 20,
@@ -73,16 +73,22 @@ export class BatchPools {
     const seq = this.spaces.begin();
     const done = () => this.spaces.end(seq);
     try {
-      const key = `${this.spaces.epoch}|${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
-      const hit = this.cache.get(key);
-      if (hit && hit.touched.every(([space, k]) => space.touch(k) !== null)) return { pools: hit.pools, done };
+      const batchKey = `${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
+      const hit = this.cache.get(`${this.spaces.epoch}|${batchKey}`);
+      if (hit && hit.touched.every(([space, k]) => space.touch(k) !== null)) {
+        // the slots still hold; a resident array may have grown since: feed its current generation
+        const pools: Pools = {};
+        for (const [name, t] of Object.entries(hit.pools)) pools[name] = t.current ? t.current() : t;
+        return { pools, done };
+      }
       const touched: Touch[] = [];
       this.spaces.record = touched;
       const pools = this.build(v, plans);
       this.spaces.record = null;
       const id = this.seq++;
       for (const [name, t] of Object.entries(pools)) if (!isResident(t)) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
-      this.cache.set(key, { id, pools, touched });
+      // keyed by the epoch after the build: slots this build took may have moved it, and these feeds are current
+      this.cache.set(`${this.spaces.epoch}|${batchKey}`, { id, pools, touched });
       return { pools, done };
     } catch (e) {
       this.spaces.record = null;

@@ -28,6 +28,13 @@ export interface HostTensor {
    * the key gets just those ranges, written into its copy in place (resident pools, pool-space.ts).
    */
   updates?: () => { offset: number; length: number }[];
+  /**
+   * With `shareKey`: the key of an earlier, shorter generation of this feed whose data is a prefix of `data`. A
+   * worker holding it extends that copy (plus `updates`) instead of receiving the whole array.
+   */
+  grownFrom?: string;
+  /** Resident feeds: the feed as it is now (a later generation after growth); cached batch feeds refresh through it. */
+  current?: () => HostTensor;
 }
 
 export interface SessionOptions {
@@ -135,8 +142,18 @@ function tensor(f) {
   return t;
 }
 function patch(f) {
-  const t = tensor(f);
+  const t = f.from === undefined ? tensor(f) : grow(f);
   for (const p of f.patches) t.data.set(p.data, p.offset);
+  return t;
+}
+function grow(f) {
+  const old = shared.get(f.from);
+  if (!old) throw new Error('shared feed ' + f.from + ' is not in the worker');
+  const data = new Float32Array(f.length);
+  data.set(old.data);
+  shared.delete(f.from);
+  const t = new ort.Tensor(f.type, data, f.dims);
+  shared.set(f.key, t);
   return t;
 }
 parentPort.on('message', async (m) => {
@@ -255,12 +272,18 @@ class WorkerSession implements SessionImpl {
   }
 
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
-    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; patches?: { offset: number; data: HostData }[] }> = {};
+    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; patches?: { offset: number; data: HostData }[] }> = {};
     for (const [name, f] of Object.entries(feeds)) {
       const ups = f.updates?.() ?? [];
+      const patches = () => ups.map((u) => ({ offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) }));
       if (f.shareKey !== undefined && this.w.sent.has(f.shareKey)) {
         msg[name] = { type: f.type, dims: f.dims, key: f.shareKey };
-        if (ups.length) msg[name].patches = ups.map((u) => ({ offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) }));
+        if (ups.length) msg[name].patches = patches();
+      } else if (f.shareKey !== undefined && f.grownFrom !== undefined && this.w.sent.has(f.grownFrom)) {
+        // the worker's copy of the previous generation is this one's prefix: it grows that copy in place
+        msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, from: f.grownFrom, length: f.data.length, patches: patches() };
+        this.w.sent.delete(f.grownFrom);
+        this.w.sent.add(f.shareKey);
       } else {
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
         if (f.shareKey !== undefined) this.w.sent.add(f.shareKey);

@@ -8,6 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { Worker } from 'worker_threads';
 import { PoolSpaces } from '../../server/runtime/pool-space';
 import { GraphBuilder } from '../../server/model/graph/builder';
 import { Session } from '../../server/runtime/session';
@@ -96,9 +97,18 @@ describe('PoolSpace', () => {
       };
       expect(await run(['m1', 'm2'])).toEqual([1, 1, 2, 2]);
       expect(await run(['m3', 'm1'])).toEqual([3, 3, 1, 1]); // m3 written after the worker got the array
-      const keys = Array.from({ length: 20 }, (_, i) => `m${i + 4}`); // growth: a new generation, sent whole
+      // growth by one step (capacity 4 -> 8): the worker extends its copy; only the new slot crosses
+      const post = jest.spyOn(Worker.prototype, 'postMessage');
+      expect(await run(['m4', 'm2'])).toEqual([4, 4, 2, 2]);
+      const sent = post.mock.calls.map(([m]) => m as { type: string; feeds?: Record<string, { data?: unknown; from?: string; patches?: unknown[] }> }).find((m) => m.type === 'run')!;
+      post.mockRestore();
+      expect(sent.feeds!.pool.data).toBeUndefined();
+      expect(sent.feeds!.pool.from).toMatch(/:0:w$/);
+      expect(sent.feeds!.pool.patches).toHaveLength(1);
+      expect(await run(['m3', 'm4', 'm1'])).toEqual([3, 3, 4, 4, 1, 1]);
+      const keys = Array.from({ length: 20 }, (_, i) => `m${i + 5}`); // growth by several steps at once: sent whole
       expect(await run(keys)).toEqual(keys.flatMap((k) => [Number(k.slice(1)), Number(k.slice(1))]));
-      expect(await run(['m2', 'm23'])).toEqual([2, 2, 23, 23]);
+      expect(await run(['m2', 'm23', 'm4'])).toEqual([2, 2, 23, 23, 4, 4]);
       await spaces.close();
     } finally {
       await session.release();
