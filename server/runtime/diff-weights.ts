@@ -2,7 +2,8 @@
  * Sparse diffs as weights: θ₀+Σδ for the tensors a row group's diff set touches, materialised once per diff set
  * and kept in a byte-bounded LRU, and the `w.<name>` feeds of the "weights as inputs" session built from them.
  * A touched tensor is fed under a share key of its diff set, an untouched one under the base's key, so the
- * session worker holds each base array once however many diff sets run (README, design: sparse diffs).
+ * session worker holds each base array once however many diff sets run (README, design: sparse diffs); touched
+ * encoder Linear weights move to the worker rather than being copied (MOVABLE).
  * Example:
  *   const diffs = new DiffWeights(params, 2 ** 31, 'e0');
  *   Object.assign(feeds, diffs.feeds(plan.diffs));
@@ -15,6 +16,13 @@ import { Session, type HostTensor } from './session';
 
 /** The diff modules of a row group (every row of a group has the same set). */
 export type DiffSet = RowPlan['diffs'];
+
+/**
+ * Touched tensors nothing on the main thread reads after feeding them (pools read LayerNorms, biases and the MLM
+ * head through `effective`): encoder Linear weights. A worker session takes them over instead of a copy, so a diff
+ * set's θ₀+δ (340 MB at BERT-base with every encoder matrix touched) is held once, not on both threads.
+ */
+const MOVABLE = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
 
 export function diffSetKey(diffs: DiffSet): string {
   return diffs.map((d) => d.key).join('+');
@@ -39,12 +47,18 @@ export class DiffWeights {
   /** Feeds `w.<name>` for a diff group: θ₀+Σδ for touched tensors, the base's own arrays for the rest. */
   feeds(diffs: DiffSet): Record<string, HostTensor> {
     const key = diffSetKey(diffs);
-    const touched = this.materialised(diffs);
+    const shareKey = (name: string, mine: boolean) => `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}`;
+    let touched = this.materialised(diffs);
+    // A worker that lost what was moved to it (it restarted): materialise again.
+    if ([...touched].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(shareKey(name, true)))) {
+      this.cache.delete(key);
+      touched = this.materialised(diffs);
+    }
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
       const mine = touched.get(name);
       const own = this.params.isTransposed(name) ? this.params.checkpoint(name) : null; // [out, in], see BaseParams.provider
-      feeds[`w.${name}`] = { type: 'float32', dims: own ? own.shape : p.dims, data: mine ?? (own ? own.data : p.data), shareKey: `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}` };
+      feeds[`w.${name}`] = { type: 'float32', dims: own ? own.shape : p.dims, data: mine ?? (own ? own.data : p.data), shareKey: shareKey(name, !!mine), ...(mine && MOVABLE.test(name) ? { moveToWorker: true } : {}) };
     }
     return feeds;
   }

@@ -35,6 +35,11 @@ export interface HostTensor {
   grownFrom?: string;
   /** Resident feeds: the feed as it is now (a later generation after growth); cached batch feeds refresh through it. */
   current?: () => HostTensor;
+  /**
+   * With `shareKey`: the owner never reads `data` again once a worker holds it, so its buffer is moved to the
+   * worker (no copy; `data` is detached after) instead of cloned. Main-thread sessions read it as usual.
+   */
+  moveToWorker?: boolean;
 }
 
 export interface SessionOptions {
@@ -273,6 +278,7 @@ class WorkerSession implements SessionImpl {
 
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; patches?: { offset: number; data: HostData }[] }> = {};
+    const transfer: ArrayBuffer[] = [];
     for (const [name, f] of Object.entries(feeds)) {
       const ups = f.updates?.() ?? [];
       const patches = () => ups.map((u) => ({ offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) }));
@@ -285,11 +291,15 @@ class WorkerSession implements SessionImpl {
         this.w.sent.delete(f.grownFrom);
         this.w.sent.add(f.shareKey);
       } else {
+        if (f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
-        if (f.shareKey !== undefined) this.w.sent.add(f.shareKey);
+        if (f.shareKey !== undefined) {
+          this.w.sent.add(f.shareKey);
+          if (f.moveToWorker) transfer.push(f.data.buffer as ArrayBuffer);
+        }
       }
     }
-    const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs });
+    const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs }, transfer);
     const out = r.outputs as Record<string, HostTensor>;
     // another thread's outputs arrive as their own buffers: copy into the caller's
     for (const [name, b] of Object.entries(into ?? {})) {
@@ -332,6 +342,11 @@ export class Session {
       if (device === 'cuda') throw cudaHint(err instanceof Error ? err.message : String(err));
       throw err;
     }
+  }
+
+  /** Whether the onnxruntime worker holds the shared feed `key` (a feed moved there must be rebuilt when it does not). */
+  static workerHolds(key: string): boolean {
+    return OrtWorker.peek()?.sent.has(key) ?? false;
   }
 
   /** Worker sessions: drops shared feeds whose key starts with `prefix` from the worker (their owner evicted them). */

@@ -13,7 +13,8 @@ import { UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
-import { makeAdapterModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import { Session } from '../../server/runtime/session';
+import { baseParamShapes, makeAdapterModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
 
 let base: Base;
 let info: BaseInfo;
@@ -94,6 +95,18 @@ it('joinVariants covers both sides and refuses what one graph cannot serve', asy
   expect(j.lora).toEqual(v1.lora);
   expect(coversVariant(j, engine.variantFor([pa], {}))).toBe(true); // a uniform batch can run on it too
   expect(joinVariants(v1, engine.variantFor([pa, pl], { mlm: true }))).toBeNull(); // masked-LM output differs
+  await engine.close();
+});
+
+it('a sparse diff whose θ₀+δ moved to the worker is materialised again when the worker lost it, with the same result', async () => {
+  const engine = await Engine.create({ base });
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const d = makeDiffModule({ id: 'sft/moved', base: info, targets, density: 0.2, method: 'lt-sft', seed: 16 });
+  engine.addModule(parseManifest(d.manifest), d.tensors);
+  const first = await run(engine, 'sft/moved@1.0.0');
+  expect(await run(engine, 'sft/moved@1.0.0')).toEqual(first);
+  await Session.forgetShared(''); // what a restarted worker holds: nothing
+  expect(await run(engine, 'sft/moved@1.0.0')).toEqual(first);
   await engine.close();
 });
 

@@ -1,6 +1,6 @@
 /**
  * Worker-thread sessions: same results as main-thread ones, shared feeds cross once and are reused until
- * forgotten, errors come back as rejections, and the worker's event loop is not the caller's.
+ * forgotten (or moved there, not copied), errors come back as rejections, and the worker's event loop is not the caller's.
  */
 import { GraphBuilder } from '../../server/model/graph/builder';
 import { Session, type HostTensor } from '../../server/runtime/session';
@@ -67,6 +67,21 @@ it('sends a shared feed once, reuses it by key, and drops it on forgetShared', a
   await Session.forgetShared('test:');
   const fresh = await s.run({ x, w: { type: 'float32', dims: [3, 2], data: w2, shareKey: 'test:w' } }, ['y']);
   expect(Array.from(fresh.y.data as Float32Array)).not.toEqual(Array.from(first.y.data as Float32Array));
+  await s.release();
+});
+
+it('moves a moveToWorker feed instead of copying it, reuses it by key, and refuses to resend it once the worker forgot it', async () => {
+  const s = await Session.create(model(), { worker: true });
+  const expected = Array.from((await s.run({ x, w: { type: 'float32', dims: [3, 2], data: w1.slice() } }, ['y'])).y.data as Float32Array);
+  const moved = w1.slice();
+  const feed: HostTensor = { type: 'float32', dims: [3, 2], data: moved, shareKey: 'move:w', moveToWorker: true };
+  expect(Array.from((await s.run({ x, w: feed }, ['y'])).y.data as Float32Array)).toEqual(expected);
+  expect(moved.byteLength).toBe(0); // held once, by the worker
+  expect(Session.workerHolds('move:w')).toBe(true);
+  expect(Array.from((await s.run({ x, w: feed }, ['y'])).y.data as Float32Array)).toEqual(expected);
+  await Session.forgetShared('move:');
+  expect(Session.workerHolds('move:w')).toBe(false);
+  await expect(s.run({ x, w: feed }, ['y'])).rejects.toThrow(/no longer holds it/);
   await s.release();
 });
 
