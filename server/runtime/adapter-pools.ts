@@ -45,7 +45,7 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
         if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, w, R));
         else {
           const entry = adapterEntry(w, D, R);
-          for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part] };
+          for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part], moveToWorker: true };
         }
       }
   } else {
@@ -170,9 +170,9 @@ function foldedSlotFeeds(D: number, effective: EffectiveParam, site: Site, diffs
   }
   if (biasColumn) bf[R] = 1;
   return {
-    [POOL.adapterSlot(site, 'down_wf', l, s)]: { type: 'float32', dims: [D, R1], data: wf },
-    [POOL.adapterSlot(site, 'down_bf', l, s)]: { type: 'float32', dims: [1, R1], data: bf },
-    [POOL.adapterSlot(site, 'up_wb', l, s)]: { type: 'float32', dims: [R + 1, D], data: wb },
+    [POOL.adapterSlot(site, 'down_wf', l, s)]: { type: 'float32', dims: [D, R1], data: wf, moveToWorker: true },
+    [POOL.adapterSlot(site, 'down_bf', l, s)]: { type: 'float32', dims: [1, R1], data: bf, moveToWorker: true },
+    [POOL.adapterSlot(site, 'up_wb', l, s)]: { type: 'float32', dims: [R + 1, D], data: wb, moveToWorker: true },
   };
 }
 

@@ -4,6 +4,8 @@
  * the same module, that module's tensors are fed directly. Mixed batches index the resident spaces
  * (pool-space.ts), where each module is written once; the rest is built per distinct batch of compositions and
  * kept in a byte-bounded LRU (module versions are immutable), whose evicted feeds leave the session worker too.
+ * Feeds a builder allocated for the batch alone (a uniform batch's per-layer weights) move to the session worker
+ * rather than being copied (HostTensor.moveToWorker); a worker that lost them gets them built again.
  * Adapters and fusion: adapter-pools.ts; heads: head-pools.ts; IA³: ia3-pools.ts; LoRA, the invertible adapter
  * and bias-only diffs here.
  * Example:
@@ -75,7 +77,9 @@ export class BatchPools {
     try {
       const batchKey = `${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
       const hit = this.cache.get(`${this.spaces.epoch}|${batchKey}`);
-      if (hit && hit.touched.every(([space, k]) => space.touch(k) !== null)) {
+      // feeds moved to a worker that no longer holds them (it restarted) are built again
+      const lost = hit && Object.values(hit.pools).some((t) => t.moveToWorker && t.data.byteLength === 0 && !Session.workerHolds(t.shareKey!));
+      if (hit && !lost && hit.touched.every(([space, k]) => space.touch(k) !== null)) {
         // the slots still hold; a resident array may have grown since: feed its current generation
         const pools: Pools = {};
         for (const [name, t] of Object.entries(hit.pools)) pools[name] = t.current ? t.current() : t;
@@ -87,6 +91,7 @@ export class BatchPools {
       this.spaces.record = null;
       const id = this.seq++;
       for (const [name, t] of Object.entries(pools)) if (!isResident(t)) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
+      if (lost) this.cache.delete(`${this.spaces.epoch}|${batchKey}`);
       // keyed by the epoch after the build: slots this build took may have moved it, and these feeds are current
       this.cache.set(`${this.spaces.epoch}|${batchKey}`, { id, pools, touched });
       return { pools, done };
@@ -193,8 +198,8 @@ function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], unifor
       const A = new Float32Array(inDim * R);
       const Bm = new Float32Array(R * outDim);
       write(set, l, A, Bm, R);
-      pools[POOL.loraLayer(target, 'A', l)] = { type: 'float32', dims: [inDim, R], data: A };
-      pools[POOL.loraLayer(target, 'B', l)] = { type: 'float32', dims: [R, outDim], data: Bm };
+      pools[POOL.loraLayer(target, 'A', l)] = { type: 'float32', dims: [inDim, R], data: A, moveToWorker: true };
+      pools[POOL.loraLayer(target, 'B', l)] = { type: 'float32', dims: [R, outDim], data: Bm, moveToWorker: true };
     }
     return pools;
   }
@@ -242,9 +247,9 @@ function invertiblePools(D: number, v: Variant, plans: RowPlan[], spaces: PoolSp
       const uwp = new Float32Array((mm + 1) * D);
       for (let r = 0; r < mm; r++) uwp.set(w.upT.subarray(r * outW, (r + 1) * outW), r * D + outOff);
       uwp.set(w.upB, mm * D + outOff);
-      pools[POOL.inv(`${which}.down_wp@shared`)] = { type: 'float32', dims: [D, mm], data: dwp };
-      pools[POOL.inv(`${which}.down_b@shared`)] = { type: 'float32', dims: [1, mm], data: Float32Array.from(w.downB) };
-      pools[POOL.inv(`${which}.up_wbp@shared`)] = { type: 'float32', dims: [mm + 1, D], data: uwp };
+      pools[POOL.inv(`${which}.down_wp@shared`)] = { type: 'float32', dims: [D, mm], data: dwp, moveToWorker: true };
+      pools[POOL.inv(`${which}.down_b@shared`)] = { type: 'float32', dims: [1, mm], data: Float32Array.from(w.downB), moveToWorker: true };
+      pools[POOL.inv(`${which}.up_wbp@shared`)] = { type: 'float32', dims: [mm + 1, D], data: uwp, moveToWorker: true };
     }
     return pools;
   }

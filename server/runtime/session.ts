@@ -278,7 +278,7 @@ class WorkerSession implements SessionImpl {
 
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; patches?: { offset: number; data: HostData }[] }> = {};
-    const transfer: ArrayBuffer[] = [];
+    const transfer = new Set<ArrayBuffer>();
     for (const [name, f] of Object.entries(feeds)) {
       const ups = f.updates?.() ?? [];
       const patches = () => ups.map((u) => ({ offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) }));
@@ -295,11 +295,12 @@ class WorkerSession implements SessionImpl {
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
         if (f.shareKey !== undefined) {
           this.w.sent.add(f.shareKey);
-          if (f.moveToWorker) transfer.push(f.data.buffer as ArrayBuffer);
+          // only a buffer the feed owns whole (a view would detach its neighbours)
+          if (f.moveToWorker && f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength) transfer.add(f.data.buffer as ArrayBuffer);
         }
       }
     }
-    const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs }, transfer);
+    const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs }, [...transfer]);
     const out = r.outputs as Record<string, HostTensor>;
     // another thread's outputs arrive as their own buffers: copy into the caller's
     for (const [name, b] of Object.entries(into ?? {})) {

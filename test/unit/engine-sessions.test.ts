@@ -98,15 +98,19 @@ it('joinVariants covers both sides and refuses what one graph cannot serve', asy
   await engine.close();
 });
 
-it('a sparse diff whose θ₀+δ moved to the worker is materialised again when the worker lost it, with the same result', async () => {
+it('feeds moved to the worker (a diff set\'s θ₀+δ, a uniform batch\'s weights) are built again when the worker lost them, with the same results', async () => {
   const engine = await Engine.create({ base });
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const d = makeDiffModule({ id: 'sft/moved', base: info, targets, density: 0.2, method: 'lt-sft', seed: 16 });
-  engine.addModule(parseManifest(d.manifest), d.tensors);
-  const first = await run(engine, 'sft/moved@1.0.0');
-  expect(await run(engine, 'sft/moved@1.0.0')).toEqual(first);
+  const a = makeAdapterModule({ id: 'task/moved-a', base: info, preset: 'seq_bn', seed: 17 });
+  const l = makeLoraModule({ id: 'task/moved-l', base: info, r: 2, seed: 18 });
+  for (const m of [d, a, l]) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const comps = ['sft/moved@1.0.0', 'task/moved-a@1.0.0', 'task/moved-l@1.0.0', { stack: ['task/moved-a@1.0.0', 'task/moved-l@1.0.0'] }];
+  const first = [];
+  for (const c of comps) first.push(await run(engine, c));
+  for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
   await Session.forgetShared(''); // what a restarted worker holds: nothing
-  expect(await run(engine, 'sft/moved@1.0.0')).toEqual(first);
+  for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
   await engine.close();
 });
 
