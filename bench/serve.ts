@@ -34,9 +34,11 @@
  *   npm run bench:serve -- [--quick] [--json FILE] [--rate R] [--requests K] [--seconds S] [--ns 1,100,1000]
  *                          [--kinds mixed|adapters] [--lora-frac F] [--concurrency C] [--threads T]
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
- *                          [--rounds R] [--cold-only]
+ *                          [--rounds R] [--cold-only] [--diff-memory-mb M] [--max-sessions K]
  *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
+ *   --diff-memory-mb, --max-sessions   serve's memory bounds for every server (at BERT-base five servers with the
+ *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, each LT-SFT set 340 MB)
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -92,6 +94,9 @@ const WHAT_IF = argv.includes('--what-if');
 const KINDS = argOf('--kinds') ?? 'mixed';
 if (KINDS !== 'mixed' && KINDS !== 'adapters') throw new RangeError(`'--kinds' must be mixed or adapters, got '${KINDS}'`);
 const NAIVE_CACHE = numArg('--naive-cache', 8);
+/** serve's --diff-memory-mb / --max-sessions for every server of the run (five share this process's memory). */
+const DIFF_MEMORY_MB = argOf('--diff-memory-mb') !== undefined ? numArg('--diff-memory-mb', 2048) : undefined;
+const MAX_SESSIONS = argOf('--max-sessions') !== undefined ? numArg('--max-sessions', 8) : undefined;
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
@@ -614,7 +619,7 @@ interface Config {
 async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
   engines = [];
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS });
   const engine = engines[engines.length - 1];
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
@@ -718,7 +723,7 @@ async function startNaive(name: string, n: number, cache: number, ctx: { dataDir
 /** First-request cost of modules not in memory: fresh server, `k` never-requested modules, one request at a time. */
 async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<{ kind: string; coldMs: number; warmMs: number }[]> {
   engines = [];
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS });
   const out: { kind: string; coldMs: number; warmMs: number }[] = [];
   try {
     resetAgent();

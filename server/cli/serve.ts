@@ -48,6 +48,10 @@ export interface ServeOptions {
   splitCompositions?: boolean;
   /** MiB of resident module pools mixed batches gather from (Engine residentPoolBytes; default 1024). */
   poolMemoryMb?: number;
+  /** MiB of materialised θ₀+δ tensors of sparse-diff sets (Engine diffCacheBytes; default 2048). */
+  diffMemoryMb?: number;
+  /** Most graph sessions kept, each with its own copy of the base weights (Engine maxSessions; default 8). */
+  maxSessions?: number;
   /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
   waitForWarmUp?: boolean;
   anonymousRead: boolean;
@@ -76,7 +80,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20 });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {
@@ -180,6 +184,8 @@ export function registerServeCommand(program: Command): void {
     .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
+    .option('--diff-memory-mb <n>', 'MiB of materialised sparse-diff weights (θ0+δ per diff set; least recently used sets give way past it)', int('diff-memory-mb'), 2048)
+    .option('--max-sessions <n>', 'most graph sessions kept (each holds a copy of the base weights: ~440 MB at BERT-base)', int('max-sessions'), 8)
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
@@ -189,6 +195,7 @@ export function registerServeCommand(program: Command): void {
     .option('--public-url <url>', 'URL clients reach the hub at, for absolute links (default: the listen address)', process.env.MODHUB_PUBLIC_URL)
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
+      if (o.maxSessions !== undefined && o.maxSessions < 1) throw usage(`'--max-sessions' must be at least 1, got '${o.maxSessions}'`);
       const badOrigin = o.corsOrigin?.find((x) => x !== '*' && !/^https?:\/\/[^/\s]+$/.test(x));
       if (badOrigin) throw usage(`'--cors-origin' takes '*' or scheme://host[:port] without a path, got '${badOrigin}'`);
       if (o.publicUrl !== undefined) {
