@@ -34,9 +34,10 @@
  *   npm run bench:serve -- [--quick] [--json FILE] [--rate R] [--requests K] [--seconds S] [--ns 1,100,1000]
  *                          [--kinds mixed|adapters] [--lora-frac F] [--concurrency C] [--threads T]
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
- *                          [--rounds R] [--cold-only] [--diff-memory-mb M] [--max-sessions K]
+ *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
  *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
+ *   --core-only    only the N rows and the naive one (three servers instead of five)
  *   --diff-memory-mb, --max-sessions   serve's memory bounds for every server (at BERT-base five servers with the
  *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, each LT-SFT set 340 MB)
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
@@ -94,6 +95,8 @@ const WHAT_IF = argv.includes('--what-if');
 const KINDS = argOf('--kinds') ?? 'mixed';
 if (KINDS !== 'mixed' && KINDS !== 'adapters') throw new RangeError(`'--kinds' must be mixed or adapters, got '${KINDS}'`);
 const NAIVE_CACHE = numArg('--naive-cache', 8);
+/** Only the N rows and the naive one (no batching-off and split rows): fewer servers in this process's memory. */
+const CORE_ONLY = argv.includes('--core-only');
 /** serve's --diff-memory-mb / --max-sessions for every server of the run (five share this process's memory). */
 const DIFF_MEMORY_MB = argOf('--diff-memory-mb') !== undefined ? numArg('--diff-memory-mb', 2048) : undefined;
 const MAX_SESSIONS = argOf('--max-sessions') !== undefined ? numArg('--max-sessions', 8) : undefined;
@@ -818,10 +821,10 @@ async function main(): Promise<void> {
     const ctx = { dataDir, baseDir, w };
     const configs: Config[] = [];
     for (const n of NS) configs.push(await startConfig(`N=${n}`, n, BATCH_ROWS, 0, ctx));
-    const nobatch = await startConfig(`N=${NOBATCH_N}, batching off`, NOBATCH_N, 1, 0, ctx);
-    configs.push(nobatch);
+    const nobatch = CORE_ONLY ? null : await startConfig(`N=${NOBATCH_N}, batching off`, NOBATCH_N, 1, 0, ctx);
+    if (nobatch) configs.push(nobatch);
     // The same traffic with each composition of a batch run as its own uniform group (serve --split-compositions).
-    configs.push(await startConfig(`N=${maxN}, split by composition`, maxN, BATCH_ROWS, 0, ctx, true, true));
+    if (!CORE_ONLY) configs.push(await startConfig(`N=${maxN}, split by composition`, maxN, BATCH_ROWS, 0, ctx, true, true));
     const naive = await startNaive(`N=${maxN}, naive: session per composition (LRU ${NAIVE_CACHE})`, maxN, NAIVE_CACHE, ctx);
     configs.push(naive);
     // What-if rows: the same traffic with ref resolution memoised until the registry changes (see resolveCacheMs).
@@ -866,7 +869,7 @@ async function main(): Promise<void> {
     } finally {
       for (const c of configs) await c.stop();
     }
-    const nobatchResult = results[configs.indexOf(nobatch)];
+    const nobatchResult = nobatch ? results[configs.indexOf(nobatch)] : null;
     const naiveResult = results[configs.indexOf(naive)];
     log(`cold start: ${COLD} never-requested modules on a fresh server`);
     const cold = await coldStart(maxN, COLD, ctx);
@@ -940,7 +943,8 @@ async function main(): Promise<void> {
     const last = results[NS.length - 1];
     out.push(
       `here N=${last.n} keeps ${f(last.closed.throughput / ref.closed.throughput, 3)}× of N=1's saturated throughput and ${f(last.open.throughput / ref.open.throughput, 3)}× of its open-loop throughput ` +
-        `(p99 at the fixed rate ${f(last.open.p99 / ref.open.p99, 2)}× N=1's); batching off at N=${NOBATCH_N} keeps ${f(nobatchResult.closed.throughput / ref.closed.throughput, 3)}×; ` +
+        `(p99 at the fixed rate ${f(last.open.p99 / ref.open.p99, 2)}× N=1's); ` +
+        (nobatchResult ? `batching off at N=${NOBATCH_N} keeps ${f(nobatchResult.closed.throughput / ref.closed.throughput, 3)}×; ` : '') +
         `the naive design at N=${maxN} keeps ${f(naiveResult.closed.throughput / ref.closed.throughput, 3)}×.`,
     );
     out.push('');

@@ -155,6 +155,8 @@ function modeOf(vals: (number | null)[][][] | (number | null)[][] | (number | nu
  * slot (identity: zero LoRA factors, an empty adapter slot, zero invertible weights, its own biases).
  */
 export function joinVariants(a: Variant, b: Variant): Variant | null {
+  // a field this function does not know (a new module kind's) cannot be joined safely: no join, a session of its own
+  if ([a, b].some((v) => Object.keys(v).some((k) => !JOINABLE.has(k)) || Object.values(v.sites).some((sv) => Object.keys(sv).some((k) => !JOINABLE_SITE.has(k))))) return null;
   if (a.heads.mlm !== b.heads.mlm || a.ia3?.length || b.ia3?.length) return null;
   if ([a, b].some((v) => Object.values(v.sites).some((sv) => sv.fuse > 0))) return null;
   const sites: Variant['sites'] = {};
@@ -192,6 +194,9 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
     ...(a.rowBias || b.rowBias ? { rowBias: true } : {}),
   };
 }
+
+const JOINABLE = new Set(['sites', 'lora', 'loraUniform', 'ia3', 'ia3Uniform', 'invertible', 'invUniform', 'invAct', 'heads', 'clsDense', 'rowBias']);
+const JOINABLE_SITE = new Set(['slots', 'flags', 'finalLn', 'act', 'fuse', 'resScale', 'uniform']);
 
 /** Whether the graph of `e` serves every batch `v` describes (joining `v` into `e` changes nothing). */
 export function coversVariant(e: Variant, v: Variant): boolean {

@@ -95,6 +95,7 @@ it('joinVariants covers both sides and refuses what one graph cannot serve', asy
   expect(j.lora).toEqual(v1.lora);
   expect(coversVariant(j, engine.variantFor([pa], {}))).toBe(true); // a uniform batch can run on it too
   expect(joinVariants(v1, engine.variantFor([pa, pl], { mlm: true }))).toBeNull(); // masked-LM output differs
+  expect(joinVariants(v1, { ...v2, prefix: ['x'] } as typeof v2)).toBeNull(); // a field it does not know (a new kind's)
   await engine.close();
 });
 
