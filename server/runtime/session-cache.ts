@@ -21,6 +21,8 @@ import { canonicalKey, coversVariant, joinVariants } from './variants';
 
 export interface SessionEntry {
   session: Promise<Session>;
+  /** Its key in the cache: the kind of base weights (prepacked or inputs) and the variant. */
+  key: string;
   /** The variant the session's graph was built for: the one asked for, or one that covers it. */
   variant: Variant;
   lastUsed: number;
@@ -44,6 +46,8 @@ export class SessionCache {
   private useClock = 0;
   /** Uniform variants served by a covering session so far (bounded). */
   private readonly uniformMisses = new Map<string, number>();
+  /** Mixed variant key → the key of the session that covers it (cleared whenever the sessions change). */
+  private readonly covered = new Map<string, string>();
 
   constructor(
     private readonly config: BaseConfig,
@@ -59,12 +63,14 @@ export class SessionCache {
   acquire(variant: Variant, weightsAsInputs: boolean): SessionEntry {
     const kind = weightsAsInputs ? 'inputs' : 'init';
     const key = `${kind}:${canonicalKey(variant)}`;
-    let entry = this.sessions.get(key);
+    let entry = this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '');
     if (!entry) {
       const cover = this.cover(kind, variant);
       const uniform = isUniform(variant);
-      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER)) entry = cover;
-      else {
+      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER)) {
+        entry = cover;
+        if (!uniform) this.covered.set(key, cover.key);
+      } else {
         const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant));
         const grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
         entry = this.build(`${kind}:${canonicalKey(grown)}`, grown, weightsAsInputs);
@@ -81,9 +87,10 @@ export class SessionCache {
     this.evict();
     const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, weightsAsInputs));
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads, worker: this.options.worker ?? true });
-    session.then(() => this.stats.sessionsBuilt++).catch(() => this.sessions.delete(key));
-    const entry: SessionEntry = { session, variant, lastUsed: 0, inUse: 0 };
+    session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
+    const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0 };
     this.sessions.set(key, entry);
+    this.covered.clear(); // a later miss may find a closer cover
     return entry;
   }
 
@@ -96,6 +103,11 @@ export class SessionCache {
     let best: SessionEntry | undefined;
     for (const [k, e] of this.sessions) if (pred(k, e) && (!best || e.lastUsed > best.lastUsed)) best = e;
     return best;
+  }
+
+  private forget(key: string): void {
+    this.sessions.delete(key);
+    this.covered.clear();
   }
 
   /** Counts a uniform variant's miss; returns the misses before this one. */
@@ -115,6 +127,7 @@ export class SessionCache {
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
+    this.covered.clear();
     for (const e of all) await (await e.session.catch(() => null))?.release().catch(() => undefined);
   }
 
@@ -125,7 +138,7 @@ export class SessionCache {
       const idle = [...this.sessions.entries()].filter(([, e]) => e.inUse === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
       if (!idle.length) return; // all busy: go over the limit rather than free memory a batch still uses
       const [key, e] = idle[0];
-      this.sessions.delete(key);
+      this.forget(key);
       this.stats.sessionsReleased++;
       void e.session.then((s) => s.release()).catch(() => undefined);
     }
