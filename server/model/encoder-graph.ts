@@ -114,7 +114,8 @@ export function foldedSlotDown(g: GraphBuilder, z: Value, downWf: Value, downBf:
 }
 
 export function variantKey(v: Variant): string {
-  return JSON.stringify(v);
+  // keys sorted: variants built by different code paths (chooseVariant, joinVariants) compare equal
+  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : 1))) : x));
 }
 
 /** Supplies base parameters; the caller decides initializer (prepacked) vs graph input (diffs, training). */

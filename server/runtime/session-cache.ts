@@ -3,8 +3,8 @@
  * built on first use and bounded by `maxSessions`: each holds its own copy of the base weights, so the least
  * recently used idle session is released first, never one a running batch still uses (`inUse` > 0).
  * Mixed batches vary in which features they need (a LoRA row or not, a stack or not, ...), and every such
- * combination used to be a session of its own: with 1000 modules in the traffic, sessions were built (100+ ms
- * each on the small base, seconds at BERT-base) and evicted while serving. So a mixed variant is served by any
+ * combination used to be a session of its own: with 1000 modules in the traffic, sessions were built (50–66 ms
+ * each on the small base, ~0.7 s at BERT-base) and evicted while serving. So a mixed variant is served by any
  * cached session whose graph covers it (variants.ts coversVariant), and a mixed miss builds the join of its
  * variant and the most recently used mixed one: the mixed sessions grow into one envelope of what the traffic
  * needs. A uniform batch (every row one composition) keeps its own faster graph, but until it has missed
@@ -14,10 +14,10 @@
  *   try { await (await entry.session).run(feeds, outputs); } finally { sessions.done(entry); }
  */
 import type { BaseConfig } from '../model/config';
-import { buildEncoderGraph, type Variant } from '../model/encoder-graph';
+import { buildEncoderGraph, variantKey, type Variant } from '../model/encoder-graph';
 import type { BaseParams } from './base-params';
 import { Session, type Device } from './session';
-import { canonicalKey, coversVariant, joinVariants } from './variants';
+import { coversVariant, joinVariants } from './variants';
 
 export interface SessionEntry {
   session: Promise<Session>;
@@ -62,7 +62,7 @@ export class SessionCache {
    */
   acquire(variant: Variant, weightsAsInputs: boolean): SessionEntry {
     const kind = weightsAsInputs ? 'inputs' : 'init';
-    const key = `${kind}:${canonicalKey(variant)}`;
+    const key = `${kind}:${variantKey(variant)}`;
     let entry = this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '');
     if (!entry) {
       const cover = this.cover(kind, variant);
@@ -73,7 +73,7 @@ export class SessionCache {
       } else {
         const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant));
         const grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
-        entry = this.build(`${kind}:${canonicalKey(grown)}`, grown, weightsAsInputs);
+        entry = this.build(`${kind}:${variantKey(grown)}`, grown, weightsAsInputs);
       }
     }
     entry.lastUsed = ++this.useClock;

@@ -7,7 +7,7 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type SiteVariant, type Variant } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
 import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
@@ -201,12 +201,7 @@ const JOINABLE_SITE = new Set(['slots', 'flags', 'finalLn', 'act', 'fuse', 'resS
 /** Whether the graph of `e` serves every batch `v` describes (joining `v` into `e` changes nothing). */
 export function coversVariant(e: Variant, v: Variant): boolean {
   const j = joinVariants(e, v);
-  return j !== null && canonicalKey(j) === canonicalKey(e);
-}
-
-/** A variant as JSON with sorted keys (variants built by different code paths compare equal). */
-export function canonicalKey(v: Variant): string {
-  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([p], [q]) => (p < q ? -1 : 1))) : x));
+  return j !== null && variantKey(j) === variantKey(e);
 }
 
 /** A per-row switch over two batches: the same mode stays, differing modes become 'mixed'. */
