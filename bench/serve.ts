@@ -122,7 +122,15 @@ interface Timer {
   calls: number;
 }
 const timers = new Map<string, Timer>();
-let engines: Engine[] = [];
+/** The engine the last serve() created (captured through Engine.create): one reference, so none outlives its server. */
+let lastEngine: Engine | undefined;
+/** Engine.create as the server code has it, for the naive server's engines (not captured: it makes one per miss). */
+const createEngine = Engine.create.bind(Engine);
+function takeLastEngine(): Engine | undefined {
+  const e = lastEngine;
+  lastEngine = undefined;
+  return e;
+}
 
 function timeAsync<T extends object>(proto: T, method: string, label: string): void {
   const p = proto as Record<string, unknown>;
@@ -180,12 +188,7 @@ function instrument(): void {
     value.catch(() => cache.delete(ref));
     return value;
   };
-  const create = Engine.create.bind(Engine);
-  (Engine as unknown as { create: typeof Engine.create }).create = async (o) => {
-    const e = await create(o);
-    engines.push(e);
-    return e;
-  };
+  (Engine as unknown as { create: typeof Engine.create }).create = async (o) => (lastEngine = await createEngine(o));
   // Wall time of async calls overlaps with other requests' work; the sync ones are main-thread time.
   timeAsync(Registry.prototype, 'resolve', 'registry.resolve (async, catalog lookups)');
   timeAsync(Engine.prototype, 'plan', 'engine.plan (async: resolve + load on miss)');
@@ -621,9 +624,9 @@ interface Config {
  */
 async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
-  engines = [];
+  lastEngine = undefined;
   const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS });
-  const engine = engines[engines.length - 1];
+  const engine = takeLastEngine();
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
   await withConfig(c, async () => {
@@ -676,7 +679,7 @@ async function startNaive(name: string, n: number, cache: number, ctx: { dataDir
       lru.delete(oldKey);
       await (await old).close();
     }
-    const made = Engine.create({ base, resolver: reg, threads: THREADS, maxSessions: 2 });
+    const made = createEngine({ base, resolver: reg, threads: THREADS, maxSessions: 2 });
     lru.set(key, made);
     return made;
   };
@@ -726,10 +729,19 @@ async function startNaive(name: string, n: number, cache: number, ctx: { dataDir
 }
 
 /** First-request cost of modules not in memory: fresh server, `k` never-requested modules, one request at a time. */
-async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<{ kind: string; coldMs: number; warmMs: number }[]> {
-  engines = [];
+interface ColdSample {
+  kind: string;
+  coldMs: number;
+  warmMs: number;
+  /** Instrumented stages (see instrument()) of the first request, and their mean over the three loaded ones. */
+  coldStages: Record<string, Timer>;
+  warmStages: Record<string, Timer>;
+}
+
+async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<ColdSample[]> {
   const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS });
-  const out: { kind: string; coldMs: number; warmMs: number }[] = [];
+  takeLastEngine();
+  const out: ColdSample[] = [];
   try {
     resetAgent();
     // Warm the graph variants of every kind with the most popular modules (ranks 0-3 cover the four kinds).
@@ -742,9 +754,13 @@ async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: 
         if (r.status !== 200) throw new Error(`bench: cold request for module ${i}: ${r.status} ${r.text.slice(0, 200)}`);
         return nowMs() - t0;
       };
+      const t0 = snapshotTimers();
       const coldMs = await time();
+      const t1 = snapshotTimers();
       const warm = [await time(), await time(), await time()].sort((a, b) => a - b);
-      out.push({ kind: kindOf(i), coldMs, warmMs: warm[1] });
+      const warmStages = diffTimers(t1, snapshotTimers());
+      for (const t of Object.values(warmStages)) (t.ms /= 3), (t.calls /= 3);
+      out.push({ kind: kindOf(i), coldMs, warmMs: warm[1], coldStages: diffTimers(t0, t1), warmStages });
     }
   } finally {
     await srv.stop();
@@ -768,9 +784,11 @@ function configResult(c: Config): ConfigResult {
 
 // ---- report ------------------------------------------------------------------------------------------------
 /** The cold-start table, per kind and over all. */
-function coldTable(cold: { kind: string; coldMs: number; warmMs: number }[]): string[] {
+function coldTable(cold: ColdSample[]): string[] {
   const byKind = [...new Set(cold.map((x) => x.kind))];
   const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const stages = [...new Set(cold.flatMap((x) => Object.keys(x.coldStages)))].filter((st) => cold.some((x) => x.coldStages[st].calls > 0));
+  const stageMs = (x: ColdSample, st: string, which: 'coldStages' | 'warmStages') => x[which][st]?.ms ?? 0;
   return [
     `Cold start (fresh server, ${COLD} modules never requested before, one request at a time; extra = first request − same request once loaded)`,
     table(
@@ -779,6 +797,15 @@ function coldTable(cold: { kind: string; coldMs: number; warmMs: number }[]): st
         const xs = cold.filter((x) => k === 'all' || x.kind === k);
         return [k, String(xs.length), f(med(xs.map((x) => x.coldMs))), f(med(xs.map((x) => x.warmMs))), f(med(xs.map((x) => x.coldMs - x.warmMs))), f(Math.max(...xs.map((x) => x.coldMs - x.warmMs)))];
       }),
+    ),
+    '',
+    'Where a first request goes (instrumented stages, median ms per request; async stages overlap one another)',
+    table(
+      ['stage', ...byKind.flatMap((k) => [`${k} first`, `${k} loaded`])],
+      stages.map((st) => [st, ...byKind.flatMap((k) => {
+        const xs = cold.filter((x) => x.kind === k);
+        return [f(med(xs.map((x) => stageMs(x, st, 'coldStages')))), f(med(xs.map((x) => stageMs(x, st, 'warmStages'))))];
+      })]),
     ),
   ];
 }
