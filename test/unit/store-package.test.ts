@@ -15,7 +15,7 @@ import {
   writeModulePackage,
   type ModuleKind,
 } from '../../modules-store';
-import { serializeSafetensors } from '../../modules-store/safetensors';
+import { serializeSafetensors, toIndexArray } from '../../modules-store/safetensors';
 import { makeManifestInput, makePackageFiles, makeTensors, type MakeOptions } from '../helpers/hub';
 
 function code(fn: () => unknown): string {
@@ -143,6 +143,16 @@ describe('weights validation per kind', () => {
     const files = makePackageFiles({ kind });
     files.set('module.json', Buffer.from('{not json'));
     expect(code(() => validatePackage(files))).toMatch(/^INVALID_MANIFEST: module\.json is not valid JSON/);
+  });
+});
+
+describe('toIndexArray', () => {
+  it('reads I64 indices exactly, word by word, including views, negatives and values past 32 bits', () => {
+    const values = [0n, 1n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n + 5n, 2n ** 40n + 123n, -1n, -(2n ** 33n) - 7n, 2n ** 53n - 1n, -(2n ** 53n) + 1n];
+    const all = new BigInt64Array([99n, ...values]);
+    const view = all.subarray(1); // a non-zero byteOffset
+    expect(Array.from(toIndexArray({ dtype: 'I64', shape: [values.length], data: view }))).toEqual(values.map(Number));
+    expect(toIndexArray({ dtype: 'I32', shape: [2], data: new Int32Array([3, -4]) })).toEqual(new Int32Array([3, -4]));
   });
 });
 
