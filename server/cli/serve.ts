@@ -46,6 +46,8 @@ export interface ServeOptions {
   drainMs?: number;
   /** Run each composition of a batch as its own uniform group (Engine splitCompositions; default false). */
   splitCompositions?: boolean;
+  /** MiB of loaded modules kept in engine layout (Engine moduleCacheBytes; default 2048). */
+  moduleMemoryMb?: number;
   /** MiB of resident module pools mixed batches gather from (Engine residentPoolBytes; default 1024). */
   poolMemoryMb?: number;
   /** MiB of materialised θ₀+δ tensors of sparse-diff sets (Engine diffCacheBytes; default 2048). */
@@ -80,7 +82,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {
@@ -183,6 +185,7 @@ export function registerServeCommand(program: Command): void {
     .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
     .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
+    .option('--module-memory-mb <n>', 'MiB of loaded modules kept in memory (least recently used modules are read again from the store past it)', int('module-memory-mb'), 2048)
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
     .option('--diff-memory-mb <n>', 'MiB of materialised sparse-diff weights (θ0+δ per diff set; least recently used sets give way past it)', int('diff-memory-mb'), 2048)
     .option('--max-sessions <n>', 'most graph sessions kept (each holds a copy of the base weights: ~440 MB at BERT-base)', int('max-sessions'), 8)

@@ -31,6 +31,7 @@ test.each([
   [['serve', '--device', 'tpu'], /^INVALID_ARGUMENT: '--device' must be cpu or cuda, got 'tpu'$/],
   [['serve', '--pool-memory-mb', '-1'], /^INVALID_ARGUMENT: '--pool-memory-mb' must be a non-negative integer, got '-1'$/],
   [['serve', '--diff-memory-mb', 'lots'], /^INVALID_ARGUMENT: '--diff-memory-mb' must be a non-negative integer, got 'lots'$/],
+  [['serve', '--module-memory-mb', 'all'], /^INVALID_ARGUMENT: '--module-memory-mb' must be a non-negative integer, got 'all'$/],
   [['serve', '--max-sessions', '0'], /^INVALID_ARGUMENT: '--max-sessions' must be at least 1, got '0'$/],
   [['yank', 'lang/de'], /^INVALID_ARGUMENT: yank: 'lang\/de' must name an exact version/],
   [['infer', '--compose', '{"stack": [', 'x'], /^INVALID_ARGUMENT: '--compose' is not valid JSON/],
