@@ -1,9 +1,12 @@
 /**
- * Sparse diffs as weights: θ₀+Σδ for the tensors a row group's diff set touches, materialised once per diff set
- * and kept in a byte-bounded LRU, and the `w.<name>` feeds of the "weights as inputs" session built from them.
- * A touched tensor is fed under a share key of its diff set, an untouched one under the base's key, so the
- * session worker holds each base array once however many diff sets run (README, design: sparse diffs); touched
- * encoder Linear weights move to the worker rather than being copied (MOVABLE).
+ * Sparse diffs as weights: the `w.<name>` feeds of the "weights as inputs" session a row group with sparse diffs
+ * runs on. Encoder Linear weights (SPARSE) are fed as the base's own arrays plus the set's non-zeros as a sparse
+ * overwrite (HostTensor.overwrite: the session worker adds them in place for the run and restores the base after),
+ * so a diff set costs 8 bytes per non-zero, not a dense θ₀+δ of every matrix it touches (340 MB per LT-SFT set at
+ * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). Other touched
+ * tensors (LayerNorms, biases, embeddings, the MLM head) are materialised θ₀+Σδ, which pools also read
+ * (`effective`). Both are kept per diff set in a byte-bounded LRU. An untouched tensor is fed under the base's share
+ * key, so the session worker holds each base array once however many diff sets run (README, design: sparse diffs).
  * Example:
  *   const diffs = new DiffWeights(params, 2 ** 31, 'e0');
  *   Object.assign(feeds, diffs.feeds(plan.diffs));
@@ -12,98 +15,191 @@ import { LRUCache } from 'lru-cache';
 import type { RowPlan } from '../model/composition';
 import { ModuleError, transpose } from '../model/modules';
 import type { BaseParams } from './base-params';
-import { Session, type HostTensor } from './session';
+import { Session, type HostTensor, type SparseOverwrite } from './session';
 
 /** The diff modules of a row group (every row of a group has the same set). */
 export type DiffSet = RowPlan['diffs'];
 
 /**
- * Touched tensors nothing on the main thread reads after feeding them (pools read LayerNorms, biases and the MLM
- * head through `effective`): encoder Linear weights. A worker session takes them over instead of a copy, so a diff
- * set's θ₀+δ (340 MB at BERT-base with every encoder matrix touched) is held once, not on both threads.
+ * Touched tensors fed as the base's array plus a sparse overwrite: encoder Linear weights, which nothing on the
+ * main thread reads through a diff set (pools read LayerNorms, biases and the MLM head through `effective`).
  */
-const MOVABLE = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
+const SPARSE = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
+/**
+ * Past this share of a tensor's entries a set's changes are materialised instead (8 bytes and two writes per run
+ * per non-zero against 4 bytes per entry once; a dense diff, e.g. full fine-tuning, is cheaper as a copy). A
+ * materialised Linear weight moves to the session worker instead of being cloned (held once).
+ */
+const MAX_SPARSE_DENSITY = 0.25;
+/**
+ * A set whose sparse overwrite ran PROMOTE_USES times within the last PROMOTE_WINDOW diff-group runs is
+ * materialised (θ₀+Σδ, moved to the worker): applying and undoing an overwrite costs two passes over its non-zeros
+ * per run (~28 ms for LT-SFT at 1% on BERT-base, cache misses mostly), while a materialised set costs a dense copy
+ * once and its memory for as long as it stays (340 MB there). So popular sets go dense and the long tail stays
+ * sparse instead of evicting one another's copies.
+ */
+const PROMOTE_USES = 4;
+const PROMOTE_WINDOW = 64;
 
 export function diffSetKey(diffs: DiffSet): string {
   return diffs.map((d) => d.key).join('+');
 }
 
-export class DiffWeights {
-  private readonly cache: LRUCache<string, Map<string, Float32Array>>;
+/** What a diff set changes: dense θ₀+Σδ per materialised tensor, non-zeros (checkpoint layout) per sparse one. */
+interface SetWeights {
+  dense: Map<string, Float32Array>;
+  sparse: Map<string, { indices: Int32Array; deltas: Float32Array }>;
+  /** Diff-group run counts (this engine's clock) of the set's last PROMOTE_USES runs while sparse. */
+  recent: number[];
+}
 
-  /** `maxBytes` bounds the materialised tensors; `shareId` prefixes this engine's shared worker feeds. */
+export class DiffWeights {
+  private readonly cache: LRUCache<string, SetWeights>;
+  /** Diff-group runs fed so far. */
+  private clock = 0;
+
+  /** `maxBytes` bounds the kept tensors and non-zeros; `shareId` prefixes this engine's shared worker feeds. */
   constructor(
     private readonly params: BaseParams,
     maxBytes: number,
     private readonly shareId: string,
   ) {
-    this.cache = new LRUCache<string, Map<string, Float32Array>>({
+    this.cache = new LRUCache<string, SetWeights>({
       maxSize: maxBytes,
-      sizeCalculation: (m) => Math.max(1, [...m.values()].reduce((a, x) => a + x.byteLength, 0)),
-      dispose: (_m, key) => void Session.forgetShared(`${this.shareId}:diff:${key}:`),
+      sizeCalculation: (w) => {
+        let b = 0;
+        for (const x of w.dense.values()) b += x.byteLength;
+        for (const x of w.sparse.values()) b += x.indices.byteLength + x.deltas.byteLength;
+        return Math.max(1, b);
+      },
+      dispose: (_w, key) => void Session.forgetShared(`${this.shareId}:diff:${key}:`),
     });
   }
 
-  /** Feeds `w.<name>` for a diff group: θ₀+Σδ for touched tensors, the base's own arrays for the rest. */
+  /** Feeds `w.<name>` for a diff group: θ₀ (+ the set's sparse overwrite) or the materialised θ₀+Σδ. */
   feeds(diffs: DiffSet): Record<string, HostTensor> {
     const key = diffSetKey(diffs);
-    const shareKey = (name: string, mine: boolean) => `${this.shareId}:${mine ? `diff:${key}` : 'base'}:${name}`;
-    let touched = this.materialised(diffs);
-    // A worker that lost what was moved to it (it restarted): materialise again.
-    if ([...touched].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(shareKey(name, true)))) {
+    let set = this.weights(diffs);
+    // A worker that lost the materialised tensors moved to it (it restarted): materialise again.
+    if ([...set.dense].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(`${this.shareId}:diff:${key}:${name}`))) {
       this.cache.delete(key);
-      touched = this.materialised(diffs);
+      set = this.weights(diffs);
+    }
+    const now = ++this.clock;
+    if (set.sparse.size) {
+      set.recent.push(now);
+      if (set.recent.length > PROMOTE_USES) set.recent.shift();
+      if (set.recent.length === PROMOTE_USES && now - set.recent[0] < PROMOTE_WINDOW) set = this.promote(key, set);
     }
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
-      const mine = touched.get(name);
+      const dense = set.dense.get(name);
+      const sparse = set.sparse.get(name);
       const own = this.params.isTransposed(name) ? this.params.checkpoint(name) : null; // [out, in], see BaseParams.provider
-      feeds[`w.${name}`] = { type: 'float32', dims: own ? own.shape : p.dims, data: mine ?? (own ? own.data : p.data), shareKey: shareKey(name, !!mine), ...(mine && MOVABLE.test(name) ? { moveToWorker: true } : {}) };
+      const overwrite: SparseOverwrite | undefined = sparse && { key: `${this.shareId}:diff:${key}:sparse:${name}`, ...sparse };
+      feeds[`w.${name}`] = {
+        type: 'float32',
+        dims: own ? own.shape : p.dims,
+        data: dense ?? (own ? own.data : p.data),
+        shareKey: `${this.shareId}:${dense ? `diff:${key}` : 'base'}:${name}`,
+        ...(overwrite ? { overwrite } : {}),
+        ...(dense && SPARSE.test(name) ? { moveToWorker: true } : {}),
+      };
     }
     return feeds;
   }
 
   /**
-   * A base parameter in engine layout as a diff set changes it. A touched transposed weight is materialised in
-   * its checkpoint layout (for the feeds), so it is transposed here: callers are pool builders, whose results
-   * are cached per composition.
+   * A base parameter in engine layout as a diff set changes it. A materialised transposed weight is kept in its
+   * checkpoint layout (for the feeds), so it is transposed here; a sparse one is applied to a copy. Callers are pool
+   * builders, whose results are cached per composition.
    */
   effective(name: string, diffs: DiffSet): Float32Array {
     const p = this.params.get(name)!;
-    const touched = diffs.length ? this.materialised(diffs).get(name) : undefined;
+    if (!diffs.length) return p.data;
+    const set = this.weights(diffs);
+    const sparse = set.sparse.get(name);
+    let touched = set.dense.get(name);
+    if (sparse) {
+      touched = (this.params.isTransposed(name) ? this.params.checkpoint(name).data : p.data).slice();
+      for (let i = 0; i < sparse.indices.length; i++) touched[sparse.indices[i]] += sparse.deltas[i];
+    }
     if (!touched) return p.data;
     return this.params.isTransposed(name) ? transpose(touched, p.dims[1], p.dims[0]) : touched;
   }
 
-  /** θ₀+Σδ for the tensors a diff set touches (Linear weights in [out, in]), materialised once per set and cached. */
-  private materialised(diffs: DiffSet): Map<string, Float32Array> {
-    const key = diffSetKey(diffs);
-    let touched = this.cache.get(key);
-    if (!touched) {
-      touched = new Map();
-      for (const d of diffs) {
-        for (const [name, { indices, values }] of d.params) {
-          let w = touched.get(name);
-          const p = this.params.get(name);
-          if (!p) throw new ModuleError('INCOMPATIBLE_BASE', `module '${d.key}' changes '${name}', which this base does not have`);
-          const linear = this.params.isTransposed(name);
-          if (!w) {
-            w = (linear ? this.params.checkpoint(name).data : p.data).slice();
-            touched.set(name, w);
-          }
-          // Cold path (once per diff set, then cached): scatter-add over the diff's non-zeros. Diff indices are in
-          // the engine layout ([in, out] for Linear weights): e = c·out + r is element (r, c) of the [out, in] tensor.
-          if (linear) {
-            const [inn, out] = p.dims;
-            for (let i = 0; i < indices.length; i++) {
-              const e = indices[i];
-              w[(e % out) * inn + Math.floor(e / out)] += values[i];
-            }
-          } else for (let i = 0; i < indices.length; i++) w[indices[i]] += values[i];
-        }
-      }
-      this.cache.set(key, touched);
+  /** A popular set materialised: its sparse tensors become dense θ₀+Σδ (replacing the entry re-sizes it in the LRU). */
+  private promote(key: string, set: SetWeights): SetWeights {
+    let bytes = 0;
+    for (const name of set.sparse.keys()) bytes += this.params.checkpoint(name).data.byteLength;
+    for (const w of set.dense.values()) bytes += w.byteLength;
+    if (bytes > this.cache.maxSize / 2) return set; // it would not stay (or would evict everything): keep it sparse
+    const dense = new Map(set.dense);
+    for (const [name, sp] of set.sparse) {
+      const w = this.params.checkpoint(name).data.slice();
+      for (let i = 0; i < sp.indices.length; i++) w[sp.indices[i]] += sp.deltas[i];
+      dense.set(name, w);
     }
-    return touched;
+    const promoted: SetWeights = { dense, sparse: new Map(), recent: [] };
+    this.cache.set(key, promoted);
+    return promoted;
   }
+
+  /** What a diff set changes, built once per set and cached. */
+  private weights(diffs: DiffSet): SetWeights {
+    const key = diffSetKey(diffs);
+    let set = this.cache.get(key);
+    if (set) return set;
+    set = { dense: new Map(), sparse: new Map(), recent: [] };
+    const nnz = new Map<string, number>();
+    for (const d of diffs) for (const [name, { indices }] of d.params) nnz.set(name, (nnz.get(name) ?? 0) + indices.length);
+    // Sparse tensors: each diff's non-zeros in order (the worker adds them in order, as `+=` here would).
+    const parts = new Map<string, { indices: Int32Array; deltas: Float32Array }[]>();
+    for (const d of diffs) {
+      for (const [name, { indices, values }] of d.params) {
+        const p = this.params.get(name);
+        if (!p) throw new ModuleError('INCOMPATIBLE_BASE', `module '${d.key}' changes '${name}', which this base does not have`);
+        const linear = this.params.isTransposed(name);
+        if (SPARSE.test(name) && linear && nnz.get(name)! <= MAX_SPARSE_DENSITY * p.data.length) {
+          // Diff indices are in the engine layout ([in, out]): e = c·out + r is element (r, c) of the fed [out, in] tensor.
+          const [inn, out] = p.dims;
+          const idx = new Int32Array(indices.length);
+          for (let i = 0; i < indices.length; i++) idx[i] = (indices[i] % out) * inn + Math.floor(indices[i] / out);
+          let list = parts.get(name);
+          if (!list) parts.set(name, (list = []));
+          list.push({ indices: idx, deltas: values });
+          continue;
+        }
+        // Cold path (once per diff set, then cached): scatter-add over the diff's non-zeros.
+        let w = set.dense.get(name);
+        if (!w) {
+          w = (linear ? this.params.checkpoint(name).data : p.data).slice();
+          set.dense.set(name, w);
+        }
+        if (linear) {
+          const [inn, out] = p.dims;
+          for (let i = 0; i < indices.length; i++) {
+            const e = indices[i];
+            w[(e % out) * inn + Math.floor(e / out)] += values[i];
+          }
+        } else for (let i = 0; i < indices.length; i++) w[indices[i]] += values[i];
+      }
+    }
+    for (const [name, list] of parts) set.sparse.set(name, list.length === 1 ? list[0] : concat(list));
+    this.cache.set(key, set);
+    return set;
+  }
+}
+
+function concat(list: { indices: Int32Array; deltas: Float32Array }[]): { indices: Int32Array; deltas: Float32Array } {
+  const n = list.reduce((a, x) => a + x.indices.length, 0);
+  const indices = new Int32Array(n);
+  const deltas = new Float32Array(n);
+  let o = 0;
+  for (const x of list) {
+    indices.set(x.indices, o);
+    deltas.set(x.deltas, o);
+    o += x.indices.length;
+  }
+  return { indices, deltas };
 }

@@ -13,7 +13,9 @@ import { UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
-import { Session } from '../../server/runtime/session';
+import { Session, overwritten } from '../../server/runtime/session';
+import { BaseParams } from '../../server/runtime/base-params';
+import { DiffWeights } from '../../server/runtime/diff-weights';
 import { baseParamShapes, makeAdapterModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
 
 let base: Base;
@@ -112,6 +114,40 @@ it('feeds moved to the worker (a diff set\'s θ₀+δ, a uniform batch\'s weight
   for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
   await Session.forgetShared(''); // what a restarted worker holds: nothing
   for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
+  await engine.close();
+});
+
+it('a diff set runs as a sparse overwrite of the base until it is popular, then materialised, with identical outputs', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const hot = makeDiffModule({ id: 'sft/hot', base: info, targets, density: 0.05, method: 'lt-sft', seed: 21 });
+  const rare = makeDiffModule({ id: 'sft/rare', base: info, targets, density: 0.05, method: 'lt-sft', seed: 22 });
+  const engine = await Engine.create({ base });
+  for (const m of [hot, rare]) engine.addModule(parseManifest(m.manifest), m.tensors);
+  // Through the engine: every run, sparse or materialised, gives the first run's bits.
+  const outs = [];
+  for (let i = 0; i < 6; i++) outs.push(await run(engine, 'sft/hot@1.0.0'));
+  for (const o of outs) expect(o).toEqual(outs[0]);
+  // The choice itself, on a DiffWeights of its own.
+  const [hotPlan] = await engine.plan('sft/hot@1.0.0');
+  const [rarePlan] = await engine.plan('sft/rare@1.0.0');
+  const params = new BaseParams(base);
+  const diffs = new DiffWeights(params, 2 ** 30, 'dw-test');
+  const q = 'w.layers.0.attn.q.weight';
+  const first = diffs.feeds(hotPlan.diffs)[q];
+  expect(first.overwrite).toBeDefined();
+  expect(first.shareKey).toBe('dw-test:base:layers.0.attn.q.weight'); // the base's own array, shared with every set
+  expect(first.data).toBe(params.checkpoint('layers.0.attn.q.weight').data);
+  const expected = overwritten(first.data as Float32Array, first.overwrite!);
+  for (let i = 0; i < 2; i++) expect(diffs.feeds(hotPlan.diffs)[q].overwrite).toBeDefined();
+  const promoted = diffs.feeds(hotPlan.diffs)[q]; // its 4th run within the window
+  expect(promoted.overwrite).toBeUndefined();
+  expect(promoted.moveToWorker).toBe(true);
+  expect(Array.from(promoted.data as Float32Array)).toEqual(Array.from(expected));
+  // A set whose runs are spread thinner than the window stays sparse.
+  for (let i = 0; i < 5; i++) {
+    expect(diffs.feeds(rarePlan.diffs)[q].overwrite).toBeDefined();
+    for (let j = 0; j < 70; j++) diffs.feeds(hotPlan.diffs); // other diff groups run in between
+  }
   await engine.close();
 });
 

@@ -85,6 +85,32 @@ it('moves a moveToWorker feed instead of copying it, reuses it by key, and refus
   await s.release();
 });
 
+it('adds a sparse overwrite to a shared feed for one run only, on a worker and on the main thread alike', async () => {
+  // index 1 repeats: its deltas add up in order, and the base value comes back after the run
+  const overwrite = { key: 'ow:set:w', indices: Int32Array.from([1, 4, 1]), deltas: Float32Array.from([0.25, -1, 0.5]) };
+  const patched = w1.slice();
+  for (let i = 0; i < overwrite.indices.length; i++) patched[overwrite.indices[i]] += overwrite.deltas[i];
+  for (const worker of [true, false]) {
+    const s = await Session.create(model(), { worker });
+    const run = async (feed: HostTensor) => Array.from((await s.run({ x, w: feed }, ['y'])).y.data as Float32Array);
+    const expected = await run({ type: 'float32', dims: [3, 2], data: patched });
+    const plain = await run({ type: 'float32', dims: [3, 2], data: w1.slice() });
+    const base = w1.slice();
+    const shared: HostTensor = { type: 'float32', dims: [3, 2], data: base, shareKey: `ow:base:${worker}` };
+    expect(await run({ ...shared, overwrite })).toEqual(expected);
+    expect(await run(shared)).toEqual(plain); // restored
+    expect(await run({ ...shared, overwrite })).toEqual(expected); // the pair is held by key now
+    expect(Array.from(base)).toEqual(Array.from(w1)); // the caller's array is never written
+    if (worker) {
+      expect(Session.workerHolds('ow:set:w')).toBe(true);
+      await Session.forgetShared('ow:');
+      expect(Session.workerHolds('ow:set:w')).toBe(false);
+      expect(await run({ ...shared, overwrite })).toEqual(expected); // sent again
+    }
+    await s.release();
+  }
+});
+
 it('returns onnxruntime errors as rejections and keeps working', async () => {
   const s = await Session.create(model(), { worker: true });
   await expect(s.run({ x }, ['y'])).rejects.toThrow(/w/);
