@@ -35,10 +35,11 @@
  *                          [--kinds mixed|adapters] [--lora-frac F] [--concurrency C] [--threads T]
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
  *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
+ *                          [--module-memory-mb M] [--pool-memory-mb M]
  *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
- *   --diff-memory-mb, --max-sessions   serve's memory bounds for every server (at BERT-base five servers with the
+ *   --diff-memory-mb, --max-sessions, --module-memory-mb, --pool-memory-mb   serve's memory bounds for every server (at BERT-base five servers with the
  *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, each LT-SFT set 340 MB)
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
@@ -100,6 +101,9 @@ const CORE_ONLY = argv.includes('--core-only');
 /** serve's --diff-memory-mb / --max-sessions for every server of the run (five share this process's memory). */
 const DIFF_MEMORY_MB = argOf('--diff-memory-mb') !== undefined ? numArg('--diff-memory-mb', 2048) : undefined;
 const MAX_SESSIONS = argOf('--max-sessions') !== undefined ? numArg('--max-sessions', 8) : undefined;
+/** serve's --module-memory-mb / --pool-memory-mb: at BERT-base 1000 modules need ~5.5 GB loaded and ~4.5 GB of pools. */
+const MODULE_MEMORY_MB = argOf('--module-memory-mb') !== undefined ? numArg('--module-memory-mb', 2048) : undefined;
+const POOL_MEMORY_MB = argOf('--pool-memory-mb') !== undefined ? numArg('--pool-memory-mb', 1024) : undefined;
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
@@ -259,6 +263,10 @@ const moduleId = (i: number) => `bench/m${String(i).padStart(4, '0')}`;
 const langId = (k: number) => `bench/lang${k}`;
 /** Kind of the module at popularity rank i (`--kinds mixed`): adapter, LoRA, MAD-X stack, sparse diff, in turn. */
 const kindOf = (i: number): 'adapter' | 'lora' | 'stack' | 'diff' => (KINDS === 'adapters' ? 'adapter' : (['adapter', 'lora', 'stack', 'diff'] as const)[i % 4]);
+/** Sparse diffs alternate between BitFit (bias-only, rides in the batch's run) and LT-SFT (a run of its own). */
+const isBitfit = (i: number) => i % 8 === 3;
+/** Kind of module i as the cold-start table reports it (the two diff kinds apart: their first requests differ by 10×). */
+const coldKindOf = (i: number): string => (kindOf(i) === 'diff' ? (isBitfit(i) ? 'bitfit' : 'lt-sft') : kindOf(i));
 /** The composition a request for module i sends. */
 const compositionOf = (i: number): unknown => (kindOf(i) === 'stack' ? { stack: [langId(i % LANGS), moduleId(i)] } : moduleId(i));
 
@@ -557,7 +565,7 @@ async function publishModules(dataDir: string, base: Base, count: number, loraFr
       const head = { type: 'classification' as const, num_labels: 3, labels };
       const m =
         kind === 'diff'
-          ? i % 8 === 3
+          ? isBitfit(i)
             ? makeBitfitModule({ id: moduleId(i), base: info, head, seed: 1000 + i, scale: 0.02 })
             : makeDiffModule({ id: moduleId(i), base: info, targets: sftTargets, density: 0.01, method: 'lt-sft', head, seed: 1000 + i, scale: 0.02 })
           : isLora
@@ -625,7 +633,7 @@ interface Config {
 async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
   lastEngine = undefined;
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB });
   const engine = takeLastEngine();
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
@@ -739,7 +747,7 @@ interface ColdSample {
 }
 
 async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<ColdSample[]> {
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB });
   takeLastEngine();
   const out: ColdSample[] = [];
   try {
@@ -760,7 +768,7 @@ async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: 
       const warm = [await time(), await time(), await time()].sort((a, b) => a - b);
       const warmStages = diffTimers(t1, snapshotTimers());
       for (const t of Object.values(warmStages)) (t.ms /= 3), (t.calls /= 3);
-      out.push({ kind: kindOf(i), coldMs, warmMs: warm[1], coldStages: diffTimers(t0, t1), warmStages });
+      out.push({ kind: coldKindOf(i), coldMs, warmMs: warm[1], coldStages: diffTimers(t0, t1), warmStages });
     }
   } finally {
     await srv.stop();
