@@ -752,8 +752,10 @@ async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: 
   const out: ColdSample[] = [];
   try {
     resetAgent();
-    // Warm the graph variants of every kind with the most popular modules (ranks 0-3 cover the four kinds).
-    for (let r = 0; r < 3; r++) for (let i = 0; i < Math.min(n, 4); i++) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, r));
+    // Warm the graph variants of every kind with the most popular modules: ranks 0-3 cover the four kinds, rank 3's
+    // diff is BitFit (it rides in the batch's run), rank 7's LT-SFT (its group runs on the weights-as-inputs session).
+    const warm = [0, 1, 2, 3, 7].filter((i) => i < n);
+    for (let r = 0; r < 3; r++) for (const i of warm) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, r));
     for (let j = 0; j < k; j++) {
       const i = n - 1 - j; // the unpopular end: never requested before
       const time = async () => {

@@ -6,7 +6,7 @@
  * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). Other touched
  * tensors (LayerNorms, biases, embeddings, the MLM head) are materialised θ₀+Σδ, which pools also read
  * (`effective`). Both are kept per diff set in a byte-bounded LRU. An untouched tensor is fed under the base's share
- * key, so the session worker holds each base array once however many diff sets run (README, design: sparse diffs).
+ * key, so the session worker holds each base array once however many diff sets run (README, Design decisions: sparse diffs).
  * Example:
  *   const diffs = new DiffWeights(params, 2 ** 31, 'e0');
  *   Object.assign(feeds, diffs.feeds(plan.diffs));
