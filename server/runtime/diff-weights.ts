@@ -32,11 +32,12 @@ const SPARSE = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
  */
 const MAX_SPARSE_DENSITY = 0.25;
 /**
- * A set whose sparse overwrite ran PROMOTE_USES times within the last PROMOTE_WINDOW diff-group runs is
- * materialised (θ₀+Σδ, moved to the worker): applying and undoing an overwrite costs two passes over its non-zeros
- * per run (~28 ms for LT-SFT at 1% on BERT-base, cache misses mostly), while a materialised set costs a dense copy
- * once and its memory for as long as it stays (340 MB there). So popular sets go dense and the long tail stays
- * sparse instead of evicting one another's copies.
+ * When a set is materialised (θ₀+Σδ, moved to the worker): at once while the cache has room for it without evicting
+ * anything, else once its sparse overwrite ran PROMOTE_USES times within the last PROMOTE_WINDOW diff-group runs.
+ * Applying and undoing an overwrite costs two passes over its non-zeros per run (~28 ms for LT-SFT at 1% on
+ * BERT-base, cache misses mostly), while a materialised set costs a dense copy once and its memory for as long as
+ * it stays (340 MB there). So memory that is free goes to dense sets, and under pressure popular sets go dense and
+ * the long tail stays sparse instead of evicting one another's copies.
  */
 const PROMOTE_USES = 4;
 const PROMOTE_WINDOW = 64;
@@ -66,12 +67,7 @@ export class DiffWeights {
   ) {
     this.cache = new LRUCache<string, SetWeights>({
       maxSize: maxBytes,
-      sizeCalculation: (w) => {
-        let b = 0;
-        for (const x of w.dense.values()) b += x.byteLength;
-        for (const x of w.sparse.values()) b += x.indices.byteLength + x.deltas.byteLength;
-        return Math.max(1, b);
-      },
+      sizeCalculation: sizeOf,
       dispose: (_w, key) => void Session.forgetShared(`${this.shareId}:diff:${key}:`),
     });
   }
@@ -89,7 +85,8 @@ export class DiffWeights {
     if (set.sparse.size) {
       set.recent.push(now);
       if (set.recent.length > PROMOTE_USES) set.recent.shift();
-      if (set.recent.length === PROMOTE_USES && now - set.recent[0] < PROMOTE_WINDOW) set = this.promote(key, set);
+      const popular = set.recent.length === PROMOTE_USES && now - set.recent[0] < PROMOTE_WINDOW;
+      if (popular || this.cache.calculatedSize + this.denseBytes(set) - sizeOf(set) <= this.cache.maxSize) set = this.promote(key, set);
     }
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
@@ -130,10 +127,7 @@ export class DiffWeights {
 
   /** A popular set materialised: its sparse tensors become dense θ₀+Σδ (replacing the entry re-sizes it in the LRU). */
   private promote(key: string, set: SetWeights): SetWeights {
-    let bytes = 0;
-    for (const name of set.sparse.keys()) bytes += this.params.checkpoint(name).data.byteLength;
-    for (const w of set.dense.values()) bytes += w.byteLength;
-    if (bytes > this.cache.maxSize / 2) return set; // it would not stay (or would evict everything): keep it sparse
+    if (this.denseBytes(set) > this.cache.maxSize / 2) return set; // it would not stay (or would evict everything): keep it sparse
     const dense = new Map(set.dense);
     for (const [name, sp] of set.sparse) {
       const w = this.params.checkpoint(name).data.slice();
@@ -143,6 +137,14 @@ export class DiffWeights {
     const promoted: SetWeights = { dense, sparse: new Map(), recent: [] };
     this.cache.set(key, promoted);
     return promoted;
+  }
+
+  /** Bytes of a set once materialised. */
+  private denseBytes(set: SetWeights): number {
+    let bytes = 0;
+    for (const name of set.sparse.keys()) bytes += this.params.checkpoint(name).data.byteLength;
+    for (const w of set.dense.values()) bytes += w.byteLength;
+    return bytes;
   }
 
   /** What a diff set changes, built once per set and cached. */
@@ -189,6 +191,14 @@ export class DiffWeights {
     this.cache.set(key, set);
     return set;
   }
+}
+
+/** Bytes a set holds as it is (its LRU size, taken when it enters the cache, before tensors move to the worker). */
+function sizeOf(w: SetWeights): number {
+  let b = 0;
+  for (const x of w.dense.values()) b += 4 * x.length;
+  for (const x of w.sparse.values()) b += x.indices.byteLength + x.deltas.byteLength;
+  return Math.max(1, b);
 }
 
 function concat(list: { indices: Int32Array; deltas: Float32Array }[]): { indices: Int32Array; deltas: Float32Array } {

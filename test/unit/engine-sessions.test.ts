@@ -117,36 +117,41 @@ it('feeds moved to the worker (a diff set\'s θ₀+δ, a uniform batch\'s weight
   await engine.close();
 });
 
-it('a diff set runs as a sparse overwrite of the base until it is popular, then materialised, with identical outputs', async () => {
+it('a diff set is materialised while the cache has room, else runs as a sparse overwrite until popular, with identical outputs', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
-  const hot = makeDiffModule({ id: 'sft/hot', base: info, targets, density: 0.05, method: 'lt-sft', seed: 21 });
-  const rare = makeDiffModule({ id: 'sft/rare', base: info, targets, density: 0.05, method: 'lt-sft', seed: 22 });
-  const engine = await Engine.create({ base });
-  for (const m of [hot, rare]) engine.addModule(parseManifest(m.manifest), m.tensors);
-  // Through the engine: every run, sparse or materialised, gives the first run's bits.
+  const mods = ['fill1', 'fill2', 'hot', 'rare'].map((n, i) => makeDiffModule({ id: `sft/${n}`, base: info, targets, density: 0.05, method: 'lt-sft', seed: 21 + i }));
+  const params = new BaseParams(base);
+  const linear = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n));
+  const denseBytes = linear.reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const budget = Math.floor(2.5 * denseBytes); // two materialised sets fit, a third does not
+  const engine = await Engine.create({ base, diffCacheBytes: budget });
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const [fill1, fill2, hot, rare] = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
+  // Through the engine: the fills take the room, then the hot set runs sparse 3 times and materialised after;
+  // every run gives the first run's bits.
+  await run(engine, 'sft/fill1@1.0.0');
+  await run(engine, 'sft/fill2@1.0.0');
   const outs = [];
   for (let i = 0; i < 6; i++) outs.push(await run(engine, 'sft/hot@1.0.0'));
   for (const o of outs) expect(o).toEqual(outs[0]);
-  // The choice itself, on a DiffWeights of its own.
-  const [hotPlan] = await engine.plan('sft/hot@1.0.0');
-  const [rarePlan] = await engine.plan('sft/rare@1.0.0');
-  const params = new BaseParams(base);
-  const diffs = new DiffWeights(params, 2 ** 30, 'dw-test');
+  // The choice itself, on a DiffWeights of its own with the same budget.
+  const diffs = new DiffWeights(params, budget, 'dw-test');
   const q = 'w.layers.0.attn.q.weight';
-  const first = diffs.feeds(hotPlan.diffs)[q];
-  expect(first.overwrite).toBeDefined();
+  for (const d of [fill1, fill2]) expect(diffs.feeds(d)[q].overwrite).toBeUndefined(); // room: materialised at once
+  const first = diffs.feeds(hot)[q];
+  expect(first.overwrite).toBeDefined(); // no room left
   expect(first.shareKey).toBe('dw-test:base:layers.0.attn.q.weight'); // the base's own array, shared with every set
   expect(first.data).toBe(params.checkpoint('layers.0.attn.q.weight').data);
   const expected = overwritten(first.data as Float32Array, first.overwrite!);
-  for (let i = 0; i < 2; i++) expect(diffs.feeds(hotPlan.diffs)[q].overwrite).toBeDefined();
-  const promoted = diffs.feeds(hotPlan.diffs)[q]; // its 4th run within the window
+  for (let i = 0; i < 2; i++) expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
+  const promoted = diffs.feeds(hot)[q]; // its 4th run within the window
   expect(promoted.overwrite).toBeUndefined();
   expect(promoted.moveToWorker).toBe(true);
   expect(Array.from(promoted.data as Float32Array)).toEqual(Array.from(expected));
-  // A set whose runs are spread thinner than the window stays sparse.
+  // A set whose runs are spread thinner than the window stays sparse while the room is taken.
   for (let i = 0; i < 5; i++) {
-    expect(diffs.feeds(rarePlan.diffs)[q].overwrite).toBeDefined();
-    for (let j = 0; j < 70; j++) diffs.feeds(hotPlan.diffs); // other diff groups run in between
+    expect(diffs.feeds(rare)[q].overwrite).toBeDefined();
+    for (let j = 0; j < 70; j++) diffs.feeds(j % 2 ? hot : fill2); // other diff groups run in between
   }
   await engine.close();
 });
