@@ -32,12 +32,13 @@ const SPARSE = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
  */
 const MAX_SPARSE_DENSITY = 0.25;
 /**
- * When a set is materialised (θ₀+Σδ, moved to the worker): at once while the cache has room for it without evicting
- * anything, else once its sparse overwrite ran PROMOTE_USES times within the last PROMOTE_WINDOW diff-group runs.
- * Applying and undoing an overwrite costs two passes over its non-zeros per run (~28 ms for LT-SFT at 1% on
- * BERT-base, cache misses mostly), while a materialised set costs a dense copy once and its memory for as long as
- * it stays (340 MB there). So memory that is free goes to dense sets, and under pressure popular sets go dense and
- * the long tail stays sparse instead of evicting one another's copies.
+ * A set starts as a sparse overwrite and is materialised (θ₀+Σδ, moved to the worker) once its overwrite ran
+ * PROMOTE_USES times: within the last PROMOTE_WINDOW diff-group runs, or at any pace while the cache has room for
+ * the dense copy without evicting anything. Measured at BERT-base (LT-SFT at 1%, `bench:serve --cold-only`): a
+ * first request +70 ms sparse against +1046 ms materialising; a run after that 88 ms sparse against 39 ms dense
+ * (two passes over 850k non-zeros, cache misses mostly). So a set seen once costs little, free memory goes to sets
+ * that come back, and under pressure only popular sets go dense while the long tail stays sparse instead of
+ * evicting one another's copies.
  */
 const PROMOTE_USES = 4;
 const PROMOTE_WINDOW = 64;
@@ -52,6 +53,8 @@ interface SetWeights {
   sparse: Map<string, { indices: Int32Array; deltas: Float32Array }>;
   /** Diff-group run counts (this engine's clock) of the set's last PROMOTE_USES runs while sparse. */
   recent: number[];
+  /** Runs while sparse. */
+  uses: number;
 }
 
 export class DiffWeights {
@@ -86,7 +89,8 @@ export class DiffWeights {
       set.recent.push(now);
       if (set.recent.length > PROMOTE_USES) set.recent.shift();
       const popular = set.recent.length === PROMOTE_USES && now - set.recent[0] < PROMOTE_WINDOW;
-      if (popular || this.cache.calculatedSize + this.denseBytes(set) - sizeOf(set) <= this.cache.maxSize) set = this.promote(key, set);
+      const room = this.cache.calculatedSize + this.denseBytes(set) - sizeOf(set) <= this.cache.maxSize;
+      if (++set.uses >= PROMOTE_USES && (popular || room)) set = this.promote(key, set);
     }
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
@@ -134,7 +138,7 @@ export class DiffWeights {
       for (let i = 0; i < sp.indices.length; i++) w[sp.indices[i]] += sp.deltas[i];
       dense.set(name, w);
     }
-    const promoted: SetWeights = { dense, sparse: new Map(), recent: [] };
+    const promoted: SetWeights = { dense, sparse: new Map(), recent: [], uses: 0 };
     this.cache.set(key, promoted);
     return promoted;
   }
@@ -152,7 +156,7 @@ export class DiffWeights {
     const key = diffSetKey(diffs);
     let set = this.cache.get(key);
     if (set) return set;
-    set = { dense: new Map(), sparse: new Map(), recent: [] };
+    set = { dense: new Map(), sparse: new Map(), recent: [], uses: 0 };
     const nnz = new Map<string, number>();
     for (const d of diffs) for (const [name, { indices }] of d.params) nnz.set(name, (nnz.get(name) ?? 0) + indices.length);
     // Sparse tensors: each diff's non-zeros in order (the worker adds them in order, as `+=` here would).
