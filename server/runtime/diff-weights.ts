@@ -3,7 +3,8 @@
  * runs on. Encoder Linear weights (SPARSE) are fed as the base's own arrays plus the set's non-zeros as a sparse
  * overwrite (HostTensor.overwrite: the session worker adds them in place for the run and restores the base after),
  * so a diff set costs 8 bytes per non-zero, not a dense θ₀+δ of every matrix it touches (340 MB per LT-SFT set at
- * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). Other touched
+ * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). A set that comes
+ * back is materialised after all (PROMOTE_USES: an overwrite costs two passes per run). Other touched
  * tensors (LayerNorms, biases, embeddings, the MLM head) are materialised θ₀+Σδ, which pools also read
  * (`effective`). Both are kept per diff set in a byte-bounded LRU. An untouched tensor is fed under the base's share
  * key, so the session worker holds each base array once however many diff sets run (README, Design decisions: sparse diffs).
