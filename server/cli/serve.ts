@@ -50,7 +50,7 @@ export interface ServeOptions {
   moduleMemoryMb?: number;
   /** MiB of resident module pools mixed batches gather from (Engine residentPoolBytes; default 1024). */
   poolMemoryMb?: number;
-  /** MiB of materialised θ₀+δ tensors of sparse-diff sets (Engine diffCacheBytes; default 2048). */
+  /** MiB of sparse-diff sets: their non-zeros, and θ₀+δ of sets that come back (Engine diffCacheBytes; default 2048). */
   diffMemoryMb?: number;
   /** Most graph sessions kept, each with its own copy of the base weights (Engine maxSessions; default 8). */
   maxSessions?: number;
@@ -187,7 +187,7 @@ export function registerServeCommand(program: Command): void {
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
     .option('--module-memory-mb <n>', 'MiB of loaded modules kept in memory (least recently used modules are read again from the store past it)', int('module-memory-mb'), 2048)
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
-    .option('--diff-memory-mb <n>', 'MiB of materialised sparse-diff weights (θ0+δ per diff set; least recently used sets give way past it)', int('diff-memory-mb'), 2048)
+    .option('--diff-memory-mb <n>', 'MiB of sparse-diff sets: their non-zeros, and θ0+δ of sets that come back (least recently used sets give way past it)', int('diff-memory-mb'), 2048)
     .option('--max-sessions <n>', 'most graph sessions kept (each holds a copy of the base weights: ~440 MB at BERT-base)', int('max-sessions'), 8)
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')

@@ -16,7 +16,7 @@ import { LRUCache } from 'lru-cache';
 import type { RowPlan } from '../model/composition';
 import { ModuleError, transpose } from '../model/modules';
 import type { BaseParams } from './base-params';
-import { Session, type HostTensor, type SparseOverwrite } from './session';
+import { Session, overwritten, type HostTensor, type SparseOverwrite } from './session';
 
 /** The diff modules of a row group (every row of a group has the same set). */
 export type DiffSet = RowPlan['diffs'];
@@ -90,8 +90,8 @@ export class DiffWeights {
       set.recent.push(now);
       if (set.recent.length > PROMOTE_USES) set.recent.shift();
       const popular = set.recent.length === PROMOTE_USES && now - set.recent[0] < PROMOTE_WINDOW;
-      const room = this.cache.calculatedSize + this.denseBytes(set) - sizeOf(set) <= this.cache.maxSize;
-      if (++set.uses >= PROMOTE_USES && (popular || room)) set = this.promote(key, set);
+      const room = () => this.cache.calculatedSize + this.denseBytes(set) - sizeOf(set) <= this.cache.maxSize;
+      if (++set.uses >= PROMOTE_USES && (popular || room())) set = this.promote(key, set);
     }
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
@@ -121,11 +121,7 @@ export class DiffWeights {
     if (!diffs.length) return p.data;
     const set = this.weights(diffs);
     const sparse = set.sparse.get(name);
-    let touched = set.dense.get(name);
-    if (sparse) {
-      touched = (this.params.isTransposed(name) ? this.params.checkpoint(name).data : p.data).slice();
-      for (let i = 0; i < sparse.indices.length; i++) touched[sparse.indices[i]] += sparse.deltas[i];
-    }
+    const touched = sparse ? overwritten(this.params.isTransposed(name) ? this.params.checkpoint(name).data : p.data, sparse) : set.dense.get(name);
     if (!touched) return p.data;
     return this.params.isTransposed(name) ? transpose(touched, p.dims[1], p.dims[0]) : touched;
   }
@@ -134,11 +130,7 @@ export class DiffWeights {
   private promote(key: string, set: SetWeights): SetWeights {
     if (this.denseBytes(set) > this.cache.maxSize / 2) return set; // it would not stay (or would evict everything): keep it sparse
     const dense = new Map(set.dense);
-    for (const [name, sp] of set.sparse) {
-      const w = this.params.checkpoint(name).data.slice();
-      for (let i = 0; i < sp.indices.length; i++) w[sp.indices[i]] += sp.deltas[i];
-      dense.set(name, w);
-    }
+    for (const [name, sp] of set.sparse) dense.set(name, overwritten(this.params.checkpoint(name).data, sp));
     const promoted: SetWeights = { dense, sparse: new Map(), recent: [], uses: 0 };
     this.cache.set(key, promoted);
     return promoted;

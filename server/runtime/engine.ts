@@ -38,7 +38,7 @@ export interface EngineOptions {
   threads?: number;
   /** Byte budget of loaded modules kept in memory (default 2 GiB). */
   moduleCacheBytes?: number;
-  /** Byte budget of materialised θ₀+δ tensors (default 2 GiB). */
+  /** Byte budget of sparse-diff sets: their non-zeros, and θ₀+δ of sets that come back (default 2 GiB; diff-weights.ts). */
   diffCacheBytes?: number;
   /**
    * Byte budget of the resident pools mixed batches gather from (default 1 GiB; pool-space.ts): past it, the

@@ -56,8 +56,8 @@ export interface SparseOverwrite {
   deltas: Float32Array;
 }
 
-/** `data` with the overwrite applied (a copy; the caller's array is left as it is). */
-export function overwritten(data: Float32Array, o: SparseOverwrite): Float32Array {
+/** `data` with an overwrite's non-zeros added (a copy; the caller's array is left as it is). */
+export function overwritten(data: Float32Array, o: Pick<SparseOverwrite, 'indices' | 'deltas'>): Float32Array {
   const out = data.slice();
   for (let i = 0; i < o.indices.length; i++) out[o.indices[i]] += o.deltas[i];
   return out;
