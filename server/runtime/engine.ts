@@ -4,11 +4,11 @@
  * A batch of rows (each with its own RowPlan) becomes: a Variant (which features some row uses; picks one of a
  * few cached sessions), pools (a zero entry + each distinct module's tensors, rank-padded; for mixed batches the
  * slots of resident pools, pool-space.ts) and per-row indices into them. Rows whose sparse diffs differ run as
- * separate groups on the "weights as inputs" session, fed with materialised θ₀+δ tensors cached per diff set
- * (see README, design: sparse diffs).
+ * separate groups on the "weights as inputs" session, fed the base's weights plus each set's non-zeros as a sparse
+ * overwrite, or θ₀+δ once the set came back often enough (see README, Design decisions: sparse diffs).
  * `Engine` coordinates; each concern has its own file: module-cache.ts (resolve, load, LRU), variants.ts
  * (variant choice), session-cache.ts (sessions per variant), pools.ts (+ adapter-pools.ts, head-pools.ts, pool-space.ts),
- * diff-weights.ts (θ₀+δ), base-params.ts (base weights in engine layout).
+ * diff-weights.ts (sparse overwrites, θ₀+δ), base-params.ts (base weights in engine layout).
  * Example:
  *   const engine = await Engine.create({ base, resolver: registry });
  *   const plans = await engine.plan({ stack: ['lang/de', 'task/topic'] });
