@@ -40,7 +40,7 @@
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
  *   --diff-memory-mb, --max-sessions, --module-memory-mb, --pool-memory-mb   serve's memory bounds for every server (at BERT-base five servers with the
- *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, each LT-SFT set 340 MB)
+ *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, a materialised LT-SFT set 340 MB)
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -265,7 +265,7 @@ const langId = (k: number) => `bench/lang${k}`;
 const kindOf = (i: number): 'adapter' | 'lora' | 'stack' | 'diff' => (KINDS === 'adapters' ? 'adapter' : (['adapter', 'lora', 'stack', 'diff'] as const)[i % 4]);
 /** Sparse diffs alternate between BitFit (bias-only, rides in the batch's run) and LT-SFT (a run of its own). */
 const isBitfit = (i: number) => i % 8 === 3;
-/** Kind of module i as the cold-start table reports it (the two diff kinds apart: their first requests differ by 10×). */
+/** Kind of module i as the cold-start table reports it (the two diff kinds apart: a BitFit row rides in the batch's run, an LT-SFT set is a group of its own). */
 const coldKindOf = (i: number): string => (kindOf(i) === 'diff' ? (isBitfit(i) ? 'bitfit' : 'lt-sft') : kindOf(i));
 /** The composition a request for module i sends. */
 const compositionOf = (i: number): unknown => (kindOf(i) === 'stack' ? { stack: [langId(i % LANGS), moduleId(i)] } : moduleId(i));
@@ -754,8 +754,8 @@ async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: 
     resetAgent();
     // Warm the graph variants of every kind with the most popular modules: ranks 0-3 cover the four kinds, rank 3's
     // diff is BitFit (it rides in the batch's run), rank 7's LT-SFT (its group runs on the weights-as-inputs session).
-    const warm = [0, 1, 2, 3, 7].filter((i) => i < n);
-    for (let r = 0; r < 3; r++) for (const i of warm) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, r));
+    const warmRanks = [0, 1, 2, 3, 7].filter((i) => i < n);
+    for (let r = 0; r < 3; r++) for (const i of warmRanks) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, r));
     for (let j = 0; j < k; j++) {
       const i = n - 1 - j; // the unpopular end: never requested before
       const time = async () => {
