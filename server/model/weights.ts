@@ -80,8 +80,11 @@ export function requiredCanonicalNames(config: BaseConfig): string[] {
  * Transpose): the encoder's Linear weights and the MLM head's dense weight. Sparse diffs on these address that
  * layout (the module loader remaps HF [out, in] indices), so the loader and the engine must agree: both ask here.
  */
+/** The encoder's Linear weights (attention q/k/v/o and the FFN's two), canonical names. */
+export const ENCODER_LINEAR_WEIGHT = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
+
 export function isTransposedLinear(canonical: string): boolean {
-  return /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(canonical) || canonical === 'mlm.dense.weight';
+  return ENCODER_LINEAR_WEIGHT.test(canonical) || canonical === 'mlm.dense.weight';
 }
 
 /** The tied MLM head (dense, LayerNorm, decoder bias); the decoder weight is the word embedding matrix. */

@@ -15,6 +15,7 @@
 import { LRUCache } from 'lru-cache';
 import type { RowPlan } from '../model/composition';
 import { ModuleError, transpose } from '../model/modules';
+import { ENCODER_LINEAR_WEIGHT } from '../model/weights';
 import type { BaseParams } from './base-params';
 import { Session, overwritten, type HostTensor, type SparseOverwrite } from './session';
 
@@ -25,7 +26,7 @@ export type DiffSet = RowPlan['diffs'];
  * Touched tensors fed as the base's array plus a sparse overwrite: encoder Linear weights, which nothing on the
  * main thread reads through a diff set (pools read LayerNorms, biases and the MLM head through `effective`).
  */
-const SPARSE = /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/;
+const SPARSE = ENCODER_LINEAR_WEIGHT;
 /**
  * Past this share of a tensor's entries a set's changes are materialised instead (8 bytes and two writes per run
  * per non-zero against 4 bytes per entry once; a dense diff, e.g. full fine-tuning, is cheaper as a copy). A
@@ -159,7 +160,7 @@ export class DiffWeights {
         const p = this.params.get(name);
         if (!p) throw new ModuleError('INCOMPATIBLE_BASE', `module '${d.key}' changes '${name}', which this base does not have`);
         const linear = this.params.isTransposed(name);
-        if (SPARSE.test(name) && linear && nnz.get(name)! <= MAX_SPARSE_DENSITY * p.data.length) {
+        if (SPARSE.test(name) && nnz.get(name)! <= MAX_SPARSE_DENSITY * p.data.length) {
           // Diff indices are in the engine layout ([in, out]): e = c·out + r is element (r, c) of the fed [out, in] tensor.
           const [inn, out] = p.dims;
           const idx = new Int32Array(indices.length);
