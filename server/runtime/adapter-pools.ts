@@ -60,8 +60,7 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
             const w = m.layers[l][site];
             if (!w) continue;
             const entry = adapterEntry(w, D, Rp);
-            const e = space.entry(slot, l);
-            for (const p of space.parts) space.array(p.name).set(entry[p.name], e * entry[p.name].length);
+            for (const p of space.parts) slot.part(p.name).set(entry[p.name], l * entry[p.name].length);
           }
         }),
       );

@@ -42,7 +42,7 @@ export interface EngineOptions {
   diffCacheBytes?: number;
   /**
    * Byte budget of the resident pools mixed batches gather from (default 1 GiB; pool-space.ts): past it, the
-   * least recently used module slots are reused. With `worker` the worker holds a second copy.
+   * least recently used module slots are reused. With `worker` (the default) the worker holds the only copy.
    */
   residentPoolBytes?: number;
   /**
@@ -105,7 +105,7 @@ export class Engine {
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
     this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId);
     this.sessions = new SessionCache(base.config, params, options, this.stats);
-    this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes);
+    this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true));
   }
 
   /** Creates an engine over a loaded base; sessions are built lazily per variant (the bare one eagerly). */

@@ -85,11 +85,12 @@ export function headPools(cfg: BaseConfig, v: Variant, plans: RowPlan[], baseMlm
           const C = space.dims(`${pre}_out_b`)[1];
           const c = h.config.num_labels;
           if (type === 'classification' && h.clsDenseT) {
-            space.array('cls_dense_w').set(h.clsDenseT, slot * D * D);
-            space.array('cls_dense_b').set(h.clsDenseB!, slot * D);
+            slot.part('cls_dense_w').set(h.clsDenseT);
+            slot.part('cls_dense_b').set(h.clsDenseB!);
           }
-          for (let d = 0; d < D; d++) space.array(`${pre}_out_w`).set(h.outT!.subarray(d * c, (d + 1) * c), (slot * D + d) * C);
-          space.array(`${pre}_out_b`).set(h.outB!, slot * C);
+          const outW = slot.part(`${pre}_out_w`);
+          for (let d = 0; d < D; d++) outW.set(h.outT!.subarray(d * c, (d + 1) * c), d * C);
+          slot.part(`${pre}_out_b`).set(h.outB!);
         }),
       );
     pools[POOL.head('idx')] = { type: 'int64', dims: [plans.length], data: BigInt64Array.from(plans.map((p) => BigInt(p.head || p.mlmHead ? slotOf.get(entryKey(p))! : 0))) };

@@ -15,9 +15,14 @@
  * wider than the space moves the family to a new, wider space. `epoch` changes whenever a slot is reused or a
  * family moves, so a cache of built feeds knows when the slots it indexes are stale; after growth a cached
  * batch's indices still hold, and its resident feeds are refreshed (`HostTensor.current`).
+ * Where the arrays live: with sessions on the main thread (`hostCopy`), here. With worker sessions (the
+ * default) only in the worker: a slot's writes are staged here until the next feed of its part carries them
+ * across (moved, not copied), so the pools are held once, not twice (~6 MB per adapter module with a 2-layer
+ * head at BERT-base), and growth allocates nothing on the main thread. Should the worker lose a space's arrays,
+ * the family starts over in a new space, and its modules are written again as they run.
  * Example:
  *   const space = spaces.space('lora.query', L, [{ name: 'A', dims: [D, R] }, { name: 'B', dims: [R, D] }]);
- *   const slot = space.slot(set.key, (s) => writeLora(space, s));
+ *   const slot = space.slot(set.key, (w) => writeLora(w.part('A'), w.part('B')));
  *   feeds['lora.query.A'] = space.feed('A');
  */
 import { Session, type HostTensor } from './session';
@@ -30,15 +35,27 @@ export interface PartSpec {
 
 const FIRST_CAPACITY = 4;
 
+/** What a slot's writer gets: the slot's entries of each part, zeroed, to fill. */
+export interface SlotWriter {
+  readonly slot: number;
+  /** Part `name` of this slot: [layers, ...dims] flattened (layer l's entry starts at l · size(dims)). */
+  part(name: string): Float32Array;
+}
+
 export class PoolSpace {
   private capacity = 0;
+  /** Host copy: the arrays themselves (main-thread sessions only). */
   private arrays = new Map<string, Float32Array>();
   /** key → slot, in least-recently-used order (first = oldest). */
   private readonly slots = new Map<string, { slot: number; lastUse: number }>();
   private readonly free: number[] = [];
   private generation = 0;
-  /** Per part: element ranges written since the worker last got them. */
+  /** Host copy, per part: element ranges written since the worker last got them. */
   private pending = new Map<string, { offset: number; length: number }[]>();
+  /** Worker-only, per part: slot → its latest writes not yet sent to the worker. */
+  private readonly staged = new Map<string, Map<number, Float32Array>>();
+  /** Worker-only, per part: the generation the worker's copy belongs to (it extends that copy on the next feed). */
+  private readonly sentGeneration = new Map<string, number>();
 
   constructor(
     readonly id: number,
@@ -67,23 +84,39 @@ export class PoolSpace {
     });
   }
 
-  /**
-   * The slot (≥ 1) of `key`; a key new to the space gets a zeroed slot and `write(slot)` fills it (it should read
-   * the arrays through `array()` / `entry()`, which stay valid until the next `slot()` call).
-   */
-  slot(key: string, write: (slot: number) => void): number {
+  /** The slot (≥ 1) of `key`; a key new to the space gets a zeroed slot, which `write` fills. */
+  slot(key: string, write: (w: SlotWriter) => void): number {
     this.owner.record?.push([this, key]);
     const hit = this.touch(key);
     if (hit !== null) return hit;
-    const slot = this.take();
-    for (const [name, arr] of this.arrays) {
-      const n = this.layers * size(this.parts.find((p) => p.name === name)!.dims);
-      arr.fill(0, slot * n, (slot + 1) * n);
-    }
+    const { slot, reused } = this.take();
     this.slots.set(key, { slot, lastUse: this.owner.seq });
-    write(slot);
+    const views = new Map<string, Float32Array>();
+    if (this.owner.hostCopy) {
+      for (const p of this.parts) {
+        const n = this.partSize(p.name);
+        views.set(p.name, this.arrays.get(p.name)!.subarray(slot * n, (slot + 1) * n).fill(0));
+      }
+    }
+    write({
+      slot,
+      part: (name) => {
+        let v = views.get(name);
+        if (!v) views.set(name, (v = new Float32Array(this.partSize(name)))); // throws for an unknown part
+        return v;
+      },
+    });
     for (const p of this.parts) {
-      const n = this.layers * size(p.dims);
+      const n = this.partSize(p.name);
+      if (!this.owner.hostCopy) {
+        // a part the writer left alone is zero in the worker's copy, unless the slot held another module before
+        const v = views.get(p.name) ?? (reused ? new Float32Array(n) : undefined);
+        if (!v) continue;
+        let m = this.staged.get(p.name);
+        if (!m) this.staged.set(p.name, (m = new Map()));
+        m.set(slot, v); // bounded: one entry per slot, the latest write
+        continue;
+      }
       let list = this.pending.get(p.name);
       if (!list) this.pending.set(p.name, (list = []));
       // a part no batch has fed for a long while: one range over everything instead of an ever longer list
@@ -115,9 +148,10 @@ export class PoolSpace {
     return p.dims;
   }
 
+  /** The host copy of a part (only with `hostCopy`: worker-only spaces hold none). */
   array(part: string): Float32Array {
     const a = this.arrays.get(part);
-    if (!a) throw new RangeError(`pool space '${this.family}' has no part '${part}'`);
+    if (!a) throw new RangeError(`pool space '${this.family}' has no host copy of part '${part}'`);
     return a;
   }
 
@@ -127,6 +161,9 @@ export class PoolSpace {
    */
   feed(part: string): HostTensor {
     const generation = this.generation;
+    const dims = [this.capacity * this.layers, ...this.dims(part)];
+    const shareKey = this.sharePrefix(generation) + part;
+    if (!this.owner.hostCopy) return this.workerFeed(part, dims, shareKey);
     const updates = () => {
       if (generation !== this.generation) return []; // a stale feed: its generation went with the growth
       const list = this.pending.get(part) ?? [];
@@ -135,9 +172,9 @@ export class PoolSpace {
     };
     return {
       type: 'float32',
-      dims: [this.capacity * this.layers, ...this.dims(part)],
+      dims,
       data: this.array(part),
-      shareKey: this.sharePrefix(generation) + part,
+      shareKey,
       // growth keeps every entry's offset: a worker holding the previous generation extends its own copy
       ...(generation > 0 ? { grownFrom: this.sharePrefix(generation - 1) + part } : {}),
       updates,
@@ -145,18 +182,60 @@ export class PoolSpace {
     };
   }
 
+  /**
+   * A worker-only part's feed: the key alone when the worker holds this generation, else the generation it holds
+   * to extend; the staged slots follow as patches. Sent the first time as a zero array with them written in.
+   */
+  private workerFeed(part: string, dims: number[], shareKey: string): HostTensor {
+    const generation = this.generation;
+    const had = this.sentGeneration.get(part);
+    const fromKey = had !== undefined && had !== generation ? this.sharePrefix(had) + part : undefined;
+    const staged = this.staged.get(part) ?? new Map<number, Float32Array>();
+    this.staged.set(part, staged);
+    let data = EMPTY;
+    if (had === undefined) {
+      const n = this.partSize(part);
+      data = new Float32Array(this.capacity * n);
+      for (const [slot, v] of staged) data.set(v, slot * n);
+      staged.clear();
+    }
+    this.sentGeneration.set(part, generation);
+    const updates = () => {
+      if (generation !== this.generation) return [];
+      const n = this.partSize(part);
+      const out = [...staged].map(([slot, v]) => ({ offset: slot * n, length: n, data: v }));
+      staged.clear();
+      return out;
+    };
+    return { type: 'float32', dims, data, shareKey, ...(fromKey ? { grownFrom: fromKey } : {}), updates, current: () => this.feed(part), moveToWorker: true };
+  }
+
+  /** Worker-only: whether the worker lost a part it was sent (then this space's slots no longer hold). */
+  lost(): boolean {
+    if (this.owner.hostCopy) return false;
+    for (const [part, g] of this.sentGeneration) if (!Session.workerHolds(this.sharePrefix(g) + part)) return true;
+    return false;
+  }
+
   /** Drops the worker's copy of these arrays' handles (the memory goes once nothing references it). */
   forget(): Promise<void> {
     return Session.forgetShared(`${this.owner.shareId}:space:${this.id}:`);
+  }
+
+  private partSize(part: string): number {
+    return this.layers * size(this.dims(part));
   }
 
   private sharePrefix(generation: number): string {
     return `${this.owner.shareId}:space:${this.id}:${generation}:`;
   }
 
-  /** A free slot: an unused one, else one more capacity, else the least recently used slot no batch in flight uses. */
-  private take(): number {
-    if (this.free.length) return this.free.pop()!;
+  /**
+   * A free slot: an unused one, else one more capacity, else the least recently used slot no batch in flight uses
+   * (`reused`: it held another module).
+   */
+  private take(): { slot: number; reused: boolean } {
+    if (this.free.length) return { slot: this.free.pop()!, reused: false };
     const canGrow = this.owner.bytes + this.bytes <= this.owner.maxBytes;
     if (!canGrow) {
       const oldestInFlight = this.owner.oldestInFlight();
@@ -164,37 +243,41 @@ export class PoolSpace {
         if (s.lastUse >= oldestInFlight) break; // LRU order: every later slot was used at least as recently
         this.slots.delete(key);
         this.owner.bumpEpoch();
-        return s.slot;
+        return { slot: s.slot, reused: true };
       }
     }
     // Within budget, or every slot is in use by batches in flight: grow (correctness before the budget).
     this.grow(this.capacity * 2);
-    return this.free.pop()!;
+    return { slot: this.free.pop()!, reused: false };
   }
 
   private grow(capacity: number): void {
     const old = this.capacity;
-    const next = new Map<string, Float32Array>();
-    for (const p of this.parts) {
-      const n = this.layers * size(p.dims);
-      const a = new Float32Array(capacity * n);
-      const prev = this.arrays.get(p.name);
-      if (prev) a.set(prev);
-      next.set(p.name, a);
+    if (this.owner.hostCopy) {
+      const next = new Map<string, Float32Array>();
+      for (const p of this.parts) {
+        const a = new Float32Array(capacity * this.partSize(p.name));
+        const prev = this.arrays.get(p.name);
+        if (prev) a.set(prev);
+        next.set(p.name, a);
+      }
+      this.arrays = next;
     }
-    this.arrays = next;
     this.capacity = capacity;
     // slot 0 stays the zero entry; hand out low slots first
     for (let s = capacity - 1; s >= Math.max(1, old); s--) this.free.push(s);
     if (old > 0) {
-      // The worker's copy of the previous generation becomes the prefix of the next one (sent as `grownFrom`,
-      // with the ranges written since as patches: `pending` carries over), so growth does not re-post the whole
-      // space (38 MB for 16 heads at BERT-base). The generation before that one is no longer needed.
-      if (this.generation > 0) void Session.forgetShared(this.sharePrefix(this.generation - 1));
+      // The worker's copy of an earlier generation becomes the prefix of the next one (sent as `grownFrom`, with
+      // the ranges written since as patches), so growth does not re-post the whole space (38 MB for 16 heads at
+      // BERT-base). A host copy re-sends whole past the previous generation, so the one before it can go; a
+      // worker-only part keeps whichever generation the worker last got until its next feed extends it.
+      if (this.owner.hostCopy && this.generation > 0) void Session.forgetShared(this.sharePrefix(this.generation - 1));
       this.generation++;
     }
   }
 }
+
+const EMPTY = new Float32Array(0);
 
 /** A (space, key) a batch's feeds use: touched again when cached feeds are reused. */
 export type Touch = [PoolSpace, string];
@@ -211,9 +294,14 @@ export class PoolSpaces {
   /** Changes when any slot is reused or a family moves to a wider space (built feeds' slot indices are stale then). */
   epoch = 0;
 
+  /**
+   * `hostCopy`: keep the arrays on this thread too (sessions that run here read them; default true). Off for
+   * worker sessions: the worker holds the only copy.
+   */
   constructor(
     readonly shareId: string,
     readonly maxBytes: number,
+    readonly hostCopy = true,
   ) {}
 
   /** Total bytes of all spaces. */
@@ -228,7 +316,14 @@ export class PoolSpaces {
    * whose slots fill again as modules run).
    */
   space(family: string, layers: number, parts: PartSpec[]): PoolSpace {
-    const cur = this.spaces.get(family);
+    let cur = this.spaces.get(family);
+    if (cur?.lost()) {
+      // the worker no longer holds what was written (it restarted): start the family over, written as modules run
+      void cur.forget();
+      this.spaces.delete(family);
+      this.epoch++;
+      cur = undefined;
+    }
     if (cur && cur.layers === layers && cur.fits(parts)) return cur;
     const merged = parts.map((p) => {
       const old = cur?.parts.find((q) => q.name === p.name);

@@ -55,15 +55,19 @@ export class BatchPools {
   /** The base's parameters bias-only diffs may change per row (ROW_BIAS_PARAM), in checkpoint order. */
   private readonly rowBiasParams: string[];
 
-  /** `shareId` prefixes this engine's shared worker feeds; `residentBytes` bounds the resident pools. */
+  /**
+   * `shareId` prefixes this engine's shared worker feeds; `residentBytes` bounds the resident pools; `hostCopy`
+   * keeps them on this thread too (sessions that run here need it; worker sessions do not).
+   */
   constructor(
     private readonly base: Base,
     private readonly effective: EffectiveParam,
     private readonly shareId: string,
     residentBytes = 2 ** 30,
+    hostCopy = true,
   ) {
     this.mlmHead = new BaseMlmHead(base, effective);
-    this.spaces = new PoolSpaces(shareId, residentBytes);
+    this.spaces = new PoolSpaces(shareId, residentBytes, hostCopy);
     this.rowBiasParams = [...base.weights.keys()].filter((n) => ROW_BIAS_PARAM.test(n));
   }
 
@@ -77,9 +81,10 @@ export class BatchPools {
     try {
       const batchKey = `${variantKey(v)}|${plans.map((p) => `${p.key}#${p.head?.key ?? ''}`).join(';')}`;
       const hit = this.cache.get(`${this.spaces.epoch}|${batchKey}`);
-      // feeds moved to a worker that no longer holds them (it restarted) are built again
-      const lost = hit && Object.values(hit.pools).some((t) => t.moveToWorker && t.data.byteLength === 0 && !Session.workerHolds(t.shareKey!));
-      if (hit && !lost && hit.touched.every(([space, k]) => space.touch(k) !== null)) {
+      // feeds moved to a worker that no longer holds them (it restarted) are built again; resident ones are
+      // refreshed below unless their space lost its arrays
+      const lost = hit && Object.values(hit.pools).some((t) => !isResident(t) && t.moveToWorker && t.data.byteLength === 0 && !Session.workerHolds(t.shareKey!));
+      if (hit && !lost && hit.touched.every(([space, k]) => !space.lost() && space.touch(k) !== null)) {
         // the slots still hold; a resident array may have grown since: feed its current generation
         const pools: Pools = {};
         for (const [name, t] of Object.entries(hit.pools)) pools[name] = t.current ? t.current() : t;
@@ -147,8 +152,7 @@ function rowBiasPools(effective: EffectiveParam, names: string[], plans: RowPlan
       k,
       space.slot(k, (slot) => {
         for (const name of names) {
-          const n = space.dims(name)[1];
-          const dst = space.array(name).subarray(slot * n, (slot + 1) * n);
+          const dst = slot.part(name);
           if (!isLayerNormShift(name)) dst.set(effective(name, []));
           for (const d of set) {
             const delta = d.params.get(name);
@@ -213,10 +217,9 @@ function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], unifor
     slotOf.set(
       k,
       space.slot(k, (slot) => {
-        for (let l = 0; l < L; l++) {
-          const e = space.entry(slot, l);
-          write(set, l, space.array('A').subarray(e * inDim * Rp, (e + 1) * inDim * Rp), space.array('B').subarray(e * Rp * outDim, (e + 1) * Rp * outDim), Rp);
-        }
+        const A = slot.part('A');
+        const Bm = slot.part('B');
+        for (let l = 0; l < L; l++) write(set, l, A.subarray(l * inDim * Rp, (l + 1) * inDim * Rp), Bm.subarray(l * Rp * outDim, (l + 1) * Rp * outDim), Rp);
       }),
     );
   const idx = new BigInt64Array(L * B);
@@ -270,11 +273,12 @@ function invertiblePools(D: number, v: Variant, plans: RowPlan[], spaces: PoolSp
         const mm = m.invertible!.m;
         for (const which of ['F', 'G'] as const) {
           const w = m.invertible![which];
-          for (let d = 0; d < n; d++) space.array(`${which}.down_w`).set(w.downT.subarray(d * mm, (d + 1) * mm), (slot * n + d) * Mp);
-          space.array(`${which}.down_b`).set(w.downB, slot * Mp);
+          const downW = slot.part(`${which}.down_w`);
+          for (let d = 0; d < n; d++) downW.set(w.downT.subarray(d * mm, (d + 1) * mm), d * Mp);
+          slot.part(`${which}.down_b`).set(w.downB);
           // [mm, D - n] rows; rows mm..Mp stay zero
-          space.array(`${which}.up_w`).set(w.upT, slot * Mp * (D - n));
-          space.array(`${which}.up_b`).set(w.upB, slot * (D - n));
+          slot.part(`${which}.up_w`).set(w.upT);
+          slot.part(`${which}.up_b`).set(w.upB);
         }
       }),
     );

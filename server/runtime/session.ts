@@ -25,9 +25,10 @@ export interface HostTensor {
   shareKey?: string;
   /**
    * With `shareKey`: takes the element ranges of `data` changed since the last call; a worker that already holds
-   * the key gets just those ranges, written into its copy in place (resident pools, pool-space.ts).
+   * the key gets just those ranges, written into its copy in place (resident pools, pool-space.ts). A range with
+   * its own `data` (a worker-only pool's staged slot) is sent as that array, moved rather than copied.
    */
-  updates?: () => { offset: number; length: number }[];
+  updates?: () => { offset: number; length: number; data?: Float32Array }[];
   /**
    * With `shareKey`: the key of an earlier, shorter generation of this feed whose data is a prefix of `data`. A
    * worker holding it extends that copy (plus `updates`) instead of receiving the whole array.
@@ -335,13 +336,18 @@ class WorkerSession implements SessionImpl {
     const transfer = new Set<ArrayBuffer>();
     for (const [name, f] of Object.entries(feeds)) {
       const ups = f.updates?.() ?? [];
-      const patches = () => ups.map((u) => ({ offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) }));
+      const patches = () =>
+        ups.map((u) => {
+          if (!u.data) return { offset: u.offset, data: f.data.slice(u.offset, u.offset + u.length) };
+          if (u.data.byteOffset === 0 && u.data.byteLength === u.data.buffer.byteLength) transfer.add(u.data.buffer as ArrayBuffer);
+          return { offset: u.offset, data: u.data };
+        });
       if (f.shareKey !== undefined && this.w.sent.has(f.shareKey)) {
         msg[name] = { type: f.type, dims: f.dims, key: f.shareKey };
         if (ups.length) msg[name].patches = patches();
       } else if (f.shareKey !== undefined && f.grownFrom !== undefined && this.w.sent.has(f.grownFrom)) {
         // the worker's copy of the previous generation is this one's prefix: it grows that copy in place
-        msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, from: f.grownFrom, length: f.data.length, patches: patches() };
+        msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, from: f.grownFrom, length: f.dims.reduce((a, d) => a * d, 1), patches: patches() };
         this.w.sent.delete(f.grownFrom);
         this.w.sent.add(f.shareKey);
       } else {

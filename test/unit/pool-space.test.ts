@@ -20,10 +20,16 @@ import { makeAdapterModule, makeLoraModule, type BaseInfo } from '../helpers/mod
 
 const parts = (r: number) => [{ name: 'w', dims: [2, r] }];
 const fill = (space: ReturnType<PoolSpaces['space']>, key: string, v: number) =>
-  space.slot(key, (s) => {
-    const n = 2 * space.dims('w')[1];
-    space.array('w').fill(v, s * n, s * n + n);
-  });
+  space.slot(key, (s) => s.part('w').fill(v));
+
+/** A worker session whose output y gathers rows `idx` of the input `pool` [P, 2]. */
+async function gatherSession(): Promise<Session> {
+  const g = new GraphBuilder('gather');
+  const pool = g.input('pool', 'float32', ['P', 2]);
+  const idx = g.input('idx', 'int64', ['B']);
+  g.output(g.gather(pool, idx), 'y');
+  return Session.create(g.toBytes(), { worker: true });
+}
 
 describe('PoolSpace', () => {
   it('writes a slot once, keeps it when capacity grows, and slot 0 stays zero', () => {
@@ -32,7 +38,7 @@ describe('PoolSpace', () => {
     const space = spaces.space('f', 1, parts(3));
     let writes = 0;
     const slots = new Map<string, number>();
-    for (let i = 0; i < 40; i++) slots.set(`m${i}`, space.slot(`m${i}`, (s) => (writes++, space.array('w').fill(i + 1, s * 6, s * 6 + 6))));
+    for (let i = 0; i < 40; i++) slots.set(`m${i}`, space.slot(`m${i}`, (s) => (writes++, s.part('w').fill(i + 1))));
     expect(writes).toBe(40);
     expect(space.slot('m7', () => writes++)).toBe(slots.get('m7'));
     expect(writes).toBe(40);
@@ -52,7 +58,7 @@ describe('PoolSpace', () => {
     seq = spaces.begin();
     space.touch('m1'); // m1 is now the most recent; m2 the oldest
     const epoch = spaces.epoch;
-    const s4 = space.slot('m4', (s) => expect(Array.from(space.array('w').subarray(s * 2, s * 2 + 2))).toEqual([0, 0]));
+    const s4 = space.slot('m4', (s) => expect(Array.from(s.part('w'))).toEqual([0, 0]));
     expect(spaces.epoch).toBe(epoch + 1);
     expect(space.touch('m2')).toBeNull();
     expect(space.touch('m1')).not.toBeNull();
@@ -79,18 +85,14 @@ describe('PoolSpace', () => {
     spaces.end(seq);
   });
 
-  it('a worker session reads slots written after it first got the arrays', async () => {
-    const g = new GraphBuilder('gather');
-    const pool = g.input('pool', 'float32', ['P', 2]);
-    const idx = g.input('idx', 'int64', ['B']);
-    g.output(g.gather(pool, idx), 'y');
-    const session = await Session.create(g.toBytes(), { worker: true });
+  it.each([true, false])('a worker session reads slots written after it first got the arrays (host copy %s)', async (hostCopy) => {
+    const session = await gatherSession();
     try {
-      const spaces = new PoolSpaces(`t${Date.now()}`, 2 ** 30);
+      const spaces = new PoolSpaces(`t${Date.now()}${hostCopy}`, 2 ** 30, hostCopy);
       const space = spaces.space('f', 1, [{ name: 'w', dims: [2] }]);
       const run = async (keys: string[]) => {
         const seq = spaces.begin();
-        const slots = keys.map((k) => space.slot(k, (s) => space.array('w').fill(Number(k.slice(1)), s * 2, s * 2 + 2)));
+        const slots = keys.map((k) => space.slot(k, (s) => s.part('w').fill(Number(k.slice(1)))));
         const r = await session.run({ pool: space.feed('w'), idx: { type: 'int64', dims: [keys.length], data: BigInt64Array.from(slots.map(BigInt)) } }, ['y']);
         spaces.end(seq);
         return Array.from(r.y.data as Float32Array);
@@ -109,6 +111,69 @@ describe('PoolSpace', () => {
       const keys = Array.from({ length: 20 }, (_, i) => `m${i + 5}`); // growth by several steps at once: sent whole
       expect(await run(keys)).toEqual(keys.flatMap((k) => [Number(k.slice(1)), Number(k.slice(1))]));
       expect(await run(['m2', 'm23', 'm4'])).toEqual([2, 2, 23, 23, 4, 4]);
+      await spaces.close();
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('without a host copy the worker holds the only arrays: staged slots cross as moved patches, and a lost space starts over', async () => {
+    const session = await gatherSession();
+    try {
+      const spaces = new PoolSpaces(`w${Date.now()}`, 2 ** 30, false);
+      const run = async (keys: string[], onStaged?: (a: Float32Array) => void) => {
+        const seq = spaces.begin();
+        const space = spaces.space('f', 1, [{ name: 'w', dims: [2] }]);
+        const slots = keys.map((k) => space.slot(k, (s) => {
+          const a = s.part('w').fill(Number(k.slice(1)));
+          onStaged?.(a);
+        }),
+      );
+        const r = await session.run({ pool: space.feed('w'), idx: { type: 'int64', dims: [keys.length], data: BigInt64Array.from(slots.map(BigInt)) } }, ['y']);
+        spaces.end(seq);
+        return { y: Array.from(r.y.data as Float32Array), space };
+      };
+      const first = await run(['m1', 'm2']);
+      expect(first.y).toEqual([1, 1, 2, 2]);
+      expect(() => first.space.array('w')).toThrow(/no host copy/);
+      const staged: Float32Array[] = [];
+      expect((await run(['m3', 'm1'], (a) => staged.push(a))).y).toEqual([3, 3, 1, 1]);
+      expect(staged).toHaveLength(1);
+      expect(staged[0].byteLength).toBe(0); // moved to the worker, not copied
+      // the worker drops the space's arrays (as after a restart): the family starts over in a new space
+      const epoch = spaces.epoch;
+      await Session.forgetShared(`${spaces.shareId}:space:`);
+      const again = await run(['m2', 'm3']);
+      expect(again.y).toEqual([2, 2, 3, 3]);
+      expect(again.space).not.toBe(first.space);
+      expect(spaces.epoch).toBeGreaterThan(epoch);
+      await spaces.close();
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('without a host copy a reused slot reads zeros in the parts its new module leaves alone', async () => {
+    const g = new GraphBuilder('gather2');
+    const idx = g.input('idx', 'int64', ['B']);
+    for (const part of ['a', 'b']) g.output(g.gather(g.input(part, 'float32', ['P', 2]), idx), `y${part}`);
+    const session = await Session.create(g.toBytes(), { worker: true });
+    try {
+      // 4 slots × 2 parts × 2 floats = 64 bytes: no growth, the oldest slot is reused
+      const spaces = new PoolSpaces(`z${Date.now()}`, 64, false);
+      const run = async (key: string, parts: string[]) => {
+        const seq = spaces.begin();
+        const space = spaces.space('f', 1, [
+          { name: 'a', dims: [2] },
+          { name: 'b', dims: [2] },
+        ]);
+        const slot = space.slot(key, (s) => parts.forEach((p) => s.part(p).fill(Number(key.slice(1)))));
+        const r = await session.run({ a: space.feed('a'), b: space.feed('b'), idx: { type: 'int64', dims: [1], data: BigInt64Array.from([BigInt(slot)]) } }, ['ya', 'yb']);
+        spaces.end(seq);
+        return [...Array.from(r.ya.data as Float32Array), ...Array.from(r.yb.data as Float32Array)];
+      };
+      for (let i = 1; i <= 3; i++) expect(await run(`m${i}`, ['a', 'b'])).toEqual([i, i, i, i]);
+      expect(await run('m4', ['a'])).toEqual([4, 4, 0, 0]); // took m1's slot: m1's 'b' must not show through
       await spaces.close();
     } finally {
       await session.release();
