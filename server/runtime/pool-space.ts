@@ -17,8 +17,8 @@
  * batch's indices still hold, and its resident feeds are refreshed (`HostTensor.current`).
  * Where the arrays live: with sessions on the main thread (`hostCopy`), here. With worker sessions (the
  * default) only in the worker: a slot's writes are staged here until the next feed of its part carries them
- * across (moved, not copied), so the pools are held once, not twice (~6 MB per adapter module with a 2-layer
- * head at BERT-base), and growth allocates nothing on the main thread. Should the worker lose a space's arrays,
+ * across (moved, not copied), so the pools are held once, not twice (~8 MB per adapter or LoRA module with a
+ * 2-layer head at BERT-base: README, Design decisions), and growth allocates nothing on the main thread. Should the worker lose a space's arrays,
  * the family starts over in a new space, and its modules are written again as they run.
  * Example:
  *   const space = spaces.space('lora.query', L, [{ name: 'A', dims: [D, R] }, { name: 'B', dims: [R, D] }]);

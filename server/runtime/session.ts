@@ -334,6 +334,13 @@ class WorkerSession implements SessionImpl {
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite> }> = {};
     const transfer = new Set<ArrayBuffer>();
+    // Refusals first: past this point feeds' pending updates are taken and keys marked as held, so a throw half
+    // way would leave the worker's copies behind what this thread believes they are.
+    for (const [name, f] of Object.entries(feeds)) {
+      const held = f.shareKey !== undefined && (this.w.sent.has(f.shareKey) || (f.grownFrom !== undefined && this.w.sent.has(f.grownFrom)));
+      if (!held && f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
+      if (f.overwrite && f.shareKey === undefined) throw new RangeError(`feed '${name}' has a sparse overwrite but no share key`);
+    }
     for (const [name, f] of Object.entries(feeds)) {
       const ups = f.updates?.() ?? [];
       const patches = () =>
@@ -351,7 +358,6 @@ class WorkerSession implements SessionImpl {
         this.w.sent.delete(f.grownFrom);
         this.w.sent.add(f.shareKey);
       } else {
-        if (f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
         if (f.shareKey !== undefined) {
           this.w.sent.add(f.shareKey);
@@ -360,7 +366,6 @@ class WorkerSession implements SessionImpl {
         }
       }
       if (f.overwrite) {
-        if (f.shareKey === undefined) throw new RangeError(`feed '${name}' has a sparse overwrite but no share key`);
         const o = f.overwrite;
         msg[name].ow = this.w.sent.has(o.key) ? { key: o.key } : { key: o.key, indices: o.indices, deltas: o.deltas };
         this.w.sent.add(o.key);

@@ -85,6 +85,20 @@ it('moves a moveToWorker feed instead of copying it, reuses it by key, and refus
   await s.release();
 });
 
+it('a refused run takes nothing: no pending updates are consumed and no key counts as held', async () => {
+  const s = await Session.create(model(), { worker: true });
+  let taken = 0;
+  const gone: HostTensor = { type: 'float32', dims: [2, 3], data: new Float32Array(0), shareKey: 'refuse:x', moveToWorker: true };
+  const w: HostTensor = { type: 'float32', dims: [3, 2], data: w1.slice(), shareKey: 'refuse:w', updates: () => (taken++, [{ offset: 0, length: 1 }]) };
+  try {
+    await expect(s.run({ w, x: gone }, ['y'])).rejects.toThrow(/no longer holds it/);
+    expect(taken).toBe(0);
+    expect(Session.workerHolds('refuse:w')).toBe(false);
+  } finally {
+    await s.release();
+  }
+});
+
 it('adds a sparse overwrite to a shared feed for one run only, on a worker and on the main thread alike', async () => {
   // index 1 repeats: its deltas add up in order, and the base value comes back after the run
   const overwrite = { key: 'ow:set:w', indices: Int32Array.from([1, 4, 1]), deltas: Float32Array.from([0.25, -1, 0.5]) };
