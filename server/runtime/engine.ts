@@ -76,6 +76,11 @@ export interface RowOutput {
 export interface ForwardOptions {
   hidden?: boolean;
   mlm?: boolean;
+  /**
+   * Called as each row group's run finishes (`rows`: batch row indices, `out[j]` belongs to `rows[j]`), before
+   * `forward` resolves: a caller can answer those rows without waiting for the batch's other groups.
+   */
+  onGroup?: (rows: number[], out: RowOutput[]) => void;
 }
 
 /** Statistics the benchmark and /metrics read. */
@@ -159,9 +164,12 @@ export class Engine {
       else groups.set(key, [i]);
     });
     const out: RowOutput[] = new Array(plans.length);
-    for (const rows of groups.values()) {
+    // Largest group first (the rows without their own sparse diffs, as a rule): with `onGroup` most rows are
+    // answered after one run, not after every diff set's run of the batch.
+    for (const rows of [...groups.values()].sort((a, b) => b.length - a.length)) {
       const res = await this.runGroup(batch, rows, rows.map((i) => plans[i]), opts);
       rows.forEach((r, j) => (out[r] = res[j]));
+      opts.onGroup?.(rows, res);
     }
     return out;
   }

@@ -124,7 +124,7 @@ export class InferenceService {
   ) {
     this.state = opts.requireWarmUp ? 'starting' : 'ready';
     this.metrics = opts.metrics ? inferenceMetrics(opts.metrics) : null;
-    this.queue = new BatchQueue<Job>(opts, (jobs) => this.runJobs(jobs));
+    this.queue = new BatchQueue<Job>(opts, (jobs, finished) => this.runJobs(jobs, finished));
     this.queue.onBatch = (b) => {
       this.metrics?.batchRows.observe(b.rows);
       this.metrics?.batchPadding.observe(b.paddedTokens / Math.max(1, b.tokens));
@@ -234,13 +234,18 @@ export class InferenceService {
     }
   }
 
-  private async runJobs(jobs: Job[]): Promise<void> {
+  private async runJobs(jobs: Job[], finished: (i: number) => void): Promise<void> {
     const started = process.hrtime.bigint();
     for (const j of jobs) this.metrics?.queueSeconds.observe(Number(started - j.enqueued) / 1e9);
     const batch = mergeRows(jobs.map((j) => ({ enc: j.enc, row: j.row })), this.engine.base.tokenizer.padId, this.engine.base.config.positionOffset);
-    const out = await this.engine.forward(batch, jobs.map((j) => j.plan), { hidden: jobs[0].wantHidden, mlm: jobs[0].wantMlm });
+    // Each row group's rows are answered as soon as their run is over; after a turn of the event loop, so that the
+    // engine posts the batch's next group to the worker before the answers' own work (predictions, JSON) runs here.
+    const onGroup = (rows: number[], out: RowOutput[]) => {
+      rows.forEach((r, k) => (jobs[r].out = out[k]));
+      setImmediate(() => rows.forEach(finished));
+    };
+    await this.engine.forward(batch, jobs.map((j) => j.plan), { hidden: jobs[0].wantHidden, mlm: jobs[0].wantMlm, onGroup });
     this.metrics?.runSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    jobs.forEach((j, i) => (j.out = out[i]));
   }
 
   private predict(o: RowOutput, enc: EncodedBatch, row: number, task: string, req: InferRequest): Prediction {

@@ -9,6 +9,8 @@
  *    when the batch it is in ends).
  *  - Batches: the oldest job's group (jobs that need the same engine outputs), its neighbours by token length
  *    (so rows of one batch pad little), within `maxBatchRows` rows and `maxBatchTokens` padded tokens.
+ *  - A batch's runner may finish jobs before the whole batch is done (`finished(i)`): the engine runs a batch as
+ *    row groups one after another, and rows of an early group need not wait for the later ones.
  * Example:
  *   const q = new BatchQueue<MyJob>({ maxBatchRows: 32 }, async (jobs) => { ... settle each job ... });
  *   q.reserve(rows, tokens); const p = q.push(job);
@@ -131,8 +133,11 @@ export class BatchQueue<J extends QueueJob> {
 
   constructor(
     private readonly opts: QueueOptions,
-    /** Runs a batch; must settle nothing itself: the returned promise resolving means every job ran. */
-    private readonly run: (jobs: J[]) => Promise<void>,
+    /**
+     * Runs a batch; may report jobs done early with `finished(index into jobs)`; must settle nothing itself: the
+     * returned promise resolving means every job ran.
+     */
+    private readonly run: (jobs: J[], finished: (i: number) => void) => Promise<void>,
   ) {}
 
   get limits(): Required<QueueOptions> {
@@ -280,16 +285,26 @@ export class BatchQueue<J extends QueueJob> {
     const lengths = batch.map((e) => e.job.tokens);
     this.onBatch?.({ rows: batch.length, tokens, paddedTokens: batch.length * Math.max(...lengths), lengths });
     const started = performance.now();
-    void this.run(batch.map((e) => e.job))
+    // a job answered before its batch ends gives its capacity back then; the batch's rate counts the whole run
+    const finished = (i: number) => {
+      const e = batch[i];
+      if (!e || e.state !== 'running') return;
+      e.resolve();
+      this.finish(e);
+    };
+    void this.run(
+      batch.map((e) => e.job),
+      finished,
+    )
       .then(
         () => {
           this.stats.batches++;
           this.stats.rows += batch.length;
           this.rate.observe(batch.length, tokens, (performance.now() - started) / 1000);
-          for (const e of batch) e.resolve();
+          for (const e of batch) if (e.state === 'running') e.resolve();
         },
         (err) => {
-          for (const e of batch) e.reject(err);
+          for (const e of batch) if (e.state === 'running') e.reject(err);
         },
       )
       .finally(() => {

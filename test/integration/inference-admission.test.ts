@@ -78,6 +78,26 @@ describe('the queue itself', () => {
     expect(q.reserved).toEqual({ rows: 2, tokens: 40 });
   });
 
+  it('answers a job its runner reports finished before the rest of its batch, and gives its capacity back then', async () => {
+    let release!: () => void;
+    const rest = new Promise<void>((r) => (release = r));
+    const q = new BatchQueue<{ tokens: number; group: string }>({ maxBatchRows: 4, maxWaitMs: 1 }, async (_jobs, finished) => {
+      finished(0);
+      await rest; // the batch's other group still runs
+    });
+    q.reserve(2, 10);
+    const order: string[] = [];
+    const first = q.push({ tokens: 4, group: 'g' }).then(() => order.push('first'));
+    const second = q.push({ tokens: 6, group: 'g' }).then(() => order.push('second'));
+    await first;
+    expect(order).toEqual(['first']);
+    expect(q.reserved).toEqual({ rows: 1, tokens: 6 });
+    release();
+    await second;
+    expect(order).toEqual(['first', 'second']);
+    expect(q.reserved).toEqual({ rows: 0, tokens: 0 });
+  });
+
   it('derives Retry-After from the measured drain rate', () => {
     const r = new DrainRate();
     expect(r.retryAfter(100, 0)).toBe(1); // nothing measured yet

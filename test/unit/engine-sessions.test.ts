@@ -160,6 +160,32 @@ it('a diff set runs as a sparse overwrite until it came back often enough (any p
   await engine.close();
 });
 
+it('hands each row group to onGroup as its run finishes, the largest group first, with the rows forward returns', async () => {
+  const engine = await Engine.create({ base });
+  const a = makeAdapterModule({ id: 'task/g', base: info, preset: 'seq_bn', seed: 31 });
+  engine.addModule(parseManifest(a.manifest), a.tensors);
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  for (const seed of [32, 33]) {
+    const d = makeDiffModule({ id: `task/d${seed}`, base: info, targets, density: 0.2, method: 'lt-sft', seed });
+    engine.addModule(parseManifest(d.manifest), d.tensors);
+  }
+  const comps = ['task/d32@1.0.0', 'task/g@1.0.0', 'task/d33@1.0.0', 'task/g@1.0.0', 'task/g@1.0.0', 'task/d32@1.0.0'];
+  const enc = await base.tokenizer.encodeBatch(comps.map((_, i) => `row ${i} of the batch`));
+  const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
+  const seen: number[][] = [];
+  const got = new Map<number, Float32Array>();
+  const out = await engine.forward(enc, plans, {
+    hidden: true,
+    onGroup: (rows, res) => {
+      seen.push(rows);
+      rows.forEach((r, j) => got.set(r, Float32Array.from(res[j].hidden!)));
+    },
+  });
+  expect(seen).toEqual([[1, 3, 4], [0, 5], [2]]);
+  out.forEach((o, r) => expect(got.get(r)).toEqual(Float32Array.from(o.hidden!)));
+  await engine.close();
+});
+
 it("device 'cuda' without the CUDA provider fails with a hint on how to install it", async () => {
   await expect(Engine.create({ base, device: 'cuda' })).rejects.toThrow(/npm run install:cuda/);
 });
