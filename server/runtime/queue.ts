@@ -12,7 +12,7 @@
  *  - A batch's runner may finish jobs before the whole batch is done (`finished(i)`): the engine runs a batch as
  *    row groups one after another, and rows of an early group need not wait for the later ones.
  * Example:
- *   const q = new BatchQueue<MyJob>({ maxBatchRows: 32 }, async (jobs) => { ... settle each job ... });
+ *   const q = new BatchQueue<MyJob>({ maxBatchRows: 32 }, async (jobs, finished) => { ... run them, finished(i) as each is done ... });
  *   q.reserve(rows, tokens); const p = q.push(job);
  */
 
@@ -292,10 +292,7 @@ export class BatchQueue<J extends QueueJob> {
       e.resolve();
       this.finish(e);
     };
-    void this.run(
-      batch.map((e) => e.job),
-      finished,
-    )
+    void this.run(batch.map((e) => e.job), finished)
       .then(
         () => {
           this.stats.batches++;
