@@ -77,6 +77,11 @@ export class DiffWeights {
     });
   }
 
+  /** Bytes of the kept sets (as they entered the cache) and the byte budget. */
+  usage(): { bytes: number; budget: number } {
+    return { bytes: this.cache.calculatedSize, budget: this.cache.maxSize };
+  }
+
   /** Feeds `w.<name>` for a diff group: θ₀ (+ the set's sparse overwrite) or the materialised θ₀+Σδ. */
   feeds(diffs: DiffSet): Record<string, HostTensor> {
     const key = diffSetKey(diffs);

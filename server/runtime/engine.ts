@@ -83,6 +83,22 @@ export interface ForwardOptions {
   onGroup?: (rows: number[], out: RowOutput[]) => void;
 }
 
+/** Bytes held against one of the engine's budgets. */
+export interface BudgetUse {
+  bytes: number;
+  budget: number;
+}
+
+/** What the engine holds against its byte budgets (/metrics: an operator sizes the budgets from these). */
+export interface EngineMemory {
+  /** Loaded modules in engine layout (`moduleCacheBytes`); `count` of them. */
+  modules: BudgetUse & { count: number };
+  /** Resident pools of mixed batches (`residentPoolBytes`). */
+  pools: BudgetUse;
+  /** Sparse-diff sets: non-zeros, and θ₀+δ of sets that came back (`diffCacheBytes`). */
+  diffs: BudgetUse;
+}
+
 /** Statistics the benchmark and /metrics read. */
 export interface EngineStats {
   sessionsBuilt: number;
@@ -130,6 +146,10 @@ export class Engine {
 
   get device(): Device {
     return this.options.device ?? 'cpu';
+  }
+
+  memory(): EngineMemory {
+    return { modules: this.modules.usage(), pools: { bytes: this.pools.spaces.bytes, budget: this.pools.spaces.maxBytes }, diffs: this.diffs.usage() };
   }
 
   /** Resolves and loads one module (cached by `id@version`). */

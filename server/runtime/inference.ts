@@ -13,7 +13,7 @@ import client from 'prom-client';
 import { EMPTY_PLAN, type RowPlan } from '../model/composition';
 import type { EncodedBatch } from '../model/tokenizer';
 import { CodedError } from '../../modules-store/errors';
-import type { Engine, RowOutput } from './engine';
+import type { Engine, EngineMemory, RowOutput } from './engine';
 import { pool, softmax, tokenClassification, topIndices, type Aggregation, type Entity, type Pooling, type TokenLabel } from './outputs';
 import { BatchQueue, ClientGoneError, DeadlineError, type QueueJob, type QueueOptions } from './queue';
 
@@ -89,6 +89,42 @@ interface InferenceMetrics {
   dropped: client.Counter<string>;
 }
 
+/**
+ * The engine's memory against its budgets and its counts, read when /metrics is scraped: module loads that keep
+ * climbing under steady traffic mean the module budget is smaller than the working set.
+ */
+function engineMetrics(reg: client.Registry, engine: Engine): void {
+  const registers = [reg];
+  const gauge = (name: string, help: string, read: (m: EngineMemory) => number) => {
+    if (reg.getSingleMetric(name)) return;
+    new client.Gauge({ name, help, registers, collect() { this.set(read(engine.memory())); } });
+  };
+  gauge('modhub_engine_module_bytes', 'Bytes of loaded modules (engine layout)', (m) => m.modules.bytes);
+  gauge('modhub_engine_module_budget_bytes', 'Budget of loaded modules (serve --module-memory-mb)', (m) => m.modules.budget);
+  gauge('modhub_engine_modules_loaded', 'Modules loaded', (m) => m.modules.count);
+  gauge('modhub_engine_pool_bytes', 'Bytes of the resident pools of mixed batches', (m) => m.pools.bytes);
+  gauge('modhub_engine_pool_budget_bytes', 'Budget of the resident pools (serve --pool-memory-mb)', (m) => m.pools.budget);
+  gauge('modhub_engine_diff_bytes', 'Bytes of sparse-diff sets kept (non-zeros, materialised weights)', (m) => m.diffs.bytes);
+  gauge('modhub_engine_diff_budget_bytes', 'Budget of sparse-diff sets (serve --diff-memory-mb)', (m) => m.diffs.budget);
+  const counter = (name: string, help: string, read: () => number) => {
+    if (reg.getSingleMetric(name)) return;
+    let seen = 0; // the first scrape counts everything since the engine started
+    new client.Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const now = read();
+        this.inc(now - seen);
+        seen = now;
+      },
+    });
+  };
+  counter('modhub_engine_module_loads_total', 'Modules read and loaded (cache misses)', () => engine.stats.moduleLoads);
+  counter('modhub_engine_runs_total', 'onnxruntime runs (a batch runs one per row group)', () => engine.stats.runs);
+  counter('modhub_engine_sessions_built_total', 'onnxruntime sessions built', () => engine.stats.sessionsBuilt);
+}
+
 function inferenceMetrics(reg: client.Registry): InferenceMetrics {
   const get = <T>(name: string, make: () => T): T => (reg.getSingleMetric(name) as T | undefined) ?? make();
   const registers = [reg];
@@ -124,6 +160,7 @@ export class InferenceService {
   ) {
     this.state = opts.requireWarmUp ? 'starting' : 'ready';
     this.metrics = opts.metrics ? inferenceMetrics(opts.metrics) : null;
+    if (opts.metrics) engineMetrics(opts.metrics, engine);
     this.queue = new BatchQueue<Job>(opts, (jobs, finished) => this.runJobs(jobs, finished));
     this.queue.onBatch = (b) => {
       this.metrics?.batchRows.observe(b.rows);

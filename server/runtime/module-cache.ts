@@ -50,6 +50,11 @@ export class ModuleCache {
     this.modules = new LRUCache<string, EngineModule>({ maxSize: maxBytes, sizeCalculation: (m) => Math.max(1, m.bytes), dispose: () => this.plans.clear() });
   }
 
+  /** Bytes of the loaded modules, their byte budget and how many there are. */
+  usage(): { bytes: number; budget: number; count: number } {
+    return { bytes: this.modules.calculatedSize, budget: this.modules.maxSize, count: this.modules.size };
+  }
+
   /** Resolves and loads one module (cached by `id@version`). */
   async module(ref: string): Promise<EngineModule> {
     const resolver = this.resolver;

@@ -313,6 +313,21 @@ describe('POST /v1/infer', () => {
     const text = (await request(app2).get('/metrics')).text;
     expect(text).toMatch(/modhub_infer_batch_rows_sum 2/);
     expect(text).toMatch(/modhub_infer_batch_padding_ratio_count 1/);
+    // the engine against its budgets, read at scrape time
+    const value = (t: string, name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(t)?.[1]);
+    const mem = engine.memory();
+    expect(value(text, 'modhub_engine_modules_loaded')).toBe(mem.modules.count);
+    expect(mem.modules.count).toBeGreaterThanOrEqual(1);
+    expect(value(text, 'modhub_engine_module_bytes')).toBe(mem.modules.bytes);
+    expect(mem.modules.bytes).toBeGreaterThan(0);
+    expect(value(text, 'modhub_engine_module_budget_bytes')).toBe(2 ** 31);
+    expect(value(text, 'modhub_engine_pool_budget_bytes')).toBe(2 ** 30);
+    expect(value(text, 'modhub_engine_diff_budget_bytes')).toBe(2 ** 31);
+    expect(value(text, 'modhub_engine_module_loads_total')).toBe(engine.stats.moduleLoads);
+    const runs = value(text, 'modhub_engine_runs_total');
+    expect(runs).toBe(engine.stats.runs);
+    await request(app2).post('/v1/infer').send({ inputs: [{ text: 'a' }], composition: 'task/topic' });
+    expect(value((await request(app2).get('/metrics')).text, 'modhub_engine_runs_total')).toBe(runs + 1);
   });
 
   it('answers over a real socket', async () => {
