@@ -1,0 +1,18 @@
+/** The load-time transpose (modules-store/kinds/types.ts), tiled: every element lands where the definition puts it, edge tiles included. */
+import { transpose } from '../../modules-store/kinds/types';
+
+it.each([
+  [1, 1],
+  [1, 5],
+  [5, 1],
+  [32, 32],
+  [33, 70],
+  [64, 31],
+  [100, 3],
+])('transposes a %i × %i matrix', (rows, cols) => {
+  const src = Float32Array.from({ length: rows * cols }, (_, i) => i + 0.5);
+  const out = transpose(src, rows, cols);
+  expect(out.length).toBe(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) expect(out[c * rows + r]).toBe(src[r * cols + c]);
+  expect(transpose(out, cols, rows)).toEqual(src);
+});
