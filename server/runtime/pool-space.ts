@@ -56,6 +56,8 @@ export class PoolSpace {
   private readonly staged = new Map<string, Map<number, Float32Array>>();
   /** Worker-only, per part: the generation the worker's copy belongs to (it extends that copy on the next feed). */
   private readonly sentGeneration = new Map<string, number>();
+  /** Worker-only: the share keys of the copies the worker was sent, one per part (what `lost()` checks). */
+  private readonly sentKeys = new Map<string, string>();
 
   constructor(
     readonly id: number,
@@ -200,6 +202,7 @@ export class PoolSpace {
       staged.clear();
     }
     this.sentGeneration.set(part, generation);
+    this.sentKeys.set(part, shareKey);
     const updates = () => {
       if (generation !== this.generation) return [];
       const n = this.partSize(part);
@@ -213,7 +216,7 @@ export class PoolSpace {
   /** Worker-only: whether the worker lost a part it was sent (then this space's slots no longer hold). */
   lost(): boolean {
     if (this.owner.hostCopy) return false;
-    for (const [part, g] of this.sentGeneration) if (!Session.workerHolds(this.sharePrefix(g) + part)) return true;
+    for (const key of this.sentKeys.values()) if (!Session.workerHolds(key)) return true;
     return false;
   }
 

@@ -84,7 +84,7 @@ export class BatchPools {
       // feeds moved to a worker that no longer holds them (it restarted) are built again; resident ones are
       // refreshed below unless their space lost its arrays
       const lost = hit && Object.values(hit.pools).some((t) => !isResident(t) && t.moveToWorker && t.data.byteLength === 0 && !Session.workerHolds(t.shareKey!));
-      if (hit && !lost && hit.touched.every(([space, k]) => !space.lost() && space.touch(k) !== null)) {
+      if (hit && !lost && ![...new Set(hit.touched.map(([space]) => space))].some((space) => space.lost()) && hit.touched.every(([space, k]) => space.touch(k) !== null)) {
         // the slots still hold; a resident array may have grown since: feed its current generation
         const pools: Pools = {};
         for (const [name, t] of Object.entries(hit.pools)) pools[name] = t.current ? t.current() : t;
