@@ -54,9 +54,10 @@ export class PoolSpace {
   private pending = new Map<string, { offset: number; length: number }[]>();
   /** Worker-only, per part: slot → its latest writes not yet sent to the worker. */
   private readonly staged = new Map<string, Map<number, Float32Array>>();
-  /** Worker-only, per part: the generation the worker's copy belongs to (it extends that copy on the next feed). */
-  private readonly sentGeneration = new Map<string, number>();
-  /** Worker-only: the share keys of the copies the worker was sent, one per part (what `lost()` checks). */
+  /**
+   * Worker-only, per part: the share key (and so the generation) of the copy the worker was sent; it extends that
+   * copy on the next feed, and `lost()` checks it is still there.
+   */
   private readonly sentKeys = new Map<string, string>();
 
   constructor(
@@ -190,8 +191,8 @@ export class PoolSpace {
    */
   private workerFeed(part: string, dims: number[], shareKey: string): HostTensor {
     const generation = this.generation;
-    const had = this.sentGeneration.get(part);
-    const fromKey = had !== undefined && had !== generation ? this.sharePrefix(had) + part : undefined;
+    const had = this.sentKeys.get(part);
+    const fromKey = had !== undefined && had !== shareKey ? had : undefined;
     const staged = this.staged.get(part) ?? new Map<number, Float32Array>();
     this.staged.set(part, staged);
     let data = EMPTY;
@@ -201,7 +202,6 @@ export class PoolSpace {
       for (const [slot, v] of staged) data.set(v, slot * n);
       staged.clear();
     }
-    this.sentGeneration.set(part, generation);
     this.sentKeys.set(part, shareKey);
     const updates = () => {
       if (generation !== this.generation) return [];
