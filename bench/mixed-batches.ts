@@ -23,6 +23,7 @@ import { Rng } from '../server/model/random';
 import { createTinyBase } from '../server/model/tiny';
 import { Engine } from '../server/runtime/engine';
 import { baseParamShapes, makeBitfitModule, makeDiffModule, type BaseInfo } from '../test/helpers/modules';
+import { zipf } from './zipf';
 
 const env = (k: string, def: number) => (process.env[k] === undefined ? def : Number(process.env[k]));
 const N = 1000;
@@ -52,15 +53,7 @@ async function main(): Promise<void> {
     engine.addModule(m.manifest, m.tensors);
   }
   // Zipf(1) batches over N ranks
-  const cdf: number[] = [];
-  let sum = 0;
-  for (let k = 0; k < N; k++) cdf.push((sum += 1 / (k + 1)));
-  const rng = new Rng(7);
-  const pick = () => {
-    const u = rng.next() * sum;
-    const i = cdf.findIndex((x) => x >= u);
-    return i < 0 ? N - 1 : i;
-  };
+  const pick = zipf(N, 1, new Rng(7));
   const batches = Array.from({ length: BATCHES }, () => Array.from({ length: B }, pick));
   const used = new Set([0, 1, 2, 3, 7, ...batches.flat()]);
   for (const i of used) {

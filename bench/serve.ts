@@ -58,6 +58,7 @@ import { Rng } from '../server/model/random';
 import { BUILTIN_CORPUS, createTinyBase } from '../server/model/tiny';
 import { BaseTokenizer } from '../server/model/tokenizer';
 import { Engine } from '../server/runtime/engine';
+import { zipf } from './zipf';
 import { makeBitfitModule, makeDiffModule, baseParamShapes, type BaseInfo } from '../test/helpers/modules';
 import { BatchPools } from '../server/runtime/pools';
 import { Session } from '../server/runtime/session';
@@ -269,25 +270,6 @@ const isBitfit = (i: number) => i % 8 === 3;
 const coldKindOf = (i: number): string => (kindOf(i) === 'diff' ? (isBitfit(i) ? 'bitfit' : 'lt-sft') : kindOf(i));
 /** The composition a request for module i sends. */
 const compositionOf = (i: number): unknown => (kindOf(i) === 'stack' ? { stack: [langId(i % LANGS), moduleId(i)] } : moduleId(i));
-
-/** Zipf(alpha) sampler over ranks 0..n-1 (rank 0 most popular). */
-function zipf(n: number, alpha: number, rng: Rng): () => number {
-  const cdf = new Float64Array(n);
-  let s = 0;
-  for (let k = 0; k < n; k++) cdf[k] = s += 1 / (k + 1) ** alpha;
-  for (let k = 0; k < n; k++) cdf[k] /= s;
-  return () => {
-    const u = rng.next();
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
 
 /** Random sentences of 10-40 tokens (without [CLS]/[SEP]) from the words of the base's vocabulary corpus. */
 async function makeSentences(base: Base, count: number, rng: Rng): Promise<{ texts: string[]; meanTokens: number }> {

@@ -34,93 +34,116 @@ const SPARSE = ENCODER_LINEAR_WEIGHT;
  */
 const MAX_SPARSE_DENSITY = 0.25;
 /**
- * A set starts as a sparse overwrite and is materialised (θ₀+Σδ, moved to the worker) once its overwrite ran
- * PROMOTE_USES times: within the last PROMOTE_WINDOW diff-group runs, or at any pace while the cache has room for
- * the dense copy without evicting anything. Measured at BERT-base (LT-SFT at 1%, `bench:serve --cold-only`): a
- * first request +70 ms sparse against +1046 ms materialising; a run after that 88 ms sparse against 39 ms dense
- * (two passes over 850k non-zeros, cache misses mostly). So a set seen once costs little, free memory goes to sets
- * that come back, and under pressure only popular sets go dense while the long tail stays sparse instead of
- * evicting one another's copies.
+ * A set starts as a sparse overwrite. From its PROMOTE_USES-th run on it gets a copy, θ₀+Σδ of its sparse tensors
+ * (moved to the worker), when the copy fits the budget without evicting anything. Under pressure it needs room: the
+ * copies of sets that ran less than half as often within the last FREQ_WINDOW diff-group runs are dropped (those
+ * sets go back to overwrites, keeping their non-zeros), then sets without a copy that ran less often are evicted,
+ * least recently used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays sparse.
+ * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
+ * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
+ * cache misses mostly); a copy ~130 ms of main thread (CPU profile of bench:serve). The rule this replaced (a copy
+ * once a set ran 4 times within 64 runs, room made by LRU eviction) let popular sets evict one another's copies and
+ * the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic through this class) with the budget
+ * of `--diff-memory-mb 1000` at BERT-base made 43 copies and 546 set builds per 1000 diff-group runs; this rule
+ * 0.2 and 286 (README, Design decisions: sparse diffs).
  */
 const PROMOTE_USES = 4;
-const PROMOTE_WINDOW = 64;
+const FREQ_WINDOW = 1024;
+const SPARSE_RESERVE = 0.25;
 
 export function diffSetKey(diffs: DiffSet): string {
   return diffs.map((d) => d.key).join('+');
 }
 
-/** What a diff set changes: dense θ₀+Σδ per materialised tensor, non-zeros (checkpoint layout) per sparse one. */
+/** What a diff set changes: tensors materialised when it was built, non-zeros of the sparse ones, maybe their copy. */
 interface SetWeights {
+  /** θ₀+Σδ of tensors materialised when the set was built (not SPARSE, or too dense to overwrite). */
   dense: Map<string, Float32Array>;
+  /** Non-zeros (checkpoint layout) of the SPARSE tensors; kept while a copy exists (the copy may be dropped again). */
   sparse: Map<string, { indices: Int32Array; deltas: Float32Array }>;
-  /** Diff-group run counts (this engine's clock) of the set's last PROMOTE_USES runs while sparse. */
-  recent: number[];
-  /** Runs while sparse. */
+  /** θ₀+Σδ of the sparse tensors while the set has a copy (moved to the worker on its first run), else null. */
+  copy: Map<string, Float32Array> | null;
+  /** Diff-group runs of this set since it was built. */
   uses: number;
+}
+
+/** Counters the engine reports (/metrics). */
+export interface DiffStats {
+  /** Sets whose non-zeros were built (first use, or after eviction). */
+  diffSetsBuilt: number;
+  /** Copies (θ₀+Σδ) made. */
+  diffCopies: number;
+  /** Copies dropped to make room for a set that ran more often. */
+  diffCopiesDropped: number;
 }
 
 export class DiffWeights {
   private readonly cache: LRUCache<string, SetWeights>;
-  /** Diff-group runs fed so far. */
-  private clock = 0;
+  /** The keys of the last FREQ_WINDOW diff-group runs (a ring) and how often each occurs in it. */
+  private readonly window: string[] = [];
+  private windowAt = 0;
+  private readonly counts = new Map<string, number>();
 
-  /** `maxBytes` bounds the kept tensors and non-zeros; `shareId` prefixes this engine's shared worker feeds. */
+  /**
+   * `maxBytes` bounds the kept tensors, non-zeros and copies; `shareId` prefixes this engine's shared worker feeds;
+   * `stats` gets the counters (DiffStats).
+   */
   constructor(
     private readonly params: BaseParams,
     maxBytes: number,
     private readonly shareId: string,
+    private readonly stats: DiffStats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 },
   ) {
     this.cache = new LRUCache<string, SetWeights>({
       maxSize: maxBytes,
-      sizeCalculation: sizeOf,
-      dispose: (_w, key) => void Session.forgetShared(`${this.shareId}:diff:${key}:`),
+      sizeCalculation: (w) => this.sizeOf(w),
+      // 'set': the same set re-sized (resize below), whose worker arrays stay
+      dispose: (_w, key, reason) => {
+        if (reason !== 'set') void Session.forgetShared(`${this.shareId}:diff:${key}:`);
+      },
     });
   }
 
-  /** Bytes of the kept sets (as they entered the cache) and the byte budget. */
+  /** Bytes of the kept sets and the byte budget. */
   usage(): { bytes: number; budget: number } {
     return { bytes: this.cache.calculatedSize, budget: this.cache.maxSize };
   }
 
-  /** Feeds `w.<name>` for a diff group: θ₀ (+ the set's sparse overwrite) or the materialised θ₀+Σδ. */
+  /** Feeds `w.<name>` for a diff group: θ₀ plus the set's sparse overwrite, or the set's copy θ₀+Σδ. */
   feeds(diffs: DiffSet): Record<string, HostTensor> {
     const key = diffSetKey(diffs);
     let set = this.weights(diffs);
-    // A worker that lost the materialised tensors moved to it (it restarted): materialise again.
+    // A worker that lost the arrays moved to it (it restarted): a copy is dropped, other tensors are built again.
     if ([...set.dense].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(`${this.shareId}:diff:${key}:${name}`))) {
       this.cache.delete(key);
       set = this.weights(diffs);
     }
-    const now = ++this.clock;
-    if (set.sparse.size) {
-      set.recent.push(now);
-      if (set.recent.length > PROMOTE_USES) set.recent.shift();
-      const popular = set.recent.length === PROMOTE_USES && now - set.recent[0] < PROMOTE_WINDOW;
-      const room = () => this.cache.calculatedSize + this.denseBytes(set) - sizeOf(set) <= this.cache.maxSize;
-      if (++set.uses >= PROMOTE_USES && (popular || room())) set = this.promote(key, set);
-    }
+    if (set.copy && [...set.copy].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(this.copyKey(key, name)))) set = this.dropCopy(key, set);
+    this.ran(key);
+    if (++set.uses >= PROMOTE_USES && !set.copy && set.sparse.size) set = this.maybeCopy(key, set);
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
+      const copy = set.copy?.get(name);
       const dense = set.dense.get(name);
-      const sparse = set.sparse.get(name);
+      const sparse = copy ? undefined : set.sparse.get(name);
       const own = this.params.isTransposed(name) ? this.params.checkpoint(name) : null; // [out, in], see BaseParams.provider
       const overwrite: SparseOverwrite | undefined = sparse && { key: `${this.shareId}:diff:${key}:sparse:${name}`, ...sparse };
       feeds[`w.${name}`] = {
         type: 'float32',
         dims: own ? own.shape : p.dims,
-        data: dense ?? (own ? own.data : p.data),
-        shareKey: `${this.shareId}:${dense ? `diff:${key}` : 'base'}:${name}`,
+        data: copy ?? dense ?? (own ? own.data : p.data),
+        shareKey: copy ? this.copyKey(key, name) : `${this.shareId}:${dense ? `diff:${key}` : 'base'}:${name}`,
         ...(overwrite ? { overwrite } : {}),
-        ...(dense && SPARSE.test(name) ? { moveToWorker: true } : {}),
+        ...(copy || (dense && SPARSE.test(name)) ? { moveToWorker: true } : {}),
       };
     }
     return feeds;
   }
 
   /**
-   * A base parameter in engine layout as a diff set changes it. A materialised transposed weight is kept in its
-   * checkpoint layout (for the feeds), so it is transposed here; a sparse one is applied to a copy. Callers are pool
-   * builders, whose results are cached per composition.
+   * A base parameter in engine layout as a diff set changes it. A transposed weight's non-zeros and build-time
+   * tensors are in checkpoint layout (for the feeds), so it is transposed here; a sparse one is applied to a copy.
+   * Callers are pool builders, whose results are cached per composition.
    */
   effective(name: string, diffs: DiffSet): Float32Array {
     const p = this.params.get(name)!;
@@ -132,22 +155,89 @@ export class DiffWeights {
     return this.params.isTransposed(name) ? transpose(touched, p.dims[1], p.dims[0]) : touched;
   }
 
-  /** A popular set materialised: its sparse tensors become dense θ₀+Σδ (replacing the entry re-sizes it in the LRU). */
-  private promote(key: string, set: SetWeights): SetWeights {
-    if (this.denseBytes(set) > this.cache.maxSize / 2) return set; // it would not stay (or would evict everything): keep it sparse
-    const dense = new Map(set.dense);
-    for (const [name, sp] of set.sparse) dense.set(name, overwritten(this.params.checkpoint(name).data, sp));
-    const promoted: SetWeights = { dense, sparse: new Map(), recent: [], uses: 0 };
-    this.cache.set(key, promoted);
-    return promoted;
+  private copyKey(key: string, name: string): string {
+    return `${this.shareId}:diff:${key}:copy:${name}`;
   }
 
-  /** Bytes of a set once materialised. */
-  private denseBytes(set: SetWeights): number {
+  /** Counts a diff-group run of `key` in the window. */
+  private ran(key: string): void {
+    if (this.window.length < FREQ_WINDOW) this.window.push(key);
+    else {
+      const old = this.window[this.windowAt];
+      const n = this.counts.get(old)! - 1;
+      if (n) this.counts.set(old, n);
+      else this.counts.delete(old);
+      this.window[this.windowAt] = key;
+      this.windowAt = (this.windowAt + 1) % FREQ_WINDOW;
+    }
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+
+  /** The set with a copy of its sparse tensors when the policy above allows it (else the set unchanged). */
+  private maybeCopy(key: string, set: SetWeights): SetWeights {
+    const need = this.copyBytes(set);
+    if (need > this.cache.maxSize / 2) return set; // it would not stay (or would take everything): keep it sparse
+    let free = this.cache.maxSize - this.cache.calculatedSize;
+    const drop: string[] = [];
+    const evict: string[] = [];
+    if (free < need) {
+      const mine = this.counts.get(key) ?? 0;
+      const count = (k: string) => this.counts.get(k) ?? 0;
+      // copies of sets that ran less often, least used first
+      const copies = [...this.cache.entries()].filter(([k, w]) => w.copy && 2 * count(k) < mine).sort((x, y) => count(x[0]) - count(y[0]));
+      for (const [k, w] of copies) {
+        if (free >= need) break;
+        drop.push(k);
+        free += this.copyBytes(w);
+      }
+      // then sets without a copy that ran less often, least recently used first, down to the reserve
+      let sparseBytes = 0;
+      for (const w of this.cache.values()) if (!w.copy) sparseBytes += this.sizeOf(w);
+      for (const [k, w] of this.cache.rentries() as Generator<[string, SetWeights]>) {
+        if (free >= need) break;
+        if (w.copy || k === key || count(k) >= mine) continue;
+        const b = this.sizeOf(w);
+        if (sparseBytes - b < SPARSE_RESERVE * this.cache.maxSize) break;
+        evict.push(k);
+        sparseBytes -= b;
+        free += b;
+      }
+      if (free < need) return set;
+    }
+    for (const k of drop) this.dropCopy(k, this.cache.peek(k)!);
+    for (const k of evict) this.cache.delete(k);
+    const copy = new Map<string, Float32Array>();
+    for (const [name, sp] of set.sparse) copy.set(name, overwritten(this.params.checkpoint(name).data, sp));
+    this.stats.diffCopies++;
+    return this.resize(key, { ...set, copy });
+  }
+
+  /** The set without its copy (the worker forgets it); the set's non-zeros serve its runs again. */
+  private dropCopy(key: string, set: SetWeights): SetWeights {
+    void Session.forgetShared(`${this.shareId}:diff:${key}:copy:`);
+    this.stats.diffCopiesDropped++;
+    return this.resize(key, { ...set, copy: null });
+  }
+
+  /** Puts a changed set back under its key (a new object: the LRU takes its size again; see `dispose`). */
+  private resize(key: string, set: SetWeights): SetWeights {
+    this.cache.set(key, set);
+    return set;
+  }
+
+  /** Bytes of a set's copy: one base tensor per sparse tensor. */
+  private copyBytes(set: SetWeights): number {
     let bytes = 0;
     for (const name of set.sparse.keys()) bytes += this.params.checkpoint(name).data.byteLength;
-    for (const w of set.dense.values()) bytes += w.byteLength;
     return bytes;
+  }
+
+  /** Bytes a set holds (from the base's shapes: tensors moved to the worker are detached here). */
+  private sizeOf(w: SetWeights): number {
+    let b = w.copy ? this.copyBytes(w) : 0;
+    for (const name of w.dense.keys()) b += this.params.get(name)!.data.byteLength;
+    for (const x of w.sparse.values()) b += x.indices.byteLength + x.deltas.byteLength;
+    return Math.max(1, b);
   }
 
   /** What a diff set changes, built once per set and cached. */
@@ -155,7 +245,8 @@ export class DiffWeights {
     const key = diffSetKey(diffs);
     let set = this.cache.get(key);
     if (set) return set;
-    set = { dense: new Map(), sparse: new Map(), recent: [], uses: 0 };
+    set = { dense: new Map(), sparse: new Map(), copy: null, uses: 0 };
+    this.stats.diffSetsBuilt++;
     const nnz = new Map<string, number>();
     for (const d of diffs) for (const [name, { indices }] of d.params) nnz.set(name, (nnz.get(name) ?? 0) + indices.length);
     // Sparse tensors: each diff's non-zeros in order (the worker adds them in order, as `+=` here would).
@@ -194,14 +285,6 @@ export class DiffWeights {
     this.cache.set(key, set);
     return set;
   }
-}
-
-/** Bytes a set holds as it is (its LRU size, taken when it enters the cache, before tensors move to the worker). */
-function sizeOf(w: SetWeights): number {
-  let b = 0;
-  for (const x of w.dense.values()) b += 4 * x.length;
-  for (const x of w.sparse.values()) b += x.indices.byteLength + x.deltas.byteLength;
-  return Math.max(1, b);
 }
 
 function concat(list: { indices: Int32Array; deltas: Float32Array }[]): { indices: Int32Array; deltas: Float32Array } {

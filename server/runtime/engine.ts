@@ -22,7 +22,7 @@ import { IO, ROW_BIAS_PARAM, isLayerNormShift, type Variant } from '../model/enc
 import type { EngineModule, HeadWeights } from '../model/modules';
 import type { EncodedBatch } from '../model/tokenizer';
 import { BaseParams } from './base-params';
-import { DiffWeights, diffSetKey } from './diff-weights';
+import { DiffWeights, diffSetKey, type DiffStats } from './diff-weights';
 import { ModuleCache, type ModuleResolver } from './module-cache';
 import { BatchPools } from './pools';
 import { Session, type Device, type HostTensor } from './session';
@@ -100,7 +100,7 @@ export interface EngineMemory {
 }
 
 /** Statistics the benchmark and /metrics read. */
-export interface EngineStats {
+export interface EngineStats extends DiffStats {
   sessionsBuilt: number;
   sessionsReleased: number;
   runs: number;
@@ -110,7 +110,7 @@ export interface EngineStats {
 let engineCounter = 0;
 
 export class Engine {
-  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, moduleLoads: 0 };
+  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, moduleLoads: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
   /** Prefix of this engine's shared worker feeds (engines in one process share the worker). */
   private readonly shareId = `e${engineCounter++}`;
   private readonly modules: ModuleCache;
@@ -124,7 +124,7 @@ export class Engine {
   ) {
     const params = new BaseParams(base);
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
-    this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId);
+    this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats);
     this.sessions = new SessionCache(base.config, params, options, this.stats);
     this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true));
   }

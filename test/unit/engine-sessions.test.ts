@@ -112,27 +112,32 @@ it('feeds moved to the worker (a diff set\'s θ₀+δ, a uniform batch\'s weight
   const first = [];
   for (const c of comps) first.push(await run(engine, c));
   for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
+  for (let i = 0; i < 2; i++) expect(await run(engine, comps[0])).toEqual(first[0]); // its 4th run has a copy
+  expect(engine.stats.diffCopies).toBe(1);
   await Session.forgetShared(''); // what a restarted worker holds: nothing
   for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
+  expect(engine.stats.diffCopiesDropped).toBe(1); // the lost copy was dropped; the set ran on its overwrite
   await engine.close();
 });
 
-it('a diff set runs as a sparse overwrite until it came back often enough (any pace while memory is free, popular under pressure), with identical outputs', async () => {
+it('a diff set runs as a sparse overwrite until it came back often enough (any pace while memory is free; under pressure only by taking the copy of a set that ran less than half as often), with identical outputs', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = ['pad', 'slow', 'hot', 'rare'].map((n, i) => makeDiffModule({ id: `sft/${n}`, base: info, targets, density: 0.05, method: 'lt-sft', seed: 21 + i }));
   const params = new BaseParams(base);
   const linear = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n));
   const denseBytes = linear.reduce((a, [, p]) => a + p.data.byteLength, 0);
-  const budget = Math.floor(2.5 * denseBytes); // two materialised sets fit, a third does not
+  const budget = Math.floor(2.5 * denseBytes); // two copies fit, a third does not
   const engine = await Engine.create({ base, diffCacheBytes: budget });
   for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
   const [pad, slow, hot, rare] = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
-  // Through the engine: sparse for 3 runs, materialised after; every run gives the first run's bits.
+  // Through the engine: sparse for 3 runs, a copy after; every run gives the first run's bits.
   const outs = [];
   for (let i = 0; i < 6; i++) outs.push(await run(engine, 'sft/hot@1.0.0'));
   for (const o of outs) expect(o).toEqual(outs[0]);
+  expect(engine.stats).toMatchObject({ diffSetsBuilt: 1, diffCopies: 1, diffCopiesDropped: 0 });
   // The choice itself, on a DiffWeights of its own with the same budget.
-  const diffs = new DiffWeights(params, budget, 'dw-test');
+  const stats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
+  const diffs = new DiffWeights(params, budget, 'dw-test', stats);
   const q = 'w.layers.0.attn.q.weight';
   const first = diffs.feeds(pad)[q];
   expect(first.overwrite).toBeDefined(); // a set seen once stays sparse
@@ -140,23 +145,69 @@ it('a diff set runs as a sparse overwrite until it came back often enough (any p
   expect(first.data).toBe(params.checkpoint('layers.0.attn.q.weight').data);
   const expected = overwritten(first.data as Float32Array, first.overwrite!);
   for (let i = 0; i < 2; i++) expect(diffs.feeds(pad)[q].overwrite).toBeDefined();
-  const promoted = diffs.feeds(pad)[q]; // its 4th run
-  expect(promoted.overwrite).toBeUndefined();
-  expect(promoted.moveToWorker).toBe(true);
-  expect(Array.from(promoted.data as Float32Array)).toEqual(Array.from(expected));
+  const copied = diffs.feeds(pad)[q]; // its 4th run
+  expect(copied.overwrite).toBeUndefined();
+  expect(copied.moveToWorker).toBe(true);
+  expect(copied.shareKey).toBe('dw-test:diff:sft/pad@1.0.0:copy:layers.0.attn.q.weight');
+  expect(Array.from(copied.data as Float32Array)).toEqual(Array.from(expected));
   const spread = (d: typeof pad) => {
     const got = diffs.feeds(d)[q];
     for (let j = 0; j < 70; j++) diffs.feeds(pad); // other diff groups run in between
     return got;
   };
-  // Memory is free: a set that comes back slowly is materialised on its 4th run all the same.
-  for (let i = 0; i < 3; i++) expect(spread(slow).overwrite).toBeDefined();
+  // Memory is free: a set that comes back slowly gets a copy on its 4th run all the same.
+  const slowFirst = spread(slow);
+  for (let i = 0; i < 2; i++) expect(spread(slow).overwrite).toBeDefined();
+  expect(slowFirst.overwrite).toBeDefined();
   expect(spread(slow).overwrite).toBeUndefined();
-  // Now two sets fill the budget: a popular one is still materialised (evicting the least recently used)...
-  for (let i = 0; i < 3; i++) expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
+  expect(stats).toEqual({ diffSetsBuilt: 2, diffCopies: 2, diffCopiesDropped: 0 });
+  // Now two copies fill the budget. A set that ran up to twice as often as the least used copy's set (slow: 4 runs)
+  // stays sparse...
+  for (let i = 0; i < 8; i++) expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
+  // ...and takes that copy once it ran more than twice as often: slow's copy is dropped, pad's (run far more) stays.
   expect(diffs.feeds(hot)[q].overwrite).toBeUndefined();
-  // ...and one that comes back slowly stays sparse.
-  for (let i = 0; i < 6; i++) expect(spread(rare).overwrite).toBeDefined();
+  expect(stats).toEqual({ diffSetsBuilt: 3, diffCopies: 3, diffCopiesDropped: 1 });
+  expect(diffs.feeds(pad)[q].overwrite).toBeUndefined();
+  const back = diffs.feeds(slow)[q];
+  expect(back.overwrite!.deltas).toBe(slowFirst.overwrite!.deltas); // its non-zeros were kept, not built again
+  expect(stats.diffSetsBuilt).toBe(3);
+  // A set that comes back, but not twice as often as the least used copy's set (hot: 9 runs), stays sparse.
+  for (let i = 0; i < 18; i++) expect(diffs.feeds(rare)[q].overwrite).toBeDefined();
+  expect(stats).toEqual({ diffSetsBuilt: 4, diffCopies: 3, diffCopiesDropped: 1 });
+  expect(diffs.usage().bytes).toBeLessThanOrEqual(budget);
+  await engine.close();
+});
+
+it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/tail${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 40 + i }));
+  const engine = await Engine.create({ base });
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const sets = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
+  const params = new BaseParams(base);
+  const copyBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const stats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
+  const budget = Math.floor(2.5 * copyBytes);
+  const diffs = new DiffWeights(params, budget, 'dw-tail', stats);
+  const q = 'w.layers.0.attn.q.weight';
+  const [hot, warm, ...tail] = sets;
+  for (const t of tail) diffs.feeds(t); // ten long-tail sets of ~0.2 copy each: no room left for a copy
+  expect(diffs.usage().bytes).toBeGreaterThan(1.6 * copyBytes);
+  for (let i = 0; i < 3; i++) expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
+  expect(diffs.feeds(hot)[q].overwrite).toBeUndefined(); // 4 runs against 1 each: it takes their memory
+  expect(stats).toMatchObject({ diffSetsBuilt: 11, diffCopies: 1 });
+  expect(diffs.usage().bytes).toBeLessThanOrEqual(budget);
+  // the least recently used went, the most recent stayed, and what stayed is at least a quarter of the budget
+  expect(diffs.usage().bytes - copyBytes).toBeGreaterThanOrEqual(0.25 * budget);
+  const builtBefore = stats.diffSetsBuilt;
+  diffs.feeds(tail[tail.length - 1]);
+  expect(stats.diffSetsBuilt).toBe(builtBefore);
+  diffs.feeds(tail[0]);
+  expect(stats.diffSetsBuilt).toBe(builtBefore + 1);
+  // A second set as popular as hot: hot keeps its copy, and the rest would take the sets without one below the reserve.
+  for (let i = 0; i < 8; i++) expect(diffs.feeds(warm)[q].overwrite).toBeDefined();
+  expect(stats).toMatchObject({ diffCopies: 1, diffCopiesDropped: 0 });
+  expect(diffs.feeds(hot)[q].overwrite).toBeUndefined();
   await engine.close();
 });
 
