@@ -124,6 +124,8 @@ export interface ParamProvider {
   linearT(stem: string): Value;
   /** Any other parameter by canonical name (biases, LayerNorms, embeddings). */
   tensor(name: string): Value;
+  /** x [B, T, in] · Wᵀ of an encoder Linear, when the provider computes the product itself (else x · linearT). */
+  product?(x: Value, stem: string): Value;
 }
 
 /** Names of the graph's fixed inputs and outputs (the runtime builds feeds with these). */
@@ -228,7 +230,9 @@ class EncoderEmitter {
     const ia3 = target && this.v.ia3?.includes(target) ? ia3Scales(target) : null;
     const x = ia3 === 'input' ? g.mul(input, this.ia3Scale(l, target!)) : input;
     const bias = `layers.${l}.${stem}.bias`;
-    let y = g.add(g.matmul(x, this.p.linearT(`layers.${l}.${stem}`)), this.v.rowBias ? this.rowBias(bias) : this.p.tensor(bias));
+    const W = `layers.${l}.${stem}`;
+    const xW = this.p.product ? this.p.product(x, W) : g.matmul(x, this.p.linearT(W));
+    let y = g.add(xW, this.v.rowBias ? this.rowBias(bias) : this.p.tensor(bias));
     if (target && this.v.lora.includes(target)) y = g.add(y, this.loraDelta(x, l, target));
     if (ia3 === 'output') y = g.mul(y, this.ia3Scale(l, target!));
     return y;

@@ -10,12 +10,12 @@
  * needs. A uniform batch (every row one composition) keeps its own faster graph, but until it has missed
  * UNIFORM_BUILD_AFTER times it runs on a covering session instead of building one (a lone request to a rare kind).
  * Example:
- *   const entry = sessions.acquire(variant, false);   // build the run's feeds for entry.variant
+ *   const entry = sessions.acquire(variant, 'init');   // build the run's feeds for entry.variant
  *   try { await (await entry.session).run(feeds, outputs); } finally { sessions.done(entry); }
  */
 import type { BaseConfig } from '../model/config';
 import { buildEncoderGraph, variantKey, type Variant } from '../model/encoder-graph';
-import type { BaseParams } from './base-params';
+import type { BaseParams, BaseWeights } from './base-params';
 import { Session, type Device } from './session';
 import { coversVariant, joinVariants } from './variants';
 
@@ -60,8 +60,7 @@ export class SessionCache {
    * A session that serves `variant`, marked in use: call `done(entry)` when the run is over, and build the
    * run's feeds for `entry.variant` (it may cover more than was asked for).
    */
-  acquire(variant: Variant, weightsAsInputs: boolean): SessionEntry {
-    const kind = weightsAsInputs ? 'inputs' : 'init';
+  acquire(variant: Variant, kind: BaseWeights): SessionEntry {
     const key = `${kind}:${variantKey(variant)}`;
     let entry = this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '');
     if (!entry) {
@@ -73,7 +72,7 @@ export class SessionCache {
       } else {
         const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant));
         const grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
-        entry = this.build(`${kind}:${variantKey(grown)}`, grown, weightsAsInputs);
+        entry = this.build(`${kind}:${variantKey(grown)}`, grown, kind);
       }
     }
     entry.lastUsed = ++this.useClock;
@@ -81,11 +80,11 @@ export class SessionCache {
     return entry;
   }
 
-  private build(key: string, variant: Variant, weightsAsInputs: boolean): SessionEntry {
+  private build(key: string, variant: Variant, kind: BaseWeights): SessionEntry {
     const have = this.sessions.get(key);
     if (have) return have;
     this.evict();
-    const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, weightsAsInputs));
+    const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, kind));
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads, worker: this.options.worker ?? true });
     session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
     const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0 };
@@ -95,7 +94,7 @@ export class SessionCache {
   }
 
   /** The most recently used mixed session of this kind whose graph covers `variant`. */
-  private cover(kind: string, variant: Variant): SessionEntry | undefined {
+  private cover(kind: BaseWeights, variant: Variant): SessionEntry | undefined {
     return this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant) && coversVariant(e.variant, variant));
   }
 

@@ -178,6 +178,30 @@ it('a diff set runs as a sparse overwrite until it came back often enough (any p
   await engine.close();
 });
 
+it('a diff group of few tokens runs with its weights on the left, a larger one on the right, with the same results', async () => {
+  const engine = await Engine.create({ base });
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const d = makeDiffModule({ id: 'sft/sides', base: info, targets, density: 0.2, method: 'lt-sft', seed: 19 });
+  engine.addModule(parseManifest(d.manifest), d.tensors);
+  const [plan] = await engine.plan('sft/sides@1.0.0');
+  const texts = ['the first row of the group', ...Array.from({ length: 7 }, (_, i) => `row ${i} with a few more words than that to pass the token count of the engine's rule for the left side`)];
+  const built0 = engine.stats.sessionsBuilt;
+  const alone = await engine.forward(await base.tokenizer.encodeBatch(texts.slice(0, 1)), [plan], { hidden: true });
+  expect(engine.stats.sessionsBuilt).toBe(built0 + 1); // 'inputs-left'
+  const enc = await base.tokenizer.encodeBatch(texts);
+  expect(enc.batch * enc.length).toBeGreaterThan(128); // past LEFT_MAX_TOKENS
+  const together = await engine.forward(enc, texts.map(() => plan), { hidden: true });
+  expect(engine.stats.sessionsBuilt).toBe(built0 + 2); // 'inputs'
+  const D = base.config.hiddenSize;
+  const n = alone[0].length * D; // the row's own positions (the group pads past them)
+  const a = alone[0].hidden!.subarray(0, n);
+  const b = together[0].hidden!.subarray(0, n);
+  let worst = 0;
+  for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  expect(worst).toBeLessThan(1e-5);
+  await engine.close();
+});
+
 it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/tail${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 40 + i }));
