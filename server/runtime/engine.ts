@@ -217,23 +217,23 @@ export class Engine {
   private async runGroup(batch: EncodedBatch, rows: number[], plans: RowPlan[], opts: ForwardOptions): Promise<RowOutput[]> {
     const variant = this.variantFor(plans, opts);
     const diffs = plans[0].diffs;
+    // A group runs only as long as its own longest row (a diff group of one short row in a batch padded to a long
+    // one would otherwise pay for the padding): rows are right-padded, and masked keys add exactly 0 in attention.
+    const T = groupLength(batch, rows);
     // a diff group of few tokens multiplies its input weights the other way round (BaseWeights)
-    const weights: BaseWeights = !diffs.length ? 'init' : rows.length * groupLength(batch, rows) <= (this.options.leftMaxTokens ?? LEFT_MAX_TOKENS) ? 'inputs-left' : 'inputs';
+    const weights: BaseWeights = !diffs.length ? 'init' : rows.length * T <= (this.options.leftMaxTokens ?? LEFT_MAX_TOKENS) ? 'inputs-left' : 'inputs';
     const entry = this.sessions.acquire(variant, weights);
     try {
-      return await this.runOn(await entry.session, batch, rows, plans, entry.variant, opts, variant);
+      return await this.runOn(await entry.session, batch, rows, T, plans, entry.variant, opts, variant);
     } finally {
       this.sessions.done(entry);
     }
   }
 
-  /** `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */
-  private async runOn(session: Session, batch: EncodedBatch, rows: number[], plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant): Promise<RowOutput[]> {
+  /** Runs `rows` over their first `T` positions; `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */
+  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
-    // A group runs only as long as its own longest row (a diff group of one short row in a batch padded to a long
-    // one would otherwise pay for the padding): rows are right-padded, and masked keys add exactly 0 in attention.
-    const T = groupLength(batch, rows);
     const D = cfg.hiddenSize;
     const diffs = plans[0].diffs;
     const feeds: Record<string, HostTensor> = {};
