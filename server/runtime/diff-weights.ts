@@ -183,7 +183,7 @@ export class DiffWeights {
     if (free < need) {
       const mine = this.counts.get(key) ?? 0;
       const count = (k: string) => this.counts.get(k) ?? 0;
-      // copies of sets that ran less often, least used first
+      // copies of sets that ran less than half as often, least used first
       const copies = [...this.cache.entries()].filter(([k, w]) => w.copy && 2 * count(k) < mine).sort((x, y) => count(x[0]) - count(y[0]));
       for (const [k, w] of copies) {
         if (free >= need) break;
