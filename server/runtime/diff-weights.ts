@@ -35,13 +35,14 @@ const SPARSE = ENCODER_LINEAR_WEIGHT;
 const MAX_SPARSE_DENSITY = 0.25;
 /**
  * A set starts as a sparse overwrite. From its PROMOTE_USES-th run on it gets a copy, θ₀+Σδ of its sparse tensors
- * (moved to the worker), when the copy fits the budget without evicting anything. Under pressure it needs room: the
- * copies of sets that ran less than half as often within the last FREQ_WINDOW diff-group runs are dropped (those
- * sets go back to overwrites, keeping their non-zeros), then sets without a copy that ran less often are evicted,
- * least recently used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays sparse.
+ * (moved to the worker), when the copy fits the budget without evicting anything. Under pressure it needs to have
+ * run PROMOTE_USES times within the last FREQ_WINDOW diff-group runs, and room: the copies of sets that ran less
+ * than half as often within that window are dropped (those sets go back to overwrites, keeping their non-zeros),
+ * then sets without a copy that ran less often are evicted, least recently used first, never below SPARSE_RESERVE
+ * of the budget; if that is not enough it stays sparse.
  * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
  * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
- * cache misses mostly); a copy ~130 ms of main thread (CPU profile of bench:serve). The rule this replaced (a copy
+ * cache misses mostly); a copy 130–350 ms of main thread (CPU profiles of bench:serve). The rule this replaced (a copy
  * once a set ran 4 times within 64 runs, room made by LRU eviction) let popular sets evict one another's copies and
  * the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic through this class) with the budget
  * of `--diff-memory-mb 1000` at BERT-base made 43 copies and 546 set builds per 1000 diff-group runs; this rule
@@ -182,6 +183,7 @@ export class DiffWeights {
     const evict: string[] = [];
     if (free < need) {
       const mine = this.counts.get(key) ?? 0;
+      if (mine < PROMOTE_USES) return set; // not popular now: under pressure it takes nothing from others
       const count = (k: string) => this.counts.get(k) ?? 0;
       // copies of sets that ran less than half as often, least used first
       const copies = [...this.cache.entries()].filter(([k, w]) => w.copy && 2 * count(k) < mine).sort((x, y) => count(x[0]) - count(y[0]));
