@@ -35,11 +35,11 @@ const SPARSE = ENCODER_LINEAR_WEIGHT;
 const MAX_SPARSE_DENSITY = 0.25;
 /**
  * A set starts as a sparse overwrite. From its PROMOTE_USES-th run on it gets a copy, θ₀+Σδ of its sparse tensors
- * (moved to the worker), when the copy fits the budget without evicting anything. Under pressure it needs to have
- * run PROMOTE_USES times within the last FREQ_WINDOW diff-group runs, and room: the copies of sets that ran less
- * than half as often within that window are dropped (those sets go back to overwrites, keeping their non-zeros),
- * then sets without a copy that ran less often are evicted, least recently used first, never below SPARSE_RESERVE
- * of the budget; if that is not enough it stays sparse.
+ * (made by the session worker, see the constructor), when the copy fits the budget without evicting anything.
+ * Under pressure it needs to have run PROMOTE_USES times within the last FREQ_WINDOW diff-group runs, and room: the
+ * copies of sets that ran less than half as often within that window are dropped (those sets go back to
+ * overwrites, keeping their non-zeros), then sets without a copy that ran less often are evicted, least recently
+ * used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays sparse.
  * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
  * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
  * cache misses mostly); a copy 130–350 ms of main thread (CPU profiles of bench:serve). The rule this replaced (a copy
@@ -49,6 +49,8 @@ const MAX_SPARSE_DENSITY = 0.25;
  * 0.2 and 286 (README, Design decisions: sparse diffs).
  */
 const PROMOTE_USES = 4;
+/** The placeholder of a copy the worker holds (HostTensor.derive). */
+const EMPTY = new Float32Array(0);
 const FREQ_WINDOW = 1024;
 const SPARSE_RESERVE = 0.25;
 
@@ -62,7 +64,7 @@ interface SetWeights {
   dense: Map<string, Float32Array>;
   /** Non-zeros (checkpoint layout) of the SPARSE tensors; kept while a copy exists (the copy may be dropped again). */
   sparse: Map<string, { indices: Int32Array; deltas: Float32Array }>;
-  /** θ₀+Σδ of the sparse tensors while the set has a copy (moved to the worker on its first run), else null. */
+  /** θ₀+Σδ of the sparse tensors while the set has a copy (empty placeholders: the worker made and holds it), else null. */
   copy: Map<string, Float32Array> | null;
   /** Diff-group runs of this set since it was built. */
   uses: number;
@@ -87,13 +89,16 @@ export class DiffWeights {
 
   /**
    * `maxBytes` bounds the kept tensors, non-zeros and copies; `shareId` prefixes this engine's shared worker feeds;
-   * `stats` gets the counters (DiffStats).
+   * `stats` gets the counters (DiffStats). With `workerCopies` (sessions in the worker) a copy is made by the worker
+   * from the base array and the overwrite it already holds (HostTensor.derive), not here and posted: no 340 MB
+   * allocation or pass over the weights on this thread.
    */
   constructor(
     private readonly params: BaseParams,
     maxBytes: number,
     private readonly shareId: string,
     private readonly stats: DiffStats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 },
+    private readonly workerCopies = false,
   ) {
     this.cache = new LRUCache<string, SetWeights>({
       maxSize: maxBytes,
@@ -128,13 +133,14 @@ export class DiffWeights {
       const dense = set.dense.get(name);
       const sparse = copy ? undefined : set.sparse.get(name);
       const own = this.params.isTransposed(name) ? this.params.checkpoint(name) : null; // [out, in], see BaseParams.provider
-      const overwrite: SparseOverwrite | undefined = sparse && { key: `${this.shareId}:diff:${key}:sparse:${name}`, ...sparse };
+      const overwrite: SparseOverwrite | undefined = sparse && { key: this.sparseKey(key, name), ...sparse };
       feeds[`w.${name}`] = {
         type: 'float32',
         dims: own ? own.shape : p.dims,
         data: copy ?? dense ?? (own ? own.data : p.data),
-        shareKey: copy ? this.copyKey(key, name) : `${this.shareId}:${dense ? `diff:${key}` : 'base'}:${name}`,
+        shareKey: copy ? this.copyKey(key, name) : dense ? `${this.shareId}:diff:${key}:${name}` : this.baseKey(name),
         ...(overwrite ? { overwrite } : {}),
+        ...(copy && this.workerCopies ? { derive: { from: this.baseKey(name), overwrite: this.sparseKey(key, name) } } : {}),
         ...(copy || (dense && SPARSE.test(name)) ? { moveToWorker: true } : {}),
       };
     }
@@ -160,6 +166,14 @@ export class DiffWeights {
     return `${this.shareId}:diff:${key}:copy:${name}`;
   }
 
+  private sparseKey(key: string, name: string): string {
+    return `${this.shareId}:diff:${key}:sparse:${name}`;
+  }
+
+  private baseKey(name: string): string {
+    return `${this.shareId}:base:${name}`;
+  }
+
   /** Counts a diff-group run of `key` in the window. */
   private ran(key: string): void {
     if (this.window.length < FREQ_WINDOW) this.window.push(key);
@@ -178,6 +192,8 @@ export class DiffWeights {
   private maybeCopy(key: string, set: SetWeights): SetWeights {
     const need = this.copyBytes(set);
     if (need > this.cache.maxSize / 2) return set; // it would not stay (or would take everything): keep it sparse
+    // the worker derives the copy from what it holds; after a restart it holds nothing until the next sparse run
+    if (this.workerCopies && [...set.sparse.keys()].some((name) => !Session.workerHolds(this.baseKey(name)) || !Session.workerHolds(this.sparseKey(key, name)))) return set;
     let free = this.cache.maxSize - this.cache.calculatedSize;
     const drop: string[] = [];
     const evict: string[] = [];
@@ -209,7 +225,7 @@ export class DiffWeights {
     for (const k of drop) this.dropCopy(k, this.cache.peek(k)!);
     for (const k of evict) this.cache.delete(k);
     const copy = new Map<string, Float32Array>();
-    for (const [name, sp] of set.sparse) copy.set(name, overwritten(this.params.checkpoint(name).data, sp));
+    for (const [name, sp] of set.sparse) copy.set(name, this.workerCopies ? EMPTY : overwritten(this.params.checkpoint(name).data, sp));
     this.stats.diffCopies++;
     return this.resize(key, { ...set, copy });
   }

@@ -137,7 +137,7 @@ export class Engine {
   ) {
     const params = new BaseParams(base);
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
-    this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats);
+    this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats, options.worker ?? true);
     this.sessions = new SessionCache(base.config, params, options, this.stats);
     this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true));
   }

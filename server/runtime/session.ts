@@ -49,6 +49,12 @@ export interface HostTensor {
    * (sent once, forgotten with `Session.forgetShared` like a share key).
    */
   overwrite?: SparseOverwrite;
+  /**
+   * Worker sessions, with `shareKey`: the worker makes this array itself the first time, as a copy of its shared
+   * array `from` with the sparse overwrite `overwrite` (a key it holds) added; `data` is not read and may be empty.
+   * A diff set's copy θ₀+Σδ is made this way, where both halves already are (diff-weights.ts).
+   */
+  derive?: { from: string; overwrite: string };
 }
 
 export interface SparseOverwrite {
@@ -129,6 +135,7 @@ class MainThreadSession implements SessionImpl {
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) {
+      if (v.derive) throw new RangeError(`feed '${k}' is to be derived in the onnxruntime worker, but this session runs on the calling thread`);
       v.updates?.(); // this thread reads `data` itself: nothing to patch
       const data = v.overwrite ? overwritten(v.data as Float32Array, v.overwrite) : v.data;
       ortFeeds[k] = new ort.Tensor(v.type, data as never, v.dims as number[]);
@@ -160,6 +167,16 @@ const ort = require(workerData.ortPath);
 const sessions = new Map();
 const shared = new Map();
 function tensor(f) {
+  if (f.derive !== undefined) {
+    const from = shared.get(f.derive.from);
+    const ow = shared.get(f.derive.overwrite);
+    if (!from || !ow) throw new Error('derived feed ' + f.key + ': ' + (from ? f.derive.overwrite : f.derive.from) + ' is not in the worker');
+    const data = from.data.slice();
+    for (let i = 0; i < ow.indices.length; i++) data[ow.indices[i]] += ow.deltas[i];
+    const t = new ort.Tensor(f.type, data, f.dims);
+    shared.set(f.key, t);
+    return t;
+  }
   if (f.data === undefined) {
     const t = shared.get(f.key);
     if (!t) throw new Error('shared feed ' + f.key + ' is not in the worker');
@@ -332,13 +349,17 @@ class WorkerSession implements SessionImpl {
   }
 
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
-    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite> }> = {};
+    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite>; derive?: HostTensor['derive'] }> = {};
     const transfer = new Set<ArrayBuffer>();
     // Refusals first: past this point feeds' pending updates are taken and keys marked as held, so a throw half
     // way would leave the worker's copies behind what this thread believes they are.
     for (const [name, f] of Object.entries(feeds)) {
       const held = f.shareKey !== undefined && (this.w.sent.has(f.shareKey) || (f.grownFrom !== undefined && this.w.sent.has(f.grownFrom)));
-      if (!held && f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
+      if (!held && f.derive) {
+        if (f.shareKey === undefined) throw new RangeError(`feed '${name}' is derived but has no share key`);
+        const missing = [f.derive.from, f.derive.overwrite].find((k) => !this.w.sent.has(k));
+        if (missing !== undefined) throw new Error(`feed '${name}' is derived from '${missing}', which the onnxruntime worker does not hold; its owner must rebuild it`);
+      } else if (!held && f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
       if (f.overwrite && f.shareKey === undefined) throw new RangeError(`feed '${name}' has a sparse overwrite but no share key`);
     }
     for (const [name, f] of Object.entries(feeds)) {
@@ -357,6 +378,9 @@ class WorkerSession implements SessionImpl {
         msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, from: f.grownFrom, length: f.dims.reduce((a, d) => a * d, 1), patches: patches() };
         this.w.sent.delete(f.grownFrom);
         this.w.sent.add(f.shareKey);
+      } else if (f.derive) {
+        msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, derive: f.derive };
+        this.w.sent.add(f.shareKey!);
       } else {
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
         if (f.shareKey !== undefined) {

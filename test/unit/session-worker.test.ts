@@ -125,6 +125,35 @@ it('adds a sparse overwrite to a shared feed for one run only, on a worker and o
   }
 });
 
+it('derives a feed in the worker from a shared array and a sparse overwrite it holds, without the data crossing; refuses while either is missing', async () => {
+  const overwrite = { key: 'dv:set:w', indices: Int32Array.from([0, 5, 0]), deltas: Float32Array.from([1, -0.5, 0.25]) };
+  const patched = w1.slice();
+  for (let i = 0; i < overwrite.indices.length; i++) patched[overwrite.indices[i]] += overwrite.deltas[i];
+  const s = await Session.create(model(), { worker: true });
+  const run = async (feed: HostTensor) => Array.from((await s.run({ x, w: feed }, ['y'])).y.data as Float32Array);
+  try {
+    const expected = await run({ type: 'float32', dims: [3, 2], data: patched });
+    const plain = await run({ type: 'float32', dims: [3, 2], data: w1.slice() });
+    const derived: HostTensor = { type: 'float32', dims: [3, 2], data: new Float32Array(0), shareKey: 'dv:copy:w', derive: { from: 'dv:base:w', overwrite: 'dv:set:w' } };
+    await expect(run(derived)).rejects.toThrow(/derived from 'dv:base:w', which the onnxruntime worker does not hold/);
+    expect(Session.workerHolds('dv:copy:w')).toBe(false);
+    const shared: HostTensor = { type: 'float32', dims: [3, 2], data: w1.slice(), shareKey: 'dv:base:w' };
+    expect(await run({ ...shared, overwrite })).toEqual(expected); // the worker now holds the base and the overwrite
+    expect(await run(derived)).toEqual(expected);
+    expect(Session.workerHolds('dv:copy:w')).toBe(true);
+    expect(await run(shared)).toEqual(plain); // the base array itself is left as it was
+    expect(await run(derived)).toEqual(expected); // reused by key
+    await Session.forgetShared('dv:');
+    await expect(run(derived)).rejects.toThrow(/does not hold; its owner must rebuild it/);
+    // a session on the calling thread has no worker to derive in
+    const main = await Session.create(model());
+    await expect(main.run({ x, w: derived }, ['y'])).rejects.toThrow(/derived in the onnxruntime worker/);
+    await main.release();
+  } finally {
+    await s.release();
+  }
+});
+
 it('returns onnxruntime errors as rejections and keeps working', async () => {
   const s = await Session.create(model(), { worker: true });
   await expect(s.run({ x }, ['y'])).rejects.toThrow(/w/);
