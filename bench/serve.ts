@@ -601,7 +601,7 @@ interface Config {
   /** Modules loaded so far by this configuration's server. */
   loads: () => number;
   /** Engine counters (sessions built, onnxruntime runs) for the log line after the timed phases. */
-  engineStats: () => { sessionsBuilt: number; runs: number };
+  engineStats: () => { sessionsBuilt: number; runs: number; diffCopies?: number; diffSetsBuilt?: number };
   stop: () => Promise<void>;
   startSeconds: number;
   open: Phase;
@@ -882,7 +882,8 @@ async function main(): Promise<void> {
       configs.forEach((c, i) => {
         const s = c.engineStats();
         const reqs = c.open.ok + c.closed.ok;
-        log(`${c.name}: ${s.sessionsBuilt - stats0[i].sessionsBuilt} sessions built while timed, ${((s.runs - stats0[i].runs) / Math.max(1, c.open.batches + c.closed.batches)).toFixed(2)} onnxruntime runs per batch (${reqs} requests)`);
+        const diffs = s.diffCopies === undefined ? '' : `, sparse-diff copies made ${s.diffCopies - stats0[i].diffCopies!} and sets built ${s.diffSetsBuilt! - stats0[i].diffSetsBuilt!}`;
+        log(`${c.name}: ${s.sessionsBuilt - stats0[i].sessionsBuilt} sessions built while timed${diffs}, ${((s.runs - stats0[i].runs) / Math.max(1, c.open.batches + c.closed.batches)).toFixed(2)} onnxruntime runs per batch (${reqs} requests)`);
       });
       for (const r of results) {
         log(`${r.name}: open ${r.open.throughput.toFixed(1)} req/s p50 ${r.open.p50.toFixed(1)} ms p99 ${r.open.p99.toFixed(1)} ms, rows/batch ${r.open.batchRowsMean.toFixed(1)}; closed ${r.closed.throughput.toFixed(1)} req/s, rows/batch ${r.closed.batchRowsMean.toFixed(1)}`);
