@@ -42,9 +42,9 @@ const MAX_SPARSE_DENSITY = 0.25;
  * used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays sparse.
  * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
  * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
- * cache misses mostly); a copy 130–350 ms of main thread (CPU profiles of bench:serve). The rule this replaced (a copy
- * once a set ran 4 times within 64 runs, room made by LRU eviction) let popular sets evict one another's copies and
- * the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic through this class) with the budget
+ * cache misses mostly); making a copy 130–350 ms (CPU profiles of bench:serve, when the main thread made them).
+ * The rule this replaced (a copy once a set ran 4 times within 64 runs, room made by LRU eviction) let popular sets
+ * evict one another's copies and the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic through this class) with the budget
  * of `--diff-memory-mb 1000` at BERT-base made 43 copies and 546 set builds per 1000 diff-group runs; this rule
  * 0.2 and 286 (README, Design decisions: sparse diffs).
  */
@@ -76,7 +76,7 @@ export interface DiffStats {
   diffSetsBuilt: number;
   /** Copies (θ₀+Σδ) made. */
   diffCopies: number;
-  /** Copies dropped to make room for a set that ran more often. */
+  /** Copies dropped: for a set that ran more often, or lost by a restarted worker. */
   diffCopiesDropped: number;
 }
 
