@@ -44,9 +44,9 @@ const MAX_SPARSE_DENSITY = 0.25;
  * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
  * cache misses mostly); making a copy 130–350 ms (CPU profiles of bench:serve, when the main thread made them).
  * The rule this replaced (a copy once a set ran 4 times within 64 runs, room made by LRU eviction) let popular sets
- * evict one another's copies and the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic through this class) with the budget
- * of `--diff-memory-mb 1000` at BERT-base made 43 copies and 546 set builds per 1000 diff-group runs; this rule
- * 0.2 and 286 (README, Design decisions: sparse diffs).
+ * evict one another's copies and the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic
+ * through this class) with the budget of `--diff-memory-mb 1000` at BERT-base made 43 copies and 546 set builds per
+ * 1000 diff-group runs; this rule 0.2 and 286 (README, Design decisions: sparse diffs).
  */
 const PROMOTE_USES = 4;
 /** The placeholder of a copy the worker holds (HostTensor.derive). */
