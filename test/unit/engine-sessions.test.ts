@@ -202,6 +202,22 @@ it('a diff group of few tokens runs with its weights on the left, a larger one o
   await engine.close();
 });
 
+it('with sessions on the calling thread (worker: false) a diff set gets its copy here, with the worker engine\'s results', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const d = makeDiffModule({ id: 'sft/here', base: info, targets, density: 0.2, method: 'lt-sft', seed: 27 });
+  const outs: Float32Array[][] = [];
+  for (const worker of [false, true]) {
+    const engine = await Engine.create({ base, worker });
+    engine.addModule(parseManifest(d.manifest), d.tensors);
+    const runs = [];
+    for (let i = 0; i < 5; i++) runs.push(await run(engine, 'sft/here@1.0.0'));
+    expect(engine.stats.diffCopies).toBe(1);
+    outs.push(runs);
+    await engine.close();
+  }
+  for (const o of [...outs[0], ...outs[1]]) expect(o).toEqual(outs[0][0]);
+});
+
 it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/tail${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 40 + i }));
