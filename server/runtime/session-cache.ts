@@ -1,7 +1,8 @@
 /**
- * The sessions of one engine, one per graph variant (and per "weights as inputs" or prepacked base weights),
- * built on first use and bounded by `maxSessions`: each holds its own copy of the base weights, so the least
- * recently used idle session is released first, never one a running batch still uses (`inUse` > 0).
+ * The sessions of one engine, one per graph variant and per way it takes the base weights (BaseWeights: prepacked,
+ * or inputs on the right or left), built on first use and bounded by `maxSessions`: a prepacked one holds its own
+ * copy of the base weights, so the least recently used idle session is released first, never one a running batch
+ * still uses (`inUse` > 0).
  * Mixed batches vary in which features they need (a LoRA row or not, a stack or not, ...), and every such
  * combination used to be a session of its own: with 1000 modules in the traffic, sessions were built (50–66 ms
  * each on the small base, ~0.7 s at BERT-base) and evicted while serving. So a mixed variant is served by any
