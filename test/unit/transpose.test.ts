@@ -1,4 +1,4 @@
-/** The load-time transpose (modules-store/kinds/types.ts), tiled: every element lands where the definition puts it, edge tiles included. */
+/** The load-time transpose (modules-store/kinds/types.ts), eight rows at a time: every element lands where the definition puts it, the rows past the last eight included. */
 import { transpose } from '../../modules-store/kinds/types';
 
 it.each([
@@ -9,6 +9,9 @@ it.each([
   [33, 70],
   [64, 31],
   [100, 3],
+  [8, 1],
+  [17, 9],
+  [768, 48],
 ])('transposes a %i × %i matrix', (rows, cols) => {
   const src = Float32Array.from({ length: rows * cols }, (_, i) => i + 0.5);
   const out = transpose(src, rows, cols);
