@@ -35,12 +35,13 @@
  *                          [--kinds mixed|adapters] [--lora-frac F] [--concurrency C] [--threads T]
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
  *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
- *                          [--module-memory-mb M] [--pool-memory-mb M]
+ *                          [--module-memory-mb M] [--pool-memory-mb M] [--heap-growing-percent P]
  *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
  *   --diff-memory-mb, --max-sessions, --module-memory-mb, --pool-memory-mb   serve's memory bounds for every server (at BERT-base five servers with the
  *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, a materialised LT-SFT set 340 MB)
+ *   --heap-growing-percent   serve's V8 heap growth (default 900; 0 = V8's own), for the whole process
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -58,6 +59,7 @@ import { Rng } from '../server/model/random';
 import { BUILTIN_CORPUS, createTinyBase } from '../server/model/tiny';
 import { BaseTokenizer } from '../server/model/tokenizer';
 import { Engine } from '../server/runtime/engine';
+import { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from '../server/runtime/heap-growth';
 import { zipf } from './zipf';
 import { makeBitfitModule, makeDiffModule, baseParamShapes, type BaseInfo } from '../test/helpers/modules';
 import { BatchPools } from '../server/runtime/pools';
@@ -105,6 +107,8 @@ const MAX_SESSIONS = argOf('--max-sessions') !== undefined ? numArg('--max-sessi
 /** serve's --module-memory-mb / --pool-memory-mb: at BERT-base 1000 modules need ~5.5 GB loaded and ~4.5 GB of pools. */
 const MODULE_MEMORY_MB = argOf('--module-memory-mb') !== undefined ? numArg('--module-memory-mb', 2048) : undefined;
 const POOL_MEMORY_MB = argOf('--pool-memory-mb') !== undefined ? numArg('--pool-memory-mb', 1024) : undefined;
+/** serve's --heap-growing-percent, set for the whole process at the start (it is process-wide): 0 = V8's own growth. */
+const HEAP_GROWING_PERCENT = numArg('--heap-growing-percent', DEFAULT_HEAP_GROWING_PERCENT);
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
@@ -615,7 +619,7 @@ interface Config {
 async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
   lastEngine = undefined;
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT });
   const engine = takeLastEngine();
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
@@ -729,7 +733,7 @@ interface ColdSample {
 }
 
 async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<ColdSample[]> {
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT });
   takeLastEngine();
   const out: ColdSample[] = [];
   try {
@@ -817,6 +821,7 @@ const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 async function main(): Promise<void> {
   const began = nowMs();
   instrument();
+  setHeapGrowingPercent(HEAP_GROWING_PERCENT); // every server of the run, the naive one too
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-bench-serve-'));
   const baseDir = path.join(root, 'base');
   const dataDir = path.join(root, 'data');

@@ -22,6 +22,7 @@ import { createTinyBase } from '../model/tiny';
 import { findDemo, readDemo, seedDemo } from '../demo';
 import { hfParameterShapes } from '../model/weights';
 import { Engine } from '../runtime/engine';
+import { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from '../runtime/heap-growth';
 import { InferenceService } from '../runtime/inference';
 import type { Device } from '../runtime/session';
 import { usage } from './errors';
@@ -54,6 +55,8 @@ export interface ServeOptions {
   diffMemoryMb?: number;
   /** Most graph sessions kept, each with its own copy of the base weights (Engine maxSessions; default 8). */
   maxSessions?: number;
+  /** V8's heap growth past the live heap before a full collection, in percent (heap-growth.ts; default 900, 0 = V8's own). */
+  heapGrowingPercent?: number;
   /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
   waitForWarmUp?: boolean;
   anonymousRead: boolean;
@@ -74,6 +77,7 @@ export interface ServeOptions {
 /** Starts the server; resolves with a stop function once listening. */
 export async function serve(o: ServeOptions): Promise<{ url: string; stop: () => Promise<void>; service: InferenceService }> {
   const logger = pino({ name: 'modhub' });
+  setHeapGrowingPercent(o.heapGrowingPercent ?? DEFAULT_HEAP_GROWING_PERCENT);
   // no --base: the shipped demo base (demo/, trained by examples/multilingual), else a tiny random one in <data>/base
   const demo = o.demo === false ? null : typeof o.demo === 'string' ? readDemo(o.demo) : findDemo();
   const baseDir = o.base ?? demo?.base ?? path.join(o.data, 'base');
@@ -189,6 +193,7 @@ export function registerServeCommand(program: Command): void {
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
     .option('--diff-memory-mb <n>', 'MiB of sparse-diff sets: their non-zeros, and θ0+δ of sets that come back (least recently used sets give way past it)', int('diff-memory-mb'), 2048)
     .option('--max-sessions <n>', 'most graph sessions kept (each holds a copy of the base weights: ~440 MB at BERT-base)', int('max-sessions'), 8)
+    .option('--heap-growing-percent <n>', "how far the JS heap grows past its live size before a full GC (fewer collections beside onnxruntime's threads; 0 = V8's own)", int('heap-growing-percent'), DEFAULT_HEAP_GROWING_PERCENT)
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
     .option('--allow-unknown-bases', 'accept uploads of modules made for bases other than the served one')
@@ -199,6 +204,7 @@ export function registerServeCommand(program: Command): void {
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
       if (o.maxSessions !== undefined && o.maxSessions < 1) throw usage(`'--max-sessions' must be at least 1, got '${o.maxSessions}'`);
+      if (o.heapGrowingPercent !== undefined && o.heapGrowingPercent > 10_000) throw usage(`'--heap-growing-percent' must be at most 10000, got '${o.heapGrowingPercent}'`);
       const badOrigin = o.corsOrigin?.find((x) => x !== '*' && !/^https?:\/\/[^/\s]+$/.test(x));
       if (badOrigin) throw usage(`'--cors-origin' takes '*' or scheme://host[:port] without a path, got '${badOrigin}'`);
       if (o.publicUrl !== undefined) {
