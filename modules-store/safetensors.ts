@@ -302,20 +302,6 @@ export function parseSafetensors(buf: Buffer): { tensors: Map<string, Tensor>; m
   return { tensors, metadata: header.metadata };
 }
 
-/** Integer tensor data as a plain number array view (indices of sparse diffs). */
-export function toIndexArray(t: Tensor): Int32Array | Float64Array {
-  if (t.data instanceof Int32Array) return t.data;
-  if (t.data instanceof BigInt64Array) {
-    // From the two 32-bit words (little-endian, as safetensors stores them): Number(bigint) per element took ~40 ms
-    // for an LT-SFT diff of BERT-base (850k indices) on a module's first request. Exact below 2^53 in magnitude.
-    const words = new Int32Array(t.data.buffer, t.data.byteOffset, t.data.length * 2);
-    const out = new Float64Array(t.data.length);
-    for (let i = 0; i < out.length; i++) out[i] = words[2 * i + 1] * 4294967296 + (words[2 * i] >>> 0);
-    return out;
-  }
-  throw new TypeError(`expected an integer tensor, got ${t.dtype}`);
-}
-
 /** IEEE half-precision bits of each value, rounded to nearest even; a value beyond the F16 range is refused. */
 export function f32ToF16Bits(values: Float32Array, what = 'tensor'): Uint16Array {
   const out = new Uint16Array(values.length);

@@ -91,8 +91,6 @@ export interface LoadContext {
   canonical(hfName: string): string | null;
   /** Shape of a canonical base parameter in HF layout. */
   shapeOf(canonical: string): number[];
-  /** Whether the engine stores this canonical parameter transposed ([in, out]). */
-  linearWeight(canonical: string): boolean;
 }
 
 /** Seeded initialisers a descriptor's `init` draws from (the server supplies the generator). */

@@ -9,7 +9,7 @@ import { ModuleError } from '../../modules-store/errors';
 import { kindOf, loadHead, TensorReader, type EngineModule } from '../../modules-store/kinds';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { BaseConfig } from './config';
-import { hfToCanonical, isTransposedLinear } from './weights';
+import { hfToCanonical } from './weights';
 
 export { ModuleError };
 export { transpose, type EngineModule, type HeadWeights, type AdapterSiteWeights, type InvertibleWeights } from '../../modules-store/kinds';
@@ -48,7 +48,6 @@ export function loadEngineModule(manifest: Manifest, tensors: Map<string, Tensor
     family: cfg.family,
     canonical: (hf) => hfToCanonical(cfg.family, hf),
     shapeOf,
-    linearWeight: isTransposedLinear,
   });
   return { key: id, manifest, head, bytes, ...layout } as EngineModule;
 }

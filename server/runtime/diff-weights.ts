@@ -274,14 +274,11 @@ export class DiffWeights {
         const p = this.params.get(name);
         if (!p) throw new ModuleError('INCOMPATIBLE_BASE', `module '${d.key}' changes '${name}', which this base does not have`);
         const linear = this.params.isTransposed(name);
+        // Diff indices are in the checkpoint's layout, the one these tensors are fed in ([out, in] for Linear weights).
         if (SPARSE.test(name) && nnz.get(name)! <= MAX_SPARSE_DENSITY * p.data.length) {
-          // Diff indices are in the engine layout ([in, out]): e = c·out + r is element (r, c) of the fed [out, in] tensor.
-          const [inn, out] = p.dims;
-          const idx = new Int32Array(indices.length);
-          for (let i = 0; i < indices.length; i++) idx[i] = (indices[i] % out) * inn + Math.floor(indices[i] / out);
           let list = parts.get(name);
           if (!list) parts.set(name, (list = []));
-          list.push({ indices: idx, deltas: values });
+          list.push({ indices, deltas: values });
           continue;
         }
         // Cold path (once per diff set, then cached): scatter-add over the diff's non-zeros.
@@ -290,13 +287,7 @@ export class DiffWeights {
           w = (linear ? this.params.checkpoint(name).data : p.data).slice();
           set.dense.set(name, w);
         }
-        if (linear) {
-          const [inn, out] = p.dims;
-          for (let i = 0; i < indices.length; i++) {
-            const e = indices[i];
-            w[(e % out) * inn + Math.floor(e / out)] += values[i];
-          }
-        } else for (let i = 0; i < indices.length; i++) w[indices[i]] += values[i];
+        for (let i = 0; i < indices.length; i++) w[indices[i]] += values[i];
       }
     }
     for (const [name, list] of parts) set.sparse.set(name, list.length === 1 ? list[0] : concat(list));

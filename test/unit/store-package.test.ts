@@ -15,7 +15,9 @@ import {
   writeModulePackage,
   type ModuleKind,
 } from '../../modules-store';
-import { serializeSafetensors, toIndexArray } from '../../modules-store/safetensors';
+import { kindOf, TensorReader } from '../../modules-store/kinds';
+import type { DiffLayout } from '../../modules-store/kinds/diff';
+import { serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
 import { makeManifestInput, makePackageFiles, makeTensors, type MakeOptions } from '../helpers/hub';
 
 function code(fn: () => unknown): string {
@@ -146,13 +148,36 @@ describe('weights validation per kind', () => {
   });
 });
 
-describe('toIndexArray', () => {
-  it('reads I64 indices exactly, word by word, including views, negatives and values past 32 bits', () => {
-    const values = [0n, 1n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n + 5n, 2n ** 40n + 123n, -1n, -(2n ** 33n) - 7n, 2n ** 53n - 1n, -(2n ** 53n) + 1n];
-    const all = new BigInt64Array([99n, ...values]);
-    const view = all.subarray(1); // a non-zero byteOffset
-    expect(Array.from(toIndexArray({ dtype: 'I64', shape: [values.length], data: view }))).toEqual(values.map(Number));
-    expect(toIndexArray({ dtype: 'I32', shape: [2], data: new Int32Array([3, -4]) })).toEqual(new Int32Array([3, -4]));
+describe('diff indices on load', () => {
+  // a [3, 4] weight (12 entries) as the checkpoint stores it; the loaded indices stay in that layout
+  const load = (index: Tensor) =>
+    kindOf('diff').load(
+      {},
+      {
+        id: 't/d@1.0.0',
+        dims: { hidden: 4, layers: 1, vocab: 10, ffn: 16 },
+        reader: new TensorReader('t/d@1.0.0', new Map([['w.index', index], ['w.values', { dtype: 'F32', shape: [index.data.length], data: new Float32Array(index.data.length).fill(0.5) }]])),
+        family: 'bert',
+        canonical: (hf) => hf,
+        shapeOf: () => [3, 4],
+      },
+    ) as unknown as DiffLayout;
+  it('reads I64 and I32 indices as they are stored, views included', () => {
+    const all = new BigInt64Array([99n, 0n, 5n, 11n]);
+    expect(Array.from(load({ dtype: 'I64', shape: [3], data: all.subarray(1) }).params.get('w')!.indices)).toEqual([0, 5, 11]);
+    expect(Array.from(load({ dtype: 'I32', shape: [2], data: new Int32Array([3, 7]) }).params.get('w')!.indices)).toEqual([3, 7]);
+  });
+  it.each([
+    [-1n, /holds -1, outside \[0, 12\)/],
+    [12n, /holds 12, outside \[0, 12\)/],
+    [2n ** 31n, /holds 2147483648, outside/],
+    [2n ** 32n + 5n, /holds 4294967301, outside/],
+    [-(2n ** 33n) - 7n, /holds -8589934599, outside/],
+  ])('refuses the I64 index %s, naming its value exactly', (k, msg) => {
+    expect(() => load({ dtype: 'I64', shape: [2], data: BigInt64Array.from([1n, k]) })).toThrow(msg);
+  });
+  it('refuses an I32 index out of range', () => {
+    expect(() => load({ dtype: 'I32', shape: [1], data: new Int32Array([-4]) })).toThrow(/'w\.index' holds -4, outside \[0, 12\)/);
   });
 });
 
