@@ -7,9 +7,9 @@
  * then starts incremental marking, and its finalising pause and helper threads run beside onnxruntime's two
  * threads on a 2-core machine. Measured with `bench:serve --shape bert-base --ns 1,64 --cold 32 --cold-only`
  * (first request to a module not in memory, extra over the same request loaded, median over 32 modules):
- * +58 ms with V8's own growth, +26 to +35 ms at 300–900%; the main thread ran 24 full collections in that phase
- * with V8's default and 7 at 900% (README, Design decisions: first requests). The cost is memory: up to
- * `1 + percent/100` times the live JS heap, a few hundred MB at most next to GBs of weights.
+ * +51 to +58 ms with V8's own growth, +32 to +35 ms at 900%; with `--ns 1,48 --cold 16` the main thread ran 24
+ * full collections in the cold phase with V8's own growth, 7 at 900% (README, Design decisions). The cost is
+ * memory: up to `1 + percent/100` times the live JS heap, a few hundred MB at most next to GBs of weights.
  * Example:
  *   setHeapGrowingPercent(900); // 0 = V8's own, adaptive growth
  */
