@@ -117,6 +117,35 @@ describe('PoolSpace', () => {
     }
   });
 
+  it('one module at a time grows the worker copy step by step (4 -> 32 slots of 4 MB): every slot keeps its values, slot 0 its zeros', async () => {
+    // Each step goes through the worker's grow. Parts this large (16 MB at 4 slots) get room reserved up to the
+    // budget's capacity on the first growth; the later steps extend a view of that buffer.
+    const session = await gatherSession();
+    try {
+      const L = 2 ** 19; // entries of [2] floats: 4 MB per slot
+      const spaces = new PoolSpaces(`g${Date.now()}`, 2 ** 30, false);
+      const space = spaces.space('f', L, [{ name: 'w', dims: [2] }]);
+      const slotOf = new Map<number, number>();
+      const read = async (ks: number[], layer = L - 1) => {
+        const seq = spaces.begin();
+        const slots = ks.map((k) => (k === 0 ? 0 : (slotOf.get(k) ?? space.slot(`m${k}`, (s) => s.part('w').fill(k)))));
+        ks.forEach((k, i) => k && slotOf.set(k, slots[i]));
+        const idx = BigInt64Array.from(slots.map((sl) => BigInt(space.entry(sl, layer))));
+        const r = await session.run({ pool: space.feed('w'), idx: { type: 'int64', dims: [ks.length], data: idx } }, ['y']);
+        spaces.end(seq);
+        return Array.from(r.y.data as Float32Array);
+      };
+      for (let k = 1; k <= 20; k++) expect(await read([k, 0, 1])).toEqual([k, k, 0, 0, 1, 1]);
+      const all = Array.from({ length: 20 }, (_, i) => i + 1);
+      expect(await read([0, ...all], 0)).toEqual([0, 0, ...all.flatMap((k) => [k, k])]);
+      expect(await read([0, ...all])).toEqual([0, 0, ...all.flatMap((k) => [k, k])]);
+      expect(space.bytes).toBe(32 * L * 2 * 4);
+      await spaces.close();
+    } finally {
+      await session.release();
+    }
+  }, 60_000);
+
   it('without a host copy the worker holds the only arrays: staged slots cross as moved patches, and a lost space starts over', async () => {
     const session = await gatherSession();
     try {
