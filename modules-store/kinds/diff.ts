@@ -2,7 +2,8 @@
  * Kind `diff`: sparse (or dense) parameter differences θ = θ₀ + δ (BitFit, Diff Pruning, LT-SFT, full
  * fine-tuning). Tensor names follow the base checkpoint's HF parameter names: `{param}.index` (I64/I32, sorted
  * flat indices into the HF-layout tensor) + `{param}.values`, or `{param}.dense` (the whole δ). So the check is
- * structural, and loading remaps indices to the engine's canonical, transposed layout.
+ * structural, and loading maps HF names to canonical ones and keeps the indices as stored (the engine feeds the
+ * touched weights in the checkpoint's layout).
  * Diffs are made by the trainer from base parameters, never initialised fresh.
  * Example: `layers.0.attention.self.query.bias.index` + `.values` = a BitFit difference on one bias.
  */
