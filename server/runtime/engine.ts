@@ -197,13 +197,22 @@ export class Engine {
       else groups.set(key, [i]);
     });
     const out: RowOutput[] = new Array(plans.length);
-    // Largest group first (the rows without their own sparse diffs, as a rule): with `onGroup` most rows are
-    // answered after one run, not after every diff set's run of the batch.
-    for (const rows of [...groups.values()].sort((a, b) => b.length - a.length)) {
-      const res = await this.runGroup(batch, rows, rows.map((i) => plans[i]), opts);
-      rows.forEach((r, j) => (out[r] = res[j]));
-      opts.onGroup?.(rows, res);
-    }
+    // Every group's run is posted at once: the worker runs them back to back, without waiting for this thread to
+    // take one group's outputs and build the next group's feeds in between (at N=1000 on the small base the worker
+    // sat idle 15–17% of a closed loop, against 7% with one module). Largest group first (the rows without their
+    // own sparse diffs, as a rule): with `onGroup` most rows are answered after one run.
+    const order = [...groups.values()].sort((a, b) => b.length - a.length);
+    const settled = await Promise.allSettled(
+      order.map((rows) =>
+        this.runGroup(batch, rows, rows.map((i) => plans[i]), opts).then((res) => {
+          rows.forEach((r, j) => (out[r] = res[j]));
+          opts.onGroup?.(rows, res);
+        }),
+      ),
+    );
+    // settled first: no group's run is still in flight when the batch fails
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return out;
   }
 

@@ -279,7 +279,10 @@ parentPort.on('message', async (m) => {
       if (s) await s.release();
       parentPort.postMessage({ seq: m.seq });
     } else if (m.type === 'forget') {
-      for (const k of [...shared.keys()]) if (k.startsWith(m.prefix)) shared.delete(k);
+      // behind the runs already posted: the caller may post a batch's run and then evict what that run reads
+      await (runs = runs.catch(() => undefined).then(() => {
+        for (const k of [...shared.keys()]) if (k.startsWith(m.prefix)) shared.delete(k);
+      }));
       parentPort.postMessage({ seq: m.seq });
     }
   } catch (e) {

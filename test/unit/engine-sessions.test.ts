@@ -251,8 +251,16 @@ it('a popular set makes room for its copy by evicting sets without one that ran 
   await engine.close();
 });
 
-it('hands each row group to onGroup as its run finishes, the largest group first, with the rows forward returns', async () => {
+it('posts every row group\'s run at once and hands each to onGroup as it finishes, the largest group first, with the rows forward returns', async () => {
   const engine = await Engine.create({ base });
+  // Runs started and not yet answered: every group is posted before the first one's outputs come back.
+  let inFlight = 0;
+  let most = 0;
+  const realRun = Session.prototype.run;
+  const spy = jest.spyOn(Session.prototype, 'run').mockImplementation(function (this: Session, ...args) {
+    most = Math.max(most, ++inFlight);
+    return realRun.apply(this, args).finally(() => inFlight--);
+  });
   const a = makeAdapterModule({ id: 'task/g', base: info, preset: 'seq_bn', seed: 31 });
   engine.addModule(parseManifest(a.manifest), a.tensors);
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
@@ -272,8 +280,21 @@ it('hands each row group to onGroup as its run finishes, the largest group first
       rows.forEach((r, j) => got.set(r, Float32Array.from(res[j].hidden!)));
     },
   });
+  spy.mockRestore();
+  expect(most).toBe(3);
   expect(seen).toEqual([[1, 3, 4], [0, 5], [2]]);
   out.forEach((o, r) => expect(got.get(r)).toEqual(Float32Array.from(o.hidden!)));
+  // the same rows one group at a time (nothing of one group's run, e.g. a set's overwrite, leaks into another's)
+  const texts = comps.map((_, i) => `row ${i} of the batch`);
+  for (const rows of seen) {
+    const alone = await engine.forward(await base.tokenizer.encodeBatch(rows.map((r) => texts[r])), rows.map((r) => plans[r]), { hidden: true });
+    rows.forEach((r, j) => {
+      const n = enc.lengths[r] * base.config.hiddenSize;
+      const mine = alone[j].hidden!.subarray(0, n);
+      const batched = got.get(r)!.subarray(0, n);
+      expect(Math.max(...mine.map((v, k) => Math.abs(v - batched[k])))).toBeLessThan(1e-5);
+    });
+  }
   await engine.close();
 });
 

@@ -184,3 +184,27 @@ it('keeps the caller responsive: its event loop turns while a worker run compute
   expect(turns).toBeGreaterThan(10);
   await s.release();
 });
+
+it('forgets a shared feed only after the runs posted before the forget: a run queued behind a slow one still finds it', async () => {
+  const g = new GraphBuilder('slow');
+  let h = g.input('x', 'float32', [256, 256]);
+  const w = g.input('w', 'float32', [256, 256]);
+  for (let i = 0; i < 200; i++) h = g.unary('Tanh', g.matmul(h, w));
+  g.output(h, 'y');
+  const slow = await Session.create(g.toBytes(), { worker: true });
+  const small = await Session.create(model(), { worker: true });
+  const data = new Float32Array(256 * 256).fill(0.01);
+  const feeds = { x: { type: 'float32' as const, dims: [256, 256], data }, w: { type: 'float32' as const, dims: [256, 256], data } };
+  const shared = { type: 'float32' as const, dims: [3, 2], data: w1, shareKey: 'order:w' };
+  const expected = Array.from((await small.run({ x, w: shared }, ['y'])).y.data as Float32Array); // the worker holds 'order:w' now
+  // Posted in this order without waiting: the slow run, a run that reads 'order:w' by key only, the forget.
+  const first = slow.run(feeds, ['y']);
+  const second = small.run({ x, w: { ...shared, data: w2 } }, ['y']);
+  const forgot = Session.forgetShared('order:');
+  await first;
+  expect(Array.from((await second).y.data as Float32Array)).toEqual(expected);
+  await forgot;
+  expect(Session.workerHolds('order:w')).toBe(false);
+  await slow.release();
+  await small.release();
+});
