@@ -12,14 +12,15 @@
  * seq_bn adapters (`--lora-frac F` makes a fraction of them LoRA). Every configuration gets its own `serve()` on
  * 127.0.0.1:0 (own engine, module cache and /metrics), all started up front; before timing, each touches every
  * one of its N modules once (steady state: nothing is loaded during the timed phases — cold start is measured
- * apart, see below). Measurement runs in rounds (4, or 2 with --quick); each round runs every configuration once,
+ * apart, see below). Measurement runs in rounds (4 by default, 2 with --quick; `--requests` split among them, so
+ * 1000 / 300 requests per phase); each round runs every configuration once,
  * in a rotated order, so load from other processes hits all configurations alike. Per configuration and round,
  * two phases driven from this same process:
  *   1. open loop: Poisson arrivals at a fixed rate (the same rate for every configuration; by default 75% of the
  *      N=1 closed-loop capacity measured first, or `--rate`). Latency is counted from each request's SCHEDULED
  *      send time, so a busy event loop that sends late is charged to the server (no coordinated omission).
  *   2. closed loop: `--concurrency` clients back to back, which gives the saturated throughput (the figure
- *      S-LoRA's tables report).
+ *      S-LoRA's tables report), counted over the steady window between the opening burst and the drain.
  * Each request: one random sentence of 10-40 tokens and one module picked by Zipf popularity (alpha 1) among N.
  * Batch rows come from /metrics (`modhub_infer_batch_rows` sum/count deltas over the phase); module loads, and
  * where the server's time goes, from wrapping Engine/Registry/Session methods in this process (the server code
@@ -36,7 +37,7 @@
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
  *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
  *                          [--module-memory-mb M] [--pool-memory-mb M] [--heap-growing-percent P]
- *   --quick        N in {1, 100}, 150 requests per phase (a few minutes)
+ *   --quick        N in {1, 100}, 300 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
  *   --diff-memory-mb, --max-sessions, --module-memory-mb, --pool-memory-mb   serve's memory bounds for every server (at BERT-base five servers with the
@@ -86,8 +87,10 @@ const NS = (argOf('--ns') ?? (QUICK ? '1,100' : '1,100,1000')).split(',').map((s
   return n;
 });
 if (NS[0] !== 1) NS.unshift(1); // ratios are against N=1, measured in the same run
-const REQUESTS = numArg('--requests', QUICK ? 150 : 600);
-const MAX_SECONDS = numArg('--seconds', QUICK ? 5 : 30);
+// Phases long enough for a steady state: a closed loop of 64 clients spends its first 64 answers on the opening
+// burst (closedLoop counts after it), and 150-request phases gave ratios that moved by ±0.1 from run to run.
+const REQUESTS = numArg('--requests', QUICK ? 600 : 4000);
+const MAX_SECONDS = numArg('--seconds', QUICK ? 12 : 40);
 const FIXED_RATE = argOf('--rate') !== undefined ? numArg('--rate', 0) : null;
 const RATE_FRACTION = 0.75;
 const LORA_FRAC = numArg('--lora-frac', 0);
@@ -331,6 +334,9 @@ interface DriveResult {
   errorSample?: string;
   seconds: number;
   modules: Set<number>;
+  /** Throughput's numerator and denominator: answers and seconds of the steady window (closedLoop), or the whole phase. */
+  counted?: number;
+  countedSeconds?: number;
 }
 
 /** One phase of one configuration, accumulated over rounds. */
@@ -340,6 +346,8 @@ class Phase {
   errors = 0;
   errorSample?: string;
   seconds = 0;
+  counted = 0;
+  countedSeconds = 0;
   batchRowsSum = 0;
   batches = 0;
   moduleLoads = 0;
@@ -365,6 +373,8 @@ class Phase {
     this.errors += r.errors;
     this.errorSample ??= r.errorSample;
     this.seconds += r.seconds;
+    this.counted += r.counted ?? r.ok;
+    this.countedSeconds += r.countedSeconds ?? r.seconds;
     this.batchRowsSum += m1.sum - m0.sum;
     this.batches += m1.count - m0.count;
     this.moduleLoads += loads() - loads0;
@@ -387,7 +397,7 @@ class Phase {
       errors: this.errors,
       errorSample: this.errorSample,
       seconds: this.seconds,
-      throughput: this.ok / this.seconds,
+      throughput: this.counted / this.countedSeconds,
       p50: quantile(lat, 0.5),
       p90: quantile(lat, 0.9),
       p99: quantile(lat, 0.99),
@@ -486,6 +496,12 @@ function openLoop(url: string, w: Workload, n: number, rate: number, count: numb
 }
 
 /** Closed loop: `clients` concurrent senders, each sends its next request when the previous one answers. */
+/**
+ * `clients` clients back to back. Throughput is counted over the steady window: from the moment every client has
+ * had an answer (the first `clients` answers came back: the opening burst is over) until the last request was sent
+ * (after it fewer than `clients` requests are outstanding while the phase drains). A phase too short for a window
+ * of at least `clients` answers counts from the first send to the last answer instead.
+ */
 function closedLoop(url: string, w: Workload, n: number, clients: number, count: number, maxSeconds: number, seed: number) {
   return async (): Promise<DriveResult> => {
     const rng = new Rng(seed);
@@ -496,11 +512,14 @@ function closedLoop(url: string, w: Workload, n: number, clients: number, count:
     let errors = 0;
     let errorSample: string | undefined;
     let sent = 0;
+    let lastSend = 0;
+    const answered: number[] = [];
     const start = nowMs();
     const deadline = start + maxSeconds * 1000;
     const client = async () => {
       while (sent < count && nowMs() < deadline) {
         sent++;
+        lastSend = nowMs();
         const m = pick();
         modules.add(m);
         const t0 = nowMs();
@@ -509,6 +528,7 @@ function closedLoop(url: string, w: Workload, n: number, clients: number, count:
           if (res.status === 200) {
             ok++;
             latencies.push(nowMs() - t0);
+            answered.push(nowMs());
           } else {
             errors++;
             errorSample ??= `${res.status} ${res.text.slice(0, 200)}`;
@@ -520,7 +540,11 @@ function closedLoop(url: string, w: Workload, n: number, clients: number, count:
       }
     };
     await Promise.all(Array.from({ length: clients }, client));
-    return { latencies, ok, errors, errorSample, seconds: (nowMs() - start) / 1000, modules };
+    const from = answered[clients - 1];
+    const inWindow = from === undefined ? 0 : answered.filter((t) => t > from && t <= lastSend).length;
+    const seconds = (nowMs() - start) / 1000;
+    const steady = inWindow >= clients ? { counted: inWindow, countedSeconds: (lastSend - from) / 1000 } : { counted: ok, countedSeconds: seconds };
+    return { latencies, ok, errors, errorSample, seconds, modules, ...steady };
   };
 }
 
