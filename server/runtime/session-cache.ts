@@ -9,7 +9,10 @@
  * cached session whose graph covers it (variants.ts coversVariant), and a mixed miss builds the join of its
  * variant and the most recently used mixed one: the mixed sessions grow into one envelope of what the traffic
  * needs. A uniform batch (every row one composition) keeps its own faster graph, but until it has missed
- * UNIFORM_BUILD_AFTER times it runs on a covering session instead of building one (a lone request to a rare kind).
+ * UNIFORM_BUILD_AFTER times it runs on a covering session instead of building one (a lone request to a rare kind),
+ * and it gets one only where that evicts no session in use lately (STALE_AFTER): with more uniform variants in the
+ * traffic than `maxSessions` leaves room for, each would otherwise evict another and be rebuilt on its next miss
+ * (11 builds of ~0.7 s in the timed phases of one BERT-base bench:serve run with `--max-sessions 4`).
  * Example:
  *   const entry = sessions.acquire(variant, 'init');   // build the run's feeds for entry.variant
  *   try { await (await entry.session).run(feeds, outputs); } finally { sessions.done(entry); }
@@ -32,6 +35,8 @@ export interface SessionEntry {
 
 /** Misses of a uniform variant served by a covering session before its own session is built. */
 export const UNIFORM_BUILD_AFTER = 3;
+/** A session not acquired within this many acquisitions may make room for a uniform variant's own session. */
+export const STALE_AFTER = 256;
 
 export interface SessionCacheOptions {
   device?: Device;
@@ -67,7 +72,7 @@ export class SessionCache {
     if (!entry) {
       const cover = this.cover(kind, variant);
       const uniform = isUniform(variant);
-      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER)) {
+      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER || !this.roomFor())) {
         entry = cover;
         if (!uniform) this.covered.set(key, cover.key);
       } else {
@@ -92,6 +97,13 @@ export class SessionCache {
     this.sessions.set(key, entry);
     this.covered.clear(); // a later miss may find a closer cover
     return entry;
+  }
+
+  /** Whether a session can be added without evicting one acquired within the last STALE_AFTER acquisitions. */
+  private roomFor(): boolean {
+    if (this.sessions.size < Math.max(1, this.options.maxSessions ?? 8)) return true;
+    for (const e of this.sessions.values()) if (e.inUse === 0 && e.lastUsed < this.useClock - STALE_AFTER) return true;
+    return false;
   }
 
   /** The most recently used mixed session of this kind whose graph covers `variant`. */

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
-import { UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
+import { STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
@@ -77,6 +77,36 @@ it('a uniform batch runs on a covering mixed session until it has missed UNIFORM
   const own = await run(engine, 'task/ua@1.0.0');
   expect(engine.stats.sessionsBuilt).toBe(built + 1);
   for (const x of [...alone, Float32Array.from(mixed[0].hidden!)]) for (let i = 0; i < own.length; i++) expect(Math.abs(x[i] - own[i])).toBeLessThan(1e-5);
+  await engine.close();
+});
+
+it('a uniform variant gets its own session only where that evicts no session in use lately: more of them than maxSessions leaves room for run on the cover, not rebuilt in turn', async () => {
+  const engine = await Engine.create({ base, maxSessions: 3 }); // the bare session, the mixed one, one more
+  const a = makeAdapterModule({ id: 'task/sa', base: info, preset: 'seq_bn', seed: 13 });
+  const b = makeAdapterModule({ id: 'task/sb', base: info, preset: 'seq_bn', seed: 14 });
+  const l = makeLoraModule({ id: 'task/sl', base: info, r: 2, seed: 15 });
+  for (const m of [a, b, l]) engine.addModule(parseManifest(m.manifest), m.tensors);
+  // three uniform variants: one adapter slot, a LoRA, a stack of two adapter slots
+  const comps = ['task/sa@1.0.0', 'task/sl@1.0.0', { stack: ['task/sa@1.0.0', 'task/sb@1.0.0'] }];
+  const enc = await base.tokenizer.encodeBatch(comps.map(() => 'hello world'));
+  const mixed = await engine.forward(enc, (await Promise.all(comps.map((c) => engine.plan(c)))).flat(), { hidden: true });
+  const built = engine.stats.sessionsBuilt;
+  const rounds: Float32Array[][] = [];
+  for (let r = 0; r < 8; r++) {
+    const outs: Float32Array[] = [];
+    for (const c of comps) outs.push(await run(engine, c));
+    rounds.push(outs);
+  }
+  // the first variant past UNIFORM_BUILD_AFTER misses fills the free place; the others stay on the mixed session
+  expect(engine.stats.sessionsBuilt).toBe(built + 1);
+  expect(engine.stats.sessionsReleased).toBe(0);
+  for (const outs of rounds) outs.forEach((o, k) => { for (let i = 0; i < o.length; i++) expect(Math.abs(o[i] - mixed[k].hidden![i])).toBeLessThan(1e-5); });
+  // once the traffic is the stack alone, a session unused for STALE_AFTER acquisitions makes room for its own
+  for (let i = 0; i < STALE_AFTER && engine.stats.sessionsBuilt === built + 1; i++) await run(engine, comps[2]);
+  expect(engine.stats.sessionsBuilt).toBe(built + 2);
+  expect(engine.stats.sessionsReleased).toBe(1);
+  const own = await run(engine, comps[2]);
+  for (let i = 0; i < own.length; i++) expect(Math.abs(own[i] - mixed[2].hidden![i])).toBeLessThan(1e-5);
   await engine.close();
 });
 
