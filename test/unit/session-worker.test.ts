@@ -13,6 +13,18 @@ function model(): Uint8Array {
   return g.toBytes();
 }
 
+/** A graph that takes a while: repeated 256x256 matmuls (fed `slowFeeds`). */
+function slowModel(): Uint8Array {
+  const g = new GraphBuilder('slow');
+  let h = g.input('x', 'float32', [256, 256]);
+  const w = g.input('w', 'float32', [256, 256]);
+  for (let i = 0; i < 200; i++) h = g.unary('Tanh', g.matmul(h, w));
+  g.output(h, 'y');
+  return g.toBytes();
+}
+const slowData = new Float32Array(256 * 256).fill(0.01);
+const slowFeeds = { x: { type: 'float32' as const, dims: [256, 256], data: slowData }, w: { type: 'float32' as const, dims: [256, 256], data: slowData } };
+
 const x: HostTensor = { type: 'float32', dims: [2, 3], data: Float32Array.from([1, 2, 3, -1, 0.5, 2]) };
 const w1 = Float32Array.from([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]);
 const w2 = Float32Array.from([1, 1, 1, 1, 1, 1]);
@@ -163,17 +175,9 @@ it('returns onnxruntime errors as rejections and keeps working', async () => {
 });
 
 it('keeps the caller responsive: its event loop turns while a worker run computes', async () => {
-  // A graph that takes a while: repeated 256x256 matmuls.
-  const g = new GraphBuilder('slow');
-  let h = g.input('x', 'float32', [256, 256]);
-  const w = g.input('w', 'float32', [256, 256]);
-  for (let i = 0; i < 200; i++) h = g.unary('Tanh', g.matmul(h, w));
-  g.output(h, 'y');
-  const s = await Session.create(g.toBytes(), { worker: true });
-  const data = new Float32Array(256 * 256).fill(0.01);
-  const feeds = { x: { type: 'float32' as const, dims: [256, 256], data }, w: { type: 'float32' as const, dims: [256, 256], data } };
+  const s = await Session.create(slowModel(), { worker: true });
   let finished = false;
-  const run = s.run(feeds, ['y']).then(() => (finished = true));
+  const run = s.run(slowFeeds, ['y']).then(() => (finished = true));
   // The worker needs many event-loop turns' worth of compute; the caller's loop keeps turning meanwhile.
   let turns = 0;
   while (!finished && turns < 100000) {
@@ -186,19 +190,12 @@ it('keeps the caller responsive: its event loop turns while a worker run compute
 });
 
 it('forgets a shared feed only after the runs posted before the forget: a run queued behind a slow one still finds it', async () => {
-  const g = new GraphBuilder('slow');
-  let h = g.input('x', 'float32', [256, 256]);
-  const w = g.input('w', 'float32', [256, 256]);
-  for (let i = 0; i < 200; i++) h = g.unary('Tanh', g.matmul(h, w));
-  g.output(h, 'y');
-  const slow = await Session.create(g.toBytes(), { worker: true });
+  const slow = await Session.create(slowModel(), { worker: true });
   const small = await Session.create(model(), { worker: true });
-  const data = new Float32Array(256 * 256).fill(0.01);
-  const feeds = { x: { type: 'float32' as const, dims: [256, 256], data }, w: { type: 'float32' as const, dims: [256, 256], data } };
   const shared = { type: 'float32' as const, dims: [3, 2], data: w1, shareKey: 'order:w' };
   const expected = Array.from((await small.run({ x, w: shared }, ['y'])).y.data as Float32Array); // the worker holds 'order:w' now
   // Posted in this order without waiting: the slow run, a run that reads 'order:w' by key only, the forget.
-  const first = slow.run(feeds, ['y']);
+  const first = slow.run(slowFeeds, ['y']);
   const second = small.run({ x, w: { ...shared, data: w2 } }, ['y']);
   const forgot = Session.forgetShared('order:');
   await first;
