@@ -495,12 +495,12 @@ function openLoop(url: string, w: Workload, n: number, rate: number, count: numb
   };
 }
 
-/** Closed loop: `clients` concurrent senders, each sends its next request when the previous one answers. */
 /**
- * `clients` clients back to back. Throughput is counted over the steady window: from the moment every client has
- * had an answer (the first `clients` answers came back: the opening burst is over) until the last request was sent
- * (after it fewer than `clients` requests are outstanding while the phase drains). A phase too short for a window
- * of at least `clients` answers counts from the first send to the last answer instead.
+ * Closed loop: `clients` concurrent senders, each sends its next request when the previous one answers. Throughput
+ * is counted over the steady window: from the moment every client has had an answer (the first `clients` answers
+ * came back: the opening burst is over) until the last request was sent (after it fewer than `clients` requests are
+ * outstanding while the phase drains). A phase too short for a window of at least `clients` answers counts from the
+ * first send to the last answer instead.
  */
 function closedLoop(url: string, w: Workload, n: number, clients: number, count: number, maxSeconds: number, seed: number) {
   return async (): Promise<DriveResult> => {
