@@ -10,7 +10,9 @@
  * what that costs per run with the costs measured at BERT-base on the 2-core VM (README, Performance): a run on a
  * copy 38 ms, on an overwrite 91 ms (+ the two passes over 850k non-zeros), making a copy 130 ms and building a
  * set's non-zeros 7 ms of main thread. What the bench sees comes from the feeds alone (a feed with an overwrite,
- * a new array of indices), so the same file replays an older DiffWeights for an A/B.
+ * a new array of indices), so the same file replays an older DiffWeights for an A/B. It replays the rule for copies
+ * made on the calling thread (from a set's 4th run while memory is free); serve's worker starts a set's copy after
+ * its first run while memory is free, and under pressure both rules are the same.
  *
  *   npm run build:bench && node dist-bench/bench/diff-cache.js          (about 20 s)
  */

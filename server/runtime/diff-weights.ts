@@ -3,8 +3,9 @@
  * runs on. Encoder Linear weights (SPARSE) are fed as the base's own arrays plus the set's non-zeros as a sparse
  * overwrite (HostTensor.overwrite: the session worker adds them in place for the run and restores the base after),
  * so a diff set costs 8 bytes per non-zero, not a dense θ₀+δ of every matrix it touches (340 MB per LT-SFT set at
- * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). A set that comes
- * back is materialised after all (PROMOTE_USES: an overwrite costs two passes per run). Other touched
+ * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). While memory
+ * allows, or for a set that keeps coming back, the sparse tensors get a copy after all (PROMOTE_USES: an overwrite
+ * costs two passes per run), which the session worker makes between runs. Other touched
  * tensors (LayerNorms, biases, embeddings, the MLM head) are materialised θ₀+Σδ, which pools also read
  * (`effective`). Both are kept per diff set in a byte-bounded LRU. An untouched tensor is fed under the base's share
  * key, so the session worker holds each base array once however many diff sets run (README, Design decisions: sparse diffs).
@@ -34,9 +35,10 @@ const SPARSE = ENCODER_LINEAR_WEIGHT;
  */
 const MAX_SPARSE_DENSITY = 0.25;
 /**
- * A set starts as a sparse overwrite. From its PROMOTE_USES-th run on it gets a copy, θ₀+Σδ of its sparse tensors
- * (made by the session worker, see the constructor), when the copy fits the budget without evicting anything.
- * Under pressure it needs to have run PROMOTE_USES times within the last FREQ_WINDOW diff-group runs, and room: the
+ * A set starts as a sparse overwrite. It gets a copy, θ₀+Σδ of its sparse tensors, when the copy fits the budget
+ * without evicting anything: at once where the session worker makes it between runs (see the constructor; the set
+ * runs on its non-zeros until the copy is made), from its PROMOTE_USES-th run on where this thread would make it
+ * before the run. Under pressure it needs to have run PROMOTE_USES times within the last FREQ_WINDOW diff-group runs, and room: the
  * copies of sets that ran less than half as often within that window are dropped (those sets go back to
  * overwrites, keeping their non-zeros), then sets without a copy that ran less often are evicted, least recently
  * used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays sparse.
@@ -49,7 +51,7 @@ const MAX_SPARSE_DENSITY = 0.25;
  * 1000 diff-group runs; this rule 0.2 and 286 (README, Design decisions: sparse diffs).
  */
 const PROMOTE_USES = 4;
-/** The placeholder of a copy the worker holds (HostTensor.derive). */
+/** The placeholder of a copy the worker holds (Session.deriveShared). */
 const EMPTY = new Float32Array(0);
 const FREQ_WINDOW = 1024;
 const SPARSE_RESERVE = 0.25;
@@ -66,6 +68,8 @@ interface SetWeights {
   sparse: Map<string, { indices: Int32Array; deltas: Float32Array }>;
   /** θ₀+Σδ of the sparse tensors while the set has a copy (empty placeholders: the worker made and holds it), else null. */
   copy: Map<string, Float32Array> | null;
+  /** The worker is still making the copy: runs use the non-zeros until it holds it. */
+  copyPending?: boolean;
   /** Diff-group runs of this set since it was built. */
   uses: number;
 }
@@ -86,12 +90,15 @@ export class DiffWeights {
   private readonly window: string[] = [];
   private windowAt = 0;
   private readonly counts = new Map<string, number>();
+  /** Copies the worker is making. */
+  private readonly making = new Set<Promise<void>>();
 
   /**
    * `maxBytes` bounds the kept tensors, non-zeros and copies; `shareId` prefixes this engine's shared worker feeds;
    * `stats` gets the counters (DiffStats). With `workerCopies` (sessions in the worker) a copy is made by the worker
-   * from the base array and the overwrite it already holds (HostTensor.derive), not here and posted: no 340 MB
-   * allocation or pass over the weights on this thread.
+   * from the base array and the overwrite it already holds (Session.deriveShared), not here and posted: no 340 MB
+   * allocation or pass over the weights on this thread, and none inside a run: the set runs on its non-zeros until
+   * the worker, between runs, has made it.
    */
   constructor(
     private readonly params: BaseParams,
@@ -124,12 +131,12 @@ export class DiffWeights {
       this.cache.delete(key);
       set = this.weights(diffs);
     }
-    if (set.copy && [...set.copy].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(this.copyKey(key, name)))) set = this.dropCopy(key, set);
+    if (set.copy && !set.copyPending && [...set.copy].some(([name, w]) => w.byteLength === 0 && !Session.workerHolds(this.copyKey(key, name)))) set = this.dropCopy(key, set);
     this.ran(key);
-    if (++set.uses >= PROMOTE_USES && !set.copy && set.sparse.size) set = this.maybeCopy(key, set);
+    if (++set.uses >= PROMOTE_USES && !this.workerCopies && !set.copy && set.sparse.size) set = this.maybeCopy(key, set);
     const feeds: Record<string, HostTensor> = {};
     for (const [name, p] of this.params.entries()) {
-      const copy = set.copy?.get(name);
+      const copy = set.copyPending ? undefined : set.copy?.get(name);
       const dense = set.dense.get(name);
       const sparse = copy ? undefined : set.sparse.get(name);
       const own = this.params.isTransposed(name) ? this.params.checkpoint(name) : null; // [out, in], see BaseParams.provider
@@ -140,11 +147,21 @@ export class DiffWeights {
         data: copy ?? dense ?? (own ? own.data : p.data),
         shareKey: copy ? this.copyKey(key, name) : dense ? `${this.shareId}:diff:${key}:${name}` : this.baseKey(name),
         ...(overwrite ? { overwrite } : {}),
-        ...(copy && this.workerCopies ? { derive: { from: this.baseKey(name), overwrite: this.sparseKey(key, name) } } : {}),
         ...(copy || (dense && SPARSE.test(name)) ? { moveToWorker: true } : {}),
       };
     }
     return feeds;
+  }
+
+  /**
+   * Call once a run on `feeds(diffs)` is posted to the worker, which then holds the set's non-zeros: with
+   * `workerCopies`, the worker is asked to make the set's copy when the policy above allows it.
+   */
+  posted(diffs: DiffSet): void {
+    if (!this.workerCopies) return;
+    const key = diffSetKey(diffs);
+    const set = this.cache.peek(key);
+    if (set && !set.copy && set.sparse.size) this.maybeCopy(key, set);
   }
 
   /**
@@ -226,15 +243,48 @@ export class DiffWeights {
     for (const k of evict) this.cache.delete(k);
     const copy = new Map<string, Float32Array>();
     for (const [name, sp] of set.sparse) copy.set(name, this.workerCopies ? EMPTY : overwritten(this.params.checkpoint(name).data, sp));
-    this.stats.diffCopies++;
-    return this.resize(key, { ...set, copy });
+    if (!this.workerCopies) {
+      this.stats.diffCopies++;
+      return this.resize(key, { ...set, copy });
+    }
+    this.make(key, copy);
+    return this.resize(key, { ...set, copy, copyPending: true });
+  }
+
+  /** Has the worker make a set's copy between runs; the set's runs switch to it once the worker holds it. */
+  private make(key: string, copy: Map<string, Float32Array>): void {
+    const feeds = [...copy.keys()].map((name) => ({ key: this.copyKey(key, name), from: this.baseKey(name), overwrite: this.sparseKey(key, name), dims: this.params.checkpoint(name).shape }));
+    const mine = () => {
+      const set = this.cache.peek(key);
+      return set?.copy === copy ? set : undefined; // not dropped or evicted meanwhile
+    };
+    const made = Session.deriveShared(feeds).then(
+      () => {
+        const set = mine();
+        if (!set) return;
+        set.copyPending = false;
+        this.stats.diffCopies++;
+      },
+      () => {
+        // the worker lost a source (it restarted) or the copy was dropped: the set stays on its non-zeros
+        const set = mine();
+        if (set) this.resize(key, { ...set, copy: null, copyPending: false });
+      },
+    );
+    this.making.add(made);
+    void made.finally(() => this.making.delete(made));
+  }
+
+  /** Resolves once the copies being made now are made (or given up). */
+  async copiesMade(): Promise<void> {
+    while (this.making.size) await Promise.all([...this.making]);
   }
 
   /** The set without its copy (the worker forgets it); the set's non-zeros serve its runs again. */
   private dropCopy(key: string, set: SetWeights): SetWeights {
     void Session.forgetShared(`${this.shareId}:diff:${key}:copy:`);
-    this.stats.diffCopiesDropped++;
-    return this.resize(key, { ...set, copy: null });
+    if (!set.copyPending) this.stats.diffCopiesDropped++;
+    return this.resize(key, { ...set, copy: null, copyPending: false });
   }
 
   /** Puts a changed set back under its key (a new object: the LRU takes its size again; see `dispose`). */

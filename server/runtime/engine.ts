@@ -216,6 +216,11 @@ export class Engine {
     return out;
   }
 
+  /** Resolves once the sparse-diff copies the worker is making in the background are made (tests, benchmarks). */
+  copiesMade(): Promise<void> {
+    return this.diffs.copiesMade();
+  }
+
   /** Frees all sessions. */
   async close(): Promise<void> {
     await this.sessions.close();
@@ -274,7 +279,9 @@ export class Engine {
     if (!wanted.length) wanted.push(IO.hidden);
     let res: Record<string, HostTensor>;
     try {
-      res = await session.run(feeds, wanted);
+      const running = session.run(feeds, wanted);
+      if (diffs.length) this.diffs.posted(diffs); // the worker holds the set's non-zeros now: it may make its copy
+      res = await running;
     } finally {
       batchFeeds.done();
     }

@@ -55,12 +55,18 @@ export interface HostTensor {
    * (sent once, forgotten with `Session.forgetShared` like a share key).
    */
   overwrite?: SparseOverwrite;
-  /**
-   * Worker sessions, with `shareKey`: the worker makes this array itself the first time, as a copy of its shared
-   * array `from` with the sparse overwrite `overwrite` (a key it holds) added; `data` is not read and may be empty.
-   * A diff set's copy θ₀+Σδ is made this way, where both halves already are (diff-weights.ts).
-   */
-  derive?: { from: string; overwrite: string };
+}
+
+/**
+ * An array the worker makes itself (Session.deriveShared): a copy of its shared array `from` with the sparse
+ * overwrite `overwrite` (a key it holds) added, kept under `key`. A diff set's copy θ₀+Σδ is made this way, where
+ * both halves already are (diff-weights.ts).
+ */
+export interface DerivedFeed {
+  key: string;
+  from: string;
+  overwrite: string;
+  dims: readonly number[];
 }
 
 export interface SparseOverwrite {
@@ -141,7 +147,6 @@ class MainThreadSession implements SessionImpl {
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) {
-      if (v.derive) throw new RangeError(`feed '${k}' is to be derived in the onnxruntime worker, but this session runs on the calling thread`);
       v.updates?.(); // this thread reads `data` itself: nothing to patch
       const data = v.overwrite ? overwritten(v.data as Float32Array, v.overwrite) : v.data;
       ortFeeds[k] = new ort.Tensor(v.type, data as never, v.dims as number[]);
@@ -173,16 +178,6 @@ const ort = require(workerData.ortPath);
 const sessions = new Map();
 const shared = new Map();
 function tensor(f) {
-  if (f.derive !== undefined) {
-    const from = shared.get(f.derive.from);
-    const ow = shared.get(f.derive.overwrite);
-    if (!from || !ow) throw new Error('derived feed ' + f.key + ': ' + (from ? f.derive.overwrite : f.derive.from) + ' is not in the worker');
-    const data = from.data.slice();
-    for (let i = 0; i < ow.indices.length; i++) data[ow.indices[i]] += ow.deltas[i];
-    const t = new ort.Tensor(f.type, data, f.dims);
-    shared.set(f.key, t);
-    return t;
-  }
   if (f.data === undefined) {
     const t = shared.get(f.key);
     if (!t) throw new Error('shared feed ' + f.key + ' is not in the worker');
@@ -240,6 +235,63 @@ function overwrite(t, o) {
     for (let i = idx.length - 1; i >= 0; i--) d[idx[i]] = saved[i];
   };
 }
+// Derived arrays (a diff set's copy θ₀+Σδ: a shared array with a sparse overwrite added) are made in the
+// background, a step of STEP elements (256 KB) at a time, only while no run or session build is in flight
+// (onnxruntime-node runs on this thread, so a step never overlaps one): a run that arrives waits for one step at
+// most, and the copying fills the gaps in which the main thread prepares the next batch. Made inside a run, a copy
+// held that run up: at N=1000 on the small base 9% of a closed loop's time went there, most of it first-touch page
+// faults of the new arrays (~17 µs a page on the VM we measure on).
+const STEP = 65536;
+const jobs = [];
+let inFlight = 0;
+let stepping = false;
+function pump() {
+  if (stepping || inFlight > 0 || !jobs.length) return;
+  stepping = true;
+  setImmediate(step);
+}
+function step() {
+  stepping = false;
+  if (inFlight > 0 || !jobs.length) return;
+  const job = jobs[0];
+  try {
+    if (advance(job)) {
+      jobs.shift();
+      for (const it of job.items) shared.set(it.key, new ort.Tensor(it.type, it.data, it.dims));
+      parentPort.postMessage({ seq: job.seq });
+    }
+  } catch (e) {
+    jobs.shift();
+    parentPort.postMessage({ seq: job.seq, error: String(e && e.message ? e.message : e) });
+  }
+  pump();
+}
+/** One step of a derive job; true when every item is made. */
+function advance(job) {
+  const it = job.items[job.at];
+  const from = shared.get(it.from);
+  const ow = shared.get(it.overwrite);
+  if (!from || !ow) throw new Error('derived feed ' + it.key + ': ' + (from ? it.overwrite : it.from) + ' is not in the worker');
+  if (!it.data) {
+    it.data = new Float32Array(from.data.length);
+    it.pos = 0;
+  }
+  const n = from.data.length;
+  if (it.pos < n) {
+    // the base array (no overwrite is applied between runs)
+    const end = Math.min(n, it.pos + STEP);
+    it.data.set(from.data.subarray(it.pos, end), it.pos);
+    it.pos = end;
+  } else {
+    // then the deltas, in order (an index may repeat)
+    const k = it.pos - n;
+    const end = Math.min(ow.indices.length, k + STEP);
+    for (let i = k; i < end; i++) it.data[ow.indices[i]] += ow.deltas[i];
+    it.pos = n + end;
+    if (end === ow.indices.length) job.at++;
+  }
+  return job.at === job.items.length;
+}
 let runs = Promise.resolve();
 async function run(m) {
   const feeds = {};
@@ -258,6 +310,8 @@ async function run(m) {
   }
 }
 parentPort.on('message', async (m) => {
+  const busy = m.type === 'create' || m.type === 'run';
+  if (busy) inFlight++;
   try {
     if (m.type === 'create') {
       const s = await ort.InferenceSession.create(m.bytes, m.options);
@@ -273,6 +327,8 @@ parentPort.on('message', async (m) => {
         transfer.push(t.data.buffer);
       }
       parentPort.postMessage({ seq: m.seq, outputs }, transfer);
+    } else if (m.type === 'derive') {
+      jobs.push({ seq: m.seq, items: m.items, at: 0 });
     } else if (m.type === 'release') {
       const s = sessions.get(m.id);
       sessions.delete(m.id);
@@ -282,11 +338,18 @@ parentPort.on('message', async (m) => {
       // behind the runs already posted: the caller may post a batch's run and then evict what that run reads
       await (runs = runs.catch(() => undefined).then(() => {
         for (const k of [...shared.keys()]) if (k.startsWith(m.prefix)) shared.delete(k);
+        for (const job of jobs.filter((j) => j.items.some((it) => it.key.startsWith(m.prefix)))) {
+          jobs.splice(jobs.indexOf(job), 1);
+          parentPort.postMessage({ seq: job.seq, error: 'derived feeds forgotten before they were made' });
+        }
       }));
       parentPort.postMessage({ seq: m.seq });
     }
   } catch (e) {
     parentPort.postMessage({ seq: m.seq, error: String(e && e.message ? e.message : e) });
+  } finally {
+    if (busy) inFlight--;
+    pump();
   }
 });
 `;
@@ -299,6 +362,9 @@ class OrtWorker {
   private readonly pending = new Map<number, { resolve: (m: Record<string, unknown>) => void; reject: (e: Error) => void }>();
   /** Shared feed keys the worker holds. */
   readonly sent = new Set<string>();
+  /** Keys of feeds the worker is deriving, to the call deriving them (held once made, unless forgotten meanwhile). */
+  readonly deriving = new Map<string, number>();
+  derives = 0;
   sessions = 0;
   private nextId = 0;
 
@@ -374,17 +440,13 @@ class WorkerSession implements SessionImpl {
   }
 
   async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
-    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; reserve?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite>; derive?: HostTensor['derive'] }> = {};
+    const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; reserve?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite> }> = {};
     const transfer = new Set<ArrayBuffer>();
     // Refusals first: past this point feeds' pending updates are taken and keys marked as held, so a throw half
     // way would leave the worker's copies behind what this thread believes they are.
     for (const [name, f] of Object.entries(feeds)) {
       const held = f.shareKey !== undefined && (this.w.sent.has(f.shareKey) || (f.grownFrom !== undefined && this.w.sent.has(f.grownFrom)));
-      if (!held && f.derive) {
-        if (f.shareKey === undefined) throw new RangeError(`feed '${name}' is derived but has no share key`);
-        const missing = [f.derive.from, f.derive.overwrite].find((k) => !this.w.sent.has(k));
-        if (missing !== undefined) throw new Error(`feed '${name}' is derived from '${missing}', which the onnxruntime worker does not hold; its owner must rebuild it`);
-      } else if (!held && f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
+      if (!held && f.data.byteLength === 0 && f.dims.every((d) => d > 0)) throw new Error(`feed '${name}' was moved to an onnxruntime worker that no longer holds it; its owner must rebuild it`);
       if (f.overwrite && f.shareKey === undefined) throw new RangeError(`feed '${name}' has a sparse overwrite but no share key`);
     }
     for (const [name, f] of Object.entries(feeds)) {
@@ -403,9 +465,6 @@ class WorkerSession implements SessionImpl {
         msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, from: f.grownFrom, length: f.dims.reduce((a, d) => a * d, 1), reserve: f.reserve, patches: patches() };
         this.w.sent.delete(f.grownFrom);
         this.w.sent.add(f.shareKey);
-      } else if (f.derive) {
-        msg[name] = { type: f.type, dims: f.dims, key: f.shareKey, derive: f.derive };
-        this.w.sent.add(f.shareKey!);
       } else {
         msg[name] = { type: f.type, dims: f.dims, data: f.data, key: f.shareKey };
         if (f.shareKey !== undefined) {
@@ -470,11 +529,33 @@ export class Session {
     return OrtWorker.peek()?.sent.has(key) ?? false;
   }
 
+  /**
+   * Has the onnxruntime worker make `feeds` (DerivedFeed) from arrays it holds, in the background: between runs,
+   * never inside one. Resolves once it holds them all (runs may name them by key from then on); rejects when the
+   * worker does not hold a source, or the feeds were forgotten (`forgetShared`) before they were made.
+   */
+  static async deriveShared(feeds: readonly DerivedFeed[]): Promise<void> {
+    const w = OrtWorker.get();
+    const missing = feeds.flatMap((f) => [f.from, f.overwrite]).find((k) => !w.sent.has(k));
+    if (missing !== undefined) throw new Error(`cannot derive from '${missing}': the onnxruntime worker does not hold it`);
+    const call = ++w.derives;
+    for (const f of feeds) w.deriving.set(f.key, call);
+    const mine = (f: DerivedFeed) => w.deriving.get(f.key) === call;
+    try {
+      await w.call({ type: 'derive', items: feeds.map((f) => ({ key: f.key, from: f.from, overwrite: f.overwrite, type: 'float32', dims: f.dims })) });
+      if (!feeds.every(mine)) throw new Error('derived feeds forgotten before they were made');
+      for (const f of feeds) w.sent.add(f.key);
+    } finally {
+      for (const f of feeds) if (mine(f)) w.deriving.delete(f.key);
+    }
+  }
+
   /** Worker sessions: drops shared feeds whose key starts with `prefix` from the worker (their owner evicted them). */
   static async forgetShared(prefix: string): Promise<void> {
     const w = OrtWorker.peek();
     if (!w) return;
     for (const k of [...w.sent]) if (k.startsWith(prefix)) w.sent.delete(k);
+    for (const k of [...w.deriving.keys()]) if (k.startsWith(prefix)) w.deriving.delete(k);
     await w.call({ type: 'forget', prefix }).catch(() => undefined);
   }
 

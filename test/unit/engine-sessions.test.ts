@@ -142,15 +142,17 @@ it('feeds moved to the worker (a diff set\'s θ₀+δ, a uniform batch\'s weight
   const first = [];
   for (const c of comps) first.push(await run(engine, c));
   for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
-  for (let i = 0; i < 2; i++) expect(await run(engine, comps[0])).toEqual(first[0]); // its 4th run has a copy
+  for (let i = 0; i < 2; i++) expect(await run(engine, comps[0])).toEqual(first[0]); // the 4th: the worker makes a copy between runs
+  await engine.copiesMade();
   expect(engine.stats.diffCopies).toBe(1);
+  expect(await run(engine, comps[0])).toEqual(first[0]); // on the copy
   await Session.forgetShared(''); // what a restarted worker holds: nothing
   for (const [i, c] of comps.entries()) expect(await run(engine, c)).toEqual(first[i]);
   expect(engine.stats.diffCopiesDropped).toBe(1); // the lost copy was dropped; the set ran on its overwrite
   await engine.close();
 });
 
-it('a diff set runs as a sparse overwrite until it came back often enough (any pace while memory is free; under pressure only by taking the copy of a set that ran less than half as often), with identical outputs', async () => {
+it('a diff set runs as a sparse overwrite until it has a copy (made by the worker after its first run while memory is free; under pressure only by taking the copy of a set that ran less than half as often), with identical outputs', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = ['pad', 'slow', 'hot', 'rare'].map((n, i) => makeDiffModule({ id: `sft/${n}`, base: info, targets, density: 0.05, method: 'lt-sft', seed: 21 + i }));
   const params = new BaseParams(base);
@@ -160,12 +162,15 @@ it('a diff set runs as a sparse overwrite until it came back often enough (any p
   const engine = await Engine.create({ base, diffCacheBytes: budget });
   for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
   const [pad, slow, hot, rare] = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
-  // Through the engine: sparse for 3 runs, a copy after; every run gives the first run's bits.
-  const outs = [];
-  for (let i = 0; i < 6; i++) outs.push(await run(engine, 'sft/hot@1.0.0'));
-  for (const o of outs) expect(o).toEqual(outs[0]);
+  // Through the engine (sessions in the worker): memory is free, so the worker makes the copy after the first run,
+  // which ran on the overwrite; the runs after it are on the copy; every run gives the first run's bits.
+  const outs = [await run(engine, 'sft/hot@1.0.0')];
+  await engine.copiesMade();
   expect(engine.stats).toMatchObject({ diffSetsBuilt: 1, diffCopies: 1, diffCopiesDropped: 0 });
-  // The choice itself, on a DiffWeights of its own with the same budget.
+  for (let i = 0; i < 2; i++) outs.push(await run(engine, 'sft/hot@1.0.0'));
+  for (const o of outs) expect(o).toEqual(outs[0]);
+  // The choice itself, on a DiffWeights of its own with the same budget (copies made here, before the run: from the
+  // 4th run on while memory is free).
   const stats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
   const diffs = new DiffWeights(params, budget, 'dw-test', stats);
   const q = 'w.layers.0.attn.q.weight';
@@ -240,7 +245,9 @@ it('with sessions on the calling thread (worker: false) a diff set gets its copy
     const engine = await Engine.create({ base, worker });
     engine.addModule(parseManifest(d.manifest), d.tensors);
     const runs = [];
-    for (let i = 0; i < 5; i++) runs.push(await run(engine, 'sft/here@1.0.0'));
+    for (let i = 0; i < 4; i++) runs.push(await run(engine, 'sft/here@1.0.0'));
+    await engine.copiesMade();
+    runs.push(await run(engine, 'sft/here@1.0.0'));
     expect(engine.stats.diffCopies).toBe(1);
     outs.push(runs);
     await engine.close();

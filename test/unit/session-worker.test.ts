@@ -3,7 +3,7 @@
  * forgotten (or moved there, not copied), errors come back as rejections, and the worker's event loop is not the caller's.
  */
 import { GraphBuilder } from '../../server/model/graph/builder';
-import { Session, type HostTensor } from '../../server/runtime/session';
+import { Session, overwritten, type HostTensor } from '../../server/runtime/session';
 
 function model(): Uint8Array {
   const g = new GraphBuilder('t');
@@ -22,6 +22,18 @@ function slowModel(): Uint8Array {
   g.output(h, 'y');
   return g.toBytes();
 }
+/** y = w: a feed as the worker holds it. */
+function echoModel(n: number): Uint8Array {
+  const g = new GraphBuilder('echo');
+  g.output(g.unary('Identity', g.input('w', 'float32', [n])), 'y');
+  return g.toBytes();
+}
+
+/** Bitwise-equal float arrays (a fast check for large ones). */
+function same(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
 const slowData = new Float32Array(256 * 256).fill(0.01);
 const slowFeeds = { x: { type: 'float32' as const, dims: [256, 256], data: slowData }, w: { type: 'float32' as const, dims: [256, 256], data: slowData } };
 
@@ -137,30 +149,37 @@ it('adds a sparse overwrite to a shared feed for one run only, on a worker and o
   }
 });
 
-it('derives a feed in the worker from a shared array and a sparse overwrite it holds, without the data crossing; refuses while either is missing', async () => {
-  const overwrite = { key: 'dv:set:w', indices: Int32Array.from([0, 5, 0]), deltas: Float32Array.from([1, -0.5, 0.25]) };
-  const patched = w1.slice();
-  for (let i = 0; i < overwrite.indices.length; i++) patched[overwrite.indices[i]] += overwrite.deltas[i];
-  const s = await Session.create(model(), { worker: true });
-  const run = async (feed: HostTensor) => Array.from((await s.run({ x, w: feed }, ['y'])).y.data as Float32Array);
+it('derives a feed in the worker between runs from a shared array and a sparse overwrite it holds, without the data crossing; refuses while either is missing', async () => {
+  const n = 150_000; // several of the worker's steps
+  const base = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+  const overwrite = { key: 'dv:set:w', indices: Int32Array.from([0, n - 1, 0, 70_000]), deltas: Float32Array.from([1, -0.5, 0.25, 2]) };
+  const expected = overwritten(base, overwrite);
+  const s = await Session.create(echoModel(n), { worker: true });
+  const run = async (feed: HostTensor) => (await s.run({ w: feed }, ['y'])).y.data as Float32Array;
+  const copy = (key: string) => ({ key, from: 'dv:base:w', overwrite: 'dv:set:w', dims: [n] });
+  const held = (key: string): HostTensor => ({ type: 'float32', dims: [n], data: new Float32Array(0), shareKey: key });
   try {
-    const expected = await run({ type: 'float32', dims: [3, 2], data: patched });
-    const plain = await run({ type: 'float32', dims: [3, 2], data: w1.slice() });
-    const derived: HostTensor = { type: 'float32', dims: [3, 2], data: new Float32Array(0), shareKey: 'dv:copy:w', derive: { from: 'dv:base:w', overwrite: 'dv:set:w' } };
-    await expect(run(derived)).rejects.toThrow(/derived from 'dv:base:w', which the onnxruntime worker does not hold/);
-    expect(Session.workerHolds('dv:copy:w')).toBe(false);
-    const shared: HostTensor = { type: 'float32', dims: [3, 2], data: w1.slice(), shareKey: 'dv:base:w' };
-    expect(await run({ ...shared, overwrite })).toEqual(expected); // the worker now holds the base and the overwrite
-    expect(await run(derived)).toEqual(expected);
+    await expect(Session.deriveShared([copy('dv:copy:w')])).rejects.toThrow(/cannot derive from 'dv:base:w': the onnxruntime worker does not hold it/);
+    const shared: HostTensor = { type: 'float32', dims: [n], data: base, shareKey: 'dv:base:w' };
+    expect(same(await run({ ...shared, overwrite }), expected)).toBe(true); // the worker now holds the base and the overwrite
+    await Session.deriveShared([copy('dv:copy:w')]);
     expect(Session.workerHolds('dv:copy:w')).toBe(true);
-    expect(await run(shared)).toEqual(plain); // the base array itself is left as it was
-    expect(await run(derived)).toEqual(expected); // reused by key
+    expect(same(await run(held('dv:copy:w')), expected)).toBe(true);
+    expect(same(await run(shared), base)).toBe(true); // the base array itself is left as it was
+    // Made between runs, never beside one: a copy asked for while a long run is in flight is made after it.
+    const slow = await Session.create(slowModel(), { worker: true });
+    const order: string[] = [];
+    await Promise.all([slow.run(slowFeeds, ['y']).then(() => order.push('run')), Session.deriveShared([copy('dv:copy2:w')]).then(() => order.push('derived'))]);
+    await slow.release();
+    expect(order).toEqual(['run', 'derived']);
+    expect(same(await run(held('dv:copy2:w')), expected)).toBe(true);
+    // Forgotten before it was made: refused, and not held.
+    const gone = Session.deriveShared([copy('dv:copy3:w')]);
+    await Session.forgetShared('dv:copy3:');
+    await expect(gone).rejects.toThrow(/forgotten before they were made/);
+    expect(Session.workerHolds('dv:copy3:w')).toBe(false);
     await Session.forgetShared('dv:');
-    await expect(run(derived)).rejects.toThrow(/does not hold; its owner must rebuild it/);
-    // a session on the calling thread has no worker to derive in
-    const main = await Session.create(model());
-    await expect(main.run({ x, w: derived }, ['y'])).rejects.toThrow(/derived in the onnxruntime worker/);
-    await main.release();
+    await expect(run(held('dv:copy:w'))).rejects.toThrow(/no longer holds it; its owner must rebuild it/);
   } finally {
     await s.release();
   }
