@@ -191,7 +191,7 @@ export function registerServeCommand(program: Command): void {
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
     .option('--module-memory-mb <n>', 'MiB of loaded modules kept in memory (least recently used modules are read again from the store past it)', int('module-memory-mb'), 2048)
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
-    .option('--diff-memory-mb <n>', 'MiB of sparse-diff sets: their non-zeros, and θ0+δ of sets that come back (least recently used sets give way past it)', int('diff-memory-mb'), 2048)
+    .option('--diff-memory-mb <n>', 'MiB of sparse-diff sets: their non-zeros, and θ0+δ (made in the background while it fits, or for sets that come back; least used sets give way past it)', int('diff-memory-mb'), 2048)
     .option('--max-sessions <n>', 'most graph sessions kept (each holds a copy of the base weights: ~440 MB at BERT-base)', int('max-sessions'), 8)
     .option('--heap-growing-percent <n>', "how far the JS heap grows past its live size before a full GC (fewer collections beside onnxruntime's threads; 0 = V8's own)", int('heap-growing-percent'), DEFAULT_HEAP_GROWING_PERCENT)
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)

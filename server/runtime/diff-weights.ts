@@ -36,12 +36,13 @@ const SPARSE = ENCODER_LINEAR_WEIGHT;
 const MAX_SPARSE_DENSITY = 0.25;
 /**
  * A set starts as a sparse overwrite. It gets a copy, θ₀+Σδ of its sparse tensors, when the copy fits the budget
- * without evicting anything: at once where the session worker makes it between runs (see the constructor; the set
- * runs on its non-zeros until the copy is made), from its PROMOTE_USES-th run on where this thread would make it
- * before the run. Under pressure it needs to have run PROMOTE_USES times within the last FREQ_WINDOW diff-group runs, and room: the
- * copies of sets that ran less than half as often within that window are dropped (those sets go back to
- * overwrites, keeping their non-zeros), then sets without a copy that ran less often are evicted, least recently
- * used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays sparse.
+ * without evicting anything: after its first run where the session worker makes it between runs (see the
+ * constructor; the set runs on its non-zeros until the copy is made), from its PROMOTE_USES-th run on where this
+ * thread would make it before the run. Under pressure it needs to have run PROMOTE_USES times within the last
+ * FREQ_WINDOW diff-group runs, and room: the copies of sets that ran less than half as often within that window are
+ * dropped (those sets go back to overwrites, keeping their non-zeros), then sets without a copy that ran less often
+ * are evicted, least recently used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays
+ * sparse.
  * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
  * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
  * cache misses mostly); making a copy 130–350 ms (CPU profiles of bench:serve, when the main thread made them).

@@ -535,9 +535,10 @@ export class Session {
    * worker does not hold a source, or the feeds were forgotten (`forgetShared`) before they were made.
    */
   static async deriveShared(feeds: readonly DerivedFeed[]): Promise<void> {
-    const w = OrtWorker.get();
-    const missing = feeds.flatMap((f) => [f.from, f.overwrite]).find((k) => !w.sent.has(k));
+    const w = OrtWorker.peek();
+    const missing = feeds.flatMap((f) => [f.from, f.overwrite]).find((k) => !w?.sent.has(k));
     if (missing !== undefined) throw new Error(`cannot derive from '${missing}': the onnxruntime worker does not hold it`);
+    if (!w) return; // no feeds
     const call = ++w.derives;
     for (const f of feeds) w.deriving.set(f.key, call);
     const mine = (f: DerivedFeed) => w.deriving.get(f.key) === call;
