@@ -12,10 +12,10 @@
  * seq_bn adapters (`--lora-frac F` makes a fraction of them LoRA). Every configuration gets its own `serve()` on
  * 127.0.0.1:0 (own engine, module cache and /metrics), all started up front; before timing, each touches every
  * one of its N modules once, and the sparse-diff copies that sets off are made (steady state: nothing is loaded
- * or copied during the timed phases — cold start is measured apart, see below). Measurement runs in rounds (4 by default, 2 with --quick; `--requests` split among them, so
- * 1000 / 300 requests per phase); each round runs every configuration once,
- * in a rotated order, so load from other processes hits all configurations alike. Per configuration and round,
- * two phases driven from this same process:
+ * or copied during the timed phases — cold start is measured apart, see below). Measurement runs in rounds (4 by
+ * default, 2 with --quick; `--requests` split among them, so 1000 / 300 requests per phase); each round runs every
+ * configuration once, in a rotated order, so load from other processes hits all configurations alike. Per
+ * configuration and round, two phases driven from this same process:
  *   1. open loop: Poisson arrivals at a fixed rate (the same rate for every configuration; by default 75% of the
  *      N=1 closed-loop capacity measured first, or `--rate`). Latency is counted from each request's SCHEDULED
  *      send time, so a busy event loop that sends late is charged to the server (no coordinated omission).
