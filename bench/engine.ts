@@ -190,6 +190,7 @@ async function benchModel(spec: ModelSpec): Promise<void> {
     };
     log(`${spec.name} B=${B}: warm-up (${spec.warmup}x each)`);
     for (const c of cfgs) for (let w = 0; w < spec.warmup; w++) await run(c.plans);
+    await engine.copiesMade(); // diff sets' copies, made by the worker between runs
     const rounds = spec.rounds[B];
     const times = cfgs.map(() => [] as number[]);
     for (let r = 0; r < rounds; r++) {
