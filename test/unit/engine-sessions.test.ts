@@ -213,6 +213,34 @@ it('a diff set runs as a sparse overwrite until it has a copy (made by the worke
   await engine.close();
 });
 
+it('through a worker engine under memory pressure, a set takes the copy of one that ran less than half as often only once it ran 4 times', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const mods = ['first', 'second', 'later'].map((n, i) => makeDiffModule({ id: `sft/${n}`, base: info, targets, density: 0.05, method: 'lt-sft', seed: 61 + i }));
+  const params = new BaseParams(base);
+  const copyBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const engine = await Engine.create({ base, diffCacheBytes: Math.floor(2.5 * copyBytes) }); // room for two copies
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const first = await run(engine, 'sft/first@1.0.0');
+  await run(engine, 'sft/second@1.0.0');
+  await engine.copiesMade();
+  expect(engine.stats).toMatchObject({ diffCopies: 2, diffCopiesDropped: 0 }); // memory was free: after one run each
+  const later = [];
+  for (let i = 0; i < 3; i++) {
+    later.push(await run(engine, 'sft/later@1.0.0'));
+    await engine.copiesMade();
+    expect(engine.stats).toMatchObject({ diffCopies: 2, diffCopiesDropped: 0 }); // no room, and not popular yet
+  }
+  later.push(await run(engine, 'sft/later@1.0.0')); // its 4th run against 1 each: it takes one of their copies
+  await engine.copiesMade();
+  expect(engine.stats).toMatchObject({ diffCopies: 3, diffCopiesDropped: 1 });
+  later.push(await run(engine, 'sft/later@1.0.0')); // on its copy
+  for (const o of later) expect(o).toEqual(later[0]);
+  expect(await run(engine, 'sft/first@1.0.0')).toEqual(first); // on its overwrite again, or its copy: the same bits
+  const { bytes, budget } = engine.memory().diffs;
+  expect(bytes).toBeLessThanOrEqual(budget);
+  await engine.close();
+});
+
 it('a diff group of few tokens runs with its weights on the left, a larger one on the right, with the same results', async () => {
   const engine = await Engine.create({ base });
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
