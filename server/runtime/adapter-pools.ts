@@ -13,7 +13,7 @@ import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, type Site, type SiteVaria
 import type { AdapterModule, AdapterSiteWeights } from '../model/modules';
 import type { DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
-import type { PartSpec, PoolSpaces } from './pool-space';
+import type { PartSpec, PoolSpaces, SlotWriter } from './pool-space';
 import { slotTable } from './variants';
 
 /**
@@ -58,9 +58,7 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
         space.slot(key, (slot) => {
           for (let l = 0; l < L; l++) {
             const w = m.layers[l][site];
-            if (!w) continue;
-            const entry = adapterEntry(w, D, Rp);
-            for (const p of space.parts) slot.part(p.name).set(entry[p.name], l * entry[p.name].length);
+            if (w) writeAdapterEntry(slot, l, w, D, Rp);
           }
         }),
       );
@@ -104,6 +102,27 @@ function adapterParts(D: number, R: number): PartSpec[] {
     { name: 'lna_g', dims: [1, D] },
     { name: 'lna_b', dims: [1, D] },
   ];
+}
+
+/**
+ * One adapter at one layer and site written straight into its pool slot (zeroed), rank-padded to R; LayerNorm
+ * parts only where it has them (a part left alone stays zero). No entry arrays in between: a first request's slot
+ * writes are new memory enough (README: Performance, cold start).
+ */
+function writeAdapterEntry(slot: SlotWriter, l: number, w: AdapterSiteWeights, D: number, R: number): void {
+  const down = slot.part('down_w');
+  for (let d = 0; d < D; d++) down.set(w.downT.subarray(d * w.r, (d + 1) * w.r), (l * D + d) * R);
+  slot.part('down_b').set(w.downB, l * R);
+  slot.part('up_w').set(w.upT, l * R * D); // rows r..R stay zero
+  slot.part('up_b').set(w.upB, l * D);
+  if (w.lnBefore) {
+    slot.part('lnb_g').set(w.lnBefore.g, l * D);
+    slot.part('lnb_b').set(w.lnBefore.b, l * D);
+  }
+  if (w.lnAfter) {
+    slot.part('lna_g').set(w.lnAfter.g, l * D);
+    slot.part('lna_b').set(w.lnAfter.b, l * D);
+  }
 }
 
 /** One adapter at one layer and site as pool entries, rank-padded to R (all zeros where it has none). */
