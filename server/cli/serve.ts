@@ -34,6 +34,8 @@ export interface ServeOptions {
   host: string;
   device: Device;
   threads: number;
+  /** Intra-op threads of sparse-diff groups' sessions (Engine diffThreads; default 1 on a base of hidden size ≤ 512, else `threads`). */
+  diffThreads?: number;
   batchRows: number;
   batchWaitMs: number;
   /** Padded tokens per engine batch (default 8192). */
@@ -86,7 +88,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, diffThreads: o.diffThreads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {
@@ -182,6 +184,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--device <device>', "'cpu' or 'cuda' (needs onnxruntime-node's CUDA files)", 'cpu')
     .option('--threads <n>', 'onnxruntime intra-op threads (0 = all cores)', int('threads'), 0)
+    .option('--diff-threads <n>', "onnxruntime intra-op threads of sparse-diff groups' runs, one set's rows each (0 = all cores; default: 1 on a base of hidden size <= 512, where a second thread hardly helps them and the next batch is prepared on the free core, else --threads)", int('diff-threads'))
     .option('--batch-rows <n>', 'most rows merged into one engine run', int('batch-rows'), 32)
     .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
     .option('--batch-tokens <n>', 'most padded tokens (rows x longest) in one engine run', int('batch-tokens'), 8192)

@@ -66,6 +66,13 @@ export interface EngineOptions {
    * way round (BaseWeights 'inputs-left'; default LEFT_MAX_TOKENS, 0 never). bench:diff-groups compares the two.
    */
   leftMaxTokens?: number;
+  /**
+   * Intra-op threads of the sessions that run sparse-diff groups (default: 1 on a base of hidden size ≤ 512, else
+   * as `threads`). A group is one diff set's rows, most often one row, whose run is small ops that a second thread
+   * hardly speeds up (small base, single row: 5.3–7.1 ms on two threads, 5.6–7.4 ms on one); on one thread they
+   * leave a core to prepare the next batch beside them (`onCoresFree`).
+   */
+  diffThreads?: number;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -86,6 +93,11 @@ export interface ForwardOptions {
    * `forward` resolves: a caller can answer those rows without waiting for the batch's other groups.
    */
   onGroup?: (rows: number[], out: RowOutput[]) => void;
+  /**
+   * Called once what is left of the batch is sparse-diff groups on sessions of one thread (`diffThreads` 1), or
+   * nothing: a caller may prepare its next batch beside those runs (BatchQueue `release`), whose core is free.
+   */
+  onCoresFree?: () => void;
 }
 
 /** Bytes held against one of the engine's budgets. */
@@ -130,15 +142,18 @@ export class Engine {
   private readonly sessions: SessionCache;
   private readonly diffs: DiffWeights;
   private readonly pools: BatchPools;
+  /** Intra-op threads of the sparse-diff groups' sessions (EngineOptions.diffThreads; 0: one per core). */
+  private readonly diffThreads: number;
 
   private constructor(
     readonly base: Base,
     private readonly options: EngineOptions,
   ) {
     const params = new BaseParams(base);
+    this.diffThreads = options.diffThreads ?? (base.config.hiddenSize <= 512 ? 1 : (options.threads ?? 0));
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
     this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats, options.worker ?? true);
-    this.sessions = new SessionCache(base.config, params, options, this.stats);
+    this.sessions = new SessionCache(base.config, params, { ...options, diffThreads: this.diffThreads }, this.stats);
     this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true));
   }
 
@@ -202,14 +217,15 @@ export class Engine {
     // sat idle 15–17% of a closed loop, against 7% with one module). Largest group first (the rows without their
     // own sparse diffs, as a rule): with `onGroup` most rows are answered after one run.
     const order = [...groups.values()].sort((a, b) => b.length - a.length);
-    const settled = await Promise.allSettled(
-      order.map((rows) =>
-        this.runGroup(batch, rows, rows.map((i) => plans[i]), opts).then((res) => {
-          rows.forEach((r, j) => (out[r] = res[j]));
-          opts.onGroup?.(rows, res);
-        }),
-      ),
+    const runs = order.map((rows) =>
+      this.runGroup(batch, rows, rows.map((i) => plans[i]), opts).then((res) => {
+        rows.forEach((r, j) => (out[r] = res[j]));
+        opts.onGroup?.(rows, res);
+      }),
     );
+    const onCoresFree = opts.onCoresFree;
+    if (onCoresFree && this.diffThreads === 1) void Promise.allSettled(runs.filter((_, k) => !plans[order[k][0]].diffs.length)).then(() => onCoresFree());
+    const settled = await Promise.allSettled(runs);
     // settled first: no group's run is still in flight when the batch fails
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

@@ -164,7 +164,7 @@ export class InferenceService {
     this.state = opts.requireWarmUp ? 'starting' : 'ready';
     this.metrics = opts.metrics ? inferenceMetrics(opts.metrics) : null;
     if (opts.metrics) engineMetrics(opts.metrics, engine);
-    this.queue = new BatchQueue<Job>(opts, (jobs, finished) => this.runJobs(jobs, finished));
+    this.queue = new BatchQueue<Job>(opts, (jobs, finished, release) => this.runJobs(jobs, finished, release));
     this.queue.onBatch = (b) => {
       this.metrics?.batchRows.observe(b.rows);
       this.metrics?.batchPadding.observe(b.paddedTokens / Math.max(1, b.tokens));
@@ -274,7 +274,7 @@ export class InferenceService {
     }
   }
 
-  private async runJobs(jobs: Job[], finished: (i: number) => void): Promise<void> {
+  private async runJobs(jobs: Job[], finished: (i: number) => void, release: () => void): Promise<void> {
     const started = process.hrtime.bigint();
     for (const j of jobs) this.metrics?.queueSeconds.observe(Number(started - j.enqueued) / 1e9);
     const batch = mergeRows(jobs.map((j) => ({ enc: j.enc, row: j.row })), this.engine.base.tokenizer.padId, this.engine.base.config.positionOffset);
@@ -284,7 +284,8 @@ export class InferenceService {
       rows.forEach((r, k) => (jobs[r].out = out[k]));
       setImmediate(() => rows.forEach(finished));
     };
-    await this.engine.forward(batch, jobs.map((j) => j.plan), { hidden: jobs[0].wantHidden, mlm: jobs[0].wantMlm, onGroup });
+    // the next batch is prepared beside this one's single-thread sparse-diff runs (BatchQueue: release)
+    await this.engine.forward(batch, jobs.map((j) => j.plan), { hidden: jobs[0].wantHidden, mlm: jobs[0].wantMlm, onGroup, onCoresFree: release });
     this.metrics?.runSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
 

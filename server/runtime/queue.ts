@@ -11,6 +11,9 @@
  *    (so rows of one batch pad little), within `maxBatchRows` rows and `maxBatchTokens` padded tokens.
  *  - A batch's runner may finish jobs before the whole batch is done (`finished(i)`): the engine runs a batch as
  *    row groups one after another, and rows of an early group need not wait for the later ones.
+ *  - It may also let the next batch start before it ends (`release()`): once what is left of it leaves a core free
+ *    (the engine's single-thread sparse-diff runs), the next batch is formed and prepared beside it, and its runs
+ *    queue behind it in the worker. At most two batches are in flight.
  * Example:
  *   const q = new BatchQueue<MyJob>({ maxBatchRows: 32 }, async (jobs, finished) => { ... run them, finished(i) as each is done ... });
  *   q.reserve(rows, tokens); const p = q.push(job);
@@ -122,7 +125,9 @@ export class BatchQueue<J extends QueueJob> {
   /** Waiting entries, oldest first. */
   private waiting: Entry<J>[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  /** Batches running, and those of them that have not released the next one (`release`). */
+  private running = 0;
+  private holding = 0;
   private reservedRows = 0;
   private reservedTokens = 0;
   private idleWaiters: (() => void)[] = [];
@@ -134,10 +139,10 @@ export class BatchQueue<J extends QueueJob> {
   constructor(
     private readonly opts: QueueOptions,
     /**
-     * Runs a batch; may report jobs done early with `finished(index into jobs)`; must settle nothing itself: the
-     * returned promise resolving means every job ran.
+     * Runs a batch; may report jobs done early with `finished(index into jobs)` and let the next batch start with
+     * `release()`; must settle nothing itself: the returned promise resolving means every job ran.
      */
-    private readonly run: (jobs: J[], finished: (i: number) => void) => Promise<void>,
+    private readonly run: (jobs: J[], finished: (i: number) => void, release: () => void) => Promise<void>,
   ) {}
 
   get limits(): Required<QueueOptions> {
@@ -245,7 +250,7 @@ export class BatchQueue<J extends QueueJob> {
    * maxWaitMs for company unless a full batch (rows or padded tokens) is already waiting.
    */
   private schedule(): void {
-    if (this.running) return;
+    if (this.busy()) return;
     const l = this.limits;
     const tokens = this.waiting.reduce((a, e) => a + e.job.tokens, 0);
     if (this.waiting.length >= l.maxBatchRows || tokens >= l.maxBatchTokens) return this.runNext();
@@ -274,13 +279,29 @@ export class BatchQueue<J extends QueueJob> {
     return picked;
   }
 
+  /** Whether a new batch must wait: one running has not released it, or two are in flight. */
+  private busy(): boolean {
+    return this.holding > 0 || this.running >= 2;
+  }
+
   private runNext(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (this.running || !this.waiting.length) return;
+    if (this.busy() || !this.waiting.length) return;
     const batch = this.form();
     for (const e of batch) e.state = 'running';
-    this.running = true;
+    this.running++;
+    this.holding++;
+    let holds = true;
+    const next = () => {
+      if (this.waiting.length) setImmediate(() => this.runNext()); // whatever arrived meanwhile goes next, at once
+    };
+    const release = () => {
+      if (!holds) return;
+      holds = false;
+      this.holding--;
+      next();
+    };
     const tokens = batch.reduce((a, e) => a + e.job.tokens, 0);
     const lengths = batch.map((e) => e.job.tokens);
     this.onBatch?.({ rows: batch.length, tokens, paddedTokens: batch.length * Math.max(...lengths), lengths });
@@ -292,7 +313,7 @@ export class BatchQueue<J extends QueueJob> {
       e.resolve();
       this.finish(e);
     };
-    void this.run(batch.map((e) => e.job), finished)
+    void this.run(batch.map((e) => e.job), finished, release)
       .then(
         () => {
           this.stats.batches++;
@@ -306,11 +327,12 @@ export class BatchQueue<J extends QueueJob> {
       )
       .finally(() => {
         for (const e of batch) this.finish(e);
-        this.running = false;
-        if (this.waiting.length) {
-          // Whatever arrived during the run goes next, at once (after pending I/O callbacks).
-          setImmediate(() => this.runNext());
+        this.running--;
+        if (holds) {
+          holds = false;
+          this.holding--;
         }
+        next();
         this.notifyIdle();
       });
   }

@@ -41,6 +41,8 @@ export const STALE_AFTER = 256;
 export interface SessionCacheOptions {
   device?: Device;
   threads?: number;
+  /** Intra-op threads of the sessions that take the base weights as inputs (sparse-diff groups); default `threads`. */
+  diffThreads?: number;
   /** Run onnxruntime in the shared worker thread (default true). */
   worker?: boolean;
   /** Most sessions kept (default 8). */
@@ -91,7 +93,8 @@ export class SessionCache {
     if (have) return have;
     this.evict();
     const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, kind));
-    const session = Session.create(graph.toBytes(), { device: this.options.device, threads: this.options.threads, worker: this.options.worker ?? true });
+    const threads = kind === 'init' ? this.options.threads : (this.options.diffThreads ?? this.options.threads);
+    const session = Session.create(graph.toBytes(), { device: this.options.device, threads, worker: this.options.worker ?? true });
     session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
     const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0 };
     this.sessions.set(key, entry);

@@ -98,6 +98,43 @@ describe('the queue itself', () => {
     expect(q.reserved).toEqual({ rows: 0, tokens: 0 });
   });
 
+  it('lets the next batch form and run beside one that released it, never more than two in flight; one that does not release holds the next until it ends', async () => {
+    type J = { tokens: number; group: string; id: string; releases: boolean };
+    const gates = new Map<string, () => void>();
+    const started: string[] = [];
+    const q = new BatchQueue<J>({ maxBatchRows: 1, maxWaitMs: 1 }, async (jobs, _finished, release) => {
+      const j = jobs[0];
+      started.push(j.id);
+      const gate = new Promise<void>((r) => gates.set(j.id, r));
+      if (j.releases) release();
+      await gate;
+    });
+    const open = async (id: string) => {
+      while (!gates.has(id)) await sleep(1);
+      gates.get(id)!();
+    };
+    q.reserve(5, 5);
+    const job = (id: string, releases: boolean) => q.push({ tokens: 1, group: 'g', id, releases });
+    const done = [job('A', true), job('B', true), job('C', false), job('D', false), job('E', false)];
+    await sleep(30);
+    expect(started).toEqual(['A', 'B']); // A released B; B released C, but two are in flight
+    await open('A');
+    await sleep(30);
+    expect(started).toEqual(['A', 'B', 'C']);
+    await open('B');
+    await sleep(30);
+    expect(started).toEqual(['A', 'B', 'C']); // C holds D: it never released
+    await open('C');
+    await sleep(30);
+    expect(started).toEqual(['A', 'B', 'C', 'D']);
+    await open('D');
+    await open('E');
+    await Promise.all(done);
+    expect(started).toEqual(['A', 'B', 'C', 'D', 'E']);
+    expect(q.reserved).toEqual({ rows: 0, tokens: 0 });
+    await q.idle();
+  });
+
   it('derives Retry-After from the measured drain rate', () => {
     const r = new DrainRate();
     expect(r.retryAfter(100, 0)).toBe(1); // nothing measured yet

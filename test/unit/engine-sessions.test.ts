@@ -363,6 +363,51 @@ it('posts every row group\'s run at once and hands each to onGroup as it finishe
   await engine.close();
 });
 
+it('onCoresFree: called once the runs left are single-thread sparse-diff groups (before they finish), never with diff groups on more threads', async () => {
+  const a = makeAdapterModule({ id: 'task/cf', base: info, preset: 'seq_bn', seed: 41 });
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const d = makeDiffModule({ id: 'task/cfd', base: info, targets, density: 0.2, method: 'lt-sft', seed: 42 });
+  const comps = ['task/cf@1.0.0', 'task/cfd@1.0.0', 'task/cf@1.0.0'];
+  const enc = await base.tokenizer.encodeBatch(comps.map((_, i) => `row ${i} here`));
+  const events = async (diffThreads: number, rows: number[]) => {
+    const engine = await Engine.create({ base, diffThreads });
+    for (const m of [a, d]) engine.addModule(parseManifest(m.manifest), m.tensors);
+    const plans = await Promise.all(rows.map(async (r) => (await engine.plan(comps[r]))[0]));
+    const sub = await base.tokenizer.encodeBatch(rows.map((r) => `row ${r} here`));
+    const seen: string[] = [];
+    await engine.forward(sub, plans, { hidden: true, onGroup: (g) => seen.push(`group ${g.map((j) => rows[j]).join(',')}`), onCoresFree: () => seen.push('free') });
+    await engine.close();
+    return seen;
+  };
+  expect(enc.batch).toBe(3);
+  expect(await events(1, [0, 1, 2])).toEqual(['group 0,2', 'free', 'group 1']);
+  expect(await events(1, [1])).toEqual(['free', 'group 1']); // nothing but a diff group: free at once
+  expect(await events(1, [0, 2])).toEqual(['group 0,2', 'free']);
+  expect(await events(2, [0, 1, 2])).toEqual(['group 0,2', 'group 1']);
+});
+
+it('builds sparse-diff groups\' sessions on one thread on a small base (diffThreads), the others on `threads`', async () => {
+  const d = makeDiffModule({ id: 'task/thr', base: info, targets: baseParamShapes(info).filter((t) => /layer\.0\..*dense\.weight$/.test(t.name)), density: 0.3, method: 'lt-sft', seed: 43 });
+  const made: (number | undefined)[] = [];
+  const realCreate = Session.create.bind(Session);
+  const spy = jest.spyOn(Session, 'create').mockImplementation((model, opts) => {
+    made.push(opts?.threads);
+    return realCreate(model, opts);
+  });
+  try {
+    for (const [opts, want] of [[{ threads: 2 }, [2, 1]], [{ threads: 2, diffThreads: 2 }, [2, 2]]] as const) {
+      made.length = 0;
+      const engine = await Engine.create({ base, ...opts });
+      engine.addModule(parseManifest(d.manifest), d.tensors);
+      await run(engine, 'task/thr@1.0.0');
+      expect(made).toEqual(want); // the bare session at create, then the diff group's
+      await engine.close();
+    }
+  } finally {
+    spy.mockRestore();
+  }
+});
+
 it("device 'cuda' without the CUDA provider fails with a hint on how to install it", async () => {
   await expect(Engine.create({ base, device: 'cuda' })).rejects.toThrow(/npm run install:cuda/);
 });
