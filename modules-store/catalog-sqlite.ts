@@ -169,7 +169,7 @@ export class SqliteCatalog implements Catalog {
     }
     try {
       await c.run('PRAGMA busy_timeout = 10000');
-      if (file !== ':memory:') await c.run('PRAGMA journal_mode = WAL');
+      if (file !== ':memory:') await c.walMode();
       await c.run('PRAGMA synchronous = FULL');
       await c.run('PRAGMA foreign_keys = ON');
       await c.migrate();
@@ -276,6 +276,24 @@ export class SqliteCatalog implements Catalog {
         throw e;
       }
     });
+  }
+
+  /**
+   * Switches the file to WAL. That needs the file to itself for a moment, and SQLite answers it with SQLITE_BUSY at
+   * once, past busy_timeout, while another connection opens the same new file (4 opens at once of a fresh catalog
+   * failed 33–41 times in 300): so it is retried, for up to busy_timeout's 10 s.
+   */
+  private async walMode(): Promise<void> {
+    const until = Date.now() + 10_000;
+    for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
+      try {
+        await this.run('PRAGMA journal_mode = WAL');
+        return;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() + wait > until) throw e;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   private async migrate(): Promise<void> {
