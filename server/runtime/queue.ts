@@ -279,6 +279,11 @@ export class BatchQueue<J extends QueueJob> {
     return picked;
   }
 
+  /** Whatever arrived meanwhile goes next, at once (after pending I/O callbacks). */
+  private runSoon(): void {
+    if (this.waiting.length) setImmediate(() => this.runNext());
+  }
+
   /** Whether a new batch must wait: one running has not released it, or two are in flight. */
   private busy(): boolean {
     return this.holding > 0 || this.running >= 2;
@@ -293,14 +298,14 @@ export class BatchQueue<J extends QueueJob> {
     this.running++;
     this.holding++;
     let holds = true;
-    const next = () => {
-      if (this.waiting.length) setImmediate(() => this.runNext()); // whatever arrived meanwhile goes next, at once
-    };
-    const release = () => {
+    const letGo = () => {
       if (!holds) return;
       holds = false;
       this.holding--;
-      next();
+    };
+    const release = () => {
+      letGo();
+      this.runSoon();
     };
     const tokens = batch.reduce((a, e) => a + e.job.tokens, 0);
     const lengths = batch.map((e) => e.job.tokens);
@@ -328,11 +333,8 @@ export class BatchQueue<J extends QueueJob> {
       .finally(() => {
         for (const e of batch) this.finish(e);
         this.running--;
-        if (holds) {
-          holds = false;
-          this.holding--;
-        }
-        next();
+        letGo();
+        this.runSoon();
         this.notifyIdle();
       });
   }
