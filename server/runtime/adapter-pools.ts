@@ -137,19 +137,7 @@ function adapterEntry(w: AdapterSiteWeights | undefined, D: number, R: number): 
     lna_g: new Float32Array(D),
     lna_b: new Float32Array(D),
   };
-  if (!w) return e;
-  for (let d = 0; d < D; d++) e.down_w.set(w.downT.subarray(d * w.r, (d + 1) * w.r), d * R);
-  e.down_b.set(w.downB);
-  e.up_w.set(w.upT); // rows r..R stay zero
-  e.up_b.set(w.upB);
-  if (w.lnBefore) {
-    e.lnb_g.set(w.lnBefore.g);
-    e.lnb_b.set(w.lnBefore.b);
-  }
-  if (w.lnAfter) {
-    e.lna_g.set(w.lnAfter.g);
-    e.lna_b.set(w.lnAfter.b);
-  }
+  if (w) writeAdapterEntry({ slot: 0, part: (name) => e[name] }, 0, w, D, R);
   return e;
 }
 
