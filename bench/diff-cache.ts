@@ -8,7 +8,8 @@
  *
  * Printed per budget: copies made and sets (re)built per 1000 diff-group runs, the share of runs fed a copy, and
  * what that costs per run with the costs measured at BERT-base on the 2-core VM (README, Performance): a run on a
- * copy 38 ms, on an overwrite 91 ms (+ the two passes over 850k non-zeros), making a copy 130 ms and building a
+ * copy 38 ms, on an overwrite 56 ms (+ two write passes over 850k non-zeros; 91 ms while the worker read them back
+ * on every run, before its first run kept what it read), making a copy 130 ms and building a
  * set's non-zeros 7 ms of main thread. What the bench sees comes from the feeds alone (a feed with an overwrite,
  * a new array of indices), so the same file replays an older DiffWeights for an A/B. It replays the rule for copies
  * made on the calling thread (from a set's 4th run while memory is free); serve's worker starts a set's copy after
@@ -38,7 +39,7 @@ const BUDGETS: [string, number][] = [
   ['6000 MB', 6000 / 340],
 ];
 /** Measured at BERT-base (ms): a run on a copy, on an overwrite, making a copy, building a set's non-zeros. */
-const COST = { copy: 38, overwrite: 91, copyMade: 130, built: 7 };
+const COST = { copy: 38, overwrite: 56, copyMade: 130, built: 7 };
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-bench-diff-cache-'));

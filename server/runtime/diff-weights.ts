@@ -2,10 +2,11 @@
  * Sparse diffs as weights: the `w.<name>` feeds of the "weights as inputs" session a row group with sparse diffs
  * runs on. Encoder Linear weights (SPARSE) are fed as the base's own arrays plus the set's non-zeros as a sparse
  * overwrite (HostTensor.overwrite: the session worker adds them in place for the run and restores the base after),
- * so a diff set costs 8 bytes per non-zero, not a dense θ₀+δ of every matrix it touches (340 MB per LT-SFT set at
- * 1% on BERT-base: a 2 GiB cache held six, and traffic over more sets materialised one per batch). While memory
- * allows, or for a set that keeps coming back, the sparse tensors get a copy after all (PROMOTE_USES: an overwrite
- * costs two passes per run), which the session worker makes between runs. Other touched
+ * so a diff set costs 8 bytes per non-zero here (and 12 in the worker, which keeps the values it reads and writes),
+ * not a dense θ₀+δ of every matrix it touches (340 MB per LT-SFT set at 1% on BERT-base: a 2 GiB cache held six,
+ * and traffic over more sets materialised one per batch). While memory allows, or for a set that keeps coming
+ * back, the sparse tensors get a copy after all (PROMOTE_USES: an overwrite costs two passes per run), which the
+ * session worker makes between runs. Other touched
  * tensors (LayerNorms, biases, embeddings, the MLM head) are materialised θ₀+Σδ, which pools also read
  * (`effective`). Both are kept per diff set in a byte-bounded LRU. An untouched tensor is fed under the base's share
  * key, so the session worker holds each base array once however many diff sets run (README, Design decisions: sparse diffs).
@@ -44,8 +45,9 @@ const MAX_SPARSE_DENSITY = 0.25;
  * are evicted, least recently used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays
  * sparse.
  * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
- * (`bench:serve --cold-only`); a run after that 88 ms sparse against 39 ms dense (two passes over 850k non-zeros,
- * cache misses mostly); making a copy 130–350 ms (CPU profiles of bench:serve, when the main thread made them).
+ * (`bench:serve --cold-only`); a run after that ~18 ms more sparse than dense (two write passes over 850k non-zeros,
+ * cache misses mostly; 88 against 39 ms while each run read them back, `npm run bench:diff-groups`); making a copy
+ * 130–350 ms (CPU profiles of bench:serve, when the main thread made them).
  * The rule this replaced (a copy once a set ran 4 times within 64 runs, room made by LRU eviction) let popular sets
  * evict one another's copies and the long tail's non-zeros: `npm run bench:diff-cache` (bench:serve's traffic
  * through this class) with the budget of `--diff-memory-mb 1000` at BERT-base made 43 copies and 546 set builds per

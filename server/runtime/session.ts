@@ -218,21 +218,37 @@ function grow(f) {
   shared.set(f.key, t);
   return t;
 }
-// Sparse overwrites are added to shared arrays in place for one run and undone after it (in reverse, so a
-// repeated index gets its original value back); runs are chained so no other run sees a patched array.
+// Sparse overwrites are written into shared arrays in place for one run and undone after it; runs are chained, so
+// no other run (nor a copy being derived) sees a patched array. A set's first run adds its deltas in order and keeps
+// what it read and wrote at every index (orig, values: a repeated index's last write holds the sum, and undoing in
+// reverse leaves its first read); its later runs only write. Reading scattered non-zeros is the slow part: at
+// BERT-base (850k non-zeros over 340 MB) a pass that reads took 35-50 ms, one that only writes 10-14 ms.
 function overwrite(t, o) {
   const ow = shared.get(o.key);
   if (!ow) throw new Error('sparse overwrite ' + o.key + ' is not in the worker');
   const d = t.data;
   const idx = ow.indices;
-  const delta = ow.deltas;
-  const saved = new Float32Array(idx.length);
-  for (let i = 0; i < idx.length; i++) {
-    saved[i] = d[idx[i]];
-    d[idx[i]] += delta[i];
+  if (!ow.values) {
+    const orig = new Float32Array(idx.length);
+    const values = new Float32Array(idx.length);
+    const delta = ow.deltas;
+    for (let i = 0; i < idx.length; i++) {
+      const j = idx[i];
+      orig[i] = d[j];
+      const v = d[j] + delta[i];
+      d[j] = v;
+      values[i] = v;
+    }
+    ow.orig = orig;
+    ow.values = values;
+    ow.deltas = undefined; // the values say it all from now on (a derived copy writes them too)
+  } else {
+    const values = ow.values;
+    for (let i = 0; i < idx.length; i++) d[idx[i]] = values[i];
   }
+  const orig = ow.orig;
   return () => {
-    for (let i = idx.length - 1; i >= 0; i--) d[idx[i]] = saved[i];
+    for (let i = idx.length - 1; i >= 0; i--) d[idx[i]] = orig[i];
   };
 }
 // Derived arrays (a diff set's copy θ₀+Σδ: a shared array with a sparse overwrite added) are made in the
@@ -283,17 +299,19 @@ function advance(job) {
     it.data.set(from.data.subarray(it.pos, end), it.pos);
     it.pos = end;
   } else {
-    // then the deltas, in order (an index may repeat)
+    // then the non-zeros, in order (an index may repeat): the values a run wrote, or the deltas before any run did
     const k = it.pos - n;
     const end = Math.min(ow.indices.length, k + STEP);
-    for (let i = k; i < end; i++) it.data[ow.indices[i]] += ow.deltas[i];
+    if (ow.values) for (let i = k; i < end; i++) it.data[ow.indices[i]] = ow.values[i];
+    else for (let i = k; i < end; i++) it.data[ow.indices[i]] += ow.deltas[i];
     it.pos = n + end;
     if (end === ow.indices.length) job.at++;
   }
   return job.at === job.items.length;
 }
 let runs = Promise.resolve();
-async function run(m) {
+/** Runs m and posts its outputs; a sparse overwrite is undone after the posting (the caller need not wait for it). */
+async function runAndPost(m) {
   const feeds = {};
   const undo = [];
   // kept first: the caller counts them as held from now on, even if this run fails
@@ -304,7 +322,15 @@ async function run(m) {
       feeds[name] = f.patches ? patch(f) : tensor(f);
       if (f.ow) undo.push(overwrite(feeds[name], f.ow));
     }
-    return await sessions.get(m.id).run(feeds, m.outputs);
+    const res = await sessions.get(m.id).run(feeds, m.outputs);
+    const outputs = {};
+    const transfer = [];
+    for (const name of m.outputs) {
+      const t = res[name];
+      outputs[name] = { type: t.type, dims: t.dims, data: t.data };
+      transfer.push(t.data.buffer);
+    }
+    parentPort.postMessage({ seq: m.seq, outputs }, transfer);
   } finally {
     for (const u of undo.reverse()) u();
   }
@@ -318,15 +344,7 @@ parentPort.on('message', async (m) => {
       sessions.set(m.id, s);
       parentPort.postMessage({ seq: m.seq, inputNames: s.inputNames, outputNames: s.outputNames });
     } else if (m.type === 'run') {
-      const res = await (runs = runs.catch(() => undefined).then(() => run(m)));
-      const outputs = {};
-      const transfer = [];
-      for (const name of m.outputs) {
-        const t = res[name];
-        outputs[name] = { type: t.type, dims: t.dims, data: t.data };
-        transfer.push(t.data.buffer);
-      }
-      parentPort.postMessage({ seq: m.seq, outputs }, transfer);
+      await (runs = runs.catch(() => undefined).then(() => runAndPost(m)));
     } else if (m.type === 'derive') {
       jobs.push({ seq: m.seq, items: m.items, at: 0 });
     } else if (m.type === 'release') {

@@ -123,7 +123,7 @@ it('a refused run takes nothing: no pending updates are consumed and no key coun
   }
 });
 
-it('adds a sparse overwrite to a shared feed for one run only, on a worker and on the main thread alike', async () => {
+it('adds a sparse overwrite to a shared feed for one run only, every run, on a worker and on the main thread alike', async () => {
   // index 1 repeats: its deltas add up in order, and the base value comes back after the run
   const overwrite = { key: 'ow:set:w', indices: Int32Array.from([1, 4, 1]), deltas: Float32Array.from([0.25, -1, 0.5]) };
   const patched = w1.slice();
@@ -137,7 +137,10 @@ it('adds a sparse overwrite to a shared feed for one run only, on a worker and o
     const shared: HostTensor = { type: 'float32', dims: [3, 2], data: base, shareKey: `ow:base:${worker}` };
     expect(await run({ ...shared, overwrite })).toEqual(expected);
     expect(await run(shared)).toEqual(plain); // restored
-    expect(await run({ ...shared, overwrite })).toEqual(expected); // the pair is held by key now
+    // the pair is held by key now (on the worker, a later run writes the values the first one kept, and undoes them)
+    expect(await run({ ...shared, overwrite })).toEqual(expected);
+    expect(await run(shared)).toEqual(plain);
+    expect(await run({ ...shared, overwrite })).toEqual(expected);
     expect(Array.from(base)).toEqual(Array.from(w1)); // the caller's array is never written
     if (worker) {
       expect(Session.workerHolds('ow:set:w')).toBe(true);
