@@ -3,7 +3,7 @@
  * the engine's own DiffWeights, no onnxruntime. 1000 modules by Zipf(1) popularity, rank i an LT-SFT set (1% of the
  * encoder's Linear weights) when i % 8 = 7 as in bench:serve (125 sets); batches of 32 rows; each distinct set of
  * a batch is one diff-group run, fed in order. The base is tiny, so that a copy and a set's non-zeros keep
- * BERT-base's proportions (a copy 340 MB, non-zeros 6.8 MB: 2%), and the budgets are given in copies: serve's
+ * BERT-base's proportions (a copy 340 MB, non-zeros 10.2 MB as the worker holds them: 3%), and the budgets are given in copies: serve's
  * `--diff-memory-mb` 1000 / 2048 / 6000 at BERT-base hold 2.9 / 6.0 / 17.6 copies.
  *
  * Printed per budget: copies made and sets (re)built per 1000 diff-group runs, the share of runs fed a copy, and

@@ -303,11 +303,15 @@ export class DiffWeights {
     return bytes;
   }
 
-  /** Bytes a set holds (from the base's shapes: tensors moved to the worker are detached here). */
+  /**
+   * Bytes a set holds (from the base's shapes: tensors moved to the worker are detached here). Non-zeros count as
+   * the worker holds them once they ran, 12 bytes each (indices, the values a run writes, those it restores); here
+   * a one-module set's are the module's own arrays (a sum's concatenation, 8 bytes more, is not counted).
+   */
   private sizeOf(w: SetWeights): number {
     let b = w.copy ? this.copyBytes(w) : 0;
     for (const name of w.dense.keys()) b += this.params.get(name)!.data.byteLength;
-    for (const x of w.sparse.values()) b += x.indices.byteLength + x.deltas.byteLength;
+    for (const x of w.sparse.values()) b += 3 * x.indices.byteLength;
     return Math.max(1, b);
   }
 
