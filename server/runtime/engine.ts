@@ -200,13 +200,22 @@ export class Engine {
     return chooseVariant(this.base.config.numLayers, plans, !!opts.mlm);
   }
 
+  /**
+   * Which of a batch's runs a row of this plan joins: '' for the batch's shared run, else a key that the rows of
+   * one run of their own share (a sparse-diff set's; with `splitCompositions`, every composition's).
+   */
+  groupKey(plan: RowPlan): string {
+    const p = rowBiasPlan(plan);
+    return this.options.splitCompositions ? `${p.key}#${p.head?.key ?? ''}#${p.mlmHead?.key ?? ''}` : diffSetKey(p.diffs);
+  }
+
   /** Runs a tokenised batch; `plans[i]` is row i's composition. Rows with different diff sets run as groups. */
   async forward(batch: EncodedBatch, plans: RowPlan[], opts: ForwardOptions = {}): Promise<RowOutput[]> {
     if (plans.length !== batch.batch) throw new RangeError(`'plans' has ${plans.length} entries for a batch of ${batch.batch} rows`);
     plans = plans.map(rowBiasPlan);
     const groups = new Map<string, number[]>();
     plans.forEach((p, i) => {
-      const key = this.options.splitCompositions ? `${p.key}#${p.head?.key ?? ''}#${p.mlmHead?.key ?? ''}` : diffSetKey(p.diffs);
+      const key = this.groupKey(p);
       const g = groups.get(key);
       if (g) g.push(i);
       else groups.set(key, [i]);

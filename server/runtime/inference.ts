@@ -245,7 +245,10 @@ export class InferenceService {
       // 'auto' answers with the head's prediction; branches without a classification head give an embedding.
       const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head || p.head.weights.config.type === 'masked_lm'));
       const jobs: Job[] = req.inputs.flatMap((_, row) =>
-        plans.map((plan) => ({ enc, row, plan, wantHidden, wantMlm, tokens: enc.lengths[row], group: `${wantHidden}:${wantMlm}`, signal: ctl.signal, enqueued: process.hrtime.bigint() })),
+        plans.map((plan) => {
+          const affinity = this.engine.groupKey(plan) || undefined; // a sparse-diff set's rows share a run of their own
+          return { enc, row, plan, wantHidden, wantMlm, tokens: enc.lengths[row], group: `${wantHidden}:${wantMlm}`, affinity, signal: ctl.signal, enqueued: process.hrtime.bigint() };
+        }),
       );
       // Admission after tokenisation, in rows and tokens, reserved in the same step as the check.
       try {

@@ -8,7 +8,10 @@
  *    promise rejects with the abort reason at once, and its capacity is released when it leaves the queue (or
  *    when the batch it is in ends).
  *  - Batches: the oldest job's group (jobs that need the same engine outputs), its neighbours by token length
- *    (so rows of one batch pad little), within `maxBatchRows` rows and `maxBatchTokens` padded tokens.
+ *    (so rows of one batch pad little), within `maxBatchRows` rows and `maxBatchTokens` padded tokens. Rows that
+ *    share an affinity with a row of the batch (the engine runs a sparse-diff set's rows as one run of their own,
+ *    whatever their number) come in ahead of length neighbours that have none: each such row joins a run the batch
+ *    makes anyway instead of making one of its own in a later batch.
  *  - A batch's runner may finish jobs before the whole batch is done (`finished(i)`): the engine runs a batch as
  *    row groups one after another, and rows of an early group need not wait for the later ones.
  *  - It may also let the next batch start before it ends (`release()`): once what is left of it leaves a core free
@@ -75,6 +78,8 @@ export interface QueueJob {
   tokens: number;
   /** Jobs batch only with jobs of the same group (e.g. the engine outputs they need). */
   group: string;
+  /** Jobs with the same affinity are cheaper in one batch than apart (they share a run); none: no such run. */
+  affinity?: string;
   signal?: AbortSignal;
 }
 
@@ -273,7 +278,7 @@ export class BatchQueue<J extends QueueJob> {
       if (up <= down) hi++;
       else lo--;
     }
-    const picked = same.slice(lo, hi + 1);
+    const picked = withAffinity(same.slice(lo, hi + 1), same, anchor, fits);
     const set = new Set(picked);
     this.waiting = this.waiting.filter((e) => !set.has(e));
     return picked;
@@ -338,4 +343,35 @@ export class BatchQueue<J extends QueueJob> {
         this.notifyIdle();
       });
   }
+}
+
+/**
+ * `picked` with the waiting rows (`same`, oldest first among equals) that share an affinity with one of its rows:
+ * each is added while the budget allows, else takes the place of the picked row without an affinity farthest in
+ * length from the anchor, if the padded-token budget still holds.
+ */
+function withAffinity<E extends { job: QueueJob; enqueued: number }>(picked: E[], same: E[], anchor: E, fits: (n: number, longest: number) => boolean): E[] {
+  const keys = new Set(picked.map((e) => e.job.affinity).filter((a) => a !== undefined));
+  if (!keys.size) return picked;
+  const inBatch = new Set(picked);
+  const extra = same.filter((e) => !inBatch.has(e) && e.job.affinity !== undefined && keys.has(e.job.affinity)).sort((a, b) => a.enqueued - b.enqueued);
+  if (!extra.length) return picked;
+  const dist = (e: E) => Math.abs(e.job.tokens - anchor.job.tokens);
+  const spare = picked.filter((e) => e !== anchor && e.job.affinity === undefined).sort((a, b) => dist(b) - dist(a));
+  let rows = picked;
+  const longest = (xs: E[]) => Math.max(...xs.map((e) => e.job.tokens));
+  for (const e of extra) {
+    if (fits(rows.length + 1, Math.max(longest(rows), e.job.tokens))) {
+      rows = [...rows, e];
+      continue;
+    }
+    const out = spare.find((s) => {
+      const next = rows.filter((r) => r !== s);
+      return fits(rows.length, Math.max(longest(next), e.job.tokens));
+    });
+    if (!out) continue;
+    spare.splice(spare.indexOf(out), 1);
+    rows = [...rows.filter((r) => r !== out), e];
+  }
+  return rows;
 }

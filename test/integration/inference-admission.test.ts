@@ -135,6 +135,39 @@ describe('the queue itself', () => {
     await q.idle();
   });
 
+  it("takes rows that share an affinity with the batch (a sparse-diff set's run) ahead of length neighbours without one, within the budgets", async () => {
+    type J = { tokens: number; group: string; id: string; affinity?: string };
+    const formed = async (maxBatchTokens: number) => {
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const batches: string[][] = [];
+      const q = new BatchQueue<J>({ maxBatchRows: 4, maxBatchTokens, maxWaitMs: 1 }, async (jobs) => {
+        batches.push(jobs.map((j) => j.id));
+        if (jobs[0].id === 'X') await gate; // the others queue meanwhile
+      });
+      const rows: J[] = [
+        { id: 'A', tokens: 10, group: 'g', affinity: 's' }, // the oldest: the next batch's anchor
+        { id: 'n1', tokens: 11, group: 'g' },
+        { id: 'n2', tokens: 12, group: 'g' },
+        { id: 'n3', tokens: 13, group: 'g' },
+        { id: 'F', tokens: 30, group: 'g', affinity: 's' }, // far in length, but A's run
+        { id: 'O', tokens: 9, group: 'g', affinity: 't' },
+        { id: 'H', tokens: 10, group: 'h', affinity: 's' }, // another group: never in g's batches
+      ];
+      q.reserve(rows.length + 1, 1000);
+      const done = [q.push({ id: 'X', tokens: 1, group: 'g' })];
+      await sleep(10);
+      for (const r of rows) done.push(q.push(r));
+      open();
+      await Promise.all(done);
+      return batches.map((b) => [...b].sort());
+    };
+    // By length alone: A, n1, O, n2. F (A's set) takes the place of n2, the neighbour farthest from A.
+    expect((await formed(4 * 30))[1]).toEqual(['A', 'F', 'O', 'n1']);
+    // Unless the padded-token budget would not hold it (4 x 30 > 52): then length decides.
+    expect((await formed(4 * 13))[1]).toEqual(['A', 'O', 'n1', 'n2']);
+  });
+
   it('derives Retry-After from the measured drain rate', () => {
     const r = new DrainRate();
     expect(r.retryAfter(100, 0)).toBe(1); // nothing measured yet

@@ -16,7 +16,7 @@ import { parseManifest } from '../../modules-store/manifest';
 import { Session, overwritten } from '../../server/runtime/session';
 import { BaseParams } from '../../server/runtime/base-params';
 import { DiffWeights } from '../../server/runtime/diff-weights';
-import { baseParamShapes, makeAdapterModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
 
 let base: Base;
 let info: BaseInfo;
@@ -472,4 +472,27 @@ it('splitCompositions runs each composition of a batch as its own group, with th
   });
   await mixed.close();
   await split.close();
+});
+
+it("groupKey names the run a row joins: the batch's shared one ('') for adapters, LoRA and BitFit, a set's own for an LT-SFT diff (the queue's affinity)", async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const mods = [
+    makeAdapterModule({ id: 'task/gk-a', base: info, preset: 'seq_bn', seed: 81 }),
+    makeLoraModule({ id: 'task/gk-l', base: info, seed: 82 }),
+    makeBitfitModule({ id: 'sft/gk-b', base: info, seed: 83 }),
+    makeDiffModule({ id: 'sft/gk-s', base: info, targets, density: 0.05, method: 'lt-sft', seed: 84 }),
+    makeDiffModule({ id: 'sft/gk-t', base: info, targets, density: 0.05, method: 'lt-sft', seed: 85 }),
+  ];
+  for (const split of [false, true]) {
+    const engine = await Engine.create({ base, splitCompositions: split });
+    for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+    const key = async (comp: unknown) => engine.groupKey((await engine.plan(comp))[0]);
+    const keys = await Promise.all(['task/gk-a@1.0.0', 'task/gk-l@1.0.0', 'sft/gk-b@1.0.0', 'sft/gk-s@1.0.0', { stack: ['sft/gk-s@1.0.0', 'task/gk-a@1.0.0'] }, 'sft/gk-t@1.0.0'].map(key));
+    if (!split) expect(keys.map((k) => k === '')).toEqual([true, true, true, false, false, false]);
+    // the same set, with or without an adapter, is one run; another set is another
+    if (!split) expect(keys[3]).toBe(keys[4]);
+    expect(new Set(keys.slice(3)).size).toBe(split ? 3 : 2);
+    if (split) expect(keys.every((k) => k !== '')).toBe(true); // every composition is a run of its own
+    await engine.close();
+  }
 });
