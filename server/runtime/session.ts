@@ -234,10 +234,9 @@ function overwrite(t, o) {
     const delta = ow.deltas;
     for (let i = 0; i < idx.length; i++) {
       const j = idx[i];
-      orig[i] = d[j];
-      const v = d[j] + delta[i];
-      d[j] = v;
-      values[i] = v;
+      const old = d[j];
+      orig[i] = old;
+      d[j] = values[i] = old + delta[i];
     }
     ow.orig = orig;
     ow.values = values;
