@@ -8,7 +8,7 @@
  * non-zeros written into the base's arrays for each run and undone after it). The bare base (prepacked weights) runs
  * the same rows for reference. Interleaved rounds, median ms per run.
  *
- *   npm run build:bench && node dist-bench/bench/diff-groups.js [--shape small|bert-base] [--rounds R]     (~4 min at BERT-base, 5 rounds)
+ *   npm run build:bench && node dist-bench/bench/diff-groups.js [--shape small|bert-base] [--rounds R]     (~6 min at BERT-base, 7 rounds)
  */
 import * as fs from 'fs';
 import * as os from 'os';
