@@ -19,7 +19,7 @@ export { SITES, ACTIVATIONS, ADAPTER_FLAGS, type Site, type Activation, type Ada
 export { LORA_TARGETS, type LoraTarget } from '../../modules-store/kinds/lora';
 export { IA3_TARGETS, type Ia3Target } from '../../modules-store/kinds/ia3';
 import type { Activation, AdapterFlag, Site } from '../../modules-store/kinds/bottleneck';
-import { ACTIVATIONS } from '../../modules-store/kinds/bottleneck';
+import { ACTIVATIONS, SITES } from '../../modules-store/kinds/bottleneck';
 import type { LoraTarget } from '../../modules-store/kinds/lora';
 /** 'off': 0 for every row (op omitted); 'on': 1 for every row (no mixing); 'mixed': fed per row. */
 export type FlagMode = 'off' | 'on' | 'mixed';
@@ -157,7 +157,30 @@ export const POOL = {
   head: (part: string) => `head.${part}`,
   /** Bias-only diffs: per-row pool [P, 1, n] of one parameter (Linear: b + Σδ; LayerNorm shift: Σδ), and the row index [B]. */
   rowBias: (name: string) => `bias.${name}`,
+  /** A gated graph's bool scalar: whether the batch runs a per-row feature at all (gateValues). */
+  gate: (feature: string) => `gate.${feature}`,
 };
+
+/**
+ * The gates of a graph built with `gates` for `session`, and their values for a batch whose own variant is `rows`:
+ * each per-row feature of a mixed graph (a stack slot at a site, a LoRA target, the invertible adapter) runs inside
+ * an ONNX If that is open only when some row uses it. A mixed graph serves every batch it covers (the session
+ * cache's envelope), and a batch of a few rows mostly needs a part of it: a lone adapter row on the envelope of
+ * adapters, LoRA and MAD-X stacks skips the second slot, LoRA and the invertible adapter. Skipped parts are exact
+ * identities for the batch's rows (empty slots, zero LoRA factors), so the outputs are the same bit for bit.
+ * Row biases stay ungated: their per-linear gather costs about what an If does.
+ */
+export function gateValues(session: Variant, rows: Variant): Record<string, boolean> {
+  const out: Record<string, boolean> = {};
+  for (const site of SITES) {
+    const sv = session.sites[site];
+    if (!sv || sv.uniform) continue;
+    for (let s = 0; s < sv.slots; s++) out[POOL.gate(`${site}.${s}`)] = (rows.sites[site]?.slots ?? 0) > s;
+  }
+  if (!session.loraUniform) for (const t of session.lora) out[POOL.gate(`lora.${t}`)] = rows.lora.includes(t);
+  if (session.invertible && !session.invUniform) out[POOL.gate('inv')] = rows.invertible;
+  return out;
+}
 
 /** nn.LayerNorm's default epsilon, used by AdapterHub's adapter LayerNorms. */
 const ADAPTER_LN_EPS = 1e-5;
@@ -167,11 +190,16 @@ export interface EncoderGraph {
   variant: Variant;
 }
 
+export interface EncoderGraphOptions {
+  /** Run the mixed graph's per-row features inside Ifs on gate inputs (gateValues); serving only, autodiff has no If. */
+  gates?: boolean;
+}
+
 /** Builds the encoder graph for one variant. */
-export function buildEncoderGraph(config: BaseConfig, variant: Variant, params: (g: GraphBuilder) => ParamProvider, name = 'modhub-encoder'): EncoderGraph {
+export function buildEncoderGraph(config: BaseConfig, variant: Variant, params: (g: GraphBuilder) => ParamProvider, name = 'modhub-encoder', options: EncoderGraphOptions = {}): EncoderGraph {
   const g = new GraphBuilder(name);
   const p = params(g);
-  new EncoderEmitter(g, config, variant, p).emit();
+  new EncoderEmitter(g, config, variant, p, !!options.gates).emit();
   return { graph: g, variant };
 }
 
@@ -183,13 +211,16 @@ class EncoderEmitter {
   private one!: Value;
   private ones: Value | null = null;
   private hiddenShape: Value | null = null;
-  private readonly flagCache = new Map<string, Value>();
+  /** Values built once per graph (flags, row indices); a branch starts from a copy, so none leaks out of it. */
+  private flagCache = new Map<string, Value>();
 
   constructor(
-    private readonly g: GraphBuilder,
+    /** The builder nodes go to: the graph's, or an If branch's while `gated` builds one. */
+    private g: GraphBuilder,
     private readonly cfg: BaseConfig,
     private readonly v: Variant,
     private readonly p: ParamProvider,
+    private readonly gates: boolean,
   ) {
     this.D = cfg.hiddenSize;
     this.H = cfg.numHeads;
@@ -209,7 +240,10 @@ class EncoderEmitter {
       x = g.add(x, g.gather(this.p.tensor('embeddings.token_type'), tt));
     }
     x = this.shifted(g.layerNorm(x, this.p.tensor('embeddings.ln.weight'), this.p.tensor('embeddings.ln.bias'), this.eps), 'embeddings.ln.bias');
-    if (v.invertible) x = this.invertible(x, false);
+    if (v.invertible) {
+      const e = x;
+      x = v.invUniform ? this.invertible(e, false) : this.gated('inv', () => this.invertible(e, false), () => e);
+    }
 
     // Additive attention mask [B,1,1,T]: 0 for tokens, a large negative for padding (HF uses dtype min).
     const neg = g.mul(g.sub(this.one, mask), g.constFloat(-3.4028234663852886e38));
@@ -233,7 +267,10 @@ class EncoderEmitter {
     const W = `layers.${l}.${stem}`;
     const xW = this.p.product ? this.p.product(x, W) : g.matmul(x, this.p.linearT(W));
     let y = g.add(xW, this.v.rowBias ? this.rowBias(bias) : this.p.tensor(bias));
-    if (target && this.v.lora.includes(target)) y = g.add(y, this.loraDelta(x, l, target));
+    if (target && this.v.lora.includes(target)) {
+      const base = y;
+      y = this.v.loraUniform ? g.add(base, this.loraDelta(x, l, target)) : this.gated(`lora.${target}`, () => this.g.add(base, this.loraDelta(x, l, target)), () => base);
+    }
     if (ia3 === 'output') y = g.mul(y, this.ia3Scale(l, target!));
     return y;
   }
@@ -315,6 +352,31 @@ class EncoderEmitter {
     }
   }
 
+  /**
+   * `run()` inside an If on the gate of `feature` (POOL.gate, fed by gateValues), `skip()` when it is closed; inline
+   * when the graph is not gated. Both build with `this.g` set to their branch (closures must use `this.g`).
+   */
+  private gated(feature: string, run: () => Value, skip: () => Value): Value {
+    if (!this.gates) return run();
+    const outer = this.g;
+    const name = POOL.gate(feature);
+    const cond = outer.inputs.find((i) => i.name === name) ?? outer.input(name, 'bool', []);
+    const inBranch = (fn: () => Value) => (b: GraphBuilder) => {
+      const saved = { cache: this.flagCache, ones: this.ones, shape: this.hiddenShape };
+      this.g = b;
+      this.flagCache = new Map(saved.cache);
+      try {
+        return [fn()];
+      } finally {
+        this.g = outer;
+        this.flagCache = saved.cache;
+        this.ones = saved.ones;
+        this.hiddenShape = saved.shape;
+      }
+    };
+    return outer.ifElse(cond, inBranch(run), inBranch(skip))[0];
+  }
+
   // ---- pools and per-row indices ---------------------------------------------------------------------
   private poolInput(name: string, shape: (string | number)[]): Value {
     // Symbolic pool dims differ between pools (P, R per site), so each is declared unknown.
@@ -371,19 +433,20 @@ class EncoderEmitter {
 
   // ---- bottleneck adapter site (AdapterHub semantics, see docs/module-format.md) ------------------------
   private site(site: Site, l: number, h: Value, x: Value, lnStem: string): Value {
-    const { g } = this;
     const sv = this.v.sites[site];
     const lnW = this.p.tensor(`${lnStem}.weight`);
     const lnB = this.p.tensor(`${lnStem}.bias`);
-    const siteLn = (t: Value) => g.layerNorm(g.add(t, x), lnW, lnB, this.eps);
+    // this.g, not g: a gated slot calls it inside its If branch
+    const siteLn = (t: Value) => this.g.layerNorm(this.g.add(t, x), lnW, lnB, this.eps);
     if (!sv) return siteLn(h);
     if (carriesSum(sv)) return this.carriedSite(site, sv, l, h, x, lnW, lnB);
     let cur = h;
     let fuseQuery: Value | null = null;
     let fuseResidual: Value | null = null;
     for (let s = 0; s < sv.slots; s++) {
-      const step = this.adapterSlot(site, sv, l, s, cur, x, h, siteLn);
-      cur = step.out;
+      const prev = cur;
+      const step = () => this.adapterSlot(site, sv, l, s, prev, x, h, siteLn).out;
+      cur = sv.uniform ? step() : this.gated(`${site}.${s}`, step, () => prev);
     }
     if (sv.fuse > 0) {
       // AdapterFusion after the stack: query = hidden after the pre-step, residual = adapter residual.
@@ -408,7 +471,7 @@ class EncoderEmitter {
    *    [act, 1]·[Wu; bu] + z.
    */
   private carriedSite(site: Site, sv: SiteVariant, l: number, h: Value, x: Value, lnW: Value, lnB: Value): Value {
-    const { g, D } = this;
+    const { g } = this;
     const layerNorm = (t: Value) => g.layerNorm(t, lnW, lnB, this.eps);
     // Uniform slots run on the flattened rows [B*T, D] (plain GEMMs, one reshape per site); per-row pools need
     // the batch axis for their batched products.
@@ -417,28 +480,35 @@ class EncoderEmitter {
     const xs = () => (rows ? (flatX ??= g.flatten(x, 2)) : x);
     let z = rows ? g.flatten(g.add(h, x), 2) : g.add(h, x);
     for (let s = 0; s < sv.slots; s++) {
-      const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
-      const folded = foldedSlot(sv, s);
-      if (folded) {
-        // weights folded by the engine (foldedSlot), centring included
-        const act = this.slotActivation(site, sv, l, s, foldedSlotDown(g, z, p('down_wf', [D, '?']), p('down_bf', [1, '?']), this.eps));
-        z = g.gemm(folded.biasColumn ? act : g.concat([act, this.onesColumn(z)], 1), p('up_wb', ['?', D]), { c: z });
-        continue;
-      }
-      let up: Value;
-      if (sv.flags.lnBefore === 'off') {
-        const act = this.slotActivation(site, sv, l, s, this.layerNormDown(z, lnW, lnB, p('down_w', [D, 'R']), p('down_b', [1, 'R'])));
-        up = g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
-      } else {
-        up = this.bottleneck(site, sv, l, s, layerNorm(z), xs());
-      }
-      const lnAfter = () => this.rowLayerNorm(up, p('lna_g', [1, D]), p('lna_b', [1, D]));
-      z = g.add(z, this.mix(sv.flags.lnAfter, () => this.flag(site, 'lnAfter', l, s), lnAfter, up));
+      const prev = z;
+      const step = () => this.carriedSlot(site, sv, l, s, prev, lnW, lnB, xs());
+      z = rows ? step() : this.gated(`${site}.${s}`, step, () => prev);
     }
     const out = sv.finalLn === 'on' ? layerNorm(z) : this.mix(sv.finalLn, () => this.flag(site, 'finalLn', l, 0), () => layerNorm(z), g.sub(z, xs()));
     if (!rows) return out;
     this.hiddenShape ??= g.shapeOf(x);
     return g.node('Reshape', [out, this.hiddenShape], {}, [{ type: out.type, shape: x.shape }])[0];
+  }
+
+  /** Slot s of a carried site: z + the slot's adapter output (xs: the sub-layer input in z's layout). */
+  private carriedSlot(site: Site, sv: SiteVariant, l: number, s: number, z: Value, lnW: Value, lnB: Value, xs: Value): Value {
+    const { g, D } = this;
+    const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
+    const folded = foldedSlot(sv, s);
+    if (folded) {
+      // weights folded by the engine (foldedSlot), centring included
+      const act = this.slotActivation(site, sv, l, s, foldedSlotDown(g, z, p('down_wf', [D, '?']), p('down_bf', [1, '?']), this.eps));
+      return g.gemm(folded.biasColumn ? act : g.concat([act, this.onesColumn(z)], 1), p('up_wb', ['?', D]), { c: z });
+    }
+    let up: Value;
+    if (sv.flags.lnBefore === 'off') {
+      const act = this.slotActivation(site, sv, l, s, this.layerNormDown(z, lnW, lnB, p('down_w', [D, 'R']), p('down_b', [1, 'R'])));
+      up = g.add(g.matmul(act, p('up_w', ['R', D])), p('up_b', [1, D]));
+    } else {
+      up = this.bottleneck(site, sv, l, s, g.layerNorm(z, lnW, lnB, this.eps), xs);
+    }
+    const lnAfter = () => this.rowLayerNorm(up, p('lna_g', [1, D]), p('lna_b', [1, D]));
+    return g.add(z, this.mix(sv.flags.lnAfter, () => this.flag(site, 'lnAfter', l, s), lnAfter, up));
   }
 
   /** LN(z)·Wd + bd (LN with the base's γ, β) without writing LN(z): rstd ⊙ ((z − mean)·(γ⊙Wd)) + (β·Wd + bd). */

@@ -18,7 +18,7 @@ import type { Manifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
 import { EMPTY_PLAN, type PlanOptions, type RowPlan } from '../model/composition';
-import { IO, ROW_BIAS_PARAM, isLayerNormShift, type Variant } from '../model/encoder-graph';
+import { IO, ROW_BIAS_PARAM, gateValues, isLayerNormShift, type Variant } from '../model/encoder-graph';
 import type { EngineModule, HeadWeights } from '../model/modules';
 import type { EncodedBatch } from '../model/tokenizer';
 import { BaseParams, type BaseWeights } from './base-params';
@@ -294,6 +294,7 @@ export class Engine {
     feeds[IO.attentionMask] = { type: 'float32', dims: [B, T], data: mask };
     const batchFeeds = this.pools.acquire(variant, plans);
     Object.assign(feeds, batchFeeds.pools);
+    for (const [name, open] of Object.entries(gateValues(variant, needed))) if (session.inputNames.includes(name)) feeds[name] = { type: 'bool', dims: [], data: Uint8Array.of(open ? 1 : 0) };
     if (diffs.length) Object.assign(feeds, this.diffs.feeds(diffs));
 
     const wanted: string[] = [];

@@ -9,6 +9,7 @@ import * as path from 'path';
 import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
+import { gateValues } from '../../server/model/encoder-graph';
 import { STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
@@ -495,4 +496,67 @@ it("groupKey names the run a row joins: the batch's shared one ('') for adapters
     if (split) expect(keys.every((k) => k !== '')).toBe(true); // every composition is a run of its own
     await engine.close();
   }
+});
+
+it('a mixed session skips the slots, LoRA targets and invertible adapter a batch does not use (gates), with the same outputs', async () => {
+  const mods = [
+    makeAdapterModule({ id: 'task/ga', base: info, preset: 'seq_bn', seed: 61 }),
+    makeLoraModule({ id: 'task/gl', base: info, r: 2, seed: 62 }),
+    makeAdapterModule({ id: 'lang/gx', base: info, preset: 'seq_bn_inv', seed: 63 }),
+    makeAdapterModule({ id: 'task/gh1', base: info, preset: 'double_seq_bn', seed: 64 }),
+    makeAdapterModule({ id: 'task/gh2', base: info, preset: 'double_seq_bn', seed: 65 }),
+    makeBitfitModule({ id: 'task/gb', base: info, seed: 67, scale: 0.05 }),
+  ];
+  // maxSessions 1: every batch runs on the one mixed session the first batch builds
+  const covered = await Engine.create({ base, maxSessions: 1 });
+  const own = await Engine.create({ base });
+  for (const e of [covered, own]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const comps: unknown[] = [
+    'task/ga@1.0.0',
+    'task/gl@1.0.0',
+    { stack: ['lang/gx@1.0.0', 'task/ga@1.0.0'] },
+    { stack: ['task/gh1@1.0.0', 'task/gh2@1.0.0'] },
+    'task/gh1@1.0.0',
+    'task/gb@1.0.0',
+    { stack: ['lang/gx@1.0.0', 'task/gl@1.0.0'] },
+  ];
+  const text = 'hello world again';
+  const enc = await base.tokenizer.encodeBatch(comps.map(() => text));
+  const plans = await Promise.all(comps.map(async (c) => (await covered.plan(c))[0]));
+  const mixed = await covered.forward(enc, plans, { hidden: true });
+  const built = covered.stats.sessionsBuilt;
+  const cover = covered.variantFor(plans, { hidden: true });
+  // what a lone row of each kind opens of that session
+  const alone = (c: unknown) => covered.plan(c).then((p) => gateValues(cover, covered.variantFor(p, { hidden: true })));
+  expect(await alone('task/ga@1.0.0')).toEqual({ 'gate.output.0': true, 'gate.output.1': false, 'gate.attention.0': false, 'gate.attention.1': false, 'gate.lora.query': false, 'gate.lora.value': false, 'gate.inv': false });
+  expect(await alone('task/gl@1.0.0')).toMatchObject({ 'gate.output.0': false, 'gate.lora.query': true, 'gate.lora.value': true, 'gate.inv': false });
+  expect(await alone({ stack: ['lang/gx@1.0.0', 'task/ga@1.0.0'] })).toMatchObject({ 'gate.output.1': true, 'gate.attention.0': false, 'gate.inv': true });
+  expect(await alone({ stack: ['task/gh1@1.0.0', 'task/gh2@1.0.0'] })).toMatchObject({ 'gate.attention.1': true, 'gate.lora.query': false, 'gate.inv': false });
+
+  const fed: Record<string, unknown>[] = [];
+  const realRun = Session.prototype.run;
+  const spy = jest.spyOn(Session.prototype, 'run').mockImplementation(function (this: Session, feeds, ...rest) {
+    fed.push(Object.fromEntries(Object.entries(feeds).filter(([k]) => k.startsWith('gate.')).map(([k, v]) => [k, v.data[0]])));
+    return realRun.call(this, feeds, ...rest);
+  });
+  try {
+    for (let i = 0; i < comps.length; i++) {
+      const one = await base.tokenizer.encodeBatch([text]);
+      const [onCover] = await covered.forward(one, await covered.plan(comps[i]), { hidden: true });
+      let ownOut = onCover;
+      for (let k = 0; k <= UNIFORM_BUILD_AFTER; k++) [ownOut] = await own.forward(one, await own.plan(comps[i]), { hidden: true });
+      for (const ref of [mixed[i].hidden!, ownOut.hidden!]) {
+        let worst = 0;
+        for (let j = 0; j < ref.length; j++) worst = Math.max(worst, Math.abs(onCover.hidden![j] - ref[j]));
+        expect(worst).toBeLessThan(1e-5);
+      }
+    }
+  } finally {
+    spy.mockRestore();
+  }
+  expect(covered.stats.sessionsBuilt).toBe(built); // every lone row ran on the mixed session
+  expect(fed.some((f) => f['gate.output.1'] === 0 && f['gate.output.0'] === 1)).toBe(true); // the lone adapter row skipped slot 1
+  expect(fed.some((f) => f['gate.lora.query'] === 1 && f['gate.output.0'] === 0)).toBe(true);
+  await covered.close();
+  await own.close();
 });

@@ -19,7 +19,7 @@ export type Dim = number | string;
 export type ElemType = 'float32' | 'int64' | 'int32' | 'bool' | 'uint8';
 export type TensorInit = { type: ElemType; dims: number[]; data: Float32Array | BigInt64Array | Int32Array | Uint8Array };
 
-export type AttrValue = number | string | number[] | { int: number } | { ints: number[] } | { float: number } | { floats: number[] } | TensorInit;
+export type AttrValue = number | string | number[] | { int: number } | { ints: number[] } | { float: number } | { floats: number[] } | { graph: GraphBuilder } | TensorInit;
 
 export interface Value {
   readonly name: string;
@@ -74,21 +74,54 @@ function normAxis(axis: number, rank: number): number {
 }
 
 export class GraphBuilder {
-  readonly inputs: Value[] = [];
+  readonly inputs: Value[];
   readonly outputs: Value[] = [];
   readonly nodes: NodeDef[] = [];
-  readonly initializers = new Map<string, { value: Value; init: TensorInit }>();
-  private names = new Set<string>();
-  private counter = 0;
+  readonly initializers: Map<string, { value: Value; init: TensorInit }>;
+  private readonly names: Set<string>;
+  private readonly counter: { n: number };
 
-  constructor(readonly name: string) {}
+  /** `parent`: a branch's builder (see `branch`) shares its graph's inputs, initializers and value names. */
+  constructor(readonly name: string, parent?: GraphBuilder) {
+    this.inputs = parent ? parent.inputs : [];
+    this.initializers = parent ? parent.initializers : new Map();
+    this.names = parent ? parent.names : new Set();
+    this.counter = parent ? parent.counter : { n: 0 };
+  }
 
   /** A unique value name with the given stem. */
   fresh(stem: string): string {
-    let n = `${stem}_${this.counter++}`;
-    while (this.names.has(n)) n = `${stem}_${this.counter++}`;
+    let n = `${stem}_${this.counter.n++}`;
+    while (this.names.has(n)) n = `${stem}_${this.counter.n++}`;
     this.names.add(n);
     return n;
+  }
+
+  /**
+   * A builder for one branch of an `If` (`ifElse`): its nodes may read any value of this graph (ONNX outer scope),
+   * and inputs and constants it declares go to the outermost graph, so they stay visible outside the branch.
+   */
+  branch(name: string): GraphBuilder {
+    return new GraphBuilder(name, this);
+  }
+
+  /**
+   * ONNX If: the values `then` computes when the scalar `cond` holds, else those of `otherwise`. Only the taken
+   * branch runs, which is the point: a batch skips what none of its rows uses. Both branches return values of the
+   * same types; the outputs take `then`'s shapes.
+   */
+  ifElse(cond: Value, then: (b: GraphBuilder) => Value[], otherwise: (b: GraphBuilder) => Value[]): Value[] {
+    if (cond.type !== 'bool' || cond.shape.some((d) => d !== 1)) throw new RangeError(`If: the condition must be a bool scalar, got ${cond.type} [${cond.shape}]`);
+    const sub = (stem: string, fn: (b: GraphBuilder) => Value[]) => {
+      const b = this.branch(this.fresh(stem));
+      // a branch output must be a value the branch itself produces
+      for (const v of fn(b)) b.output(b.nodes.some((n) => n.outputs.includes(v)) ? v : b.unary('Identity', v));
+      return b;
+    };
+    const t = sub('then', then);
+    const e = sub('else', otherwise);
+    if (t.outputs.length !== e.outputs.length || t.outputs.some((v, i) => v.type !== e.outputs[i].type)) throw new RangeError('If: the branches return different values');
+    return this.node('If', [cond], { then_branch: { graph: t }, else_branch: { graph: e } }, t.outputs.map((v) => ({ type: v.type, shape: v.shape })));
   }
 
   private claim(name: string): string {
@@ -269,6 +302,7 @@ export class GraphBuilder {
     if ('ints' in a) return { name, type: T.INTS, ints: a.ints };
     if ('float' in a) return { name, type: T.FLOAT, f: a.float };
     if ('floats' in a) return { name, type: T.FLOATS, floats: a.floats };
+    if ('graph' in a) return { name, type: T.GRAPH, g: a.graph.graphProto() };
     return { name, type: T.TENSOR, t: this.tensorProto(name, a) };
   }
 
@@ -309,9 +343,22 @@ export class GraphBuilder {
   /** The model as ONNX protobuf bytes. */
   toBytes(): Uint8Array {
     const extra: onnx.ITensorProto[] = [];
+    const graph = this.graphProto(extra);
+    graph.initializer = [...[...this.initializers.entries()].map(([name, { init }]) => this.tensorProto(name, init)), ...extra];
+    graph.input = this.inputs.map((v) => this.valueInfo(v));
+    const model: onnx.IModelProto = { irVersion: 9, producerName: 'modhub', opsetImport: [{ domain: '', version: OPSET }], graph };
+    return onnx.ModelProto.encode(model).finish();
+  }
+
+  /**
+   * This builder's nodes and outputs as a GraphProto (a branch's, with no inputs of its own); the constants that
+   * lowering adds go to `extra` (the model's initializers), or into a branch's own graph when `extra` is omitted.
+   */
+  private graphProto(extra?: onnx.ITensorProto[]): onnx.IGraphProto {
+    const local: onnx.ITensorProto[] = [];
     const node = this.nodes.flatMap((n): onnx.INodeProto[] =>
       n.op === 'LayerNormalization'
-        ? this.lowerLayerNorm(n, extra)
+        ? this.lowerLayerNorm(n, extra ?? local)
         : [
             {
               opType: n.op,
@@ -322,14 +369,6 @@ export class GraphBuilder {
             },
           ],
     );
-    const graph: onnx.IGraphProto = {
-      name: this.name,
-      node,
-      initializer: [...[...this.initializers.entries()].map(([name, { init }]) => this.tensorProto(name, init)), ...extra],
-      input: this.inputs.map((v) => this.valueInfo(v)),
-      output: this.outputs.map((v) => this.valueInfo(v)),
-    };
-    const model: onnx.IModelProto = { irVersion: 9, producerName: 'modhub', opsetImport: [{ domain: '', version: OPSET }], graph };
-    return onnx.ModelProto.encode(model).finish();
+    return { name: this.name, node, initializer: local, input: [], output: this.outputs.map((v) => this.valueInfo(v)) };
   }
 }
