@@ -14,6 +14,7 @@
  *   const plans = await engine.plan({ stack: ['lang/de', 'task/topic'] });
  *   const out = await engine.forward(await base.tokenizer.encodeBatch(['Hallo Welt']), [plans[0]]);
  */
+import { performance } from 'perf_hooks';
 import type { Manifest } from '../../modules-store/manifest';
 import type { Tensor } from '../../modules-store/safetensors';
 import type { Base } from '../model/base';
@@ -27,6 +28,7 @@ import { ModuleCache, type ModuleResolver } from './module-cache';
 import { BatchPools } from './pools';
 import { Session, type Device, type HostTensor } from './session';
 import { SessionCache } from './session-cache';
+import { lengthRuns, overheadTokensFrom } from './length-runs';
 import { chooseVariant } from './variants';
 
 export type { ModuleResolver } from './module-cache';
@@ -73,6 +75,12 @@ export interface EngineOptions {
    * leave a core to prepare the next batch beside them (`onCoresFree`).
    */
   diffThreads?: number;
+  /**
+   * A run's fixed cost in padded tokens: the rows of a group run as length ranges where that pads less than it
+   * costs in runs (length-runs.ts). Default: measured by `create` on the CPU (two bare runs of one row, 3 rounds);
+   * Infinity (every group runs whole) on CUDA, where padding is nearly free.
+   */
+  runOverheadTokens?: number;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -144,6 +152,8 @@ export class Engine {
   private readonly pools: BatchPools;
   /** Intra-op threads of the sparse-diff groups' sessions (EngineOptions.diffThreads; 0: one per core). */
   private readonly diffThreads: number;
+  /** EngineOptions.runOverheadTokens, measured by `create` unless given. */
+  runOverheadTokens = Infinity;
 
   private constructor(
     readonly base: Base,
@@ -163,7 +173,24 @@ export class Engine {
     const entry = e.sessions.acquire(e.variantFor([EMPTY_PLAN], {}), 'init');
     e.sessions.done(entry);
     await entry.session;
+    e.runOverheadTokens = options.runOverheadTokens ?? (e.device === 'cuda' ? Infinity : await e.measureRunOverhead());
     return e;
+  }
+
+  /** A run's fixed cost in tokens on this machine: one bare row of a few tokens against one of ~64, median of 3. */
+  private async measureRunOverhead(): Promise<number> {
+    const most = Math.max(4, Math.min(64, this.base.config.maxSequenceLength - 2));
+    const [short, long] = await Promise.all([2, most - 2].map((n) => this.base.tokenizer.encodeBatch([Array(n).fill('a').join(' ')])));
+    const time = async (b: EncodedBatch) => {
+      const t0 = performance.now();
+      await this.runGroup(b, [0], [EMPTY_PLAN], {});
+      return performance.now() - t0;
+    };
+    const ts: number[][] = [[], []];
+    for (let r = 0; r < 4; r++) for (const [i, b] of [short, long].entries()) ts[i].push(await time(b)); // the first round warms up
+    const med = (x: number[]) => [...x.slice(1)].sort((p, q) => p - q)[1];
+    this.stats.runs = 0;
+    return overheadTokensFrom(med(ts[0]), short.length, med(ts[1]), long.length);
   }
 
   /** Sets where module references resolve (the hub registry, once it is open). */
@@ -213,19 +240,25 @@ export class Engine {
   async forward(batch: EncodedBatch, plans: RowPlan[], opts: ForwardOptions = {}): Promise<RowOutput[]> {
     if (plans.length !== batch.batch) throw new RangeError(`'plans' has ${plans.length} entries for a batch of ${batch.batch} rows`);
     plans = plans.map(rowBiasPlan);
-    const groups = new Map<string, number[]>();
+    const byKey = new Map<string, number[]>();
     plans.forEach((p, i) => {
       const key = this.groupKey(p);
-      const g = groups.get(key);
+      const g = byKey.get(key);
       if (g) g.push(i);
-      else groups.set(key, [i]);
+      else byKey.set(key, [i]);
     });
+    // rows without their own sparse diffs run as length ranges that pad less than another run costs (length-runs.ts);
+    // a diff group stays whole (each of its runs would apply and undo its overwrite)
+    const groups: number[][] = [];
+    for (const [key, rows] of byKey)
+      if (key !== '' || rows.length < 2) groups.push(rows);
+      else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverheadTokens)) groups.push(run.map((k) => rows[k]));
     const out: RowOutput[] = new Array(plans.length);
     // Every group's run is posted at once: the worker runs them back to back, without waiting for this thread to
     // take one group's outputs and build the next group's feeds in between (at N=1000 on the small base the worker
     // sat idle 15–17% of a closed loop, against 7% with one module). Largest group first (the rows without their
     // own sparse diffs, as a rule): with `onGroup` most rows are answered after one run.
-    const order = [...groups.values()].sort((a, b) => b.length - a.length);
+    const order = groups.sort((a, b) => b.length - a.length);
     const runs = order.map((rows) =>
       this.runGroup(batch, rows, rows.map((i) => plans[i]), opts).then((res) => {
         rows.forEach((r, j) => (out[r] = res[j]));

@@ -10,6 +10,7 @@ import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
 import { gateValues } from '../../server/model/encoder-graph';
+import { lengthRuns, overheadTokensFrom } from '../../server/runtime/length-runs';
 import { STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
@@ -559,4 +560,58 @@ it('a mixed session skips the slots, LoRA targets and invertible adapter a batch
   expect(fed.some((f) => f['gate.lora.query'] === 1 && f['gate.output.0'] === 0)).toBe(true);
   await covered.close();
   await own.close();
+});
+
+it('lengthRuns splits rows into the length ranges that cost least in padded tokens plus a fixed cost per run', () => {
+  expect(lengthRuns([12, 45, 18, 30, 25], 8)).toEqual([[0, 2], [4, 3], [1]]);
+  expect(lengthRuns([12, 45, 18, 30, 25], 30)).toEqual([[0, 2, 4], [3, 1]]);
+  expect(lengthRuns([12, 45, 18, 30, 25], Infinity)).toEqual([[0, 2, 4, 3, 1]]);
+  expect(lengthRuns([7, 7, 7, 7], 1)).toEqual([[0, 1, 2, 3]]); // nothing to save
+  expect(lengthRuns([5], 1)).toEqual([[0]]);
+  expect(lengthRuns([], 1)).toEqual([]);
+  // brute force over every split of sorted lengths: the DP finds the cheapest
+  const lengths = [3, 40, 9, 22, 23, 5, 60, 41];
+  const sorted = [...lengths].sort((a, b) => a - b);
+  const cost = (runs: number[][]) => runs.reduce((c, r) => c + 10 + r.length * Math.max(...r.map((i) => lengths[i])), 0);
+  let bestBrute = Infinity;
+  for (let mask = 0; mask < 1 << (sorted.length - 1); mask++) {
+    let c = 0;
+    let start = 0;
+    for (let i = 1; i <= sorted.length; i++)
+      if (i === sorted.length || mask & (1 << (i - 1))) {
+        c += 10 + (i - start) * sorted[i - 1];
+        start = i;
+      }
+    bestBrute = Math.min(bestBrute, c);
+  }
+  const runs = lengthRuns(lengths, 10);
+  expect(cost(runs)).toBe(bestBrute);
+  expect(runs.flat().sort()).toEqual([...lengths.keys()].sort());
+  expect(overheadTokensFrom(20, 8, 132, 104)).toBeCloseTo(20 / (112 / 96) - 8, 6);
+  expect(overheadTokensFrom(5, 8, 5, 104)).toBe(Infinity);
+  expect(overheadTokensFrom(1000, 8, 1001, 104)).toBe(256);
+});
+
+it('a group of rows of different lengths runs as length ranges (runOverheadTokens), with the results of one run; measured on the CPU by default', async () => {
+  const a = makeAdapterModule({ id: 'task/len', base: info, preset: 'seq_bn', seed: 71 });
+  const split = await Engine.create({ base, runOverheadTokens: 4 });
+  const whole = await Engine.create({ base, runOverheadTokens: Infinity });
+  const measured = await Engine.create({ base });
+  expect(Number.isFinite(measured.runOverheadTokens)).toBe(true);
+  expect(measured.runOverheadTokens).toBeGreaterThanOrEqual(1);
+  for (const e of [split, whole]) e.addModule(parseManifest(a.manifest), a.tensors);
+  const long = Array(40).fill('hello world').join(' ');
+  const enc = await base.tokenizer.encodeBatch(['hello', long, 'hello world', `${long} again`]);
+  const outs: Float32Array[][] = [];
+  for (const e of [split, whole]) {
+    const runs = e.stats.runs;
+    const res = await e.forward(enc, await Promise.all(enc.lengths.map(async () => (await e.plan('task/len@1.0.0'))[0])), { hidden: true });
+    outs.push(res.map((o) => Float32Array.from(o.hidden!.subarray(0, o.length * info.hidden_size))));
+    expect(e.stats.runs - runs).toBe(e === split ? 2 : 1);
+  }
+  for (let r = 0; r < 4; r++) {
+    expect(outs[0][r].length).toBe(enc.lengths[r] * info.hidden_size);
+    for (let j = 0; j < outs[0][r].length; j++) expect(Math.abs(outs[0][r][j] - outs[1][r][j])).toBeLessThan(1e-5);
+  }
+  for (const e of [split, whole, measured]) await e.close();
 });
