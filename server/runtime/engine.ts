@@ -5,10 +5,11 @@
  * few cached sessions), pools (a zero entry + each distinct module's tensors, rank-padded; for mixed batches the
  * slots of resident pools, pool-space.ts) and per-row indices into them. Rows whose sparse diffs differ run as
  * separate groups on the "weights as inputs" session, fed the base's weights plus each set's non-zeros as a sparse
- * overwrite, or θ₀+δ once the set came back often enough (see README, Design decisions: sparse diffs).
+ * overwrite, or θ₀+δ once the set came back often enough (see README, Design decisions: sparse diffs). The other
+ * rows run as the length ranges that pad less than another run costs (length-runs.ts).
  * `Engine` coordinates; each concern has its own file: module-cache.ts (resolve, load, LRU), variants.ts
  * (variant choice), session-cache.ts (sessions per variant), pools.ts (+ adapter-pools.ts, head-pools.ts, pool-space.ts),
- * diff-weights.ts (sparse overwrites, θ₀+δ), base-params.ts (base weights in engine layout).
+ * diff-weights.ts (sparse overwrites, θ₀+δ), base-params.ts (base weights in engine layout), length-runs.ts.
  * Example:
  *   const engine = await Engine.create({ base, resolver: registry });
  *   const plans = await engine.plan({ stack: ['lang/de', 'task/topic'] });
@@ -152,8 +153,10 @@ export class Engine {
   private readonly pools: BatchPools;
   /** Intra-op threads of the sparse-diff groups' sessions (EngineOptions.diffThreads; 0: one per core). */
   private readonly diffThreads: number;
-  /** EngineOptions.runOverheadTokens, measured by `create` unless given. */
+  /** EngineOptions.runOverheadTokens (the bare graph's), measured by `create` unless given. */
   runOverheadTokens = Infinity;
+  /** Nodes of the bare graph: a larger graph's run costs more (runOverhead). */
+  private bareNodes = 1;
 
   private constructor(
     readonly base: Base,
@@ -173,6 +176,7 @@ export class Engine {
     const entry = e.sessions.acquire(e.variantFor([EMPTY_PLAN], {}), 'init');
     e.sessions.done(entry);
     await entry.session;
+    e.bareNodes = entry.nodes;
     e.runOverheadTokens = options.runOverheadTokens ?? (e.device === 'cuda' ? Infinity : await e.measureRunOverhead());
     return e;
   }
@@ -252,7 +256,7 @@ export class Engine {
     const groups: number[][] = [];
     for (const [key, rows] of byKey)
       if (key !== '' || rows.length < 2) groups.push(rows);
-      else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverheadTokens)) groups.push(run.map((k) => rows[k]));
+      else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverhead(rows.map((r) => plans[r]), opts))) groups.push(run.map((k) => rows[k]));
     const out: RowOutput[] = new Array(plans.length);
     // Every group's run is posted at once: the worker runs them back to back, without waiting for this thread to
     // take one group's outputs and build the next group's feeds in between (at N=1000 on the small base the worker
@@ -272,6 +276,16 @@ export class Engine {
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     return out;
+  }
+
+  /**
+   * The fixed cost in tokens of one more run of these rows: the bare graph's, scaled by the node count of the session
+   * they would run on (a mixed graph of the traffic's kinds has ~2× the bare one's nodes, and most of a run's fixed
+   * cost is onnxruntime's per node; where part of it is not, this errs towards fewer runs).
+   */
+  runOverhead(plans: RowPlan[], opts: ForwardOptions = {}): number {
+    const entry = this.sessions.peek(this.variantFor(plans, opts), 'init');
+    return this.runOverheadTokens * Math.max(1, (entry?.nodes ?? this.bareNodes) / this.bareNodes);
   }
 
   /** Resolves once the sparse-diff copies the worker is making in the background are made (tests, benchmarks). */

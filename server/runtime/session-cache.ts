@@ -34,6 +34,8 @@ export interface SessionEntry {
   variant: Variant;
   lastUsed: number;
   inUse: number;
+  /** Nodes of its graph, branches included: a run's fixed cost grows with them (Engine's length runs). */
+  nodes: number;
 }
 
 /** Misses of a uniform variant served by a covering session before its own session is built. */
@@ -91,6 +93,12 @@ export class SessionCache {
     return entry;
   }
 
+  /** The session `acquire` would give `variant` now if one is cached (its own or a cover), without using it. */
+  peek(variant: Variant, kind: BaseWeights): SessionEntry | undefined {
+    const key = `${kind}:${variantKey(variant)}`;
+    return this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '') ?? this.cover(kind, variant);
+  }
+
   private build(key: string, variant: Variant, kind: BaseWeights): SessionEntry {
     const have = this.sessions.get(key);
     if (have) return have;
@@ -100,7 +108,7 @@ export class SessionCache {
     const threads = kind === 'init' ? this.options.threads : (this.options.diffThreads ?? this.options.threads);
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads, worker: this.options.worker ?? true });
     session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
-    const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0 };
+    const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0, nodes: graph.nodeCount() };
     this.sessions.set(key, entry);
     this.covered.clear(); // a later miss may find a closer cover
     return entry;

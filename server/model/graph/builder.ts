@@ -105,6 +105,16 @@ export class GraphBuilder {
     return new GraphBuilder(name, this);
   }
 
+  /** Nodes of this graph and of its branches (a run's fixed cost grows with them). */
+  nodeCount(): number {
+    let n = 0;
+    for (const node of this.nodes) {
+      n += node.op === 'LayerNormalization' ? (node.inputs[2] ? 9 : 8) : 1; // as toBytes lowers it
+      for (const a of Object.values(node.attrs)) if (a && typeof a === 'object' && 'graph' in a) n += a.graph.nodeCount();
+    }
+    return n;
+  }
+
   /**
    * ONNX If: the values `then` computes when the scalar `cond` holds, else those of `otherwise`. Only the taken
    * branch runs, which is the point: a batch skips what none of its rows uses. Both branches return values of the
