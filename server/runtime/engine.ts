@@ -82,6 +82,13 @@ export interface EngineOptions {
    * Infinity (every group runs whole) on CUDA, where padding is nearly free.
    */
   runOverheadTokens?: number;
+  /**
+   * Build mixed sessions with gates, so that a batch skips the stack slots, LoRA targets and invertible adapter none
+   * of its rows uses (encoder-graph.ts gateValues). Default: on a base wider than 512, where a lone row on the mixed
+   * session ran 14–18% slower than on its own and 4–8% gated; on the small base bench:serve's closed loop at N=1000
+   * spent 5–8% more CPU a request with them (open gates in every large mixed batch), so there they are off.
+   */
+  gateMixedSessions?: boolean;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -166,7 +173,8 @@ export class Engine {
     this.diffThreads = options.diffThreads ?? (base.config.hiddenSize <= 512 ? 1 : (options.threads ?? 0));
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
     this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats, options.worker ?? true);
-    this.sessions = new SessionCache(base.config, params, { ...options, diffThreads: this.diffThreads }, this.stats);
+    const gates = options.gateMixedSessions ?? base.config.hiddenSize > 512;
+    this.sessions = new SessionCache(base.config, params, { ...options, diffThreads: this.diffThreads, gates }, this.stats);
     this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true));
   }
 

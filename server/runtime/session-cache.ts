@@ -13,9 +13,9 @@
  * and it gets one only where that evicts no session in use lately (STALE_AFTER): with more uniform variants in the
  * traffic than `maxSessions` leaves room for, each would otherwise evict another and be rebuilt on its next miss
  * (11 builds of ~0.7 s in the timed phases of one BERT-base bench:serve run with `--max-sessions 4`).
- * A mixed graph is built with gates (encoder-graph.ts gateValues): a batch that runs on it skips the stack slots,
- * LoRA targets and invertible adapter none of its rows uses, so a lone row on the envelope costs little more than
- * on its own session (BERT-base, one 20-token row: +14–18% before, +3–8% with them).
+ * With `gates` (EngineOptions.gateMixedSessions) a mixed graph is built gated (encoder-graph.ts gateValues): a batch
+ * that runs on it skips the stack slots, LoRA targets and invertible adapter none of its rows uses, so a lone row on
+ * the envelope costs little more than on its own session (BERT-base, one 20-token row: +14–18% ungated, +4–8% gated).
  * Example:
  *   const entry = sessions.acquire(variant, 'init');   // build the run's feeds for entry.variant
  *   try { await (await entry.session).run(feeds, outputs); } finally { sessions.done(entry); }
@@ -52,6 +52,8 @@ export interface SessionCacheOptions {
   worker?: boolean;
   /** Most sessions kept (default 8). */
   maxSessions?: number;
+  /** Build mixed graphs with gates (EngineOptions.gateMixedSessions). */
+  gates?: boolean;
 }
 
 export class SessionCache {
@@ -104,7 +106,7 @@ export class SessionCache {
     if (have) return have;
     this.evict();
     // a mixed graph serves many batches, each of which needs a part of it: gated, they skip the rest (gateValues)
-    const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, kind), undefined, { gates: !isUniform(variant) });
+    const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, kind), undefined, { gates: !!this.options.gates && !isUniform(variant) });
     const threads = kind === 'init' ? this.options.threads : (this.options.diffThreads ?? this.options.threads);
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads, worker: this.options.worker ?? true });
     session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));

@@ -35,7 +35,8 @@ async function fixture(family: 'bert' | 'roberta' | 'xlm-roberta' | 'distilbert'
   // Two families with a diff cache too small to materialise a set's encoder matrices (14 KB here; a set is
   // materialised only within half the budget): their diff rows run as sparse overwrites of the base, the other
   // two families' as materialised θ₀+Σδ, and every diff test below checks both ways against the reference.
-  const engine = await Engine.create({ base, ...(SPARSE_DIFF_FAMILIES.has(family) ? { diffCacheBytes: 24 * 1024 } : {}) });
+  // runOverheadTokens: Infinity keeps each batch's run count fixed (the tests count runs); length runs have their own test
+  const engine = await Engine.create({ base, runOverheadTokens: Infinity, ...(SPARSE_DIFF_FAMILIES.has(family) ? { diffCacheBytes: 24 * 1024 } : {}) });
   const rawConfig = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const hfWeights = parseSafetensors(fs.readFileSync(path.join(dir, 'model.safetensors'))).tensors;
   const info: BaseInfo = {

@@ -452,7 +452,7 @@ it('memoises the plans of a composition while the registry generation stands, an
 });
 
 it('splitCompositions runs each composition of a batch as its own group, with the same results as one mixed run', async () => {
-  const mixed = await Engine.create({ base });
+  const mixed = await Engine.create({ base, runOverheadTokens: Infinity }); // one run, whatever the measured cost
   const split = await Engine.create({ base, splitCompositions: true });
   const mods = [makeAdapterModule({ id: 'task/s1', base: info, preset: 'seq_bn', seed: 11 }), makeAdapterModule({ id: 'task/s2', base: info, preset: 'seq_bn', config: { ln_after: true }, seed: 12 }), makeLoraModule({ id: 'task/s3', base: info, r: 2, seed: 13 })];
   for (const e of [mixed, split]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
@@ -509,7 +509,7 @@ it('a mixed session skips the slots, LoRA targets and invertible adapter a batch
     makeBitfitModule({ id: 'task/gb', base: info, seed: 67, scale: 0.05 }),
   ];
   // maxSessions 1: every batch runs on the one mixed session the first batch builds
-  const covered = await Engine.create({ base, maxSessions: 1 });
+  const covered = await Engine.create({ base, maxSessions: 1, gateMixedSessions: true });
   const own = await Engine.create({ base });
   for (const e of [covered, own]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
   const comps: unknown[] = [
@@ -620,7 +620,7 @@ it('a group of rows of different lengths runs as length ranges (runOverheadToken
   const pl = (await split.plan('task/len-l@1.0.0'))[0];
   const two = await base.tokenizer.encodeBatch(['hello', 'hello world']);
   await split.forward(two, [pa, pl]);
-  expect(split.runOverhead([pa, pl])).toBeGreaterThan(1.3 * split.runOverhead([pa, pa]));
+  expect(split.runOverhead([pa, pl])).toBeGreaterThan(1.1 * split.runOverhead([pa, pa]));
   expect(split.runOverhead([pa, pa])).toBeGreaterThanOrEqual(4);
   for (const e of [split, whole, measured]) await e.close();
 });
