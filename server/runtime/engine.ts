@@ -263,7 +263,7 @@ export class Engine {
     // a diff group stays whole (each of its runs would apply and undo its overwrite)
     const groups: number[][] = [];
     for (const [key, rows] of byKey)
-      if (key !== '' || rows.length < 2) groups.push(rows);
+      if (key !== '' || rows.length < 2 || !Number.isFinite(this.runOverheadTokens)) groups.push(rows);
       else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverhead(rows.map((r) => plans[r]), opts))) groups.push(run.map((k) => rows[k]));
     const out: RowOutput[] = new Array(plans.length);
     // Every group's run is posted at once: the worker runs them back to back, without waiting for this thread to

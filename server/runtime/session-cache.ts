@@ -77,7 +77,7 @@ export class SessionCache {
    */
   acquire(variant: Variant, kind: BaseWeights): SessionEntry {
     const key = `${kind}:${variantKey(variant)}`;
-    let entry = this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '');
+    let entry = this.cached(key);
     if (!entry) {
       const cover = this.cover(kind, variant);
       const uniform = isUniform(variant);
@@ -97,8 +97,12 @@ export class SessionCache {
 
   /** The session `acquire` would give `variant` now if one is cached (its own or a cover), without using it. */
   peek(variant: Variant, kind: BaseWeights): SessionEntry | undefined {
-    const key = `${kind}:${variantKey(variant)}`;
-    return this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '') ?? this.cover(kind, variant);
+    return this.cached(`${kind}:${variantKey(variant)}`) ?? this.cover(kind, variant);
+  }
+
+  /** The session of this key, or the one already found to cover it. */
+  private cached(key: string): SessionEntry | undefined {
+    return this.sessions.get(key) ?? this.sessions.get(this.covered.get(key) ?? '');
   }
 
   private build(key: string, variant: Variant, kind: BaseWeights): SessionEntry {
