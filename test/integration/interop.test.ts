@@ -74,16 +74,19 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('foreig
     const imp = (await engine.plan(comp(`${id}@1.0.0`) as never))[0];
     const plans = [nat, nat, imp, imp];
     const out: RowOutput[] = await engine.forward(enc, plans, { hidden: true });
+    // a row's arrays are as long as its run's longest row (the engine runs rows as length ranges): compare its own positions
+    const D = base.config.hiddenSize;
+    const real = (o: RowOutput, x: Float32Array) => x.subarray(0, (x.length / (o.hidden!.length / D)) * o.length);
     for (let i = 0; i < TEXTS.length; i++) {
       const a = out[i];
       const b = out[i + TEXTS.length];
-      expect(maxAbsDiff(a.hidden!, b.hidden!)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(real(a, a.hidden!), real(b, b.hidden!))).toBeLessThanOrEqual(1e-5);
       if (native.manifest.head?.type === 'classification') expect(maxAbsDiff(a.clsLogits!, b.clsLogits!)).toBeLessThanOrEqual(1e-5);
-      if (native.manifest.head?.type === 'token_classification') expect(maxAbsDiff(a.tokLogits!, b.tokLogits!)).toBeLessThanOrEqual(1e-5);
+      if (native.manifest.head?.type === 'token_classification') expect(maxAbsDiff(real(a, a.tokLogits!), real(b, b.tokLogits!))).toBeLessThanOrEqual(1e-5);
     }
     // the module changes the output, so the equality above is not the bare base twice
     const bare = await engine.forward(enc, plans.map(() => EMPTY_PLAN), { hidden: true });
-    expect(maxAbsDiff(bare[0].hidden!, out[0].hidden!)).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(real(bare[0], bare[0].hidden!), real(out[0], out[0].hidden!))).toBeGreaterThan(1e-4);
   }
 
   it('AdapterHub bottleneck (seq_bn_inv + ln_before/ln_after + leave_out, classification head, safetensors, prefixed keys)', async () => {
