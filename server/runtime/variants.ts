@@ -172,6 +172,9 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
     }
     const flags = {} as Record<AdapterFlag, FlagMode>;
     for (const f of ADAPTER_FLAGS) flags[f] = joinMode(x.flags[f], y.flags[f]);
+    // parLast only matters to parallel adapters: a side without any reads 'off' there but does not care
+    if (x.flags.parallel === 'off') flags.parLast = y.flags.parLast;
+    else if (y.flags.parallel === 'off') flags.parLast = x.flags.parLast;
     const slots = Math.max(x.slots, y.slots);
     const ax = actArray(x);
     const ay = actArray(y);
