@@ -37,12 +37,14 @@
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
  *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
  *                          [--module-memory-mb M] [--pool-memory-mb M] [--heap-growing-percent P]
+ *                          [--run-overhead-tokens K] [--mixed-gates auto|on|off]
  *   --quick        N in {1, 100}, 300 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
  *   --diff-memory-mb, --max-sessions, --module-memory-mb, --pool-memory-mb   serve's memory bounds for every server (at BERT-base five servers with the
  *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, a materialised LT-SFT set 340 MB)
  *   --heap-growing-percent   serve's V8 heap growth (default 900; 0 = V8's own), for the whole process
+ *   --run-overhead-tokens, --mixed-gates   serve's flags of those names for every server (default: serve's)
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -112,6 +114,10 @@ const MODULE_MEMORY_MB = argOf('--module-memory-mb') !== undefined ? numArg('--m
 const POOL_MEMORY_MB = argOf('--pool-memory-mb') !== undefined ? numArg('--pool-memory-mb', 1024) : undefined;
 /** serve's --heap-growing-percent, set for the whole process at the start (it is process-wide): 0 = V8's own growth. */
 const HEAP_GROWING_PERCENT = numArg('--heap-growing-percent', DEFAULT_HEAP_GROWING_PERCENT);
+/** serve's --run-overhead-tokens (0: batches run whole) and --mixed-gates for every server; serve's defaults without them. */
+const RUN_OVERHEAD_TOKENS = argOf('--run-overhead-tokens') !== undefined ? numArg('--run-overhead-tokens', 0) : undefined;
+const MIXED_GATES = argOf('--mixed-gates') as 'auto' | 'on' | 'off' | undefined;
+if (MIXED_GATES !== undefined && !['auto', 'on', 'off'].includes(MIXED_GATES)) throw new RangeError(`'--mixed-gates' must be auto, on or off, got '${MIXED_GATES}'`);
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
@@ -643,7 +649,7 @@ interface Config {
 async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
   const t0 = nowMs();
   lastEngine = undefined;
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT, runOverheadTokens: RUN_OVERHEAD_TOKENS, mixedGates: MIXED_GATES });
   const engine = takeLastEngine();
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
@@ -769,7 +775,7 @@ interface ColdSample {
 }
 
 async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: string; w: Workload }): Promise<ColdSample[]> {
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows: BATCH_ROWS, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT, runOverheadTokens: RUN_OVERHEAD_TOKENS, mixedGates: MIXED_GATES });
   takeLastEngine();
   const out: ColdSample[] = [];
   try {

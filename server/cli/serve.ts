@@ -57,6 +57,13 @@ export interface ServeOptions {
   diffMemoryMb?: number;
   /** Most graph sessions kept, each with its own copy of the base weights (Engine maxSessions; default 8). */
   maxSessions?: number;
+  /**
+   * A run's fixed cost in padded tokens, which decides how a batch splits into length ranges (Engine
+   * runOverheadTokens; default: measured at start on a CPU, never split on CUDA; 0: never split).
+   */
+  runOverheadTokens?: number;
+  /** Mixed sessions skip the parts no row of a batch uses ('on'), or not ('off'); 'auto' (default): on a base wider than 512 (Engine gateMixedSessions). */
+  mixedGates?: 'auto' | 'on' | 'off';
   /** V8's heap growth past the live heap before a full collection, in percent (heap-growth.ts; default 900, 0 = V8's own). */
   heapGrowingPercent?: number;
   /** Warm up before resolving (default true; false answers 503 NOT_READY until the background warm-up ends). */
@@ -88,7 +95,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads, diffThreads: o.diffThreads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, diffThreads: o.diffThreads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions, runOverheadTokens: o.runOverheadTokens === 0 ? Infinity : o.runOverheadTokens, gateMixedSessions: o.mixedGates === undefined || o.mixedGates === 'auto' ? undefined : o.mixedGates === 'on' });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {
@@ -137,7 +144,7 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   const addr = server.address();
   const url = `http://${o.host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
   listenUrl = url;
-  logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device }, 'modhub listening');
+  logger.info({ url, base: base.fingerprint, family: base.config.family, device: engine.device, runOverheadTokens: Number.isFinite(engine.runOverheadTokens) ? +engine.runOverheadTokens.toFixed(1) : 'off (batches run whole)', mixedGates: engine.mixedGates }, 'modhub listening');
   const warm = service.warmUp().then(
     () => logger.info('warm-up done: ready'),
     (e: unknown) => logger.error({ err: e }, 'warm-up failed: /readyz stays 503'),
@@ -196,6 +203,8 @@ export function registerServeCommand(program: Command): void {
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)
     .option('--diff-memory-mb <n>', 'MiB of sparse-diff sets: their non-zeros, and θ0+δ (made in the background while it fits, or for sets that come back; least used sets give way past it)', int('diff-memory-mb'), 2048)
     .option('--max-sessions <n>', 'most graph sessions kept (each holds a copy of the base weights: ~440 MB at BERT-base)', int('max-sessions'), 8)
+    .option('--run-overhead-tokens <n>', "a run's fixed cost in padded tokens: a batch runs as the length ranges that pad less than another run costs (default: measured at start on a CPU; 0 = every batch runs whole, as on CUDA)", int('run-overhead-tokens'))
+    .option('--mixed-gates <mode>', "'on': mixed sessions skip the stack slots, LoRA targets and invertible adapter no row of a batch uses (ONNX If); 'off': they run every part; 'auto': on for bases wider than 512, where it pays", 'auto')
     .option('--heap-growing-percent <n>', "how far the JS heap grows past its live size before a full GC (fewer collections beside onnxruntime's threads; 0 = V8's own)", int('heap-growing-percent'), DEFAULT_HEAP_GROWING_PERCENT)
     .option('--drain-ms <n>', 'on SIGTERM, how long admitted requests may still finish', int('drain-ms'), 30000)
     .option('--no-anonymous-read', 'require a read token for downloads and inference')
@@ -207,6 +216,7 @@ export function registerServeCommand(program: Command): void {
     .action(async (o: ServeOptions) => {
       if (o.device !== 'cpu' && o.device !== 'cuda') throw usage(`'--device' must be cpu or cuda, got '${o.device}'`);
       if (o.maxSessions !== undefined && o.maxSessions < 1) throw usage(`'--max-sessions' must be at least 1, got '${o.maxSessions}'`);
+      if (o.mixedGates !== undefined && !['auto', 'on', 'off'].includes(o.mixedGates)) throw usage(`'--mixed-gates' must be auto, on or off, got '${o.mixedGates}'`);
       if (o.heapGrowingPercent !== undefined && o.heapGrowingPercent > 10_000) throw usage(`'--heap-growing-percent' must be at most 10000, got '${o.heapGrowingPercent}'`);
       const badOrigin = o.corsOrigin?.find((x) => x !== '*' && !/^https?:\/\/[^/\s]+$/.test(x));
       if (badOrigin) throw usage(`'--cors-origin' takes '*' or scheme://host[:port] without a path, got '${badOrigin}'`);

@@ -42,3 +42,58 @@ export function overheadTokensFrom(short: number, shortTokens: number, long: num
   if (!(perToken > 0)) return Infinity;
   return Math.min(256, Math.max(1, (short - perToken * shortTokens) / perToken));
 }
+
+/** Runs a fit keeps (its session's latest), and the fewest it answers from. */
+const FIT_WINDOW = 64;
+const FIT_MIN = 16;
+
+/**
+ * A session's fixed cost per run in tokens, fitted from its own runs: run time = fixed + perToken × padded tokens,
+ * by Theil–Sen (the median of pairwise slopes, then the median intercept), which a run slowed by the machine's
+ * other work does not pull. The measured bare cost scaled by node count (Engine.runOverhead) is only an estimate
+ * for a larger graph: at BERT-base most of a run's fixed cost is reading the weights, which every graph pays alike.
+ * `overheadTokens` is null until FIT_MIN runs spanning a factor of 2 in padded tokens came in.
+ */
+export class RunCostFit {
+  private readonly tokens = new Float64Array(FIT_WINDOW);
+  private readonly ms = new Float64Array(FIT_WINDOW);
+  private added = 0;
+  private fitted: number | null = null;
+  /** Runs added since the last fit: refitting after every run would sort ~2,000 slopes per run. */
+  private stale = 0;
+
+  add(paddedTokens: number, ms: number): void {
+    if (!(paddedTokens > 0) || !(ms >= 0)) return;
+    const i = this.added++ % FIT_WINDOW;
+    this.tokens[i] = paddedTokens;
+    this.ms[i] = ms;
+    this.stale++;
+  }
+
+  /** The fitted fixed cost in tokens within [1, 256]; null without enough spread or with a slope ≤ 0. */
+  overheadTokens(): number | null {
+    const n = Math.min(this.added, FIT_WINDOW);
+    if (n < FIT_MIN) return null;
+    if (this.stale < 8) return this.fitted;
+    this.stale = 0;
+    let lo = Infinity;
+    let hi = 0;
+    for (let i = 0; i < n; i++) {
+      lo = Math.min(lo, this.tokens[i]);
+      hi = Math.max(hi, this.tokens[i]);
+    }
+    if (hi < 2 * lo) return (this.fitted = null);
+    const slopes: number[] = [];
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (this.tokens[i] !== this.tokens[j]) slopes.push((this.ms[j] - this.ms[i]) / (this.tokens[j] - this.tokens[i]));
+    const perToken = median(slopes);
+    if (!(perToken > 0)) return (this.fitted = null);
+    const fixed = median(Array.from({ length: n }, (_, i) => this.ms[i] - perToken * this.tokens[i]));
+    return (this.fitted = Math.min(256, Math.max(1, fixed / perToken)));
+  }
+}
+
+function median(xs: number[]): number {
+  xs.sort((a, b) => a - b);
+  const m = xs.length >> 1;
+  return xs.length % 2 ? xs[m] : (xs[m - 1] + xs[m]) / 2;
+}

@@ -328,4 +328,24 @@ describe('lifecycle', () => {
     await stopped;
     await expect(fetch(`http://127.0.0.1:${port}/readyz`)).rejects.toThrow();
   });
+
+  it("serve's --run-overhead-tokens and --mixed-gates reach the engine (0: every batch runs whole); the defaults are measured and 'auto'", async () => {
+    const data = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-engine-flags-'));
+    const set = await serve({ data, port: PORT + 4, host: '127.0.0.1', device: 'cpu', threads: 1, batchRows: 8, batchWaitMs: 2, anonymousRead: true, demo: false, runOverheadTokens: 0, mixedGates: 'on' });
+    try {
+      expect(set.service.engine.runOverheadTokens).toBe(Infinity);
+      expect(set.service.engine.mixedGates).toBe(true);
+      const res = await fetch(`${set.url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ text: 'hello' }, { text: 'a longer sentence than that' }] }) });
+      expect(res.status).toBe(200);
+    } finally {
+      await set.stop();
+    }
+    const dflt = await serve({ data, port: PORT + 4, host: '127.0.0.1', device: 'cpu', threads: 1, batchRows: 8, batchWaitMs: 2, anonymousRead: true, demo: false, runOverheadTokens: 7 });
+    try {
+      expect(dflt.service.engine.runOverheadTokens).toBe(7);
+      expect(dflt.service.engine.mixedGates).toBe(false); // the tiny base is 64 wide
+    } finally {
+      await dflt.stop();
+    }
+  });
 });

@@ -34,6 +34,8 @@ test.each([
   [['serve', '--module-memory-mb', 'all'], /^INVALID_ARGUMENT: '--module-memory-mb' must be a non-negative integer, got 'all'$/],
   [['serve', '--max-sessions', '0'], /^INVALID_ARGUMENT: '--max-sessions' must be at least 1, got '0'$/],
   [['serve', '--heap-growing-percent', '20000'], /^INVALID_ARGUMENT: '--heap-growing-percent' must be at most 10000, got '20000'$/],
+  [['serve', '--mixed-gates', 'sometimes'], /^INVALID_ARGUMENT: '--mixed-gates' must be auto, on or off, got 'sometimes'$/],
+  [['serve', '--run-overhead-tokens', '-3'], /^INVALID_ARGUMENT: '--run-overhead-tokens' must be a non-negative integer, got '-3'$/],
   [['serve', '--heap-growing-percent', 'big'], /^INVALID_ARGUMENT: '--heap-growing-percent' must be a non-negative integer, got 'big'$/],
   [['yank', 'lang/de'], /^INVALID_ARGUMENT: yank: 'lang\/de' must name an exact version/],
   [['infer', '--compose', '{"stack": [', 'x'], /^INVALID_ARGUMENT: '--compose' is not valid JSON/],
