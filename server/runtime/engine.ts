@@ -27,7 +27,7 @@ import { BaseParams, type BaseWeights } from './base-params';
 import { DiffWeights, diffSetKey, type DiffStats } from './diff-weights';
 import { ModuleCache, type ModuleResolver } from './module-cache';
 import { BatchPools } from './pools';
-import { Session, type Device, type HostTensor, type RunTiming } from './session';
+import { Session, type Device, type HostTensor } from './session';
 import { SessionCache } from './session-cache';
 import { lengthRuns, overheadTokensFrom } from './length-runs';
 import { chooseVariant } from './variants';
@@ -78,9 +78,8 @@ export interface EngineOptions {
   diffThreads?: number;
   /**
    * A run's fixed cost in padded tokens: the rows of a group run as length ranges where that pads less than it
-   * costs in runs (length-runs.ts). Default: measured by `create` on the CPU (two bare runs of one row, 3 rounds),
-   * after which each session fits its own from its runs (RunCostFit); Infinity (every group runs whole) on CUDA,
-   * where padding is nearly free. A value given here stands (scaled by a session's node count), without fitting.
+   * costs in runs (length-runs.ts). Default: measured by `create` on the CPU (two bare runs of one row, 3 rounds);
+   * Infinity (every group runs whole) on CUDA, where padding is nearly free.
    */
   runOverheadTokens?: number;
   /**
@@ -167,8 +166,6 @@ export class Engine {
   readonly mixedGates: boolean;
   /** Nodes of the bare graph: a larger graph's run costs more (runOverhead). */
   private bareNodes = 1;
-  /** Whether sessions learn their own fixed cost from their runs (a measured runOverheadTokens, not one given). */
-  private fitRunCost = false;
 
   private constructor(
     readonly base: Base,
@@ -191,7 +188,6 @@ export class Engine {
     await entry.session;
     e.bareNodes = entry.nodes;
     e.runOverheadTokens = options.runOverheadTokens ?? (e.device === 'cuda' ? Infinity : await e.measureRunOverhead());
-    e.fitRunCost = options.runOverheadTokens === undefined && Number.isFinite(e.runOverheadTokens);
     return e;
   }
 
@@ -293,14 +289,14 @@ export class Engine {
   }
 
   /**
-   * The fixed cost in tokens of one more run of these rows on the session they would run on: fitted from that
-   * session's own runs once it has enough of them (RunCostFit), else the bare graph's scaled by the session's node
-   * count (a mixed graph of the traffic's kinds has ~2× the bare one's nodes; most of a run's fixed cost is
-   * onnxruntime's per node on the small base, not at BERT-base, where the scaling errs towards fewer runs).
+   * The fixed cost in tokens of one more run of these rows: the bare graph's, scaled by the node count of the session
+   * they would run on (a mixed graph of the traffic's kinds has ~2× the bare one's nodes, and most of a run's fixed
+   * cost is onnxruntime's per node on the small base). At BERT-base less of it is, but a fit of each session's own
+   * runs, which split batches more finely there, was no faster (docs/serving-performance.md).
    */
   runOverhead(plans: RowPlan[], opts: ForwardOptions = {}): number {
     const entry = this.sessions.peek(this.variantFor(plans, opts), 'init');
-    return (this.fitRunCost ? entry?.cost.overheadTokens() : null) ?? this.runOverheadTokens * Math.max(1, (entry?.nodes ?? this.bareNodes) / this.bareNodes);
+    return this.runOverheadTokens * Math.max(1, (entry?.nodes ?? this.bareNodes) / this.bareNodes);
   }
 
   /** Resolves once the sparse-diff copies the worker is making in the background are made (tests, benchmarks). */
@@ -324,19 +320,15 @@ export class Engine {
     // a diff group of few tokens multiplies its input weights the other way round (BaseWeights)
     const weights: BaseWeights = !diffs.length ? 'init' : rows.length * T <= (this.options.leftMaxTokens ?? LEFT_MAX_TOKENS) ? 'inputs-left' : 'inputs';
     const entry = this.sessions.acquire(variant, weights);
-    // the runs of rows without diffs teach their session its fixed cost (runOverhead); a GPU's groups run whole
-    const timing = !diffs.length && this.fitRunCost ? { ms: NaN } : undefined;
     try {
-      const out = await this.runOn(await entry.session, batch, rows, T, plans, entry.variant, opts, variant, timing);
-      if (timing) entry.cost.add(rows.length * T, timing.ms);
-      return out;
+      return await this.runOn(await entry.session, batch, rows, T, plans, entry.variant, opts, variant);
     } finally {
       this.sessions.done(entry);
     }
   }
 
   /** Runs `rows` over their first `T` positions; `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */
-  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant, timing?: RunTiming): Promise<RowOutput[]> {
+  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
     const D = cfg.hiddenSize;
@@ -371,7 +363,7 @@ export class Engine {
     if (!wanted.length) wanted.push(IO.hidden);
     let res: Record<string, HostTensor>;
     try {
-      const running = session.run(feeds, wanted, undefined, timing);
+      const running = session.run(feeds, wanted);
       if (diffs.length) this.diffs.posted(diffs); // the worker holds the set's non-zeros now: it may make its copy
       res = await running;
     } finally {

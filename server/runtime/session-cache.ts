@@ -23,7 +23,6 @@
 import type { BaseConfig } from '../model/config';
 import { buildEncoderGraph, variantKey, type Variant } from '../model/encoder-graph';
 import type { BaseParams, BaseWeights } from './base-params';
-import { RunCostFit } from './length-runs';
 import { Session, type Device } from './session';
 import { coversVariant, joinVariants } from './variants';
 
@@ -37,8 +36,6 @@ export interface SessionEntry {
   inUse: number;
   /** Nodes of its graph, branches included: a run's fixed cost grows with them (Engine's length runs). */
   nodes: number;
-  /** Its runs' fixed cost, fitted from their times (Engine's length runs). */
-  cost: RunCostFit;
 }
 
 /** Misses of a uniform variant served by a covering session before its own session is built. */
@@ -117,7 +114,7 @@ export class SessionCache {
     const threads = kind === 'init' ? this.options.threads : (this.options.diffThreads ?? this.options.threads);
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads, worker: this.options.worker ?? true });
     session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
-    const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0, nodes: graph.nodeCount(), cost: new RunCostFit() };
+    const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0, nodes: graph.nodeCount() };
     this.sessions.set(key, entry);
     this.covered.clear(); // a later miss may find a closer cover
     return entry;

@@ -131,13 +131,8 @@ export type OutputBuffers = Record<string, HostTensor>;
 interface SessionImpl {
   inputNames: readonly string[];
   outputNames: readonly string[];
-  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>>;
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>>;
   release(): Promise<void>;
-}
-
-/** Filled in by Session.run: how long onnxruntime itself ran (ms), without the wait for the worker or the feeds' transfer. */
-export interface RunTiming {
-  ms: number;
 }
 
 /** A session on the calling thread. */
@@ -149,7 +144,7 @@ class MainThreadSession implements SessionImpl {
   get outputNames() {
     return this.inner.outputNames;
   }
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>> {
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) {
       v.updates?.(); // this thread reads `data` itself: nothing to patch
@@ -162,9 +157,7 @@ class MainThreadSession implements SessionImpl {
       const b = into?.[name];
       fetches[name] = b ? new ort.Tensor(b.type, b.data as never, b.dims as number[]) : null;
     }
-    const t0 = performance.now();
     const res = await this.inner.run(ortFeeds, fetches);
-    if (timing) timing.ms = performance.now() - t0;
     const out: Record<string, HostTensor> = {};
     for (const name of outputs) {
       const b = into?.[name];
@@ -328,9 +321,7 @@ async function runAndPost(m) {
       feeds[name] = f.patches ? patch(f) : tensor(f);
       if (f.ow) undo.push(overwrite(feeds[name], f.ow));
     }
-    const t0 = performance.now();
     const res = await sessions.get(m.id).run(feeds, m.outputs);
-    const ms = performance.now() - t0;
     const outputs = {};
     const transfer = [];
     for (const name of m.outputs) {
@@ -338,7 +329,7 @@ async function runAndPost(m) {
       outputs[name] = { type: t.type, dims: t.dims, data: t.data };
       transfer.push(t.data.buffer);
     }
-    parentPort.postMessage({ seq: m.seq, outputs, ms }, transfer);
+    parentPort.postMessage({ seq: m.seq, outputs }, transfer);
   } finally {
     for (const u of undo.reverse()) u();
   }
@@ -465,7 +456,7 @@ class WorkerSession implements SessionImpl {
     }
   }
 
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>> {
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
     const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; reserve?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite> }> = {};
     const transfer = new Set<ArrayBuffer>();
     // Refusals first: past this point feeds' pending updates are taken and keys marked as held, so a throw half
@@ -507,7 +498,6 @@ class WorkerSession implements SessionImpl {
     }
     const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs }, [...transfer]);
     const out = r.outputs as Record<string, HostTensor>;
-    if (timing) timing.ms = r.ms as number;
     // another thread's outputs arrive as their own buffers: copy into the caller's
     for (const [name, b] of Object.entries(into ?? {})) {
       if (!out[name]) continue;
@@ -590,10 +580,9 @@ export class Session {
   /**
    * Runs the graph; returns host copies of the requested outputs, except those named in `into`, which are
    * written into the caller's buffers (in place on a main-thread session; an input's own buffer may be given).
-   * `timing` gets onnxruntime's own time for the run.
    */
-  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>> {
-    return this.impl.run(feeds, outputs, into, timing);
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
+    return this.impl.run(feeds, outputs, into);
   }
 
   async release(): Promise<void> {

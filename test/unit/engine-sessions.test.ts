@@ -10,7 +10,7 @@ import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
 import { gateValues } from '../../server/model/encoder-graph';
-import { lengthRuns, overheadTokensFrom, RunCostFit } from '../../server/runtime/length-runs';
+import { lengthRuns, overheadTokensFrom } from '../../server/runtime/length-runs';
 import { STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
@@ -609,65 +609,6 @@ it('lengthRuns splits rows into the length ranges that cost least in padded toke
   expect(overheadTokensFrom(20, 8, 132, 104)).toBeCloseTo(20 / (112 / 96) - 8, 6);
   expect(overheadTokensFrom(5, 8, 5, 104)).toBe(Infinity);
   expect(overheadTokensFrom(1000, 8, 1001, 104)).toBe(256);
-});
-
-it("RunCostFit finds a run's fixed cost in tokens from run times, undisturbed by a few slow runs; none without enough runs or spread", () => {
-  const fit = new RunCostFit();
-  let seed = 7;
-  const noise = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.2; // ±0.1 ms
-  const tokens = (i: number) => 20 + ((i * 37) % 200);
-  for (let i = 0; i < 15; i++) fit.add(tokens(i), 3 + 0.06 * tokens(i) + noise());
-  expect(fit.overheadTokens()).toBeNull(); // fewer than 16 runs
-  for (let i = 15; i < 64; i++) fit.add(tokens(i), 3 + 0.06 * tokens(i) + noise() + (i % 10 === 0 ? 25 : 0)); // every 10th run 25 ms late
-  expect(fit.overheadTokens()!).toBeGreaterThan(45);
-  expect(fit.overheadTokens()!).toBeLessThan(55); // 3 / 0.06 = 50
-  // the latest 64 runs count: a session that got cheaper per run is refitted
-  for (let i = 0; i < 64; i++) fit.add(tokens(i), 0.6 + 0.06 * tokens(i) + noise());
-  expect(fit.overheadTokens()!).toBeLessThan(15);
-  const flat = new RunCostFit();
-  for (let i = 0; i < 32; i++) flat.add(40 + (i % 3), 5 + noise());
-  expect(flat.overheadTokens()).toBeNull(); // padded tokens within a factor of 2
-  const free = new RunCostFit();
-  for (let i = 0; i < 32; i++) free.add(tokens(i), 5);
-  expect(free.overheadTokens()).toBeNull(); // a longer run cost no more (no slope)
-});
-
-it("a measured engine's sessions learn their fixed cost from their own runs; a given runOverheadTokens stands", async () => {
-  const a = makeAdapterModule({ id: 'task/fit', base: info, preset: 'seq_bn', seed: 73 });
-  // the start-up measurement is stubbed: on a busy machine a tiny base's may come out Infinity (no splitting, no fit)
-  const measure = jest.spyOn(Engine.prototype as unknown as { measureRunOverhead: () => Promise<number> }, 'measureRunOverhead').mockResolvedValue(12);
-  const fitted = await Engine.create({ base });
-  measure.mockRestore();
-  const given = await Engine.create({ base, runOverheadTokens: 12 });
-  const added: [number, number][] = [];
-  const add = jest.spyOn(RunCostFit.prototype, 'add').mockImplementation((tokens, ms) => void added.push([tokens, ms]));
-  const fit = jest.spyOn(RunCostFit.prototype, 'overheadTokens').mockReturnValue(42);
-  try {
-    for (const e of [fitted, given]) e.addModule(parseManifest(a.manifest), a.tensors);
-    const enc = await base.tokenizer.encodeBatch(['hello', 'hello world again']);
-    for (const e of [fitted, given]) {
-      const plans = await Promise.all(enc.lengths.map(async () => (await e.plan('task/fit@1.0.0'))[0]));
-      const before = added.length;
-      await e.forward(enc, plans);
-      const runs = added.length - before;
-      if (e === fitted) {
-        expect(runs).toBe(e.stats.runs); // every run of rows without diffs reports (padded tokens, onnxruntime ms)
-        for (const [tokens, ms] of added.slice(before)) {
-          expect(Number.isInteger(tokens) && tokens > 0).toBe(true);
-          expect(ms).toBeGreaterThan(0);
-        }
-        expect(e.runOverhead(plans)).toBe(42); // the session's fit, not the scaled start-up figure
-      } else {
-        expect(runs).toBe(0);
-        expect(e.runOverhead(plans)).toBeGreaterThanOrEqual(12);
-        expect(e.runOverhead(plans)).not.toBe(42);
-      }
-    }
-  } finally {
-    add.mockRestore();
-    fit.mockRestore();
-    for (const e of [fitted, given]) await e.close();
-  }
 });
 
 it('a group of rows of different lengths runs as length ranges (runOverheadTokens), with the results of one run; measured on the CPU by default', async () => {
