@@ -37,13 +37,14 @@ const SPARSE = ENCODER_LINEAR_WEIGHT;
 const MAX_SPARSE_DENSITY = 0.25;
 /**
  * A set starts as a sparse overwrite. It gets a copy, θ₀+Σδ of its sparse tensors, when the copy fits the budget
- * without evicting anything: after its first run where the session worker makes it between runs (see the
- * constructor; the set runs on its non-zeros until the copy is made), from its PROMOTE_USES-th run on where this
- * thread would make it before the run. Under pressure it needs to have run PROMOTE_USES times within the last
- * FREQ_WINDOW diff-group runs, and room: the copies of sets that ran less than half as often within that window are
- * dropped (those sets go back to overwrites, keeping their non-zeros), then sets without a copy that ran less often
- * are evicted, least recently used first, never below SPARSE_RESERVE of the budget; if that is not enough it stays
- * sparse.
+ * without evicting anything and leaves room for the non-zeros of every set that ran within the last FREQ_WINDOW
+ * diff-group runs: after its first run where the session worker makes it between runs (see the constructor; the set
+ * runs on its non-zeros until the copy is made), from its PROMOTE_USES-th run on where this thread would make it
+ * before the run. Under pressure it needs to have run PROMOTE_USES times within the window, and REBUILD_RUNS times
+ * per set of that window it would leave without room; the copies of sets that ran less than half as often within
+ * the window are dropped (those sets go back to overwrites, keeping their non-zeros), then sets without a copy that
+ * ran less often are evicted, least recently used first, never below SPARSE_RESERVE of the budget; if that is not
+ * enough it stays sparse.
  * Measured at BERT-base (LT-SFT at 1%): a first request +70 ms sparse against +1046 ms materialising
  * (`bench:serve --cold-only`); a run after that ~18 ms more sparse than dense (two write passes over 850k non-zeros,
  * cache misses mostly; 88 against 39 ms while each run read them back, `npm run bench:diff-groups`); making a copy
@@ -58,6 +59,16 @@ const PROMOTE_USES = 4;
 const EMPTY = new Float32Array(0);
 const FREQ_WINDOW = 1024;
 const SPARSE_RESERVE = 0.25;
+/**
+ * What a set's rebuild costs, in runs of the copy's savings: its non-zeros built again here (~7 ms at BERT-base) and
+ * its next run's read pass in the worker (~50 ms), against the ~6 ms a run on a copy saves over a warm overwrite
+ * (write passes; probe in docs/serving-performance.md). A copy that leaves the sets that ran within the window too
+ * little room for their non-zeros makes them rebuilt in turn; it is made only when its set ran at least this many
+ * times within the window per set it would push out. At BERT-base with `--diff-memory-mb 1000` a copy is the room of
+ * ~33 sets: copies there had taken 2/3 of the budget (made while memory was free, for whichever sets came first) and
+ * ~50 sets were rebuilt in a timed phase of bench:serve.
+ */
+export const REBUILD_RUNS = 10;
 
 export function diffSetKey(diffs: DiffSet): string {
   return diffs.map((d) => d.key).join('+');
@@ -120,9 +131,9 @@ export class DiffWeights {
     });
   }
 
-  /** Bytes of the kept sets and the byte budget. */
-  usage(): { bytes: number; budget: number } {
-    return { bytes: this.cache.calculatedSize, budget: this.cache.maxSize };
+  /** Bytes of the kept sets, the byte budget, and how many sets are kept. */
+  usage(): { bytes: number; budget: number; sets: number } {
+    return { bytes: this.cache.calculatedSize, budget: this.cache.maxSize, sets: this.cache.size };
   }
 
   /** Feeds `w.<name>` for a diff group: θ₀ plus the set's sparse overwrite, or the set's copy θ₀+Σδ. */
@@ -214,20 +225,26 @@ export class DiffWeights {
     if (need > this.cache.maxSize / 2) return set; // it would not stay (or would take everything): keep it sparse
     // the worker derives the copy from what it holds; after a restart it holds nothing until the next sparse run
     if (this.workerCopies && [...set.sparse.keys()].some((name) => !Session.workerHolds(this.baseKey(name)) || !Session.workerHolds(this.sparseKey(key, name)))) return set;
+    const mine = this.counts.get(key) ?? 0;
+    const count = (k: string) => this.counts.get(k) ?? 0;
     let free = this.cache.maxSize - this.cache.calculatedSize;
+    const { mean, working } = this.footprint();
+    let { copies } = this.footprint();
+    const pushedOut = () => this.pushedOut(copies + need, mean, working);
+    const worth = () => pushedOut() === 0 || (mine >= PROMOTE_USES && pushedOut() * REBUILD_RUNS <= mine);
     const drop: string[] = [];
     const evict: string[] = [];
-    if (free < need) {
-      const mine = this.counts.get(key) ?? 0;
+    if (free < need || pushedOut() > 0) {
       if (mine < PROMOTE_USES) return set; // not popular now: under pressure it takes nothing from others
-      const count = (k: string) => this.counts.get(k) ?? 0;
       // copies of sets that ran less than half as often, least used first
-      const copies = [...this.cache.entries()].filter(([k, w]) => w.copy && 2 * count(k) < mine).sort((x, y) => count(x[0]) - count(y[0]));
-      for (const [k, w] of copies) {
-        if (free >= need) break;
+      const held = [...this.cache.entries()].filter(([k, w]) => w.copy && 2 * count(k) < mine).sort((x, y) => count(x[0]) - count(y[0]));
+      for (const [k, w] of held) {
+        if (free >= need && worth()) break;
         drop.push(k);
         free += this.copyBytes(w);
+        copies -= this.copyBytes(w);
       }
+      if (!worth()) return set;
       // then sets without a copy that ran less often, least recently used first, down to the reserve
       let sparseBytes = 0;
       for (const w of this.cache.values()) if (!w.copy) sparseBytes += this.sizeOf(w);
@@ -252,6 +269,47 @@ export class DiffWeights {
     }
     this.make(key, copy);
     return this.resize(key, { ...set, copy, copyPending: true });
+  }
+
+  /**
+   * Bytes of the kept copies; the mean bytes of a set's non-zeros (the kept sets'); and the bytes the non-zeros of
+   * every set that ran within the window need at that mean, whether kept or not.
+   */
+  private footprint(): { copies: number; mean: number; working: number } {
+    let copies = 0;
+    let nonZeros = 0;
+    for (const w of this.cache.values()) {
+      const c = w.copy ? this.copyBytes(w) : 0;
+      copies += c;
+      nonZeros += this.sizeOf(w) - c;
+    }
+    const mean = nonZeros / Math.max(1, this.cache.size);
+    return { copies, mean, working: this.counts.size * mean };
+  }
+
+  /** How many sets that ran lately find no room for their non-zeros beside `copies` bytes of copies (each is rebuilt when it comes back). */
+  private pushedOut(copies: number, mean: number, working: number): number {
+    return mean > 0 ? Math.ceil(Math.max(0, copies + working - this.cache.maxSize) / mean) : 0;
+  }
+
+  /**
+   * Drops copies, of the least used sets first, while they leave sets that ran lately without room and their own set
+   * did not run REBUILD_RUNS times within the window per set pushed out: called when a set is built (before the
+   * cache makes room for it, least recently used first), as the traffic reaches more sets than a copy made while
+   * memory was free left room for.
+   */
+  private shedCopies(building: string): void {
+    const { mean, working: ran } = this.footprint();
+    const working = ran + (this.counts.has(building) ? 0 : mean); // the set being built takes room too
+    let { copies } = this.footprint();
+    const count = (k: string) => this.counts.get(k) ?? 0;
+    const held = [...this.cache.entries()].filter(([, w]) => w.copy).sort((x, y) => count(x[0]) - count(y[0]));
+    for (const [k, w] of held) {
+      const out = this.pushedOut(copies, mean, working);
+      if (out === 0 || count(k) >= REBUILD_RUNS * out) break;
+      copies -= this.copyBytes(w);
+      this.dropCopy(k, w);
+    }
   }
 
   /** Has the worker make a set's copy between runs; the set's runs switch to it once the worker holds it. */
@@ -320,6 +378,7 @@ export class DiffWeights {
     const key = diffSetKey(diffs);
     let set = this.cache.get(key);
     if (set) return set;
+    this.shedCopies(key);
     set = { dense: new Map(), sparse: new Map(), copy: null, uses: 0 };
     this.stats.diffSetsBuilt++;
     const nnz = new Map<string, number>();

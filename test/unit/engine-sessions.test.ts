@@ -17,7 +17,7 @@ import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
 import { Session, overwritten } from '../../server/runtime/session';
 import { BaseParams } from '../../server/runtime/base-params';
-import { DiffWeights } from '../../server/runtime/diff-weights';
+import { DiffWeights, REBUILD_RUNS } from '../../server/runtime/diff-weights';
 import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
 
 let base: Base;
@@ -305,7 +305,7 @@ it('with sessions on the calling thread (worker: false) a diff set gets its copy
   for (const o of [...outs[0], ...outs[1]]) expect(o).toEqual(outs[0][0]);
 });
 
-it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget', async () => {
+it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget, once it ran REBUILD_RUNS times per recent set it leaves without room', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/tail${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 40 + i }));
   const engine = await Engine.create({ base });
@@ -320,8 +320,17 @@ it('a popular set makes room for its copy by evicting sets without one that ran 
   const [hot, warm, ...tail] = sets;
   for (const t of tail) diffs.feeds(t); // ten long-tail sets of ~0.2 copy each: no room left for a copy
   expect(diffs.usage().bytes).toBeGreaterThan(1.6 * copyBytes);
-  for (let i = 0; i < 3; i++) expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
-  expect(diffs.feeds(hot)[q].overwrite).toBeUndefined(); // 4 runs against 1 each: it takes their memory
+  expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
+  // all 11 sets ran within the window (some no longer fit: the budget keeps `sets`), so a copy leaves
+  // ceil((copy + 11 sets' non-zeros − budget) / mean set) of them without room, each rebuilt when it comes back:
+  // hot needs REBUILD_RUNS runs per such set, not just 4
+  const { bytes: nonZeros, sets: kept } = diffs.usage();
+  const mean = nonZeros / kept;
+  const pushedOut = Math.ceil((copyBytes + 11 * mean - budget) / mean);
+  expect(pushedOut).toBeGreaterThan(1);
+  const runsNeeded = REBUILD_RUNS * pushedOut;
+  for (let i = 2; i < runsNeeded; i++) expect(diffs.feeds(hot)[q].overwrite).toBeDefined();
+  expect(diffs.feeds(hot)[q].overwrite).toBeUndefined(); // its runsNeeded-th run: it takes their memory
   expect(stats).toMatchObject({ diffSetsBuilt: 11, diffCopies: 1 });
   expect(diffs.usage().bytes).toBeLessThanOrEqual(budget);
   // the least recently used went, the most recent stayed, and what stayed is at least a quarter of the budget
@@ -331,10 +340,39 @@ it('a popular set makes room for its copy by evicting sets without one that ran 
   expect(stats.diffSetsBuilt).toBe(builtBefore);
   diffs.feeds(tail[0]);
   expect(stats.diffSetsBuilt).toBe(builtBefore + 1);
-  // A second set as popular as hot: hot keeps its copy, and the rest would take the sets without one below the reserve.
+  // A second set that ran 8 times: hot, run often enough to stay worth its copy with every set of the window pushed
+  // out, keeps it, and warm ran too few times for the sets its copy would push out.
+  for (let i = 0; i < REBUILD_RUNS * 12; i++) diffs.feeds(hot);
   for (let i = 0; i < 8; i++) expect(diffs.feeds(warm)[q].overwrite).toBeDefined();
   expect(stats).toMatchObject({ diffCopies: 1, diffCopiesDropped: 0 });
   expect(diffs.feeds(hot)[q].overwrite).toBeUndefined();
+  await engine.close();
+});
+
+it('a copy made while memory was free is dropped once the sets that run leave it no room, unless its set ran REBUILD_RUNS times per set it pushes out', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/shed${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 80 + i }));
+  const engine = await Engine.create({ base });
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const sets = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
+  const params = new BaseParams(base);
+  const copyBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const q = 'w.layers.0.attn.q.weight';
+  for (const popular of [false, true]) {
+    const stats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
+    const diffs = new DiffWeights(params, Math.floor(2.5 * copyBytes), `dw-shed${popular}`, stats);
+    const [a, ...tail] = sets;
+    for (let i = 0; i < (popular ? 12 * REBUILD_RUNS : 4); i++) diffs.feeds(a); // a copy from its 4th run: memory is free
+    expect(diffs.feeds(a)[q].overwrite).toBeUndefined();
+    // eleven more sets of ~0.2 copy each, a run of `a` after each (it stays the most recently used)
+    for (const t of tail) {
+      diffs.feeds(t);
+      diffs.feeds(a);
+    }
+    expect(stats.diffCopiesDropped).toBe(popular ? 0 : 1);
+    expect(diffs.feeds(a)[q].overwrite === undefined).toBe(popular); // back on its non-zeros, or still on its copy
+    expect(diffs.usage().bytes).toBeLessThanOrEqual(Math.floor(2.5 * copyBytes));
+  }
   await engine.close();
 });
 
