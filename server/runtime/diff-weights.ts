@@ -228,8 +228,8 @@ export class DiffWeights {
     const mine = this.counts.get(key) ?? 0;
     const count = (k: string) => this.counts.get(k) ?? 0;
     let free = this.cache.maxSize - this.cache.calculatedSize;
-    const { mean, working } = this.footprint();
-    let { copies } = this.footprint();
+    const { mean, working, copies: kept } = this.footprint();
+    let copies = kept;
     const pushedOut = () => this.pushedOut(copies + need, mean, working);
     const worth = () => pushedOut() === 0 || (mine >= PROMOTE_USES && pushedOut() * REBUILD_RUNS <= mine);
     const drop: string[] = [];
@@ -299,9 +299,9 @@ export class DiffWeights {
    * memory was free left room for.
    */
   private shedCopies(building: string): void {
-    const { mean, working: ran } = this.footprint();
+    const { mean, working: ran, copies: kept } = this.footprint();
     const working = ran + (this.counts.has(building) ? 0 : mean); // the set being built takes room too
-    let { copies } = this.footprint();
+    let copies = kept;
     const count = (k: string) => this.counts.get(k) ?? 0;
     const held = [...this.cache.entries()].filter(([, w]) => w.copy).sort((x, y) => count(x[0]) - count(y[0]));
     for (const [k, w] of held) {
