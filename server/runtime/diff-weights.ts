@@ -272,18 +272,22 @@ export class DiffWeights {
   }
 
   /**
-   * Bytes of the kept copies; the mean bytes of a set's non-zeros (the kept sets'); and the bytes the non-zeros of
-   * every set that ran within the window need at that mean, whether kept or not.
+   * Bytes of the kept copies; the mean bytes of a set's non-zeros (over the kept sets that ran within the window:
+   * not the bias-only sets pools read through `effective`, which never run as a group); and the bytes the non-zeros
+   * of every set that ran within the window need at that mean, whether kept or not.
    */
   private footprint(): { copies: number; mean: number; working: number } {
     let copies = 0;
     let nonZeros = 0;
-    for (const w of this.cache.values()) {
+    let ran = 0;
+    for (const [k, w] of this.cache.entries()) {
       const c = w.copy ? this.copyBytes(w) : 0;
       copies += c;
+      if (!this.counts.has(k)) continue;
       nonZeros += this.sizeOf(w) - c;
+      ran++;
     }
-    const mean = nonZeros / Math.max(1, this.cache.size);
+    const mean = ran ? nonZeros / ran : 0;
     return { copies, mean, working: this.counts.size * mean };
   }
 
