@@ -239,7 +239,7 @@ it('through a worker engine under memory pressure, a set takes the copy of one t
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = ['first', 'second', 'later'].map((n, i) => makeDiffModule({ id: `sft/${n}`, base: info, targets, density: 0.05, method: 'lt-sft', seed: 61 + i }));
   const params = new BaseParams(base);
-  const copyBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const copyBytes = linearCopyBytes(params);
   const engine = await Engine.create({ base, diffCacheBytes: Math.floor(2.5 * copyBytes) }); // room for two copies
   for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
   const first = await run(engine, 'sft/first@1.0.0');
@@ -305,14 +305,24 @@ it('with sessions on the calling thread (worker: false) a diff set gets its copy
   for (const o of [...outs[0], ...outs[1]]) expect(o).toEqual(outs[0][0]);
 });
 
-it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget, once it ran REBUILD_RUNS times per recent set it leaves without room', async () => {
+/** Bytes of one diff set's copy: the encoder's Linear weights. */
+function linearCopyBytes(params: BaseParams): number {
+  return [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+}
+
+/** Twelve LT-SFT sets of ~0.2 copy each (10% of the encoder's Linear weights), added to a fresh engine. */
+async function lttSets(prefix: string, seed: number) {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
-  const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/tail${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 40 + i }));
+  const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/${prefix}${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: seed + i }));
   const engine = await Engine.create({ base });
   for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
   const sets = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
   const params = new BaseParams(base);
-  const copyBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  return { engine, sets, params, copyBytes: linearCopyBytes(params) };
+}
+
+it('a popular set makes room for its copy by evicting sets without one that ran less often, least recently used first, never below a quarter of the budget, once it ran REBUILD_RUNS times per recent set it leaves without room', async () => {
+  const { engine, sets, params, copyBytes } = await lttSets('tail', 40);
   const stats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
   const budget = Math.floor(2.5 * copyBytes);
   const diffs = new DiffWeights(params, budget, 'dw-tail', stats);
@@ -350,13 +360,7 @@ it('a popular set makes room for its copy by evicting sets without one that ran 
 });
 
 it('a copy made while memory was free is dropped once the sets that run leave it no room, unless its set ran REBUILD_RUNS times per set it pushes out', async () => {
-  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
-  const mods = Array.from({ length: 12 }, (_, i) => makeDiffModule({ id: `sft/shed${i}`, base: info, targets, density: 0.1, method: 'lt-sft', seed: 80 + i }));
-  const engine = await Engine.create({ base });
-  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
-  const sets = await Promise.all(mods.map(async (m) => (await engine.plan(`${m.manifest.id}@1.0.0`))[0].diffs));
-  const params = new BaseParams(base);
-  const copyBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const { engine, sets, params, copyBytes } = await lttSets('shed', 80);
   const q = 'w.layers.0.attn.q.weight';
   for (const popular of [false, true]) {
     const stats = { diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
