@@ -8,8 +8,9 @@
  *   zipfNoDiff / zipfNoLtsft / zipfAdaptersOnly       the same with diff / LT-SFT / non-adapter rows on rank 0
  * `runs/batch` counts onnxruntime runs (each distinct LT-SFT set is its own "weights as inputs" group).
  *
- *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY)
- *   L=4 H=256 (default) is bench:serve's small base; MINW/SPANW set the sentence lengths in words.
+ *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY, LANG_RF)
+ *   L=4 H=256 (default) is bench:serve's small base; MINW/SPANW set the sentence lengths in words; LANG_RF the
+ *   language adapters' reduction factor (default 2, the archived MAD-X adapters'; 16 before the rank classes).
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
   const labels = ['a', 'b', 'c'];
   const head = { type: 'classification' as const, num_labels: 3, labels };
   for (let k = 0; k < 10; k++) {
-    const m = initModule(base, { kind: 'bottleneck', id: `b/lang${k}`, version: '1.0.0', config: { preset: 'seq_bn_inv', reduction_factor: 16 }, seed: 900 + k });
+    const m = initModule(base, { kind: 'bottleneck', id: `b/lang${k}`, version: '1.0.0', config: { preset: 'seq_bn_inv', reduction_factor: env('LANG_RF', 2) }, seed: 900 + k });
     engine.addModule(m.manifest, m.tensors);
   }
   // Zipf(1) batches over N ranks

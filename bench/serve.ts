@@ -37,7 +37,7 @@
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
  *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
  *                          [--module-memory-mb M] [--pool-memory-mb M] [--heap-growing-percent P]
- *                          [--run-overhead-tokens K] [--mixed-gates auto|on|off]
+ *                          [--run-overhead-tokens K] [--mixed-gates auto|on|off] [--lang-reduction F]
  *   --quick        N in {1, 100}, 300 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
@@ -45,6 +45,7 @@
  *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, a materialised LT-SFT set 340 MB)
  *   --heap-growing-percent   serve's V8 heap growth (default 900; 0 = V8's own), for the whole process
  *   --run-overhead-tokens, --mixed-gates   serve's flags of those names for every server (default: serve's)
+ *   --lang-reduction   reduction factor of the MAD-X language adapters (default 2, the archived MAD-X adapters'; 16 before)
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -122,6 +123,11 @@ const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
 const LANGS = 10;
+/**
+ * Reduction factor of the MAD-X language adapters (default 2, as the archived MAD-X adapters: ANCHORS.md); the
+ * task adapters keep seq_bn's 16. Stops before the rank classes (variants.ts rankClass) measured 16.
+ */
+const LANG_REDUCTION = numArg('--lang-reduction', 2);
 const NOBATCH_N = NS.includes(100) ? 100 : NS[NS.length - 1];
 const ZIPF_ALPHA = 1;
 const ROUNDS = numArg('--rounds', QUICK ? 2 : 4);
@@ -571,7 +577,7 @@ async function publishModules(dataDir: string, base: Base, count: number, loraFr
   try {
     if (KINDS === 'mixed') {
       for (let k = 0; k < Math.min(LANGS, count); k++) {
-        const m = initModule(base, { kind: 'bottleneck', id: langId(k), version: '1.0.0', config: { preset: 'seq_bn_inv', reduction_factor: 16 }, seed: 900 + k });
+        const m = initModule(base, { kind: 'bottleneck', id: langId(k), version: '1.0.0', config: { preset: 'seq_bn_inv', reduction_factor: LANG_REDUCTION }, seed: 900 + k });
         await reg.publish({ files: new Map([['module.json', Buffer.from(JSON.stringify(m.manifest))], ['weights.safetensors', serializeSafetensors(m.tensors)]]) });
       }
     }
@@ -957,7 +963,7 @@ async function main(): Promise<void> {
     out.push(`modhub serving benchmark: real HTTP server on 127.0.0.1, base bert ${BASE_SHAPE.layers}L/${BASE_SHAPE.hidden}H (${base.fingerprint.slice(0, 15)}…), ${os.cpus().length} cores, onnxruntime threads ${THREADS || 'all'}`);
     out.push(
       KINDS === 'mixed'
-        ? `modules: mixed kinds by rank (seq_bn adapter, LoRA r=8 q/v, MAD-X stack [lang seq_bn_inv (1 of ${LANGS}), task seq_bn], sparse diff BitFit / LT-SFT 1%), each with a 2-layer classification head; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules; steady state (every module requested once before timing)`
+        ? `modules: mixed kinds by rank (seq_bn adapter, LoRA r=8 q/v, MAD-X stack [lang seq_bn_inv reduction ${LANG_REDUCTION} (1 of ${LANGS}), task seq_bn], sparse diff BitFit / LT-SFT 1%), each with a 2-layer classification head; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules; steady state (every module requested once before timing)`
         : `modules: seq_bn adapters (reduction 16) + 2-layer classification heads${pub.lora ? `, ${pub.lora} of ${maxN} LoRA r=8 (q,v)` : ''}; traffic: 1 sentence/request (mean ${meanTokens.toFixed(1)} tokens), Zipf alpha ${ZIPF_ALPHA} over N modules; steady state`,
     );
     out.push(`batching: up to ${BATCH_ROWS} rows, wait ${BATCH_WAIT_MS} ms; open loop: Poisson at ${rate} req/s (${FIXED_RATE === null ? `${RATE_FRACTION * 100}% of N=1 closed-loop capacity` : 'fixed by --rate'}), ≤${REQUESTS} requests per phase or ${MAX_SECONDS} s per configuration, in ${Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)))} interleaved rounds; closed loop: ${CONCURRENCY} clients`);

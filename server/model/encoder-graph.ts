@@ -41,6 +41,13 @@ export interface SiteVariant {
   resScale: 'off' | 'mixed';
   /** Every row uses the same adapter in each slot: one [D, R] weight per slot, a 2-D GEMM instead of per-row ones. */
   uniform?: boolean;
+  /**
+   * Per slot (the stack, then with fusion the pre-step and the fused adapters), the rank class of its adapters
+   * (variants.ts rankClass; 0: no row has an adapter there). A mixed slot gathers from its class's pool, padded to
+   * the widest rank written there, not the site's: a MAD-X language adapter (reduction 2) does not make every
+   * other row's slot as wide. Absent in graphs built without it (the trainer's): one pool per site.
+   */
+  ranks?: number[];
 }
 
 export interface Variant {
@@ -88,6 +95,18 @@ export function carriesSum(sv: SiteVariant): boolean {
 export function slotActivation(sv: SiteVariant, s: number): Activation | 'mixed' {
   return Array.isArray(sv.act) ? (sv.act[s] ?? 'mixed') : sv.act;
 }
+
+/**
+ * The rank class of the pool a mixed site's slot s gathers from (POOL.adapter's `rank`): the slot's own, the
+ * smallest class for a slot no row fills, undefined without SiteVariant.ranks (one pool per site).
+ */
+export function slotRank(sv: SiteVariant, s: number): number | undefined {
+  if (!sv.ranks) return undefined;
+  return sv.ranks[s] || MIN_RANK_CLASS;
+}
+
+/** The smallest rank class (variants.ts rankClass). */
+export const MIN_RANK_CLASS = 16;
 
 /**
  * Slots whose weights the engine feeds pre-folded (uniform carried slots without adapter LayerNorms): `down_wf`
@@ -142,7 +161,8 @@ export const IO = {
 
 /** Pool input names (documented once; the runtime and trainer address pools through these). */
 export const POOL = {
-  adapter: (site: Site, part: string) => `ad.${site}.${part}`,
+  /** A mixed site's adapter pool part; with `rank`, the pool of that rank class (SiteVariant.ranks). */
+  adapter: (site: Site, part: string, rank?: number) => (rank ? `ad.${site}.r${rank}.${part}` : `ad.${site}.${part}`),
   adapterFlag: (site: Site, flag: string) => `ad.${site}.flag.${flag}`,
   lora: (target: LoraTarget, part: 'A' | 'B' | 'idx') => `lora.${target}.${part}`,
   /** Uniform batches feed each layer's (and slot's) entry directly, without pool + index gathers. */
@@ -596,7 +616,7 @@ class EncoderEmitter {
    */
   private slotParam(site: Site, sv: SiteVariant, part: string, l: number, s: number, shape: (string | number)[]): Value {
     if (sv.uniform) return this.poolInput(POOL.adapterSlot(site, part, l, s), shape);
-    return this.g.gather(this.poolInput(POOL.adapter(site, part), ['LP', ...shape]), this.layerIndex(POOL.adapter(site, 'idx'), l, s));
+    return this.g.gather(this.poolInput(POOL.adapter(site, part, slotRank(sv, s)), ['LP', ...shape]), this.layerIndex(POOL.adapter(site, 'idx'), l, s));
   }
 
   private activation(x: Value, act: Activation | 'mixed', flag: (a: Activation) => Value): Value {

@@ -1,7 +1,9 @@
 /**
  * Pools of the bottleneck adapters at one site (attention or output) and of AdapterFusion there. Mixed sites: each
- * distinct adapter's down/up projections (rank-padded) and LayerNorms sit in the site's resident space
- * (pool-space.ts; slot 0 is the zero adapter), and per (layer, slot, row) the batch feeds an index and the
+ * distinct adapter's down/up projections and LayerNorms sit in a resident space of the site per rank class
+ * (variants.ts rankClass; pool-space.ts; slot 0 is the zero adapter), padded to the widest rank of that class, so
+ * a MAD-X language adapter of reduction 2 neither widens the task adapters' entries nor their rows' products; per
+ * (layer, slot, row) the batch feeds an index into its slot's class and the
  * AdapterHub switches that differ between rows. When every row uses the same adapter in each slot, that slot's
  * weights are fed directly; a slot the graph folds with the site's original LayerNorm (foldedSlot in
  * encoder-graph.ts) gets the folded weights, computed from the LayerNorm's effective parameters (a row group's
@@ -9,11 +11,11 @@
  */
 import type { RowPlan } from '../model/composition';
 import type { BaseConfig } from '../model/config';
-import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, type Site, type SiteVariant } from '../model/encoder-graph';
+import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, slotRank, type Site, type SiteVariant } from '../model/encoder-graph';
 import type { AdapterModule, AdapterSiteWeights } from '../model/modules';
 import type { DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
-import type { PartSpec, PoolSpaces, SlotWriter } from './pool-space';
+import type { PartSpec, PoolSpace, PoolSpaces, SlotWriter } from './pool-space';
 import { slotTable } from './variants';
 
 /**
@@ -27,18 +29,16 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
   const B = plans.length;
   const table = slotTable(L, plans, site, sv.slots, sv.fuse);
   const S = table.S;
-  // Distinct adapters at this site.
-  const mods = new Map<string, AdapterModule>();
-  for (const l of table.entry) for (const s of l) for (const a of s) if (a && !mods.has(a.key)) mods.set(a.key, a);
-  let R = 1;
-  for (const m of mods.values()) for (const ly of m.layers) if (ly[site]) R = Math.max(R, ly[site]!.r);
-  const parts = adapterParts(D, R);
   const wanted = ['down_w', 'down_b', 'up_w', 'up_b', ...(sv.flags.lnBefore !== 'off' ? ['lnb_g', 'lnb_b'] : []), ...(sv.flags.lnAfter !== 'off' ? ['lna_g', 'lna_b'] : [])];
   const pools: Pools = {};
   if (sv.uniform) {
-    // Every row shares each slot's entry: feed that entry's own tensors directly (plain GEMMs, no gathers in-graph).
-    for (let l = 0; l < L; l++)
-      for (let s = 0; s < S; s++) {
+    // Every row shares each slot's entry: feed that entry's own tensors directly (plain GEMMs, no gathers in-graph),
+    // each slot at its own adapter's rank (a MAD-X stack's task slot does not take its language adapter's width)
+    for (let s = 0; s < S; s++) {
+      let R = 1;
+      for (let l = 0; l < L; l++) R = Math.max(R, table.entry[l][s][0]?.layers[l][site]?.r ?? 0);
+      const parts = adapterParts(D, R);
+      for (let l = 0; l < L; l++) {
         const w = table.entry[l][s][0]?.layers[l][site];
         const folded = foldedSlot(sv, s);
         // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12 layers)
@@ -48,28 +48,51 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
           for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part], moveToWorker: true };
         }
       }
+    }
   } else {
-    const space = spaces.space(`adapter.${site}`, L, parts);
-    const Rp = space.dims('down_w')[1];
-    const slotOf = new Map<string, number>();
-    for (const [key, m] of mods)
-      slotOf.set(
-        key,
-        space.slot(key, (slot) => {
-          for (let l = 0; l < L; l++) {
-            const w = m.layers[l][site];
-            if (w) writeAdapterEntry(slot, l, w, D, Rp);
-          }
-        }),
-      );
-    const idx = new BigInt64Array(L * S * B);
+    // Per rank class (SiteVariant.ranks) a resident space, each adapter written once into the class of every slot it
+    // fills, padded to the widest rank written there
+    const classOf = (s: number) => slotRank(sv, s) ?? 0;
+    const byClass = new Map<number, Map<string, AdapterModule>>();
     for (let l = 0; l < L; l++)
       for (let s = 0; s < S; s++)
+        for (const a of table.entry[l][s]) {
+          if (!a) continue;
+          const c = classOf(s);
+          const mods = byClass.get(c) ?? new Map<string, AdapterModule>();
+          byClass.set(c, mods);
+          mods.set(a.key, a);
+        }
+    for (let s = 0; s < S; s++) if (!byClass.has(classOf(s))) byClass.set(classOf(s), new Map());
+    const slotOf = new Map<number, { space: PoolSpace; slots: Map<string, number> }>();
+    for (const [c, mods] of byClass) {
+      let R = 1;
+      for (const m of mods.values()) for (const ly of m.layers) if (ly[site]) R = Math.max(R, ly[site]!.r);
+      const space = spaces.space(c ? `adapter.${site}.r${c}` : `adapter.${site}`, L, adapterParts(D, R));
+      const Rp = space.dims('down_w')[1];
+      const slots = new Map<string, number>();
+      for (const [key, m] of mods)
+        slots.set(
+          key,
+          space.slot(key, (slot) => {
+            for (let l = 0; l < L; l++) {
+              const w = m.layers[l][site];
+              if (w) writeAdapterEntry(slot, l, w, D, Rp);
+            }
+          }),
+        );
+      slotOf.set(c, { space, slots });
+      for (const part of wanted) pools[POOL.adapter(site, part, c || undefined)] = space.feed(part);
+    }
+    const idx = new BigInt64Array(L * S * B);
+    for (let l = 0; l < L; l++)
+      for (let s = 0; s < S; s++) {
+        const { space, slots } = slotOf.get(classOf(s))!;
         for (let b = 0; b < B; b++) {
           const a = table.entry[l][s][b];
-          idx[(l * S + s) * B + b] = BigInt(space.entry(a ? slotOf.get(a.key)! : 0, l));
+          idx[(l * S + s) * B + b] = BigInt(space.entry(a ? slots.get(a.key)! : 0, l));
         }
-    for (const part of wanted) pools[POOL.adapter(site, part)] = space.feed(part);
+      }
     pools[POOL.adapter(site, 'idx')] = { type: 'int64', dims: [L, S, B], data: idx };
   }
   const flagTensor = (vals: (number | null)[][][], S2: number, fill: number) => {

@@ -30,7 +30,7 @@ import { BatchPools } from './pools';
 import { Session, type Device, type HostTensor } from './session';
 import { SessionCache } from './session-cache';
 import { lengthRuns, overheadTokensFrom } from './length-runs';
-import { chooseVariant } from './variants';
+import { chooseVariant, rankGroups } from './variants';
 
 export type { ModuleResolver } from './module-cache';
 
@@ -261,12 +261,14 @@ export class Engine {
       if (g) g.push(i);
       else byKey.set(key, [i]);
     });
-    // rows without their own sparse diffs run as length ranges that pad less than another run costs (length-runs.ts);
-    // a diff group stays whole (each of its runs would apply and undo its overwrite)
+    // rows without their own sparse diffs run apart where their adapters' rank classes differ (variants.ts
+    // rankGroups), then as length ranges that pad less than another run costs (length-runs.ts); a diff group stays
+    // whole (each of its runs would apply and undo its overwrite)
     const groups: number[][] = [];
-    for (const [key, rows] of byKey)
-      if (key !== '' || rows.length < 2 || !Number.isFinite(this.runOverheadTokens)) groups.push(rows);
-      else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverhead(rows.map((r) => plans[r]), opts))) groups.push(run.map((k) => rows[k]));
+    for (const [key, all] of byKey)
+      for (const rows of key === '' && all.length > 1 ? rankGroups(all, plans, this.base.config.numLayers) : [all])
+        if (key !== '' || rows.length < 2 || !Number.isFinite(this.runOverheadTokens)) groups.push(rows);
+        else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverhead(rows.map((r) => plans[r]), opts))) groups.push(run.map((k) => rows[k]));
     const out: RowOutput[] = new Array(plans.length);
     // Every group's run is posted at once: the worker runs them back to back, without waiting for this thread to
     // take one group's outputs and build the next group's feeds in between (at N=1000 on the small base the worker

@@ -85,7 +85,8 @@ export class SessionCache {
         entry = cover;
         if (!uniform) this.covered.set(key, cover.key);
       } else {
-        const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant));
+        // grow the most recent mixed session this batch can join (rows of another rank class cannot: variants.ts)
+        const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant) && joinVariants(e.variant, variant) !== null);
         const grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
         entry = this.build(`${kind}:${variantKey(grown)}`, grown, kind);
       }

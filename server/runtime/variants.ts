@@ -7,7 +7,7 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, MIN_RANK_CLASS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
 import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
@@ -31,7 +31,12 @@ export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean)
     const finalLn = modeOf(table.finalLn);
     const resScale = table.resScale.flat(2).every((x) => x === 1) ? 'off' : 'mixed';
     const uniform = table.entry.every((ly) => ly.every((row) => row.every((a) => (a?.key ?? null) === (row[0]?.key ?? null))));
-    sites[site] = { slots, flags, finalLn, act, fuse, resScale, uniform };
+    const ranks = Array.from({ length: table.S }, (_, s) => {
+      let c = 0;
+      table.entry.forEach((ly, l) => ly[s].forEach((a) => a && (c = Math.max(c, rankClass(a.layers[l][site]!.r)))));
+      return c;
+    });
+    sites[site] = { slots, flags, finalLn, act, fuse, resScale, uniform, ranks };
   }
   const lora = LORA_TARGETS.filter((t) => plans.some((p) => p.loras.some((m) => m.layers.some((ly) => ly[t]))));
   const invs = plans.map((p) => p.invertible?.config.non_linearity ?? null);
@@ -55,6 +60,82 @@ export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean)
     // absent unless some row has bias-only diffs, so other batches keep their variants (and sessions)
     ...(plans.some((p) => p.rowBias?.length) ? { rowBias: true } : {}),
   };
+}
+
+/**
+ * The rank class of an adapter of rank r: the smallest power of 4 (at least MIN_RANK_CLASS) that holds it. A mixed
+ * slot pads its rows' adapters to the widest rank written to its class's pool, so within a class ranks differ by at
+ * most a factor 4. At BERT-base a task adapter of reduction 16 (rank 48) is class 64, a MAD-X language adapter of
+ * reduction 2 (rank 384) class 1024: rows of the two run apart (`rankGroups`), each class in a pool of its own.
+ */
+export function rankClass(r: number): number {
+  let c = MIN_RANK_CLASS;
+  while (c < r) c *= 4;
+  return c;
+}
+
+/**
+ * A row's rank class per site and stack slot (0: no adapter there). Fused adapters are left out: fusion batches run
+ * on graphs of their own (joinVariants), whose slots take the widest class of their rows (chooseVariant).
+ */
+export function rowRanks(plan: RowPlan, numLayers: number): Partial<Record<Site, number[]>> {
+  const out: Partial<Record<Site, number[]>> = {};
+  for (const site of SITES) {
+    const ranks = plan.adapters.map((a) => classOver(a, numLayers, site));
+    if (ranks.some((c) => c > 0)) out[site] = ranks;
+  }
+  return out;
+}
+
+function classOver(a: AdapterModule, numLayers: number, site: Site): number {
+  let c = 0;
+  for (let l = 0; l < numLayers; l++) {
+    const w = a.layers[l]?.[site];
+    if (w) c = Math.max(c, rankClass(w.r));
+  }
+  return c;
+}
+
+/**
+ * Splits rows (indices into `plans`) so that no stack slot of a run holds adapters of two rank classes: a row of a
+ * reduction-16 adapter in a run with a MAD-X language adapter of reduction 2 would pay for a rank-384 slot at
+ * BERT-base (+8% of the base's multiply-adds per slot, and per-row gathers 8× as large). Rows without bottleneck
+ * adapters fit any run and join the largest. Order within each run follows `rows`.
+ */
+export function rankGroups(rows: number[], plans: RowPlan[], numLayers: number): number[][] {
+  const groups: { ranks: Partial<Record<Site, number[]>>; rows: number[] }[] = [];
+  const free: number[] = [];
+  for (const r of rows) {
+    const mine = rowRanks(plans[r], numLayers);
+    if (!Object.keys(mine).length) {
+      free.push(r);
+      continue;
+    }
+    const g = groups.find((x) => SITES.every((site) => compatible(x.ranks[site], mine[site])));
+    if (!g) groups.push({ ranks: mine, rows: [r] });
+    else {
+      for (const site of SITES) if (mine[site]) g.ranks[site] = mergeRanks(g.ranks[site], mine[site]);
+      g.rows.push(r);
+    }
+  }
+  if (groups.length <= 1) return [rows];
+  const largest = groups.reduce((a, b) => (b.rows.length > a.rows.length ? b : a));
+  const inRun = new Set([...largest.rows, ...free]);
+  return groups.map((g) => (g === largest ? rows.filter((r) => inRun.has(r)) : g.rows));
+}
+
+/** Whether two per-slot rank lists agree wherever both have an adapter (0 or a missing slot fits anything). */
+function compatible(a: number[] | undefined, b: number[] | undefined): boolean {
+  if (!a || !b) return true;
+  for (let s = 0; s < Math.min(a.length, b.length); s++) if (a[s] && b[s] && a[s] !== b[s]) return false;
+  return true;
+}
+
+/** Per slot the class either side has (they agree where both have one, or they differ and the larger stays). */
+function mergeRanks(a: number[] | undefined, b: number[] | undefined): number[] {
+  const x = a ?? [];
+  const y = b ?? [];
+  return Array.from({ length: Math.max(x.length, y.length) }, (_, s) => Math.max(x[s] ?? 0, y[s] ?? 0));
 }
 
 /** Per (layer, slot, row): the adapter entry and its switches at one site (see slotTable). */
@@ -166,10 +247,13 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
     if (!x && !y) continue;
     if (!x || !y) {
       const only = (x ?? y)!;
+      if (!only.ranks) return null; // a graph with one pool per site (built without ranks) joins nothing
       // rows of the other side have no adapter here: their switches don't care, but their site-final LN is on
       sites[site] = { ...only, flags: { ...only.flags }, finalLn: only.finalLn === 'on' ? 'on' : 'mixed', act: actArray(only), uniform: false };
       continue;
     }
+    // one pool per slot: slots whose adapters fall in different rank classes are two graphs (rankGroups splits them)
+    if (!x.ranks || !y.ranks || !compatible(x.ranks, y.ranks)) return null;
     const flags = {} as Record<AdapterFlag, FlagMode>;
     for (const f of ADAPTER_FLAGS) flags[f] = joinMode(x.flags[f], y.flags[f]);
     // parLast only matters to parallel adapters: a side without any reads 'off' there but does not care
@@ -179,7 +263,7 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
     const ax = actArray(x);
     const ay = actArray(y);
     const act = Array.from({ length: slots }, (_, s) => (ax[s] === undefined ? ay[s] : ay[s] === undefined || ax[s] === ay[s] ? ax[s] : 'mixed'));
-    sites[site] = { slots, flags, finalLn: joinMode(x.finalLn, y.finalLn), act, fuse: 0, resScale: x.resScale === 'off' && y.resScale === 'off' ? 'off' : 'mixed', uniform: false };
+    sites[site] = { slots, flags, finalLn: joinMode(x.finalLn, y.finalLn), act, fuse: 0, resScale: x.resScale === 'off' && y.resScale === 'off' ? 'off' : 'mixed', uniform: false, ranks: mergeRanks(x.ranks, y.ranks) };
   }
   const lora = LORA_TARGETS.filter((t) => a.lora.includes(t) || b.lora.includes(t));
   const invertible = a.invertible || b.invertible;
@@ -199,7 +283,7 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
 }
 
 const JOINABLE = new Set(['sites', 'lora', 'loraUniform', 'ia3', 'ia3Uniform', 'invertible', 'invUniform', 'invAct', 'heads', 'clsDense', 'rowBias']);
-const JOINABLE_SITE = new Set(['slots', 'flags', 'finalLn', 'act', 'fuse', 'resScale', 'uniform']);
+const JOINABLE_SITE = new Set(['slots', 'flags', 'finalLn', 'act', 'fuse', 'resScale', 'uniform', 'ranks']);
 
 /** Whether the graph of `e` serves every batch `v` describes (joining `v` into `e` changes nothing). */
 export function coversVariant(e: Variant, v: Variant): boolean {

@@ -12,7 +12,7 @@ import { Engine } from '../../server/runtime/engine';
 import { gateValues } from '../../server/model/encoder-graph';
 import { lengthRuns, overheadTokensFrom } from '../../server/runtime/length-runs';
 import { STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
-import { coversVariant, joinVariants } from '../../server/runtime/variants';
+import { coversVariant, joinVariants, rankGroups } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
 import { Session, overwritten } from '../../server/runtime/session';
@@ -535,6 +535,42 @@ it('splitCompositions runs each composition of a batch as its own group, with th
   });
   await mixed.close();
   await split.close();
+});
+
+it('rows whose adapters fall in different rank classes run apart, each slot in its class\'s pool, with the outputs each row has alone', async () => {
+  // a MAD-X language adapter 4× wider than the hidden size (rank 64: class 64) under a task adapter of rank 1
+  // (class 16); another rank-1 adapter alone in slot 0 must not run in a rank-64 slot
+  const mods = [
+    makeAdapterModule({ id: 'lang/rc-wide', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 91 }),
+    makeAdapterModule({ id: 'task/rc-task', base: info, preset: 'seq_bn', seed: 92 }),
+    makeAdapterModule({ id: 'task/rc-one', base: info, preset: 'seq_bn', seed: 93 }),
+    makeLoraModule({ id: 'task/rc-lora', base: info, r: 2, seed: 94 }),
+  ];
+  const stack = { stack: ['lang/rc-wide@1.0.0', 'task/rc-task@1.0.0'] };
+  const comps: unknown[] = [stack, 'task/rc-one@1.0.0', 'task/rc-lora@1.0.0', stack, 'task/rc-one@1.0.0'];
+  const texts = ['hello world', 'a b c d e f', 'hello', 'the quick brown fox jumps', 'world world'];
+  const engine = await Engine.create({ base, runOverheadTokens: Infinity }); // no length ranges: one run per rank group
+  const alone = await Engine.create({ base }); // no mixed session: each row alone runs on its own uniform graph
+  for (const e of [engine, alone]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
+  expect(rankGroups([0, 1, 2, 3, 4], plans, base.config.numLayers)).toEqual([[0, 2, 3], [1, 4]]); // the LoRA row joins the first of equal size
+  expect(engine.variantFor([plans[0], plans[1]], {}).sites.output!.ranks).toEqual([64, 16]);
+  expect(engine.variantFor([plans[0]], {}).sites.output!.ranks).toEqual([64, 16]);
+  expect(engine.variantFor([plans[1], plans[2]], {}).sites.output!.ranks).toEqual([16]);
+  expect(joinVariants(engine.variantFor([plans[0]], {}), engine.variantFor([plans[1]], {}))).toBeNull(); // slot 0: class 64 against 16
+  expect(joinVariants(engine.variantFor([plans[0]], {}), engine.variantFor([plans[2]], {}))!.sites.output!.ranks).toEqual([64, 16]);
+  const enc = await base.tokenizer.encodeBatch(texts);
+  const runs = engine.stats.runs;
+  const out = await engine.forward(enc, plans, { hidden: true });
+  expect(engine.stats.runs - runs).toBe(2);
+  const D = base.config.hiddenSize;
+  for (let i = 0; i < texts.length; i++) {
+    const [own] = await alone.forward(await base.tokenizer.encodeBatch([texts[i]]), [(await alone.plan(comps[i]))[0]], { hidden: true });
+    const n = enc.lengths[i] * D;
+    for (let k = 0; k < n; k++) expect(Math.abs(out[i].hidden![k] - own.hidden![k])).toBeLessThan(1e-5);
+  }
+  await engine.close();
+  await alone.close();
 });
 
 it("groupKey names the run a row joins: the batch's shared one ('') for adapters, LoRA and BitFit, a set's own for an LT-SFT diff (the queue's affinity)", async () => {
