@@ -55,6 +55,11 @@ export interface Variant {
   lora: LoraTarget[];
   /** Every row uses the same LoRA set (one [in, R] / [R, out] pair per layer, no per-row gather). */
   loraUniform?: boolean;
+  /**
+   * Per LoRA target, the rank class of its rows' sets (variants.ts rankClass): a mixed target gathers from that
+   * class's pool, as adapter slots do (SiteVariant.ranks). Absent in graphs built without it (the trainer's).
+   */
+  loraRanks?: Partial<Record<LoraTarget, number>>;
   /** Linear layers some row scales with IA³ (absent = none). */
   ia3?: Ia3Target[];
   /** Every row uses the same IA³ set (one product vector per layer fed directly, no per-row gather). */
@@ -164,7 +169,8 @@ export const POOL = {
   /** A mixed site's adapter pool part; with `rank`, the pool of that rank class (SiteVariant.ranks). */
   adapter: (site: Site, part: string, rank?: number) => (rank ? `ad.${site}.r${rank}.${part}` : `ad.${site}.${part}`),
   adapterFlag: (site: Site, flag: string) => `ad.${site}.flag.${flag}`,
-  lora: (target: LoraTarget, part: 'A' | 'B' | 'idx') => `lora.${target}.${part}`,
+  /** A mixed LoRA target's pool part; with `rank`, the pool of that rank class (Variant.loraRanks). */
+  lora: (target: LoraTarget, part: 'A' | 'B' | 'idx', rank?: number) => (rank ? `lora.${target}.r${rank}.${part}` : `lora.${target}.${part}`),
   /** Uniform batches feed each layer's (and slot's) entry directly, without pool + index gathers. */
   adapterSlot: (site: Site, part: string, l: number, s: number) => `ad.${site}.${part}@${l}.${s}`,
   loraLayer: (target: LoraTarget, part: 'A' | 'B', l: number) => `lora.${target}.${part}@${l}`,
@@ -311,8 +317,9 @@ class EncoderEmitter {
       const Bm = this.poolInput(POOL.loraLayer(target, 'B', l), ['R', '?out']);
       return g.matmul(g.matmul(x, A), Bm);
     }
-    const A = this.poolInput(POOL.lora(target, 'A'), ['LP', '?in', 'R']);
-    const Bm = this.poolInput(POOL.lora(target, 'B'), ['LP', 'R', '?out']);
+    const rank = this.v.loraRanks?.[target];
+    const A = this.poolInput(POOL.lora(target, 'A', rank), ['LP', '?in', 'R']);
+    const Bm = this.poolInput(POOL.lora(target, 'B', rank), ['LP', 'R', '?out']);
     const idx = this.layerIndex(POOL.lora(target, 'idx'), l);
     return g.matmul(g.matmul(x, g.gather(A, idx)), g.gather(Bm, idx));
   }

@@ -115,7 +115,7 @@ export class BatchPools {
       const sv = v.sites[site];
       if (sv) Object.assign(pools, adapterPools(cfg, this.effective, site, sv, plans, this.spaces));
     }
-    for (const t of v.lora) Object.assign(pools, loraPools(cfg, t, plans, v.loraUniform ?? false, this.spaces));
+    for (const t of v.lora) Object.assign(pools, loraPools(cfg, t, plans, v.loraUniform ?? false, this.spaces, v.loraRanks?.[t]));
     for (const t of v.ia3 ?? []) Object.assign(pools, ia3Pools(cfg, t, plans, v.ia3Uniform ?? false));
     if (v.invertible) Object.assign(pools, invertiblePools(cfg.hiddenSize, v, plans, this.spaces));
     Object.assign(pools, headPools(cfg, v, plans, this.mlmHead, this.spaces));
@@ -169,9 +169,10 @@ function rowBiasPools(effective: EffectiveParam, names: string[], plans: RowPlan
 
 /**
  * LoRA: one entry per distinct LoRA set of a row, ranks concatenated (Σ of deltas = concat of ranks). Every row the
- * same set: its [in, R] / [R, out] per layer fed directly; else the sets' slots in the target's resident space.
+ * same set: its [in, R] / [R, out] per layer fed directly; else the sets' slots in the target's resident space of
+ * the variant's rank class (`rank`, Variant.loraRanks), padded to the widest set written there.
  */
-function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], uniform: boolean, spaces: PoolSpaces): Pools {
+function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], uniform: boolean, spaces: PoolSpaces, rank?: number): Pools {
   const L = cfg.numLayers;
   const B = plans.length;
   const inDim = target === 'ffn_out' ? cfg.intermediateSize : cfg.hiddenSize;
@@ -207,7 +208,7 @@ function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], unifor
     }
     return pools;
   }
-  const space = spaces.space(`lora.${target}`, L, [
+  const space = spaces.space(rank ? `lora.${target}.r${rank}` : `lora.${target}`, L, [
     { name: 'A', dims: [inDim, R] },
     { name: 'B', dims: [R, outDim] },
   ]);
@@ -225,8 +226,8 @@ function loraPools(cfg: BaseConfig, target: LoraTarget, plans: RowPlan[], unifor
   const idx = new BigInt64Array(L * B);
   for (let l = 0; l < L; l++) rowKey.forEach((k, b) => (idx[l * B + b] = BigInt(space.entry(k ? slotOf.get(k)! : 0, l))));
   return {
-    [POOL.lora(target, 'A')]: space.feed('A'),
-    [POOL.lora(target, 'B')]: space.feed('B'),
+    [POOL.lora(target, 'A', rank)]: space.feed('A'),
+    [POOL.lora(target, 'B', rank)]: space.feed('B'),
     [POOL.lora(target, 'idx')]: { type: 'int64', dims: [L, B], data: idx },
   };
 }

@@ -7,7 +7,7 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, MIN_RANK_CLASS, SITES, type Activation, type AdapterFlag, type FlagMode, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, MIN_RANK_CLASS, SITES, type Activation, type AdapterFlag, type FlagMode, type LoraTarget, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
 import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
@@ -39,6 +39,8 @@ export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean)
     sites[site] = { slots, flags, finalLn, act, fuse, resScale, uniform, ranks };
   }
   const lora = LORA_TARGETS.filter((t) => plans.some((p) => p.loras.some((m) => m.layers.some((ly) => ly[t]))));
+  const loraRanks: Partial<Record<LoraTarget, number>> = {};
+  for (const t of lora) loraRanks[t] = Math.max(...plans.map((p) => loraClass(p, t)));
   const invs = plans.map((p) => p.invertible?.config.non_linearity ?? null);
   const invSet = new Set(invs.filter((x): x is Activation => x !== null));
   const heads = plans.map((p) => p.head?.weights.config.type ?? null);
@@ -50,6 +52,7 @@ export function chooseVariant(numLayers: number, plans: RowPlan[], mlm: boolean)
     sites,
     lora,
     loraUniform: loraKeys.size === 1,
+    ...(lora.length ? { loraRanks } : {}),
     // absent unless some row scales with IA³, so the variants (and sessions) of other batches are unchanged
     ...(ia3.length ? { ia3, ia3Uniform: ia3Keys.size === 1 } : {}),
     invertible: invSet.size > 0,
@@ -75,16 +78,29 @@ export function rankClass(r: number): number {
 }
 
 /**
- * A row's rank class per site and stack slot (0: no adapter there). Fused adapters are left out: fusion batches run
- * on graphs of their own (joinVariants), whose slots take the widest class of their rows (chooseVariant).
+ * A row's rank classes: per site and stack slot (0: no adapter there), and per LoRA target (`lora.<target>`). Fused
+ * adapters are left out: fusion batches run on graphs of their own (joinVariants), whose slots take the widest
+ * class of their rows (chooseVariant).
  */
-export function rowRanks(plan: RowPlan, numLayers: number): Partial<Record<Site, number[]>> {
-  const out: Partial<Record<Site, number[]>> = {};
+export function rowRanks(plan: RowPlan, numLayers: number): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
   for (const site of SITES) {
     const ranks = plan.adapters.map((a) => classOver(a, numLayers, site));
     if (ranks.some((c) => c > 0)) out[site] = ranks;
   }
+  for (const t of LORA_TARGETS) {
+    const c = loraClass(plan, t);
+    if (c) out[`lora.${t}`] = [c];
+  }
   return out;
+}
+
+/** The rank class of a row's LoRA set at a target: of its summed ranks (the set's factors are concatenated), 0 without. */
+function loraClass(plan: RowPlan, target: LoraTarget): number {
+  const layers = plan.loras[0]?.layers.length ?? 0;
+  let r = 0;
+  for (let l = 0; l < layers; l++) r = Math.max(r, plan.loras.reduce((a, m) => a + (m.layers[l][target] ? m.r : 0), 0));
+  return r ? rankClass(r) : 0;
 }
 
 function classOver(a: AdapterModule, numLayers: number, site: Site): number {
@@ -97,13 +113,13 @@ function classOver(a: AdapterModule, numLayers: number, site: Site): number {
 }
 
 /**
- * Splits rows (indices into `plans`) so that no stack slot of a run holds adapters of two rank classes: a row of a
- * reduction-16 adapter in a run with a MAD-X language adapter of reduction 2 would pay for a rank-384 slot at
- * BERT-base (+8% of the base's multiply-adds per slot, and per-row gathers 8× as large). Rows without bottleneck
- * adapters fit any run and join the largest. Order within each run follows `rows`.
+ * Splits rows (indices into `plans`) so that no stack slot or LoRA target of a run holds modules of two rank
+ * classes: a row of a reduction-16 adapter in a run with a MAD-X language adapter of reduction 2 would pay for a
+ * rank-384 slot at BERT-base (+8% of the base's multiply-adds per slot, and per-row gathers 8× as large). Rows
+ * without adapters or LoRA fit any run and join the largest. Order within each run follows `rows`.
  */
 export function rankGroups(rows: number[], plans: RowPlan[], numLayers: number): number[][] {
-  const groups: { ranks: Partial<Record<Site, number[]>>; rows: number[] }[] = [];
+  const groups: { ranks: Record<string, number[]>; rows: number[] }[] = [];
   const free: number[] = [];
   for (const r of rows) {
     const mine = rowRanks(plans[r], numLayers);
@@ -111,10 +127,10 @@ export function rankGroups(rows: number[], plans: RowPlan[], numLayers: number):
       free.push(r);
       continue;
     }
-    const g = groups.find((x) => SITES.every((site) => compatible(x.ranks[site], mine[site])));
+    const g = groups.find((x) => Object.keys(mine).every((k) => compatible(x.ranks[k], mine[k])));
     if (!g) groups.push({ ranks: mine, rows: [r] });
     else {
-      for (const site of SITES) if (mine[site]) g.ranks[site] = mergeRanks(g.ranks[site], mine[site]);
+      for (const k of Object.keys(mine)) g.ranks[k] = mergeRanks(g.ranks[k], mine[k]);
       g.rows.push(r);
     }
   }
@@ -266,6 +282,14 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
     sites[site] = { slots, flags, finalLn: joinMode(x.finalLn, y.finalLn), act, fuse: 0, resScale: x.resScale === 'off' && y.resScale === 'off' ? 'off' : 'mixed', uniform: false, ranks: mergeRanks(x.ranks, y.ranks) };
   }
   const lora = LORA_TARGETS.filter((t) => a.lora.includes(t) || b.lora.includes(t));
+  // one pool per LoRA target too: sets of different rank classes are two graphs
+  if ((a.lora.length && !a.loraRanks) || (b.lora.length && !b.loraRanks)) return null;
+  const loraRanks: Partial<Record<LoraTarget, number>> = {};
+  for (const t of lora) {
+    const [x, y] = [a.loraRanks?.[t], b.loraRanks?.[t]];
+    if (x && y && x !== y) return null;
+    loraRanks[t] = x ?? y;
+  }
   const invertible = a.invertible || b.invertible;
   const invAct = !a.invertible ? b.invAct : !b.invertible || a.invAct === b.invAct ? a.invAct : 'mixed';
   const clsDense = !a.heads.cls ? b.clsDense : !b.heads.cls ? a.clsDense : joinMode(a.clsDense, b.clsDense);
@@ -273,6 +297,7 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
     sites,
     lora,
     loraUniform: lora.length === 0,
+    ...(lora.length ? { loraRanks } : {}),
     invertible,
     invUniform: false,
     invAct: invertible ? invAct : 'relu',
@@ -282,7 +307,7 @@ export function joinVariants(a: Variant, b: Variant): Variant | null {
   };
 }
 
-const JOINABLE = new Set(['sites', 'lora', 'loraUniform', 'ia3', 'ia3Uniform', 'invertible', 'invUniform', 'invAct', 'heads', 'clsDense', 'rowBias']);
+const JOINABLE = new Set(['sites', 'lora', 'loraUniform', 'loraRanks', 'ia3', 'ia3Uniform', 'invertible', 'invUniform', 'invAct', 'heads', 'clsDense', 'rowBias']);
 const JOINABLE_SITE = new Set(['slots', 'flags', 'finalLn', 'act', 'fuse', 'resScale', 'uniform', 'ranks']);
 
 /** Whether the graph of `e` serves every batch `v` describes (joining `v` into `e` changes nothing). */

@@ -573,6 +573,53 @@ it('rows whose adapters fall in different rank classes run apart, each slot in i
   await alone.close();
 });
 
+it('LoRA sets of different rank classes run apart, each in its class\'s pool, with the outputs each row has alone', async () => {
+  const mods = [makeLoraModule({ id: 'task/rl-narrow', base: info, r: 2, seed: 99 }), makeLoraModule({ id: 'task/rl-wide', base: info, r: 40, seed: 100 }), makeLoraModule({ id: 'task/rl-other', base: info, r: 4, seed: 101 })];
+  const comps = ['task/rl-narrow@1.0.0', 'task/rl-wide@1.0.0', 'task/rl-other@1.0.0', 'task/rl-wide@1.0.0'];
+  const texts = ['hello world', 'a b c d e f', 'hello', 'the quick brown fox'];
+  const engine = await Engine.create({ base, runOverheadTokens: Infinity });
+  const alone = await Engine.create({ base });
+  for (const e of [engine, alone]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
+  expect(rankGroups([0, 1, 2, 3], plans, base.config.numLayers)).toEqual([[0, 2], [1, 3]]);
+  const v = engine.variantFor([plans[0], plans[2]], {});
+  expect(Object.values(v.loraRanks!)).toEqual(v.lora.map(() => 16));
+  expect(joinVariants(v, engine.variantFor([plans[1]], {}))).toBeNull(); // class 16 against 64
+  const enc = await base.tokenizer.encodeBatch(texts);
+  const runs = engine.stats.runs;
+  const out = await engine.forward(enc, plans, { hidden: true });
+  expect(engine.stats.runs - runs).toBe(2);
+  const D = base.config.hiddenSize;
+  for (let i = 0; i < texts.length; i++) {
+    const [own] = await alone.forward(await base.tokenizer.encodeBatch([texts[i]]), [(await alone.plan(comps[i]))[0]], { hidden: true });
+    for (let k = 0; k < enc.lengths[i] * D; k++) expect(Math.abs(out[i].hidden![k] - own.hidden![k])).toBeLessThan(1e-5);
+  }
+  await engine.close();
+  await alone.close();
+});
+
+it('a mixed miss grows the most recent session it can join, passing over one of another rank class', async () => {
+  const mods = [
+    makeAdapterModule({ id: 'lang/rj-wide', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 95 }),
+    makeAdapterModule({ id: 'task/rj-one', base: info, preset: 'seq_bn', seed: 96 }),
+    makeLoraModule({ id: 'task/rj-lora', base: info, r: 2, seed: 97 }),
+    makeBitfitModule({ id: 'sft/rj-bias', base: info, seed: 98 }),
+  ];
+  const engine = await Engine.create({ base, runOverheadTokens: Infinity });
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const batch = async (comps: unknown[]) => {
+    const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
+    return engine.forward(await base.tokenizer.encodeBatch(comps.map(() => 'hello world')), plans);
+  };
+  await batch(['task/rj-one@1.0.0', 'task/rj-lora@1.0.0']); // mixed, class 16
+  await batch(['lang/rj-wide@1.0.0', 'task/rj-lora@1.0.0']); // mixed, class 64: a session of its own, the latest
+  await batch(['task/rj-one@1.0.0', 'sft/rj-bias@1.0.0']); // per-row biases: grows the class-16 session
+  const built = engine.stats.sessionsBuilt;
+  await batch(['task/rj-lora@1.0.0', 'sft/rj-bias@1.0.0', 'task/rj-one@1.0.0']); // LoRA and biases: that grown session covers it
+  expect(engine.stats.sessionsBuilt).toBe(built);
+  await engine.close();
+});
+
 it("groupKey names the run a row joins: the batch's shared one ('') for adapters, LoRA and BitFit, a set's own for an LT-SFT diff (the queue's affinity)", async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const mods = [
