@@ -13,17 +13,20 @@ import type { RowPlan } from '../model/composition';
 import type { BaseConfig } from '../model/config';
 import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, slotRank, type Site, type SiteVariant } from '../model/encoder-graph';
 import type { AdapterModule, AdapterSiteWeights } from '../model/modules';
-import type { DiffSet } from './diff-weights';
+import { diffSetKey, type DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
 import type { PartSpec, PoolSpace, PoolSpaces, SlotWriter } from './pool-space';
 import { slotTable } from './variants';
+
+/** Feeds kept under a key, or built (BatchPools keeps folded slots per module, layer and slot). */
+export type FoldCache = (key: string, build: () => Pools) => Pools;
 
 /**
  * Adapter (and, with `sv.fuse`, fusion) pools of one site for the rows' plans. A uniform site feeds each slot's
  * entry directly; a mixed one gathers per row from the site's resident space (pool-space.ts), where each
  * adapter is written once.
  */
-export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: Site, sv: SiteVariant, plans: RowPlan[], spaces: PoolSpaces): Pools {
+export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: Site, sv: SiteVariant, plans: RowPlan[], spaces: PoolSpaces, fold: FoldCache = (_k, build) => build()): Pools {
   const L = cfg.numLayers;
   const D = cfg.hiddenSize;
   const B = plans.length;
@@ -41,8 +44,11 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
       for (let l = 0; l < L; l++) {
         const w = table.entry[l][s][0]?.layers[l][site];
         const folded = foldedSlot(sv, s);
-        // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12 layers)
-        if (folded) Object.assign(pools, foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, w, R));
+        // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12 layers),
+        // kept per module, layer and slot for the next composition that has it there
+        const a = table.entry[l][s][0];
+        const build = () => foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded!.biasColumn, w, R);
+        if (folded) Object.assign(pools, a && w ? fold(`${a.key}|${site}|${l}|${s}|${R}|${+folded.biasColumn}|${diffSetKey(plans[0].diffs)}`, build) : build());
         else {
           const entry = adapterEntry(w, D, R);
           for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part], moveToWorker: true };

@@ -138,6 +138,8 @@ export interface EngineStats extends DiffStats {
   sessionsReleased: number;
   runs: number;
   moduleLoads: number;
+  /** A uniform slot's weights folded at one layer (pools.ts keeps them per module, layer and slot). */
+  slotFolds: number;
 }
 
 let engineCounter = 0;
@@ -151,7 +153,7 @@ let engineCounter = 0;
 const LEFT_MAX_TOKENS = 128;
 
 export class Engine {
-  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, moduleLoads: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
+  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, moduleLoads: 0, slotFolds: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
   /** Prefix of this engine's shared worker feeds (engines in one process share the worker). */
   private readonly shareId = `e${engineCounter++}`;
   private readonly modules: ModuleCache;
@@ -177,7 +179,7 @@ export class Engine {
     this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats, options.worker ?? true);
     this.mixedGates = options.gateMixedSessions ?? base.config.hiddenSize > 512;
     this.sessions = new SessionCache(base.config, params, { ...options, diffThreads: this.diffThreads, gates: this.mixedGates }, this.stats);
-    this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true));
+    this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true), this.stats);
   }
 
   /** Creates an engine over a loaded base; sessions are built lazily per variant (the bare one eagerly). */

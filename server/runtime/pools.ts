@@ -49,6 +49,17 @@ export class BatchPools {
     sizeCalculation: (p) => Math.max(1, Object.values(p.pools).reduce((a, t) => a + (isResident(t) ? 0 : t.data.byteLength), 0)),
     dispose: (p) => void Session.forgetShared(`${this.shareId}:pool:${p.id}:`),
   });
+  /**
+   * A uniform slot's folded weights per module, layer and slot (adapter-pools.ts foldedSlotFeeds), so that a new
+   * composition sharing a module with one that ran reuses them: a new task adapter under a MAD-X language adapter
+   * in use would otherwise fold the language again (28 MB at rank 384, BERT-base). Their share keys outlive the
+   * batches that use them (bounded by their own bytes); evicted ones leave the worker.
+   */
+  private readonly folds = new LRUCache<string, { id: number; pools: Pools; bytes: number }>({
+    maxSize: 256 * 2 ** 20,
+    sizeCalculation: (f) => Math.max(1, f.bytes),
+    dispose: (f) => void Session.forgetShared(`${this.shareId}:fold:${f.id}:`),
+  });
   private readonly mlmHead: BaseMlmHead;
   /** Resident per-family pools (pool-space.ts) that mixed batches gather from. */
   readonly spaces: PoolSpaces;
@@ -65,6 +76,7 @@ export class BatchPools {
     private readonly shareId: string,
     residentBytes = 2 ** 30,
     hostCopy = true,
+    private readonly stats?: { slotFolds: number },
   ) {
     this.mlmHead = new BaseMlmHead(base, effective);
     this.spaces = new PoolSpaces(shareId, residentBytes, hostCopy);
@@ -95,7 +107,8 @@ export class BatchPools {
       const pools = this.build(v, plans);
       this.spaces.record = null;
       const id = this.seq++;
-      for (const [name, t] of Object.entries(pools)) if (!isResident(t)) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
+      // feeds with a key of their own (folded slots) keep it
+      for (const [name, t] of Object.entries(pools)) if (!isResident(t) && t.shareKey === undefined) t.shareKey = `${this.shareId}:pool:${id}:${name}`;
       if (lost) this.cache.delete(`${this.spaces.epoch}|${batchKey}`);
       // keyed by the epoch after the build: slots this build took may have moved it, and these feeds are current
       this.cache.set(`${this.spaces.epoch}|${batchKey}`, { id, pools, touched });
@@ -113,7 +126,7 @@ export class BatchPools {
     const pools: Pools = {};
     for (const site of SITES) {
       const sv = v.sites[site];
-      if (sv) Object.assign(pools, adapterPools(cfg, this.effective, site, sv, plans, this.spaces));
+      if (sv) Object.assign(pools, adapterPools(cfg, this.effective, site, sv, plans, this.spaces, this.fold));
     }
     for (const t of v.lora) Object.assign(pools, loraPools(cfg, t, plans, v.loraUniform ?? false, this.spaces, v.loraRanks?.[t]));
     for (const t of v.ia3 ?? []) Object.assign(pools, ia3Pools(cfg, t, plans, v.ia3Uniform ?? false));
@@ -123,7 +136,24 @@ export class BatchPools {
     return pools;
   }
 
+  /** Folded slot feeds under `key`, built by `build` unless kept (and still held by the worker once moved there). */
+  private readonly fold = (key: string, build: () => Pools): Pools => {
+    const hit = this.folds.get(key);
+    if (hit && !Object.values(hit.pools).some((t) => t.data.byteLength === 0 && !Session.workerHolds(t.shareKey!))) return hit.pools;
+    const pools = build();
+    if (this.stats) this.stats.slotFolds++;
+    const id = this.seq++;
+    let bytes = 0;
+    for (const [name, t] of Object.entries(pools)) {
+      t.shareKey = `${this.shareId}:fold:${id}:${name}`;
+      bytes += t.data.byteLength;
+    }
+    this.folds.set(key, { id, pools, bytes });
+    return pools;
+  };
+
   async close(): Promise<void> {
+    this.folds.clear();
     this.cache.clear();
     await this.spaces.close();
   }

@@ -173,6 +173,26 @@ it('feeds moved to the worker (a diff set\'s θ₀+δ, a uniform batch\'s weight
   await engine.close();
 });
 
+it('a new task adapter under a MAD-X language adapter in use reuses the language\'s folded slots, with the outputs of a fresh engine', async () => {
+  const mods = [
+    makeAdapterModule({ id: 'lang/fold', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.5 }, seed: 31 }),
+    makeAdapterModule({ id: 'task/fold-1', base: info, preset: 'seq_bn', seed: 32 }),
+    makeAdapterModule({ id: 'task/fold-2', base: info, preset: 'seq_bn', seed: 33 }),
+  ];
+  const engine = await Engine.create({ base });
+  const fresh = await Engine.create({ base });
+  for (const e of [engine, fresh]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const L = base.config.numLayers;
+  const stack = (t: string) => ({ stack: ['lang/fold@1.0.0', t] });
+  await run(engine, stack('task/fold-1@1.0.0'));
+  expect(engine.stats.slotFolds).toBe(2 * L); // both slots at every layer
+  const second = await run(engine, stack('task/fold-2@1.0.0'));
+  expect(engine.stats.slotFolds).toBe(3 * L); // the task slot only
+  expect(second).toEqual(await run(fresh, stack('task/fold-2@1.0.0')));
+  await engine.close();
+  await fresh.close();
+});
+
 it('a diff set runs as a sparse overwrite until it has a copy (made by the worker after its first run while memory is free; under pressure only by taking the copy of a set that ran less than half as often), with identical outputs', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   // 12 bytes a non-zero (as the worker holds them) at 1/30 take as much of the budget as 5% did at 8
