@@ -123,6 +123,7 @@ function engineMetrics(reg: client.Registry, engine: Engine): void {
   counter('modhub_engine_module_loads_total', 'Modules read and loaded (cache misses)', () => engine.stats.moduleLoads);
   counter('modhub_engine_runs_total', 'onnxruntime runs (a batch runs one per row group)', () => engine.stats.runs);
   counter('modhub_engine_sessions_built_total', 'onnxruntime sessions built', () => engine.stats.sessionsBuilt);
+  counter('modhub_engine_slot_folds_total', "A uniform batch's adapter slots folded with their LayerNorm, one per layer (kept per module, layer and slot)", () => engine.stats.slotFolds);
   counter('modhub_engine_diff_sets_built_total', 'Sparse-diff sets whose non-zeros were built (first use, or after eviction)', () => engine.stats.diffSetsBuilt);
   counter('modhub_engine_diff_copies_total', 'Dense copies (base weights + deltas) of sparse-diff sets made, by the worker between runs', () => engine.stats.diffCopies);
   counter('modhub_engine_diff_copies_dropped_total', 'Dense copies dropped (for a set that ran more often, or lost by a restarted worker)', () => engine.stats.diffCopiesDropped);

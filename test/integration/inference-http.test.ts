@@ -324,7 +324,7 @@ describe('POST /v1/infer', () => {
     expect(value(text, 'modhub_engine_pool_budget_bytes')).toBe(2 ** 30);
     expect(value(text, 'modhub_engine_diff_budget_bytes')).toBe(2 ** 31);
     expect(value(text, 'modhub_engine_module_loads_total')).toBe(engine.stats.moduleLoads);
-    for (const [name, stat] of [['diff_sets_built', 'diffSetsBuilt'], ['diff_copies', 'diffCopies'], ['diff_copies_dropped', 'diffCopiesDropped']] as const)
+    for (const [name, stat] of [['diff_sets_built', 'diffSetsBuilt'], ['diff_copies', 'diffCopies'], ['diff_copies_dropped', 'diffCopiesDropped'], ['slot_folds', 'slotFolds']] as const)
       expect(value(text, `modhub_engine_${name}_total`)).toBe(engine.stats[stat]);
     const runs = value(text, 'modhub_engine_runs_total');
     expect(runs).toBe(engine.stats.runs);
