@@ -19,6 +19,8 @@ import { Session, overwritten } from '../../server/runtime/session';
 import { BaseParams } from '../../server/runtime/base-params';
 import { DiffWeights, REBUILD_RUNS } from '../../server/runtime/diff-weights';
 import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import type { RefModule } from '../reference/modules';
+import type { RowPlan } from '../../server/model/composition';
 
 let base: Base;
 let info: BaseInfo;
@@ -557,6 +559,30 @@ it('splitCompositions runs each composition of a batch as its own group, with th
   await split.close();
 });
 
+/**
+ * Runs `comps` (one row each, over `texts`) as one batch on an engine without length ranges, after `check(engine,
+ * plans)`: expects `runs` onnxruntime runs, and every row's hidden states equal to that row alone on a fresh engine
+ * (no mixed session there: each row alone runs on its own uniform graph).
+ */
+async function expectRunsApart(mods: RefModule[], comps: unknown[], texts: string[], runs: number, check: (engine: Engine, plans: RowPlan[]) => void): Promise<void> {
+  const engine = await Engine.create({ base, runOverheadTokens: Infinity });
+  const alone = await Engine.create({ base });
+  for (const e of [engine, alone]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
+  const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
+  check(engine, plans);
+  const enc = await base.tokenizer.encodeBatch(texts);
+  const before = engine.stats.runs;
+  const out = await engine.forward(enc, plans, { hidden: true });
+  expect(engine.stats.runs - before).toBe(runs);
+  const D = base.config.hiddenSize;
+  for (let i = 0; i < texts.length; i++) {
+    const [own] = await alone.forward(await base.tokenizer.encodeBatch([texts[i]]), [(await alone.plan(comps[i]))[0]], { hidden: true });
+    for (let k = 0; k < enc.lengths[i] * D; k++) expect(Math.abs(out[i].hidden![k] - own.hidden![k])).toBeLessThan(1e-5);
+  }
+  await engine.close();
+  await alone.close();
+}
+
 it('rows whose adapters fall in different rank classes run apart, each slot in its class\'s pool, with the outputs each row has alone', async () => {
   // a MAD-X language adapter 4× wider than the hidden size (rank 64: class 64) under a task adapter of rank 1
   // (class 16); another rank-1 adapter alone in slot 0 must not run in a rank-64 slot
@@ -568,54 +594,26 @@ it('rows whose adapters fall in different rank classes run apart, each slot in i
   ];
   const stack = { stack: ['lang/rc-wide@1.0.0', 'task/rc-task@1.0.0'] };
   const comps: unknown[] = [stack, 'task/rc-one@1.0.0', 'task/rc-lora@1.0.0', stack, 'task/rc-one@1.0.0'];
-  const texts = ['hello world', 'a b c d e f', 'hello', 'the quick brown fox jumps', 'world world'];
-  const engine = await Engine.create({ base, runOverheadTokens: Infinity }); // no length ranges: one run per rank group
-  const alone = await Engine.create({ base }); // no mixed session: each row alone runs on its own uniform graph
-  for (const e of [engine, alone]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
-  const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
-  expect(rankGroups([0, 1, 2, 3, 4], plans, base.config.numLayers)).toEqual([[0, 2, 3], [1, 4]]); // the LoRA row joins the first of equal size
-  expect(engine.variantFor([plans[0], plans[1]], {}).sites.output!.ranks).toEqual([64, 16]);
-  expect(engine.variantFor([plans[0]], {}).sites.output!.ranks).toEqual([64, 16]);
-  expect(engine.variantFor([plans[1], plans[2]], {}).sites.output!.ranks).toEqual([16]);
-  expect(joinVariants(engine.variantFor([plans[0]], {}), engine.variantFor([plans[1]], {}))).toBeNull(); // slot 0: class 64 against 16
-  expect(joinVariants(engine.variantFor([plans[0]], {}), engine.variantFor([plans[2]], {}))!.sites.output!.ranks).toEqual([64, 16]);
-  const enc = await base.tokenizer.encodeBatch(texts);
-  const runs = engine.stats.runs;
-  const out = await engine.forward(enc, plans, { hidden: true });
-  expect(engine.stats.runs - runs).toBe(2);
-  const D = base.config.hiddenSize;
-  for (let i = 0; i < texts.length; i++) {
-    const [own] = await alone.forward(await base.tokenizer.encodeBatch([texts[i]]), [(await alone.plan(comps[i]))[0]], { hidden: true });
-    const n = enc.lengths[i] * D;
-    for (let k = 0; k < n; k++) expect(Math.abs(out[i].hidden![k] - own.hidden![k])).toBeLessThan(1e-5);
-  }
-  await engine.close();
-  await alone.close();
+  await expectRunsApart(mods, comps, ['hello world', 'a b c d e f', 'hello', 'the quick brown fox jumps', 'world world'], 2, (engine, plans) => {
+    expect(rankGroups([0, 1, 2, 3, 4], plans, base.config.numLayers)).toEqual([[0, 2, 3], [1, 4]]); // the LoRA row joins the first of equal size
+    const v = (rows: number[]) => engine.variantFor(rows.map((r) => plans[r]), {});
+    expect(v([0, 1]).sites.output!.ranks).toEqual([64, 16]);
+    expect(v([0]).sites.output!.ranks).toEqual([64, 16]);
+    expect(v([1, 2]).sites.output!.ranks).toEqual([16]);
+    expect(joinVariants(v([0]), v([1]))).toBeNull(); // slot 0: class 64 against 16
+    expect(joinVariants(v([0]), v([2]))!.sites.output!.ranks).toEqual([64, 16]);
+  });
 });
 
 it('LoRA sets of different rank classes run apart, each in its class\'s pool, with the outputs each row has alone', async () => {
   const mods = [makeLoraModule({ id: 'task/rl-narrow', base: info, r: 2, seed: 99 }), makeLoraModule({ id: 'task/rl-wide', base: info, r: 40, seed: 100 }), makeLoraModule({ id: 'task/rl-other', base: info, r: 4, seed: 101 })];
   const comps = ['task/rl-narrow@1.0.0', 'task/rl-wide@1.0.0', 'task/rl-other@1.0.0', 'task/rl-wide@1.0.0'];
-  const texts = ['hello world', 'a b c d e f', 'hello', 'the quick brown fox'];
-  const engine = await Engine.create({ base, runOverheadTokens: Infinity });
-  const alone = await Engine.create({ base });
-  for (const e of [engine, alone]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
-  const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
-  expect(rankGroups([0, 1, 2, 3], plans, base.config.numLayers)).toEqual([[0, 2], [1, 3]]);
-  const v = engine.variantFor([plans[0], plans[2]], {});
-  expect(Object.values(v.loraRanks!)).toEqual(v.lora.map(() => 16));
-  expect(joinVariants(v, engine.variantFor([plans[1]], {}))).toBeNull(); // class 16 against 64
-  const enc = await base.tokenizer.encodeBatch(texts);
-  const runs = engine.stats.runs;
-  const out = await engine.forward(enc, plans, { hidden: true });
-  expect(engine.stats.runs - runs).toBe(2);
-  const D = base.config.hiddenSize;
-  for (let i = 0; i < texts.length; i++) {
-    const [own] = await alone.forward(await base.tokenizer.encodeBatch([texts[i]]), [(await alone.plan(comps[i]))[0]], { hidden: true });
-    for (let k = 0; k < enc.lengths[i] * D; k++) expect(Math.abs(out[i].hidden![k] - own.hidden![k])).toBeLessThan(1e-5);
-  }
-  await engine.close();
-  await alone.close();
+  await expectRunsApart(mods, comps, ['hello world', 'a b c d e f', 'hello', 'the quick brown fox'], 2, (engine, plans) => {
+    expect(rankGroups([0, 1, 2, 3], plans, base.config.numLayers)).toEqual([[0, 2], [1, 3]]);
+    const v = engine.variantFor([plans[0], plans[2]], {});
+    expect(Object.values(v.loraRanks!)).toEqual(v.lora.map(() => 16));
+    expect(joinVariants(v, engine.variantFor([plans[1]], {}))).toBeNull(); // class 16 against 64
+  });
 });
 
 it('a mixed miss grows the most recent session it can join, passing over one of another rank class', async () => {
