@@ -41,15 +41,16 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
       let R = 1;
       for (let l = 0; l < L; l++) R = Math.max(R, table.entry[l][s][0]?.layers[l][site]?.r ?? 0);
       const parts = adapterParts(D, R);
+      const folded = foldedSlot(sv, s);
       for (let l = 0; l < L; l++) {
-        const w = table.entry[l][s][0]?.layers[l][site];
-        const folded = foldedSlot(sv, s);
-        // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12 layers),
-        // kept per module, layer and slot for the next composition that has it there
-        const a = table.entry[l][s][0];
-        const build = () => foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded!.biasColumn, w, R);
-        if (folded) Object.assign(pools, a && w ? fold(`${a.key}|${site}|${l}|${s}|${R}|${+folded.biasColumn}|${diffSetKey(plans[0].diffs)}`, build) : build());
-        else {
+        const a = table.entry[l][s][0]; // null where the slot has no adapter at this layer
+        const w = a?.layers[l][site];
+        if (folded) {
+          // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12
+          // layers), kept per module, layer and slot for the next composition that has it there
+          const build = () => foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, w, R);
+          Object.assign(pools, a ? fold(`${a.key}|${site}|${l}|${s}|${+folded.biasColumn}|${diffSetKey(plans[0].diffs)}`, build) : build());
+        } else {
           const entry = adapterEntry(w, D, R);
           for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part], moveToWorker: true };
         }
