@@ -82,7 +82,7 @@ export function rankClass(r: number): number {
  * adapters are left out: fusion batches run on graphs of their own (joinVariants), whose slots take the widest
  * class of their rows (chooseVariant).
  */
-export function rowRanks(plan: RowPlan, numLayers: number): Record<string, number[]> {
+function rowRanks(plan: RowPlan, numLayers: number): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   for (const site of SITES) {
     const ranks = plan.adapters.map((a) => classOver(a, numLayers, site));
