@@ -591,17 +591,20 @@ it('rows whose adapters fall in different rank classes run apart, each slot in i
     makeAdapterModule({ id: 'task/rc-task', base: info, preset: 'seq_bn', seed: 92 }),
     makeAdapterModule({ id: 'task/rc-one', base: info, preset: 'seq_bn', seed: 93 }),
     makeLoraModule({ id: 'task/rc-lora', base: info, r: 2, seed: 94 }),
+    makeBitfitModule({ id: 'sft/rc-bias', base: info, seed: 90 }),
   ];
   const stack = { stack: ['lang/rc-wide@1.0.0', 'task/rc-task@1.0.0'] };
-  const comps: unknown[] = [stack, 'task/rc-one@1.0.0', 'task/rc-lora@1.0.0', stack, 'task/rc-one@1.0.0'];
-  await expectRunsApart(mods, comps, ['hello world', 'a b c d e f', 'hello', 'the quick brown fox jumps', 'world world'], 2, (engine, plans) => {
-    expect(rankGroups([0, 1, 2, 3, 4], plans, base.config.numLayers)).toEqual([[0, 2, 3], [1, 4]]); // the LoRA row joins the first of equal size
+  const comps: unknown[] = ['sft/rc-bias@1.0.0', stack, 'task/rc-one@1.0.0', 'task/rc-lora@1.0.0', stack, 'task/rc-one@1.0.0'];
+  await expectRunsApart(mods, comps, ['one two', 'hello world', 'a b c d e f', 'hello', 'the quick brown fox jumps', 'world world'], 2, (engine, plans) => {
+    // the LoRA row and the row of bias-only diffs (no adapters: they fit either run) join the narrower one, beside
+    // the rank-1 adapters, not through the rank-64 language slot
+    expect(rankGroups([0, 1, 2, 3, 4, 5], plans, base.config.numLayers)).toEqual([[1, 4], [0, 2, 3, 5]]);
     const v = (rows: number[]) => engine.variantFor(rows.map((r) => plans[r]), {});
-    expect(v([0, 1]).sites.output!.ranks).toEqual([64, 16]);
-    expect(v([0]).sites.output!.ranks).toEqual([64, 16]);
-    expect(v([1, 2]).sites.output!.ranks).toEqual([16]);
-    expect(joinVariants(v([0]), v([1]))).toBeNull(); // slot 0: class 64 against 16
-    expect(joinVariants(v([0]), v([2]))!.sites.output!.ranks).toEqual([64, 16]);
+    expect(v([1, 2]).sites.output!.ranks).toEqual([64, 16]);
+    expect(v([1]).sites.output!.ranks).toEqual([64, 16]);
+    expect(v([2, 3]).sites.output!.ranks).toEqual([16]);
+    expect(joinVariants(v([1]), v([2]))).toBeNull(); // slot 0: class 64 against 16
+    expect(joinVariants(v([1]), v([3]))!.sites.output!.ranks).toEqual([64, 16]);
   });
 });
 
