@@ -46,6 +46,8 @@
  *   --heap-growing-percent   serve's V8 heap growth (default 900; 0 = V8's own), for the whole process
  *   --run-overhead-tokens, --mixed-gates   serve's flags of those names for every server (default: serve's)
  *   --lang-reduction   reduction factor of the MAD-X language adapters (default 2, the archived MAD-X adapters'; 16 before)
+ *   --gates-ab     one more row: N=max with mixed gates the other way from every other server's (--mixed-gates, or
+ *                  serve's default for the base), side by side in the same rounds
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
  *                  memoises refs and plans per registry generation itself now; kept to show it changes little)
  */
@@ -119,6 +121,8 @@ const HEAP_GROWING_PERCENT = numArg('--heap-growing-percent', DEFAULT_HEAP_GROWI
 const RUN_OVERHEAD_TOKENS = argOf('--run-overhead-tokens') !== undefined ? numArg('--run-overhead-tokens', 0) : undefined;
 const MIXED_GATES = argOf('--mixed-gates') as 'auto' | 'on' | 'off' | undefined;
 if (MIXED_GATES !== undefined && !['auto', 'on', 'off'].includes(MIXED_GATES)) throw new RangeError(`'--mixed-gates' must be auto, on or off, got '${MIXED_GATES}'`);
+/** One more N=max server with the mixed gates the other way round (an A/B of the setting in one run). */
+const GATES_AB = argv.includes('--gates-ab');
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
@@ -148,6 +152,8 @@ interface Timer {
 const timers = new Map<string, Timer>();
 /** The engine the last serve() created (captured through Engine.create): one reference, so none outlives its server. */
 let lastEngine: Engine | undefined;
+/** Whether the engine startConfig created last builds its mixed sessions gated (--gates-ab runs the other way). */
+let lastMixedGates = false;
 /** Engine.create as the server code has it, for the naive server's engines (not captured: it makes one per miss). */
 const createEngine = Engine.create.bind(Engine);
 function takeLastEngine(): Engine | undefined {
@@ -333,6 +339,11 @@ function workload(texts: string[]): Workload {
 }
 
 // ---- measurement -------------------------------------------------------------------------------------------
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 function quantile(sorted: number[], q: number): number {
   if (!sorted.length) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
@@ -367,6 +378,8 @@ class Phase {
   cpuMs = 0;
   busyMs = 0;
   timers: Record<string, Timer> = {};
+  /** Throughput of each measurement (one per round): rounds run every configuration side by side. */
+  rounds: number[] = [];
 
   async measure(url: string, loads: () => number, drive: () => Promise<DriveResult>): Promise<void> {
     resetAgent();
@@ -387,6 +400,7 @@ class Phase {
     this.seconds += r.seconds;
     this.counted += r.counted ?? r.ok;
     this.countedSeconds += r.countedSeconds ?? r.seconds;
+    this.rounds.push((r.counted ?? r.ok) / Math.max(1e-9, r.countedSeconds ?? r.seconds));
     this.batchRowsSum += m1.sum - m0.sum;
     this.batches += m1.count - m0.count;
     this.moduleLoads += loads() - loads0;
@@ -421,11 +435,14 @@ class Phase {
       cpuMsPerRequest: this.cpuMs / Math.max(1, requests),
       eventLoopUtilization: this.busyMs / Math.max(1, this.seconds * 1000),
       timers: this.timers,
+      rounds: this.rounds,
     };
   }
 }
 
 interface PhaseResult {
+  /** Throughput of each round's measurement. */
+  rounds: number[];
   requests: number;
   ok: number;
   errors: number;
@@ -652,12 +669,13 @@ interface Config {
  * Starts a server for one configuration and warms it up (graph variants for single rows and mixed batches); with
  * `touchAll` every one of its N modules gets one request before timing (steady state).
  */
-async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false): Promise<Config> {
+async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false, mixedGates = MIXED_GATES): Promise<Config> {
   const t0 = nowMs();
   lastEngine = undefined;
-  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT, runOverheadTokens: RUN_OVERHEAD_TOKENS, mixedGates: MIXED_GATES });
+  const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT, runOverheadTokens: RUN_OVERHEAD_TOKENS, mixedGates });
   const engine = takeLastEngine();
   if (!engine) throw new Error('bench: serve() did not create an Engine through Engine.create');
+  lastMixedGates = engine.mixedGates;
   const c: Config = { name, n, batchRows, resolveCacheMs: resolveCacheMsOf, url: srv.url, loads: () => engine.stats.moduleLoads, engineStats: () => engine.stats, stop: srv.stop, startSeconds: (nowMs() - t0) / 1000, open: new Phase(), closed: new Phase() };
   await withConfig(c, async () => {
     const warm = Math.min(n, 4);
@@ -904,6 +922,11 @@ async function main(): Promise<void> {
     if (nobatch) configs.push(nobatch);
     // The same traffic with each composition of a batch run as its own uniform group (serve --split-compositions).
     if (!CORE_ONLY) configs.push(await startConfig(`N=${maxN}, split by composition`, maxN, BATCH_ROWS, 0, ctx, true, true));
+    if (GATES_AB) {
+      // the other setting than the N rows' (their engine's own choice when --mixed-gates is left out)
+      const on = lastMixedGates;
+      configs.push(await startConfig(`N=${maxN}, mixed gates ${on ? 'off' : 'on'}`, maxN, BATCH_ROWS, 0, ctx, true, false, on ? 'off' : 'on'));
+    }
     const naive = await startNaive(`N=${maxN}, naive: session per composition (LRU ${NAIVE_CACHE})`, maxN, NAIVE_CACHE, ctx);
     configs.push(naive);
     // What-if rows: the same traffic with ref resolution memoised until the registry changes (see resolveCacheMs).
@@ -1008,6 +1031,13 @@ async function main(): Promise<void> {
         ]),
       ),
     );
+    // a round's phases of all configurations run back to back, so its ratio compares like with like; the spread over
+    // rounds says how far one run's ratio can be trusted on a shared machine
+    out.push('Closed loop vs N=1 per round (each round runs every configuration back to back):');
+    for (const r of results.slice(1).filter((x) => x.closed.rounds.length === ref.closed.rounds.length)) {
+      const ratios = r.closed.rounds.map((x, i) => x / ref.closed.rounds[i]);
+      out.push(`  ${r.name}: ${ratios.map((x) => f(x, 3)).join(', ')} (median ${f(median(ratios), 3)})`);
+    }
     out.push('');
     out.push('Where the time goes (closed loop; ms per request, summed over the phase / requests; async wall times overlap)');
     const labels = [...new Set(results.flatMap((r) => Object.keys(r.closed.timers)))];
