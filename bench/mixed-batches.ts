@@ -6,6 +6,8 @@
  *   uniform, uniLora, uniStack, uniBitfit, uniLtsft   every row on one module of that kind (the kinds' own cost)
  *   zipf                                              the mixed batches as drawn
  *   zipfNoDiff / zipfNoLtsft / zipfAdaptersOnly       the same with diff / LT-SFT / non-adapter rows on rank 0
+ *   stacks / stacksOneLang                            every row a MAD-X stack of its own task adapter, over the ten
+ *                                                     languages / all over one: what the per-row language slot costs
  * `runs/batch` counts onnxruntime runs (each distinct LT-SFT set is its own "weights as inputs" group).
  *
  *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY, LANG_RF)
@@ -73,6 +75,13 @@ async function main(): Promise<void> {
   }
   const plans = new Map<number, RowPlan>();
   for (const i of used) plans.set(i, (await engine.plan(kindOf(i) === 'stack' ? { stack: [`b/lang${i % 10}@1.0.0`, `b/m${i}@1.0.0`] } : `b/m${i}@1.0.0`))[0]);
+  // rows of their own MAD-X stacks (distinct task adapters), over the ten languages (keys -1-j) or one (-1001-j)
+  const stackTasks = [...used].filter((i) => kindOf(i) === 'stack').sort((a, b) => a - b);
+  for (let j = 0; j < B; j++) {
+    const task = `b/m${stackTasks[j % stackTasks.length]}@1.0.0`;
+    plans.set(-1 - j, (await engine.plan({ stack: [`b/lang${j % 10}@1.0.0`, task] }))[0]);
+    plans.set(-1001 - j, (await engine.plan({ stack: ['b/lang0@1.0.0', task] }))[0]);
+  }
   const words = 'the quick brown fox jumps over lazy dog while a cat sleeps on warm mat near old house'.split(' ');
   const text = (n: number) => Array.from({ length: n }, (_, k) => words[(k * 7 + n) % words.length]).join(' ');
   const enc = await base.tokenizer.encodeBatch(Array.from({ length: B }, (_, j) => text(MIN_WORDS + ((j * 13) % SPAN_WORDS))));
@@ -86,6 +95,8 @@ async function main(): Promise<void> {
     zipfNoDiff: (b) => b.map((i) => (kindOf(i) === 'diff' ? 0 : i)),
     zipfNoLtsft: (b) => b.map((i) => (kindOf(i) === 'diff' && i % 8 === 7 ? 0 : i)),
     zipfAdaptersOnly: (b) => b.map((i) => (kindOf(i) === 'adapter' ? i : 0)),
+    stacks: (b) => b.map((_, j) => -1 - j),
+    stacksOneLang: (b) => b.map((_, j) => -1001 - j),
   };
   const names = Object.keys(scenarios).filter((n) => !ONLY || ONLY.includes(n));
   const forward = (f: (b: number[]) => number[], b: number[]) => engine.forward(enc, f(b).map((i) => plans.get(i)!));
