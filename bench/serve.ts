@@ -853,7 +853,6 @@ function configResult(c: Config): ConfigResult {
 /** The cold-start table, per kind and over all. */
 function coldTable(cold: ColdSample[]): string[] {
   const byKind = [...new Set(cold.map((x) => x.kind))];
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const stages = [...new Set(cold.flatMap((x) => Object.keys(x.coldStages)))].filter((st) => cold.some((x) => x.coldStages[st].calls > 0));
   const stageMs = (x: ColdSample, st: string, which: 'coldStages' | 'warmStages') => x[which][st]?.ms ?? 0;
   return [
@@ -862,7 +861,7 @@ function coldTable(cold: ColdSample[]): string[] {
       ['kind', 'modules', 'first ms (median)', 'loaded ms (median)', 'extra ms (median)', 'extra ms (max)', 'page faults first / loaded (median)'],
       [...byKind, 'all'].map((k) => {
         const xs = cold.filter((x) => k === 'all' || x.kind === k);
-        return [k, String(xs.length), f(med(xs.map((x) => x.coldMs))), f(med(xs.map((x) => x.warmMs))), f(med(xs.map((x) => x.coldMs - x.warmMs))), f(Math.max(...xs.map((x) => x.coldMs - x.warmMs))), `${med(xs.map((x) => x.coldFaults))} / ${med(xs.map((x) => x.warmFaults))}`];
+        return [k, String(xs.length), f(median(xs.map((x) => x.coldMs))), f(median(xs.map((x) => x.warmMs))), f(median(xs.map((x) => x.coldMs - x.warmMs))), f(Math.max(...xs.map((x) => x.coldMs - x.warmMs))), `${median(xs.map((x) => x.coldFaults))} / ${median(xs.map((x) => x.warmFaults))}`];
       }),
     ),
     '',
@@ -871,7 +870,7 @@ function coldTable(cold: ColdSample[]): string[] {
       ['stage', ...byKind.flatMap((k) => [`${k} first`, `${k} loaded`])],
       stages.map((st) => [st, ...byKind.flatMap((k) => {
         const xs = cold.filter((x) => x.kind === k);
-        return [f(med(xs.map((x) => stageMs(x, st, 'coldStages')))), f(med(xs.map((x) => stageMs(x, st, 'warmStages'))))];
+        return [f(median(xs.map((x) => stageMs(x, st, 'coldStages')))), f(median(xs.map((x) => stageMs(x, st, 'warmStages'))))];
       })]),
     ),
   ];
@@ -924,8 +923,8 @@ async function main(): Promise<void> {
     if (!CORE_ONLY) configs.push(await startConfig(`N=${maxN}, split by composition`, maxN, BATCH_ROWS, 0, ctx, true, true));
     if (GATES_AB) {
       // the other setting than the N rows' (their engine's own choice when --mixed-gates is left out)
-      const on = lastMixedGates;
-      configs.push(await startConfig(`N=${maxN}, mixed gates ${on ? 'off' : 'on'}`, maxN, BATCH_ROWS, 0, ctx, true, false, on ? 'off' : 'on'));
+      const other = lastMixedGates ? 'off' : 'on';
+      configs.push(await startConfig(`N=${maxN}, mixed gates ${other}`, maxN, BATCH_ROWS, 0, ctx, true, false, other));
     }
     const naive = await startNaive(`N=${maxN}, naive: session per composition (LRU ${NAIVE_CACHE})`, maxN, NAIVE_CACHE, ctx);
     configs.push(naive);
