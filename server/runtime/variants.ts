@@ -122,7 +122,7 @@ function classOver(a: AdapterModule, numLayers: number, site: Site): number {
  * `rows`.
  */
 export function rankGroups(rows: number[], plans: RowPlan[], numLayers: number): number[][] {
-  const groups: { ranks: Record<string, number[]>; rows: number[] }[] = [];
+  const groups: RankGroup[] = [];
   const flexible: { row: number; ranks: Record<string, number[]> }[] = [];
   for (const r of rows) {
     const mine = rowRanks(plans[r], numLayers);
@@ -139,9 +139,7 @@ export function rankGroups(rows: number[], plans: RowPlan[], numLayers: number):
       join(groups, ranks, row);
       continue;
     }
-    const g = fits.reduce((a, b) => (width(b.ranks) < width(a.ranks) || (width(b.ranks) === width(a.ranks) && b.rows.length > a.rows.length) ? b : a));
-    for (const k of Object.keys(ranks)) g.ranks[k] = mergeRanks(g.ranks[k], ranks[k]);
-    g.rows.push(row);
+    addRow(fits.reduce((a, b) => (width(b.ranks) < width(a.ranks) || (width(b.ranks) === width(a.ranks) && b.rows.length > a.rows.length) ? b : a)), ranks, row);
   }
   if (groups.length <= 1) return [rows];
   const runOf = new Map<number, number>();
@@ -149,14 +147,22 @@ export function rankGroups(rows: number[], plans: RowPlan[], numLayers: number):
   return groups.map((_, i) => rows.filter((r) => runOf.get(r) === i));
 }
 
+interface RankGroup {
+  ranks: Record<string, number[]>;
+  rows: number[];
+}
+
 /** Adds row r to the first group its ranks fit, or a new one. */
-function join(groups: { ranks: Record<string, number[]>; rows: number[] }[], mine: Record<string, number[]>, r: number): void {
+function join(groups: RankGroup[], mine: Record<string, number[]>, r: number): void {
   const g = groups.find((x) => fitsRanks(x.ranks, mine));
-  if (!g) groups.push({ ranks: mine, rows: [r] });
-  else {
-    for (const k of Object.keys(mine)) g.ranks[k] = mergeRanks(g.ranks[k], mine[k]);
-    g.rows.push(r);
-  }
+  if (g) addRow(g, mine, r);
+  else groups.push({ ranks: mine, rows: [r] });
+}
+
+/** Row r joins group g, whose classes take the row's where it had none. */
+function addRow(g: RankGroup, mine: Record<string, number[]>, r: number): void {
+  for (const k of Object.keys(mine)) g.ranks[k] = mergeRanks(g.ranks[k], mine[k]);
+  g.rows.push(r);
 }
 
 function fitsRanks(group: Record<string, number[]>, mine: Record<string, number[]>): boolean {
