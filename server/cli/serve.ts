@@ -34,7 +34,7 @@ export interface ServeOptions {
   host: string;
   device: Device;
   threads: number;
-  /** Intra-op threads of sparse-diff groups' sessions (Engine diffThreads; default 1 on a base of hidden size ≤ 512, else `threads`). */
+  /** Intra-op threads of small sparse-diff groups' sessions (Engine diffThreads; default 1 on a base of hidden size ≤ 512, else `threads`). */
   diffThreads?: number;
   batchRows: number;
   batchWaitMs: number;
@@ -191,7 +191,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--device <device>', "'cpu' or 'cuda' (needs onnxruntime-node's CUDA files)", 'cpu')
     .option('--threads <n>', 'onnxruntime intra-op threads (0 = all cores)', int('threads'), 0)
-    .option('--diff-threads <n>', "onnxruntime intra-op threads of sparse-diff groups' runs, one set's rows each (0 = all cores; default: 1 on a base of hidden size <= 512, where a second thread hardly helps them and the next batch is prepared on the free core, else --threads)", int('diff-threads'))
+    .option('--diff-threads <n>', "onnxruntime intra-op threads of small sparse-diff groups' runs (one set's rows, at most 128 tokens; 0 = all cores; default: 1 on a base of hidden size <= 512, where a second thread hardly helps them and the next batch is prepared on the free core, else --threads); larger groups run on --threads", int('diff-threads'))
     .option('--batch-rows <n>', 'most rows merged into one engine run', int('batch-rows'), 32)
     .option('--batch-wait-ms <n>', 'how long a request waits for others to batch with', int('batch-wait-ms'), 5)
     .option('--batch-tokens <n>', 'most padded tokens (rows x longest) in one engine run', int('batch-tokens'), 8192)

@@ -168,6 +168,16 @@ export class DiffWeights {
   }
 
   /**
+   * Whether a run of this set would carry a sparse overwrite now (two write passes over its non-zeros in the worker,
+   * each run): true until it is built, and while it has non-zeros but no copy the worker holds. A set that runs
+   * without one may be split into several runs (length ranges) at no more than their fixed cost.
+   */
+  overwrites(diffs: DiffSet): boolean {
+    const set = this.cache.peek(diffSetKey(diffs));
+    return !set || (set.sparse.size > 0 && (!set.copy || !!set.copyPending));
+  }
+
+  /**
    * Call once a run on `feeds(diffs)` is posted to the worker, which then holds the set's non-zeros: with
    * `workerCopies`, the worker is asked to make the set's copy when the policy above allows it.
    */

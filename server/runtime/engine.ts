@@ -70,10 +70,11 @@ export interface EngineOptions {
    */
   leftMaxTokens?: number;
   /**
-   * Intra-op threads of the sessions that run sparse-diff groups (default: 1 on a base of hidden size ≤ 512, else
-   * as `threads`). A group is one diff set's rows, most often one row, whose run is small ops that a second thread
-   * hardly speeds up (small base, single row: 5.3–7.1 ms on two threads, 5.6–7.4 ms on one); on one thread they
-   * leave a core to prepare the next batch beside them (`onCoresFree`).
+   * Intra-op threads of the sessions that run small sparse-diff groups, of at most `leftMaxTokens` tokens (default:
+   * 1 on a base of hidden size ≤ 512, else as `threads`). Such a group is one diff set's rows, most often one row,
+   * whose run is small ops that a second thread hardly speeds up (small base, single row: 5.3–7.1 ms on two threads,
+   * 5.6–7.4 ms on one); on one thread they leave a core to prepare the next batch beside them (`onCoresFree`).
+   * Larger diff groups (a popular set's rows) run on `threads`.
    */
   diffThreads?: number;
   /**
@@ -264,12 +265,13 @@ export class Engine {
       else byKey.set(key, [i]);
     });
     // rows without their own sparse diffs run apart where their adapters' rank classes differ (variants.ts
-    // rankGroups), then as length ranges that pad less than another run costs (length-runs.ts); a diff group stays
-    // whole (each of its runs would apply and undo its overwrite)
+    // rankGroups), then as length ranges that pad less than another run costs (length-runs.ts); so does a diff
+    // group that runs on its set's copy, but one on a sparse overwrite stays whole (each of its runs would write
+    // and undo the overwrite: ~20 ms at BERT-base, LT-SFT at 1%)
     const groups: number[][] = [];
     for (const [key, all] of byKey)
       for (const rows of key === '' && all.length > 1 ? rankGroups(all, plans, this.base.config.numLayers) : [all])
-        if (key !== '' || rows.length < 2 || !Number.isFinite(this.runOverheadTokens)) groups.push(rows);
+        if ((key !== '' && this.diffs.overwrites(plans[rows[0]].diffs)) || rows.length < 2 || !Number.isFinite(this.runOverheadTokens)) groups.push(rows);
         else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverhead(rows.map((r) => plans[r]), opts))) groups.push(run.map((k) => rows[k]));
     const out: RowOutput[] = new Array(plans.length);
     // Every group's run is posted at once: the worker runs them back to back, without waiting for this thread to
@@ -284,7 +286,7 @@ export class Engine {
       }),
     );
     const onCoresFree = opts.onCoresFree;
-    if (onCoresFree && this.diffThreads === 1) void Promise.allSettled(runs.filter((_, k) => !plans[order[k][0]].diffs.length)).then(() => onCoresFree());
+    if (onCoresFree && this.diffThreads === 1) void Promise.allSettled(runs.filter((_, k) => this.weightsOf(batch, order[k], plans[order[k][0]].diffs.length > 0) !== 'inputs-left')).then(() => onCoresFree());
     const settled = await Promise.allSettled(runs);
     // settled first: no group's run is still in flight when the batch fails
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -317,18 +319,26 @@ export class Engine {
 
   private async runGroup(batch: EncodedBatch, rows: number[], plans: RowPlan[], opts: ForwardOptions): Promise<RowOutput[]> {
     const variant = this.variantFor(plans, opts);
-    const diffs = plans[0].diffs;
     // A group runs only as long as its own longest row (a diff group of one short row in a batch padded to a long
     // one would otherwise pay for the padding): rows are right-padded, and masked keys add exactly 0 in attention.
     const T = groupLength(batch, rows);
-    // a diff group of few tokens multiplies its input weights the other way round (BaseWeights)
-    const weights: BaseWeights = !diffs.length ? 'init' : rows.length * T <= (this.options.leftMaxTokens ?? LEFT_MAX_TOKENS) ? 'inputs-left' : 'inputs';
-    const entry = this.sessions.acquire(variant, weights);
+    const entry = this.sessions.acquire(variant, this.weightsOf(batch, rows, plans[0].diffs.length > 0));
     try {
       return await this.runOn(await entry.session, batch, rows, T, plans, entry.variant, opts, variant);
     } finally {
       this.sessions.done(entry);
     }
+  }
+
+  /**
+   * The base weights a group's session takes: its own initializers, or (a diff group) the weights as inputs, multiplied
+   * the other way round for a group of few tokens. Those sessions run on `diffThreads` (SessionCache); larger diff
+   * groups (a popular set's rows) on every thread: on the small base 24 rows of one LT-SFT set ran 0.62× of one
+   * adapter's rows on one thread, 0.97× on two (bench:mixed `uniLtsft`, with the length ranges of a set's copy).
+   */
+  private weightsOf(batch: EncodedBatch, rows: number[], diffs: boolean): BaseWeights {
+    if (!diffs) return 'init';
+    return rows.length * groupLength(batch, rows) <= (this.options.leftMaxTokens ?? LEFT_MAX_TOKENS) ? 'inputs-left' : 'inputs';
   }
 
   /** Runs `rows` over their first `T` positions; `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */

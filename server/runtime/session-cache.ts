@@ -46,7 +46,7 @@ export const STALE_AFTER = 256;
 export interface SessionCacheOptions {
   device?: Device;
   threads?: number;
-  /** Intra-op threads of the sessions that take the base weights as inputs (sparse-diff groups); default `threads`. */
+  /** Intra-op threads of the 'inputs-left' sessions (small sparse-diff groups); default `threads`. The others run on `threads`. */
   diffThreads?: number;
   /** Run onnxruntime in the shared worker thread (default true). */
   worker?: boolean;
@@ -112,7 +112,7 @@ export class SessionCache {
     this.evict();
     // a mixed graph serves many batches, each of which needs a part of it: gated, they skip the rest (gateValues)
     const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, kind), undefined, { gates: !!this.options.gates && !isUniform(variant) });
-    const threads = kind === 'init' ? this.options.threads : (this.options.diffThreads ?? this.options.threads);
+    const threads = kind === 'inputs-left' ? (this.options.diffThreads ?? this.options.threads) : this.options.threads;
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads, worker: this.options.worker ?? true });
     session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
     const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0, nodes: graph.nodeCount() };

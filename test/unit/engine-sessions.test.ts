@@ -449,13 +449,13 @@ it('posts every row group\'s run at once and hands each to onGroup as it finishe
   await engine.close();
 });
 
-it('onCoresFree: called once the runs left are single-thread sparse-diff groups (before they finish), never with diff groups on more threads', async () => {
+it('onCoresFree: called once the runs left are single-thread sparse-diff groups (before they finish), never with diff groups on more threads (diffThreads 2, or a group past leftMaxTokens)', async () => {
   const a = makeAdapterModule({ id: 'task/cf', base: info, preset: 'seq_bn', seed: 41 });
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   const d = makeDiffModule({ id: 'task/cfd', base: info, targets, density: 0.2, method: 'lt-sft', seed: 42 });
   const comps = ['task/cf@1.0.0', 'task/cfd@1.0.0', 'task/cf@1.0.0'];
-  const events = async (diffThreads: number, rows: number[]) => {
-    const engine = await Engine.create({ base, diffThreads });
+  const events = async (diffThreads: number, rows: number[], leftMaxTokens?: number) => {
+    const engine = await Engine.create({ base, diffThreads, leftMaxTokens });
     for (const m of [a, d]) engine.addModule(parseManifest(m.manifest), m.tensors);
     const plans = await Promise.all(rows.map(async (r) => (await engine.plan(comps[r]))[0]));
     const sub = await base.tokenizer.encodeBatch(rows.map((r) => `row ${r} here`));
@@ -468,9 +468,10 @@ it('onCoresFree: called once the runs left are single-thread sparse-diff groups 
   expect(await events(1, [1])).toEqual(['free', 'group 1']); // nothing but a diff group: free at once
   expect(await events(1, [0, 2])).toEqual(['group 0,2', 'free']);
   expect(await events(2, [0, 1, 2])).toEqual(['group 0,2', 'group 1']);
+  expect(await events(1, [0, 1, 2], 0)).toEqual(['group 0,2', 'group 1', 'free']); // the diff group runs on every thread: free once it ran
 });
 
-it('builds sparse-diff groups\' sessions on one thread on a small base (diffThreads), the others on `threads`', async () => {
+it('builds small sparse-diff groups\' sessions on one thread on a small base (diffThreads), the others and larger diff groups (past leftMaxTokens) on `threads`', async () => {
   const d = makeDiffModule({ id: 'task/thr', base: info, targets: baseParamShapes(info).filter((t) => /layer\.0\..*dense\.weight$/.test(t.name)), density: 0.3, method: 'lt-sft', seed: 43 });
   const made: (number | undefined)[] = [];
   const realCreate = Session.create.bind(Session);
@@ -479,7 +480,7 @@ it('builds sparse-diff groups\' sessions on one thread on a small base (diffThre
     return realCreate(model, opts);
   });
   try {
-    for (const [opts, want] of [[{ threads: 2 }, [2, 1]], [{ threads: 2, diffThreads: 2 }, [2, 2]]] as const) {
+    for (const [opts, want] of [[{ threads: 2 }, [2, 1]], [{ threads: 2, diffThreads: 2 }, [2, 2]], [{ threads: 2, leftMaxTokens: 2 }, [2, 2]]] as const) {
       made.length = 0;
       const engine = await Engine.create({ base, ...opts });
       engine.addModule(parseManifest(d.manifest), d.tensors);
@@ -755,6 +756,34 @@ it('lengthRuns splits rows into the length ranges that cost least in padded toke
   expect(overheadTokensFrom(20, 8, 132, 104)).toBeCloseTo(20 / (112 / 96) - 8, 6);
   expect(overheadTokensFrom(5, 8, 5, 104)).toBe(Infinity);
   expect(overheadTokensFrom(1000, 8, 1001, 104)).toBe(256);
+});
+
+it('a diff group runs whole while it writes a sparse overwrite, and as length ranges once its set has a copy, with the results of one run', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const d = makeDiffModule({ id: 'sft/len', base: info, targets, density: 0.2, method: 'lt-sft', seed: 73 });
+  const split = await Engine.create({ base, runOverheadTokens: 4 });
+  const whole = await Engine.create({ base, runOverheadTokens: Infinity });
+  for (const e of [split, whole]) e.addModule(parseManifest(d.manifest), d.tensors);
+  const long = Array(40).fill('hello world').join(' ');
+  const enc = await base.tokenizer.encodeBatch(['hello', long, 'hello world', `${long} again`]);
+  const forward = async (e: Engine) => {
+    const runs = e.stats.runs;
+    const res = await e.forward(enc, await Promise.all(enc.lengths.map(async () => (await e.plan('sft/len@1.0.0'))[0])), { hidden: true });
+    return { runs: e.stats.runs - runs, out: res.map((o) => Float32Array.from(o.hidden!.subarray(0, o.length * info.hidden_size))) };
+  };
+  const ref = await forward(whole);
+  const first = await forward(split); // on the overwrite: one run
+  expect(first.runs).toBe(1);
+  await split.copiesMade();
+  expect(split.stats.diffCopies).toBe(1);
+  const second = await forward(split); // on the copy: the lengths apart
+  expect(second.runs).toBe(2);
+  for (const got of [first, second])
+    for (let r = 0; r < 4; r++) {
+      expect(got.out[r].length).toBe(enc.lengths[r] * info.hidden_size);
+      for (let j = 0; j < got.out[r].length; j++) expect(Math.abs(got.out[r][j] - ref.out[r][j])).toBeLessThan(1e-5);
+    }
+  for (const e of [split, whole]) await e.close();
 });
 
 it('a group of rows of different lengths runs as length ranges (runOverheadTokens), with the results of one run; measured on the CPU by default', async () => {
