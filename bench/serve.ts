@@ -37,7 +37,7 @@
  *                          [--batch-wait-ms W] [--naive-cache K] [--cold K] [--what-if] [--shape small|bert-base]
  *                          [--rounds R] [--cold-only] [--core-only] [--diff-memory-mb M] [--max-sessions K]
  *                          [--module-memory-mb M] [--pool-memory-mb M] [--heap-growing-percent P]
- *                          [--run-overhead-tokens K] [--mixed-gates auto|on|off] [--lang-reduction F]
+ *                          [--run-overhead-tokens K] [--mixed-gates auto|on|off] [--lang-reduction F] [--cold-fill F]
  *   --quick        N in {1, 100}, 300 requests per phase (a few minutes)
  *   --shape        bert-base: a random base of BERT-base's shape (12L/768H) instead of the small 4L/256H one
  *   --core-only    only the N rows and the naive one (three servers instead of five)
@@ -45,6 +45,8 @@
  *                  defaults need more than this 23 GiB VM: each session holds the base's 440 MB, a materialised LT-SFT set 340 MB)
  *   --heap-growing-percent   serve's V8 heap growth (default 900; 0 = V8's own), for the whole process
  *   --run-overhead-tokens, --mixed-gates   serve's flags of those names for every server (default: serve's)
+ *   --cold-fill    the cold-start server first loads F other modules (ranks 8 on): with small --module-memory-mb /
+ *                  --pool-memory-mb its caches are then at their budgets, as on a server that ran a while (default 0: fresh)
  *   --lang-reduction   reduction factor of the MAD-X language adapters (default 2, the archived MAD-X adapters'; 16 before)
  *   --gates-ab     one more row: N=max with mixed gates the other way from every other server's (--mixed-gates, or
  *                  serve's default for the base), side by side in the same rounds
@@ -126,6 +128,13 @@ const GATES_AB = argv.includes('--gates-ab');
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
 const COLD_ONLY = argv.includes('--cold-only');
+/**
+ * Modules (from rank 8 on, never the measured ones) the cold-start server loads once before the first requests are
+ * timed: with --module-memory-mb / --pool-memory-mb below what they need, its caches are at their budgets and a
+ * first request's module takes memory an evicted one freed, as on a server that has run a while over more modules
+ * than it holds. 0 (default): a fresh server, whose first requests all take new memory.
+ */
+const COLD_FILL = numArg('--cold-fill', 0);
 const LANGS = 10;
 /**
  * Reduction factor of the MAD-X language adapters (default 2, as the archived MAD-X adapters: ANCHORS.md); the
@@ -808,6 +817,10 @@ async function coldStart(n: number, k: number, ctx: { dataDir: string; baseDir: 
     // diff is BitFit (it rides in the batch's run), rank 7's LT-SFT (its group runs on the weights-as-inputs session).
     const warmRanks = [0, 1, 2, 3, 7].filter((i) => i < n);
     for (let r = 0; r < 3; r++) for (const i of warmRanks) await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, r));
+    for (let i = 8; i < Math.min(8 + COLD_FILL, n - k); i++) {
+      const r = await request(`${srv.url}/v1/infer`, 'POST', ctx.w.body(i, 0));
+      if (r.status !== 200) throw new Error(`bench: fill request for module ${i}: ${r.status} ${r.text.slice(0, 200)}`);
+    }
     for (let j = 0; j < k; j++) {
       const i = n - 1 - j; // the unpopular end: never requested before
       const faults: number[] = [];
@@ -856,7 +869,7 @@ function coldTable(cold: ColdSample[]): string[] {
   const stages = [...new Set(cold.flatMap((x) => Object.keys(x.coldStages)))].filter((st) => cold.some((x) => x.coldStages[st].calls > 0));
   const stageMs = (x: ColdSample, st: string, which: 'coldStages' | 'warmStages') => x[which][st]?.ms ?? 0;
   return [
-    `Cold start (fresh server, ${COLD} modules never requested before, one request at a time; extra = first request − same request once loaded)`,
+    `Cold start (${COLD_FILL ? `server that first loaded ${COLD_FILL} other modules, module memory ${MODULE_MEMORY_MB ?? 2048} MB, pools ${POOL_MEMORY_MB ?? 1024} MB` : 'fresh server'}, ${COLD} modules never requested before, one request at a time; extra = first request − same request once loaded)`,
     table(
       ['kind', 'modules', 'first ms (median)', 'loaded ms (median)', 'extra ms (median)', 'extra ms (max)', 'page faults first / loaded (median)'],
       [...byKind, 'all'].map((k) => {
