@@ -1050,6 +1050,9 @@ async function main(): Promise<void> {
       const ratios = r.closed.rounds.map((x, i) => x / ref.closed.rounds[i]);
       out.push(`  ${r.name}: ${ratios.map((x) => f(x, 3)).join(', ')} (median ${f(median(ratios), 3)})`);
     }
+    // what a request that was not answered 200 got (429 or 504 when a queue fell behind, or a client error)
+    for (const r of results)
+      for (const [loop, p] of [['open', r.open], ['closed', r.closed]] as const) if (p.errors > 0) out.push(`Errors, ${r.name}, ${loop} loop: ${p.errors}; the first: ${p.errorSample ?? '?'}`);
     out.push('');
     out.push('Where the time goes (closed loop; ms per request, summed over the phase / requests; async wall times overlap)');
     const labels = [...new Set(results.flatMap((r) => Object.keys(r.closed.timers)))];
