@@ -47,6 +47,14 @@ export interface ServeOptions {
   timeoutMs?: number;
   /** Longest wait for admitted requests when stopping (default 30000). */
   drainMs?: number;
+  /**
+   * How long an idle keep-alive connection stays open, in ms (default 65000). Longer than the idle timeout of what
+   * reuses connections in front of the server (nginx keeps upstream connections 60 s, Node's own agents and load
+   * balancers about as long), so the server never closes a socket the other side is sending a request on: with
+   * Node's 5 s default, bench:serve's open loop at BERT-base lost 9–14 POSTs a phase to ECONNRESET, which nginx
+   * answers 502 (it does not retry a POST on another replica). 0: idle connections are never closed.
+   */
+  keepAliveMs?: number;
   /** Run each composition of a batch as its own uniform group (Engine splitCompositions; default false). */
   splitCompositions?: boolean;
   /** MiB of loaded modules kept in engine layout (Engine moduleCacheBytes; default 2048). */
@@ -137,6 +145,9 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
   if (demo && !hub.registry.readOnly && path.resolve(baseDir) === path.resolve(demo.base)) await seedDemo(hub.registry, demo, logger);
   engine.setResolver(hub.registry);
   const server = hub.app.listen(o.port, o.host);
+  server.keepAliveTimeout = o.keepAliveMs ?? 65_000;
+  // above it (Node's 60 s at least), or a request on a socket that idled nearly that long may time out at once
+  server.headersTimeout = Math.max(60_000, server.keepAliveTimeout + 1000);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', () => resolve());
     server.once('error', reject);
@@ -198,6 +209,7 @@ export function registerServeCommand(program: Command): void {
     .option('--queue-rows <n>', 'admitted, unfinished rows before requests get 429', int('queue-rows'), 4096)
     .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
     .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
+    .option('--keep-alive-ms <n>', 'how long an idle keep-alive connection stays open (longer than the idle timeout of a proxy or client pool in front, e.g. nginx upstream keepalive 60 s; 0 = never closed for idleness)', int('keep-alive-ms'), 65000)
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
     .option('--module-memory-mb <n>', 'MiB of loaded modules kept in memory (least recently used modules are read again from the store past it)', int('module-memory-mb'), 2048)
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)

@@ -6,6 +6,7 @@
  */
 import * as fs from 'fs';
 import * as http from 'http';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import request from 'supertest';
@@ -328,6 +329,52 @@ describe('lifecycle', () => {
     await stopped;
     await expect(fetch(`http://127.0.0.1:${port}/readyz`)).rejects.toThrow();
   });
+
+  it('keeps idle keep-alive connections open for --keep-alive-ms (default 65 s, past nginx\'s 60 s upstream reuse), then closes them', async () => {
+    const data = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-keepalive-'));
+    /** Two requests on one raw connection, `idleMs` apart; each answer's Keep-Alive header, and whether the server closed the socket before the second. */
+    const twoOnOneSocket = async (port: number, idleMs: number) => {
+      const sock = net.connect(port, '127.0.0.1');
+      let buf = '';
+      let closed = false;
+      sock.on('data', (c: Buffer) => (buf += c.toString('latin1')));
+      sock.on('close', () => (closed = true));
+      sock.on('error', () => undefined);
+      const answer = async () => {
+        for (let i = 0; i < 200 && !/\r\n\r\n/.test(buf) && !closed; i++) await sleep(10);
+        const head = buf.split('\r\n\r\n')[0];
+        buf = '';
+        return head;
+      };
+      sock.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+      const first = await answer();
+      await sleep(idleMs);
+      const closedBefore = closed;
+      if (!closed) sock.write('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+      const second = closed ? '' : await answer();
+      sock.destroy();
+      return { first, second, closedBefore };
+    };
+    const short = await serve({ data, port: PORT + 5, host: '127.0.0.1', device: 'cpu', threads: 1, batchRows: 8, batchWaitMs: 2, anonymousRead: true, demo: false, keepAliveMs: 2000 });
+    try {
+      const within = await twoOnOneSocket(PORT + 5, 300);
+      expect(within.first).toMatch(/^HTTP\/1\.1 200/);
+      expect(within.first).toMatch(/keep-alive: timeout=2/i);
+      expect(within.second).toMatch(/^HTTP\/1\.1 200/); // the same socket, reused
+      expect((await twoOnOneSocket(PORT + 5, 3600)).closedBefore).toBe(true); // Node waits a second past the timeout it announces
+    } finally {
+      await short.stop();
+    }
+    const dflt = await serve({ data, port: PORT + 5, host: '127.0.0.1', device: 'cpu', threads: 1, batchRows: 8, batchWaitMs: 2, anonymousRead: true, demo: false });
+    try {
+      const idle = await twoOnOneSocket(PORT + 5, 6500); // past Node's own 5 s (and the second it adds)
+      expect(idle.first).toMatch(/keep-alive: timeout=65/i);
+      expect(idle.closedBefore).toBe(false);
+      expect(idle.second).toMatch(/^HTTP\/1\.1 200/);
+    } finally {
+      await dflt.stop();
+    }
+  }, 30_000);
 
   it("serve's --run-overhead-tokens and --mixed-gates reach the engine (0: every batch runs whole); the defaults are measured and 'auto'", async () => {
     const data = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-engine-flags-'));
