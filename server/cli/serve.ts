@@ -51,7 +51,7 @@ export interface ServeOptions {
    * How long an idle keep-alive connection stays open, in ms (default 65000). Longer than the idle timeout of what
    * reuses connections in front of the server (nginx keeps upstream connections 60 s, Node's own agents and load
    * balancers about as long), so the server never closes a socket the other side is sending a request on: with
-   * Node's 5 s default, bench:serve's open loop at BERT-base lost 9–14 POSTs a phase to ECONNRESET, which nginx
+   * Node's 5 s default, bench:serve's open loop at BERT-base lost 9 and 14 POSTs in two runs (ECONNRESET where recorded), which nginx
    * answers 502 (it does not retry a POST on another replica). 0: idle connections are never closed.
    */
   keepAliveMs?: number;

@@ -199,8 +199,7 @@ it('a sum of sparse diffs that touch the same entries gives the same bits on eve
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   // 11% each: ~1% of the entries are both's (22% in all stays under MAX_SPARSE_DENSITY: the sum is an overwrite)
   const mods = ['a', 'b', 'other'].map((n, i) => makeDiffModule({ id: `sft/ov-${n}`, base: info, targets, density: 0.11, method: 'lt-sft', seed: 81 + i }));
-  const params = new BaseParams(base);
-  const denseBytes = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n)).reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const denseBytes = linearCopyBytes(new BaseParams(base));
   const sparse = await Engine.create({ base, diffCacheBytes: Math.floor(1.9 * denseBytes) }); // a copy would take over half: none is made
   const copied = await Engine.create({ base });
   for (const e of [sparse, copied]) for (const m of mods) e.addModule(parseManifest(m.manifest), m.tensors);
@@ -223,8 +222,7 @@ it('a diff set runs as a sparse overwrite until it has a copy (made by the worke
   // 12 bytes a non-zero (as the worker holds them) at 1/30 take as much of the budget as 5% did at 8
   const mods = ['pad', 'slow', 'hot', 'rare'].map((n, i) => makeDiffModule({ id: `sft/${n}`, base: info, targets, density: 1 / 30, method: 'lt-sft', seed: 21 + i }));
   const params = new BaseParams(base);
-  const linear = [...params.entries()].filter(([n]) => /^layers\.\d+\.(attn\.[qkvo]|ffn_in|ffn_out)\.weight$/.test(n));
-  const denseBytes = linear.reduce((a, [, p]) => a + p.data.byteLength, 0);
+  const denseBytes = linearCopyBytes(params);
   const budget = Math.floor(2.5 * denseBytes); // two copies fit, a third does not
   const engine = await Engine.create({ base, diffCacheBytes: budget });
   for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
