@@ -19,7 +19,7 @@ import type { RowPlan } from '../model/composition';
 import { ModuleError, transpose } from '../model/modules';
 import { ENCODER_LINEAR_WEIGHT } from '../model/weights';
 import type { BaseParams } from './base-params';
-import { Session, overwritten, type HostTensor, type SparseOverwrite } from './session';
+import { Session, overwritten, scatterAdd, type HostTensor, type SparseOverwrite } from './session';
 
 /** The diff modules of a row group (every row of a group has the same set). */
 export type DiffSet = RowPlan['diffs'];
@@ -417,7 +417,7 @@ export class DiffWeights {
           w = (linear ? this.params.checkpoint(name).data : p.data).slice();
           set.dense.set(name, w);
         }
-        for (let i = 0; i < indices.length; i++) w[indices[i]] += values[i];
+        scatterAdd(w, indices, values);
       }
     }
     for (const [name, list] of parts) set.sparse.set(name, list.length === 1 ? list[0] : concat(list));

@@ -23,7 +23,7 @@ import { ia3Pools } from './ia3-pools';
 import { diffSetKey, type DiffSet } from './diff-weights';
 import { BaseMlmHead, headPools } from './head-pools';
 import { PoolSpaces, type Touch } from './pool-space';
-import { Session, type HostTensor } from './session';
+import { Session, scatterAdd, type HostTensor } from './session';
 
 /** Feeds by pool input name (POOL in encoder-graph.ts). */
 export type Pools = Record<string, HostTensor>;
@@ -186,7 +186,7 @@ function rowBiasPools(effective: EffectiveParam, names: string[], plans: RowPlan
           if (!isLayerNormShift(name)) dst.set(effective(name, []));
           for (const d of set) {
             const delta = d.params.get(name);
-            if (delta) for (let i = 0; i < delta.indices.length; i++) dst[delta.indices[i]] += delta.values[i];
+            if (delta) scatterAdd(dst, delta.indices, delta.values);
           }
         }
       }),

@@ -78,8 +78,18 @@ export interface SparseOverwrite {
 /** `data` with an overwrite's non-zeros added (a copy; the caller's array is left as it is). */
 export function overwritten(data: Float32Array, o: Pick<SparseOverwrite, 'indices' | 'deltas'>): Float32Array {
   const out = data.slice();
-  for (let i = 0; i < o.indices.length; i++) out[o.indices[i]] += o.deltas[i];
+  scatterAdd(out, o.indices, o.deltas);
   return out;
+}
+
+/**
+ * `dst[indices[i]] += values[i]` in order (an index may repeat). Every sparse add on this thread goes through this
+ * one function on purpose: V8 compiles a function once it is hot, while a loop written inline in code that runs
+ * once per module (a slot writer, a diff set's first build) stays in the interpreter. A BitFit set's first request
+ * at BERT-base spent 6–28 ms adding its 102k biases inline, against 0.5 ms in a compiled loop.
+ */
+export function scatterAdd(dst: Float32Array, indices: Int32Array, values: Float32Array): void {
+  for (let i = 0; i < indices.length; i++) dst[indices[i]] += values[i];
 }
 
 export interface SessionOptions {
