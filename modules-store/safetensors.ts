@@ -265,15 +265,26 @@ function alignedBytes(buf: Buffer, start: number, len: number): ArrayBuffer {
   return ab;
 }
 
-/** Decodes one tensor; half precision is widened to F32 (the engine computes in F32). */
-export function decodeTensor(buf: Buffer, header: SafetensorsHeader, name: string): Tensor {
+/** Bytes per element of the dtypes a view can read as they are stored. */
+const VIEW_BYTES: Partial<Record<string, number>> = { F32: 4, I32: 4, I64: 8, I8: 1, U8: 1, BOOL: 1 };
+
+/**
+ * Decodes one tensor; half precision is widened to F32 (the engine computes in F32). With `views`, a tensor stored
+ * in its own dtype at an aligned offset is a view into `buf` (no copy; it keeps `buf` alive), else a copy.
+ */
+export function decodeTensor(buf: Buffer, header: SafetensorsHeader, name: string, views = false): Tensor {
   const e = header.entries.get(name);
   if (!e) throw new RangeError(`safetensors: no tensor named '${name}'`);
   const start = header.dataStart + e.data_offsets[0];
-  const ab = alignedBytes(buf, start, e.data_offsets[1] - e.data_offsets[0]);
+  const len = e.data_offsets[1] - e.data_offsets[0];
+  const width = VIEW_BYTES[e.dtype];
+  const aligned = views && width !== undefined && (buf.byteOffset + start) % width === 0;
+  const ab = aligned ? buf.buffer : alignedBytes(buf, start, len);
+  const at = aligned ? buf.byteOffset + start : 0;
+  const n = width === undefined ? 0 : len / width;
   switch (e.dtype) {
     case 'F32':
-      return { dtype: 'F32', shape: e.shape, data: new Float32Array(ab) };
+      return { dtype: 'F32', shape: e.shape, data: new Float32Array(ab, at, n) };
     case 'F16':
       return { dtype: 'F32', shape: e.shape, data: f16ToF32(new Uint16Array(ab)) };
     case 'BF16':
@@ -281,24 +292,28 @@ export function decodeTensor(buf: Buffer, header: SafetensorsHeader, name: strin
     case 'F64':
       return { dtype: 'F32', shape: e.shape, data: Float32Array.from(new Float64Array(ab)) };
     case 'I64':
-      return { dtype: 'I64', shape: e.shape, data: new BigInt64Array(ab) };
+      return { dtype: 'I64', shape: e.shape, data: new BigInt64Array(ab, at, n) };
     case 'I32':
-      return { dtype: 'I32', shape: e.shape, data: new Int32Array(ab) };
+      return { dtype: 'I32', shape: e.shape, data: new Int32Array(ab, at, n) };
     case 'I16':
       return { dtype: 'I32', shape: e.shape, data: Int32Array.from(new Int16Array(ab)) };
     case 'I8':
-      return { dtype: 'I8', shape: e.shape, data: new Int8Array(ab) };
+      return { dtype: 'I8', shape: e.shape, data: new Int8Array(ab, at, n) };
     case 'U8':
     case 'BOOL':
-      return { dtype: e.dtype, shape: e.shape, data: new Uint8Array(ab) };
+      return { dtype: e.dtype, shape: e.shape, data: new Uint8Array(ab, at, n) };
   }
 }
 
-/** Parses a whole safetensors buffer. */
-export function parseSafetensors(buf: Buffer): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+/**
+ * Parses a whole safetensors buffer. Tensors are copies, unless `views` (the engine's module loads: a module kind
+ * transposes or copies what it keeps, see TensorReader, so a copy here would only be copied again; a 30 MB MAD-X
+ * language adapter spent 36 ms on it at BERT-base, most of it first touch of new memory).
+ */
+export function parseSafetensors(buf: Buffer, opts: { views?: boolean } = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   const header = parseSafetensorsHeader(buf);
   const tensors = new Map<string, Tensor>();
-  for (const name of header.entries.keys()) tensors.set(name, decodeTensor(buf, header, name));
+  for (const name of header.entries.keys()) tensors.set(name, decodeTensor(buf, header, name, opts.views));
   return { tensors, metadata: header.metadata };
 }
 

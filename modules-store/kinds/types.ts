@@ -51,7 +51,8 @@ export class TensorReader {
   has(name: string): boolean {
     return this.tensors.has(name);
   }
-  f32(name: string, shape: readonly number[]): Float32Array {
+  /** A float tensor as the package holds it (a view into the file's bytes when parsed with views). */
+  private checked(name: string, shape: readonly number[]): Float32Array {
     const t = this.tensors.get(name);
     if (!t) throw new ModuleError('INVALID_MODULE', `module '${this.id}': weights.safetensors has no tensor '${name}'`);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
@@ -60,9 +61,14 @@ export class TensorReader {
     if (!(t.data instanceof Float32Array)) throw new ModuleError('INVALID_MODULE', `module '${this.id}': tensor '${name}' must be a float tensor`);
     return t.data;
   }
-  /** A Linear weight [out, in] transposed to [in, out]. */
+  /** A float tensor the module keeps: a view into a whole file's bytes is copied, so a module holds only what it uses. */
+  f32(name: string, shape: readonly number[]): Float32Array {
+    const data = this.checked(name, shape);
+    return data.byteLength === data.buffer.byteLength ? data : data.slice();
+  }
+  /** A Linear weight [out, in] transposed to [in, out] (read straight from a view: no copy before the transpose). */
   linT(name: string, out: number, inn: number): Float32Array {
-    return transpose(this.f32(name, [out, inn]), out, inn);
+    return transpose(this.checked(name, [out, inn]), out, inn);
   }
 }
 

@@ -66,7 +66,8 @@ export class ModuleCache {
     let p = this.inflight.get(key);
     if (!p) {
       p = (async () => {
-        const tensors = parseSafetensors(await pkg.readFile('weights.safetensors')).tensors;
+        // views into the file's bytes: loading transposes or copies what the module keeps (TensorReader)
+        const tensors = parseSafetensors(await pkg.readFile('weights.safetensors'), { views: true }).tensors;
         const m = this.load(pkg.manifest, tensors);
         this.stats.moduleLoads++;
         this.modules.set(key, m);

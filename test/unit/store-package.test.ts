@@ -17,7 +17,7 @@ import {
 } from '../../modules-store';
 import { kindOf, TensorReader } from '../../modules-store/kinds';
 import type { DiffLayout } from '../../modules-store/kinds/diff';
-import { serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
+import { parseSafetensors, serializeSafetensors, type Tensor } from '../../modules-store/safetensors';
 import { makeManifestInput, makePackageFiles, makeTensors, type MakeOptions } from '../helpers/hub';
 
 function code(fn: () => unknown): string {
@@ -178,6 +178,39 @@ describe('diff indices on load', () => {
   });
   it('refuses an I32 index out of range', () => {
     expect(() => load({ dtype: 'I32', shape: [1], data: new Int32Array([-4]) })).toThrow(/'w\.index' holds -4, outside \[0, 12\)/);
+  });
+});
+
+describe('module loads read tensors as views into the file', () => {
+  const file = serializeSafetensors({
+    'a.weight': { dtype: 'F32', shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
+    'a.bias': { dtype: 'F32', shape: [2], data: Float32Array.from([7, 8]) },
+    'a.index': { dtype: 'I64', shape: [2], data: BigInt64Array.from([1n, 4n]) },
+  });
+  it('views at aligned offsets, copies elsewhere and without the option', () => {
+    const viewed = parseSafetensors(file, { views: true }).tensors;
+    for (const t of viewed.values()) expect(t.data.buffer).toBe(file.buffer);
+    expect(Array.from(viewed.get('a.weight')!.data as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(viewed.get('a.index')!.data as BigInt64Array)).toEqual([1n, 4n]);
+    for (const t of parseSafetensors(file).tensors.values()) expect(t.data.buffer).not.toBe(file.buffer);
+    // one byte further on, the F32 and I64 data are no longer aligned: copies, with the same values
+    const shifted = Buffer.alloc(file.length + 1).subarray(1);
+    file.copy(shifted);
+    const copied = parseSafetensors(shifted, { views: true }).tensors;
+    for (const t of copied.values()) expect(t.data.buffer).not.toBe(shifted.buffer);
+    expect(Array.from(copied.get('a.weight')!.data as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+  it('a module keeps no view: kept tensors are copies, Linear weights transposed straight from the view', () => {
+    const reader = new TensorReader('t/v@1.0.0', parseSafetensors(file, { views: true }).tensors);
+    const bias = reader.f32('a.bias', [2]);
+    expect(bias.buffer).not.toBe(file.buffer);
+    expect(bias.byteLength).toBe(bias.buffer.byteLength);
+    expect(Array.from(bias)).toEqual([7, 8]);
+    const wT = reader.linT('a.weight', 2, 3);
+    expect(wT.buffer).not.toBe(file.buffer);
+    expect(Array.from(wT)).toEqual([1, 4, 2, 5, 3, 6]);
+    // the file's bytes are left as they were
+    expect(Array.from(parseSafetensors(file).tensors.get('a.bias')!.data as Float32Array)).toEqual([7, 8]);
   });
 });
 
