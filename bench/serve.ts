@@ -47,6 +47,7 @@
  *   --run-overhead-tokens, --mixed-gates   serve's flags of those names for every server (default: serve's)
  *   --cold-fill    the cold-start server first loads F other modules (ranks 8 on): with small --module-memory-mb /
  *                  --pool-memory-mb its caches are then at their budgets, as on a server that ran a while (default 0: fresh)
+ *   --json FILE    with --cold-only too: the cold-start samples, to pool several runs with bench/cold-pool.ts
  *   --lang-reduction   reduction factor of the MAD-X language adapters (default 2, the archived MAD-X adapters'; 16 before)
  *   --gates-ab     one more row: N=max with mixed gates the other way from every other server's (--mixed-gates, or
  *                  serve's default for the base), side by side in the same rounds
@@ -920,7 +921,10 @@ async function main(): Promise<void> {
     log(`${texts.length} sentences, mean ${meanTokens.toFixed(1)} tokens`);
     const w = workload(texts);
     if (COLD_ONLY) {
-      process.stdout.write(`modhub serving benchmark, cold start only: base bert ${BASE_SHAPE.layers}L/${BASE_SHAPE.hidden}H, ${maxN} modules published\n` + coldTable(await coldStart(maxN, COLD, { dataDir, baseDir, w })).join('\n') + '\n');
+      const cold = await coldStart(maxN, COLD, { dataDir, baseDir, w });
+      process.stdout.write(`modhub serving benchmark, cold start only: base bert ${BASE_SHAPE.layers}L/${BASE_SHAPE.hidden}H, ${maxN} modules published\n` + coldTable(cold).join('\n') + '\n');
+      // the samples, so that runs can be pooled (one run's 32 modules spread as widely as the changes measured)
+      if (JSON_OUT) fs.writeFileSync(JSON_OUT, JSON.stringify({ bench: 'serve', coldOnly: true, date: new Date().toISOString(), cores: os.cpus().length, base: { family: 'bert', ...BASE_SHAPE, fingerprint: base.fingerprint }, argv, coldStart: cold }, null, 2) + '\n');
       return;
     }
 
