@@ -9,6 +9,7 @@ import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { initModule } from '../../server/model/module-init';
 import { Engine } from '../../server/runtime/engine';
+import { ModuleCache } from '../../server/runtime/module-cache';
 import { validatePackage } from '../../modules-store';
 import { serializeSafetensors } from '../../modules-store/safetensors';
 
@@ -53,4 +54,28 @@ it('refuses heads without labels and fusion without adapters', () => {
   expect(() => initModule(base, { kind: 'bottleneck', id: 'a/b', head: { type: 'classification' } })).toThrow(/labels/);
   expect(() => initModule(base, { kind: 'fusion', id: 'a/b' })).toThrow(/adapters/);
   expect(() => initModule(base, { kind: 'ia3', id: 'a/b', config: { target_modules: ['k'] } })).toThrow(/invalid ia3 config: config\.target_modules\.0/);
+});
+
+it.each([
+  ['bottleneck', { preset: 'seq_bn_inv' }],
+  ['lora', { target_modules: ['query', 'value', 'ffn_in', 'ffn_out'] }],
+  ['ia3', {}],
+] as const)('%s: a module loaded from its file keeps none of the file\'s bytes (it reads them as views)', async (kind, config) => {
+  const m = initModule(base, { kind, id: 'test/file', config: { ...config }, head: { type: 'classification', labels: ['a', 'b'] } });
+  const file = serializeSafetensors(m.tensors);
+  const cache = new ModuleCache(base, { resolve: async () => ({ manifest: m.manifest, readFile: async () => file }) }, 2 ** 30, { moduleLoads: 0 });
+  const loaded = await cache.module('test/file@0.1.0');
+  // every typed array the module holds, however deep
+  const arrays: ArrayBufferView[] = [];
+  const seen = new Set<unknown>();
+  const walk = (x: unknown): void => {
+    if (x === null || typeof x !== 'object' || seen.has(x)) return;
+    seen.add(x);
+    if (ArrayBuffer.isView(x)) return void arrays.push(x);
+    for (const v of x instanceof Map ? x.values() : Object.values(x)) walk(v);
+  };
+  walk(loaded);
+  expect(arrays.length).toBeGreaterThan(0);
+  for (const a of arrays) expect(a.buffer).not.toBe(file.buffer);
+  expect(loaded.bytes).toBe([...m.tensors.values()].reduce((n, t) => n + t.data.byteLength, 0));
 });
