@@ -59,4 +59,9 @@ function main(): void {
   process.stdout.write([line(head), line(width.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n');
 }
 
-main();
+try {
+  main();
+} catch (e) {
+  process.stderr.write(`${(e as Error).message}\n`);
+  process.exitCode = 1;
+}
