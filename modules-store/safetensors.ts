@@ -265,8 +265,8 @@ function alignedBytes(buf: Buffer, start: number, len: number): ArrayBuffer {
   return ab;
 }
 
-/** Bytes per element of the dtypes a view can read as they are stored. */
-const VIEW_BYTES: Partial<Record<string, number>> = { F32: 4, I32: 4, I64: 8, I8: 1, U8: 1, BOOL: 1 };
+/** The dtypes a view reads as they are stored (the others are widened into new arrays). */
+const VIEWABLE = new Set<DType>(['F32', 'I32', 'I64', 'I8', 'U8', 'BOOL']);
 
 /**
  * Decodes one tensor; half precision is widened to F32 (the engine computes in F32). With `views`, a tensor stored
@@ -277,11 +277,11 @@ export function decodeTensor(buf: Buffer, header: SafetensorsHeader, name: strin
   if (!e) throw new RangeError(`safetensors: no tensor named '${name}'`);
   const start = header.dataStart + e.data_offsets[0];
   const len = e.data_offsets[1] - e.data_offsets[0];
-  const width = VIEW_BYTES[e.dtype];
-  const aligned = views && width !== undefined && (buf.byteOffset + start) % width === 0;
+  const width = DTYPE_BYTES[e.dtype];
+  const aligned = views && VIEWABLE.has(e.dtype) && (buf.byteOffset + start) % width === 0;
   const ab = aligned ? buf.buffer : alignedBytes(buf, start, len);
   const at = aligned ? buf.byteOffset + start : 0;
-  const n = width === undefined ? 0 : len / width;
+  const n = len / width;
   switch (e.dtype) {
     case 'F32':
       return { dtype: 'F32', shape: e.shape, data: new Float32Array(ab, at, n) };
