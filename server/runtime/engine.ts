@@ -30,7 +30,7 @@ import { BatchPools } from './pools';
 import { Session, type Device, type HostTensor } from './session';
 import { SessionCache } from './session-cache';
 import { lengthRuns, overheadTokensFrom } from './length-runs';
-import { chooseVariant, rankGroups } from './variants';
+import { chooseVariant, rankGroups, runClass } from './variants';
 
 export type { ModuleResolver } from './module-cache';
 
@@ -138,6 +138,8 @@ export interface EngineStats extends DiffStats {
   sessionsBuilt: number;
   sessionsReleased: number;
   runs: number;
+  /** Rows × length of every run, summed: the tokens the runs computed, padding included. */
+  paddedTokens: number;
   moduleLoads: number;
   /** A uniform slot's weights folded at one layer (pools.ts keeps them per module, layer and slot). */
   slotFolds: number;
@@ -154,7 +156,7 @@ let engineCounter = 0;
 const LEFT_MAX_TOKENS = 128;
 
 export class Engine {
-  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, moduleLoads: 0, slotFolds: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
+  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, paddedTokens: 0, moduleLoads: 0, slotFolds: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
   /** Prefix of this engine's shared worker feeds (engines in one process share the worker). */
   private readonly shareId = `e${engineCounter++}`;
   private readonly modules: ModuleCache;
@@ -251,6 +253,17 @@ export class Engine {
   groupKey(plan: RowPlan): string {
     const p = rowBiasPlan(plan);
     return this.options.splitCompositions ? `${p.key}#${p.head?.key ?? ''}#${p.mlmHead?.key ?? ''}` : diffSetKey(p.diffs);
+  }
+
+  /**
+   * The run a row of this plan joins, for the queue (QueueJob `run`): its group's key where it has a run of its own
+   * (groupKey), else its adapters' rank classes (variants.ts runClass: the run of the shared ones it joins);
+   * undefined where it fits any run. `byClass: false` names only the runs of their own.
+   */
+  runKey(plan: RowPlan, byClass = true): string | undefined {
+    const own = this.groupKey(plan);
+    if (own) return `own:${own}`;
+    return byClass ? runClass(plan, this.base.config.numLayers) : undefined;
   }
 
   /** Runs a tokenised batch; `plans[i]` is row i's composition. Rows with different diff sets run as groups. */
@@ -384,6 +397,7 @@ export class Engine {
       batchFeeds.done();
     }
     this.stats.runs++;
+    this.stats.paddedTokens += B * T;
     return plans.map((plan, j) => {
       const o: RowOutput = { length: batch.lengths[rows[j]], head: plan.head?.weights ?? null };
       if (res[IO.hidden]) o.hidden = (res[IO.hidden].data as Float32Array).subarray(j * T * D, (j + 1) * T * D);

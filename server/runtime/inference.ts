@@ -60,6 +60,11 @@ export interface InferResult {
 }
 
 export interface BatcherOptions extends QueueOptions {
+  /**
+   * Form batches by the runs their rows join, rank classes included (Engine.runKey; default true); false: only a
+   * sparse-diff set's rows, which have runs of their own, are taken together.
+   */
+  batchByRun?: boolean;
   /** Deadline of a request without `timeout_ms` (default 30000 ms). */
   defaultTimeoutMs?: number;
   /** Answer 503 NOT_READY until `warmUp()` ran (what `modhub serve` does; default false: ready at once). */
@@ -247,8 +252,8 @@ export class InferenceService {
       const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head || p.head.weights.config.type === 'masked_lm'));
       const jobs: Job[] = req.inputs.flatMap((_, row) =>
         plans.map((plan) => {
-          const affinity = this.engine.groupKey(plan) || undefined; // a sparse-diff set's rows share a run of their own
-          return { enc, row, plan, wantHidden, wantMlm, tokens: enc.lengths[row], group: `${wantHidden}:${wantMlm}`, affinity, signal: ctl.signal, enqueued: process.hrtime.bigint() };
+          const run = this.engine.runKey(plan, this.opts.batchByRun ?? true); // batches take rows of few runs (queue.ts)
+          return { enc, row, plan, wantHidden, wantMlm, tokens: enc.lengths[row], group: `${wantHidden}:${wantMlm}`, run, signal: ctl.signal, enqueued: process.hrtime.bigint() };
         }),
       );
       // Admission after tokenisation, in rows and tokens, reserved in the same step as the check.

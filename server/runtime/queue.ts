@@ -7,11 +7,12 @@
  *  - A job whose signal aborts (client gone, deadline passed) is removed while it waits, so it never runs; its
  *    promise rejects with the abort reason at once, and its capacity is released when it leaves the queue (or
  *    when the batch it is in ends).
- *  - Batches: the oldest job's group (jobs that need the same engine outputs), its neighbours by token length
- *    (so rows of one batch pad little), within `maxBatchRows` rows and `maxBatchTokens` padded tokens. Rows that
- *    share an affinity with a row of the batch (the engine runs a sparse-diff set's rows as one run of their own,
- *    whatever their number) come in ahead of length neighbours that have none: each such row joins a run the batch
- *    makes anyway instead of making one of its own in a later batch.
+ *  - Batches (formBatch): the oldest job and jobs of its group (jobs that need the same engine outputs), within
+ *    `maxBatchRows` rows and `maxBatchTokens` padded tokens, taken by the onnxruntime run they join (QueueJob `run`):
+ *    the anchor's run, rows that fit any run, rows alone in theirs, then other runs whole; within each, nearest in
+ *    token length to the anchor (so rows of one run pad little). The engine runs a batch as one run per rank class
+ *    and sparse-diff set, each split into length ranges: rows of a few runs make fuller runs that pad less than the
+ *    same number spread over every kind in the traffic.
  *  - A batch's runner may finish jobs before the whole batch is done (`finished(i)`): the engine runs a batch as
  *    row groups one after another, and rows of an early group need not wait for the later ones.
  *  - It may also let the next batch start before it ends (`release()`): once what is left of it leaves a core free
@@ -78,8 +79,8 @@ export interface QueueJob {
   tokens: number;
   /** Jobs batch only with jobs of the same group (e.g. the engine outputs they need). */
   group: string;
-  /** Jobs with the same affinity are cheaper in one batch than apart (they share a run); none: no such run. */
-  affinity?: string;
+  /** The engine run the job joins (Engine.runKey): jobs of one run are cheaper in one batch; none: it fits any run. */
+  run?: string;
   signal?: AbortSignal;
 }
 
@@ -262,23 +263,9 @@ export class BatchQueue<J extends QueueJob> {
     if (!this.timer) this.timer = setTimeout(() => this.runNext(), l.maxWaitMs);
   }
 
-  /** The oldest job and its nearest neighbours by length in its group, within the row and padded-token budget. */
+  /** The next batch (formBatch), taken out of the waiting list. */
   private form(): Entry<J>[] {
-    const l = this.limits;
-    const anchor = this.waiting[0];
-    const same = this.waiting.filter((e) => e.job.group === anchor.job.group).sort((a, b) => a.job.tokens - b.job.tokens || a.enqueued - b.enqueued);
-    let lo = same.indexOf(anchor);
-    let hi = lo;
-    const fits = (n: number, longest: number) => n <= l.maxBatchRows && n * longest <= l.maxBatchTokens;
-    for (;;) {
-      const n = hi - lo + 2;
-      const down = lo > 0 && fits(n, same[hi].job.tokens) ? anchor.job.tokens - same[lo - 1].job.tokens : Infinity;
-      const up = hi + 1 < same.length && fits(n, same[hi + 1].job.tokens) ? same[hi + 1].job.tokens - anchor.job.tokens : Infinity;
-      if (down === Infinity && up === Infinity) break;
-      if (up <= down) hi++;
-      else lo--;
-    }
-    const picked = withAffinity(same.slice(lo, hi + 1), same, anchor, fits);
+    const picked = formBatch(this.waiting, this.limits);
     const set = new Set(picked);
     this.waiting = this.waiting.filter((e) => !set.has(e));
     return picked;
@@ -346,32 +333,49 @@ export class BatchQueue<J extends QueueJob> {
 }
 
 /**
- * `picked` with the waiting rows (`same`, oldest first among equals) that share an affinity with one of its rows:
- * each is added while the budget allows, else takes the place of the picked row without an affinity farthest in
- * length from the anchor, if the padded-token budget still holds.
+ * The next batch out of `waiting` (oldest first), within `maxBatchRows` rows and `maxBatchTokens` padded tokens, by
+ * the run its jobs join (QueueJob `run`; the engine runs a batch as one run per run key, plus one shared by the jobs
+ * without a key, each split into length ranges):
+ *  1. the oldest job (the anchor; it goes even if longer than the token budget), then the jobs of its run;
+ *  2. jobs that fit any run;
+ *  3. jobs alone in their run among those waiting, oldest first: waiting longer would not give them company;
+ *  4. other runs whole, most jobs first: a run cut in two costs a second run, so it waits for a batch with room.
+ * Within each step, jobs of the anchor's group only, nearest in length to the anchor first.
  */
-function withAffinity<E extends { job: QueueJob; enqueued: number }>(picked: E[], same: E[], anchor: E, fits: (n: number, longest: number) => boolean): E[] {
-  const keys = new Set(picked.map((e) => e.job.affinity).filter((a) => a !== undefined));
-  if (!keys.size) return picked;
-  const inBatch = new Set(picked);
-  const extra = same.filter((e) => !inBatch.has(e) && e.job.affinity !== undefined && keys.has(e.job.affinity)).sort((a, b) => a.enqueued - b.enqueued);
-  if (!extra.length) return picked;
-  const dist = (e: E) => Math.abs(e.job.tokens - anchor.job.tokens);
-  const spare = picked.filter((e) => e !== anchor && e.job.affinity === undefined).sort((a, b) => dist(b) - dist(a));
-  let rows = picked;
-  const longest = (xs: E[]) => Math.max(...xs.map((e) => e.job.tokens));
-  for (const e of extra) {
-    if (fits(rows.length + 1, Math.max(longest(rows), e.job.tokens))) {
-      rows = [...rows, e];
+export function formBatch<E extends { job: QueueJob; enqueued: number }>(waiting: readonly E[], limits: Pick<Required<QueueOptions>, 'maxBatchRows' | 'maxBatchTokens'>): E[] {
+  const anchor = waiting[0];
+  if (!anchor) return [];
+  const same = waiting.filter((e) => e.job.group === anchor.job.group);
+  const rowsOf = new Map<string, number>();
+  for (const e of same) if (e.job.run !== undefined) rowsOf.set(e.job.run, (rowsOf.get(e.job.run) ?? 0) + 1);
+  const ranked = same.map((e) => {
+    const run = e.job.run;
+    const rows = run === undefined ? 0 : rowsOf.get(run)!;
+    const step = e === anchor ? 0 : run === anchor.job.run ? 1 : run === undefined ? 2 : rows === 1 ? 3 : 4;
+    return { e, step, rows, run: run ?? '', dist: step === 3 ? 0 : Math.abs(e.job.tokens - anchor.job.tokens) };
+  });
+  ranked.sort((a, b) => a.step - b.step || b.rows - a.rows || (a.run < b.run ? -1 : a.run > b.run ? 1 : 0) || a.dist - b.dist || a.e.enqueued - b.e.enqueued);
+  const picked: E[] = [];
+  let longest = 0;
+  const fits = (n: number, tokens: number) => n <= limits.maxBatchRows && n * Math.max(longest, tokens) <= limits.maxBatchTokens;
+  for (let k = 0; k < ranked.length && picked.length < limits.maxBatchRows; ) {
+    const { e, step, run } = ranked[k];
+    if (step < 4) {
+      if (!picked.length || fits(picked.length + 1, e.job.tokens)) {
+        picked.push(e);
+        longest = Math.max(longest, e.job.tokens);
+      }
+      k++;
       continue;
     }
-    const out = spare.find((s) => {
-      const next = rows.filter((r) => r !== s);
-      return fits(rows.length, Math.max(longest(next), e.job.tokens));
-    });
-    if (!out) continue;
-    spare.splice(spare.indexOf(out), 1);
-    rows = [...rows.filter((r) => r !== out), e];
+    let end = k;
+    while (end < ranked.length && ranked[end].run === run) end++;
+    const whole = ranked.slice(k, end).map((x) => x.e);
+    if (fits(picked.length + whole.length, Math.max(...whole.map((x) => x.job.tokens)))) {
+      picked.push(...whole);
+      longest = Math.max(longest, ...whole.map((x) => x.job.tokens));
+    }
+    k = end;
   }
-  return rows;
+  return picked;
 }

@@ -113,6 +113,19 @@ function classOver(a: AdapterModule, numLayers: number, site: Site): number {
 }
 
 /**
+ * The run of `rankGroups` a row joins, as the queue sees it (QueueJob `run`): its adapters' rank classes per stack
+ * slot, the widest over the sites, e.g. '1024,64' for a MAD-X stack at BERT-base and '64' for a task adapter; undefined
+ * for a row without adapters (LoRA alone, IA³, bias-only diffs, nothing), which joins whatever run the batch has.
+ * Rows of one name share a run unless their ranks differ per site or LoRA target (rare), so a batch formed by name
+ * makes few runs.
+ */
+export function runClass(plan: RowPlan, numLayers: number): string | undefined {
+  const ranks = rowRanks(plan, numLayers);
+  const slots = plan.adapters.map((_, s) => Math.max(0, ...SITES.map((site) => ranks[site]?.[s] ?? 0)));
+  return slots.some((c) => c > 0) ? slots.join(',') : undefined;
+}
+
+/**
  * Splits rows (indices into `plans`) so that no stack slot or LoRA target of a run holds modules of two rank
  * classes: a row of a reduction-16 adapter in a run with a MAD-X language adapter of reduction 2 would pay for a
  * rank-384 slot at BERT-base (+8% of the base's multiply-adds per slot, and per-row gathers 8× as large). Rows that

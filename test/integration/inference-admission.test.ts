@@ -136,37 +136,57 @@ describe('the queue itself', () => {
     await q.idle();
   });
 
-  it("takes rows that share an affinity with the batch (a sparse-diff set's run) ahead of length neighbours without one, within the budgets", async () => {
-    type J = { tokens: number; group: string; id: string; affinity?: string };
-    const formed = async (maxBatchTokens: number) => {
+  it("takes rows by the run they join: the anchor's, rows that fit any run, rows alone in theirs, then other runs whole with most rows first; by length within each, within the budgets", async () => {
+    type J = { tokens: number; group: string; id: string; run?: string };
+    const formed = async (rows: J[], maxBatchRows: number, maxBatchTokens: number) => {
       let open!: () => void;
       const gate = new Promise<void>((r) => (open = r));
       const batches: string[][] = [];
-      const q = new BatchQueue<J>({ maxBatchRows: 4, maxBatchTokens, maxWaitMs: 1 }, async (jobs) => {
+      const q = new BatchQueue<J>({ maxBatchRows, maxBatchTokens, maxWaitMs: 1 }, async (jobs) => {
         batches.push(jobs.map((j) => j.id));
         if (jobs[0].id === 'X') await gate; // the others queue meanwhile
       });
-      const rows: J[] = [
-        { id: 'A', tokens: 10, group: 'g', affinity: 's' }, // the oldest: the next batch's anchor
-        { id: 'n1', tokens: 11, group: 'g' },
-        { id: 'n2', tokens: 12, group: 'g' },
-        { id: 'n3', tokens: 13, group: 'g' },
-        { id: 'F', tokens: 30, group: 'g', affinity: 's' }, // far in length, but A's run
-        { id: 'O', tokens: 9, group: 'g', affinity: 't' },
-        { id: 'H', tokens: 10, group: 'h', affinity: 's' }, // another group: never in g's batches
-      ];
-      q.reserve(rows.length + 1, 1000);
+      q.reserve(rows.length + 1, 10_000);
       const done = [q.push({ id: 'X', tokens: 1, group: 'g' })];
       await sleep(10);
       for (const r of rows) done.push(q.push(r));
       open();
       await Promise.all(done);
-      return batches.map((b) => [...b].sort());
+      expect(batches.flat().sort()).toEqual(['X', ...rows.map((r) => r.id)].sort()); // every row ran once
+      return batches.slice(1).map((b) => [...b].sort());
     };
-    // By length alone: A, n1, O, n2. F (A's set) takes the place of n2, the neighbour farthest from A.
-    expect((await formed(4 * 30))[1]).toEqual(['A', 'F', 'O', 'n1']);
-    // Unless the padded-token budget would not hold it (4 x 30 > 52): then length decides.
-    expect((await formed(4 * 13))[1]).toEqual(['A', 'O', 'n1', 'n2']);
+    const rows: J[] = [
+      { id: 'A', tokens: 10, group: 'g', run: 's' }, // the oldest: the next batch's anchor
+      { id: 'n1', tokens: 11, group: 'g' }, // fits any run
+      { id: 'n2', tokens: 12, group: 'g' },
+      { id: 'F', tokens: 30, group: 'g', run: 's' }, // far in length, but A's run
+      { id: 'O', tokens: 9, group: 'g', run: 't' }, // nearest in length, another run
+      { id: 'H', tokens: 10, group: 'h', run: 's' }, // another group: never in g's batches
+    ];
+    // A's run first (F, though far in length), then the rows of any run; O's run would be one more.
+    expect((await formed(rows, 4, 4 * 30))[0]).toEqual(['A', 'F', 'n1', 'n2']);
+    // Unless the padded-token budget would not hold F (4 x 30 > 52): then the others, O's run last.
+    expect((await formed(rows, 4, 4 * 13))[0]).toEqual(['A', 'O', 'n1', 'n2']);
+    // Rows of two runs interleaved in time: each batch holds one run (the anchor's), not half of each.
+    const two: J[] = Array.from({ length: 8 }, (_, i) => ({ id: `${i % 2 ? 'q' : 'p'}${i}`, tokens: 10 + i, group: 'g', run: i % 2 ? 'q' : 'p' }));
+    expect(await formed(two, 4, 10_000)).toEqual([
+      ['p0', 'p2', 'p4', 'p6'],
+      ['q1', 'q3', 'q5', 'q7'],
+    ]);
+    // With room to spare: first a row alone in its run (waiting would not give it company), then other runs whole,
+    // most rows first; a run that does not fit whole waits for a batch with room rather than making two runs.
+    const fill: J[] = [
+      { id: 'a', tokens: 10, group: 'g', run: 'p' },
+      { id: 'r1', tokens: 30, group: 'g', run: 'r' },
+      { id: 'v1', tokens: 12, group: 'g', run: 'v' },
+      { id: 'u1', tokens: 10, group: 'g', run: 'u' },
+      { id: 'r2', tokens: 31, group: 'g', run: 'r' },
+      { id: 'v2', tokens: 11, group: 'g', run: 'v' },
+      { id: 'r3', tokens: 29, group: 'g', run: 'r' },
+    ];
+    expect(await formed(fill, 5, 10_000)).toEqual([['a', 'r1', 'r2', 'r3', 'u1'], ['v1', 'v2']]);
+    expect(await formed(fill, 4, 10_000)).toEqual([['a', 'u1', 'v1', 'v2'], ['r1', 'r2', 'r3']]);
+    expect(await formed(fill, 3, 10_000)).toEqual([['a', 'u1'], ['r1', 'r2', 'r3'], ['v1', 'v2']]);
   });
 
   it('derives Retry-After from the measured drain rate', () => {

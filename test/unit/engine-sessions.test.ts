@@ -686,6 +686,50 @@ it("groupKey names the run a row joins: the batch's shared one ('') for adapters
   }
 });
 
+it("runKey names the run a row joins for the queue: a set's own, its adapters' rank classes, or none where any run fits; rows of one name share a run of rankGroups", async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const mods = [
+    makeAdapterModule({ id: 'task/rk-a', base: info, preset: 'seq_bn', seed: 71 }),
+    makeAdapterModule({ id: 'task/rk-h', base: info, preset: 'double_seq_bn', seed: 72 }), // Houlsby: two sites, the same class
+    makeAdapterModule({ id: 'lang/rk-wide', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 73 }),
+    makeLoraModule({ id: 'task/rk-l', base: info, seed: 74 }),
+    makeBitfitModule({ id: 'sft/rk-b', base: info, seed: 75 }),
+    makeDiffModule({ id: 'sft/rk-s', base: info, targets, density: 0.05, method: 'lt-sft', seed: 76 }),
+  ];
+  const engine = await Engine.create({ base });
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const comps: unknown[] = [
+    'task/rk-a@1.0.0', // 0
+    { stack: ['lang/rk-wide@1.0.0', 'task/rk-a@1.0.0'] }, // 1
+    'task/rk-l@1.0.0', // 2: LoRA alone fits any run
+    'task/rk-h@1.0.0', // 3
+    'sft/rk-b@1.0.0', // 4: bias-only diffs are per-row biases, any run
+    { stack: ['lang/rk-wide@1.0.0', 'task/rk-h@1.0.0'] }, // 5
+    'sft/rk-s@1.0.0', // 6: a run of its own
+    { stack: ['sft/rk-s@1.0.0', 'task/rk-a@1.0.0'] }, // 7: the same set's run
+    'lang/rk-wide@1.0.0', // 8: alone, a wide class of one slot
+  ];
+  const plans = (await Promise.all(comps.map((c) => engine.plan(c)))).map((p) => p[0]);
+  const keys = plans.map((p) => engine.runKey(p));
+  expect(keys[2]).toBeUndefined();
+  expect(keys[4]).toBeUndefined();
+  expect(keys[0]).toBe(keys[3]);
+  expect(keys[1]).toBe(keys[5]);
+  expect(new Set([keys[0], keys[1], keys[6], keys[8]]).size).toBe(4);
+  expect(keys[6]).toBe(keys[7]);
+  expect(keys[6]).toMatch(/^own:/);
+  // without classes, only the runs of their own are named
+  expect(plans.map((p) => engine.runKey(p, false) !== undefined)).toEqual([false, false, false, false, false, false, true, true, false]);
+  // the engine's own split of the shared rows (no set of their own) agrees: rows of one name are in one run; the
+  // task adapters and the stacks are two (the wide language adapter alone fits the stacks' run: names are a hint)
+  const shared = [0, 1, 2, 3, 4, 5, 8];
+  const runs = rankGroups(shared, plans, base.config.numLayers);
+  const runOf = new Map(runs.flatMap((rows, i) => rows.map((r) => [r, i] as const)));
+  for (const a of shared) for (const b of shared) if (keys[a] !== undefined && keys[a] === keys[b]) expect([a, b, runOf.get(a)]).toEqual([a, b, runOf.get(b)]);
+  expect(runOf.get(0)).not.toBe(runOf.get(1));
+  await engine.close();
+});
+
 it('a mixed session skips the slots, LoRA targets and invertible adapter a batch does not use (gates), with the same outputs', async () => {
   const mods = [
     makeAdapterModule({ id: 'task/ga', base: info, preset: 'seq_bn', seed: 61 }),
