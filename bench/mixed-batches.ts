@@ -8,9 +8,12 @@
  *   zipfNoDiff / zipfNoLtsft / zipfAdaptersOnly       the same with diff / LT-SFT / non-adapter rows on rank 0
  *   stacks / stacksOneLang                            every row a MAD-X stack of its own task adapter, over the ten
  *                                                     languages / all over one: what the per-row language slot costs
+ *   queue                                             a stream of QROWS Zipf rows, QWAIT waiting at once, formed into
+ *                                                     batches by run (serve's default) and by length and diff set only,
+ *                                                     QROUNDS rounds (default 3), the order alternating
  * `runs/batch` counts onnxruntime runs (each distinct LT-SFT set is its own "weights as inputs" group).
  *
- *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY, LANG_RF)
+ *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY, LANG_RF, QROWS, QWAIT, QROUNDS)
  *   L=4 H=256 (default) is bench:serve's small base; MINW/SPANW set the sentence lengths in words; LANG_RF the
  *   language adapters' reduction factor (default 2, the archived MAD-X adapters'; 16 before the rank classes).
  */
@@ -25,6 +28,7 @@ import { initModule } from '../server/model/module-init';
 import { Rng } from '../server/model/random';
 import { createTinyBase } from '../server/model/tiny';
 import { Engine } from '../server/runtime/engine';
+import { formBatch } from '../server/runtime/queue';
 import { baseParamShapes, makeBitfitModule, makeDiffModule, type BaseInfo } from '../test/helpers/modules';
 import { zipf } from './zipf';
 
@@ -37,6 +41,10 @@ const HIDDEN = env('H', 256);
 const MIN_WORDS = env('MINW', 10);
 const SPAN_WORDS = env('SPANW', 30);
 const ONLY = process.env.ONLY?.split(',');
+/** The queue scenario: rows in its stream, and rows waiting at once (a closed loop of that many clients). */
+const QUEUE_ROWS = env('QROWS', 640);
+const QUEUE_WAITING = env('QWAIT', 64);
+const QUEUE_ROUNDS = env('QROUNDS', 3);
 
 /** Kind of the module at popularity rank i, as bench:serve cycles them. */
 const kindOf = (i: number) => (['adapter', 'lora', 'stack', 'diff'] as const)[i % 4];
@@ -58,7 +66,10 @@ async function main(): Promise<void> {
   // Zipf(1) batches over N ranks
   const pick = zipf(N, 1, new Rng(7));
   const batches = Array.from({ length: BATCHES }, () => Array.from({ length: B }, pick));
-  const used = new Set([0, 1, 2, 3, 7, ...batches.flat()]);
+  // the queue scenario's stream of requests: a module by Zipf(1) and a sentence length each
+  const queueOn = !ONLY || ONLY.includes('queue');
+  const stream = Array.from({ length: queueOn ? QUEUE_ROWS : 0 }, (_, k) => ({ id: pick(), words: MIN_WORDS + ((k * 17 + 5) % SPAN_WORDS) }));
+  const used = new Set([0, 1, 2, 3, 7, ...batches.flat(), ...stream.map((r) => r.id)]);
   for (const i of used) {
     const id = `b/m${i}`;
     const kind = kindOf(i);
@@ -113,12 +124,62 @@ async function main(): Promise<void> {
       runs[n] = (engine.stats.runs - r0) / batches.length;
     }
   const ref = ms.uniform ? Math.min(...ms.uniform) : NaN;
+  if (queueOn) await queueScenario(engine, base, stream, plans);
   console.log(`base ${LAYERS}L/${HIDDEN}H, ${B} rows x ${BATCHES} batches, T=${enc.length}; ratio = uniform rank-0 adapter time / scenario time`);
   for (const n of names) {
     const best = Math.min(...ms[n]);
     console.log(`${n.padEnd(18)} ms/batch ${ms[n].map((x) => x.toFixed(1)).join(' ')}  best ${best.toFixed(1)}  ratio ${(ref / best).toFixed(3)}  runs/batch ${runs[n].toFixed(2)}`);
   }
   await engine.close();
+}
+
+/**
+ * Batch formation (queue.ts formBatch) on the same stream of rows, QWAIT of them waiting at once as in a closed
+ * loop: batches taken by the run their rows join (Engine.runKey, serve's default) against by length and sparse-diff
+ * set only (serve --no-batch-by-run); each formed batch runs as one engine.forward, QROUNDS interleaved rounds.
+ */
+async function queueScenario(engine: Engine, base: Awaited<ReturnType<typeof loadBase>>, stream: { id: number; words: number }[], plans: Map<number, RowPlan>): Promise<void> {
+  const words = 'the quick brown fox jumps over lazy dog while a cat sleeps on warm mat near old house'.split(' ');
+  const text = (n: number, k: number) => Array.from({ length: n }, (_, i) => words[(i * 7 + n + k) % words.length]).join(' ');
+  const rows = await Promise.all(stream.map(async (r, k) => ({ ...r, text: text(r.words, k), tokens: (await base.tokenizer.encodeBatch([text(r.words, k)])).lengths[0] })));
+  const form = (byRun: boolean) => {
+    const entries = rows.map((r, k) => ({ job: { tokens: r.tokens, group: '', run: engine.runKey(plans.get(r.id)!, byRun) }, enqueued: k, r }));
+    let next = Math.min(QUEUE_WAITING, entries.length);
+    let waiting = entries.slice(0, next);
+    const out: (typeof rows)[] = [];
+    while (waiting.length) {
+      const b = formBatch(waiting, { maxBatchRows: 32, maxBatchTokens: 8192 });
+      const taken = new Set(b);
+      waiting = waiting.filter((e) => !taken.has(e)).concat(entries.slice(next, next + b.length));
+      next = Math.min(entries.length, next + b.length);
+      out.push(b.map((e) => e.r));
+    }
+    return Promise.all(out.map(async (b) => ({ enc: await base.tokenizer.encodeBatch(b.map((r) => r.text)), plans: b.map((r) => plans.get(r.id)!) })));
+  };
+  const policies = { byRun: await form(true), byLength: await form(false) };
+  for (const p of Object.values(policies)) for (const b of p) await engine.forward(b.enc, b.plans); // warm
+  await engine.copiesMade();
+  const ms: Record<string, number[]> = {};
+  const runs: Record<string, number> = {};
+  const padded: Record<string, number> = {};
+  for (let round = 0; round < QUEUE_ROUNDS; round++)
+    for (const [name, p] of round % 2 ? Object.entries(policies).reverse() : Object.entries(policies)) {
+      const r0 = engine.stats.runs;
+      const p0 = engine.stats.paddedTokens;
+      const t0 = performance.now();
+      for (const b of p) await engine.forward(b.enc, b.plans);
+      (ms[name] ??= []).push((performance.now() - t0) / rows.length);
+      runs[name] = engine.stats.runs - r0;
+      padded[name] = engine.stats.paddedTokens - p0;
+    }
+  // the engine's own cost model (length-runs.ts): a run costs its fixed part plus its padded tokens
+  const model = (name: string) => runs[name] * engine.runOverheadTokens + padded[name];
+  const real = rows.reduce((a, r) => a + r.tokens, 0);
+  console.log(`queue: ${rows.length} rows (${real} tokens), ${QUEUE_WAITING} waiting at once, batches of <= 32; ms per row per round; cost = runs x ${engine.runOverheadTokens.toFixed(1)} + padded tokens (the engine's model)`);
+  for (const [name, p] of Object.entries(policies)) console.log(`  ${name.padEnd(9)} batches ${p.length}  runs/batch ${(runs[name] / p.length).toFixed(2)}  padded tokens ${padded[name]}  cost ${model(name).toFixed(0)}  ms/row ${ms[name].map((x) => x.toFixed(2)).join(' ')}`);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const pairs = ms.byRun.map((x, i) => ms.byLength[i] / x);
+  console.log(`  byLength / byRun: cost ${(model('byLength') / model('byRun')).toFixed(3)}, ms per round ${pairs.map((x) => x.toFixed(3)).join(' ')} (median ${median(pairs).toFixed(3)})`);
 }
 
 main().catch((e) => {
