@@ -61,8 +61,8 @@ export interface InferResult {
 
 export interface BatcherOptions extends QueueOptions {
   /**
-   * Form batches by the runs their rows join, rank classes included (Engine.runKey; default true); false: only a
-   * sparse-diff set's rows, which have runs of their own, are taken together.
+   * Form batches by the runs their rows join, rank classes included (Engine.runKey); default false: only a
+   * sparse-diff set's rows, which have runs of their own, are taken together, the rest by length.
    */
   batchByRun?: boolean;
   /** Deadline of a request without `timeout_ms` (default 30000 ms). */
@@ -252,7 +252,7 @@ export class InferenceService {
       const wantHidden = task === 'embedding' || (task === 'auto' && plans.some((p) => !p.head || p.head.weights.config.type === 'masked_lm'));
       const jobs: Job[] = req.inputs.flatMap((_, row) =>
         plans.map((plan) => {
-          const run = this.engine.runKey(plan, this.opts.batchByRun ?? true); // batches take rows of few runs (queue.ts)
+          const run = this.engine.runKey(plan, this.opts.batchByRun ?? false); // which run it joins (queue.ts formBatch)
           return { enc, row, plan, wantHidden, wantMlm, tokens: enc.lengths[row], group: `${wantHidden}:${wantMlm}`, run, signal: ctl.signal, enqueued: process.hrtime.bigint() };
         }),
       );

@@ -9,10 +9,9 @@
  *    when the batch it is in ends).
  *  - Batches (formBatch): the oldest job and jobs of its group (jobs that need the same engine outputs), within
  *    `maxBatchRows` rows and `maxBatchTokens` padded tokens, taken by the onnxruntime run they join (QueueJob `run`):
- *    the anchor's run, rows that fit any run, rows alone in theirs, then other runs whole; within each, nearest in
- *    token length to the anchor (so rows of one run pad little). The engine runs a batch as one run per rank class
- *    and sparse-diff set, each split into length ranges: rows of a few runs make fuller runs that pad less than the
- *    same number spread over every kind in the traffic.
+ *    the anchor's run, then rows that fit any run or are alone in theirs, then other runs whole; within each,
+ *    nearest in token length to the anchor (so rows of one run pad little). Which runs jobs name is the caller's
+ *    choice (InferenceService: a sparse-diff set's own run, and with `batchByRun` its adapters' rank classes too).
  *  - A batch's runner may finish jobs before the whole batch is done (`finished(i)`): the engine runs a batch as
  *    row groups one after another, and rows of an early group need not wait for the later ones.
  *  - It may also let the next batch start before it ends (`release()`): once what is left of it leaves a core free
@@ -337,10 +336,13 @@ export class BatchQueue<J extends QueueJob> {
  * the run its jobs join (QueueJob `run`; the engine runs a batch as one run per run key, plus one shared by the jobs
  * without a key, each split into length ranges):
  *  1. the oldest job (the anchor; it goes even if longer than the token budget), then the jobs of its run;
- *  2. jobs that fit any run;
- *  3. jobs alone in their run among those waiting, oldest first: waiting longer would not give them company;
- *  4. other runs whole, most jobs first: a run cut in two costs a second run, so it waits for a batch with room.
- * Within each step, jobs of the anchor's group only, nearest in length to the anchor first.
+ *  2. jobs that fit any run and jobs alone in their run among those waiting: either costs the same in this batch
+ *     as in a later one (waiting would not give a lone job company), so they come by length like any neighbour;
+ *  3. other runs whole, most jobs first: a run cut in two costs a second run, so it waits for a batch with room.
+ * Within each step, jobs of the anchor's group only, nearest in length to the anchor first. Step 2 must not put
+ * lone jobs last: behind a steady supply of jobs that fit any run they would wait until they are the oldest (an
+ * LT-SFT set's rows at BERT-base: 5–11 s), and a closed loop would count the cheaper mix served meanwhile as
+ * throughput.
  */
 export function formBatch<E extends { job: QueueJob; enqueued: number }>(waiting: readonly E[], limits: Pick<Required<QueueOptions>, 'maxBatchRows' | 'maxBatchTokens'>): E[] {
   const anchor = waiting[0];
@@ -351,8 +353,8 @@ export function formBatch<E extends { job: QueueJob; enqueued: number }>(waiting
   const ranked = same.map((e) => {
     const run = e.job.run;
     const rows = run === undefined ? 0 : rowsOf.get(run)!;
-    const step = e === anchor ? 0 : run === anchor.job.run ? 1 : run === undefined ? 2 : rows === 1 ? 3 : 4;
-    return { e, step, rows, run: run ?? '', dist: step === 3 ? 0 : Math.abs(e.job.tokens - anchor.job.tokens) };
+    const step = e === anchor ? 0 : run !== undefined && run === anchor.job.run ? 1 : run === undefined || rows === 1 ? 2 : 3;
+    return { e, step, rows: step === 3 ? rows : 0, run: step === 3 ? run! : '', dist: Math.abs(e.job.tokens - anchor.job.tokens) };
   });
   ranked.sort((a, b) => a.step - b.step || b.rows - a.rows || (a.run < b.run ? -1 : a.run > b.run ? 1 : 0) || a.dist - b.dist || a.e.enqueued - b.e.enqueued);
   const picked: E[] = [];
@@ -360,7 +362,7 @@ export function formBatch<E extends { job: QueueJob; enqueued: number }>(waiting
   const fits = (n: number, tokens: number) => n <= limits.maxBatchRows && n * Math.max(longest, tokens) <= limits.maxBatchTokens;
   for (let k = 0; k < ranked.length && picked.length < limits.maxBatchRows; ) {
     const { e, step, run } = ranked[k];
-    if (step < 4) {
+    if (step < 3) {
       if (!picked.length || fits(picked.length + 1, e.job.tokens)) {
         picked.push(e);
         longest = Math.max(longest, e.job.tokens);

@@ -136,7 +136,7 @@ describe('the queue itself', () => {
     await q.idle();
   });
 
-  it("takes rows by the run they join: the anchor's, rows that fit any run, rows alone in theirs, then other runs whole with most rows first; by length within each, within the budgets", async () => {
+  it("takes rows by the run they join: the anchor's, then rows that fit any run or are alone in theirs, then other runs whole with most rows first; by length within each, within the budgets", async () => {
     type J = { tokens: number; group: string; id: string; run?: string };
     const formed = async (rows: J[], maxBatchRows: number, maxBatchTokens: number) => {
       let open!: () => void;
@@ -163,18 +163,26 @@ describe('the queue itself', () => {
       { id: 'O', tokens: 9, group: 'g', run: 't' }, // nearest in length, another run
       { id: 'H', tokens: 10, group: 'h', run: 's' }, // another group: never in g's batches
     ];
-    // A's run first (F, though far in length), then the rows of any run; O's run would be one more.
-    expect((await formed(rows, 4, 4 * 30))[0]).toEqual(['A', 'F', 'n1', 'n2']);
-    // Unless the padded-token budget would not hold F (4 x 30 > 52): then the others, O's run last.
+    // A's run first (F, though far in length), then by length the rows that fit any run and O, alone in its run.
+    expect((await formed(rows, 4, 4 * 30))[0]).toEqual(['A', 'F', 'O', 'n1']);
+    // Unless the padded-token budget would not hold F (4 x 30 > 52).
     expect((await formed(rows, 4, 4 * 13))[0]).toEqual(['A', 'O', 'n1', 'n2']);
+    // A row alone in its run is not left behind rows that fit any run: it comes by length among them.
+    const lone: J[] = [
+      { id: 'a', tokens: 10, group: 'g', run: 'p' },
+      { id: 'f1', tokens: 14, group: 'g' },
+      { id: 'f2', tokens: 15, group: 'g' },
+      { id: 'L', tokens: 11, group: 'g', run: 'l' },
+    ];
+    expect((await formed(lone, 3, 10_000))[0]).toEqual(['L', 'a', 'f1']);
     // Rows of two runs interleaved in time: each batch holds one run (the anchor's), not half of each.
     const two: J[] = Array.from({ length: 8 }, (_, i) => ({ id: `${i % 2 ? 'q' : 'p'}${i}`, tokens: 10 + i, group: 'g', run: i % 2 ? 'q' : 'p' }));
     expect(await formed(two, 4, 10_000)).toEqual([
       ['p0', 'p2', 'p4', 'p6'],
       ['q1', 'q3', 'q5', 'q7'],
     ]);
-    // With room to spare: first a row alone in its run (waiting would not give it company), then other runs whole,
-    // most rows first; a run that does not fit whole waits for a batch with room rather than making two runs.
+    // With room to spare, after the rows of any run and those alone in theirs (waiting would not give them company):
+    // other runs whole, most rows first; a run that does not fit whole waits for a batch with room (not two runs).
     const fill: J[] = [
       { id: 'a', tokens: 10, group: 'g', run: 'p' },
       { id: 'r1', tokens: 30, group: 'g', run: 'r' },
