@@ -9,7 +9,7 @@
  *   stacks / stacksOneLang                            every row a MAD-X stack of its own task adapter, over the ten
  *                                                     languages / all over one: what the per-row language slot costs
  *   queue                                             a stream of QROWS Zipf rows, QWAIT waiting at once, formed into
- *                                                     batches by run (serve's default) and by length and diff set only,
+ *                                                     batches by run (serve --batch-by-run) and by length and diff set (the default),
  *                                                     QROUNDS rounds (default 3), the order alternating
  * `runs/batch` counts onnxruntime runs (each distinct LT-SFT set is its own "weights as inputs" group).
  *
@@ -135,8 +135,8 @@ async function main(): Promise<void> {
 
 /**
  * Batch formation (queue.ts formBatch) on the same stream of rows, QWAIT of them waiting at once as in a closed
- * loop: batches taken by the run their rows join (Engine.runKey, serve's default) against by length and sparse-diff
- * set only (serve --no-batch-by-run); each formed batch runs as one engine.forward, QROUNDS interleaved rounds.
+ * loop: batches taken by the run their rows join (Engine.runKey, serve --batch-by-run) against by length and
+ * sparse-diff set only (serve's default); each formed batch runs as one engine.forward, QROUNDS interleaved rounds.
  */
 async function queueScenario(engine: Engine, base: Awaited<ReturnType<typeof loadBase>>, stream: { id: number; words: number }[], plans: Map<number, RowPlan>): Promise<void> {
   const words = 'the quick brown fox jumps over lazy dog while a cat sleeps on warm mat near old house'.split(' ');

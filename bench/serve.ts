@@ -49,8 +49,8 @@
  *                  --pool-memory-mb its caches are then at their budgets, as on a server that ran a while (default 0: fresh)
  *   --json FILE    with --cold-only too: the cold-start samples, to pool several runs with bench/cold-pool.ts
  *   --lang-reduction   reduction factor of the MAD-X language adapters (default 2, the archived MAD-X adapters'; 16 before)
- *   --batch-ab     one more row: N=max with batches formed by token length and sparse-diff set only (serve
- *                  --no-batch-by-run), not by the rank-class runs their rows join, side by side in the same rounds
+ *   --batch-ab     one more row: N=max with batches formed by the rank-class runs their rows join (serve
+ *                  --batch-by-run), not by token length and sparse-diff set only, side by side in the same rounds
  *   --gates-ab     one more row: N=max with mixed gates the other way from every other server's (--mixed-gates, or
  *                  serve's default for the base), side by side in the same rounds
  *   --what-if      two more rows, N=1 and N=max with Registry.resolve memoised per ref in this process (the engine
@@ -128,7 +128,7 @@ const MIXED_GATES = argOf('--mixed-gates') as 'auto' | 'on' | 'off' | undefined;
 if (MIXED_GATES !== undefined && !['auto', 'on', 'off'].includes(MIXED_GATES)) throw new RangeError(`'--mixed-gates' must be auto, on or off, got '${MIXED_GATES}'`);
 /** One more N=max server with the mixed gates the other way round (an A/B of the setting in one run). */
 const GATES_AB = argv.includes('--gates-ab');
-/** One more N=max server whose batches are formed by length and sparse-diff set only (serve --no-batch-by-run). */
+/** One more N=max server whose batches are formed by the runs their rows join (serve --batch-by-run). */
 const BATCH_AB = argv.includes('--batch-ab');
 const COLD = numArg('--cold', QUICK ? 8 : 20);
 /** Only the cold-start measurement (no throughput phases): what fits a BERT-base-shaped run on this machine. */
@@ -683,7 +683,7 @@ interface Config {
  * Starts a server for one configuration and warms it up (graph variants for single rows and mixed batches); with
  * `touchAll` every one of its N modules gets one request before timing (steady state).
  */
-async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false, mixedGates = MIXED_GATES, batchByRun = true): Promise<Config> {
+async function startConfig(name: string, n: number, batchRows: number, resolveCacheMsOf: number, ctx: { dataDir: string; baseDir: string; w: Workload }, touchAll = true, splitCompositions = false, mixedGates = MIXED_GATES, batchByRun = false): Promise<Config> {
   const t0 = nowMs();
   lastEngine = undefined;
   const srv = await serve({ data: ctx.dataDir, base: ctx.baseDir, port: 0, host: '127.0.0.1', device: 'cpu', threads: THREADS, batchRows, batchWaitMs: BATCH_WAIT_MS, anonymousRead: true, splitCompositions, diffMemoryMb: DIFF_MEMORY_MB, maxSessions: MAX_SESSIONS, moduleMemoryMb: MODULE_MEMORY_MB, poolMemoryMb: POOL_MEMORY_MB, heapGrowingPercent: HEAP_GROWING_PERCENT, runOverheadTokens: RUN_OVERHEAD_TOKENS, mixedGates, batchByRun });
@@ -947,7 +947,7 @@ async function main(): Promise<void> {
       const other = lastMixedGates ? 'off' : 'on';
       configs.push(await startConfig(`N=${maxN}, mixed gates ${other}`, maxN, BATCH_ROWS, 0, ctx, true, false, other));
     }
-    if (BATCH_AB) configs.push(await startConfig(`N=${maxN}, batches by length and diff set only`, maxN, BATCH_ROWS, 0, ctx, true, false, MIXED_GATES, false));
+    if (BATCH_AB) configs.push(await startConfig(`N=${maxN}, batches by run (rank classes)`, maxN, BATCH_ROWS, 0, ctx, true, false, MIXED_GATES, true));
     const naive = await startNaive(`N=${maxN}, naive: session per composition (LRU ${NAIVE_CACHE})`, maxN, NAIVE_CACHE, ctx);
     configs.push(naive);
     // What-if rows: the same traffic with ref resolution memoised until the registry changes (see resolveCacheMs).
