@@ -404,6 +404,21 @@ describe('lifecycle', () => {
     }
   }, 30_000);
 
+  it('batchByRun (serve --batch-by-run) has the service name rank-class runs for the queue; by default only sparse-diff sets', async () => {
+    for (const batchByRun of [undefined, true]) {
+      const { app, service } = await appWith(batchByRun === undefined ? {} : { batchByRun });
+      const spy = jest.spyOn(service.engine, 'runKey');
+      try {
+        const res = await request(app).post('/v1/infer').send({ inputs: [{ text: 'a b c' }, { text: 'x' }] });
+        expect(res.status).toBe(200);
+        expect(spy).toHaveBeenCalledTimes(2);
+        for (const call of spy.mock.calls) expect(call[1]).toBe(batchByRun === true);
+      } finally {
+        spy.mockRestore();
+      }
+    }
+  });
+
   it("serve's --run-overhead-tokens and --mixed-gates reach the engine (0: every batch runs whole); the defaults are measured and 'auto'", async () => {
     const data = fs.mkdtempSync(path.join(os.tmpdir(), 'modhub-engine-flags-'));
     const set = await serve({ data, port: PORT + 4, host: '127.0.0.1', device: 'cpu', threads: 1, batchRows: 8, batchWaitMs: 2, anonymousRead: true, demo: false, runOverheadTokens: 0, mixedGates: 'on' });
