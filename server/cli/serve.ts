@@ -213,7 +213,7 @@ export function registerServeCommand(program: Command): void {
     .option('--queue-tokens <n>', 'admitted, unfinished tokens before requests get 429', int('queue-tokens'), 262144)
     .option('--timeout-ms <n>', 'deadline of a request without timeout_ms (504 past it)', int('timeout-ms'), 30000)
     .option('--keep-alive-ms <n>', 'how long an idle keep-alive connection stays open (longer than the idle timeout of a proxy or client pool in front, e.g. nginx upstream keepalive 60 s; 0 = never closed for idleness)', int('keep-alive-ms'), 65000)
-    .option('--batch-by-run', "form batches by the rank-class runs their rows join (the engine runs a batch as one run per rank class and sparse-diff set), not by token length and sparse-diff set only: fewer, fuller runs, yet slower end to end in bench:serve so far on both bases (README: request batching)")
+    .option('--batch-by-run', "form batches by the rank-class runs their rows join (the engine runs a batch as one run per rank class and sparse-diff set), not by token length and sparse-diff set only: fewer runs, yet slower so far in bench:serve and bench:mixed on both bases (README: request batching)")
     .option('--split-compositions', 'run the rows of each composition of a batch as their own uniform group (see bench:serve)')
     .option('--module-memory-mb <n>', 'MiB of loaded modules kept in memory (least recently used modules are read again from the store past it)', int('module-memory-mb'), 2048)
     .option('--pool-memory-mb <n>', 'MiB of resident module pools for mixed batches (least recently used modules give way past it)', int('pool-memory-mb'), 1024)

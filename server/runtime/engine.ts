@@ -258,9 +258,9 @@ export class Engine {
   /**
    * The run a row of this plan joins, for the queue (QueueJob `run`): its group's key where it has a run of its own
    * (groupKey), else its adapters' rank classes (variants.ts runClass: the run of the shared ones it joins);
-   * undefined where it fits any run. `byClass: false` names only the runs of their own.
+   * undefined where it fits any run. With `byClass` false it names only the runs of their own (serve's default).
    */
-  runKey(plan: RowPlan, byClass = true): string | undefined {
+  runKey(plan: RowPlan, byClass: boolean): string | undefined {
     const own = this.groupKey(plan);
     if (own) return `own:${own}`;
     return byClass ? runClass(plan, this.base.config.numLayers) : undefined;

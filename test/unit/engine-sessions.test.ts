@@ -710,7 +710,7 @@ it("runKey names the run a row joins for the queue: a set's own, its adapters' r
     'lang/rk-wide@1.0.0', // 8: alone, a wide class of one slot
   ];
   const plans = (await Promise.all(comps.map((c) => engine.plan(c)))).map((p) => p[0]);
-  const keys = plans.map((p) => engine.runKey(p));
+  const keys = plans.map((p) => engine.runKey(p, true));
   expect(keys[2]).toBeUndefined();
   expect(keys[4]).toBeUndefined();
   expect(keys[0]).toBe(keys[3]);
