@@ -105,7 +105,10 @@ export async function serve(o: ServeOptions): Promise<{ url: string; stop: () =>
     await createTinyBase({ out: baseDir, family: 'bert', layers: 2, hidden: 64, heads: 4, seed: 0 });
   }
   const base = await loadBase(baseDir);
-  const engine = await Engine.create({ base, device: o.device, threads: o.threads, diffThreads: o.diffThreads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions, runOverheadTokens: o.runOverheadTokens === 0 ? Infinity : o.runOverheadTokens, gateMixedSessions: o.mixedGates === undefined || o.mixedGates === 'auto' ? undefined : o.mixedGates === 'on' });
+  const engine = await Engine.create({ base, device: o.device, threads: o.threads, diffThreads: o.diffThreads, splitCompositions: o.splitCompositions, moduleCacheBytes: (o.moduleMemoryMb ?? 2048) * 2 ** 20, residentPoolBytes: (o.poolMemoryMb ?? 1024) * 2 ** 20, diffCacheBytes: (o.diffMemoryMb ?? 2048) * 2 ** 20, maxSessions: o.maxSessions, runOverheadTokens: o.runOverheadTokens === 0 ? Infinity : o.runOverheadTokens, gateMixedSessions: o.mixedGates === undefined || o.mixedGates === 'auto' ? undefined : o.mixedGates === 'on',
+    // a build while serving holds up the runs behind it: an operator who sees these past the warm-up raises --max-sessions
+    onSessionBuilt: (built) => logger.info(built, 'onnxruntime session built'),
+  });
   const metrics = new client.Registry();
   client.collectDefaultMetrics({ register: metrics });
   const service = new InferenceService(engine, {

@@ -28,11 +28,12 @@ import { DiffWeights, diffSetKey, type DiffStats } from './diff-weights';
 import { ModuleCache, type ModuleResolver } from './module-cache';
 import { BatchPools } from './pools';
 import { Session, type Device, type HostTensor } from './session';
-import { SessionCache } from './session-cache';
+import { SessionCache, type SessionBuilt } from './session-cache';
 import { lengthRuns, overheadTokensFrom } from './length-runs';
 import { chooseVariant, rankGroups, runClass } from './variants';
 
 export type { ModuleResolver } from './module-cache';
+export type { SessionBuilt } from './session-cache';
 
 export interface EngineOptions {
   base: Base;
@@ -90,6 +91,8 @@ export interface EngineOptions {
    * spent 5–8% more CPU a request with them (open gates in every large mixed batch), so there they are off.
    */
   gateMixedSessions?: boolean;
+  /** Called once each onnxruntime session is built (serve logs them: a build holds up the runs behind it). */
+  onSessionBuilt?: (built: SessionBuilt) => void;
 }
 
 /** Per-row results of one forward pass; arrays are views into the run's outputs. */
@@ -181,7 +184,7 @@ export class Engine {
     this.modules = new ModuleCache(base, options.resolver, options.moduleCacheBytes ?? 2 ** 31, this.stats);
     this.diffs = new DiffWeights(params, options.diffCacheBytes ?? 2 ** 31, this.shareId, this.stats, options.worker ?? true);
     this.mixedGates = options.gateMixedSessions ?? base.config.hiddenSize > 512;
-    this.sessions = new SessionCache(base.config, params, { ...options, diffThreads: this.diffThreads, gates: this.mixedGates }, this.stats);
+    this.sessions = new SessionCache(base.config, params, { ...options, diffThreads: this.diffThreads, gates: this.mixedGates, onBuilt: options.onSessionBuilt }, this.stats);
     this.pools = new BatchPools(base, (name, diffs) => this.diffs.effective(name, diffs), this.shareId, options.residentPoolBytes, !(options.worker ?? true), this.stats);
   }
 

@@ -20,11 +20,12 @@
  *   const entry = sessions.acquire(variant, 'init');   // build the run's feeds for entry.variant
  *   try { await (await entry.session).run(feeds, outputs); } finally { sessions.done(entry); }
  */
+import { performance } from 'perf_hooks';
 import type { BaseConfig } from '../model/config';
 import { buildEncoderGraph, variantKey, type Variant } from '../model/encoder-graph';
 import type { BaseParams, BaseWeights } from './base-params';
 import { Session, type Device } from './session';
-import { coversVariant, joinVariants } from './variants';
+import { coversVariant, describeVariant, joinVariants } from './variants';
 
 export interface SessionEntry {
   session: Promise<Session>;
@@ -54,6 +55,25 @@ export interface SessionCacheOptions {
   maxSessions?: number;
   /** Build mixed graphs with gates (EngineOptions.gateMixedSessions). */
   gates?: boolean;
+  /** Called once each session is built (EngineOptions.onSessionBuilt). */
+  onBuilt?: (built: SessionBuilt) => void;
+}
+
+/**
+ * A session just built: while serving, a build holds up every run behind it (onnxruntime's model load is synchronous in
+ * the worker; 0.1–2.9 s at BERT-base), so serve logs each one.
+ */
+export interface SessionBuilt {
+  /** How it takes the base weights (BaseWeights). */
+  weights: BaseWeights;
+  /** One composition's own graph (true), or a mixed one that serves many. */
+  uniform: boolean;
+  /** What the graph holds, briefly (describeVariant). */
+  variant: string;
+  /** From the request to build until it could run. */
+  ms: number;
+  /** Sessions held once it was added. */
+  sessions: number;
 }
 
 export class SessionCache {
@@ -87,13 +107,32 @@ export class SessionCache {
       } else {
         // grow the most recent mixed session this batch can join (rows of another rank class cannot: variants.ts)
         const mixed = uniform ? undefined : this.latest((k, e) => k.startsWith(`${kind}:`) && !isUniform(e.variant) && joinVariants(e.variant, variant) !== null);
-        const grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
+        let grown = (mixed && joinVariants(mixed.variant, variant)) || variant;
+        if (!uniform && this.options.gates) grown = this.withFlexibleFeatures(kind, grown);
         entry = this.build(`${kind}:${variantKey(grown)}`, grown, kind);
       }
     }
     entry.lastUsed = ++this.useClock;
     entry.inUse++;
     return entry;
+  }
+
+  /**
+   * A mixed variant about to be built, joined with what rows without adapters bring to the other mixed sessions of
+   * its kind (LoRA targets, per-row biases, heads): such rows join whichever rank class's run a batch has
+   * (variants.ts rankGroups), so without them a MAD-X stacks' session grows again the first time a LoRA row or a
+   * BitFit row lands in its run, a build of 1–3.5 s at BERT-base with every run behind it waiting. Gated graphs
+   * only (the parts a batch does not use are skipped; ungated, every stack row would pay for them).
+   */
+  private withFlexibleFeatures(kind: BaseWeights, v: Variant): Variant {
+    let grown = v;
+    for (const [k, e] of this.sessions) {
+      if (!k.startsWith(`${kind}:`) || isUniform(e.variant)) continue;
+      const o = e.variant;
+      const flexible: Variant = { sites: {}, lora: o.lora, loraUniform: !o.lora.length, ...(o.loraRanks ? { loraRanks: o.loraRanks } : {}), invertible: false, invAct: 'relu', heads: o.heads, clsDense: o.clsDense, ...(o.rowBias ? { rowBias: true } : {}) };
+      grown = joinVariants(grown, flexible) ?? grown; // LoRA of another rank class, or other outputs: left out
+    }
+    return grown;
   }
 
   /** The session `acquire` would give `variant` now if one is cached (its own or a cover), without using it. */
@@ -109,12 +148,19 @@ export class SessionCache {
   private build(key: string, variant: Variant, kind: BaseWeights): SessionEntry {
     const have = this.sessions.get(key);
     if (have) return have;
-    this.evict();
+    const t0 = performance.now();
+    this.evict(kind, variant);
     // a mixed graph serves many batches, each of which needs a part of it: gated, they skip the rest (gateValues)
     const { graph } = buildEncoderGraph(this.config, variant, (g) => this.params.provider(g, kind), undefined, { gates: !!this.options.gates && !isUniform(variant) });
     const threads = kind === 'inputs-left' ? (this.options.diffThreads ?? this.options.threads) : this.options.threads;
     const session = Session.create(graph.toBytes(), { device: this.options.device, threads, worker: this.options.worker ?? true });
-    session.then(() => this.stats.sessionsBuilt++).catch(() => this.forget(key));
+    session.then(
+      () => {
+        this.stats.sessionsBuilt++;
+        this.options.onBuilt?.({ weights: kind, uniform: isUniform(variant), variant: describeVariant(variant), ms: Math.round(performance.now() - t0), sessions: this.sessions.size });
+      },
+      () => this.forget(key),
+    );
     const entry: SessionEntry = { session, key, variant, lastUsed: 0, inUse: 0, nodes: graph.nodeCount() };
     this.sessions.set(key, entry);
     this.covered.clear(); // a later miss may find a closer cover
@@ -144,6 +190,14 @@ export class SessionCache {
     this.covered.clear();
   }
 
+  /** Whether another session of its kind, held or `incoming`, serves every batch session `key` serves. */
+  private coveredElsewhere(key: string, e: SessionEntry, kind: BaseWeights, incoming: Variant): boolean {
+    const mine = key.slice(0, key.indexOf(':'));
+    if (mine === kind && !isUniform(incoming) && coversVariant(incoming, e.variant)) return true;
+    for (const [k, o] of this.sessions) if (o !== e && k.startsWith(`${mine}:`) && !isUniform(o.variant) && coversVariant(o.variant, e.variant)) return true;
+    return false;
+  }
+
   /** Counts a uniform variant's miss; returns the misses before this one. */
   private missUniform(key: string): number {
     const n = this.uniformMisses.get(key) ?? 0;
@@ -165,13 +219,19 @@ export class SessionCache {
     for (const e of all) await (await e.session.catch(() => null))?.release().catch(() => undefined);
   }
 
-  /** Releases least recently used idle sessions until a new one fits under `maxSessions`. */
-  private evict(): void {
+  /**
+   * Releases idle sessions until the one about to be built (`incoming`, of `kind`) fits under `maxSessions`: first
+   * those another session's graph covers (a mixed session the incoming one grows past, or a uniform one a mixed
+   * session serves), so that no batch loses its graph, then the least recently used. LRU alone released the larger
+   * of two mixed sessions when the smaller one ran last: at BERT-base with `--max-sessions 4` bench:serve rebuilt
+   * MAD-X stacks' mixed session twice in a timed phase, 1.1 and 2.5 s each with every run behind it waiting.
+   */
+  private evict(kind: BaseWeights, incoming: Variant): void {
     const max = Math.max(1, this.options.maxSessions ?? 8);
     while (this.sessions.size >= max) {
       const idle = [...this.sessions.entries()].filter(([, e]) => e.inUse === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
       if (!idle.length) return; // all busy: go over the limit rather than free memory a batch still uses
-      const [key, e] = idle[0];
+      const [key, e] = idle.find(([k, x]) => this.coveredElsewhere(k, x, kind, incoming)) ?? idle[0];
       this.forget(key);
       this.stats.sessionsReleased++;
       void e.session.then((s) => s.release()).catch(() => undefined);

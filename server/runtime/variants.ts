@@ -373,3 +373,23 @@ function joinMode(x: FlagMode, y: FlagMode): FlagMode {
 function actArray(sv: SiteVariant): (Activation | 'mixed')[] {
   return Array.isArray(sv.act) ? [...sv.act] : Array.from({ length: sv.slots }, () => sv.act as Activation | 'mixed');
 }
+
+/**
+ * A variant in a few words, for logs: per site its stack slots' rank classes ('u' where one adapter serves every
+ * row), LoRA targets with their classes, IA³, the invertible adapter, per-row biases and the heads, e.g.
+ * 'attn_out[1024,64] ffn_out[1024,64] lora query:16,value:16 inv rowBias heads cls'.
+ */
+export function describeVariant(v: Variant): string {
+  const parts: string[] = [];
+  for (const site of SITES) {
+    const sv = v.sites[site];
+    if (sv) parts.push(`${site}[${sv.uniform ? 'u' : (sv.ranks ?? []).join(',')}]${sv.fuse ? `+fuse${sv.fuse}` : ''}`);
+  }
+  if (v.lora.length) parts.push(`lora ${v.lora.map((t) => (v.loraUniform ? `${t}:u` : `${t}:${v.loraRanks?.[t] ?? '?'}`)).join(',')}`);
+  if (v.ia3?.length) parts.push(`ia3 ${v.ia3.join(',')}`);
+  if (v.invertible) parts.push(v.invUniform ? 'inv:u' : 'inv');
+  if (v.rowBias) parts.push('rowBias');
+  const heads = (['cls', 'tok', 'mlm'] as const).filter((h) => v.heads[h]);
+  parts.push(heads.length ? `heads ${heads.join(',')}` : 'no heads');
+  return parts.join(' ');
+}

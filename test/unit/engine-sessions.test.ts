@@ -20,7 +20,7 @@ import { BaseParams } from '../../server/runtime/base-params';
 import { DiffWeights, REBUILD_RUNS } from '../../server/runtime/diff-weights';
 import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeLoraModule, type BaseInfo } from '../helpers/modules';
 import type { RefModule } from '../reference/modules';
-import type { RowPlan } from '../../server/model/composition';
+import { EMPTY_PLAN, type RowPlan } from '../../server/model/composition';
 
 let base: Base;
 let info: BaseInfo;
@@ -111,6 +111,36 @@ it('a uniform variant gets its own session only where that evicts no session in 
   expect(engine.stats.sessionsReleased).toBe(1);
   const own = await run(engine, comps[2]);
   for (let i = 0; i < own.length; i++) expect(Math.abs(own[i] - mixed[2].hidden![i])).toBeLessThan(1e-5);
+  await engine.close();
+});
+
+it('making room for a session releases first one that another session covers, not the larger mixed session that ran less lately', async () => {
+  const engine = await Engine.create({ base, maxSessions: 3 }); // the bare session and two more
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const mods = [
+    makeAdapterModule({ id: 'task/ea', base: info, preset: 'seq_bn', seed: 31 }),
+    makeAdapterModule({ id: 'task/eb', base: info, preset: 'seq_bn', seed: 32 }),
+    makeLoraModule({ id: 'task/el', base: info, r: 2, seed: 33 }),
+    makeLoraModule({ id: 'task/em', base: info, r: 2, seed: 34 }),
+    makeDiffModule({ id: 'sft/ed', base: info, targets, density: 0.1, method: 'lt-sft', seed: 35 }),
+  ];
+  for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const plan = async (r: string) => (await engine.plan(r))[0];
+  const [pa, pb, pl, pm, pd] = await Promise.all(['task/ea', 'task/eb', 'task/el', 'task/em', 'sft/ed'].map((id) => plan(`${id}@1.0.0`)));
+  const enc = await base.tokenizer.encodeBatch(['hello world', 'hello world']);
+  const pair = async (x: RowPlan, y: RowPlan) => (await engine.forward(enc, [x, y], { hidden: true })).map((o) => Float32Array.from(o.hidden!));
+  const built0 = engine.stats.sessionsBuilt;
+  const adapters = await pair(pa, pb); // a mixed session of adapters
+  const loras = await pair(pl, pm); // the adapters' session grown by LoRA: it covers the first
+  expect(engine.stats.sessionsBuilt).toBe(built0 + 2);
+  await pair(pa, pb); // the adapters' own session runs last, so the grown one is the least recently used
+  await engine.forward(await base.tokenizer.encodeBatch(['hello']), [EMPTY_PLAN], { hidden: true }); // and the bare one
+  await pair(pd, pd); // a sparse-diff group needs a session of its own: one of the three goes
+  expect(engine.stats.sessionsBuilt).toBe(built0 + 3);
+  expect(engine.stats.sessionsReleased).toBe(1);
+  const [a, l] = await pair(pa, pl); // adapters and LoRA in one batch: the grown session is still there
+  expect(engine.stats.sessionsBuilt).toBe(built0 + 3);
+  for (const [x, want] of [[a, adapters[0]], [l, loras[0]]]) for (let i = 0; i < want.length; i++) expect(Math.abs(x[i] - want[i])).toBeLessThan(1e-5);
   await engine.close();
 });
 
@@ -661,6 +691,32 @@ it('a mixed miss grows the most recent session it can join, passing over one of 
   await batch(['task/rj-lora@1.0.0', 'sft/rj-bias@1.0.0', 'task/rj-one@1.0.0']); // LoRA and biases: that grown session covers it
   expect(engine.stats.sessionsBuilt).toBe(built);
   await engine.close();
+});
+
+it('a gated mixed session of one rank class is built with the LoRA targets and per-row biases another class\'s session has: a LoRA or BitFit row in its run builds nothing', async () => {
+  const mods = [
+    makeAdapterModule({ id: 'lang/fx-wide', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 101 }),
+    makeAdapterModule({ id: 'task/fx-one', base: info, preset: 'seq_bn', seed: 102 }),
+    makeLoraModule({ id: 'task/fx-lora', base: info, r: 2, seed: 103 }),
+    makeBitfitModule({ id: 'sft/fx-bias', base: info, seed: 104 }),
+  ];
+  for (const gates of [true, false]) {
+    const engine = await Engine.create({ base, runOverheadTokens: Infinity, gateMixedSessions: gates });
+    for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
+    const batch = async (comps: unknown[]) => {
+      const plans = await Promise.all(comps.map(async (c) => (await engine.plan(c))[0]));
+      return (await engine.forward(await base.tokenizer.encodeBatch(comps.map(() => 'hello world')), plans, { hidden: true })).map((o) => Float32Array.from(o.hidden!));
+    };
+    const small = await batch(['task/fx-one@1.0.0', 'task/fx-lora@1.0.0', 'sft/fx-bias@1.0.0']); // class 16, with LoRA and biases
+    const wide = { stack: ['lang/fx-wide@1.0.0', 'task/fx-one@1.0.0'] };
+    const [alone] = await batch([wide, 'lang/fx-wide@1.0.0']); // class 64: a session of its own
+    const built = engine.stats.sessionsBuilt;
+    const [w1, l] = await batch([wide, 'task/fx-lora@1.0.0']); // the LoRA row joins the wide run
+    const [w2, b] = await batch([wide, 'sft/fx-bias@1.0.0']); // so does the bias row
+    expect(engine.stats.sessionsBuilt).toBe(gates ? built : built + 2); // ungated, each grows the wide session as before
+    for (const [x, want] of [[w1, alone], [w2, alone], [l, small[1]], [b, small[2]]]) for (let i = 0; i < want.length; i++) expect(Math.abs(x[i] - want[i])).toBeLessThan(1e-5);
+    await engine.close();
+  }
 });
 
 it("groupKey names the run a row joins: the batch's shared one ('') for adapters, LoRA and BitFit, a set's own for an LT-SFT diff (the queue's affinity)", async () => {
