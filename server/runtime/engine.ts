@@ -56,7 +56,8 @@ export interface EngineOptions {
   worker?: boolean;
   /**
    * Most graph-variant sessions kept (default 8). Each holds its own copy of the base weights, so this bounds
-   * memory; the least recently used idle session is released first, never one a running batch uses.
+   * memory; to make room an idle session that another covers is released first, then the least recently used idle
+   * one, never one a running batch uses.
    */
   maxSessions?: number;
   /**

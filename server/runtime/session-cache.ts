@@ -1,8 +1,8 @@
 /**
  * The sessions of one engine, one per graph variant and per way it takes the base weights (BaseWeights: prepacked,
  * or inputs on the right or left), built on first use and bounded by `maxSessions`: a prepacked one holds its own
- * copy of the base weights, so the least recently used idle session is released first, never one a running batch
- * still uses (`inUse` > 0).
+ * copy of the base weights, so idle sessions are released to make room (`evict`: first one another session covers,
+ * then the least recently used), never one a running batch still uses (`inUse` > 0).
  * Mixed batches vary in which features they need (a LoRA row or not, a stack or not, ...), and every such
  * combination used to be a session of its own: with 1000 modules in the traffic, sessions were built (50–66 ms
  * each on the small base, ~0.7 s at BERT-base) and evicted while serving. So a mixed variant is served by any
@@ -61,7 +61,7 @@ export interface SessionCacheOptions {
 
 /**
  * A session just built: while serving, a build holds up every run behind it (onnxruntime's model load is synchronous in
- * the worker; 0.1–2.9 s at BERT-base), so serve logs each one.
+ * the worker; 0.1–3.9 s at BERT-base on a 2-core VM), so serve logs each one.
  */
 export interface SessionBuilt {
   /** How it takes the base weights (BaseWeights). */
@@ -121,7 +121,7 @@ export class SessionCache {
    * A mixed variant about to be built, joined with what rows without adapters bring to the other mixed sessions of
    * its kind (LoRA targets, per-row biases, heads): such rows join whichever rank class's run a batch has
    * (variants.ts rankGroups), so without them a MAD-X stacks' session grows again the first time a LoRA row or a
-   * BitFit row lands in its run, a build of 1–3.5 s at BERT-base with every run behind it waiting. Gated graphs
+   * BitFit row lands in its run (1.1 and 2.5 s in one BERT-base bench:serve run, every run behind them waiting). Gated graphs
    * only (the parts a batch does not use are skipped; ungated, every stack row would pay for them).
    */
   private withFlexibleFeatures(kind: BaseWeights, v: Variant): Variant {
