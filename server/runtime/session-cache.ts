@@ -72,7 +72,7 @@ export interface SessionBuilt {
   variant: string;
   /** From the request to build until it could run. */
   ms: number;
-  /** Sessions held once it was added. */
+  /** Sessions held when it finished building. */
   sessions: number;
 }
 
