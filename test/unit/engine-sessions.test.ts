@@ -671,13 +671,21 @@ it('LoRA sets of different rank classes run apart, each in its class\'s pool, wi
   });
 });
 
-it('a mixed miss grows the most recent session it can join, passing over one of another rank class', async () => {
-  const mods = [
-    makeAdapterModule({ id: 'lang/rj-wide', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 95 }),
-    makeAdapterModule({ id: 'task/rj-one', base: info, preset: 'seq_bn', seed: 96 }),
-    makeLoraModule({ id: 'task/rj-lora', base: info, r: 2, seed: 97 }),
-    makeBitfitModule({ id: 'sft/rj-bias', base: info, seed: 98 }),
+/**
+ * Modules whose rows fall in two rank classes, and rows that fit either: `lang/<tag>-wide` (class 64), `task/<tag>-one`
+ * (class 16), `task/<tag>-lora` and `sft/<tag>-bias` (no adapters); seeds from `seed` on.
+ */
+function rankClassModules(tag: string, seed: number) {
+  return [
+    makeAdapterModule({ id: `lang/${tag}-wide`, base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed }),
+    makeAdapterModule({ id: `task/${tag}-one`, base: info, preset: 'seq_bn', seed: seed + 1 }),
+    makeLoraModule({ id: `task/${tag}-lora`, base: info, r: 2, seed: seed + 2 }),
+    makeBitfitModule({ id: `sft/${tag}-bias`, base: info, seed: seed + 3 }),
   ];
+}
+
+it('a mixed miss grows the most recent session it can join, passing over one of another rank class', async () => {
+  const mods = rankClassModules('rj', 95);
   const engine = await Engine.create({ base, runOverheadTokens: Infinity });
   for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
   const batch = async (comps: unknown[]) => {
@@ -694,12 +702,7 @@ it('a mixed miss grows the most recent session it can join, passing over one of 
 });
 
 it('a gated mixed session of one rank class is built with the LoRA targets and per-row biases another class\'s session has: a LoRA or BitFit row in its run builds nothing', async () => {
-  const mods = [
-    makeAdapterModule({ id: 'lang/fx-wide', base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 101 }),
-    makeAdapterModule({ id: 'task/fx-one', base: info, preset: 'seq_bn', seed: 102 }),
-    makeLoraModule({ id: 'task/fx-lora', base: info, r: 2, seed: 103 }),
-    makeBitfitModule({ id: 'sft/fx-bias', base: info, seed: 104 }),
-  ];
+  const mods = rankClassModules('fx', 101);
   for (const gates of [true, false]) {
     const engine = await Engine.create({ base, runOverheadTokens: Infinity, gateMixedSessions: gates });
     for (const m of mods) engine.addModule(parseManifest(m.manifest), m.tensors);
