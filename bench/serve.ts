@@ -69,7 +69,7 @@ import { initModule } from '../server/model/module-init';
 import { Rng } from '../server/model/random';
 import { BUILTIN_CORPUS, createTinyBase } from '../server/model/tiny';
 import { BaseTokenizer } from '../server/model/tokenizer';
-import { Engine } from '../server/runtime/engine';
+import { Engine, type EngineStats } from '../server/runtime/engine';
 import { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from '../server/runtime/heap-growth';
 import { zipf } from './zipf';
 import { makeBitfitModule, makeDiffModule, baseParamShapes, type BaseInfo } from '../test/helpers/modules';
@@ -358,6 +358,50 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+/** One kind's share of a phase's requests, its latency quantiles, and its share of the phase's slowest 1%. */
+interface KindLatency {
+  kind: string;
+  share: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  slowestShare: number;
+}
+
+/** Which kinds of module the latencies (and the slowest 1% of them) came from: where an open loop's p99 comes from. */
+function latencyByKind(latencies: number[], kinds: string[]): KindLatency[] {
+  if (kinds.length !== latencies.length || !kinds.length) return [];
+  const order = latencies.map((_, i) => i).sort((a, b) => latencies[b] - latencies[a]);
+  const slowest = order.slice(0, Math.max(1, Math.ceil(latencies.length / 100)));
+  return [...new Set(kinds)].sort().map((kind) => {
+    const own = latencies.filter((_, i) => kinds[i] === kind).sort((a, b) => a - b);
+    return { kind, share: own.length / latencies.length, p50: quantile(own, 0.5), p90: quantile(own, 0.9), p99: quantile(own, 0.99), slowestShare: slowest.filter((i) => kinds[i] === kind).length / slowest.length };
+  });
+}
+
+/**
+ * The session worker's time over a configuration's timed phases by kind of run (Engine stats.runTimes): runs, their
+ * rows and tokens, and the ms a request those runs took (feeds set up, sparse overwrites included, and onnxruntime's
+ * run), with each kind's share; then the overwrites undone after their runs. Nothing for a server without the stats.
+ */
+function workerTimeRows(name: string, before: ReturnType<Config['engineStats']>, after: ReturnType<Config['engineStats']>, requests: number): string[][] {
+  if (!after.runTimes || !before.runTimes) return [];
+  const kinds = Object.keys(after.runTimes) as (keyof EngineStats['runTimes'])[];
+  const zero = { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 };
+  const d = kinds.map((k) => {
+    const a = after.runTimes![k]!;
+    const b = before.runTimes![k] ?? zero;
+    return { kind: k, runs: a.runs - b.runs, rows: a.rows - b.rows, tokens: a.tokens - b.tokens, feedsMs: a.feedsMs - b.feedsMs, runMs: a.runMs - b.runMs };
+  }).filter((x) => x.runs > 0);
+  const undo = (after.overwriteUndoMs ?? 0) - (before.overwriteUndoMs ?? 0);
+  const total = d.reduce((a, x) => a + x.feedsMs + x.runMs, 0) + undo;
+  const perReq = (ms: number) => f(ms / Math.max(1, requests), 2);
+  const rows = d.map((x) => [name, x.kind, String(x.runs), f(x.rows / x.runs, 1), f(x.tokens / x.runs, 0), f(x.feedsMs / x.runs, 2), f(x.runMs / x.runs, 2), perReq(x.feedsMs + x.runMs), f((100 * (x.feedsMs + x.runMs)) / Math.max(1e-9, total), 0)]);
+  if (undo > 0) rows.push([name, 'overwrites undone', '', '', '', '', '', perReq(undo), f((100 * undo) / total, 0)]);
+  if (rows.length) rows.push([name, 'all', String(d.reduce((a, x) => a + x.runs, 0)), '', '', '', '', perReq(total), '100']);
+  return rows;
+}
+
 function quantile(sorted: number[], q: number): number {
   if (!sorted.length) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
@@ -366,6 +410,8 @@ function quantile(sorted: number[], q: number): number {
 
 interface DriveResult {
   latencies: number[];
+  /** The kind of module each latency's request asked for (coldKindOf), in the same order; open loop only. */
+  kinds?: string[];
   ok: number;
   errors: number;
   errorSample?: string;
@@ -379,6 +425,8 @@ interface DriveResult {
 /** One phase of one configuration, accumulated over rounds. */
 class Phase {
   latencies: number[] = [];
+  /** coldKindOf of each latency's module, where the driver reports it (open loop). */
+  latencyKinds: string[] = [];
   ok = 0;
   errors = 0;
   errorSample?: string;
@@ -408,6 +456,7 @@ class Phase {
     const td = diffTimers(t0, snapshotTimers());
     const m1 = await batchRowsMetric(url);
     this.latencies.push(...r.latencies);
+    if (r.kinds) this.latencyKinds.push(...r.kinds);
     this.ok += r.ok;
     this.errors += r.errors;
     this.errorSample ??= r.errorSample;
@@ -442,6 +491,7 @@ class Phase {
       p90: quantile(lat, 0.9),
       p99: quantile(lat, 0.99),
       latencies: lat,
+      byKind: latencyByKind(this.latencies, this.latencyKinds),
       batchRowsMean: this.batches > 0 ? this.batchRowsSum / this.batches : NaN,
       batches: this.batches,
       moduleLoads: this.moduleLoads,
@@ -467,6 +517,8 @@ interface PhaseResult {
   p90: number;
   p99: number;
   latencies: number[];
+  /** Latency per kind of module asked for (open loop); empty where the driver does not report kinds. */
+  byKind: KindLatency[];
   batchRowsMean: number;
   batches: number;
   /** Modules read from the blob store and loaded during the phase. */
@@ -493,6 +545,7 @@ function openLoop(url: string, w: Workload, n: number, rate: number, count: numb
       plan.push({ at: t, module: pick(), text: rng.int(w.texts.length) });
     }
     const latencies: number[] = [];
+    const kinds: string[] = [];
     const modules = new Set<number>();
     let ok = 0;
     let errors = 0;
@@ -516,6 +569,7 @@ function openLoop(url: string, w: Workload, n: number, rate: number, count: numb
                 if (res.status === 200) {
                   ok++;
                   latencies.push(done - scheduled);
+                  kinds.push(coldKindOf(p.module));
                 } else {
                   errors++;
                   errorSample ??= `${res.status} ${res.text.slice(0, 200)}`;
@@ -534,7 +588,7 @@ function openLoop(url: string, w: Workload, n: number, rate: number, count: numb
       tick();
     });
     await Promise.all(inflight);
-    return { latencies, ok, errors, errorSample, seconds: (lastDone - start) / 1000, modules };
+    return { latencies, kinds, ok, errors, errorSample, seconds: (lastDone - start) / 1000, modules };
   };
 }
 
@@ -672,7 +726,7 @@ interface Config {
   /** Modules loaded so far by this configuration's server. */
   loads: () => number;
   /** Engine counters (sessions built, onnxruntime runs) for the log line after the timed phases. */
-  engineStats: () => { sessionsBuilt: number; runs: number; diffCopies?: number; diffSetsBuilt?: number };
+  engineStats: () => { sessionsBuilt: number; runs: number; diffCopies?: number; diffSetsBuilt?: number; runTimes?: EngineStats['runTimes']; overwriteUndoMs?: number };
   stop: () => Promise<void>;
   startSeconds: number;
   open: Phase;
@@ -954,6 +1008,7 @@ async function main(): Promise<void> {
     if (WHAT_IF) for (const n of [1, maxN]) configs.push(await startConfig(`N=${n}, what-if: resolve cached`, n, BATCH_ROWS, Infinity, ctx));
     log(`${configs.length} servers started (${configs.map((c) => `${c.startSeconds.toFixed(1)} s`).join(', ')})`);
     let results: ConfigResult[];
+    let workerRows: string[][] = [];
     let rate: number;
     try {
       if (FIXED_RATE !== null) rate = FIXED_RATE;
@@ -967,7 +1022,8 @@ async function main(): Promise<void> {
       }
       const rounds = Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)));
       const perRound = Math.ceil(REQUESTS / rounds);
-      const stats0 = configs.map((c) => ({ ...c.engineStats() }));
+      // a deep copy: runTimes' entries are counters the engine keeps adding to
+      const stats0 = configs.map((c) => structuredClone(c.engineStats()));
       for (let r = 0; r < rounds; r++) {
         for (let k = 0; k < configs.length; k++) {
           const c = configs[(k + r) % configs.length];
@@ -981,6 +1037,7 @@ async function main(): Promise<void> {
         log(`round ${r + 1}/${rounds} done (${((nowMs() - began) / 1000).toFixed(0)} s)`);
       }
       results = configs.map(configResult);
+      workerRows = configs.flatMap((c, i) => workerTimeRows(c.name, stats0[i], c.engineStats(), c.open.ok + c.open.errors + c.closed.ok + c.closed.errors));
       configs.forEach((c, i) => {
         const s = c.engineStats();
         const reqs = c.open.ok + c.closed.ok;
@@ -1033,6 +1090,12 @@ async function main(): Promise<void> {
         ]),
       ),
     );
+    // which kinds the open loop's tail comes from: a kind whose share of the slowest 1% exceeds its share of requests
+    const kindRows = results.filter((r) => r.open.byKind.length > 1).flatMap((r) => r.open.byKind.map((k) => [r.name, k.kind, f(100 * k.share, 1), f(k.p50), f(k.p90), f(k.p99), f(100 * k.slowestShare, 0)]));
+    if (kindRows.length) {
+      out.push('Open loop by kind of module asked for (share of requests, latency, share of the slowest 1% of the configuration\'s requests)');
+      out.push(table(['config', 'kind', 'requests %', 'p50 ms', 'p90 ms', 'p99 ms', 'slowest 1% %'], kindRows));
+    }
     out.push('');
     out.push(`Closed loop (${CONCURRENCY} clients back to back: saturated throughput, the figure S-LoRA's tables compare)`);
     out.push(
@@ -1072,6 +1135,11 @@ async function main(): Promise<void> {
       ),
     );
     out.push('  ' + labels.join('\n  '));
+    if (workerRows.length) {
+      out.push('');
+      out.push('Where the session worker\'s time goes (both loops\' timed phases; per run: rows, tokens with padding, ms setting up feeds and sparse overwrites, ms in onnxruntime; ms a request; share)');
+      out.push(table(['config', 'run', 'runs', 'rows/run', 'tokens/run', 'feeds ms/run', 'onnxruntime ms/run', 'worker ms/request', '%'], workerRows));
+    }
     out.push('');
     out.push('S-LoRA (Sheng et al. 2023) reports 8.05 req/s with 5 adapters and 7.61 req/s with 2000 (0.945×) on A100 for Llama-7B;');
     const last = results[NS.length - 1];

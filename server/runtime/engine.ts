@@ -27,10 +27,10 @@ import { BaseParams, type BaseWeights } from './base-params';
 import { DiffWeights, diffSetKey, type DiffStats } from './diff-weights';
 import { ModuleCache, type ModuleResolver } from './module-cache';
 import { BatchPools } from './pools';
-import { Session, type Device, type HostTensor } from './session';
+import { Session, type Device, type HostTensor, type RunTiming } from './session';
 import { SessionCache, type SessionBuilt } from './session-cache';
 import { lengthRuns, overheadTokensFrom } from './length-runs';
-import { chooseVariant, rankGroups, runClass } from './variants';
+import { chooseVariant, isUniform, rankGroups, runClass } from './variants';
 
 export type { ModuleResolver } from './module-cache';
 export type { SessionBuilt } from './session-cache';
@@ -147,6 +147,27 @@ export interface EngineStats extends DiffStats {
   moduleLoads: number;
   /** A uniform slot's weights folded at one layer (pools.ts keeps them per module, layer and slot). */
   slotFolds: number;
+  /** Runs by the kind of session and weights they ran on (RunKind), with where their time went on the thread that ran them. */
+  runTimes: Partial<Record<RunKind, RunTime>>;
+  /** This engine's sparse overwrites undone so far by the session worker, ms (RunTiming.undoMsTotal: one run behind). */
+  overwriteUndoMs: number;
+}
+
+/**
+ * What a run ran on: a mixed session (rows of many compositions, per-row pools), a composition's own uniform one, or a
+ * sparse-diff set's weights as inputs, on the set's copy (θ₀+Σδ) or on the base's arrays with the set's non-zeros
+ * written in for the run (overwrite).
+ */
+export type RunKind = 'mixed' | 'uniform' | 'sparse-diff copy' | 'sparse-diff overwrite';
+
+/** Runs of one kind, summed: `feedsMs` and `runMs` as RunTiming measures them. */
+export interface RunTime {
+  runs: number;
+  rows: number;
+  /** Rows × the run's length, padding included. */
+  tokens: number;
+  feedsMs: number;
+  runMs: number;
 }
 
 let engineCounter = 0;
@@ -160,7 +181,7 @@ let engineCounter = 0;
 const LEFT_MAX_TOKENS = 128;
 
 export class Engine {
-  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, paddedTokens: 0, moduleLoads: 0, slotFolds: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0 };
+  readonly stats: EngineStats = { sessionsBuilt: 0, sessionsReleased: 0, runs: 0, paddedTokens: 0, moduleLoads: 0, slotFolds: 0, diffSetsBuilt: 0, diffCopies: 0, diffCopiesDropped: 0, runTimes: {}, overwriteUndoMs: 0 };
   /** Prefix of this engine's shared worker feeds (engines in one process share the worker). */
   private readonly shareId = `e${engineCounter++}`;
   private readonly modules: ModuleCache;
@@ -393,8 +414,10 @@ export class Engine {
     if (needed.heads.mlm) wanted.push(IO.mlmLogits);
     if (!wanted.length) wanted.push(IO.hidden);
     let res: Record<string, HostTensor>;
+    const kind: RunKind = diffs.length ? (this.diffs.overwrites(diffs) ? 'sparse-diff overwrite' : 'sparse-diff copy') : isUniform(variant) ? 'uniform' : 'mixed';
+    const timing: RunTiming = { feedsMs: 0, runMs: 0 };
     try {
-      const running = session.run(feeds, wanted);
+      const running = session.run(feeds, wanted, undefined, timing);
       if (diffs.length) this.diffs.posted(diffs); // the worker holds the set's non-zeros now: it may make its copy
       res = await running;
     } finally {
@@ -402,6 +425,13 @@ export class Engine {
     }
     this.stats.runs++;
     this.stats.paddedTokens += B * T;
+    const rt = (this.stats.runTimes[kind] ??= { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 });
+    rt.runs++;
+    rt.rows += B;
+    rt.tokens += B * T;
+    rt.feedsMs += timing.feedsMs;
+    rt.runMs += timing.runMs;
+    if (timing.undoMsTotal !== undefined) this.stats.overwriteUndoMs = Math.max(this.stats.overwriteUndoMs, timing.undoMsTotal);
     return plans.map((plan, j) => {
       const o: RowOutput = { length: batch.lengths[rows[j]], head: plan.head?.weights ?? null };
       if (res[IO.hidden]) o.hidden = (res[IO.hidden].data as Float32Array).subarray(j * T * D, (j + 1) * T * D);

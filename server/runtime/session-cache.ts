@@ -25,7 +25,7 @@ import type { BaseConfig } from '../model/config';
 import { buildEncoderGraph, variantKey, type Variant } from '../model/encoder-graph';
 import type { BaseParams, BaseWeights } from './base-params';
 import { Session, type Device } from './session';
-import { coversVariant, describeVariant, joinVariants } from './variants';
+import { coversVariant, describeVariant, isUniform, joinVariants } from './variants';
 
 export interface SessionEntry {
   session: Promise<Session>;
@@ -237,9 +237,4 @@ export class SessionCache {
       void e.session.then((s) => s.release()).catch(() => undefined);
     }
   }
-}
-
-/** Whether a variant's graph is one composition's own (uniform weights everywhere): it serves no other batch. */
-function isUniform(v: Variant): boolean {
-  return Object.values(v.sites).every((sv) => sv.uniform) && (!v.lora.length || !!v.loraUniform) && (!v.invertible || !!v.invUniform) && (!v.ia3?.length || !!v.ia3Uniform);
 }

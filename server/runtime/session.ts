@@ -138,10 +138,25 @@ function sessionOptions(device: Device, threads: number | undefined, spin = true
 /** Caller-owned buffers that named outputs are written into (shape and type must match the output). */
 export type OutputBuffers = Record<string, HostTensor>;
 
+/**
+ * Where one run's time went on the thread that ran it (`Session.run` fills it when given): setting up its feeds (a
+ * sparse overwrite applied included) and onnxruntime's run.
+ */
+export interface RunTiming {
+  feedsMs: number;
+  runMs: number;
+  /**
+   * A worker run that applied a sparse overwrite: the ms the worker has spent so far undoing the overwrites whose
+   * keys share this one's prefix (one engine's, `<shareId>:`). It undoes each after posting the run's outputs, so a
+   * run's own undo is counted in the next one's total.
+   */
+  undoMsTotal?: number;
+}
+
 interface SessionImpl {
   inputNames: readonly string[];
   outputNames: readonly string[];
-  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>>;
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>>;
   release(): Promise<void>;
 }
 
@@ -154,7 +169,8 @@ class MainThreadSession implements SessionImpl {
   get outputNames() {
     return this.inner.outputNames;
   }
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>> {
+    const t0 = performance.now();
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) {
       v.updates?.(); // this thread reads `data` itself: nothing to patch
@@ -167,7 +183,9 @@ class MainThreadSession implements SessionImpl {
       const b = into?.[name];
       fetches[name] = b ? new ort.Tensor(b.type, b.data as never, b.dims as number[]) : null;
     }
+    const t1 = performance.now();
     const res = await this.inner.run(ortFeeds, fetches);
+    if (timing) Object.assign(timing, { feedsMs: t1 - t0, runMs: performance.now() - t1 });
     const out: Record<string, HostTensor> = {};
     for (const name of outputs) {
       const b = into?.[name];
@@ -319,19 +337,29 @@ function advance(job) {
   return job.at === job.items.length;
 }
 let runs = Promise.resolve();
+/** Sparse overwrites undone so far, ms, by the prefix of their keys (RunTiming.undoMsTotal). */
+const undoMs = new Map();
 /** Runs m and posts its outputs; a sparse overwrite is undone after the posting (the caller need not wait for it). */
 async function runAndPost(m) {
   const feeds = {};
   const undo = [];
+  let owPrefix;
+  const t0 = performance.now();
   // kept first: the caller counts them as held from now on, even if this run fails
   for (const f of Object.values(m.feeds)) if (f.ow && f.ow.indices !== undefined) shared.set(f.ow.key, { indices: f.ow.indices, deltas: f.ow.deltas });
   try {
     for (const name of Object.keys(m.feeds)) {
       const f = m.feeds[name];
       feeds[name] = f.patches ? patch(f) : tensor(f);
-      if (f.ow) undo.push(overwrite(feeds[name], f.ow));
+      if (f.ow) {
+        undo.push(overwrite(feeds[name], f.ow));
+        owPrefix = f.ow.key.slice(0, f.ow.key.indexOf(':') + 1);
+      }
     }
+    const t1 = performance.now();
     const res = await sessions.get(m.id).run(feeds, m.outputs);
+    const timing = { feedsMs: t1 - t0, runMs: performance.now() - t1 };
+    if (owPrefix !== undefined) timing.undoMsTotal = undoMs.get(owPrefix) || 0;
     const outputs = {};
     const transfer = [];
     for (const name of m.outputs) {
@@ -339,9 +367,11 @@ async function runAndPost(m) {
       outputs[name] = { type: t.type, dims: t.dims, data: t.data };
       transfer.push(t.data.buffer);
     }
-    parentPort.postMessage({ seq: m.seq, outputs }, transfer);
+    parentPort.postMessage({ seq: m.seq, outputs, timing }, transfer);
   } finally {
+    const t2 = performance.now();
     for (const u of undo.reverse()) u();
+    if (owPrefix !== undefined) undoMs.set(owPrefix, (undoMs.get(owPrefix) || 0) + performance.now() - t2);
   }
 }
 parentPort.on('message', async (m) => {
@@ -466,7 +496,7 @@ class WorkerSession implements SessionImpl {
     }
   }
 
-  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
+  async run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>> {
     const msg: Record<string, { type: string; dims: readonly number[]; data?: HostData; key?: string; from?: string; length?: number; reserve?: number; patches?: { offset: number; data: HostData }[]; ow?: Partial<SparseOverwrite> }> = {};
     const transfer = new Set<ArrayBuffer>();
     // Refusals first: past this point feeds' pending updates are taken and keys marked as held, so a throw half
@@ -508,6 +538,7 @@ class WorkerSession implements SessionImpl {
     }
     const r = await this.w.call({ type: 'run', id: this.id, feeds: msg, outputs }, [...transfer]);
     const out = r.outputs as Record<string, HostTensor>;
+    if (timing) Object.assign(timing, r.timing);
     // another thread's outputs arrive as their own buffers: copy into the caller's
     for (const [name, b] of Object.entries(into ?? {})) {
       if (!out[name]) continue;
@@ -591,8 +622,8 @@ export class Session {
    * Runs the graph; returns host copies of the requested outputs, except those named in `into`, which are
    * written into the caller's buffers (in place on a main-thread session; an input's own buffer may be given).
    */
-  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers): Promise<Record<string, HostTensor>> {
-    return this.impl.run(feeds, outputs, into);
+  run(feeds: Record<string, HostTensor>, outputs: readonly string[], into?: OutputBuffers, timing?: RunTiming): Promise<Record<string, HostTensor>> {
+    return this.impl.run(feeds, outputs, into, timing);
   }
 
   async release(): Promise<void> {

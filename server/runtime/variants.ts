@@ -393,3 +393,8 @@ export function describeVariant(v: Variant): string {
   parts.push(heads.length ? `heads ${heads.join(',')}` : 'no heads');
   return parts.join(' ');
 }
+
+/** Whether a variant's graph is one composition's own (uniform weights everywhere): it serves no other batch. */
+export function isUniform(v: Variant): boolean {
+  return Object.values(v.sites).every((sv) => sv.uniform) && (!v.lora.length || !!v.loraUniform) && (!v.invertible || !!v.invUniform) && (!v.ia3?.length || !!v.ia3Uniform);
+}

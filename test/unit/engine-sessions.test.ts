@@ -247,6 +247,43 @@ it('a sum of sparse diffs that touch the same entries gives the same bits on eve
   for (const e of [sparse, copied]) await e.close();
 });
 
+it('stats.runTimes counts each run under the kind of session and weights it ran on, with its rows, tokens and times; an engine\'s overwrites undone in the worker are counted for it, one run behind', async () => {
+  const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
+  const d = makeDiffModule({ id: 'sft/timed', base: info, targets, density: 0.1, method: 'lt-sft', seed: 91 });
+  const adapters = [1, 2].map((i) => makeAdapterModule({ id: `task/timed${i}`, base: info, preset: 'seq_bn', seed: 90 + i }));
+  const engine = await Engine.create({ base, diffCacheBytes: Math.floor(0.5 * linearCopyBytes(new BaseParams(base))) }); // no copy fits: overwrites
+  const other = await Engine.create({ base, diffCacheBytes: Math.floor(0.5 * linearCopyBytes(new BaseParams(base))) });
+  for (const m of [d, ...adapters]) for (const e of [engine, other]) e.addModule(parseManifest(m.manifest), m.tensors);
+  const texts = ['one two three', 'a much longer row of words than the first one', 'the sparse diff row'];
+  const enc = await base.tokenizer.encodeBatch(texts);
+  const plans = [...(await engine.plan('task/timed1@1.0.0')), ...(await engine.plan('task/timed2@1.0.0')), ...(await engine.plan('sft/timed@1.0.0'))];
+  const mixed0 = { ...(engine.stats.runTimes.mixed ?? { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 }) };
+  const runs0 = engine.stats.runs;
+  await engine.forward(enc, plans, { hidden: true });
+  const mixed = engine.stats.runTimes.mixed!;
+  const ow = engine.stats.runTimes['sparse-diff overwrite']!;
+  // the two adapter rows are one run (or two length ranges) of the mixed session; the diff row is a run of its own
+  expect(mixed.rows - mixed0.rows).toBe(2);
+  expect(ow).toMatchObject({ runs: 1, rows: 1 });
+  expect(ow.tokens).toBe(enc.lengths[2]);
+  expect(mixed.runs - mixed0.runs + ow.runs).toBe(engine.stats.runs - runs0);
+  expect(mixed.runMs - mixed0.runMs).toBeGreaterThan(0);
+  expect(ow.runMs).toBeGreaterThan(0);
+  expect(ow.feedsMs).toBeGreaterThan(0); // the overwrite applied
+  expect(engine.stats.runTimes['sparse-diff copy']).toBeUndefined();
+  expect(engine.stats.overwriteUndoMs).toBe(0); // the first overwrite is undone after its outputs were posted
+  await other.forward(await base.tokenizer.encodeBatch(['the sparse diff row']), [plans[2]], { hidden: true }); // another engine's overwrite in the same worker
+  await engine.forward(await base.tokenizer.encodeBatch(['the sparse diff row']), [plans[2]], { hidden: true });
+  expect(engine.stats.runTimes['sparse-diff overwrite']).toMatchObject({ runs: 2, rows: 2 });
+  const undone = engine.stats.overwriteUndoMs;
+  expect(undone).toBeGreaterThan(0);
+  expect(other.stats.overwriteUndoMs).toBe(0); // its own undo is counted with its next overwrite run, not with this engine's
+  await other.forward(await base.tokenizer.encodeBatch(['the sparse diff row']), [plans[2]], { hidden: true });
+  expect(other.stats.overwriteUndoMs).toBeGreaterThan(0);
+  expect(engine.stats.overwriteUndoMs).toBe(undone);
+  for (const e of [engine, other]) await e.close();
+});
+
 it('a diff set runs as a sparse overwrite until it has a copy (made by the worker after its first run while memory is free; under pressure only by taking the copy of a set that ran less than half as often), with identical outputs', async () => {
   const targets = baseParamShapes(info).filter((t) => /encoder\.layer\.\d+\..*\.weight$/.test(t.name) && t.shape.length === 2);
   // 12 bytes a non-zero (as the worker holds them) at 1/30 take as much of the budget as 5% did at 8
