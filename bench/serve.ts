@@ -69,7 +69,7 @@ import { initModule } from '../server/model/module-init';
 import { Rng } from '../server/model/random';
 import { BUILTIN_CORPUS, createTinyBase } from '../server/model/tiny';
 import { BaseTokenizer } from '../server/model/tokenizer';
-import { Engine, type EngineStats } from '../server/runtime/engine';
+import { Engine, type EngineStats, type RunKind, type RunTime } from '../server/runtime/engine';
 import { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from '../server/runtime/heap-growth';
 import { zipf } from './zipf';
 import { makeBitfitModule, makeDiffModule, baseParamShapes, type BaseInfo } from '../test/helpers/modules';
@@ -380,25 +380,19 @@ function latencyByKind(latencies: number[], kinds: string[]): KindLatency[] {
 }
 
 /**
- * The session worker's time over a configuration's timed phases by kind of run (Engine stats.runTimes): runs, their
- * rows and tokens, and the ms a request those runs took (feeds set up, sparse overwrites included, and onnxruntime's
- * run), with each kind's share; then the overwrites undone after their runs. Nothing for a server without the stats.
+ * The session worker's time over one loop's timed phases of a configuration, by kind of run (Engine stats.runTimes):
+ * runs, their rows and tokens, and the ms a request those runs took (feeds set up, sparse overwrites included, and
+ * onnxruntime's run), with each kind's share; then the overwrites undone after their runs. Nothing for a server
+ * without the stats (the naive one).
  */
-function workerTimeRows(name: string, before: ReturnType<Config['engineStats']>, after: ReturnType<Config['engineStats']>, requests: number): string[][] {
-  if (!after.runTimes || !before.runTimes) return [];
-  const kinds = Object.keys(after.runTimes) as (keyof EngineStats['runTimes'])[];
-  const zero = { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 };
-  const d = kinds.map((k) => {
-    const a = after.runTimes![k]!;
-    const b = before.runTimes![k] ?? zero;
-    return { kind: k, runs: a.runs - b.runs, rows: a.rows - b.rows, tokens: a.tokens - b.tokens, feedsMs: a.feedsMs - b.feedsMs, runMs: a.runMs - b.runMs };
-  }).filter((x) => x.runs > 0);
-  const undo = (after.overwriteUndoMs ?? 0) - (before.overwriteUndoMs ?? 0);
-  const total = d.reduce((a, x) => a + x.feedsMs + x.runMs, 0) + undo;
-  const perReq = (ms: number) => f(ms / Math.max(1, requests), 2);
-  const rows = d.map((x) => [name, x.kind, String(x.runs), f(x.rows / x.runs, 1), f(x.tokens / x.runs, 0), f(x.feedsMs / x.runs, 2), f(x.runMs / x.runs, 2), perReq(x.feedsMs + x.runMs), f((100 * (x.feedsMs + x.runMs)) / Math.max(1e-9, total), 0)]);
-  if (undo > 0) rows.push([name, 'overwrites undone', '', '', '', '', '', perReq(undo), f((100 * undo) / total, 0)]);
-  if (rows.length) rows.push([name, 'all', String(d.reduce((a, x) => a + x.runs, 0)), '', '', '', '', perReq(total), '100']);
+function workerTimeRows(name: string, loop: string, p: PhaseResult): string[][] {
+  const d = (Object.entries(p.runTimes) as [RunKind, RunTime][]).filter(([, x]) => x.runs > 0);
+  if (!d.length) return [];
+  const total = d.reduce((a, [, x]) => a + x.feedsMs + x.runMs, 0) + p.undoMs;
+  const perReq = (ms: number) => f(ms / Math.max(1, p.requests), 2);
+  const rows = d.map(([kind, x]) => [name, loop, kind, String(x.runs), f(x.rows / x.runs, 1), f(x.tokens / x.runs, 0), f(x.feedsMs / x.runs, 2), f(x.runMs / x.runs, 2), perReq(x.feedsMs + x.runMs), f((100 * (x.feedsMs + x.runMs)) / Math.max(1e-9, total), 0)]);
+  if (p.undoMs > 0) rows.push([name, loop, 'overwrites undone', '', '', '', '', '', perReq(p.undoMs), f((100 * p.undoMs) / total, 0)]);
+  rows.push([name, loop, 'all', String(d.reduce((a, [, x]) => a + x.runs, 0)), '', '', '', '', perReq(total), '100']);
   return rows;
 }
 
@@ -442,8 +436,12 @@ class Phase {
   timers: Record<string, Timer> = {};
   /** Throughput of each measurement (one per round): rounds run every configuration side by side. */
   rounds: number[] = [];
+  /** The engine's runs over this phase's measurements, by kind (Engine stats.runTimes), and its overwrites undone. */
+  runTimes: NonNullable<EngineStats['runTimes']> = {};
+  undoMs = 0;
 
-  async measure(url: string, loads: () => number, drive: () => Promise<DriveResult>): Promise<void> {
+  async measure(url: string, loads: () => number, drive: () => Promise<DriveResult>, engineStats?: () => EngineCounters): Promise<void> {
+    const stats0 = engineStats && structuredClone(engineStats());
     resetAgent();
     const m0 = await batchRowsMetric(url);
     const loads0 = loads();
@@ -464,6 +462,15 @@ class Phase {
     this.counted += r.counted ?? r.ok;
     this.countedSeconds += r.countedSeconds ?? r.seconds;
     this.rounds.push((r.counted ?? r.ok) / Math.max(1e-9, r.countedSeconds ?? r.seconds));
+    if (engineStats && stats0?.runTimes) {
+      const s = engineStats();
+      for (const [k, a] of Object.entries(s.runTimes ?? {}) as [RunKind, RunTime][]) {
+        const b = stats0.runTimes[k] ?? { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 };
+        const o = (this.runTimes[k] ??= { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 });
+        for (const f of ['runs', 'rows', 'tokens', 'feedsMs', 'runMs'] as const) o[f] += a[f] - b[f];
+      }
+      this.undoMs += (s.overwriteUndoMs ?? 0) - (stats0.overwriteUndoMs ?? 0);
+    }
     this.batchRowsSum += m1.sum - m0.sum;
     this.batches += m1.count - m0.count;
     this.moduleLoads += loads() - loads0;
@@ -500,6 +507,8 @@ class Phase {
       eventLoopUtilization: this.busyMs / Math.max(1, this.seconds * 1000),
       timers: this.timers,
       rounds: this.rounds,
+      runTimes: this.runTimes,
+      undoMs: this.undoMs,
     };
   }
 }
@@ -529,6 +538,8 @@ interface PhaseResult {
   /** Share of the phase the event loop (the one JS thread of server and client) was busy. */
   eventLoopUtilization: number;
   timers: Record<string, Timer>;
+  runTimes: Phase['runTimes'];
+  undoMs: number;
 }
 
 /** Open loop: Poisson arrivals at `rate`; latency from each request's scheduled time. */
@@ -717,6 +728,16 @@ interface ConfigResult {
   startSeconds: number;
 }
 
+/** The engine counters a configuration reports (the naive server's, fewer). */
+interface EngineCounters {
+  sessionsBuilt: number;
+  runs: number;
+  diffCopies?: number;
+  diffSetsBuilt?: number;
+  runTimes?: EngineStats['runTimes'];
+  overwriteUndoMs?: number;
+}
+
 interface Config {
   name: string;
   n: number;
@@ -726,7 +747,7 @@ interface Config {
   /** Modules loaded so far by this configuration's server. */
   loads: () => number;
   /** Engine counters (sessions built, onnxruntime runs) for the log line after the timed phases. */
-  engineStats: () => { sessionsBuilt: number; runs: number; diffCopies?: number; diffSetsBuilt?: number; runTimes?: EngineStats['runTimes']; overwriteUndoMs?: number };
+  engineStats: () => EngineCounters;
   stop: () => Promise<void>;
   startSeconds: number;
   open: Phase;
@@ -1022,22 +1043,21 @@ async function main(): Promise<void> {
       }
       const rounds = Math.max(1, Math.min(ROUNDS, Math.floor(REQUESTS / 50)));
       const perRound = Math.ceil(REQUESTS / rounds);
-      // a deep copy: runTimes' entries are counters the engine keeps adding to
-      const stats0 = configs.map((c) => structuredClone(c.engineStats()));
+      const stats0 = configs.map((c) => ({ ...c.engineStats() }));
       for (let r = 0; r < rounds; r++) {
         for (let k = 0; k < configs.length; k++) {
           const c = configs[(k + r) % configs.length];
           await withConfig(c, async () => {
             // MAX_SECONDS bounds a configuration's whole measurement: both phases, all rounds.
             const cap = MAX_SECONDS / rounds / 2;
-            await c.open.measure(c.url, c.loads, openLoop(c.url, w, c.n, rate, perRound, cap, SEED + 10 * r));
-            await c.closed.measure(c.url, c.loads, closedLoop(c.url, w, c.n, CONCURRENCY, perRound, cap, SEED + 10 * r + 1));
+            await c.open.measure(c.url, c.loads, openLoop(c.url, w, c.n, rate, perRound, cap, SEED + 10 * r), c.engineStats);
+            await c.closed.measure(c.url, c.loads, closedLoop(c.url, w, c.n, CONCURRENCY, perRound, cap, SEED + 10 * r + 1), c.engineStats);
           });
         }
         log(`round ${r + 1}/${rounds} done (${((nowMs() - began) / 1000).toFixed(0)} s)`);
       }
       results = configs.map(configResult);
-      workerRows = configs.flatMap((c, i) => workerTimeRows(c.name, stats0[i], c.engineStats(), c.open.ok + c.open.errors + c.closed.ok + c.closed.errors));
+      for (const loop of ['closed', 'open'] as const) workerRows.push(...results.flatMap((r) => workerTimeRows(r.name, loop, r[loop])));
       configs.forEach((c, i) => {
         const s = c.engineStats();
         const reqs = c.open.ok + c.closed.ok;
@@ -1137,8 +1157,8 @@ async function main(): Promise<void> {
     out.push('  ' + labels.join('\n  '));
     if (workerRows.length) {
       out.push('');
-      out.push('Where the session worker\'s time goes (both loops\' timed phases; per run: rows, tokens with padding, ms setting up feeds and sparse overwrites, ms in onnxruntime; ms a request; share)');
-      out.push(table(['config', 'run', 'runs', 'rows/run', 'tokens/run', 'feeds ms/run', 'onnxruntime ms/run', 'worker ms/request', '%'], workerRows));
+      out.push('Where the session worker\'s time goes (timed phases; per run: rows, tokens with padding, ms setting up feeds and sparse overwrites, ms in onnxruntime; ms a request; share)');
+      out.push(table(['config', 'loop', 'run', 'runs', 'rows/run', 'tokens/run', 'feeds ms/run', 'onnxruntime ms/run', 'worker ms/request', '%'], workerRows));
     }
     out.push('');
     out.push('S-LoRA (Sheng et al. 2023) reports 8.05 req/s with 5 adapters and 7.61 req/s with 2000 (0.945×) on A100 for Llama-7B;');
