@@ -61,6 +61,11 @@ export interface EngineOptions {
    */
   maxSessions?: number;
   /**
+   * A composition served by a mixed session gets its own (uniform) session once its runs there have taken this many
+   * times the mean session build so far (session-cache.ts UNIFORM_PAYBACK, default 10; 0: after 3 misses).
+   */
+  uniformPayback?: number;
+  /**
    * Run the rows of each composition of a batch as their own uniform group instead of one mixed run (default
    * false). On a small CPU the uniform graph (one adapter for all rows: folded 2-D GEMMs) can beat the per-row
    * gathers of a mixed batch by more than the extra runs cost; bench:serve measures both.
@@ -361,10 +366,11 @@ export class Engine {
     // one would otherwise pay for the padding): rows are right-padded, and masked keys add exactly 0 in attention.
     const T = groupLength(batch, rows);
     const entry = this.sessions.acquire(variant, this.weightsOf(batch, rows, plans[0].diffs.length > 0));
+    const timing: RunTiming = { feedsMs: 0, runMs: 0 };
     try {
-      return await this.runOn(await entry.session, batch, rows, T, plans, entry.variant, opts, variant);
+      return await this.runOn(await entry.session, batch, rows, T, plans, entry.variant, opts, variant, timing);
     } finally {
-      this.sessions.done(entry);
+      this.sessions.done(entry, { variant, ms: timing.feedsMs + timing.runMs });
     }
   }
 
@@ -380,7 +386,7 @@ export class Engine {
   }
 
   /** Runs `rows` over their first `T` positions; `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */
-  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant): Promise<RowOutput[]> {
+  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant, timing: RunTiming = { feedsMs: 0, runMs: 0 }): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
     const D = cfg.hiddenSize;
@@ -415,7 +421,6 @@ export class Engine {
     if (!wanted.length) wanted.push(IO.hidden);
     let res: Record<string, HostTensor>;
     const kind: RunKind = diffs.length ? (this.diffs.overwrites(diffs) ? 'sparse-diff overwrite' : 'sparse-diff copy') : isUniform(variant) ? 'uniform' : 'mixed';
-    const timing: RunTiming = { feedsMs: 0, runMs: 0 };
     try {
       const running = session.run(feeds, wanted, undefined, timing);
       if (diffs.length) this.diffs.posted(diffs); // the worker holds the set's non-zeros now: it may make its copy

@@ -9,8 +9,9 @@
  * cached session whose graph covers it (variants.ts coversVariant), and a mixed miss builds the join of its
  * variant and the most recently used mixed one: the mixed sessions grow into one envelope of what the traffic
  * needs. A uniform batch (every row one composition) keeps its own faster graph, but until it has missed
- * UNIFORM_BUILD_AFTER times it runs on a covering session instead of building one (a lone request to a rare kind),
- * and it gets one only where that evicts no session in use lately (STALE_AFTER): with more uniform variants in the
+ * UNIFORM_BUILD_AFTER times, and its runs there have taken `uniformPayback` times what a build of its kind has taken
+ * so far, it runs on a covering session instead of building one (a lone request to a rare kind; a build holds up
+ * every run behind it), and it gets one only where that evicts no session in use lately (STALE_AFTER): with more uniform variants in the
  * traffic than `maxSessions` leaves room for, each would otherwise evict another and be rebuilt on its next miss
  * (11 builds of ~0.7 s in the timed phases of one BERT-base bench:serve run with `--max-sessions 4`).
  * With `gates` (EngineOptions.gateMixedSessions) a mixed graph is built gated (encoder-graph.ts gateValues): a batch
@@ -43,6 +44,15 @@ export interface SessionEntry {
 export const UNIFORM_BUILD_AFTER = 3;
 /** A session not acquired within this many acquisitions may make room for a uniform variant's own session. */
 export const STALE_AFTER = 256;
+/**
+ * A uniform variant's own session is built once its runs on covering sessions have taken this many times the mean
+ * build of its kind (SessionCacheOptions.uniformPayback). A build holds up every run behind it, and at BERT-base a
+ * gated mixed session runs a lone row within a few percent of its own graph (+4–8%, above; bench:serve's worker
+ * table: 27.7 ms for a row on its own session, 27.9 on a mixed one) while a build took 0.4–2.3 s: one built while
+ * timed made bench:serve's open-loop p99 17.7× N=1's. On the small base builds take 15–70 ms, so its
+ * own session comes after 0.15–0.7 s of its runs.
+ */
+export const UNIFORM_PAYBACK = 10;
 
 export interface SessionCacheOptions {
   device?: Device;
@@ -57,6 +67,8 @@ export interface SessionCacheOptions {
   gates?: boolean;
   /** Called once each session is built (EngineOptions.onSessionBuilt). */
   onBuilt?: (built: SessionBuilt) => void;
+  /** UNIFORM_PAYBACK by default; 0 builds a uniform variant's session after UNIFORM_BUILD_AFTER misses, whatever they took. */
+  uniformPayback?: number;
 }
 
 /**
@@ -79,8 +91,11 @@ export interface SessionBuilt {
 export class SessionCache {
   private readonly sessions = new Map<string, SessionEntry>();
   private useClock = 0;
-  /** Uniform variants served by a covering session so far (bounded). */
+  /** Uniform variants served by a covering session so far (bounded): how many times, and the ms their runs took there. */
   private readonly uniformMisses = new Map<string, number>();
+  private readonly uniformMissMs = new Map<string, number>();
+  /** Builds so far per kind of base weights: how many, and their ms summed (what `uniformPayback` weighs misses against). */
+  private readonly builds = new Map<string, { n: number; ms: number }>();
   /** Mixed variant key → the key of the session that covers it (cleared whenever the sessions change). */
   private readonly covered = new Map<string, string>();
 
@@ -101,7 +116,7 @@ export class SessionCache {
     if (!entry) {
       const cover = this.cover(kind, variant);
       const uniform = isUniform(variant);
-      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER || !this.roomFor())) {
+      if (cover && (!uniform || this.missUniform(key) < UNIFORM_BUILD_AFTER || !this.paidFor(key, kind) || !this.roomFor())) {
         entry = cover;
         if (!uniform) this.covered.set(key, cover.key);
       } else {
@@ -157,7 +172,10 @@ export class SessionCache {
     session.then(
       () => {
         this.stats.sessionsBuilt++;
-        this.options.onBuilt?.({ weights: kind, uniform: isUniform(variant), variant: describeVariant(variant), ms: Math.round(performance.now() - t0), sessions: this.sessions.size });
+        const ms = performance.now() - t0;
+        const b = this.builds.get(kind) ?? { n: 0, ms: 0 };
+        this.builds.set(kind, { n: b.n + 1, ms: b.ms + ms });
+        this.options.onBuilt?.({ weights: kind, uniform: isUniform(variant), variant: describeVariant(variant), ms: Math.round(ms), sessions: this.sessions.size });
       },
       () => this.forget(key),
     );
@@ -206,9 +224,27 @@ export class SessionCache {
     return n;
   }
 
-  /** Marks one use of `entry` (from `acquire`) as over. */
-  done(entry: SessionEntry): void {
+  /**
+   * Whether a uniform variant's runs on covering sessions have taken `uniformPayback` times the mean build of its
+   * kind so far (none yet: nothing to weigh against).
+   */
+  private paidFor(key: string, kind: BaseWeights): boolean {
+    const b = this.builds.get(kind);
+    const need = (this.options.uniformPayback ?? UNIFORM_PAYBACK) * (b ? b.ms / b.n : 0);
+    return (this.uniformMissMs.get(key) ?? 0) >= need;
+  }
+
+  /**
+   * Marks one use of `entry` (from `acquire`) as over; `run`: the variant the batch asked for and the ms its run took
+   * (RunTiming), which counts towards a uniform variant's own session when a cover ran it.
+   */
+  done(entry: SessionEntry, run?: { variant: Variant; ms: number }): void {
     entry.inUse--;
+    if (!run || !isUniform(run.variant)) return;
+    const key = `${entry.key.slice(0, entry.key.indexOf(':'))}:${variantKey(run.variant)}`;
+    if (key === entry.key) return;
+    if (this.uniformMissMs.size >= 1024 && !this.uniformMissMs.has(key)) this.uniformMissMs.clear();
+    this.uniformMissMs.set(key, (this.uniformMissMs.get(key) ?? 0) + run.ms);
   }
 
   /** Releases every session. */

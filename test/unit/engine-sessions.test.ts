@@ -11,7 +11,7 @@ import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
 import { gateValues } from '../../server/model/encoder-graph';
 import { lengthRuns, overheadTokensFrom } from '../../server/runtime/length-runs';
-import { STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
+import { SessionCache, STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
 import { coversVariant, joinVariants, rankGroups } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
@@ -66,8 +66,8 @@ it('keeps at most maxSessions sessions and rebuilds an evicted one with the same
   await engine.close();
 });
 
-it('a uniform batch runs on a covering mixed session until it has missed UNIFORM_BUILD_AFTER times, then gets its own', async () => {
-  const engine = await Engine.create({ base });
+it('a uniform batch runs on a covering mixed session until it has missed UNIFORM_BUILD_AFTER times, then gets its own (uniformPayback 0)', async () => {
+  const engine = await Engine.create({ base, uniformPayback: 0 });
   const a = makeAdapterModule({ id: 'task/ua', base: info, preset: 'seq_bn', seed: 11 });
   const l = makeLoraModule({ id: 'task/ul', base: info, r: 2, seed: 12 });
   engine.addModule(parseManifest(a.manifest), a.tensors);
@@ -84,8 +84,45 @@ it('a uniform batch runs on a covering mixed session until it has missed UNIFORM
   await engine.close();
 });
 
+it('a uniform variant gets its own session only once its runs on the cover have taken uniformPayback times the mean build of its kind so far', async () => {
+  const engine = await Engine.create({ base });
+  const a = makeAdapterModule({ id: 'task/pa', base: info, preset: 'seq_bn', seed: 16 });
+  const l = makeLoraModule({ id: 'task/pl', base: info, r: 2, seed: 17 });
+  for (const m of [a, l]) engine.addModule(parseManifest(m.manifest), m.tensors);
+  const [pa] = await engine.plan('task/pa@1.0.0');
+  const [pl] = await engine.plan('task/pl@1.0.0');
+  const mixedV = engine.variantFor([pa, pl], {});
+  const uniformV = engine.variantFor([pa], {});
+  const built: number[] = [];
+  const cache = new SessionCache(base.config, new BaseParams(base), { uniformPayback: 10, onBuilt: (b) => built.push(b.ms) }, { sessionsBuilt: 0, sessionsReleased: 0 });
+  const mixed = cache.acquire(mixedV, 'init');
+  await mixed.session;
+  cache.done(mixed);
+  const mean = built[0]; // the one build so far (rounded: the thresholds below keep clear of it)
+  const miss = (ms: number) => {
+    const e = cache.acquire(uniformV, 'init');
+    cache.done(e, { variant: uniformV, ms });
+    return e;
+  };
+  // past UNIFORM_BUILD_AFTER misses, but their runs took less than 10 builds: still the mixed session
+  for (let i = 0; i < UNIFORM_BUILD_AFTER + 2; i++) expect(miss(0)).toBe(mixed);
+  expect(miss(4 * mean)).toBe(mixed);
+  expect(miss(1e6)).toBe(mixed); // well past 10 builds' worth now, counted after this run
+  const own = miss(0);
+  expect(own).not.toBe(mixed);
+  await own.session;
+  expect(built).toHaveLength(2);
+  // runs on its own session do not count as misses, and a mixed batch still runs on the mixed session
+  expect(miss(1e9)).toBe(own);
+  const again = cache.acquire(mixedV, 'init');
+  cache.done(again);
+  expect(again).toBe(mixed);
+  await cache.close();
+  await engine.close();
+});
+
 it('a uniform variant gets its own session only where that evicts no session in use lately: more of them than maxSessions leaves room for run on the cover, not rebuilt in turn', async () => {
-  const engine = await Engine.create({ base, maxSessions: 3 }); // the bare session, the mixed one, one more
+  const engine = await Engine.create({ base, maxSessions: 3, uniformPayback: 0 }); // the bare session, the mixed one, one more
   const a = makeAdapterModule({ id: 'task/sa', base: info, preset: 'seq_bn', seed: 13 });
   const b = makeAdapterModule({ id: 'task/sb', base: info, preset: 'seq_bn', seed: 14 });
   const l = makeLoraModule({ id: 'task/sl', base: info, r: 2, seed: 15 });
