@@ -437,7 +437,7 @@ class Phase {
   /** Throughput of each measurement (one per round): rounds run every configuration side by side. */
   rounds: number[] = [];
   /** The engine's runs over this phase's measurements, by kind (Engine stats.runTimes), and its overwrites undone. */
-  runTimes: NonNullable<EngineStats['runTimes']> = {};
+  runTimes: EngineStats['runTimes'] = {};
   undoMs = 0;
 
   async measure(url: string, loads: () => number, drive: () => Promise<DriveResult>, engineStats?: () => EngineCounters): Promise<void> {
@@ -464,10 +464,11 @@ class Phase {
     this.rounds.push((r.counted ?? r.ok) / Math.max(1e-9, r.countedSeconds ?? r.seconds));
     if (engineStats && stats0?.runTimes) {
       const s = engineStats();
+      const fields = ['runs', 'rows', 'tokens', 'feedsMs', 'runMs'] as const;
       for (const [k, a] of Object.entries(s.runTimes ?? {}) as [RunKind, RunTime][]) {
-        const b = stats0.runTimes[k] ?? { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 };
+        const b = stats0.runTimes[k];
         const o = (this.runTimes[k] ??= { runs: 0, rows: 0, tokens: 0, feedsMs: 0, runMs: 0 });
-        for (const f of ['runs', 'rows', 'tokens', 'feedsMs', 'runMs'] as const) o[f] += a[f] - b[f];
+        for (const f of fields) o[f] += a[f] - (b?.[f] ?? 0);
       }
       this.undoMs += (s.overwriteUndoMs ?? 0) - (stats0.overwriteUndoMs ?? 0);
     }
@@ -1029,7 +1030,6 @@ async function main(): Promise<void> {
     if (WHAT_IF) for (const n of [1, maxN]) configs.push(await startConfig(`N=${n}, what-if: resolve cached`, n, BATCH_ROWS, Infinity, ctx));
     log(`${configs.length} servers started (${configs.map((c) => `${c.startSeconds.toFixed(1)} s`).join(', ')})`);
     let results: ConfigResult[];
-    let workerRows: string[][] = [];
     let rate: number;
     try {
       if (FIXED_RATE !== null) rate = FIXED_RATE;
@@ -1057,7 +1057,6 @@ async function main(): Promise<void> {
         log(`round ${r + 1}/${rounds} done (${((nowMs() - began) / 1000).toFixed(0)} s)`);
       }
       results = configs.map(configResult);
-      for (const loop of ['closed', 'open'] as const) workerRows.push(...results.flatMap((r) => workerTimeRows(r.name, loop, r[loop])));
       configs.forEach((c, i) => {
         const s = c.engineStats();
         const reqs = c.open.ok + c.closed.ok;
@@ -1155,6 +1154,7 @@ async function main(): Promise<void> {
       ),
     );
     out.push('  ' + labels.join('\n  '));
+    const workerRows = (['closed', 'open'] as const).flatMap((loop) => results.flatMap((r) => workerTimeRows(r.name, loop, r[loop])));
     if (workerRows.length) {
       out.push('');
       out.push('Where the session worker\'s time goes (timed phases; per run: rows, tokens with padding, ms setting up feeds and sparse overwrites, ms in onnxruntime; ms a request; share)');

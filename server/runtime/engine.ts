@@ -385,8 +385,8 @@ export class Engine {
     return rows.length * groupLength(batch, rows) <= (this.options.leftMaxTokens ?? LEFT_MAX_TOKENS) ? 'inputs-left' : 'inputs';
   }
 
-  /** Runs `rows` over their first `T` positions; `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it). */
-  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant, timing: RunTiming = { feedsMs: 0, runMs: 0 }): Promise<RowOutput[]> {
+  /** Runs `rows` over their first `T` positions; `variant`: the session's (feeds follow it); `needed`: the rows' own (outputs follow it); `timing` gets the run's. */
+  private async runOn(session: Session, batch: EncodedBatch, rows: number[], T: number, plans: RowPlan[], variant: Variant, opts: ForwardOptions, needed: Variant, timing: RunTiming): Promise<RowOutput[]> {
     const cfg = this.base.config;
     const B = rows.length;
     const D = cfg.hiddenSize;
