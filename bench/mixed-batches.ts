@@ -12,6 +12,8 @@
  *                                                     batches by run (serve --batch-by-run) and by length and diff set (the default),
  *                                                     QROUNDS rounds (default 3), the order alternating
  * `runs/batch` counts onnxruntime runs (each distinct LT-SFT set is its own "weights as inputs" group).
+ * With zipf and zipfNoLtsft it also prints what each LT-SFT row costs over the row put in its place, and the ratio
+ * those rows alone leave the Zipf batches (every other row at the uniform cost).
  *
  *   npm run build:bench && node dist-bench/bench/mixed-batches.js          (env: B, BATCHES, L, H, MINW, SPANW, ONLY, LANG_RF, QROWS, QWAIT, QROUNDS)
  *   L=4 H=256 (default) is bench:serve's small base; MINW/SPANW set the sentence lengths in words; LANG_RF the
@@ -130,7 +132,21 @@ async function main(): Promise<void> {
     const best = Math.min(...ms[n]);
     console.log(`${n.padEnd(18)} ms/batch ${ms[n].map((x) => x.toFixed(1)).join(' ')}  best ${best.toFixed(1)}  ratio ${(ref / best).toFixed(3)}  runs/batch ${runs[n].toFixed(2)}`);
   }
+  if (ms.uniform && ms.zipf && ms.zipfNoLtsft) console.log(ltsftBound(batches, Math.min(...ms.uniform), Math.min(...ms.zipf), Math.min(...ms.zipfNoLtsft)));
   await engine.close();
+}
+
+/**
+ * What the LT-SFT rows of the Zipf batches cost, and the ratio they leave even if mixing cost nothing: an LT-SFT row
+ * is a run of its own (one diff set per run), so its extra over the rank-0 row that `zipfNoLtsft` puts in its place
+ * is (zipf − zipfNoLtsft) / its rows a batch, and with every other row at the uniform cost the best a Zipf batch can
+ * do is uniform / (uniform + rows × extra).
+ */
+function ltsftBound(batches: number[][], uniform: number, zipfMs: number, noLtsftMs: number): string {
+  const rows = batches.flat().filter((i) => kindOf(i) === 'diff' && i % 8 === 7).length / batches.length;
+  const extra = (zipfMs - noLtsftMs) / rows;
+  const perRow = uniform / batches[0].length;
+  return `LT-SFT rows: ${rows.toFixed(2)} a batch, each +${extra.toFixed(1)} ms over a rank-0 row (a uniform row ${perRow.toFixed(1)} ms: ${((perRow + extra) / perRow).toFixed(2)}x); with every other row at the uniform cost the Zipf batch would run at ${(uniform / (uniform + rows * extra)).toFixed(3)}`;
 }
 
 /**

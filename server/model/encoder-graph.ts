@@ -125,14 +125,35 @@ export function foldedSlot(sv: SiteVariant, s: number): { biasColumn: boolean } 
   return { biasColumn: slotActivation(sv, s) === 'relu' };
 }
 
+/** Lanes of a laned slot (lanedSlot): a run holds at most this many distinct adapters there (variants.ts laneGroups). */
+export const LANES = 4;
+
+/**
+ * Mixed carried slots whose rank class is wider than the hidden size (a MAD-X language adapter: rank 384, class 1024
+ * at BERT-base) run in LANES lanes instead of per-row products: a lane is the rows of one adapter, gathered from the
+ * batch and run through that adapter's folded weights (foldedSlot's form, fed per lane and layer) as 2-D GEMMs, then
+ * scattered back. Per row, the slot gathers each row's [D, R] weights and folds the LayerNorm into them: 8 rows with
+ * rank-384 adapters cost +33% of the base GEMMs' time that way (~1/10 of it as 2-D GEMMs; probe in
+ * docs/serving-performance.md), and such adapters are few (one a language) and shared by many rows. Needs no adapter
+ * LayerNorms and one activation in the slot; null: per-row products.
+ */
+export function lanedSlot(sv: SiteVariant, s: number, hidden: number): { biasColumn: boolean } | null {
+  if (sv.uniform || !sv.ranks || (sv.ranks[s] ?? 0) <= hidden || !carriesSum(sv) || sv.flags.lnBefore !== 'off' || sv.flags.lnAfter !== 'off') return null;
+  const act = slotActivation(sv, s);
+  return act === 'mixed' ? null : { biasColumn: act === 'relu' };
+}
+
 /**
  * The down projection of a folded slot before its activation: LN(z)·Wd + bd = rstd ⊙ (z·down_wf) + down_bf, with
  * the weights folded as foldedSlot describes. Neither z − mean nor the normalised z is written: z is read three
  * times (two reductions, one GEMM) and only [rows, R] is written. var = E[z²] − mean², clamped at 0 against rounding.
  */
-export function foldedSlotDown(g: GraphBuilder, z: Value, downWf: Value, downBf: Value, eps: number): Value {
-  const mean = g.reduce('ReduceMean', z, [-1], true);
-  const variance = g.unary('Relu', g.sub(g.reduce('ReduceMean', g.mul(z, z), [-1], true), g.mul(mean, mean)));
+export function foldedSlotDown(g: GraphBuilder, z: Value, downWf: Value, downBf: Value, eps: number, meanColumn?: Value): Value {
+  // meanColumn ([D, 1] of 1/D): the row means as a product, which onnxruntime computes on zero rows too (its
+  // ReduceMean of an empty [0, D] does not keep the reduced axis: a laned slot's empty lane)
+  const rowMean = (t: Value) => (meanColumn ? g.matmul(t, meanColumn) : g.reduce('ReduceMean', t, [-1], true));
+  const mean = rowMean(z);
+  const variance = g.unary('Relu', g.sub(rowMean(g.mul(z, z)), g.mul(mean, mean)));
   const rstd = g.pow(g.add(variance, g.constFloat(eps)), g.constFloat(-0.5));
   return g.add(g.mul(g.matmul(z, downWf), rstd), downBf);
 }
@@ -174,6 +195,9 @@ export const POOL = {
   /** Uniform batches feed each layer's (and slot's) entry directly, without pool + index gathers. */
   adapterSlot: (site: Site, part: string, l: number, s: number) => `ad.${site}.${part}@${l}.${s}`,
   loraLayer: (target: LoraTarget, part: 'A' | 'B', l: number) => `lora.${target}.${part}@${l}`,
+  /** A laned slot (lanedSlot): lane k's rows [n] (the same at every layer), and its adapter's folded weights at layer l. */
+  laneRows: (site: Site, s: number, k: number) => `ad.${site}.lane@${s}.${k}`,
+  laneSlot: (site: Site, part: string, l: number, s: number, k: number) => `ad.${site}.${part}@${l}.${s}.${k}`,
   /** IA³: per-row pool [L·P, 1, n] of scaling vectors (entry 0 = ones) and its row index [L, B]. */
   ia3: (target: Ia3Target, part: 's' | 'idx') => `ia3.${target}.${part}`,
   /** IA³, uniform batches: layer l's product vector [n]. */
@@ -238,6 +262,8 @@ class EncoderEmitter {
   private one!: Value;
   private ones: Value | null = null;
   private hiddenShape: Value | null = null;
+  /** [D, 1] of 1/D: laned slots' row means (foldedSlotDown). A constant, so If branches may share it. */
+  private meanColumn: Value | null = null;
   /** Values built once per graph (flags, row indices); a branch starts from a copy, so none leaks out of it. */
   private flagCache = new Map<string, Value>();
 
@@ -521,6 +547,8 @@ class EncoderEmitter {
   /** Slot s of a carried site: z + the slot's adapter output (xs: the sub-layer input in z's layout). */
   private carriedSlot(site: Site, sv: SiteVariant, l: number, s: number, z: Value, lnW: Value, lnB: Value, xs: Value): Value {
     const { g, D } = this;
+    const lane = lanedSlot(sv, s, D);
+    if (lane) return this.lanedSlotOut(site, sv, l, s, z, lane.biasColumn);
     const p = (part: string, shape: (string | number)[]) => this.slotParam(site, sv, part, l, s, shape);
     const folded = foldedSlot(sv, s);
     if (folded) {
@@ -537,6 +565,33 @@ class EncoderEmitter {
     }
     const lnAfter = () => this.rowLayerNorm(up, p('lna_g', [1, D]), p('lna_b', [1, D]));
     return g.add(z, this.mix(sv.flags.lnAfter, () => this.flag(site, 'lnAfter', l, s), lnAfter, up));
+  }
+
+  /**
+   * A laned slot (lanedSlot) of a mixed carried site: z [B, T, D] with each lane's rows replaced by z + that lane's
+   * adapter output, computed as a uniform folded slot on the lane's rows alone; rows in no lane (no adapter in this
+   * slot) keep z. An empty lane runs on zero rows.
+   */
+  private lanedSlotOut(site: Site, sv: SiteVariant, l: number, s: number, z: Value, biasColumn: boolean): Value {
+    const { g, D } = this;
+    const act = slotActivation(sv, s) as Activation;
+    this.meanColumn ??= g.constFloat(new Array(D).fill(1 / D), [D, 1]);
+    const lanes: Value[] = [];
+    const outs: Value[] = [];
+    for (let k = 0; k < LANES; k++) {
+      const name = POOL.laneRows(site, s, k);
+      const rows = g.inputs.find((i) => i.name === name) ?? g.input(name, 'int64', [unknownDim()]);
+      const zk = g.gather(z, rows, 0); // [n, T, D]
+      const flat = g.flatten(zk, 2); // [n·T, D]
+      const p = (part: string, shape: (string | number)[]) => this.poolInput(POOL.laneSlot(site, part, l, s, k), shape);
+      const a = this.act(foldedSlotDown(g, flat, p('down_wf', [D, '?']), p('down_bf', [1, '?']), this.eps, this.meanColumn), act);
+      // relu: the down projection's last column is the ones column that carries the up bias (foldedSlot)
+      const withOnes = biasColumn ? a : g.concat([a, g.constantOfShape(g.shapeOf(g.slice(a, 1, 0, 1)), 1, [a.shape[0], 1])], 1);
+      outs.push(g.reshapeLike(g.gemm(withOnes, p('up_wb', ['?', D]), { c: flat }), zk));
+      lanes.push(rows);
+    }
+    const idx = g.unsqueeze(g.concat(lanes, 0), [1]); // [N, 1]: the lanes' rows, disjoint
+    return g.node('ScatterND', [z, idx, g.concat(outs, 0)], {}, [{ type: z.type, shape: z.shape }])[0];
   }
 
   /** LN(z)·Wd + bd (LN with the base's γ, β) without writing LN(z): rstd ⊙ ((z − mean)·(γ⊙Wd)) + (β·Wd + bd). */

@@ -11,7 +11,7 @@
  */
 import type { RowPlan } from '../model/composition';
 import type { BaseConfig } from '../model/config';
-import { ACTIVATIONS, ADAPTER_FLAGS, POOL, foldedSlot, slotRank, type Site, type SiteVariant } from '../model/encoder-graph';
+import { ACTIVATIONS, ADAPTER_FLAGS, LANES, POOL, foldedSlot, lanedSlot, slotRank, type Site, type SiteVariant } from '../model/encoder-graph';
 import type { AdapterModule, AdapterSiteWeights } from '../model/modules';
 import { diffSetKey, type DiffSet } from './diff-weights';
 import type { EffectiveParam, Pools } from './pools';
@@ -57,12 +57,20 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
       }
     }
   } else {
-    // Per rank class (SiteVariant.ranks) a resident space, each adapter written once into the class of every slot it
-    // fills, padded to the widest rank written there
+    // Laned slots (lanedSlot: a MAD-X language adapter's width) feed each lane's rows and its adapter's folded
+    // weights, the ones a uniform batch of that adapter uses (kept per module, layer and slot); the other slots
+    // gather per row from a resident space per rank class (SiteVariant.ranks), each adapter written once into the
+    // class of every slot it fills, padded to the widest rank written there
+    const perRow: number[] = [];
+    for (let s = 0; s < S; s++) {
+      const lane = lanedSlot(sv, s, D);
+      if (lane) Object.assign(pools, lanePools(D, effective, site, table.entry, s, lane.biasColumn, plans[0].diffs, fold));
+      else perRow.push(s);
+    }
     const classOf = (s: number) => slotRank(sv, s) ?? 0;
     const byClass = new Map<number, Map<string, AdapterModule>>();
     for (let l = 0; l < L; l++)
-      for (let s = 0; s < S; s++)
+      for (const s of perRow)
         for (const a of table.entry[l][s]) {
           if (!a) continue;
           const c = classOf(s);
@@ -70,7 +78,7 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
           byClass.set(c, mods);
           mods.set(a.key, a);
         }
-    for (let s = 0; s < S; s++) if (!byClass.has(classOf(s))) byClass.set(classOf(s), new Map());
+    for (const s of perRow) if (!byClass.has(classOf(s))) byClass.set(classOf(s), new Map());
     const slotOf = new Map<number, { space: PoolSpace; slots: Map<string, number> }>();
     for (const [c, mods] of byClass) {
       let R = 1;
@@ -93,14 +101,15 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
     }
     const idx = new BigInt64Array(L * S * B);
     for (let l = 0; l < L; l++)
-      for (let s = 0; s < S; s++) {
+      for (const s of perRow) {
         const { space, slots } = slotOf.get(classOf(s))!;
         for (let b = 0; b < B; b++) {
           const a = table.entry[l][s][b];
           idx[(l * S + s) * B + b] = BigInt(space.entry(a ? slots.get(a.key)! : 0, l));
         }
       }
-    pools[POOL.adapter(site, 'idx')] = { type: 'int64', dims: [L, S, B], data: idx };
+    // read only by per-row slots (a graph whose slots are all laned declares no index)
+    if (perRow.length) pools[POOL.adapter(site, 'idx')] = { type: 'int64', dims: [L, S, B], data: idx };
   }
   const flagTensor = (vals: (number | null)[][][], S2: number, fill: number) => {
     const out = new Float32Array(L * S2 * B);
@@ -169,6 +178,42 @@ function adapterEntry(w: AdapterSiteWeights | undefined, D: number, R: number): 
   };
   if (w) writeAdapterEntry({ slot: 0, part: (name) => e[name] }, 0, w, D, R);
   return e;
+}
+
+/**
+ * The feeds of laned slot s (lanedSlot in encoder-graph.ts): its distinct adapters in order of their first row, one
+ * lane each, with the lane's rows and per layer its adapter's folded weights (foldedSlotFeeds; a layer the adapter
+ * leaves out, and an empty lane, get zero weights); rows without an adapter there are in no lane.
+ */
+function lanePools(D: number, effective: EffectiveParam, site: Site, entry: (AdapterModule | null)[][][], s: number, biasColumn: boolean, diffs: DiffSet, fold: FoldCache): Pools {
+  const L = entry.length;
+  const B = entry[0][s].length;
+  const mods: AdapterModule[] = [];
+  const laneOf = new Array<number>(B).fill(-1);
+  for (let b = 0; b < B; b++) {
+    const a = entry.map((ly) => ly[s][b]).find((x) => x);
+    if (!a) continue;
+    let k = mods.findIndex((m) => m.key === a.key);
+    if (k < 0) k = mods.push(a) - 1;
+    laneOf[b] = k;
+  }
+  if (mods.length > LANES) throw new RangeError(`slot ${s} at the ${site} site holds ${mods.length} adapters in one run; its graph has ${LANES} lanes (variants.ts laneGroups splits runs)`);
+  const pools: Pools = {};
+  for (let k = 0; k < LANES; k++) {
+    const rows: bigint[] = [];
+    laneOf.forEach((x, b) => x === k && rows.push(BigInt(b)));
+    pools[POOL.laneRows(site, s, k)] = { type: 'int64', dims: [rows.length], data: BigInt64Array.from(rows) };
+    const a = mods[k];
+    let R = 1;
+    for (let l = 0; l < L; l++) R = Math.max(R, a?.layers[l][site]?.r ?? 0);
+    for (let l = 0; l < L; l++) {
+      // the key of the uniform path's folds (same weights); an empty lane's zeros are its own (a feed appears once a run)
+      const key = `${a ? a.key : `lane${k}:none`}|${site}|${l}|${s}|${+biasColumn}|${diffSetKey(diffs)}`;
+      const folded = fold(key, () => foldedSlotFeeds(D, effective, site, diffs, l, s, biasColumn, a?.layers[l][site], R));
+      for (const part of ['down_wf', 'down_bf', 'up_wb']) pools[POOL.laneSlot(site, part, l, s, k)] = folded[POOL.adapterSlot(site, part, l, s)];
+    }
+  }
+  return pools;
 }
 
 /**

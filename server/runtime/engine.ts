@@ -30,7 +30,7 @@ import { BatchPools } from './pools';
 import { Session, type Device, type HostTensor, type RunTiming } from './session';
 import { SessionCache, type SessionBuilt } from './session-cache';
 import { lengthRuns, overheadTokensFrom } from './length-runs';
-import { chooseVariant, isUniform, rankGroups, runClass } from './variants';
+import { chooseVariant, isUniform, laneGroups, rankGroups, runClass } from './variants';
 
 export type { ModuleResolver } from './module-cache';
 export type { SessionBuilt } from './session-cache';
@@ -308,12 +308,14 @@ export class Engine {
       else byKey.set(key, [i]);
     });
     // rows without their own sparse diffs run apart where their adapters' rank classes differ (variants.ts
-    // rankGroups), then as length ranges that pad less than another run costs (length-runs.ts); so does a diff
+    // rankGroups), and any run apart where it holds more wide adapters in a slot than the graph has lanes
+    // (laneGroups); then as length ranges that pad less than another run costs (length-runs.ts); so does a diff
     // group that runs on its set's copy, but one on a sparse overwrite stays whole (each of its runs would write
     // and undo the overwrite: ~20 ms at BERT-base, LT-SFT at 1%)
     const groups: number[][] = [];
+    const { numLayers, hiddenSize } = this.base.config;
     for (const [key, all] of byKey)
-      for (const rows of key === '' && all.length > 1 ? rankGroups(all, plans, this.base.config.numLayers) : [all])
+      for (const rows of (key === '' && all.length > 1 ? rankGroups(all, plans, numLayers) : [all]).flatMap((g) => laneGroups(g, plans, numLayers, hiddenSize)))
         if ((key !== '' && this.diffs.overwrites(plans[rows[0]].diffs)) || rows.length < 2 || !Number.isFinite(this.runOverheadTokens)) groups.push(rows);
         else for (const run of lengthRuns(rows.map((r) => groupLength(batch, [r])), this.runOverhead(rows.map((r) => plans[r]), opts))) groups.push(run.map((k) => rows[k]));
     const out: RowOutput[] = new Array(plans.length);

@@ -52,14 +52,12 @@ export class BatchPools {
   /**
    * A uniform slot's folded weights per module, layer and slot (adapter-pools.ts foldedSlotFeeds), so that a new
    * composition sharing a module with one that ran reuses them: a new task adapter under a MAD-X language adapter
-   * in use would otherwise fold the language again (28 MB at rank 384, BERT-base). Their share keys outlive the
-   * batches that use them (bounded by their own bytes); evicted ones leave the worker.
+   * in use would otherwise fold the language again (28 MB at rank 384, BERT-base). A laned slot's lanes read the
+   * same folds, which hold the wide adapters mixed batches use (the resident spaces do not): half the resident
+   * budget, so that a batch's lanes do not evict one another's languages (10 at BERT-base: 280 MB). Their share keys
+   * outlive the batches that use them (bounded by their own bytes); evicted ones leave the worker.
    */
-  private readonly folds = new LRUCache<string, { id: number; pools: Pools; bytes: number }>({
-    maxSize: 256 * 2 ** 20,
-    sizeCalculation: (f) => Math.max(1, f.bytes),
-    dispose: (f) => void Session.forgetShared(`${this.shareId}:fold:${f.id}:`),
-  });
+  private readonly folds: LRUCache<string, { id: number; pools: Pools; bytes: number }>;
   private readonly mlmHead: BaseMlmHead;
   /** Resident per-family pools (pool-space.ts) that mixed batches gather from. */
   readonly spaces: PoolSpaces;
@@ -78,6 +76,11 @@ export class BatchPools {
     hostCopy = true,
     private readonly stats?: { slotFolds: number },
   ) {
+    this.folds = new LRUCache({
+      maxSize: Math.max(256 * 2 ** 20, residentBytes / 2),
+      sizeCalculation: (f) => Math.max(1, f.bytes),
+      dispose: (f) => void Session.forgetShared(`${this.shareId}:fold:${f.id}:`),
+    });
     this.mlmHead = new BaseMlmHead(base, effective);
     this.spaces = new PoolSpaces(shareId, residentBytes, hostCopy);
     this.rowBiasParams = [...base.weights.keys()].filter((n) => ROW_BIAS_PARAM.test(n));

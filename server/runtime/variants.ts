@@ -7,7 +7,7 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, IA3_TARGETS, LORA_TARGETS, MIN_RANK_CLASS, SITES, type Activation, type AdapterFlag, type FlagMode, type LoraTarget, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LANES, LORA_TARGETS, MIN_RANK_CLASS, SITES, type Activation, type AdapterFlag, type FlagMode, type LoraTarget, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
 import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
@@ -123,6 +123,25 @@ export function runClass(plan: RowPlan, numLayers: number): string | undefined {
   const ranks = rowRanks(plan, numLayers);
   const slots = plan.adapters.map((_, s) => Math.max(0, ...SITES.map((site) => ranks[site]?.[s] ?? 0)));
   return slots.some((c) => c > 0) ? slots.join(',') : undefined;
+}
+
+/**
+ * Splits rows (indices into `plans`) so that no stack slot of a run holds more than LANES distinct adapters of a rank
+ * class wider than the hidden size: such a slot runs in that many lanes (encoder-graph.ts lanedSlot). Each row joins
+ * the first group it fits, in order; a batch's MAD-X stacks split only when they bring more than LANES languages.
+ */
+export function laneGroups(rows: number[], plans: RowPlan[], numLayers: number, hidden: number): number[][] {
+  const groups: { rows: number[]; lanes: Map<string, Set<string>> }[] = [];
+  for (const r of rows) {
+    const wide: [string, string][] = [];
+    for (const site of SITES) plans[r].adapters.forEach((a, s) => classOver(a, numLayers, site) > hidden && wide.push([`${site}.${s}`, a.key]));
+    const fits = (g: (typeof groups)[number]) => wide.every(([slot, key]) => !g.lanes.get(slot) || g.lanes.get(slot)!.has(key) || g.lanes.get(slot)!.size < LANES);
+    let g = groups.find(fits);
+    if (!g) groups.push((g = { rows: [], lanes: new Map() }));
+    g.rows.push(r);
+    for (const [slot, key] of wide) g.lanes.set(slot, (g.lanes.get(slot) ?? new Set()).add(key));
+  }
+  return groups.map((g) => g.rows);
 }
 
 /**

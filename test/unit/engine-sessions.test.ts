@@ -9,10 +9,10 @@ import * as path from 'path';
 import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine } from '../../server/runtime/engine';
-import { gateValues } from '../../server/model/encoder-graph';
+import { LANES, gateValues, lanedSlot } from '../../server/model/encoder-graph';
 import { lengthRuns, overheadTokensFrom } from '../../server/runtime/length-runs';
 import { SessionCache, STALE_AFTER, UNIFORM_BUILD_AFTER } from '../../server/runtime/session-cache';
-import { coversVariant, joinVariants, rankGroups } from '../../server/runtime/variants';
+import { coversVariant, joinVariants, laneGroups, rankGroups } from '../../server/runtime/variants';
 import { ModuleError } from '../../server/model/modules';
 import { parseManifest } from '../../modules-store/manifest';
 import { Session, overwritten } from '../../server/runtime/session';
@@ -732,6 +732,44 @@ it('rows whose adapters fall in different rank classes run apart, each slot in i
     expect(joinVariants(v([1]), v([2]))).toBeNull(); // slot 0: class 64 against 16
     expect(joinVariants(v([1]), v([3]))!.sites.output!.ranks).toEqual([64, 16]);
   });
+});
+
+it('wide adapters of a mixed slot run in lanes, one per adapter and LANES at most a run (more split the run), with the outputs each row has alone', async () => {
+  // language adapters of rank 64 on a hidden size of 16 (class 64: laned), one leaving out layer 1; under task adapters
+  // of rank 1 or alone, beside a LoRA row that has no adapter there (in no lane)
+  const langs = Array.from({ length: 6 }, (_, i) => makeAdapterModule({ id: `lang/ln${i}`, base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25, ...(i === 2 ? { leave_out: [1] } : {}) }, seed: 300 + i }));
+  const mods = [...langs, makeAdapterModule({ id: 'task/ln-t', base: info, preset: 'seq_bn', seed: 310 }), makeLoraModule({ id: 'task/ln-lora', base: info, r: 2, seed: 311 })];
+  const stack = (i: number) => ({ stack: [`lang/ln${i}@1.0.0`, 'task/ln-t@1.0.0'] });
+  const comps: unknown[] = [stack(0), stack(1), 'task/ln-lora@1.0.0', stack(2), `lang/ln3@1.0.0`, stack(0), stack(4), stack(5), stack(2)];
+  const texts = comps.map((_, i) => ['hello world', 'a b c d e f', 'the quick brown fox', 'one two three'][i % 4]);
+  const fed: string[][] = [];
+  const realRun = Session.prototype.run;
+  const spy = jest.spyOn(Session.prototype, 'run').mockImplementation(function (this: Session, feeds, ...rest) {
+    fed.push(Object.keys(feeds).filter((k) => k.startsWith('ad.output.lane@0.')).map((k) => `${k}:${(feeds[k].data as BigInt64Array).join(',')}`));
+    return realRun.call(this, feeds, ...rest);
+  });
+  try {
+    // six languages: the rows of the first four (and the LoRA row) in one run, those of the other two in a second
+    await expectRunsApart(mods, comps, texts, 2, (engine, plans) => {
+      expect(laneGroups([0, 1, 2, 3, 4, 5, 6, 7, 8], plans, base.config.numLayers, base.config.hiddenSize)).toEqual([[0, 1, 2, 3, 4, 5, 8], [6, 7]]);
+      expect(lanedSlot(engine.variantFor(plans.slice(0, 2), {}).sites.output!, 0, base.config.hiddenSize)).toEqual({ biasColumn: true });
+    });
+  } finally {
+    spy.mockRestore();
+  }
+  // the first run's lanes (its rows 0, 1, 2, 3, 4, 5, 8 at positions 0-6): languages 0, 1, 2, 3 in order of their
+  // first row; the LoRA row (position 2) in none
+  expect(fed.find((f) => f.length === LANES)).toEqual(['ad.output.lane@0.0:0,5', 'ad.output.lane@0.1:1', 'ad.output.lane@0.2:3,6', 'ad.output.lane@0.3:4']);
+});
+
+it('a laned slot with gelu (a ones column for the up bias) and a run of one language match each row alone', async () => {
+  const mods = [0, 1].map((i) => makeAdapterModule({ id: `lang/lg${i}`, base: info, preset: 'seq_bn_inv', config: { reduction_factor: 0.25, non_linearity: 'gelu' }, seed: 320 + i }));
+  mods.push(makeAdapterModule({ id: 'task/lg-t', base: info, preset: 'seq_bn', config: { non_linearity: 'gelu' }, seed: 322 }));
+  const comps: unknown[] = [{ stack: ['lang/lg0@1.0.0', 'task/lg-t@1.0.0'] }, 'lang/lg1@1.0.0', 'lang/lg0@1.0.0'];
+  await expectRunsApart(mods, comps, ['hello world', 'a b c d e f', 'one two'], 1, (engine, plans) => {
+    expect(lanedSlot(engine.variantFor(plans, {}).sites.output!, 0, base.config.hiddenSize)).toEqual({ biasColumn: false });
+  });
+  await expectRunsApart(mods, [comps[0], comps[2]], ['hello world', 'one two three'], 1, () => undefined);
 });
 
 it('LoRA sets of different rank classes run apart, each in its class\'s pool, with the outputs each row has alone', async () => {
