@@ -133,9 +133,9 @@ export const LANES = 4;
  * at BERT-base) run in LANES lanes instead of per-row products: a lane is the rows of one adapter, gathered from the
  * batch and run through that adapter's folded weights (foldedSlot's form, fed per lane and layer) as 2-D GEMMs, then
  * scattered back. Per row, the slot gathers each row's [D, R] weights and folds the LayerNorm into them: 8 rows with
- * rank-384 adapters cost +33% of the base GEMMs' time that way (~1/10 of it as 2-D GEMMs; probe in
- * docs/serving-performance.md), and such adapters are few (one a language) and shared by many rows. Needs no adapter
- * LayerNorms and one activation in the slot; null: per-row products.
+ * rank-384 adapters added 33% to the base GEMMs' time that way, where their multiply-adds as 2-D GEMMs come to ~8%
+ * (probe in docs/serving-performance.md); and such adapters are few (one a language) and shared by many rows. Needs
+ * no adapter LayerNorms and one activation in the slot; null: per-row products.
  */
 export function lanedSlot(sv: SiteVariant, s: number, hidden: number): { biasColumn: boolean } | null {
   if (sv.uniform || !sv.ranks || (sv.ranks[s] ?? 0) <= hidden || !carriesSum(sv) || sv.flags.lnBefore !== 'off' || sv.flags.lnAfter !== 'off') return null;
@@ -149,8 +149,8 @@ export function lanedSlot(sv: SiteVariant, s: number, hidden: number): { biasCol
  * times (two reductions, one GEMM) and only [rows, R] is written. var = E[z²] − mean², clamped at 0 against rounding.
  */
 export function foldedSlotDown(g: GraphBuilder, z: Value, downWf: Value, downBf: Value, eps: number, meanColumn?: Value): Value {
-  // meanColumn ([D, 1] of 1/D): the row means as a product, which onnxruntime computes on zero rows too (its
-  // ReduceMean of an empty [0, D] does not keep the reduced axis: a laned slot's empty lane)
+  // meanColumn ([D, 1] of 1/D): the row means as a product, right on zero rows too (a laned slot's empty lane), where
+  // onnxruntime's ReduceMean of an empty [0, D] gives [0, D], not [0, 1]
   const rowMean = (t: Value) => (meanColumn ? g.matmul(t, meanColumn) : g.reduce('ReduceMean', t, [-1], true));
   const mean = rowMean(z);
   const variance = g.unary('Relu', g.sub(rowMean(g.mul(z, z)), g.mul(mean, mean)));
