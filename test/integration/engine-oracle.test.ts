@@ -179,6 +179,8 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     refs.lnBefore = add(f, makeAdapterModule({ id: 'task/ln-before', base: b, preset: 'seq_bn', config: { reduction_factor: 2, ln_before: true }, seed: 18 }));
     refs.par = add(f, makeAdapterModule({ id: 'task/par', base: b, preset: 'par_bn', config: { reduction_factor: 4 }, seed: 19 }));
     refs.parLn = add(f, makeAdapterModule({ id: 'task/par-ln', base: b, preset: 'par_bn', config: { reduction_factor: 2, ln_before: true, ln_after: true }, seed: 20 }));
+    // language adapters wider than the hidden size (rank 64 on 16: their slot runs in lanes, encoder-graph.ts lanedSlot)
+    for (let i = 0; i < 5; i++) refs[`wide${i}`] = add(f, makeAdapterModule({ id: `lang/wide${i}`, base: b, preset: 'seq_bn_inv', config: { reduction_factor: 0.25 }, seed: 30 + i }));
   });
   afterAll(async () => {
     await f.engine.close();
@@ -224,6 +226,13 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     const other = family === 'bert' ? 'roberta' : 'bert';
     const m = makeAdapterModule({ id: 'task/other-family', base: { ...f.info, family: other }, preset: 'seq_bn', seed: 22 });
     expect(() => f.engine.addModule(parseManifest(m.manifest), m.tensors)).toThrow(new RegExp(`trained for a ${other} base, but this server runs a ${family} base`));
+  });
+  it('wide language adapters run in lanes: five languages (two runs) and a diff group over two of them (LayerNorms changed by the diff)', async () => {
+    const wide = (i: number) => ({ stack: [refs[`wide${i}`], refs.pfeiffer] });
+    const comps: Comp[] = [wide(0), wide(1), refs.wide2, wide(3), wide(4), wide(0), refs.lora, { stack: [{ sum: [refs.sftLang] }, refs.wide1, refs.pfeiffer] }, { stack: [{ sum: [refs.sftLang] }, refs.wide3] }];
+    const runs = f.engine.stats.runs;
+    await check(f, comps, comps.map((_, i) => TEXTS[i % TEXTS.length]));
+    expect(f.engine.stats.runs - runs).toBe(3); // languages 0-3 with the LoRA row, language 4, the diff group
   });
   it('sum of two diffs, and adapter + diff', async () => {
     await check(f, [{ sum: [refs.sftLang, refs.sftTask] }, { stack: [{ sum: [refs.sftLang] }, refs.pfeiffer] }], TEXTS.slice(0, 2));
