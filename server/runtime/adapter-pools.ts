@@ -49,7 +49,7 @@ export function adapterPools(cfg: BaseConfig, effective: EffectiveParam, site: S
           // folded straight from the module's tensors (a cold module's first request builds these: BERT-base, 12
           // layers), kept per module, layer and slot for the next composition that has it there
           const build = () => foldedSlotFeeds(D, effective, site, plans[0].diffs, l, s, folded.biasColumn, w, R);
-          Object.assign(pools, a ? fold(`${a.key}|${site}|${l}|${s}|${+folded.biasColumn}|${diffSetKey(plans[0].diffs)}`, build) : build());
+          Object.assign(pools, a ? fold(foldKey(a.key, site, l, s, folded.biasColumn, plans[0].diffs), build) : build());
         } else {
           const entry = adapterEntry(w, D, R);
           for (const part of wanted) pools[POOL.adapterSlot(site, part, l, s)] = { type: 'float32', dims: parts.find((p) => p.name === part)!.dims, data: entry[part], moveToWorker: true };
@@ -180,6 +180,11 @@ function adapterEntry(w: AdapterSiteWeights | undefined, D: number, R: number): 
   return e;
 }
 
+/** The fold cache's key of one module's folded slot: a uniform batch and a lane of that module share it. */
+function foldKey(module: string, site: Site, l: number, s: number, biasColumn: boolean, diffs: DiffSet): string {
+  return `${module}|${site}|${l}|${s}|${+biasColumn}|${diffSetKey(diffs)}`;
+}
+
 /**
  * The feeds of laned slot s (lanedSlot in encoder-graph.ts): its distinct adapters in order of their first row, one
  * lane each, with the lane's rows and per layer its adapter's folded weights (foldedSlotFeeds; a layer the adapter
@@ -207,9 +212,8 @@ function lanePools(D: number, effective: EffectiveParam, site: Site, entry: (Ada
     let R = 1;
     for (let l = 0; l < L; l++) R = Math.max(R, a?.layers[l][site]?.r ?? 0);
     for (let l = 0; l < L; l++) {
-      // the key of the uniform path's folds (same weights); an empty lane's zeros are its own (a feed appears once a run)
-      const key = `${a ? a.key : `lane${k}:none`}|${site}|${l}|${s}|${+biasColumn}|${diffSetKey(diffs)}`;
-      const folded = fold(key, () => foldedSlotFeeds(D, effective, site, diffs, l, s, biasColumn, a?.layers[l][site], R));
+      // the uniform path's folds (same weights); an empty lane's zeros are its own (a feed appears once a run)
+      const folded = fold(foldKey(a ? a.key : `lane${k}:none`, site, l, s, biasColumn, diffs), () => foldedSlotFeeds(D, effective, site, diffs, l, s, biasColumn, a?.layers[l][site], R));
       for (const part of ['down_wf', 'down_bf', 'up_wb']) pools[POOL.laneSlot(site, part, l, s, k)] = folded[POOL.adapterSlot(site, part, l, s)];
     }
   }

@@ -133,8 +133,9 @@ export function runClass(plan: RowPlan, numLayers: number): string | undefined {
 export function laneGroups(rows: number[], plans: RowPlan[], numLayers: number, hidden: number): number[][] {
   const groups: { rows: number[]; lanes: Map<string, Set<string>> }[] = [];
   for (const r of rows) {
+    const ranks = rowRanks(plans[r], numLayers);
     const wide: [string, string][] = [];
-    for (const site of SITES) plans[r].adapters.forEach((a, s) => classOver(a, numLayers, site) > hidden && wide.push([`${site}.${s}`, a.key]));
+    for (const site of SITES) plans[r].adapters.forEach((a, s) => (ranks[site]?.[s] ?? 0) > hidden && wide.push([`${site}.${s}`, a.key]));
     const fits = (g: (typeof groups)[number]) => wide.every(([slot, key]) => !g.lanes.get(slot) || g.lanes.get(slot)!.has(key) || g.lanes.get(slot)!.size < LANES);
     let g = groups.find(fits);
     if (!g) groups.push((g = { rows: [], lanes: new Map() }));
