@@ -396,6 +396,26 @@ function workerTimeRows(name: string, loop: string, p: PhaseResult): string[][] 
   return rows;
 }
 
+/**
+ * What sparse-diff runs (a diff set's rows run on their own: LT-SFT here) cost a configuration's loop beyond what the
+ * same rows would cost at N=1's worker ms a row, and the ratio of worker time a request that excess alone leaves
+ * against N=1 (a ceiling on the closed loop when the worker is the bottleneck), next to the ratio with everything.
+ */
+function diffRunExcess(ref: PhaseResult, name: string, loop: string, p: PhaseResult): string | undefined {
+  const all = (x: PhaseResult) => (Object.values(x.runTimes) as RunTime[]).reduce((a, t) => ({ ms: a.ms + t.feedsMs + t.runMs, rows: a.rows + t.rows }), { ms: x.undoMs, rows: 0 });
+  const diff = (Object.entries(p.runTimes) as [RunKind, RunTime][]).filter(([k]) => k.startsWith('sparse-diff')).reduce((a, [, t]) => ({ ms: a.ms + t.feedsMs + t.runMs, rows: a.rows + t.rows }), { ms: p.undoMs, rows: 0 });
+  const r = all(ref);
+  const q = all(p);
+  if (!diff.rows || !r.rows || !ref.requests || !p.requests) return undefined;
+  const refPerReq = r.ms / ref.requests;
+  const excessPerReq = (diff.ms - diff.rows * (r.ms / r.rows)) / p.requests;
+  return (
+    `  ${name}, ${loop} loop: sparse-diff rows ${f((100 * diff.rows) / q.rows, 1)}% of rows, ${f(diff.ms / diff.rows, 1)} ms of worker time a row against N=1's ${f(r.ms / r.rows, 1)}; ` +
+    `worker time a request vs N=1: ${f(refPerReq / (q.ms / p.requests), 3)}× with everything, ${f(refPerReq / (refPerReq + excessPerReq), 3)}× from those rows' excess alone, ` +
+    `${f(refPerReq / (q.ms / p.requests - excessPerReq), 3)}× without it`
+  );
+}
+
 function quantile(sorted: number[], q: number): number {
   if (!sorted.length) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
@@ -1159,6 +1179,8 @@ async function main(): Promise<void> {
       out.push('');
       out.push('Where the session worker\'s time goes (timed phases; per run: rows, tokens with padding, ms setting up feeds and sparse overwrites, ms in onnxruntime; ms a request; share)');
       out.push(table(['config', 'loop', 'run', 'runs', 'rows/run', 'tokens/run', 'feeds ms/run', 'onnxruntime ms/run', 'worker ms/request', '%'], workerRows));
+      const excess = (['closed', 'open'] as const).flatMap((loop) => results.slice(1).map((r) => diffRunExcess(ref[loop], r.name, loop, r[loop]))).filter((x): x is string => !!x);
+      if (excess.length) out.push('Sparse-diff runs beyond what their rows cost at N=1 (worker time; 1 request = 1 row):', ...excess);
     }
     out.push('');
     out.push('S-LoRA (Sheng et al. 2023) reports 8.05 req/s with 5 adapters and 7.61 req/s with 2000 (0.945×) on A100 for Llama-7B;');
