@@ -9,10 +9,11 @@ import * as path from 'path';
 import { createTinyBase } from '../../server/model/tiny';
 import { loadBase, type Base } from '../../server/model/base';
 import { Engine, type RowOutput } from '../../server/runtime/engine';
+import { Session } from '../../server/runtime/session';
 import { parseSafetensors, serializeSafetensors } from '../../modules-store/safetensors';
 import { parseManifest } from '../../modules-store/manifest';
 import { referenceForward, type RefComposition, type RefModule, type RefOutputs } from '../reference/encoder';
-import { baseParamShapes, makeAdapterModule, makeBitfitModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
+import { baseParamShapes, mulberry32, makeAdapterModule, makeBitfitModule, makeDiffModule, makeFusionModule, makeIa3Module, makeLoraModule, type BaseInfo } from '../helpers/modules';
 import { EMPTY_PLAN, type RowPlan } from '../../server/model/composition';
 
 const TEXTS = ['the quick brown fox', 'Der schnelle braune Fuchs springt über den faulen Hund', 'hello world', 'a test of tokenization and more words here'];
@@ -233,6 +234,70 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     const runs = f.engine.stats.runs;
     await check(f, comps, comps.map((_, i) => TEXTS[i % TEXTS.length]));
     expect(f.engine.stats.runs - runs).toBe(3); // languages 0-3 with the LoRA row, language 4, the diff group
+  });
+  it('random batches of wide and narrow adapters, with AdapterHub switches as people leave them and drawn at random (lanes and per-row slots, seeded)', async () => {
+    // Wide adapters (rank 32 or 64 on a hidden size of 16) and narrow ones; rows stack them in either order, two wide
+    // ones together, or run one alone, beside LoRA, BitFit and bare rows. The first batches' adapters keep seq_bn's
+    // switches (one activation for the wide ones): their wide slots run in lanes. The later batches' switches are
+    // drawn at random (adapter LayerNorms, residuals after the LayerNorm, scaling, activations): per-row slots.
+    // an engine of its own: the fixture's sessions, grown by the tests before, cover these batches with graphs
+    // whose switches are per row, where no slot is laned
+    const own: Fixture = { ...f, engine: await Engine.create({ base: f.base, runOverheadTokens: Infinity }), modules: new Map() };
+    for (const r of [refs.lora, refs.bitfit]) add(own, f.modules.get(r)!);
+    const rnd = mulberry32(4242 + family.length);
+    const pick = <T,>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)];
+    const b = f.info;
+    const leaveOut = () => (rnd() < 0.3 ? { leave_out: [Math.floor(rnd() * b.num_layers)] } : {});
+    const plain = (id: string, wide: boolean, act: string, seed: number): string =>
+      add(own, makeAdapterModule({ id, base: b, preset: wide ? pick(['seq_bn_inv', 'seq_bn']) : 'seq_bn', config: { reduction_factor: wide ? pick([0.25, 0.5]) : pick([2, 4]), non_linearity: act, ...leaveOut() }, seed }));
+    const drawn = (id: string, wide: boolean, seed: number): string => {
+      const originalLnBefore = rnd() < 0.5;
+      const config: Record<string, unknown> = {
+        reduction_factor: wide ? pick([0.25, 0.5]) : pick([2, 4]),
+        non_linearity: pick(['relu', 'gelu', 'swish', 'tanh']),
+        original_ln_before: originalLnBefore,
+        original_ln_after: rnd() < 0.7,
+        residual_before_ln: originalLnBefore && rnd() < 0.3 ? 'post_add' : rnd() < 0.6,
+        adapter_residual_before_ln: rnd() < 0.3,
+        ln_before: rnd() < 0.15,
+        ln_after: rnd() < 0.15,
+        scaling: pick([1, 0.5, 2]),
+        ...leaveOut(),
+      };
+      return add(own, makeAdapterModule({ id, base: b, preset: pick(wide ? ['seq_bn_inv', 'double_seq_bn_inv', 'seq_bn'] : ['seq_bn', 'double_seq_bn']), config, seed }));
+    };
+    const wideAct = pick(['relu', 'gelu', 'swish', 'tanh']);
+    const sets = [
+      { wide: Array.from({ length: 5 }, (_, i) => plain(`lang/plain${i}`, true, wideAct, 400 + i)), narrow: Array.from({ length: 3 }, (_, i) => plain(`task/plain${i}`, false, pick(['relu', 'gelu']), 410 + i)) },
+      { wide: Array.from({ length: 5 }, (_, i) => drawn(`lang/drawn${i}`, true, 420 + i)), narrow: Array.from({ length: 3 }, (_, i) => drawn(`task/drawn${i}`, false, 430 + i)) },
+    ];
+    const row = ({ wide, narrow }: (typeof sets)[number]): Comp => {
+      const k = rnd();
+      if (k < 0.3) return { stack: [pick(wide), pick(narrow)] };
+      if (k < 0.4) return { stack: [pick(narrow), pick(wide)] };
+      if (k < 0.5) return { stack: [pick(wide), pick(wide)] };
+      if (k < 0.7) return pick(wide);
+      if (k < 0.85) return pick(narrow);
+      return pick([refs.lora, refs.bitfit, null]);
+    };
+    const laned: boolean[] = [];
+    const realRun = Session.prototype.run;
+    const spy = jest.spyOn(Session.prototype, 'run').mockImplementation(function (this: Session, feeds, ...rest) {
+      laned.push(Object.keys(feeds).some((k) => k.includes('.lane@')));
+      return realRun.call(this, feeds, ...rest);
+    });
+    try {
+      for (const [i, set] of sets.entries())
+        for (let batch = 0; batch < 3; batch++) {
+          const at = laned.length;
+          const comps = [{ stack: [set.wide[batch], set.narrow[0]] }, ...Array.from({ length: 7 }, () => row(set))];
+          await check(own, comps, comps.map((_, r) => TEXTS[(r + batch) % TEXTS.length]));
+          if (i === 0) expect(laned.slice(at)).toContain(true);
+        }
+    } finally {
+      spy.mockRestore();
+      await own.engine.close();
+    }
   });
   it('sum of two diffs, and adapter + diff', async () => {
     await check(f, [{ sum: [refs.sftLang, refs.sftTask] }, { stack: [{ sum: [refs.sftLang] }, refs.pfeiffer] }], TEXTS.slice(0, 2));
