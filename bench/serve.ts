@@ -402,10 +402,12 @@ function workerTimeRows(name: string, loop: string, p: PhaseResult): string[][] 
  * against N=1 (a ceiling on the closed loop when the worker is the bottleneck), next to the ratio with everything.
  */
 function diffRunExcess(ref: PhaseResult, name: string, loop: string, p: PhaseResult): string | undefined {
-  const all = (x: PhaseResult) => (Object.values(x.runTimes) as RunTime[]).reduce((a, t) => ({ ms: a.ms + t.feedsMs + t.runMs, rows: a.rows + t.rows }), { ms: x.undoMs, rows: 0 });
-  const diff = (Object.entries(p.runTimes) as [RunKind, RunTime][]).filter(([k]) => k.startsWith('sparse-diff')).reduce((a, [, t]) => ({ ms: a.ms + t.feedsMs + t.runMs, rows: a.rows + t.rows }), { ms: p.undoMs, rows: 0 });
-  const r = all(ref);
-  const q = all(p);
+  // worker ms (the overwrites undone counted with the runs) and rows of a phase's runs whose kind passes `keep`
+  const sum = (x: PhaseResult, keep: (k: RunKind) => boolean) =>
+    (Object.entries(x.runTimes) as [RunKind, RunTime][]).filter(([k]) => keep(k)).reduce((a, [, t]) => ({ ms: a.ms + t.feedsMs + t.runMs, rows: a.rows + t.rows }), { ms: x.undoMs, rows: 0 });
+  const r = sum(ref, () => true);
+  const q = sum(p, () => true);
+  const diff = sum(p, (k) => k.startsWith('sparse-diff'));
   if (!diff.rows || !r.rows || !ref.requests || !p.requests) return undefined;
   const refPerReq = r.ms / ref.requests;
   const excessPerReq = (diff.ms - diff.rows * (r.ms / r.rows)) / p.requests;

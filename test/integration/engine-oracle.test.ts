@@ -240,8 +240,8 @@ describe.each(['bert', 'roberta', 'xlm-roberta', 'distilbert'] as const)('engine
     // ones together, or run one alone, beside LoRA, BitFit and bare rows. The first batches' adapters keep seq_bn's
     // switches (one activation for the wide ones): their wide slots run in lanes. The later batches' switches are
     // drawn at random (adapter LayerNorms, residuals after the LayerNorm, scaling, activations): per-row slots.
-    // an engine of its own: the fixture's sessions, grown by the tests before, cover these batches with graphs
-    // whose switches are per row, where no slot is laned
+    // On an engine of its own: the fixture's sessions, grown by the tests before, would cover these batches with
+    // graphs whose switches are per row, where no slot is laned.
     const own: Fixture = { ...f, engine: await Engine.create({ base: f.base, runOverheadTokens: Infinity }), modules: new Map() };
     for (const r of [refs.lora, refs.bitfit]) add(own, f.modules.get(r)!);
     const rnd = mulberry32(4242 + family.length);

@@ -284,8 +284,8 @@ describe('admission over HTTP', () => {
     const shortLen = (await base.tokenizer.encodeBatch(['a b'])).lengths[0];
     const longLen = (await base.tokenizer.encodeBatch([words(24)])).lengths[0];
     // Budget: the four long rows fit, a fifth row would not; the rows before the last one stay under it, so no batch
-    // forms before every row is queued (on a loaded machine a wait timer that fires between arrivals would form one
-    // of the rows queued so far, long and short together: seen in CI with a 2 s wait and the last long row last but one).
+    // forms before every row is queued (on a loaded machine a wait timer that fires between arrivals would form a
+    // batch of the rows queued so far, long and short together: seen in CI with a 2 s wait and the last long row last but one).
     expect(3 * longLen + 4 * shortLen).toBeLessThan(4 * longLen + 2);
     const { app, service } = await appWith({ maxWaitMs: 30_000, maxBatchRows: 8, maxBatchTokens: 4 * longLen + 2 });
     const seen: BatchInfo[] = [];
