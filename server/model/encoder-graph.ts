@@ -128,6 +128,11 @@ export function foldedSlot(sv: SiteVariant, s: number): { biasColumn: boolean } 
 /** Lanes of a laned slot (lanedSlot): a run holds at most this many distinct adapters there (variants.ts laneGroups). */
 export const LANES = 4;
 
+/** Whether a slot of this rank class runs in lanes where it can (lanedSlot; variants.ts laneGroups splits runs by it). */
+export function wideClass(rankClass: number, hidden: number): boolean {
+  return rankClass > hidden;
+}
+
 /**
  * Mixed carried slots whose rank class is wider than the hidden size (a MAD-X language adapter: rank 384, class 1024
  * at BERT-base) run in LANES lanes instead of per-row products: a lane is the rows of one adapter, gathered from the
@@ -138,7 +143,7 @@ export const LANES = 4;
  * no adapter LayerNorms and one activation in the slot; null: per-row products.
  */
 export function lanedSlot(sv: SiteVariant, s: number, hidden: number): { biasColumn: boolean } | null {
-  if (sv.uniform || !sv.ranks || (sv.ranks[s] ?? 0) <= hidden || !carriesSum(sv) || sv.flags.lnBefore !== 'off' || sv.flags.lnAfter !== 'off') return null;
+  if (sv.uniform || !sv.ranks || !wideClass(sv.ranks[s] ?? 0, hidden) || !carriesSum(sv) || sv.flags.lnBefore !== 'off' || sv.flags.lnAfter !== 'off') return null;
   const act = slotActivation(sv, s);
   return act === 'mixed' ? null : { biasColumn: act === 'relu' };
 }

@@ -7,7 +7,7 @@
  *   const v = chooseVariant(base.config.numLayers, plans, false);
  */
 import type { RowPlan } from '../model/composition';
-import { ADAPTER_FLAGS, IA3_TARGETS, LANES, LORA_TARGETS, MIN_RANK_CLASS, SITES, type Activation, type AdapterFlag, type FlagMode, type LoraTarget, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
+import { ADAPTER_FLAGS, IA3_TARGETS, LANES, LORA_TARGETS, MIN_RANK_CLASS, SITES, wideClass, type Activation, type AdapterFlag, type FlagMode, type LoraTarget, type Site, type SiteVariant, type Variant, variantKey } from '../model/encoder-graph';
 import { adapterSwitches } from '../../modules-store/kinds/bottleneck';
 import type { AdapterModule } from '../model/modules';
 
@@ -135,7 +135,7 @@ export function laneGroups(rows: number[], plans: RowPlan[], numLayers: number, 
   for (const r of rows) {
     const ranks = rowRanks(plans[r], numLayers);
     const wide: [string, string][] = [];
-    for (const site of SITES) plans[r].adapters.forEach((a, s) => (ranks[site]?.[s] ?? 0) > hidden && wide.push([`${site}.${s}`, a.key]));
+    for (const site of SITES) plans[r].adapters.forEach((a, s) => wideClass(ranks[site]?.[s] ?? 0, hidden) && wide.push([`${site}.${s}`, a.key]));
     const fits = (g: (typeof groups)[number]) => wide.every(([slot, key]) => !g.lanes.get(slot) || g.lanes.get(slot)!.has(key) || g.lanes.get(slot)!.size < LANES);
     let g = groups.find(fits);
     if (!g) groups.push((g = { rows: [], lanes: new Map() }));
